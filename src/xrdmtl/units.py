@@ -1,0 +1,59 @@
+"""Conversions between the x units of diffraction patterns (pure functions over arrays).
+
+Q = 4π sin(θ)/λ = 2π/d, with Q in Å⁻¹, λ and d in Å and 2θ in degrees.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+CU_KALPHA = 1.5418  # Å, weighted Cu Kα1/Kα2 (RRUFF powder patterns)
+CU_KALPHA1 = 1.5406  # Å
+HC_KEV_A = 12.398419843320026  # h·c in keV·Å
+
+UNITS = ("2th_deg", "q_A^-1", "q_nm^-1", "d_A")
+
+
+def tth_to_q(two_theta_deg: ArrayLike, wavelength: float) -> np.ndarray:
+    """Scattering angle 2θ (degrees) to Q (Å⁻¹) at ``wavelength`` (Å)."""
+    theta = np.deg2rad(np.asarray(two_theta_deg, dtype=float)) / 2.0
+    return 4.0 * np.pi * np.sin(theta) / wavelength
+
+
+def q_to_tth(q: ArrayLike, wavelength: float) -> np.ndarray:
+    """Q (Å⁻¹) to 2θ (degrees); NaN where the wavelength cannot reach that Q."""
+    s = np.asarray(q, dtype=float) * wavelength / (4.0 * np.pi)
+    with np.errstate(invalid="ignore"):
+        return np.rad2deg(2.0 * np.arcsin(np.where(np.abs(s) <= 1.0, s, np.nan)))
+
+
+def d_to_q(d: ArrayLike) -> np.ndarray:
+    """d-spacing (Å) to Q (Å⁻¹)."""
+    return 2.0 * np.pi / np.asarray(d, dtype=float)
+
+
+def q_to_d(q: ArrayLike) -> np.ndarray:
+    """Q (Å⁻¹) to d-spacing (Å)."""
+    return 2.0 * np.pi / np.asarray(q, dtype=float)
+
+
+def energy_to_wavelength(energy_kev: float) -> float:
+    """Photon energy (keV) to wavelength (Å)."""
+    return HC_KEV_A / energy_kev
+
+
+def to_q(x: ArrayLike, unit: str, wavelength: float | None = None) -> np.ndarray:
+    """Convert x values in ``unit`` (one of :data:`UNITS`) to Q in Å⁻¹."""
+    x = np.asarray(x, dtype=float)
+    if unit == "q_A^-1":
+        return x
+    if unit == "q_nm^-1":
+        return x / 10.0
+    if unit == "d_A":
+        return d_to_q(x)
+    if unit == "2th_deg":
+        if wavelength is None:
+            raise ValueError("2θ needs a wavelength")
+        return tth_to_q(x, wavelength)
+    raise ValueError(f"unknown x unit {unit!r}")
