@@ -2,9 +2,9 @@
 
 Input channels (float32, shape ``(batch, 3, n)``):
 0. intensity min–max normalised over the covered points (the paper's input);
-1. the same after removing a smooth background (morphological opening + smoothing), scaled to a
-   maximum of 1: it makes raw unmasked integrations (fluid and cell background dominating) look like
-   the expert-processed masked ones;
+1. the same after removing a smooth background (coarse-to-fine morphological openings, each
+   smoothed), scaled to a maximum of 1: it makes raw unmasked integrations (fluid and cell background
+   dominating) look like the expert-processed masked ones;
 2. the coverage mask (1 where the pattern has data), so the model knows where it saw nothing.
 """
 
@@ -14,7 +14,9 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 
 N_CHANNELS = 3
-BACKGROUND_WINDOW_Q = 0.12  # Å⁻¹: wider than any target peak (FWHM ≲ 0.05 Å⁻¹), narrower than liquid humps
+# Å⁻¹, coarse to fine: the finest stays wider than any target peak's base (rhenium FWHM ≲ 0.06 Å⁻¹ at
+# 0.561 Å), the coarse ones take out liquid and cell humps first so a flat window fits what is left.
+BACKGROUND_WINDOWS_Q = (0.48, 0.24, 0.12)
 
 
 def fill_uncovered(intensity: np.ndarray, coverage: np.ndarray) -> np.ndarray:
@@ -27,11 +29,21 @@ def fill_uncovered(intensity: np.ndarray, coverage: np.ndarray) -> np.ndarray:
     return np.take_along_axis(intensity, nearest, axis=1)
 
 
-def smooth_background(intensity: np.ndarray, coverage: np.ndarray, window: int) -> np.ndarray:
-    """Smooth lower envelope of each row: opening (min then max filter) then a box smoothing."""
-    filled = fill_uncovered(intensity, coverage)
-    opened = maximum_filter1d(minimum_filter1d(filled, window, axis=1, mode="nearest"), window, axis=1, mode="nearest")
+def _smoothed_opening(x: np.ndarray, window: int) -> np.ndarray:
+    eroded = minimum_filter1d(x, window, axis=1, mode="nearest")
+    opened = maximum_filter1d(eroded, window, axis=1, mode="nearest")
     return uniform_filter1d(opened, window, axis=1, mode="nearest")
+
+
+def smooth_background(intensity: np.ndarray, coverage: np.ndarray, q_step: float) -> np.ndarray:
+    """Smooth background of each row: a smoothed opening of what the coarser passes left, summed
+    over windows :data:`BACKGROUND_WINDOWS_Q` (a flat window alone would cut peaks on steep slopes)."""
+    filled = fill_uncovered(intensity, coverage)
+    background = np.zeros_like(filled)
+    for width in BACKGROUND_WINDOWS_Q:
+        window = max(3, int(round(width / q_step)))
+        background += _smoothed_opening(filled - background, window)
+    return background
 
 
 def model_input(intensity: np.ndarray, coverage: np.ndarray, q_step: float) -> np.ndarray:
@@ -46,8 +58,7 @@ def model_input(intensity: np.ndarray, coverage: np.ndarray, q_step: float) -> n
     hi = np.where(coverage.any(axis=1, keepdims=True), hi, 1.0)
     raw = (intensity - lo) / np.maximum(hi - lo, 1e-12) * cov
 
-    window = max(3, int(round(BACKGROUND_WINDOW_Q / q_step)))
-    residual = (intensity - smooth_background(intensity, coverage, window)) * cov
+    residual = (intensity - smooth_background(intensity, coverage, q_step)) * cov
     peak = np.maximum(residual.max(axis=1, keepdims=True), 1e-12)
     detrended = np.clip(residual / peak, -1.0, 1.0)
     return np.stack([raw, detrended, cov], axis=1).astype(np.float32)
