@@ -187,6 +187,9 @@ class Phase:
         path = Path(path)
         try:
             raw = path.read_bytes()
+        except OSError as exc:
+            raise PhaseError(f"cannot read CIF file: {exc.strerror or exc}", path) from exc
+        try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 structure = Structure.from_str(raw.decode("utf-8", errors="replace"), fmt="cif")
