@@ -1,0 +1,161 @@
+"""What drove each call: peaks in the pattern, the reference reflections they match, and saliency.
+
+Everything here works on a batch of model inputs ``x`` (float32 ``(B, 3, G)``, see
+:func:`xrdmtl.preprocess.model_input`) on one Q grid:
+
+- :func:`find_peaks_batch` finds peaks in the background-removed channel of every pattern at once;
+- :func:`explained_mask` turns reference reflections into the grid regions a phase can explain
+  (within a lattice tolerance), so matching peaks to phases is a table look-up;
+- :func:`saliency` gives input × gradient of each phase's logit over Q (one backward pass per phase
+  for the whole batch) and :func:`top_regions` the Q intervals that contributed most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
+
+from .grid import QGrid
+from .phases import Reflections
+
+PEAK_HALF_WIDTH_Q = 0.015  # Å⁻¹: a peak is the maximum within ± this
+PEAK_SLACK_Q = 0.012  # Å⁻¹: zero/offset error and peak-position noise allowed on top of the lattice tolerance
+LATTICE_TOLERANCE = {"bastnaesite": 0.03}  # relative Q tolerance per phase name prefix (strain, solid solution)
+DEFAULT_LATTICE_TOLERANCE = 0.01
+MIN_REFLECTION_INTENSITY = 2.0  # of 100: weaker reference reflections explain nothing
+
+
+@dataclass
+class Explanation:
+    """Evidence behind one pattern's calls.
+
+    ``peaks``: detected peak positions (Q, Å⁻¹) with their heights relative to the strongest;
+    ``matched``: per phase, the reference reflections (Q) that a detected peak sits on;
+    ``unexplained``: strong peaks that no called phase explains;
+    ``saliency``: per phase, input × gradient over the grid (normalised to max |·| = 1), or None;
+    ``regions``: per phase, the Q intervals that pushed the call up most (from the saliency).
+    """
+
+    peaks: list[tuple[float, float]] = field(default_factory=list)
+    matched: dict[str, list[float]] = field(default_factory=dict)
+    unexplained: list[float] = field(default_factory=list)
+    saliency: dict[str, np.ndarray] | None = None
+    regions: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def summary(self, phases: Sequence[str]) -> str:
+        """One short line: the matched reference peaks (and top saliency region) of ``phases``."""
+        parts = []
+        for name in phases:
+            qs = ", ".join(f"{q:.2f}" for q in self.matched.get(name, [])[:4])
+            reg = self.regions.get(name)
+            where = f"; drove Q {reg[0][0]:.2f}–{reg[0][1]:.2f}" if reg else ""
+            parts.append(f"{name}: peaks at Q={qs or 'none'}{where}")
+        return " | ".join(parts)
+
+
+def lattice_tolerance(phase: str, lattice_range: tuple[float, float] | None = None) -> float:
+    """Relative Q tolerance when matching peaks to ``phase``'s reflections: the per-name default,
+    widened to the phase's lattice-scale range (``Phase.meta['lattice_range']``) when given."""
+    tol = next((t for prefix, t in LATTICE_TOLERANCE.items() if phase.lower().startswith(prefix)),
+               DEFAULT_LATTICE_TOLERANCE)
+    if lattice_range is not None:
+        lo, hi = lattice_range
+        tol = max(tol, 1.0 - float(lo), float(hi) - 1.0)
+    return tol
+
+
+def noise_level(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Robust per-row noise σ from the median absolute first difference over valid points."""
+    diff = np.abs(np.diff(values, axis=1))
+    ok = valid[:, 1:] & valid[:, :-1]
+    diff = np.sort(np.where(ok, diff, np.inf), axis=1)
+    count = ok.sum(axis=1)
+    med = np.take_along_axis(diff, np.maximum(count // 2, 0)[:, None], axis=1)[:, 0]
+    med = np.where(count > 0, med, 0.0)
+    return med * 1.4826 / np.sqrt(2.0)
+
+
+def find_peaks_batch(
+    x: np.ndarray, grid: QGrid, min_height: float = 0.05, min_snr: float = 4.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Peaks of every pattern's background-removed channel (``x[:, 1]``), vectorised over the batch.
+
+    A peak is the maximum within ±:data:`PEAK_HALF_WIDTH_Q`, with data all around it, at least ``min_height`` of the
+    pattern's strongest residual and ``min_snr`` times its noise σ. Returns (row, grid index, height,
+    height in noise units), sorted by row then index.
+    """
+    d = x[:, 1, :]
+    cov = x[:, 2, :] > 0.5
+    half = max(1, int(round(PEAK_HALF_WIDTH_Q / grid.step)))
+    local_max = maximum_filter1d(np.where(cov, d, -np.inf), 2 * half + 1, axis=1, mode="nearest")
+    inner = minimum_filter1d(cov, 2 * half + 1, axis=1, mode="constant", cval=False)  # not at an edge
+    sigma = noise_level(d, cov)
+    top = (d == local_max) & inner & (d >= min_height) & (d >= min_snr * sigma[:, None])
+    top[:, 1:] &= ~top[:, :-1]  # a flat top counts once
+    rows, idx = np.nonzero(top)
+    height = d[rows, idx]
+    return rows, idx, height, height / np.maximum(sigma[rows], 1e-12)
+
+
+def explained_mask(reflections: Reflections, grid: QGrid, tolerance: float) -> np.ndarray:
+    """Grid points (bool ``(G,)``) within ``tolerance``·Q + slack of a reflection of the phase."""
+    strong = reflections.intensity >= MIN_REFLECTION_INTENSITY
+    q_ref = reflections.q[strong]
+    g = grid.values
+    out = np.zeros(grid.n, dtype=bool)
+    for q in q_ref:
+        out |= np.abs(g - q) <= tolerance * q + PEAK_SLACK_Q
+    return out
+
+
+def matched_reflections(peak_q: np.ndarray, reflections: Reflections, tolerance: float) -> list[float]:
+    """Reference reflections (Q, strong ones only) that one of the detected peaks ``peak_q`` sits on."""
+    strong = reflections.intensity >= MIN_REFLECTION_INTENSITY
+    q_ref = reflections.q[strong]
+    if q_ref.size == 0 or peak_q.size == 0:
+        return []
+    near = np.abs(peak_q[None, :] - q_ref[:, None]) <= (tolerance * q_ref + PEAK_SLACK_Q)[:, None]
+    return [float(q) for q in q_ref[near.any(axis=1)]]
+
+
+def saliency(net: Callable[[Any], Any], x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Input × gradient of each phase's logit of ``net`` (an eval-mode torch module) over Q: ``(B, T, G)``.
+
+    ``net`` returns logits ``(B, T)`` or ``(B, T, 2)`` (absent, present: their difference is used).
+
+    Gradients flow into the two intensity channels (the coverage channel is not evidence); each
+    (pattern, phase) map is lightly smoothed and scaled to a maximum |value| of 1.
+    """
+    import torch
+
+    out = []
+    with torch.enable_grad():
+        for start in range(0, len(x), batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size])).requires_grad_(True)
+            logits = net(xb)
+            if logits.ndim == 3:  # (B, T, 2): absent/present logits → their difference
+                logits = logits[..., 1] - logits[..., 0]
+            maps = []
+            for t in range(logits.shape[1]):
+                (grad,) = torch.autograd.grad(logits[:, t].sum(), xb, retain_graph=t + 1 < logits.shape[1])
+                maps.append((grad * xb)[:, :2].sum(dim=1).detach().numpy())
+            out.append(np.stack(maps, axis=1))
+    sal = uniform_filter1d(np.concatenate(out).astype(np.float32), 5, axis=2, mode="nearest")
+    scale = np.abs(sal).max(axis=2, keepdims=True)
+    return sal / np.where(scale > 0, scale, 1.0)
+
+
+def top_regions(sal: np.ndarray, q: np.ndarray, k: int = 3, level: float = 0.3) -> list[tuple[float, float]]:
+    """Up to ``k`` Q intervals where ``sal`` (one map) exceeds ``level``, largest total first."""
+    above = np.concatenate(([False], sal > level, [False]))
+    edges = np.flatnonzero(np.diff(above.astype(np.int8)))
+    starts, stops = edges[0::2], edges[1::2]
+    if starts.size == 0:
+        return []
+    mass = np.add.reduceat(np.where(sal > level, sal, 0.0), starts)
+    order = np.argsort(mass)[::-1][:k]
+    return [(float(q[starts[i]]), float(q[stops[i] - 1])) for i in order]
