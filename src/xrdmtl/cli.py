@@ -89,5 +89,187 @@ def phases_cmd(
     console.print(table)
 
 
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="Model folder (or its .safetensors file); default: the shipped model.")
+]
+WavelengthOpt = Annotated[
+    float | None, typer.Option("--wavelength", "-w", help="Wavelength in Å (overrides the files'; needed for 2θ without one).")
+]
+XUnitOpt = Annotated[str | None, typer.Option("--x-unit", help="x unit of 1D files: 2th_deg, q_A^-1, q_nm^-1 or d_A.")]
+PoniOpt = Annotated[Path | None, typer.Option("--poni", help="pyFAI geometry (.poni) for 2D frames.")]
+MaskOpt = Annotated[str, typer.Option("--mask", help="Frames: none, auto (anvil spots, hot pixels) or a mask file.")]
+ThresholdOpt = Annotated[
+    float | None, typer.Option("--threshold", help="Call a phase present at p ≥ T (default: the model's per-phase thresholds).")
+]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Processes reading and predicting (default: all cores).")]
+SchedulerOpt = Annotated[
+    str | None, typer.Option("--scheduler", help="Run on Dask: a scheduler address, or 'local' for a local cluster.")
+]
+
+
+def _predictor(model: str | None, threshold: float | None) -> Any:
+    """The Predictor for the CLI options (checks the threshold)."""
+    from .predict import Predictor
+
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise XrdmtlError(f"--threshold must lie between 0 and 1, got {threshold}")
+    return Predictor(model, threshold=threshold)
+
+
+def _reading_options(wavelength: float | None, poni: Path | None, mask: str) -> None:
+    """Fail early, with one line, on reading options that cannot work."""
+    from .errors import FrameError
+
+    if wavelength is not None and not wavelength > 0:
+        raise XrdmtlError(f"--wavelength must be positive, got {wavelength}")
+    if poni is not None and not poni.is_file():
+        raise FrameError("no such geometry file (--poni)", poni)
+    if mask not in ("none", "auto") and not Path(mask).is_file():
+        raise FrameError("--mask is neither none, auto nor an existing mask file", mask)
+
+
+def _summary_table(preds: list, phases: list[str], title: str) -> Any:
+    """A rich table: one row per pattern for small runs, counts per phase for large ones."""
+    from rich.table import Table
+
+    ok = [p for p in preds if p.ok]
+    table = Table(title=title)
+    if len(preds) <= 40:
+        table.add_column("file", overflow="fold")
+        for name in phases:
+            table.add_column(f"p_{name}", justify="right")
+        table.add_column("found")
+        table.add_column("warning / error", overflow="fold")
+        for p in preds:
+            if p.ok:
+                cells = [f"{p.probabilities[n]:.2f}" for n in phases]
+                note = f"[yellow]{p.warning}[/yellow]" if p.warning else ""
+                table.add_row(p.file, *cells, ", ".join(p.found) or "-", note)
+            else:
+                table.add_row(p.file, *(["-"] * len(phases)), "-", f"[red]{p.error}[/red]")
+        return table
+    table.add_column("phase")
+    table.add_column("found in", justify="right")
+    table.add_column("mean p", justify="right")
+    for name in phases:
+        n_found = sum(p.calls[name] for p in ok)
+        mean = sum(p.probabilities[name] for p in ok) / len(ok) if ok else float("nan")
+        table.add_row(name, f"{n_found} / {len(ok)}", f"{mean:.2f}")
+    return table
+
+
+@app.command("predict")
+@clean_errors
+def predict_cmd(
+    paths: Annotated[list[str], typer.Argument(help="Pattern files, frame files, folders or globs.")],
+    model: ModelOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV to write (default: stdout).")] = None,
+    wavelength: WavelengthOpt = None,
+    x_unit: XUnitOpt = None,
+    poni: PoniOpt = None,
+    mask: MaskOpt = "none",
+    threshold: ThresholdOpt = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Folder for a PNG per pattern (and a timeline per frame stack).")
+    ] = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    save_integrated: Annotated[
+        Path | None, typer.Option("--save-integrated", help="Folder for the integrated 1D patterns of frames.")
+    ] = None,
+) -> None:
+    """Call each phase of the model in every pattern: a CSV row per file (or frame) with
+    p_<phase>, 0/1 calls, a warning (unexplained peaks, uncertain calls) and an error column."""
+    from .predict import write_csv
+
+    _reading_options(wavelength, poni, mask)
+    predictor = _predictor(model, threshold)
+    preds = predictor.predict_files(
+        paths, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, workers=workers,
+        scheduler=scheduler, plot_dir=plot, save_integrated=save_integrated,
+    )
+    text = write_csv(preds, predictor.phases, out)
+    if out is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    show = console if out is not None else err_console
+    failed = [p for p in preds if not p.ok]
+    warned = sum(1 for p in preds if p.ok and p.warning)
+    show.print(_summary_table(preds, predictor.phases, "xrdmtl predict"))
+    where = f"; CSV: {out}" if out is not None else ""
+    plots = f"; plots: {plot}/" if plot is not None else ""
+    show.print(f"{len(preds)} pattern(s), {len(failed)} failed, {warned} with warnings{where}{plots}",
+               highlight=False)
+    for p in failed:
+        err_console.print(f"[red]error:[/red] {p.error}", highlight=False, soft_wrap=True)
+    if failed or not preds:
+        raise typer.Exit(1)
+
+
+@app.command("evaluate")
+@clean_errors
+def evaluate_cmd(
+    labels: Annotated[Path, typer.Option("--labels", help="labels.csv: file,<phase>,... with 0/1 values.")],
+    model: ModelOpt = None,
+    wavelength: WavelengthOpt = None,
+    x_unit: XUnitOpt = None,
+    poni: PoniOpt = None,
+    mask: MaskOpt = "none",
+    threshold: ThresholdOpt = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+) -> None:
+    """Predict the labeled patterns and score the calls: per-phase accuracy, F1 and ROC AUC,
+    exact-match accuracy, and the misclassified files."""
+    import json
+
+    from .predict import evaluate_labels
+
+    _reading_options(wavelength, poni, mask)
+    predictor = _predictor(model, threshold)
+    result = evaluate_labels(
+        predictor, labels, note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
+        wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, workers=workers, scheduler=scheduler,
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=1) + "\n")
+    else:
+        _print_evaluation(result, predictor.phases)
+    if result["failed"]:
+        if not as_json:
+            for f in result["failed"]:
+                err_console.print(f"[red]error:[/red] {f['error']}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _print_evaluation(result: dict, phases: list[str]) -> None:
+    from rich.table import Table
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    table = Table(title=f"xrdmtl evaluate: {result['n']} labeled pattern(s)")
+    for col in ("phase", "positives", "accuracy", "precision", "recall", "F1", "ROC AUC"):
+        table.add_column(col, justify="left" if col == "phase" else "right")
+    for name in phases:
+        m = result["phases"][name]
+        table.add_row(name, str(m["positives"]), fmt(m["accuracy"]), fmt(m["precision"]), fmt(m["recall"]),
+                      fmt(m["f1"]), fmt(m["roc_auc"]))
+    console.print(table)
+    console.print(f"exact match (all phases right): {fmt(result['exact_match'])}", highlight=False)
+    wrong = result["misclassified"]
+    if wrong:
+        mis = Table(title=f"misclassified: {len(wrong)}")
+        for col in ("file", "labels", "calls", *(f"p_{n}" for n in phases)):
+            mis.add_column(col, overflow="fold")
+        for w in wrong:
+            mis.add_row(w["file"], ", ".join(w["labels"]) or "-", ", ".join(w["calls"]) or "-",
+                        *(f"{w['probabilities'][n]:.2f}" for n in phases))
+        console.print(mis)
+    else:
+        console.print("no misclassified pattern")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
