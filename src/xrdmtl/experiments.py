@@ -1,0 +1,688 @@
+"""The paper's four comparisons in one run (``xrdmtl experiment``), saved as ``results.json``.
+
+A *setting* (architecture, loss, synthetic view) is trained by :func:`run_setting` for several seeds
+on the same synthetic data and budget; every trained model is evaluated on the same test sets:
+
+- ``sim_unmasked`` / ``sim_masked``: frames from :mod:`xrdmtl.framesim` at a held-out seed and
+  wavelength, integrated without and with the anvil-spot mask (generated once, cached in ``out_dir``);
+- ``rruff``: the measured powder patterns shipped in ``tests/data`` (an external check);
+- ``hdac_unmasked`` / ``hdac_masked``: the paper's 29 measured patterns, when
+  ``<repo>/../shared/data/hdac`` exists.
+
+The comparisons are thin loops over :func:`run_setting` and :func:`run_finetune`: (1) multi-task
+against binary CNNs and the paper's network, (2) every loss, (3) data efficiency, fine-tuning on N
+labeled simulated frames (our stand-in for labeled beamline data) and, on the measured patterns, by
+cross-validation, (4) training and testing on masked and unmasked data. Seeds give mean ± sd, and
+:func:`verdict` calls a difference a win only when it is larger than the spread.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .grid import DEFAULT_GRID, QGrid
+from .metrics import accuracy, exact_match, precision_recall_f1
+from .preprocess import model_input
+
+PAPER = {
+    "source": "Li et al., arXiv 2403.10042 (Adv. Intell. Syst. 6(12), 2024)",
+    "synthetic_only_exact": 0.70,
+    "few_labeled_exact": 0.90,
+}
+"""The paper's headline figures, the only numbers the report takes from outside the runs."""
+
+VIEWS = ("unmasked", "masked")
+HDAC_WAVELENGTH = 0.561  # Å, see shared/data/hdac/PROVENANCE.md
+RRUFF_WAVELENGTH = 1.5418  # Å, Cu Kα: RRUFF powder patterns state none
+HISTORY_POINTS = 100  # learning-curve points kept per run
+
+
+# ----------------------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and sample standard deviation of ``n`` values (sd 0 for a single value)."""
+
+    mean: float
+    sd: float
+    n: int
+    values: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stat:
+        v = np.asarray(values, dtype=float)
+        sd = float(v.std(ddof=1)) if v.size > 1 else 0.0
+        return cls(round(float(v.mean()), 6), round(sd, 6), int(v.size), tuple(round(float(x), 6) for x in v))
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "sd": self.sd, "n": self.n, "values": list(self.values)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Stat:
+        return cls(float(d["mean"]), float(d["sd"]), int(d["n"]), tuple(d.get("values", ())))
+
+
+def verdict(a: Stat, b: Stat) -> Literal["better", "worse", "tie"]:
+    """Whether ``a`` beats ``b``: only when the difference of means exceeds their combined spread.
+
+    The spread is √(sd_a² + sd_b²); a smaller difference is a tie, whatever its sign.
+    """
+    diff = a.mean - b.mean
+    if abs(diff) <= math.hypot(a.sd, b.sd):
+        return "tie"
+    return "better" if diff > 0 else "worse"
+
+
+# ------------------------------------------------------------------------------------------- config
+
+
+@dataclass
+class ExperimentConfig:
+    """Sizes, budgets and seeds of one experiment run; see :meth:`preset`."""
+
+    preset_name: str = "full"
+    seeds: int = 3
+    steps: int = 1500
+    batch_size: int = 64
+    finetune_steps: int = 150
+    n_test: int = 200
+    n_pool: int = 100
+    finetune_ns: tuple[int, ...] = (5, 10, 20, 50, 100)
+    hdac_ns: tuple[int, ...] = (5, 10, 20)
+    hdac_splits: int = 3
+    archs: tuple[str, ...] = ("mtl", "binary", "paper")
+    losses: tuple[str, ...] = ()
+    plain_loss: str = "ce"
+    few_n: int = 20
+    test_seed: int = 7001
+    pool_seed: int = 7002
+    test_wavelength: float = 0.4133
+    pool_wavelength: float = HDAC_WAVELENGTH
+    n_examples: int = 3
+    grid: QGrid = field(default_factory=lambda: DEFAULT_GRID)
+
+    @classmethod
+    def preset(cls, name: str, seeds: int | None = None) -> ExperimentConfig:
+        """``toy`` (seconds, for tests), ``quick`` (≤ 10 min on 2 cores) or ``full`` (≤ 2 h)."""
+        presets: dict[str, dict[str, Any]] = {
+            "toy": dict(seeds=2, steps=6, batch_size=8, finetune_steps=3, n_test=6, n_pool=10,
+                        finetune_ns=(5, 10), hdac_ns=(5,), hdac_splits=1, n_examples=2, few_n=10),
+            "quick": dict(seeds=3, steps=120, batch_size=32, finetune_steps=20, n_test=60, n_pool=40,
+                          finetune_ns=(5, 10, 20, 40), hdac_ns=(5, 10, 20), hdac_splits=2),
+            "full": {},
+        }
+        if name not in presets:
+            raise ValueError(f"unknown preset {name!r} (known: {', '.join(presets)})")
+        cfg = cls(preset_name=name, **presets[name])
+        return cfg if seeds is None else replace(cfg, seeds=int(seeds))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["grid"] = self.grid.to_dict()
+        return d
+
+
+# -------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class LabeledSet:
+    """Patterns on the model grid with their labels: a test set or a fine-tuning pool."""
+
+    name: str
+    kind: Literal["simulated", "measured"]
+    description: str
+    files: list[Path]
+    intensity: np.ndarray  # (n, G) float32
+    coverage: np.ndarray  # (n, G) bool
+    labels: np.ndarray  # (n, T) uint8
+    labels_csv: Path
+    wavelength: float | None
+
+    @property
+    def x(self) -> np.ndarray:
+        return model_input(self.intensity, self.coverage, DEFAULT_GRID.step)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def info(self) -> dict:
+        return {"kind": self.kind, "n": len(self), "description": self.description,
+                "wavelength": self.wavelength}
+
+
+def repo_root() -> Path:
+    """The source checkout this module lives in (``src/xrdmtl/`` → repository root)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def hdac_dir() -> Path | None:
+    """The paper's measured patterns, ``<repo>/../shared/data/hdac``, or None when absent."""
+    d = repo_root().parent / "shared" / "data" / "hdac"
+    return d if (d / "labels_unmasked.csv").is_file() else None
+
+
+def rruff_files() -> list[Path]:
+    """Measured RRUFF powder patterns shipped with the tests (``tests/data``)."""
+    return sorted((repo_root() / "tests" / "data").glob("*R0*Powder*.txt"))
+
+
+def load_labeled(
+    name: str, kind: Literal["simulated", "measured"], description: str, labels_csv: Path,
+    phases: Sequence[str], grid: QGrid, wavelength: float | None,
+) -> LabeledSet:
+    """Read every file of a labels CSV onto ``grid``."""
+    from .predict import read_labels
+    from .readers import load_pattern
+
+    files, labels = read_labels(labels_csv, phases)
+    on_grid = [load_pattern(f, wavelength=wavelength).on_grid(grid) for f in files]
+    return LabeledSet(
+        name, kind, description, list(files),
+        np.stack([g[0] for g in on_grid]), np.stack([g[1] for g in on_grid]),
+        np.asarray(labels, dtype=np.uint8), labels_csv, wavelength,
+    )
+
+
+def rruff_set(phases: Sequence[str], grid: QGrid, data_dir: Path) -> LabeledSet | None:
+    """RRUFF patterns labeled by the mineral named in the file name (first ``__`` field)."""
+    files = rruff_files()
+    if not files:
+        return None
+    rows = [[f.name] + [int(f.name.split("__")[0].lower().startswith(p)) for p in phases] for f in files]
+    csv_path = data_dir / "rruff_labels.csv"
+    write_labels_csv(csv_path, [files[i] for i in range(len(files))], [r[1:] for r in rows], phases)
+    return load_labeled(
+        "rruff", "measured", "RRUFF powder patterns (Cu Kα), labeled by mineral name",
+        csv_path, phases, grid, RRUFF_WAVELENGTH,
+    )
+
+
+def write_labels_csv(path: Path, files: Sequence[Path], labels: Sequence[Sequence[int]],
+                     phases: Sequence[str]) -> Path:
+    """A labels CSV (``file,<phase>…``) with files relative to the CSV's folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", *phases])
+        for f, lab in zip(files, labels, strict=True):
+            w.writerow([os.path.relpath(Path(f).resolve(), path.parent.resolve()), *(int(v) for v in lab)])
+    os.replace(tmp, path)
+    return path
+
+
+def simulated_sets(
+    name: str, out: Path, n: int, seed: int, wavelength: float, phases: Sequence[str], grid: QGrid,
+    description: str,
+) -> dict[str, LabeledSet]:
+    """Simulated frames integrated unmasked and masked (generated once; reused when cached)."""
+    from .framesim import simulate_frames
+
+    params = {"n": n, "seed": seed, "wavelength": wavelength}
+    stamp = out / "params.json"
+    if not stamp.is_file() or json.loads(stamp.read_text()) != params:
+        simulate_frames(out, n, seed, wavelength=wavelength)
+        stamp.write_text(json.dumps(params))
+    return {
+        view: load_labeled(f"{name}_{view}", "simulated", f"{description}, integrated {view}",
+                           out / view / "labels.csv", phases, grid, wavelength)
+        for view in VIEWS
+    }
+
+
+# -------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, phases: Sequence[str]) -> dict:
+    """Exact match, macro F1, per-phase accuracy and confusion counts of one model on one set."""
+    calls = (probs >= thresholds).astype(np.uint8)
+    _, _, f1 = precision_recall_f1(labels, calls)
+    acc = accuracy(labels, calls)
+    y, c = labels.astype(bool), calls.astype(bool)
+    return {
+        "exact": exact_match(labels, calls),
+        "f1": float(f1.mean()),
+        "acc": {p: float(acc[i]) for i, p in enumerate(phases)},
+        "confusion": {
+            p: {"tp": int((y[:, i] & c[:, i]).sum()), "fp": int((~y[:, i] & c[:, i]).sum()),
+                "fn": int((y[:, i] & ~c[:, i]).sum()), "tn": int((~y[:, i] & ~c[:, i]).sum())}
+            for i, p in enumerate(phases)
+        },
+    }
+
+
+def predict_sets(model_path: Path, sets: dict[str, LabeledSet]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Probabilities of a saved model on every set, and its per-phase thresholds."""
+    from .models import load_model
+
+    model = load_model(model_path, device="cpu")
+    return {k: model.predict_proba(s.x) for k, s in sets.items()}, model.thresholds
+
+
+# -------------------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One trained configuration: architecture, loss and which synthetic view it learns from."""
+
+    key: str
+    label: str
+    arch: str
+    loss: str
+    train_view: Literal["mixed", "unmasked", "masked"] = "mixed"
+
+
+def build_settings(config: ExperimentConfig, tailored: str, losses: Sequence[str]) -> dict[str, Setting]:
+    """The settings the four comparisons need, the shared multi-task baseline first."""
+    arch_names = {"mtl": "multi-task CNN", "binary": "binary CNN per phase", "paper": "paper's CNN"}
+    out = {"mtl": Setting("mtl", f"MTL, {tailored} (base)", "mtl", tailored)}
+    for arch in config.archs:
+        if arch != "mtl":
+            out[arch] = Setting(arch, f"{arch_names.get(arch, arch)}, {tailored}", arch, tailored)
+    for loss in losses:
+        if loss != tailored:
+            out[f"mtl_{loss}"] = Setting(f"mtl_{loss}", f"MTL, {loss}", "mtl", loss)
+    for view in VIEWS:
+        out[f"mtl_{view}_only"] = Setting(f"mtl_{view}_only", f"MTL, trained {view} only", "mtl", tailored, view)
+    return out
+
+
+def _history(raw: Sequence[Sequence[float]]) -> list[list[float]]:
+    """Learning curve as at most :data:`HISTORY_POINTS` (step, loss) pairs."""
+    h = np.asarray(raw, dtype=float).reshape(-1, 2)
+    idx = np.unique(np.linspace(0, len(h) - 1, min(len(h), HISTORY_POINTS)).round().astype(int)) if len(h) else []
+    return [[round(float(h[i, 0]), 1), round(float(h[i, 1]), 5)] for i in idx]
+
+
+def run_setting(setting: Setting, seed: int, config: ExperimentConfig, phases: Sequence[str],
+                out_dir: Path) -> dict:
+    """Train one setting at one seed (reused when ``out_dir`` already holds it); its run record."""
+    from .training import TrainConfig, train
+
+    record_path = out_dir / "record.json"
+    key = _hash(setting, seed, config.steps, config.batch_size, config.grid.to_dict())
+    if record_path.is_file() and json.loads(record_path.read_text()).get("hash") == key:
+        return json.loads(record_path.read_text())
+    tc = TrainConfig(
+        arch=setting.arch, loss=setting.loss, steps=config.steps, batch_size=config.batch_size,
+        seed=seed, phases=list(phases), unmasked_fraction={"mixed": None, "unmasked": 1.0, "masked": 0.0}[setting.train_view],
+    )
+    t0 = time.perf_counter()
+    result = train(tc, out_dir / "model", progress=False)
+    record = {
+        "hash": key, "setting": setting.key, "seed": seed, "train_time_s": time.perf_counter() - t0,
+        "params": int(result.n_parameters), "history": _history(result.history),
+        "model": str(out_dir / "model"),
+    }
+    _write_json(record_path, record)
+    return record
+
+
+def run_finetune(base_model: Path, pool: LabeledSet, idx: np.ndarray, seed: int, config: ExperimentConfig,
+                 out_dir: Path) -> Path:
+    """Fine-tune ``base_model`` on the patterns ``idx`` of ``pool``; the new model's folder."""
+    from .models import read_meta
+    from .training import finetune
+
+    csv_path = write_labels_csv(out_dir / "labels.csv", [pool.files[i] for i in idx], pool.labels[idx],
+                                read_meta(base_model)["phases"])
+    finetune(base_model, csv_path, out_dir=out_dir / "model", steps=config.finetune_steps, seed=seed,
+             wavelength=pool.wavelength, progress=False)
+    return out_dir / "model"
+
+
+def _hash(*parts: Any) -> str:
+    return hashlib.sha1(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:16]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+# -------------------------------------------------------------------------------------------- run
+
+
+@dataclass
+class ExperimentResults:
+    """Everything the report needs, as the JSON-ready dictionary ``data`` (see ``results.json``)."""
+
+    data: dict
+    path: Path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ExperimentResults:
+        """Read a ``results.json`` (or the folder holding it)."""
+        p = Path(path)
+        p = p / "results.json" if p.is_dir() else p
+        return cls(json.loads(p.read_text()), p)
+
+
+class _Progress:
+    """A rich progress bar over the run's tasks (silent when disabled)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self.bar = Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("experiment", total=total)
+
+    def step(self, what: str, advance: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=what, advance=advance)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages behind the numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("xrdmtl", "torch", "numpy", "scipy", "pymatgen", "pyFAI", "fabio"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _summary(values: Sequence[dict], phases: Sequence[str]) -> dict:
+    """Per-seed evaluations of one setting on one set → Stat dicts (confusion summed)."""
+    return {
+        "exact": Stat.of([v["exact"] for v in values]).to_dict(),
+        "f1": Stat.of([v["f1"] for v in values]).to_dict(),
+        "acc": {p: Stat.of([v["acc"][p] for v in values]).to_dict() for p in phases},
+    }
+
+
+def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, progress: bool = True,
+                   command: str | None = None) -> ExperimentResults:
+    """Run the four comparisons into ``out_dir`` and write ``out_dir/results.json``.
+
+    Data sets and trained models are cached in ``out_dir`` (``data/``, ``runs/``), so a rerun with the
+    same configuration reuses them.
+    """
+    from .losses import LOSSES
+    from .models import default_device
+    from .phases import TARGETS
+    from .training import TrainConfig
+
+    config = config or ExperimentConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    stage: dict[str, float] = {}
+    phases = [getattr(p, "name", p) for p in TARGETS]
+    grid = config.grid
+    seeds = list(range(config.seeds))
+    tailored = TrainConfig().loss
+    losses = list(config.losses or LOSSES)
+    settings = build_settings(config, tailored, losses)
+    hd = hdac_dir()
+    n_hdac_ft = len(VIEWS) * len(seeds) * config.hdac_splits * len(config.hdac_ns) if hd else 0
+    bar = _Progress(1 + len(settings) * len(seeds) + len(VIEWS) * len(seeds) * len(config.finetune_ns)
+                    + n_hdac_ft, progress)
+    try:
+        # -- data
+        t0 = time.perf_counter()
+        bar.step("simulating test and pool frames", 0)
+        data = out / "data"
+        tests = {
+            f"sim_{v}": s for v, s in simulated_sets(
+                "sim", data / "test", config.n_test, config.test_seed, config.test_wavelength, phases, grid,
+                f"simulated frames, held-out seed {config.test_seed} and λ = {config.test_wavelength} Å",
+            ).items()
+        }
+        pool = simulated_sets(
+            "pool", data / "pool", config.n_pool, config.pool_seed, config.pool_wavelength, phases, grid,
+            f"labeled simulated frames (fine-tuning pool), seed {config.pool_seed}, λ = {config.pool_wavelength} Å",
+        )
+        rr = rruff_set(phases, grid, data)
+        if rr is not None:
+            tests["rruff"] = rr
+        if hd is not None:
+            for v in VIEWS:
+                tests[f"hdac_{v}"] = load_labeled(
+                    f"hdac_{v}", "measured", f"the paper's measured HDAC patterns, {v}, labels as given",
+                    hd / f"labels_{v}.csv", phases, grid, HDAC_WAVELENGTH,
+                )
+        stage["data"] = time.perf_counter() - t0
+        bar.step("data ready")
+
+        # -- the settings of comparisons 1, 2 and 4
+        t0 = time.perf_counter()
+        settings_out: dict[str, dict] = {}
+        base_models: dict[int, Path] = {}
+        for key, setting in settings.items():
+            records, evals = [], {t: [] for t in tests}
+            probs_sum = {t: np.zeros(tests[t].labels.shape) for t in tests}
+            for seed in seeds:
+                bar.step(f"train {key} seed {seed}", 0)
+                rec = run_setting(setting, seed, config, phases, out / "runs" / key / f"seed{seed}")
+                probs, thr = predict_sets(Path(rec["model"]), tests)
+                for t, p in probs.items():
+                    evals[t].append(evaluate(p, tests[t].labels, thr, phases))
+                    probs_sum[t] += p
+                records.append(rec)
+                if key == "mtl":
+                    base_models[seed] = Path(rec["model"])
+                bar.step(f"trained {key} seed {seed}")
+            settings_out[key] = {
+                "label": setting.label, "arch": setting.arch, "loss": setting.loss,
+                "train_view": setting.train_view, "params": records[0]["params"],
+                "train_time_s": Stat.of([r["train_time_s"] for r in records]).to_dict(),
+                "history": [r["history"] for r in records],
+                "metrics": {t: _summary(evals[t], phases) for t in tests},
+                "confusion": {
+                    t: {p: {k: sum(e["confusion"][p][k] for e in evals[t]) for k in ("tp", "fp", "fn", "tn")}
+                        for p in phases}
+                    for t in tests
+                },
+                "per_file": {
+                    t: _per_file(tests[t], probs_sum[t] / len(seeds), thr, phases)
+                    for t in tests if tests[t].kind == "measured"
+                },
+            }
+        stage["training"] = time.perf_counter() - t0
+
+        # -- comparison 3: data efficiency on simulated frames
+        t0 = time.perf_counter()
+        data_eff: dict[str, list[dict]] = {}
+        for v in VIEWS:
+            ts = f"sim_{v}"
+            base = settings_out["mtl"]["metrics"][ts]
+            pts = [{"n": 0, "exact": base["exact"], "f1": base["f1"]}]
+            for n in config.finetune_ns:
+                ex, f1 = [], []
+                for seed in seeds:
+                    bar.step(f"fine-tune {v} N={n} seed {seed}", 0)
+                    idx = np.random.default_rng([seed, n]).permutation(len(pool[v]))[:n]
+                    model = run_finetune(base_models[seed], pool[v], idx, seed, config,
+                                         out / "runs" / f"finetune_{v}" / f"n{n}_seed{seed}")
+                    probs, thr = predict_sets(model, {ts: tests[ts]})
+                    e = evaluate(probs[ts], tests[ts].labels, thr, phases)
+                    ex.append(e["exact"])
+                    f1.append(e["f1"])
+                    bar.step(f"fine-tuned {v} N={n} seed {seed}")
+                pts.append({"n": n, "exact": Stat.of(ex).to_dict(), "f1": Stat.of(f1).to_dict()})
+            data_eff[ts] = pts
+        stage["finetune_simulated"] = time.perf_counter() - t0
+
+        # -- the paper's measured patterns: cross-validated fine-tuning
+        t0 = time.perf_counter()
+        hdac: dict[str, Any] = {"available": hd is not None, "cv": {}}
+        if hd is not None:
+            hdac["n"] = len(tests["hdac_unmasked"])
+            hdac["splits"] = config.hdac_splits
+            hdac["synthetic_only"] = {v: settings_out["mtl"]["metrics"][f"hdac_{v}"] for v in VIEWS}
+            for v in VIEWS:
+                ts = tests[f"hdac_{v}"]
+                pts = []
+                runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
+                for seed in seeds:
+                    for split in range(config.hdac_splits):
+                        perm = np.random.default_rng([seed, split, 29]).permutation(len(ts))
+                        for n in config.hdac_ns:
+                            bar.step(f"cv {v} N={n} seed {seed} split {split}", 0)
+                            model = run_finetune(base_models[seed], ts, perm[:n], seed, config,
+                                                 out / "runs" / f"cv_{v}" / f"n{n}_seed{seed}_split{split}")
+                            rest = _subset(ts, perm[n:])
+                            probs, thr = predict_sets(model, {"rest": rest})
+                            runs[n].append(evaluate(probs["rest"], rest.labels, thr, phases)["exact"])
+                            bar.step(f"cv {v} N={n} seed {seed} split {split}")
+                for n in config.hdac_ns:
+                    pts.append({"n": n, "exact": Stat.of(runs[n]).to_dict(), "runs": len(runs[n])})
+                hdac["cv"][v] = pts
+        stage["finetune_measured"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        examples = make_examples(base_models[seeds[0]], tests, config.n_examples, phases)
+        stage["examples"] = time.perf_counter() - t0
+    finally:
+        bar.close()
+
+    data_out = {
+        "schema": 1,
+        "meta": {
+            "command": command or f"run_experiment({str(out)!r}, ExperimentConfig.preset({config.preset_name!r}))",
+            "preset": config.preset_name,
+            "config": config.to_dict(),
+            "versions": package_versions(),
+            "seeds": seeds,
+            "phases": phases,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "wall_time_s": round(time.perf_counter() - t_start, 1),
+            "stage_time_s": {k: round(v, 1) for k, v in stage.items()},
+            "cpus": os.cpu_count() or 1,
+            "device": str(default_device()),
+        },
+        "paper": PAPER,
+        "test_sets": {t: s.info() for t, s in tests.items()},
+        "settings": settings_out,
+        "comparisons": {
+            "primary_test_set": "sim_unmasked",
+            "base": "mtl",
+            "architecture": ["mtl", *[a for a in config.archs if a != "mtl"]],
+            "loss": ["mtl", *[f"mtl_{x}" for x in losses if x != tailored]],
+            "tailored_loss": "mtl",
+            "plain_loss": "mtl" if config.plain_loss == tailored else f"mtl_{config.plain_loss}",
+            "masking": {
+                "train": {"mixed": "mtl", **{v: f"mtl_{v}_only" for v in VIEWS}},
+                "test_sets": [f"sim_{v}" for v in VIEWS],
+            },
+            "data_efficiency_view": "unmasked",
+            "few_n": config.few_n,
+        },
+        "data_efficiency": data_eff,
+        "hdac": hdac,
+        "examples": examples,
+    }
+    path = out / "results.json"
+    _write_json(path, data_out)
+    return ExperimentResults(data_out, path)
+
+
+def _subset(s: LabeledSet, idx: np.ndarray) -> LabeledSet:
+    return replace(s, files=[s.files[i] for i in idx], intensity=s.intensity[idx], coverage=s.coverage[idx],
+                   labels=s.labels[idx])
+
+
+def _per_file(s: LabeledSet, probs: np.ndarray, thr: np.ndarray, phases: Sequence[str]) -> list[dict]:
+    calls = probs >= thr
+    return [
+        {"file": f.name, "labels": {p: int(s.labels[i, j]) for j, p in enumerate(phases)},
+         "probs": {p: round(float(probs[i, j]), 4) for j, p in enumerate(phases)},
+         "agree": bool((calls[i] == s.labels[i].astype(bool)).all())}
+        for i, f in enumerate(s.files)
+    ]
+
+
+def make_examples(model_path: Path, tests: dict[str, LabeledSet], k: int, phases: Sequence[str]) -> list[dict]:
+    """Up to ``k`` test patterns per set kind (one per phase where possible), with what drove the call."""
+    from .explain import saliency
+    from .models import load_model
+    from .phases import get_phase
+
+    model = load_model(model_path, device="cpu")
+    grid = model.grid
+    sticks = {}
+    for p in phases:
+        r = get_phase(p).reflections()
+        keep = (r.q >= grid.q_min) & (r.q <= grid.q_max) & (r.intensity >= 2)
+        sticks[p] = [[round(float(q), 4), round(float(i), 1)] for q, i in zip(r.q[keep], r.intensity[keep], strict=True)]
+    out = []
+    for name in ("sim_unmasked", "hdac_unmasked"):
+        if name not in tests:
+            continue
+        s = tests[name]
+        chosen: list[int] = []
+        for j in range(len(phases)):
+            hit = [i for i in np.flatnonzero(s.labels[:, j]) if i not in chosen]
+            if hit and len(chosen) < k:
+                chosen.append(int(hit[0]))
+        idx = np.array(chosen, dtype=int)
+        x = s.x[idx]
+        probs = model.predict_proba(x)
+        sal = saliency(_LogitMargin.wrap(model.net), x)
+        for r, i in enumerate(idx):
+            out.append({
+                "test_set": name, "file": s.files[i].name,
+                "q": [round(float(q), 4) for q in grid.values],
+                "signal": [round(float(v), 4) for v in x[r, 1]],
+                "probs": {p: round(float(probs[r, j]), 4) for j, p in enumerate(phases)},
+                "labels": {p: int(s.labels[i, j]) for j, p in enumerate(phases)},
+                "saliency": {p: [round(float(v), 3) for v in sal[r, j]] for j, p in enumerate(phases)},
+                "sticks": sticks,
+            })
+    return out
+
+
+class _LogitMargin:
+    """Wraps a network returning logits ``(B, T, 2)`` as one returning ``z₁ − z₀`` per phase."""
+
+    @staticmethod
+    def wrap(net: Any) -> Any:
+        import torch
+
+        class Margin(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                z = self.net(x)
+                return z[..., 1] - z[..., 0]
+
+        return Margin()
+
