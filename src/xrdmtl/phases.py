@@ -228,8 +228,10 @@ class Phase:
             return str(self.meta.get("symmetry", "?")).lower()
         from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-        sga = SpacegroupAnalyzer(self.structure, symprec=0.01)
-        return f"{sga.get_space_group_symbol()} ({sga.get_space_group_number()})"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sga = SpacegroupAnalyzer(self.structure, symprec=0.01)
+            return f"{sga.get_space_group_symbol()} ({sga.get_space_group_number()})"
 
     def _table(self) -> tuple[ReflectionTable, np.ndarray]:
         """The reflection table and its d at this phase's cell."""
