@@ -152,10 +152,12 @@ class LabeledSet:
     labels: np.ndarray  # (n, T) uint8
     labels_csv: Path
     wavelength: float | None
+    grid: QGrid
 
     @property
     def x(self) -> np.ndarray:
-        return model_input(self.intensity, self.coverage, DEFAULT_GRID.step)
+        """Model input ``(n, 3, G)``."""
+        return model_input(self.intensity, self.coverage, self.grid.step)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -177,8 +179,9 @@ def hdac_dir() -> Path | None:
 
 
 def rruff_files() -> list[Path]:
-    """Measured RRUFF powder patterns shipped with the tests (``tests/data``)."""
-    return sorted((repo_root() / "tests" / "data").glob("*R0*Powder*.txt"))
+    """Measured RRUFF powder patterns shipped with the tests: ``tests/data/rruff_<mineral>_<id>.txt``
+    (DIF peak lists, computed rather than measured, are left out)."""
+    return sorted(f for f in (repo_root() / "tests" / "data").glob("rruff_*.txt") if "_DIF" not in f.name)
 
 
 def load_labeled(
@@ -192,20 +195,19 @@ def load_labeled(
     files, labels = read_labels(labels_csv, phases)
     on_grid = [load_pattern(f, wavelength=wavelength).on_grid(grid) for f in files]
     return LabeledSet(
-        name, kind, description, list(files),
+        name, kind, description, [Path(f) for f in files],
         np.stack([g[0] for g in on_grid]), np.stack([g[1] for g in on_grid]),
-        np.asarray(labels, dtype=np.uint8), labels_csv, wavelength,
+        np.asarray(labels, dtype=np.uint8), labels_csv, wavelength, grid,
     )
 
 
 def rruff_set(phases: Sequence[str], grid: QGrid, data_dir: Path) -> LabeledSet | None:
-    """RRUFF patterns labeled by the mineral named in the file name (first ``__`` field)."""
+    """RRUFF patterns labeled by the mineral named in the file name."""
     files = rruff_files()
     if not files:
         return None
-    rows = [[f.name] + [int(f.name.split("__")[0].lower().startswith(p)) for p in phases] for f in files]
-    csv_path = data_dir / "rruff_labels.csv"
-    write_labels_csv(csv_path, [files[i] for i in range(len(files))], [r[1:] for r in rows], phases)
+    labels = [[int(f.name.split("_")[1].lower() == p) for p in phases] for f in files]
+    csv_path = write_labels_csv(data_dir / "rruff_labels.csv", files, labels, phases)
     return load_labeled(
         "rruff", "measured", "RRUFF powder patterns (Cu Kα), labeled by mineral name",
         csv_path, phases, grid, RRUFF_WAVELENGTH,
