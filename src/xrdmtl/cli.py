@@ -300,5 +300,78 @@ def experiment_cmd(
     )
 
 
+@app.command("audit")
+@clean_errors
+def audit_cmd(
+    labels: Annotated[Path, typer.Option("--labels", help="labels.csv: file,<phase>,... with 0/1 values.")],
+    model: ModelOpt = None,
+    wavelength: WavelengthOpt = None,
+    x_unit: XUnitOpt = None,
+    poni: PoniOpt = None,
+    mask: MaskOpt = "none",
+    no_model: Annotated[bool, typer.Option("--no-model", help="Peak evidence only, no model.")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Folder for a PNG per flagged pattern.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV to write: one row per label.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+) -> None:
+    """The evidence for and against each label (model probability, peak matches against the phase's
+    reflections) with a verdict per label: agrees, uncertain or contradicted; a plot per flagged pattern."""
+    import json
+
+    from .audit import audit_labels
+
+    _reading_options(wavelength, poni, mask)
+    table = audit_labels(
+        labels, model=model, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask,
+        use_model=not no_model, plot_dir=plot, note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
+    )
+    if out is not None:
+        table.to_csv(out)
+    if as_json:
+        sys.stdout.write(json.dumps(table.to_json(), indent=1) + "\n")
+    else:
+        console.print(table.rich_table())
+        for source, acc in table.accuracy().items():
+            per_phase = ", ".join(f"{p} {acc[p]:.1%}" for p in table.phases)
+            console.print(f"{source} calls vs labels as given: exact match {acc['exact_match']:.1%} ({per_phase})",
+                          highlight=False)
+        for r in table.flagged:
+            console.print(f"[bold red]contradicted[/bold red] {r.file} {r.phase}={r.label}: {r.reason}",
+                          highlight=False, soft_wrap=True)
+        console.print(f"{len(table.flagged)} contradicted label(s), "
+                      f"{sum(r.verdict == 'uncertain' for r in table.rows)} uncertain"
+                      + (f"; CSV: {out}" if out is not None else "") + (f"; plots: {plot}/" if table.plots else ""),
+                      highlight=False)
+    for file, err in table.errors.items():
+        err_console.print(f"[red]error:[/red] {err if file in err else f'{file}: {err}'}", highlight=False,
+                          soft_wrap=True)
+    if table.errors:
+        raise typer.Exit(1)
+
+
+@simulate_app.command("frames")
+@clean_errors
+def simulate_frames_cmd(
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of frames.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 0,
+    wavelength: Annotated[float, typer.Option("--wavelength", min=0.1, max=2.0,
+                                              help="Wavelength in Å.")] = 0.561,
+    plot: Annotated[bool, typer.Option("--plot", help="Save frames.png with a few frames.")] = False,
+) -> None:
+    """Simulate diamond-anvil-cell detector frames (EDF), the .poni geometry, true spot masks,
+    labels.csv, and each frame integrated unmasked/ and masked/ (pyFAI text format, own labels.csv)."""
+    from rich.progress import Progress
+
+    from .framesim import simulate_frames
+
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("simulating frames", total=n)
+        simulate_frames(out, n, seed=seed, wavelength=wavelength, plot=plot,
+                        progress=lambda i: bar.update(task, completed=i))
+    console.print(f"{n} frames in {out} (labels.csv, unmasked/, masked/, geometry.poni)",
+                  highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
