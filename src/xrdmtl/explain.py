@@ -26,6 +26,7 @@ PEAK_HALF_WIDTH_Q = 0.015  # Å⁻¹: a peak is the maximum within ± this
 PEAK_SLACK_Q = 0.012  # Å⁻¹: zero/offset error and peak-position noise allowed on top of the lattice tolerance
 LATTICE_TOLERANCE = {"bastnaesite": 0.03}  # relative Q tolerance per phase name prefix (strain, solid solution)
 DEFAULT_LATTICE_TOLERANCE = 0.01
+NOISE_BLOCKS = 16  # stretches of the grid with their own noise level
 MIN_REFLECTION_INTENSITY = 2.0  # of 100: weaker reference reflections explain nothing
 
 
@@ -68,15 +69,34 @@ def lattice_tolerance(phase: str, lattice_range: tuple[float, float] | None = No
     return tol
 
 
-def noise_level(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Robust per-row noise σ from the median absolute first difference over valid points."""
-    diff = np.abs(np.diff(values, axis=1))
-    ok = valid[:, 1:] & valid[:, :-1]
-    diff = np.sort(np.where(ok, diff, np.inf), axis=1)
-    count = ok.sum(axis=1)
-    med = np.take_along_axis(diff, np.maximum(count // 2, 0)[:, None], axis=1)[:, 0]
-    med = np.where(count > 0, med, 0.0)
-    return med * 1.4826 / np.sqrt(2.0)
+def _masked_median(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Median of the valid values of each row (0 where there are none)."""
+    ordered = np.sort(np.where(valid, values, np.inf), axis=1)
+    count = valid.sum(axis=1)
+    med = np.take_along_axis(ordered, (count // 2)[:, None], axis=1)[:, 0]
+    return np.where(count > 0, med, 0.0)
+
+
+def _mad(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Median absolute deviation of the valid values of each row."""
+    centre = _masked_median(values, valid)
+    return _masked_median(np.abs(values - centre[:, None]), valid)
+
+
+def noise_profile(values: np.ndarray, valid: np.ndarray, blocks: int = NOISE_BLOCKS) -> np.ndarray:
+    """Robust noise σ along each row ``(B, G)``: the scaled MAD in each of ``blocks`` stretches of Q
+    (noise of an integrated frame grows where rings have few pixels), never below the row's overall
+    level. The MAD of the values, not of their differences, so that resampling a coarse pattern onto
+    the fine grid (which correlates neighbours) does not hide its noise."""
+    b, g = values.shape
+    size = -(-g // blocks)
+    pad = size * blocks - g
+    v = np.pad(values, ((0, 0), (0, pad)))
+    ok = np.pad(valid, ((0, 0), (0, pad)))
+    overall = _mad(values, valid)
+    local = _mad(v.reshape(b * blocks, size), ok.reshape(b * blocks, size)).reshape(b, blocks)
+    local = np.maximum(local, overall[:, None])
+    return (np.repeat(local, size, axis=1)[:, :g] * 1.4826).astype(np.float32)
 
 
 def find_peaks_batch(
@@ -84,8 +104,8 @@ def find_peaks_batch(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Peaks of every pattern's background-removed channel (``x[:, 1]``), vectorised over the batch.
 
-    A peak is the maximum within ±:data:`PEAK_HALF_WIDTH_Q`, with data all around it, at least ``min_height`` of the
-    pattern's strongest residual and ``min_snr`` times its noise σ. Returns (row, grid index, height,
+    A peak is the maximum within ±:data:`PEAK_HALF_WIDTH_Q`, with data all around it, at least
+    ``min_height`` of the pattern's strongest residual and ``min_snr`` times the local noise σ. Returns (row, grid index, height,
     height in noise units), sorted by row then index.
     """
     d = x[:, 1, :]
@@ -93,12 +113,12 @@ def find_peaks_batch(
     half = max(1, int(round(PEAK_HALF_WIDTH_Q / grid.step)))
     local_max = maximum_filter1d(np.where(cov, d, -np.inf), 2 * half + 1, axis=1, mode="nearest")
     inner = minimum_filter1d(cov, 2 * half + 1, axis=1, mode="constant", cval=False)  # not at an edge
-    sigma = noise_level(d, cov)
-    top = (d == local_max) & inner & (d >= min_height) & (d >= min_snr * sigma[:, None])
+    sigma = noise_profile(d, cov)
+    top = (d == local_max) & inner & (d >= min_height) & (d >= min_snr * sigma)
     top[:, 1:] &= ~top[:, :-1]  # a flat top counts once
     rows, idx = np.nonzero(top)
     height = d[rows, idx]
-    return rows, idx, height, height / np.maximum(sigma[rows], 1e-12)
+    return rows, idx, height, height / np.maximum(sigma[rows, idx], 1e-12)
 
 
 def explained_mask(reflections: Reflections, grid: QGrid, tolerance: float) -> np.ndarray:

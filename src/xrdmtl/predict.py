@@ -450,7 +450,7 @@ class Predictor:
             mask=str(mask), explain=explain or plot_dir is not None, keep_saliency=explain,
             plot_dir=None if plot_dir is None else str(plot_dir),
             save_integrated=None if save_integrated is None else str(save_integrated),
-            plot_names=_plot_names(files) if plot_dir is not None else {},
+            names=_file_names(files) if plot_dir is not None or save_integrated is not None else {},
         )
         workers = max(1, workers or _n_cores())
         chunks = _chunks(files, workers)
@@ -524,7 +524,7 @@ class _Job:
     keep_saliency: bool
     plot_dir: str | None
     save_integrated: str | None
-    plot_names: dict[str, str]
+    names: dict[str, str]  # input file → distinct base name for its plots and integrated files
 
 
 _WORKER: dict[str, Predictor] = {}
@@ -560,7 +560,7 @@ def _run_chunk(predictor: Predictor, chunk: Sequence[str], job: _Job) -> list[Pr
     for path in chunk:
         for label, item in _read(path, job, integrator):
             if job.save_integrated and isinstance(item, Pattern) and _is_frame(path, integrator is not None):
-                item = _save_integrated(label, item, job.save_integrated)
+                item = _save_integrated(label, item, job)
             batch.append((label, item))
             if len(batch) >= BATCH_SIZE:
                 flush()
@@ -597,11 +597,9 @@ def _read(path: str, job: _Job, integrator: Any) -> Iterator[tuple[str, Pattern 
 
 
 def _mask_arg(mask: str) -> Any:
-    """The ``mask`` argument for frames: 'none' → None, 'auto' stays, a file → the mask array."""
-    if mask == "none":
-        return None
-    if mask == "auto":
-        return "auto"
+    """The ``mask`` argument for frames: 'none' and 'auto' stay, a file → its bool mask array."""
+    if mask in ("none", "auto"):
+        return mask
     from .frames import load_mask
 
     return _cached_mask(mask, load_mask)
@@ -700,8 +698,8 @@ class _progress:
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def _plot_names(files: Sequence[str]) -> dict[str, str]:
-    """A distinct PNG base name per input file (its stem, numbered where stems repeat)."""
+def _file_names(files: Sequence[str]) -> dict[str, str]:
+    """A distinct output base name per input file (its stem, numbered where stems repeat)."""
     names: dict[str, str] = {}
     used: dict[str, int] = {}
     for f in files:
@@ -723,10 +721,7 @@ def _plot_prediction(predictor: Predictor, pred: Prediction, pattern: Pattern, x
     """One PNG: the pattern on the model's grid, reference sticks of the phases found, saliency."""
     from .plots import plot_pattern
 
-    frame = _frame_index(pred.file)
-    base = frame[0] if frame else pred.file
-    stem = job.plot_names.get(base, _UNSAFE.sub("_", Path(base).stem))
-    name = f"{stem}_{frame[1]:05d}" if frame else stem
+    name = _output_name(pred.file, job.names)
     cov = x[2] > 0.5
     y = np.where(cov, x[0], np.nan)
     refs = {n: (None if r.reflections is None else sticks_at(r.reflections, pattern.wavelength))
@@ -739,14 +734,21 @@ def _plot_prediction(predictor: Predictor, pred: Prediction, pattern: Pattern, x
                  probabilities=pred.probabilities, q_range=(float(qs.min()), float(qs.max())))
 
 
-def _save_integrated(label: str, pattern: Pattern, folder: str) -> Pattern | XrdmtlError:
-    """Write an integrated frame as a pyFAI-style text file; the pattern, or the error on failure."""
+def _output_name(label: str, names: dict[str, str]) -> str:
+    """Base name of the outputs of ``label``: its file's distinct name, ``_<index>`` for a frame."""
     frame = _frame_index(label)
-    stem = _UNSAFE.sub("_", Path(frame[0] if frame else label).stem)
-    name = f"{stem}_{frame[1]:05d}.xy" if frame else f"{stem}.xy"
-    path = Path(folder) / name
+    base = frame[0] if frame else label
+    stem = names.get(base, _UNSAFE.sub("_", Path(base).stem))
+    return f"{stem}_{frame[1]:05d}" if frame else stem
+
+
+def _save_integrated(label: str, pattern: Pattern, job: _Job) -> Pattern | XrdmtlError:
+    """Write an integrated frame as a pyFAI-style text file (a JSON line with the wavelength in m,
+    then ``2th_deg I`` columns) that :func:`xrdmtl.readers.load_pattern` reads back; the pattern,
+    or the error on failure."""
+    path = Path(str(job.save_integrated)) / f"{_output_name(label, job.names)}.xy"
     header = [f"== xrdmtl integration of {label} ==",
-              f'{{"wavelength": {pattern.wavelength * 1e-10 if pattern.wavelength else None}}}',
+              *([f'{{"wavelength": {pattern.wavelength * 1e-10:.6e}}}'] if pattern.wavelength else []),
               f"{pattern.unit:>14} {'I':>14}"]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
