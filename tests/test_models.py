@@ -79,7 +79,9 @@ def test_temperature_scales_probabilities(tmp_path, x: np.ndarray) -> None:
     z = loaded.logits(x)
     d = (z[..., 1] - z[..., 0]) / np.array([2.0, 1.0, 0.5])
     np.testing.assert_allclose(loaded.predict_proba(x), 1 / (1 + np.exp(-d)), rtol=1e-5)
-    np.testing.assert_allclose(probabilities(z), 1 / (1 + np.exp(-(z[..., 1] - z[..., 0]))), rtol=1e-5)
+    np.testing.assert_allclose(
+        probabilities(z), 1 / (1 + np.exp(-(z[..., 1] - z[..., 0]))), rtol=1e-5
+    )
 
 
 def _saved(tmp_path) -> tuple:
