@@ -187,16 +187,23 @@ class Integrator:
         return (self.two_theta / self.pixel_deg).astype(np.int32)
 
     def _engine(self, npt: int) -> tuple[Any, np.ndarray]:
-        """(pyFAI CSR engine, bin centres in degrees) for ``npt`` points, built on first use."""
+        """(pyFAI's CSR matrix as scipy ``csr_matrix``, bin centres in degrees) for ``npt`` points,
+        built by pyFAI on first use."""
         if npt not in self._engines:
+            from scipy.sparse import csr_matrix
+
             res = self.ai.integrate1d(np.zeros(self.shape, np.float32), npt, unit="2th_deg",
                                       method=METHOD, dummy=float(DUMMY), delta_dummy=DELTA_DUMMY)
-            self._engines[npt] = (self.ai.engines[res.method].engine, np.asarray(res.radial))
+            eng = self.ai.engines[res.method].engine
+            matrix = csr_matrix((np.asarray(eng.data), np.asarray(eng.indices), np.asarray(eng.indptr)),
+                                shape=(len(res.radial), self._solid_angle.size))
+            self._engines[npt] = (matrix, np.asarray(res.radial))
         return self._engines[npt]
 
     def prepare(self, frame: np.ndarray, mask: np.ndarray | None = None, source: str = "<frame>"
-                ) -> np.ndarray:
-        """float32 copy of ``frame`` with excluded pixels (flags, NaN, ``mask``) set to :data:`DUMMY`."""
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 copy of ``frame`` with excluded pixels set to 0, bool array of valid pixels);
+        excluded: flag values (see the class), NaN and ``mask``; a wrong shape is a FrameError."""
         frame = np.asarray(frame)
         if frame.shape != self.shape:
             raise FrameError(f"frame shape {frame.shape} does not match the detector "
@@ -215,19 +222,23 @@ class Integrator:
                 raise FrameError(f"mask shape {mask.shape} does not match the detector {self.shape}",
                                  source)
             data[mask] = DUMMY
-        return data
+        valid = data != DUMMY
+        np.putmask(data, ~valid, 0.0)
+        return data, valid
 
     def integrate(self, frame: np.ndarray, mask: np.ndarray | None = None, npt: int | None = None,
                   source: str = "<frame>") -> Pattern:
-        """Azimuthally averaged intensity (solid-angle corrected) against 2θ in degrees."""
-        engine, radial = self._engine(npt or self.npt)
-        data = self.prepare(frame, mask, source)
-        _, intensity, _, count = engine.integrate_legacy(
-            data, dummy=float(DUMMY), delta_dummy=DELTA_DUMMY, solidAngle=self._solid_angle)
-        filled = np.asarray(count) > 0
+        """Azimuthal average against 2θ (degrees): per bin, counts over solid angle of the valid
+        pixels (as pyFAI's ``integrate1d``), from pyFAI's CSR matrix reused for every frame."""
+        matrix, radial = self._engine(npt or self.npt)
+        data, valid = self.prepare(frame, mask, source)
+        signal = matrix @ data.ravel()
+        norm = matrix @ (self._solid_angle.ravel() * valid.ravel())
+        filled = norm > 0
+        intensity = signal[filled] / norm[filled]
         if filled.sum() < 10:
             raise FrameError("fewer than 10 integration bins hold valid pixels", source)
-        return Pattern(radial[filled], np.asarray(intensity)[filled], unit="2th_deg",
+        return Pattern(radial[filled], intensity, unit="2th_deg",
                        wavelength=self.wavelength, source=source,
                        meta={"poni": str(self.poni_path), "masked_pixels": None if mask is None
                              else int(np.count_nonzero(mask))})
@@ -237,7 +248,8 @@ class Integrator:
         """Integrate ``frame`` and write pyFAI's own 1D text format (header with the geometry,
         columns ``2th_deg I``) atomically to ``path``."""
         path = Path(path)
-        data = self.prepare(frame, mask, source)
+        data, valid = self.prepare(frame, mask, source)
+        np.putmask(data, ~valid, DUMMY)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         os.unlink(tmp)  # pyFAI refuses to overwrite a file
@@ -268,8 +280,8 @@ def auto_mask(frame: np.ndarray, integrator: Integrator, *, z_seed: float = 8.0,
     """
     from scipy import ndimage
 
-    data = integrator.prepare(frame, source=source)
-    valid = (data != DUMMY) & ~integrator.detector_mask
+    data, valid = integrator.prepare(frame, source=source)
+    valid &= ~integrator.detector_mask
     rings = integrator.annuli
     mean, sigma = _clipped_ring_stats(data, rings, valid)
     z = np.where(valid, (data - mean[rings]) / sigma[rings], 0.0)
