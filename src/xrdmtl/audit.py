@@ -33,6 +33,7 @@ from .phases import Phase, get_phase
 
 NO_EVIDENCE = 0.2  # peak-match score below which a phase has no peak evidence
 STRONG_Z = 10.0  # strong evidence needs a matched peak this many noise units high
+LINEAR_Z = 3 * Z_FULL  # plots: linear y axis up to here (noise units), logarithmic above
 VERDICTS = ("agrees", "uncertain", "contradicted")
 CSV_COLUMNS = (
     "file", "phase", "label", "p_model", "score", "lattice_scale", "n_matched", "n_considered", "max_z",
@@ -145,6 +146,37 @@ class AuditTable:
             ],
         }
 
+    def to_markdown(self, link_root: str | Path | None = None) -> str:
+        """The audit as markdown: a table (label / model p / peak score per phase, verdict marks),
+        accuracy against the labels, and every disagreement with its evidence. Plot links are made
+        relative to ``link_root`` (the folder of the markdown file) when given."""
+        mark = {"agrees": "", "uncertain": " ?", "contradicted": " **✗**"}
+        head = "| file | " + " | ".join(self.phases) + " |"
+        lines = [head, "|---|" + "---|" * len(self.phases)]
+        for file, cells in self._by_file().items():
+            lines.append(f"| {_short(file)} | " + " | ".join(
+                f"{c.label} / {'-' if c.probability is None else f'{c.probability:.2f}'} / "
+                f"{c.evidence.score:.2f}{mark[c.verdict]}" for c in (cells[p] for p in self.phases)) + " |")
+        lines += [f"| {_short(f)} | " + " | ".join(["error"] * len(self.phases)) + " |" for f in self.errors]
+        lines += ["", "Cells: label / model probability / peak-match score; ✗ contradicted, ? uncertain.", ""]
+        for source, acc in self.accuracy().items():
+            lines.append(f"- {source} calls against the labels as given: exact match {acc['exact_match']:.1%} ("
+                         + ", ".join(f"{p} {acc[p]:.1%}" for p in self.phases) + ")")
+        lines += ["", "| file | phase | label | verdict | evidence |", "|---|---|---|---|---|"]
+        for r in self.disagreements:
+            plot = self.plots.get(r.file) if r.verdict == "contradicted" else None
+            if plot and link_root is not None:
+                plot = os.path.relpath(plot, link_root)
+            link = f" ([plot]({plot}))" if plot else ""
+            lines.append(f"| {_short(r.file)} | {r.phase} | {r.label} | {r.verdict}{link} | {r.reason} |")
+        return "\n".join(lines) + "\n"
+
+    def _by_file(self) -> dict[str, dict[str, LabelAudit]]:
+        by_file: dict[str, dict[str, LabelAudit]] = {}
+        for r in self.rows:
+            by_file.setdefault(r.file, {})[r.phase] = r
+        return by_file
+
     def rich_table(self) -> Any:
         """A rich ``Table``: one line per pattern, each phase as label / p / score / verdict."""
         from rich.table import Table
@@ -154,10 +186,7 @@ class AuditTable:
         table.add_column("file", overflow="fold")
         for p in self.phases:
             table.add_column(f"{p}\nlabel p score", justify="right")
-        by_file: dict[str, dict[str, LabelAudit]] = {}
-        for r in self.rows:
-            by_file.setdefault(r.file, {})[r.phase] = r
-        for file, cells in by_file.items():
+        for file, cells in self._by_file().items():
             table.add_row(_short(file), *(
                 f"[{style[c.verdict]}]{c.label} "
                 f"{'-' if c.probability is None else f'{c.probability:.2f}'} {c.evidence.score:.2f}[/]"
@@ -375,14 +404,15 @@ def plot_audit(
     top.legend(loc="upper right", fontsize=7)
     z = peaks.detrended / peaks.noise
     bottom.plot(q[cov], z[cov], color="black", lw=0.6)
-    z_top = max(float(np.percentile(z[cov], 99.9)), 3 * Z_FULL)
+    z_top = max(float(z[cov].max()) * 1.5, 3 * Z_FULL)
+    band = LINEAR_Z / len(names)  # sticks sit below zero, in the linear part of the axis
     for k, name in enumerate(names):
         ev = evidence[name]
         color = phase_color(k)
-        base = -(k + 1) * 0.12 * z_top
+        base = -(k + 1) * band
         refl = [*ev.matched, *ev.missing, *ev.overlapped]
         xs = np.array([m.expected_q for m in refl])
-        heights = np.array([m.intensity for m in refl]) / 100.0 * 0.1 * z_top
+        heights = np.array([m.intensity for m in refl]) / 100.0 * 0.85 * band
         tag = " FLAGGED" if name in flagged else ""
         bottom.vlines(xs, base, base + heights, color=color, lw=1.4,
                       label=f"{name} (label {labels[k]}, score {ev.score:.2f}, s={ev.lattice_scale:.3f}){tag}")
@@ -391,8 +421,10 @@ def plot_audit(
         if ev.missing:
             bottom.plot([m.expected_q for m in ev.missing], [0.0] * len(ev.missing), "x", color=color, ms=7, mew=1.5)
     bottom.axhline(0.0, color="grey", lw=0.4)
-    bottom.set_ylim(-(len(names) + 0.2) * 0.12 * z_top, z_top * 1.05)
-    bottom.set_ylabel("background removed / noise")
+    bottom.set_yscale("symlog", linthresh=LINEAR_Z, linscale=2.0)
+    bottom.set_ylim(-LINEAR_Z * 1.05, z_top)
+    bottom.set_yticks([0, *(10.0**k for k in range(1, int(np.log10(z_top)) + 1))])
+    bottom.set_ylabel("background removed / noise (symlog)")
     bottom.set_xlabel("Q (Å⁻¹)")
     bottom.set_xlim(lo, hi)
     bottom.legend(loc="upper right", fontsize=7)
