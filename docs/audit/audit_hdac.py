@@ -14,7 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from xrdmtl.audit import AuditTable, audit_labels
-from xrdmtl.peakmatch import THRESHOLD
+from xrdmtl.grid import DEFAULT_GRID
+from xrdmtl.patterns import Pattern
+from xrdmtl.peakmatch import THRESHOLD, match_phases
+from xrdmtl.phases import TARGETS, get_phase
+from xrdmtl.synth import Synthesizer
 
 ROOT = Path(__file__).resolve().parents[2]
 HDAC = ROOT.parent / "shared" / "data" / "hdac"
@@ -32,7 +36,9 @@ units (and, with a model, the model agrees with the peaks). hkl are written h k 
 set by reasoning, not fitted; the significance constants (a peak counts fully, or is expected visible,
 at twice the detection threshold of 4 noise units) were picked among a handful of settings compared on
 these 29 patterns, so the fixed-threshold figure is not fully blind. The hindsight figures pick the
-thresholds that maximise exact match on these very patterns.
+thresholds that maximise exact match on these very patterns. The synthetic threshold is the best single
+one on 400 patterns of the default `Synthesizer` (seed 1): its patterns reach far weaker and sparser
+signals than these, so it comes out low.
 
 What the audit flags, and why:
 
@@ -56,8 +62,23 @@ xy_bc_82; masked bc patterns whose bastnaesite or calcite shows only a few refle
 the beam: xy_bc_10, 51, 74, 82); masked xy_r_90/106/110, whose rhenium peaks reach only z 6–10."""
 
 
-def baseline(table: AuditTable) -> str:
-    """Exact match of ``score >= threshold`` against the labels: fixed, and chosen in hindsight."""
+def synthetic_threshold(n: int = 400, seed: int = 1) -> float:
+    """The single score threshold with the best exact match on ``n`` default synthetic patterns."""
+    phases = [get_phase(p) for p in TARGETS]
+    batch = Synthesizer(phases).sample(n, np.random.default_rng(seed))
+    q = DEFAULT_GRID.values
+    scores = []
+    for y, cov in zip(batch.intensity, batch.coverage, strict=True):
+        ev = match_phases(Pattern(q[cov], y[cov].astype(float), "q_A^-1", source="synthetic"), phases)
+        scores.append([ev[p].score for p in TARGETS])
+    score = np.array(scores)
+    grid = np.round(np.linspace(0.0, 1.0, 101), 2)
+    return float(max(grid, key=lambda t: ((score >= t) == batch.labels).all(1).mean()))
+
+
+def baseline(table: AuditTable, synthetic: float) -> str:
+    """Exact match of ``score >= threshold`` against the labels: fixed, from synthetic data, and
+    chosen in hindsight."""
     files = sorted({r.file for r in table.rows})
     cell = {(r.file, r.phase): r for r in table.rows}
     score = np.array([[cell[(f, p)].evidence.score for p in table.phases] for f in files])
@@ -70,13 +91,15 @@ def baseline(table: AuditTable) -> str:
     one = max(grid, key=exact)
     cuts = [np.unique(np.concatenate([[0.0, 1.01], score[:, j]])) for j in range(len(table.phases))]
     per = max(itertools.product(*cuts), key=lambda t: exact(np.array(t)))
-    return (f"fixed threshold {THRESHOLD}: {exact(THRESHOLD):.1%}; best single threshold in hindsight "
+    return (f"fixed threshold {THRESHOLD}: {exact(THRESHOLD):.1%}; threshold chosen on synthetic data "
+            f"({synthetic:.2f}): {exact(synthetic):.1%}; best single threshold in hindsight "
             f"({one:.2f}): {exact(one):.1%}; best per-phase thresholds in hindsight "
             f"({', '.join(f'{p} {t:.2f}' for p, t in zip(table.phases, per, strict=True))}): {exact(np.array(per)):.1%}")
 
 
 def main() -> None:
     sections, lines = [], []
+    synthetic = synthetic_threshold()
     with tempfile.TemporaryDirectory() as tmp:
         for kind in ("masked", "unmasked"):
             table = audit_labels(HDAC / f"labels_{kind}.csv", wavelength=0.561, plot_dir=tmp, note=print)
@@ -85,7 +108,7 @@ def main() -> None:
                 if Path(plot).name in KEEP:
                     kept[file] = str(shutil.copy(plot, DOC.parent / "audit" / Path(plot).name))
             table.plots = kept
-            lines.append(f"- {kind}: {baseline(table)}")
+            lines.append(f"- {kind}: {baseline(table, synthetic)}")
             sections.append(f"## {kind}\n\nModel: {table.model or 'none (peak evidence only)'}\n\n"
                             + table.to_markdown(link_root=DOC.parent))
     DOC.write_text(
