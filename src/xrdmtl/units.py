@@ -13,6 +13,30 @@ CU_KALPHA1 = 1.5406  # Å
 HC_KEV_A = 12.398419843320026  # h·c in keV·Å
 
 UNITS = ("2th_deg", "q_A^-1", "q_nm^-1", "d_A")
+UNIT_ALIASES = {
+    "2th": "2th_deg",
+    "2theta": "2th_deg",
+    "tth": "2th_deg",
+    "deg": "2th_deg",
+    "q": "q_A^-1",
+    "q_a": "q_A^-1",
+    "q_a-1": "q_A^-1",
+    "q_nm": "q_nm^-1",
+    "q_nm-1": "q_nm^-1",
+    "d": "d_A",
+}
+
+
+def normalize_unit(name: str) -> str:
+    """The :data:`UNITS` entry that ``name`` means (case-insensitive; aliases such as ``2theta``,
+    ``q`` for Å⁻¹, ``q_nm``, ``d``); ValueError for anything else."""
+    key = name.strip().lower().replace("å", "a")
+    for unit in UNITS:
+        if key == unit.lower():
+            return unit
+    if key in UNIT_ALIASES:
+        return UNIT_ALIASES[key]
+    raise ValueError(f"unknown x unit {name!r} (known: {', '.join(UNITS)})")
 
 
 def tth_to_q(two_theta_deg: ArrayLike, wavelength: float) -> np.ndarray:
