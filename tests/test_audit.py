@@ -169,3 +169,14 @@ def test_cli_audit(labeled: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0
     assert len(json.loads(result.stdout)["flagged"]) == 2
+
+
+def test_frames_with_geometry(tmp_path: Path) -> None:
+    from xrdmtl.framesim import simulate_frames
+
+    out = simulate_frames(tmp_path / "sim", 2, seed=0)
+    table = audit_labels(out / "labels.csv", poni=out / "geometry.poni", mask="auto", use_model=False)
+    assert not table.errors
+    assert len(table.rows) == 2 * len(PHASES)
+    no_geometry = audit_labels(out / "labels.csv", use_model=False)
+    assert len(no_geometry.errors) == 2 and "--poni" in next(iter(no_geometry.errors.values()))

@@ -354,7 +354,7 @@ def _read(file: str, wavelength: float | None, x_unit: str | None, poni: str | P
         raise PatternError("a 2D detector frame needs its geometry: give --poni FILE", file)
     from .frames import Integrator, load_mask, patterns_from_frames
 
-    mask_arg = None if mask == "none" else "auto" if mask == "auto" else load_mask(mask)
+    mask_arg = mask if mask in ("none", "auto") else load_mask(mask)
     for label, item in patterns_from_frames(base, Integrator(str(poni)), mask_arg):
         if not sep or label == file or label.rpartition("::")[2] == index:
             if isinstance(item, XrdmtlError):
