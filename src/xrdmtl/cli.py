@@ -373,5 +373,33 @@ def simulate_frames_cmd(
                   highlight=False)
 
 
+@simulate_app.command("patterns")
+@clean_errors
+def simulate_patterns_cmd(
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of patterns.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 0,
+    plot: Annotated[bool, typer.Option("--plot", help="Save examples.png with reference sticks.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="xy: one pyFAI-style file per pattern; "
+                                     "h5: one patterns.h5 (large sets).")] = "xy",
+    wavelength: Annotated[float | None, typer.Option(
+        "--wavelength", min=0.1, max=3.0, help="Write 2θ at this wavelength (Å); default each "
+        "pattern's own.")] = None,
+) -> None:
+    """Simulate labeled 1D patterns of the default targets (every distortion, masked and unmasked
+    looks) with labels.csv."""
+    from rich.progress import Progress
+
+    from .synth import write_patterns
+
+    if fmt not in ("xy", "h5"):
+        raise typer.BadParameter("--format must be xy or h5")
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("simulating patterns", total=n)
+        labels = write_patterns(out, n, seed, fmt=fmt, wavelength=wavelength, plot=plot,
+                                progress=lambda i: bar.update(task, completed=i))
+    console.print(f"{n} patterns in {out} ({labels.name})", highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -15,14 +15,19 @@ and expanded by one matrix product; noise is cut from a few pre-smoothed random 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
 from .grid import DEFAULT_GRID, QGrid
 from .phases import Phase, lorentz_polarization
+from .units import q_to_tth
 
 FOUR_LN2 = 4.0 * np.log(2.0)
 SCHERRER_K = 0.9
@@ -68,18 +73,22 @@ class SynthConfig:
     march_r: tuple[float, float] = (0.5, 2.0)  # log-uniform; r < 1 plates, r > 1 needles
     crystals: tuple[float, float] = (1.0, 3000.0)  # log-uniform effective crystals per phase in the beam
     absorption_mu_t: tuple[float, float] = (0.0, 1.5)  # fluid + anvil μt at 2θ = 0 (22 keV, 2 mm water ≈ 0.3)
-    snr: tuple[float, float] = (4.0, 3000.0)  # log-uniform strongest-peak height / noise σ, per phase.
-    # hdac unmasked: peaks 10–100% over a background with 0.03% noise (SNR 300–3000), weak Re ~50;
-    # masked weak Re ~5× the correlated noise
+    snr: tuple[float, float] = (4.0, 3000.0)  # log-uniform strongest-peak height / noise σ, per phase
+    # (masked look; hdac masked: weak Re ~5× the correlated noise, carbonates up to ~1000×)
+    peak_to_background: tuple[float, float] = (0.005, 5.0)  # log-uniform, unmasked look: hdac
+    # carbonates 0.07–1.2 over the fluid, rhenium 0.06–12, spots 0.04; never below min_snr
+    min_snr: float = 4.0  # every present phase's strongest peak stands at least this many σ high
     # --- confusers
     p_distractor_phase: tuple[float, float, float] = (0.45, 0.35, 0.2)  # P(0, 1, 2 library phases)
     random_peaks: tuple[int, int] = (0, 10)  # uniform count of unindexed extra peaks (unknown phases)
     random_peak_fwhm_q: tuple[float, float] = (0.008, 0.12)  # log-uniform Å⁻¹ (hdac masked 'none':
     # a 0.09 Å⁻¹ bump at Q 4.33 and weaker ones)
-    random_peak_snr: tuple[float, float] = (3.0, 300.0)
+    random_peak_snr: tuple[float, float] = (3.0, 300.0)  # masked look
+    random_peak_pbr: tuple[float, float] = (0.002, 0.5)  # unmasked look, peak / background
     spots_mean: float = 1.5  # mean count of anvil-spot leaks per unmasked pattern (hdac n_71: one)
     p_spots_masked: float = 0.1  # a spot the expert's mask missed
-    spot_snr: tuple[float, float] = (3.0, 30000.0)  # log-uniform; a spot can outshine every ring
+    spot_snr: tuple[float, float] = (3.0, 30000.0)  # log-uniform (masked look)
+    spot_pbr: tuple[float, float] = (0.003, 10.0)  # unmasked look; a spot can outshine every ring
     spot_fwhm_factor: tuple[float, float] = (0.4, 1.1)  # × instrument FWHM (hdac n_71: 0.088°)
     # --- background and noise
     counts: tuple[float, float] = (30.0, 3e7)  # log-uniform background counts-equivalent per point.
@@ -370,6 +379,18 @@ class Synthesizer:
                 return rng_
         return self.config.default_lattice_range
 
+    def _strength(self, unmasked: np.ndarray, counts: np.ndarray, sigma: np.ndarray,
+                  snr: tuple[float, float], pbr: tuple[float, float], shape: tuple[int, int],
+                  rng: np.random.Generator) -> np.ndarray:
+        """Peak heights in counts: SNR × σ for the masked look, peak-to-background × counts for the
+        unmasked one, never below ``min_snr`` σ."""
+        u = rng.random(shape)
+        lo_s, hi_s, lo_b, hi_b = np.log(snr[0]), np.log(snr[1]), np.log(pbr[0]), np.log(pbr[1])
+        by_snr = np.exp(lo_s + u * (hi_s - lo_s)) * sigma[:, None]
+        by_pbr = np.exp(lo_b + u * (hi_b - lo_b)) * counts[:, None]
+        h = np.where(unmasked[:, None], by_pbr, by_snr)
+        return np.maximum(h, self.config.min_snr * sigma[:, None])
+
     def sample(self, n: int, rng: np.random.Generator) -> SynthBatch:
         """``n`` patterns drawn with ``rng`` (deterministic for a given seed, n and chunk size)."""
         t, g = len(self.targets), self.grid.n
@@ -419,7 +440,7 @@ class Synthesizer:
         textured = rng.random((m, n_p)) < cfg.p_texture
         march = np.where(textured, log_uniform(rng, *cfg.march_r, (m, n_p)), 1.0)
         crystals = log_uniform(rng, *cfg.crystals, (m, n_p))
-        snr = log_uniform(rng, *cfg.snr, (m, n_p))
+        strength = self._strength(unmasked, counts, sigma, cfg.snr, cfg.peak_to_background, (m, n_p), rng)
 
         # --- reflections of present phases, flat: pattern pr, reflection pc, phase ph
         pr, pc = np.nonzero(present[:, tab.phase])
@@ -440,8 +461,8 @@ class Synthesizer:
         key = pr * n_p + ph
         top = np.zeros(m * n_p)
         np.maximum.at(top, key, height)
-        # the strongest peak of each phase stands SNR × noise σ high
-        height *= (snr * sigma[:, None]).reshape(-1)[key] / np.maximum(top[key], 1e-30)
+        # the strongest peak of each phase stands ``strength`` counts high
+        height *= strength.reshape(-1)[key] / np.maximum(top[key], 1e-30)
         height *= aperture(np.rad2deg(tth), cut[pr], soft[pr])
         visible = (top > 0).reshape(m, n_p)  # no reflection in the measured range: absent
 
@@ -458,13 +479,14 @@ class Synthesizer:
         nr = cfg.random_peaks[1]
         extra(rng.integers(cfg.random_peaks[0], nr + 1, m), rng.uniform(grid.q_min, grid.q_max, (m, nr)),
               log_uniform(rng, *cfg.random_peak_fwhm_q, (m, nr)), rng.uniform(*cfg.eta, (m, nr)),
-              log_uniform(rng, *cfg.random_peak_snr, (m, nr)) * sigma[:, None])
+              self._strength(unmasked, counts, sigma, cfg.random_peak_snr, cfg.random_peak_pbr, (m, nr), rng))
         ns = 6
         sq = rng.uniform(grid.q_min, grid.q_max, (m, ns))
         s_inst = inst[:, None] * rng.uniform(*cfg.spot_fwhm_factor, (m, ns))
         extra(np.where(unmasked, rng.poisson(cfg.spots_mean, m), rng.random(m) < cfg.p_spots_masked),
               sq, peak_fwhm_q(sq, wl[:, None], s_inst, np.full((m, ns), 1e12), np.zeros((m, ns))),
-              rng.uniform(0, 0.3, (m, ns)), log_uniform(rng, *cfg.spot_snr, (m, ns)) * sigma[:, None])
+              rng.uniform(0, 0.3, (m, ns)),
+              self._strength(unmasked, counts, sigma, cfg.spot_snr, cfg.spot_pbr, (m, ns), rng))
         nb = cfg.residual_bumps[1]
         sign = np.where(rng.random((m, nb)) < 0.8, 1.0, -1.0)
         extra(np.where(unmasked, 0, rng.integers(cfg.residual_bumps[0], nb + 1, m)),
@@ -521,3 +543,137 @@ class Synthesizer:
         batch.wavelength[sl] = wl
         batch.unmasked[sl] = unmasked
         batch.lattice_scale[sl] = scale[:, :n_t]
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then move it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _xy_text(tth: np.ndarray, y: np.ndarray, wavelength: float, labels: dict[str, int]) -> str:
+    meta = json.dumps({"wavelength": wavelength * 1e-10, "generator": "xrdmtl.synth", "labels": labels})
+    head = (f"# == pyFAI calibration ==\n# Wavelength: {wavelength * 1e-10:.6e} m\n"
+            f"# == xrdmtl synthetic pattern ==\n# {meta}\n#  2th_deg             I\n")
+    body = "\n".join(f"{a:.6f} {b:.6g}" for a, b in zip(tth, y, strict=True))
+    return head + body + "\n"
+
+
+def write_patterns(out_dir: str | Path, n: int, seed: int = 0, *, synthesizer: Synthesizer | None = None,
+                   fmt: str = "xy", wavelength: float | None = None, plot: bool = False,
+                   block: int = 2048, progress: Callable[[int], None] | None = None) -> Path:
+    """Write ``n`` synthetic patterns to ``out_dir`` with ``labels.csv`` (deterministic by seed).
+
+    ``fmt="xy"``: one pyFAI-style text file per pattern in 2θ (degrees) at ``wavelength`` (Å; default
+    each pattern's own), only covered points. ``fmt="h5"``: one ``patterns.h5`` holding the Q grid and
+    every array of :class:`SynthBatch`; ``labels.csv`` then names ``patterns.h5::i``. ``plot`` also
+    saves ``examples.png``. Files are written atomically. Returns the path of ``labels.csv``.
+    """
+    from .phases import TARGETS, get_phase
+
+    if fmt not in ("xy", "h5"):
+        raise ValueError(f"unknown format {fmt!r} (xy or h5)")
+    syn = synthesizer or Synthesizer([get_phase(t) for t in TARGETS])
+    names = [p.name for p in syn.targets]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    width = len(str(max(n - 1, 0)))
+    rows: list[str] = []
+    h5 = None
+    if fmt == "h5":
+        import h5py
+
+        h5_tmp = out / ".patterns.h5.tmp"
+        h5 = h5py.File(h5_tmp, "w")
+        h5["q"] = syn.grid.values
+        h5["q"].attrs["unit"] = "q_A^-1"
+        h5.attrs["phases"] = json.dumps(names)
+        h5.attrs["seed"] = seed
+        for key, dtype in (("intensity", "f4"), ("coverage", "?"), ("labels", "u1"),
+                           ("lattice_scale", "f4")):
+            cols = syn.grid.n if key in ("intensity", "coverage") else len(names)
+            h5.create_dataset(key, (n, cols), dtype, compression="gzip" if key == "coverage" else None)
+        h5.create_dataset("wavelength", (n,), "f4")
+        h5.create_dataset("unmasked", (n,), "?")
+    first: SynthBatch | None = None
+    try:
+        for start in range(0, n, block):
+            b = syn.sample(min(block, n - start), rng)
+            first = first or b
+            for i in range(len(b.labels)):
+                k = start + i
+                lab = {nm: int(v) for nm, v in zip(names, b.labels[i], strict=True)}
+                if h5 is not None:
+                    rows.append(f"patterns.h5::{k}," + ",".join(map(str, lab.values())))
+                    continue
+                wl = float(b.wavelength[i]) if wavelength is None else wavelength
+                tth = q_to_tth(syn.grid.values, wl)
+                keep = b.coverage[i] & np.isfinite(tth)
+                name = f"synth_{k:0{width}d}.xy"
+                text = _xy_text(tth[keep], b.intensity[i][keep], wl, lab)
+                _atomic_write(out / name, lambda p, t=text: p.write_text(t))
+                rows.append(f"{name}," + ",".join(map(str, lab.values())))
+            if h5 is not None:
+                sl = slice(start, start + len(b.labels))
+                for key in ("intensity", "coverage", "labels", "lattice_scale", "wavelength", "unmasked"):
+                    h5[key][sl] = getattr(b, key)
+            if progress:
+                progress(start + len(b.labels))
+        if h5 is not None:
+            h5.close()
+            h5 = None
+            os.replace(h5_tmp, out / "patterns.h5")
+    finally:
+        if h5 is not None:
+            h5.close()
+            h5_tmp.unlink(missing_ok=True)
+    labels = out / "labels.csv"
+    text = "file," + ",".join(names) + "\n" + "\n".join(rows) + "\n"
+    _atomic_write(labels, lambda p: p.write_text(text))
+    if plot and first is not None:
+        plot_examples(first, syn, out / "examples.png")
+    return labels
+
+
+def plot_examples(batch: SynthBatch, syn: Synthesizer, path: str | Path, k: int = 6) -> Path:
+    """A figure of the first ``k`` patterns of ``batch`` with reference sticks of the targets they
+    hold (at the lattice scale drawn for each)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plots import phase_color, save_figure
+
+    k = min(k, len(batch.labels))
+    fig, axes = plt.subplots(k, 1, figsize=(9, 1.9 * k), sharex=True, squeeze=False)
+    q = syn.grid.values
+    for i, ax in enumerate(axes[:, 0]):
+        y = np.where(batch.coverage[i], batch.intensity[i], np.nan)
+        ax.plot(q, y, color="black", lw=0.6)
+        lo, hi = np.nanmin(y), np.nanmax(y)
+        for j, phase in enumerate(syn.targets):
+            if not batch.labels[i, j]:
+                continue
+            r = phase.reflections(float(batch.wavelength[i]))
+            qs = r.q / batch.lattice_scale[i, j]
+            keep = (qs > q[0]) & (qs < q[-1])
+            ax.vlines(qs[keep], lo, lo + 0.3 * (hi - lo) * r.intensity[keep] / 100, color=phase_color(j),
+                      lw=1.0, label=phase.name)
+        look = "unmasked" if batch.unmasked[i] else "masked"
+        ax.set_title(f"{look}, λ = {batch.wavelength[i]:.3f} Å", fontsize=8)
+        if batch.labels[i].any():
+            ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("Q (Å⁻¹)")
+    fig.tight_layout()
+    return save_figure(fig, path)
