@@ -6,6 +6,7 @@ when any input failed, after processing the rest.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -399,6 +400,101 @@ def simulate_patterns_cmd(
         labels = write_patterns(out, n, seed, fmt=fmt, wavelength=wavelength, plot=plot,
                                 progress=lambda i: bar.update(task, completed=i))
     console.print(f"{n} patterns in {out} ({labels.name})", highlight=False)
+
+
+@app.command("train")
+@clean_errors
+def train_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write (model.safetensors, model.json, curves).")],
+    phases: Annotated[
+        str, typer.Option("--phases", help="Comma-separated library phases to identify (see `xrdmtl phases`).")
+    ] = "bastnaesite,calcite,rhenium",
+    cif: Annotated[
+        list[Path] | None, typer.Option("--cif", help="Extra phase from a .cif/.jcpds file (repeatable).")
+    ] = None,
+    arch: Annotated[str, typer.Option("--arch", help="mtl (multi-task), binary (one CNN per phase) or paper.")] = "mtl",
+    loss: Annotated[str | None, typer.Option("--loss", help="ce, weighted_ce, focal, uncertainty or smoothed.")] = None,
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="Labeled measured patterns to track during training (not trained on).")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Evaluation intervals of --eval-every steps (sets --steps).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Training steps (batches).")] = None,
+    eval_every: Annotated[int, typer.Option("--eval-every", min=1, help="Steps between validations.")] = 250,
+    val_size: Annotated[
+        int, typer.Option("--val-size", min=16, help="Held-out simulated patterns for validation (and calibration).")
+    ] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same model).")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --out.")] = False,
+    wavelength: WavelengthOpt = None,
+    x_unit: XUnitOpt = None,
+) -> None:
+    """Train a model on synthetic patterns of the phases (no labeled data needed)."""
+    from .losses import LOSSES
+    from .models import ARCHITECTURES
+    from .training import TrainConfig, load_labeled, make_synthesizer, train
+
+    if arch not in ARCHITECTURES:
+        raise XrdmtlError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
+    if loss is not None and loss not in LOSSES:
+        raise XrdmtlError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    config = TrainConfig(
+        phases=[p.strip() for p in phases.split(",") if p.strip()], cif=[str(c) for c in cif or []], arch=arch,
+        seed=seed, eval_every=eval_every, val_size=val_size, calib_size=val_size,
+    )
+    config.loss = loss or config.loss
+    config.steps = epochs * eval_every if epochs is not None else steps or config.steps
+    synth = make_synthesizer(config)
+    extra = None
+    if labels is not None:
+        from .preprocess import model_input
+
+        names = [p.name for p in synth.targets]
+        note = lambda msg: err_console.print(f"note: {msg}", highlight=False)  # noqa: E731
+        data, _, failed = load_labeled(labels, names, synth.grid, wavelength, x_unit, note)
+        for line in failed:
+            err_console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+        extra = {"labeled": (model_input(data.intensity, data.coverage, synth.grid.step), data.labels)}
+    result = train(config, out, progress=True, resume=resume, synthesizer=synth, extra_val=extra)
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    accs = ", ".join(f"{k[8:]} {v:.1%}" for k, v in final.items() if k.startswith("val_acc_"))
+    console.print(
+        f"model in {out} ({result.n_parameters:,} parameters, best step {result.best_step}, "
+        f"{result.seconds:.0f} s): held-out simulated exact match {final['val_exact']:.1%} ({accs}); "
+        f"ECE {result.calibration['ece_before']:.3f} → {result.calibration['ece_after']:.3f}",
+        highlight=False,
+    )
+
+
+@app.command("finetune")
+@clean_errors
+def finetune_cmd(
+    labels: Annotated[Path, typer.Option("--labels", help="labels.csv: file,<phase>,... with 0/1 values.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the fine-tuned model.")],
+    model: ModelOpt = None,
+    wavelength: WavelengthOpt = None,
+    x_unit: XUnitOpt = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Fine-tuning steps.")] = 300,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+) -> None:
+    """Fine-tune a model on a few labeled patterns, mixed with synthetic ones so it forgets nothing."""
+    from .predict import default_model_dir
+    from .training import finetune
+
+    _reading_options(wavelength, None, "none")
+    result = finetune(
+        model or default_model_dir(), labels, out, steps=steps, seed=seed, wavelength=wavelength, x_unit=x_unit,
+        note=lambda msg: err_console.print(f"note: {msg}", highlight=False, soft_wrap=True),
+    )
+    ev = result.evals[-1]
+    console.print(
+        f"fine-tuned model in {out}: labeled patterns exact match {ev['labeled_exact']:.1%}, "
+        f"held-out simulated exact match {ev['val_exact']:.1%}",
+        highlight=False,
+    )
+    if result.skipped:
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover - console entry point
