@@ -4,8 +4,8 @@ Everything here works on a batch of model inputs ``x`` (float32 ``(B, 3, G)``, s
 :func:`xrdmtl.preprocess.model_input`) on one Q grid:
 
 - :func:`find_peaks_batch` finds peaks in the background-removed channel of every pattern at once;
-- :func:`explained_mask` turns reference reflections into the grid regions a phase can explain
-  (within a lattice tolerance), so matching peaks to phases is a table look-up;
+- :class:`ReferenceWindows` turns reference reflections into the grid windows where a phase can
+  explain a peak (within a lattice tolerance), so matching peaks to phases is a table look-up;
 - :func:`saliency` gives input × gradient of each phase's logit over Q (one backward pass per phase
   for the whole batch) and :func:`top_regions` the Q intervals that contributed most.
 """
@@ -85,17 +85,18 @@ def _mad(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 def noise_profile(values: np.ndarray, valid: np.ndarray, blocks: int = NOISE_BLOCKS) -> np.ndarray:
     """Robust noise σ along each row ``(B, G)``: the scaled MAD in each of ``blocks`` stretches of Q
-    (noise of an integrated frame grows where rings have few pixels), never below the row's overall
-    level. The MAD of the values, not of their differences, so that resampling a coarse pattern onto
-    the fine grid (which correlates neighbours) does not hide its noise."""
+    (noise of an integrated frame grows where rings have few pixels), never below the row's median
+    block level. The MAD of the values, not of their differences, so that resampling a coarse
+    pattern onto the fine grid (which correlates neighbours) does not hide its noise."""
     b, g = values.shape
     size = -(-g // blocks)
     pad = size * blocks - g
-    v = np.pad(values, ((0, 0), (0, pad)))
-    ok = np.pad(valid, ((0, 0), (0, pad)))
-    overall = _mad(values, valid)
-    local = _mad(v.reshape(b * blocks, size), ok.reshape(b * blocks, size)).reshape(b, blocks)
-    local = np.maximum(local, overall[:, None])
+    v = np.pad(values, ((0, 0), (0, pad))).reshape(b * blocks, size)
+    ok = np.pad(valid, ((0, 0), (0, pad))).reshape(b * blocks, size)
+    local = _mad(v, ok).reshape(b, blocks)
+    filled = ok.reshape(b, blocks, size).mean(axis=2) >= 0.5
+    floor = np.nanmedian(np.where(filled, local, np.nan), axis=1) if filled.any() else np.zeros(b)
+    local = np.maximum(local, np.nan_to_num(floor)[:, None])
     return (np.repeat(local, size, axis=1)[:, :g] * 1.4826).astype(np.float32)
 
 
@@ -111,35 +112,50 @@ def find_peaks_batch(
     d = x[:, 1, :]
     cov = x[:, 2, :] > 0.5
     half = max(1, int(round(PEAK_HALF_WIDTH_Q / grid.step)))
-    local_max = maximum_filter1d(np.where(cov, d, -np.inf), 2 * half + 1, axis=1, mode="nearest")
+    local_max = maximum_filter1d(d, 2 * half + 1, axis=1, mode="nearest")
     inner = minimum_filter1d(cov, 2 * half + 1, axis=1, mode="constant", cval=False)  # not at an edge
     sigma = noise_profile(d, cov)
-    top = (d == local_max) & inner & (d >= min_height) & (d >= min_snr * sigma)
+    top = (d >= min_height) & (d == local_max)
+    top &= inner
+    top &= d >= min_snr * sigma
     top[:, 1:] &= ~top[:, :-1]  # a flat top counts once
     rows, idx = np.nonzero(top)
     height = d[rows, idx]
     return rows, idx, height, height / np.maximum(sigma[rows, idx], 1e-12)
 
 
-def explained_mask(reflections: Reflections, grid: QGrid, tolerance: float) -> np.ndarray:
-    """Grid points (bool ``(G,)``) within ``tolerance``·Q + slack of a reflection of the phase."""
-    strong = reflections.intensity >= MIN_REFLECTION_INTENSITY
-    q_ref = reflections.q[strong]
-    g = grid.values
-    out = np.zeros(grid.n, dtype=bool)
-    for q in q_ref:
-        out |= np.abs(g - q) <= tolerance * q + PEAK_SLACK_Q
-    return out
+@dataclass(frozen=True)
+class ReferenceWindows:
+    """A phase's strong reflections on a grid: each one's Q and the grid indices (``lo``…``hi``,
+    inclusive) within its matching tolerance; ``lo > hi`` for a reflection off the grid."""
 
+    q: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
 
-def matched_reflections(peak_q: np.ndarray, reflections: Reflections, tolerance: float) -> list[float]:
-    """Reference reflections (Q, strong ones only) that one of the detected peaks ``peak_q`` sits on."""
-    strong = reflections.intensity >= MIN_REFLECTION_INTENSITY
-    q_ref = reflections.q[strong]
-    if q_ref.size == 0 or peak_q.size == 0:
-        return []
-    near = np.abs(peak_q[None, :] - q_ref[:, None]) <= (tolerance * q_ref + PEAK_SLACK_Q)[:, None]
-    return [float(q) for q in q_ref[near.any(axis=1)]]
+    @classmethod
+    def build(cls, reflections: Reflections, grid: QGrid, tolerance: float) -> ReferenceWindows:
+        """Windows of the reflections at least :data:`MIN_REFLECTION_INTENSITY` strong, within
+        ``tolerance``·Q + :data:`PEAK_SLACK_Q` of their position."""
+        q = reflections.q[reflections.intensity >= MIN_REFLECTION_INTENSITY]
+        reach = tolerance * q + PEAK_SLACK_Q
+        lo = np.clip(np.ceil(grid.index(q - reach)), 0, grid.n).astype(int)
+        hi = np.clip(np.floor(grid.index(q + reach)), -1, grid.n - 1).astype(int)
+        return cls(q, lo, hi)
+
+    def mask(self, n: int) -> np.ndarray:
+        """Grid points (bool ``(n,)``) inside any window: where the phase can explain a peak."""
+        edges = np.zeros(n + 1, dtype=int)
+        ok = self.lo <= self.hi
+        np.add.at(edges, self.lo[ok], 1)
+        np.add.at(edges, self.hi[ok] + 1, -1)
+        return np.cumsum(edges[:n]) > 0
+
+    def hits(self, peak_count: np.ndarray) -> np.ndarray:
+        """Which reflections (bool ``(B, R)``) have a peak in their window; ``peak_count`` is the
+        running count of detected peaks along each row, ``(B, n + 1)`` starting at 0."""
+        ok = self.lo <= self.hi
+        return ok & (peak_count[:, self.hi + 1] > peak_count[:, np.minimum(self.lo, self.hi + 1)])
 
 
 def saliency(net: Callable[[Any], Any], x: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -41,10 +41,9 @@ import numpy as np
 from .errors import LabelsError, PatternError, PhaseError, XrdmtlError
 from .explain import (
     Explanation,
-    explained_mask,
+    ReferenceWindows,
     find_peaks_batch,
     lattice_tolerance,
-    matched_reflections,
     saliency,
     top_regions,
 )
@@ -227,9 +226,8 @@ class _Reference:
     """What the predictor knows of one phase's reflections on the model's grid."""
 
     reflections: Reflections | None
-    explains: np.ndarray  # bool (G,): grid points within tolerance of a reflection
+    windows: ReferenceWindows  # where each strong reflection may show up on the grid
     strong: np.ndarray  # grid indices of the strongest reflections inside the grid
-    tolerance: float
 
 
 def _phase_reference(name: str, q_max: float) -> tuple[Reflections, float] | None:
@@ -289,12 +287,13 @@ class Predictor:
 
     def _reference(self, ref: tuple[Reflections, float] | None) -> _Reference:
         if ref is None:
-            return _Reference(None, np.zeros(self.grid.n, dtype=bool), np.zeros(0, dtype=int), 0.0)
+            empty = np.zeros(0, dtype=int)
+            return _Reference(None, ReferenceWindows(np.zeros(0), empty, empty), empty)
         refl, tol = ref
         inside = (refl.q >= self.grid.q_min) & (refl.q <= self.grid.q_max)
         order = np.flatnonzero(inside)[np.argsort(-refl.intensity[inside], kind="stable")][:N_STRONG]
         strong = np.clip(np.round(self.grid.index(refl.q[order])).astype(int), 0, self.grid.n - 1)
-        return _Reference(refl, explained_mask(refl, self.grid, tol), strong, tol)
+        return _Reference(refl, ReferenceWindows.build(refl, self.grid, tol), strong)
 
     # ------------------------------------------------------------------------------ patterns
 
@@ -364,41 +363,42 @@ class Predictor:
     ) -> list[Prediction]:
         """Calls, warnings and explanations for a batch of model inputs and their probabilities."""
         q = self.grid.values
+        refs = list(self.references.values())
         calls = (probs >= self.thresholds[None, :]).astype(np.uint8)
         rows, idx, height, snr = find_peaks_batch(x, self.grid)
-        explains = np.stack([r.explains for r in self.references.values()])  # (T, G)
-        known = np.array([r.reflections is not None for r in self.references.values()])
+        explains = np.stack([r.windows.mask(self.grid.n) for r in refs])  # (T, G)
+        known = np.array([r.reflections is not None for r in refs])
         explained = (calls[rows].astype(bool) & explains[:, idx].T).any(axis=1)
-        strong = (height >= UNEXPLAINED_MIN_HEIGHT) & (snr >= UNEXPLAINED_MIN_SNR)
+        lonely = (height >= UNEXPLAINED_MIN_HEIGHT) & (snr >= UNEXPLAINED_MIN_SNR) & ~explained
+        count = np.zeros((len(names), self.grid.n + 1), dtype=np.int32)
+        np.add.at(count, (rows, idx + 1), 1)
+        count = np.cumsum(count, axis=1)
+        hits = [r.windows.hits(count) for r in refs]  # per phase (B, R)
+        no_data = np.stack([~coverage[:, r.strong].any(axis=1) if r.strong.size else np.zeros(len(names), bool)
+                            for r in refs], axis=1)
+        uncertain = np.abs(probs - self.thresholds[None, :]) < UNCERTAIN_MARGIN
+        unchecked = (calls.astype(bool) & ~known[None, :]).any(axis=1)
         split = np.searchsorted(rows, np.arange(len(names) + 1))
         out = []
         for b, name in enumerate(names):
             sl = slice(split[b], split[b + 1])
             peak_q = q[idx[sl]]
-            warnings = []
-            for t, ref in enumerate(self.references.values()):
-                if ref.strong.size and not coverage[b, ref.strong].any():
-                    lo, hi = q[ref.strong].min(), q[ref.strong].max()
-                    warnings.append(f"no data where {self.phases[t]}'s strongest reflections lie "
-                                    f"(Q {lo:.2f}–{hi:.2f} Å⁻¹)")
-            for t, p in enumerate(probs[b]):
-                if abs(p - self.thresholds[t]) < UNCERTAIN_MARGIN:
-                    warnings.append(f"uncertain call: {self.phases[t]} p={p:.2f} "
-                                    f"(threshold {self.thresholds[t]:.2f})")
-            lonely = strong[sl] & ~explained[sl]
-            unchecked = bool((calls[b].astype(bool) & ~known).any())
-            unexplained = [] if unchecked else [float(v) for v in peak_q[lonely]]
+            warnings = [f"no data where {self.phases[t]}'s strongest reflections lie "
+                        f"(Q {q[refs[t].strong].min():.2f}–{q[refs[t].strong].max():.2f} Å⁻¹)"
+                        for t in np.flatnonzero(no_data[b])]
+            warnings += [f"uncertain call: {self.phases[t]} p={probs[b, t]:.2f} "
+                         f"(threshold {self.thresholds[t]:.2f})" for t in np.flatnonzero(uncertain[b])]
+            unexplained = [] if unchecked[b] else peak_q[lonely[sl]].tolist()
             if unexplained:
                 shown = ", ".join(f"{v:.2f}" for v in unexplained[:6])
                 more = f" and {len(unexplained) - 6} more" if len(unexplained) > 6 else ""
                 warnings.append(f"unexplained peaks at Q={shown}{more} Å⁻¹ "
                                 "(not from the phases called: an unknown phase?)")
             expl = Explanation(
-                peaks=[(float(v), float(h)) for v, h in zip(peak_q, height[sl], strict=True)],
-                matched={
-                    n: matched_reflections(peak_q, r.reflections, r.tolerance)
-                    for n, r in self.references.items() if r.reflections is not None
-                },
+                peaks=list(zip(peak_q.tolist(), height[sl].tolist(), strict=True)),
+                matched={n: r.windows.q[h[b]].tolist() for (n, r), h in zip(self.references.items(), hits,
+                                                                            strict=True)
+                         if r.reflections is not None},
                 unexplained=unexplained,
             )
             if sal is not None:
@@ -406,8 +406,8 @@ class Predictor:
                 expl.regions = {n: top_regions(sal[b, t], q) for t, n in enumerate(self.phases)}
             out.append(Prediction(
                 name,
-                probabilities={n: float(probs[b, t]) for t, n in enumerate(self.phases)},
-                calls={n: int(calls[b, t]) for t, n in enumerate(self.phases)},
+                probabilities=dict(zip(self.phases, probs[b].tolist(), strict=True)),
+                calls=dict(zip(self.phases, calls[b].tolist(), strict=True)),
                 warning="; ".join(warnings),
                 explanation=expl,
             ))
