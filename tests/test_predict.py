@@ -256,3 +256,32 @@ def test_cli_evaluate_json(tiny_model: Path, tmp_path: Path) -> None:
     (tmp_path / "labels.csv").write_text("file,calcite\nx.npy,1\n")
     missing = CliRunner().invoke(app, [*args, "--json"])
     assert missing.exit_code == 2 and "bastnaesite" in missing.stderr
+
+
+def test_cli_predict_frame_stack(tiny_model: Path, tmp_path: Path) -> None:
+    """An HDF5 stack with a geometry: one row per frame, plots with a timeline, integrated patterns."""
+    import h5py
+    from pyFAI.detectors import Detector
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator
+
+    from xrdmtl.readers import load_pattern
+
+    det = Detector(pixel1=172e-6, pixel2=172e-6, max_shape=(96, 96))
+    ai = AzimuthalIntegrator(dist=0.02, poni1=0.0083, poni2=0.0083, detector=det, wavelength=WAVELENGTH * 1e-10)
+    ai.save(str(tmp_path / "geometry.poni"))
+    rng = np.random.default_rng(0)
+    with h5py.File(tmp_path / "run.h5", "w") as f:
+        f["entry/data/data"] = rng.poisson(100, (3, 96, 96)).astype(np.int32)
+    out, plots, integrated = tmp_path / "preds.csv", tmp_path / "plots", tmp_path / "integrated"
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "run.h5"), "--poni", str(tmp_path / "geometry.poni"),
+                                   "--model", str(tiny_model), "--out", str(out), "--plot", str(plots),
+                                   "--save-integrated", str(integrated), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    rows = read_csv_text(out.read_text())
+    assert [r["file"] for r in rows] == [f"{tmp_path / 'run.h5'}::{i}" for i in range(3)]
+    assert sorted(p.name for p in plots.glob("*.png")) == ["run_00000.png", "run_00001.png", "run_00002.png",
+                                                           "timeline.png"]
+    saved = sorted(integrated.glob("*.xy"))
+    assert len(saved) == 3
+    pattern = load_pattern(saved[0])
+    assert pattern.unit == "2th_deg" and abs(pattern.wavelength - WAVELENGTH) < 1e-6
