@@ -345,6 +345,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; models and metrics are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -429,7 +430,7 @@ class LoadedModel:
         """Per-phase probability above which a phase is called present."""
         return np.asarray(self.meta["thresholds"], dtype=np.float32)
 
-    def logits(self, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+    def logits(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Raw logits ``(B, T, 2)`` for model input ``x: (B, 3, G)``."""
         x = np.asarray(x)
         expected = (N_CHANNELS, self.grid.n)
@@ -446,7 +447,7 @@ class LoadedModel:
                 out[i : i + batch_size] = self.net(xb.to(self.device)).float().cpu().numpy()
         return out
 
-    def predict_proba(self, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+    def predict_proba(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Calibrated probability ``(B, T)`` that each phase is present."""
         z = self.logits(x, batch_size)
         return probabilities(z, self.temperature)
