@@ -128,7 +128,7 @@ def test_unknown_phase_warning() -> None:
 def test_uncertain_and_coverage_checks() -> None:
     pred = Predictor(FixedModel([0.55, 0.98, 0.02]))
     p = pred.predict_patterns([phase_pattern(["calcite"])])[0]
-    assert "uncertain call: bastnaesite p=0.55" in p.warning
+    assert "uncertain (p near the threshold): bastnaesite p=0.55" in p.warning
     q = np.linspace(4.4, 5.2, 500)  # 14% of the 0.8–5.0 grid
     narrow = Pattern(q, 100 + np.sin(q * 40) ** 2, unit="q_A^-1", source="narrow.xy")
     bad = pred.predict_patterns([narrow])[0]

@@ -129,25 +129,33 @@ def _reading_options(wavelength: float | None, poni: Path | None, mask: str) -> 
         raise FrameError("--mask is neither none, auto nor an existing mask file", mask)
 
 
+def _clip(text: str, n: int = 60) -> str:
+    """``text`` cut to ``n`` characters, with an ellipsis where cut (markup escaped)."""
+    from rich.markup import escape
+
+    return escape(text if len(text) <= n else text[: n - 1] + "…")
+
+
 def _summary_table(preds: list, phases: list[str], title: str) -> Any:
-    """A rich table: one row per pattern for small runs, counts per phase for large ones."""
+    """A rich table: one row per pattern for small runs (probability per phase, ✓ where called),
+    counts per phase for large ones."""
     from rich.table import Table
 
     ok = [p for p in preds if p.ok]
     table = Table(title=title)
     if len(preds) <= 40:
-        table.add_column("file", overflow="fold")
+        table.caption = "p per phase, ✓ = called present; full warnings in the CSV"
+        table.add_column("file", overflow="fold", min_width=14)
         for name in phases:
-            table.add_column(f"p_{name}", justify="right")
-        table.add_column("found")
-        table.add_column("warning / error", overflow="fold")
+            table.add_column(name, justify="right", no_wrap=True, min_width=6)
+        table.add_column("warning / error", overflow="fold", min_width=14)
         for p in preds:
             if p.ok:
-                cells = [f"{p.probabilities[n]:.2f}" for n in phases]
-                note = f"[yellow]{p.warning}[/yellow]" if p.warning else ""
-                table.add_row(p.file, *cells, ", ".join(p.found) or "-", note)
+                cells = [f"[green]{p.probabilities[n]:.2f} ✓[/green]" if p.calls[n] else f"{p.probabilities[n]:.2f}"
+                         for n in phases]
+                table.add_row(p.file, *cells, f"[yellow]{_clip(p.warning)}[/yellow]" if p.warning else "")
             else:
-                table.add_row(p.file, *(["-"] * len(phases)), "-", f"[red]{p.error}[/red]")
+                table.add_row(p.file, *(["-"] * len(phases)), f"[red]{_clip(p.error)}[/red]")
         return table
     table.add_column("phase")
     table.add_column("found in", justify="right")

@@ -386,8 +386,9 @@ class Predictor:
             warnings = [f"no data where {self.phases[t]}'s strongest reflections lie "
                         f"(Q {q[refs[t].strong].min():.2f}–{q[refs[t].strong].max():.2f} Å⁻¹)"
                         for t in np.flatnonzero(no_data[b])]
-            warnings += [f"uncertain call: {self.phases[t]} p={probs[b, t]:.2f} "
-                         f"(threshold {self.thresholds[t]:.2f})" for t in np.flatnonzero(uncertain[b])]
+            if uncertain[b].any():
+                near = ", ".join(f"{self.phases[t]} p={probs[b, t]:.2f}" for t in np.flatnonzero(uncertain[b]))
+                warnings.append(f"uncertain (p near the threshold): {near}")
             unexplained = [] if unchecked[b] else peak_q[lonely[sl]].tolist()
             if unexplained:
                 shown = ", ".join(f"{v:.2f}" for v in unexplained[:6])
