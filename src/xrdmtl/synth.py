@@ -8,9 +8,10 @@ with pseudo-Voigts, noise and background levels read off the raw and masked inte
 generator never sees those patterns; they only set the ranges.
 
 Speed: reflections are tabulated per phase once; per batch, parameters are drawn per pattern, phase
-and reflection with numpy broadcasting; peaks are evaluated only in a window around each peak
-(windows grouped by size and added with one scatter per group); backgrounds are built on 128 knots
-and expanded by one matrix product; noise is cut from a few pre-smoothed random banks.
+and reflection with numpy broadcasting; each peak is evaluated only in a window around it, at a
+resolution matched to its width, and the resolution levels are summed coarse to fine by linear
+interpolation (the smooth background joins at an eighth of the grid's resolution); noise is cut
+from a few pre-smoothed random banks. Single-threaded numpy on cache-sized chunks.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
 from .grid import DEFAULT_GRID, QGrid
 from .phases import Phase, lorentz_polarization
@@ -33,8 +34,9 @@ FOUR_LN2 = 4.0 * np.log(2.0)
 SCHERRER_K = 0.9
 PEAK_WINDOW = 32  # points per peak window, at the peak's resolution level
 N_LEVELS = 6  # resolution levels: FWHM up to 6·2^5 = 192 grid points
-N_KNOTS = 96  # background knots over the grid: features down to ~0.1 Å⁻¹ FWHM
+BG_LEVEL = 4  # backgrounds are evaluated on every 2^4-th grid point (0.033 Å⁻¹ on the default grid)
 NOISE_BOXES = (1, 3, 5, 9)  # noise banks smoothed twice by boxes this wide: σ = 0, 1.2, 2.0, 3.7 points
+NOISE_BOX_P = (0.1, 0.3, 0.3, 0.3)  # hdac noise is mostly correlated over 2–4 points
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,9 @@ class SynthConfig:
     p_unmasked: float = 0.5  # raw integration (background, anvil spots) vs expert-processed look
     # --- beam and coverage
     p_lab: float = 0.2  # lab Kα patterns (RRUFF-like); the rest synchrotron µ-XRD
-    synchrotron_wavelength: tuple[float, float] = (0.3, 0.9)  # Å, 14–41 keV µ-XRD beamlines (hdac 0.561)
+    synchrotron_wavelength: tuple[float, float] = (0.3, 0.8)  # Å, 15–41 keV µ-XRD beamlines (hdac 0.561)
     lab_wavelengths: tuple[float, ...] = (1.5406, 1.7890, 0.7107)  # Cu, Co, Mo Kα1 (Å)
-    synchrotron_tth: tuple[float, float, float, float] = (0.5, 6.0, 18.0, 45.0)  # 2θ min lo/hi, max lo/hi
+    synchrotron_tth: tuple[float, float, float, float] = (0.5, 6.0, 22.0, 45.0)  # 2θ min lo/hi, max lo/hi
     # (hdac: unmasked 0.01–38.7°, masked 4.5–24.9°; area detectors at 20–40 keV reach 25–45°)
     lab_tth: tuple[float, float, float, float] = (3.0, 20.0, 50.0, 120.0)  # Co Kα 3–50° covers Q ≲ 3.0
     p_gaps: float = 0.25  # detector module gaps (Pilatus/Eiger: 1–3 gaps crossing the rings)
@@ -73,9 +75,9 @@ class SynthConfig:
     march_r: tuple[float, float] = (0.5, 2.0)  # log-uniform; r < 1 plates, r > 1 needles
     crystals: tuple[float, float] = (1.0, 3000.0)  # log-uniform effective crystals per phase in the beam
     absorption_mu_t: tuple[float, float] = (0.0, 1.5)  # fluid + anvil μt at 2θ = 0 (22 keV, 2 mm water ≈ 0.3)
-    snr: tuple[float, float] = (4.0, 3000.0)  # log-uniform strongest-peak height / noise σ, per phase
+    snr: tuple[float, float] = (4.0, 600.0)  # log-uniform strongest-peak height / noise σ, per phase
     # (masked look; hdac masked: weak Re ~5× the correlated noise, carbonates up to ~1000×)
-    peak_to_background: tuple[float, float] = (0.005, 5.0)  # log-uniform, unmasked look: hdac
+    peak_to_background: tuple[float, float] = (0.004, 2.0)  # log-uniform, unmasked look: hdac
     # carbonates 0.07–1.2 over the fluid, rhenium 0.06–12, spots 0.04; never below min_snr
     min_snr: float = 4.0  # every present phase's strongest peak stands at least this many σ high
     # --- confusers
@@ -83,21 +85,22 @@ class SynthConfig:
     random_peaks: tuple[int, int] = (0, 10)  # uniform count of unindexed extra peaks (unknown phases)
     random_peak_fwhm_q: tuple[float, float] = (0.008, 0.12)  # log-uniform Å⁻¹ (hdac masked 'none':
     # a 0.09 Å⁻¹ bump at Q 4.33 and weaker ones)
-    random_peak_snr: tuple[float, float] = (3.0, 300.0)  # masked look
-    random_peak_pbr: tuple[float, float] = (0.002, 0.5)  # unmasked look, peak / background
-    spots_mean: float = 1.5  # mean count of anvil-spot leaks per unmasked pattern (hdac n_71: one)
+    random_peak_snr: tuple[float, float] = (3.0, 100.0)  # masked look
+    random_peak_pbr: tuple[float, float] = (0.002, 0.2)  # unmasked look, peak / background
+    spots_mean: float = 1.0  # mean count of anvil-spot leaks per unmasked pattern (hdac n_71: one)
     p_spots_masked: float = 0.1  # a spot the expert's mask missed
     spot_snr: tuple[float, float] = (3.0, 30000.0)  # log-uniform (masked look)
-    spot_pbr: tuple[float, float] = (0.003, 10.0)  # unmasked look; a spot can outshine every ring
+    spot_pbr: tuple[float, float] = (0.003, 1.5)  # unmasked look; a spot can outshine every ring
     spot_fwhm_factor: tuple[float, float] = (0.4, 1.1)  # × instrument FWHM (hdac n_71: 0.088°)
     # --- background and noise
-    counts: tuple[float, float] = (30.0, 3e7)  # log-uniform background counts-equivalent per point.
-    # hdac unmasked noise 0.03–0.1% of the background ↔ 1e6–1e7
+    counts: tuple[float, float] = (30.0, 3e7)  # log-uniform background counts-equivalent per point
+    counts_unmasked: tuple[float, float] = (1e4, 1e8)  # raw look: hdac unmasked noise 0.013–1.1% (10–90th
+    # percentile, median 0.03%) of the background ↔ 1e4–1e7 counts
     noise_boost_unmasked: tuple[float, float] = (1.0, 1.5)  # noise above Poisson
     noise_boost_masked: tuple[float, float] = (1.0, 10.0)  # masking and subtraction add noise (hdac:
     # masked correlated wiggles ~5 where the raw integration had 0.7)
     residual_bumps: tuple[int, int] = (0, 5)  # broad leftovers of the expert's background subtraction
-    residual_snr: tuple[float, float] = (1.0, 40.0)  # hdac masked 'none': a bump ≈ 20× the noise
+    residual_snr: tuple[float, float] = (1.0, 30.0)  # hdac masked 'none': a bump ≈ 20× the noise
 
 
 @dataclass
@@ -172,7 +175,10 @@ def few_crystal_factors(multiplicity: np.ndarray, crystals: np.ndarray,
     about crystals·multiplicity/24 grains in diffraction condition, a gamma-distributed sum that
     vanishes for some reflections when that number is below one."""
     k = np.clip(crystals * multiplicity / 24.0, 0.03, 1e4)
-    return rng.standard_gamma(k) / k
+    out = np.maximum(1 + rng.standard_normal(k.shape) / np.sqrt(k), 0)  # gamma ≈ normal for k ≥ 30
+    few = k < 30
+    out[few] = rng.standard_gamma(k[few]) / k[few]
+    return out
 
 
 def absorption(two_theta_rad: np.ndarray, mu_t: np.ndarray) -> np.ndarray:
@@ -200,14 +206,15 @@ def fluid_background(q: np.ndarray, centers: np.ndarray, widths: np.ndarray,
     return (amps[..., None] * np.exp(-0.5 * ((q - centers[..., None]) / widths[..., None]) ** 2)).sum(-2)
 
 
-def cell_background(q: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+def cell_background(q: np.ndarray, p: dict[str, np.ndarray], q_range: tuple[float, float]) -> np.ndarray:
     """Smooth scattering of the cell and air: constant, Compton-like rise A(1−exp(−(Q/q_c)²)),
-    low-Q (beam stop, small-angle) decay A·exp(−(Q−Q0)/τ) and a random cubic in Q."""
-    t = (q - q.min()) / (q.max() - q.min()) * 2 - 1
+    low-Q (beam stop, small-angle) decay A·exp(−(Q−Q0)/τ) from the range's start Q0, and a random
+    cubic (Chebyshev over ``q_range``)."""
+    t = (q - q_range[0]) / (q_range[1] - q_range[0]) * 2 - 1
     poly = p["poly"] @ np.stack([np.ones_like(t), t, 2 * t**2 - 1, 4 * t**3 - 3 * t])
     return (p["const"][:, None]
             + p["compton"][:, None] * (1 - np.exp(-((q / p["compton_q"][:, None]) ** 2)))
-            + p["lowq"][:, None] * np.exp(-(q - q.min()) / p["lowq_tau"][:, None])
+            + p["lowq"][:, None] * np.exp(-(q - q_range[0]) / p["lowq_tau"][:, None])
             + poly)
 
 
@@ -216,16 +223,16 @@ def aperture(tth_deg: np.ndarray, cutoff_deg: np.ndarray, softness_deg: np.ndarr
     return 1 / (1 + np.exp((tth_deg - cutoff_deg) / softness_deg))
 
 
-def render_peaks(out: np.ndarray, row: np.ndarray, center: np.ndarray, fwhm: np.ndarray,
-                 eta: np.ndarray, height: np.ndarray) -> None:
-    """Add pseudo-Voigt peaks to rows of ``out`` (m, G); ``center`` and ``fwhm`` in grid points.
+def render_peaks(m: int, g: int, row: np.ndarray, center: np.ndarray, fwhm: np.ndarray,
+                 eta: np.ndarray, height: np.ndarray, smooth: np.ndarray | None = None) -> np.ndarray:
+    """(m, g) pseudo-Voigt peaks in rows ``row``; ``center`` and ``fwhm`` in grid points.
 
     Multi-resolution: a peak of FWHM f is evaluated on level ℓ (every 2^ℓ-th grid point) where f/2^ℓ
     is 3–6 points, in a window of :data:`PEAK_WINDOW` level points (≥ ±2.6 FWHM) lowered by its edge
     value so it ends continuously. Levels are summed coarse to fine by linear interpolation, so every
-    peak costs the same whatever its width.
+    peak costs the same whatever its width. ``smooth`` (m, len(level_q(grid, BG_LEVEL))), a smooth
+    curve at resolution :data:`BG_LEVEL`, joins the sum there.
     """
-    m, g = out.shape
     pad, k = PEAK_WINDOW, PEAK_WINDOW
     level = np.clip(np.floor(np.log2(np.maximum(fwhm, 1e-6) / 3.0)), 0, N_LEVELS - 1).astype(int)
     ar = np.arange(k, dtype=np.float32)
@@ -234,6 +241,8 @@ def render_peaks(out: np.ndarray, row: np.ndarray, center: np.ndarray, fwhm: np.
         step = 2**lv
         n_l = -(-g // step) + 2 * pad + 2
         buf = np.zeros((m, n_l), np.float32) if acc is None else _upsample2(acc, n_l, pad)
+        if smooth is not None and lv == BG_LEVEL:
+            buf += smooth
         sel = np.flatnonzero(level == lv)
         c = center[sel] / step + pad
         inside = (c > k // 2) & (c < n_l - k // 2 - 1)
@@ -252,7 +261,7 @@ def render_peaks(out: np.ndarray, row: np.ndarray, center: np.ndarray, fwhm: np.
             idx = (row[sel] * n_l + start)[:, None] + np.arange(k)
             np.add.at(buf.reshape(-1), idx.reshape(-1), val.reshape(-1))
         acc = buf
-    out += acc[:, pad:pad + g]
+    return acc[:, pad:pad + g]
 
 
 def _upsample2(coarse: np.ndarray, n_fine: int, pad: int) -> np.ndarray:
@@ -267,24 +276,35 @@ def _upsample2(coarse: np.ndarray, n_fine: int, pad: int) -> np.ndarray:
     return fine
 
 
-def knot_matrix(grid: QGrid, n_knots: int = N_KNOTS) -> np.ndarray:
-    """(n_knots, G) matrix turning values at evenly spaced knots into a smooth curve on the grid:
-    linear interpolation smoothed by a Gaussian of half the knot spacing."""
-    knots = np.linspace(grid.q_min, grid.q_max, n_knots)
-    hat = np.clip(1 - np.abs(grid.values[None, :] - knots[:, None]) / (knots[1] - knots[0]), 0, None)
-    sigma = 0.5 * (knots[1] - knots[0]) / grid.step
-    return gaussian_filter1d(hat, sigma, axis=1, mode="nearest").astype(np.float32)
+def level_q(grid: QGrid, level: int) -> np.ndarray:
+    """Q of the points of resolution level ``level`` (every 2^level-th grid point, with the padding
+    :func:`render_peaks` uses)."""
+    n_l = -(-grid.n // 2**level) + 2 * PEAK_WINDOW + 2
+    return grid.q_min + (np.arange(n_l) - PEAK_WINDOW) * 2**level * grid.step
+
+
+def expand(coarse: np.ndarray, level: int, g: int) -> np.ndarray:
+    """Values at resolution ``level`` (as :func:`level_q`) linearly interpolated onto ``g`` grid points."""
+    for lv in range(level - 1, -1, -1):
+        coarse = _upsample2(coarse, -(-g // 2**lv) + 2 * PEAK_WINDOW + 2, PEAK_WINDOW)
+    return coarse[:, PEAK_WINDOW:PEAK_WINDOW + g]
 
 
 def noise_banks(rng: np.random.Generator, length: int) -> np.ndarray:
     """(len(NOISE_BOXES), length) unit-variance normal noise, white and smoothed by two passes of a
     box (≈ Gaussian): integrated detector bins are correlated (hdac: over ~0.05° 2θ, 2–4 points)."""
-    white = rng.standard_normal(length, dtype=np.float32)
     banks = np.empty((len(NOISE_BOXES), length), np.float32)
+    banks[0] = rng.standard_normal(length, dtype=np.float32)
     for i, b in enumerate(NOISE_BOXES):
-        smooth = uniform_filter1d(uniform_filter1d(white, b, mode="wrap"), b, mode="wrap")
+        if b == 1:
+            banks[i] = banks[0]
+            continue
+        x = banks[0].astype(np.float64)
+        for _ in range(2):  # box filter of width b by differences of a cumulative sum (periodic)
+            c = np.cumsum(np.concatenate([x[-b:], x]))
+            x = (c[b:] - c[:-b]) / b
         kernel = np.convolve(np.ones(b), np.ones(b)) / b**2
-        banks[i] = smooth / np.sqrt((kernel**2).sum())
+        banks[i] = x / np.sqrt((kernel**2).sum())
     return banks
 
 
@@ -353,23 +373,25 @@ def default_distractors(targets: Sequence[Phase]) -> list[Phase]:
 
 class Synthesizer:
     """Labeled synthetic patterns of ``targets`` (present or absent) with ``distractors`` and every
-    distortion; ``distractors=None`` takes the library's non-target phases."""
+    distortion; ``distractors=None`` takes the library's non-target phases. Chunks of ``chunk``
+    patterns (each with its own child generator, so results do not depend on ``workers``) run on
+    ``workers`` threads (numpy releases the GIL in its array loops)."""
 
     def __init__(self, targets: Sequence[Phase], grid: QGrid = DEFAULT_GRID,
                  distractors: Sequence[Phase] | None = None, config: SynthConfig | None = None,
-                 chunk: int = 512) -> None:
+                 chunk: int = 256, workers: int = 2) -> None:
         self.targets = list(targets)
         self.distractors = default_distractors(self.targets) if distractors is None else list(distractors)
         self.grid = grid
         self.config = config or SynthConfig()
         self.chunk = chunk
+        self.workers = workers
         phases = self.targets + self.distractors
         self.lattice_ranges = np.array([self._lattice_range(p) for p in phases])
         lo = grid.q_min * self.lattice_ranges[:, 0].min() * 0.97
         hi = grid.q_max * self.lattice_ranges[:, 1].max() * 1.03
         self.table = _build_table(phases, lo, hi)
-        self._knots = np.linspace(grid.q_min, grid.q_max, N_KNOTS)
-        self._knot_matrix = knot_matrix(grid)
+        self._bg_q = level_q(grid, BG_LEVEL)
 
     def _lattice_range(self, phase: Phase) -> tuple[float, float]:
         if "lattice_range" in phase.meta:
@@ -398,9 +420,20 @@ class Synthesizer:
             np.empty((n, g), np.float32), np.empty((n, g), bool), np.empty((n, t), np.uint8),
             np.empty(n, np.float32), np.empty(n, bool), np.empty((n, t), np.float32),
         )
-        banks = noise_banks(rng, min(max(n, 64) * g // 4, 1 << 22) + g)
-        for s in range(0, n, self.chunk):
-            self._chunk(batch, slice(s, min(n, s + self.chunk)), banks, rng)
+        banks = noise_banks(rng, int(np.clip(n * g // 16, 1 << 16, 1 << 19)) + g)
+        starts = range(0, n, self.chunk)
+        seeds = rng.integers(0, 2**63 - 1, len(starts))
+
+        def run(i: int) -> None:
+            sl = slice(starts[i], min(n, starts[i] + self.chunk))
+            self._chunk(batch, sl, banks, np.random.default_rng(seeds[i]))
+
+        if self.workers > 1 and len(starts) > 1:
+            with ThreadPoolExecutor(self.workers) as pool:
+                list(pool.map(run, range(len(starts))))
+        else:
+            for i in range(len(starts)):
+                run(i)
         return batch
 
     def _chunk(self, batch: SynthBatch, sl: slice, banks: np.ndarray, rng: np.random.Generator) -> None:
@@ -419,7 +452,7 @@ class Synthesizer:
         inst = log_uniform(rng, *cfg.instrument_fwhm_deg, m)
         zero = rng.normal(0, cfg.zero_offset_deg, m)
         mu_t = rng.uniform(*cfg.absorption_mu_t, m)
-        counts = log_uniform(rng, *cfg.counts, m)
+        counts = np.where(unmasked, log_uniform(rng, *cfg.counts_unmasked, m), log_uniform(rng, *cfg.counts, m))
         boost = np.where(unmasked, rng.uniform(*cfg.noise_boost_unmasked, m),
                          log_uniform(rng, *cfg.noise_boost_masked, m))
         cut, soft = rng.uniform(15.0, 60.0, m), rng.uniform(2.0, 10.0, m)
@@ -493,40 +526,40 @@ class Synthesizer:
               rng.uniform(grid.q_min, grid.q_max, (m, nb)), log_uniform(rng, 0.04, 0.4, (m, nb)),
               np.zeros((m, nb)), sign * log_uniform(rng, *cfg.residual_snr, (m, nb)) * sigma[:, None])
 
-        out = batch.intensity[sl]
-        out[:] = 0
-        cat = {k_: np.concatenate(v) for k_, v in cols.items()}
-        render_peaks(out, np.concatenate(rows), grid.index(cat["q"]), cat["w"] / grid.step, cat["e"], cat["h"])
-
-        # --- background on knots: fluid humps, cell, aperture; counts at its maximum
-        kq = self._knots
+        # --- background (at resolution BG_LEVEL): fluid humps, cell, aperture; counts at its maximum
+        kq = self._bg_q
         ktth = 2 * np.arcsin(np.clip(kq * wl[:, None] / (4 * np.pi), 0, 0.9999))
         q1 = rng.uniform(1.7, 2.8, m)
         centers = np.stack([q1, q1 + rng.uniform(0.7, 1.4, m)], 1)
         widths = np.stack([rng.uniform(0.2, 0.8, m), rng.uniform(0.3, 1.0, m)], 1)
         amps = np.stack([np.ones(m), rng.uniform(0, 0.8, m)], 1) * rng.uniform(0.1, 1.0, m)[:, None]
         cellp = {
-            "const": rng.uniform(0, 1.5, m) * (rng.random(m) < 0.7),
+            "const": rng.uniform(0, 3.0, m) * (rng.random(m) < 0.8),
             "compton": rng.uniform(0, 1.0, m), "compton_q": rng.uniform(1.0, 5.0, m),
             "lowq": log_uniform(rng, 1e-3, 2.0, m), "lowq_tau": log_uniform(rng, 0.05, 0.6, m),
             "poly": rng.normal(0, 0.08, (m, 4)),
         }
-        bg = fluid_background(kq, centers, widths, amps) + cell_background(kq, cellp)
+        bg = fluid_background(kq, centers, widths, amps) + cell_background(kq, cellp, (grid.q_min, grid.q_max))
         bg = np.maximum(bg, 0) * aperture(np.rad2deg(ktth), cut[:, None], soft[:, None])
-        bg /= np.maximum(bg.max(1, keepdims=True), 1e-12)
+        inside = (kq >= grid.q_min) & (kq <= grid.q_max)
+        bg /= np.maximum(bg[:, inside].max(1, keepdims=True), 1e-12)
         bg = (np.maximum(bg, 0.02) * counts[:, None]).astype(np.float32)
-        bg_grid = np.matmul(bg, self._knot_matrix)
 
-        # --- noise on everything; the masked look then loses its background (imperfectly)
-        out += bg_grid
-        level = rng.integers(0, len(NOISE_BOXES), m)
+        # --- peaks + background, noise on everything; the masked look then loses its background
+        out = batch.intensity[sl]
+        cat = {k_: np.concatenate(v) for k_, v in cols.items()}
+        out[:] = render_peaks(m, grid.n, np.concatenate(rows), grid.index(cat["q"]), cat["w"] / grid.step,
+                              cat["e"], cat["h"], smooth=bg)
+        level = rng.choice(len(NOISE_BOXES), m, p=NOISE_BOX_P)
         offset = rng.integers(0, banks.shape[1] - grid.n, m)
         z = np.lib.stride_tricks.sliding_window_view(banks, grid.n, axis=1)[level, offset]
         poisson_noise(out, z, boost.astype(np.float32)[:, None])
         # masked: background subtracted with a small level error, baseline left at 0–4 σ
-        bg_grid *= np.where(unmasked, 0.0, 1 + rng.normal(0, 0.002, m)).astype(np.float32)[:, None]
-        out -= bg_grid
-        out += np.where(unmasked, 0.0, rng.uniform(0, 4, m) * sigma).astype(np.float32)[:, None]
+        masked = np.flatnonzero(~unmasked)
+        if masked.size:
+            est = bg[masked] * (1 + rng.normal(0, 0.002, masked.size)).astype(np.float32)[:, None]
+            est -= (rng.uniform(0, 4, masked.size) * sigma[masked]).astype(np.float32)[:, None]
+            out[masked] -= expand(est, BG_LEVEL, grid.n)
 
         # --- coverage: measured range and detector gaps
         idx = np.arange(grid.n)
