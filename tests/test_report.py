@@ -102,9 +102,10 @@ def fake_results(hdac: bool = True) -> dict:
         "schema": 1,
         "meta": {
             "command": "xrdmtl experiment --out x --toy", "preset": "toy",
-            "config": {"steps": 7, "seeds": 3}, "versions": {"torch": "2.13.0+cpu", "numpy": "2.4.6"},
+            "config": {"steps": 7, "finetune_steps": 3, "seeds": 3}, "versions": {"torch": "2.13.0+cpu", "numpy": "2.4.6"},
             "seeds": [0, 1, 2], "phases": PHASES, "started": "2026-01-01T00:00:00+00:00",
             "wall_time_s": 12.5, "stage_time_s": {"data": 1.5, "training": 8.25}, "cpus": 2, "device": "cpu",
+            "synth": {"p_present": 0.45, "p_unmasked": 0.5},
         },
         "paper": {"source": "Li et al.", "synthetic_only_exact": 0.70, "few_labeled_exact": 0.90},
         "test_sets": {t: {"kind": kinds[t], "n": 9, "description": f"set {t}", "wavelength": 0.5} for t in tests},

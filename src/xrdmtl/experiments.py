@@ -18,12 +18,12 @@ cross-validation, (4) training and testing on masked and unmasked data. Seeds gi
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
 import os
 import platform
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -104,8 +104,10 @@ class ExperimentConfig:
     finetune_ns: tuple[int, ...] = (5, 10, 20, 50, 100)
     hdac_ns: tuple[int, ...] = (5, 10, 20)
     hdac_splits: int = 3
+    val_size: int = 1000
     archs: tuple[str, ...] = ("mtl", "binary", "paper")
     losses: tuple[str, ...] = ()
+    tailored_loss: str = "weighted_ce"
     plain_loss: str = "ce"
     few_n: int = 20
     test_seed: int = 7001
@@ -119,10 +121,11 @@ class ExperimentConfig:
     def preset(cls, name: str, seeds: int | None = None) -> ExperimentConfig:
         """``toy`` (seconds, for tests), ``quick`` (≤ 10 min on 2 cores) or ``full`` (≤ 2 h)."""
         presets: dict[str, dict[str, Any]] = {
-            "toy": dict(seeds=2, steps=6, batch_size=8, finetune_steps=3, n_test=6, n_pool=10,
-                        finetune_ns=(5, 10), hdac_ns=(5,), hdac_splits=1, n_examples=2, few_n=10),
+            "toy": dict(seeds=2, steps=4, batch_size=8, finetune_steps=2, n_test=6, n_pool=5, val_size=16,
+                        finetune_ns=(5,), hdac_ns=(5,), hdac_splits=1, losses=("ce", "weighted_ce"),
+                        n_examples=2, few_n=10, grid=QGrid(0.8, 5.0, 512)),
             "quick": dict(seeds=3, steps=120, batch_size=32, finetune_steps=20, n_test=60, n_pool=40,
-                          finetune_ns=(5, 10, 20, 40), hdac_ns=(5, 10, 20), hdac_splits=2),
+                          val_size=200, finetune_ns=(5, 10, 20, 40), hdac_ns=(5, 10, 20), hdac_splits=2),
             "full": {},
         }
         if name not in presets:
@@ -150,7 +153,6 @@ class LabeledSet:
     intensity: np.ndarray  # (n, G) float32
     coverage: np.ndarray  # (n, G) bool
     labels: np.ndarray  # (n, T) uint8
-    labels_csv: Path
     wavelength: float | None
     grid: QGrid
 
@@ -184,48 +186,39 @@ def rruff_files() -> list[Path]:
     return sorted(f for f in (repo_root() / "tests" / "data").glob("rruff_*.txt") if "_DIF" not in f.name)
 
 
+def labeled_set(
+    name: str, kind: Literal["simulated", "measured"], description: str, files: Sequence[str | Path],
+    labels: np.ndarray, grid: QGrid, wavelength: float | None,
+) -> LabeledSet:
+    """Read ``files`` onto ``grid``."""
+    from .readers import load_pattern
+
+    on_grid = [load_pattern(f, wavelength=wavelength).on_grid(grid) for f in files]
+    return LabeledSet(
+        name, kind, description, [Path(f) for f in files], np.stack([g[0] for g in on_grid]),
+        np.stack([g[1] for g in on_grid]), np.asarray(labels, dtype=np.uint8), wavelength, grid,
+    )
+
+
 def load_labeled(
     name: str, kind: Literal["simulated", "measured"], description: str, labels_csv: Path,
     phases: Sequence[str], grid: QGrid, wavelength: float | None,
 ) -> LabeledSet:
     """Read every file of a labels CSV onto ``grid``."""
     from .predict import read_labels
-    from .readers import load_pattern
 
     files, labels = read_labels(labels_csv, phases)
-    on_grid = [load_pattern(f, wavelength=wavelength).on_grid(grid) for f in files]
-    return LabeledSet(
-        name, kind, description, [Path(f) for f in files],
-        np.stack([g[0] for g in on_grid]), np.stack([g[1] for g in on_grid]),
-        np.asarray(labels, dtype=np.uint8), labels_csv, wavelength, grid,
-    )
+    return labeled_set(name, kind, description, files, labels, grid, wavelength)
 
 
-def rruff_set(phases: Sequence[str], grid: QGrid, data_dir: Path) -> LabeledSet | None:
+def rruff_set(phases: Sequence[str], grid: QGrid) -> LabeledSet | None:
     """RRUFF patterns labeled by the mineral named in the file name."""
     files = rruff_files()
     if not files:
         return None
-    labels = [[int(f.name.split("_")[1].lower() == p) for p in phases] for f in files]
-    csv_path = write_labels_csv(data_dir / "rruff_labels.csv", files, labels, phases)
-    return load_labeled(
-        "rruff", "measured", "RRUFF powder patterns (Cu Kα), labeled by mineral name",
-        csv_path, phases, grid, RRUFF_WAVELENGTH,
-    )
-
-
-def write_labels_csv(path: Path, files: Sequence[Path], labels: Sequence[Sequence[int]],
-                     phases: Sequence[str]) -> Path:
-    """A labels CSV (``file,<phase>…``) with files relative to the CSV's folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["file", *phases])
-        for f, lab in zip(files, labels, strict=True):
-            w.writerow([os.path.relpath(Path(f).resolve(), path.parent.resolve()), *(int(v) for v in lab)])
-    os.replace(tmp, path)
-    return path
+    labels = np.array([[int(f.name.split("_")[1].lower() == p) for p in phases] for f in files])
+    return labeled_set("rruff", "measured", "RRUFF powder patterns (Cu Kα), labeled by mineral name",
+                       files, labels, grid, RRUFF_WAVELENGTH)
 
 
 def simulated_sets(
@@ -290,18 +283,18 @@ class Setting:
     train_view: Literal["mixed", "unmasked", "masked"] = "mixed"
 
 
-def build_settings(config: ExperimentConfig, tailored: str, losses: Sequence[str]) -> dict[str, Setting]:
-    """The settings the four comparisons need, the shared multi-task baseline first."""
+def build_settings(config: ExperimentConfig, base_loss: str, losses: Sequence[str]) -> dict[str, Setting]:
+    """The settings the four comparisons need, the shared multi-task baseline (``mtl``) first."""
     arch_names = {"mtl": "multi-task CNN", "binary": "binary CNN per phase", "paper": "paper's CNN"}
-    out = {"mtl": Setting("mtl", f"MTL, {tailored} (base)", "mtl", tailored)}
+    out = {"mtl": Setting("mtl", f"MTL, {base_loss} (base)", "mtl", base_loss)}
     for arch in config.archs:
         if arch != "mtl":
-            out[arch] = Setting(arch, f"{arch_names.get(arch, arch)}, {tailored}", arch, tailored)
+            out[arch] = Setting(arch, f"{arch_names.get(arch, arch)}, {base_loss}", arch, base_loss)
     for loss in losses:
-        if loss != tailored:
+        if loss != base_loss:
             out[f"mtl_{loss}"] = Setting(f"mtl_{loss}", f"MTL, {loss}", "mtl", loss)
     for view in VIEWS:
-        out[f"mtl_{view}_only"] = Setting(f"mtl_{view}_only", f"MTL, trained {view} only", "mtl", tailored, view)
+        out[f"mtl_{view}_only"] = Setting(f"mtl_{view}_only", f"MTL, trained {view} only", "mtl", base_loss, view)
     return out
 
 
@@ -315,18 +308,21 @@ def _history(raw: Sequence[Sequence[float]]) -> list[list[float]]:
 def run_setting(setting: Setting, seed: int, config: ExperimentConfig, phases: Sequence[str],
                 out_dir: Path) -> dict:
     """Train one setting at one seed (reused when ``out_dir`` already holds it); its run record."""
-    from .training import TrainConfig, train
+    from .training import CHECKPOINT, TrainConfig, train
 
     record_path = out_dir / "record.json"
-    key = _hash(setting, seed, config.steps, config.batch_size, config.grid.to_dict())
+    tc = TrainConfig(
+        phases=list(phases), arch=setting.arch, loss=setting.loss, steps=config.steps,
+        batch_size=config.batch_size, seed=seed, grid=config.grid.to_dict(), val_size=config.val_size,
+        calib_size=config.val_size, eval_every=max(1, config.steps // 5), patience=0,
+        unmasked_fraction={"mixed": None, "unmasked": 1.0, "masked": 0.0}[setting.train_view],
+    )
+    key = _hash(asdict(tc))
     if record_path.is_file() and json.loads(record_path.read_text()).get("hash") == key:
         return json.loads(record_path.read_text())
-    tc = TrainConfig(
-        arch=setting.arch, loss=setting.loss, steps=config.steps, batch_size=config.batch_size,
-        seed=seed, phases=list(phases), unmasked_fraction={"mixed": None, "unmasked": 1.0, "masked": 0.0}[setting.train_view],
-    )
     t0 = time.perf_counter()
     result = train(tc, out_dir / "model", progress=False)
+    shutil.rmtree(out_dir / "model" / CHECKPOINT, ignore_errors=True)  # resume state: not needed here
     record = {
         "hash": key, "setting": setting.key, "seed": seed, "train_time_s": time.perf_counter() - t0,
         "params": int(result.n_parameters), "history": _history(result.history),
@@ -338,15 +334,20 @@ def run_setting(setting: Setting, seed: int, config: ExperimentConfig, phases: S
 
 def run_finetune(base_model: Path, pool: LabeledSet, idx: np.ndarray, seed: int, config: ExperimentConfig,
                  out_dir: Path) -> Path:
-    """Fine-tune ``base_model`` on the patterns ``idx`` of ``pool``; the new model's folder."""
-    from .models import read_meta
-    from .training import finetune
+    """Fine-tune ``base_model`` on the patterns ``idx`` of ``pool`` (reused when ``out_dir`` already
+    holds that run); the new model's folder."""
+    from .training import LabeledPatterns, finetune
 
-    csv_path = write_labels_csv(out_dir / "labels.csv", [pool.files[i] for i in idx], pool.labels[idx],
-                                read_meta(base_model)["phases"])
-    finetune(base_model, csv_path, out_dir=out_dir / "model", steps=config.finetune_steps, seed=seed,
-             wavelength=pool.wavelength, progress=False)
-    return out_dir / "model"
+    model = out_dir / "model"
+    stamp = out_dir / "stamp.json"
+    key = _hash((base_model / "model.json").read_text(), [str(pool.files[i]) for i in idx], seed,
+                config.finetune_steps, config.batch_size)
+    if stamp.is_file() and json.loads(stamp.read_text()) == key:
+        return model
+    finetune(base_model, LabeledPatterns(pool.intensity[idx], pool.coverage[idx], pool.labels[idx]), model,
+             steps=config.finetune_steps, batch_size=config.batch_size, seed=seed, progress=False)
+    _write_json(stamp, key)
+    return model
 
 
 def _hash(*parts: Any) -> str:
@@ -438,6 +439,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
     from .losses import LOSSES
     from .models import default_device
     from .phases import TARGETS
+    from .synth import SynthConfig
     from .training import TrainConfig
 
     config = config or ExperimentConfig()
@@ -448,9 +450,9 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
     phases = [getattr(p, "name", p) for p in TARGETS]
     grid = config.grid
     seeds = list(range(config.seeds))
-    tailored = TrainConfig().loss
-    losses = list(config.losses or LOSSES)
-    settings = build_settings(config, tailored, losses)
+    base_loss = TrainConfig().loss
+    losses = list(dict.fromkeys([*(config.losses or LOSSES), config.tailored_loss, config.plain_loss]))
+    settings = build_settings(config, base_loss, losses)
     hd = hdac_dir()
     n_hdac_ft = len(VIEWS) * len(seeds) * config.hdac_splits * len(config.hdac_ns) if hd else 0
     bar = _Progress(1 + len(settings) * len(seeds) + len(VIEWS) * len(seeds) * len(config.finetune_ns)
@@ -470,7 +472,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
             "pool", data / "pool", config.n_pool, config.pool_seed, config.pool_wavelength, phases, grid,
             f"labeled simulated frames (fine-tuning pool), seed {config.pool_seed}, λ = {config.pool_wavelength} Å",
         )
-        rr = rruff_set(phases, grid, data)
+        rr = rruff_set(phases, grid)
         if rr is not None:
             tests["rruff"] = rr
         if hd is not None:
@@ -587,6 +589,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
             "wall_time_s": round(time.perf_counter() - t_start, 1),
             "stage_time_s": {k: round(v, 1) for k, v in stage.items()},
             "cpus": os.cpu_count() or 1,
+            "synth": {k: v for k, v in asdict(SynthConfig()).items() if k in ("p_present", "p_unmasked")},
             "device": str(default_device()),
         },
         "paper": PAPER,
@@ -596,9 +599,9 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
             "primary_test_set": "sim_unmasked",
             "base": "mtl",
             "architecture": ["mtl", *[a for a in config.archs if a != "mtl"]],
-            "loss": ["mtl", *[f"mtl_{x}" for x in losses if x != tailored]],
-            "tailored_loss": "mtl",
-            "plain_loss": "mtl" if config.plain_loss == tailored else f"mtl_{config.plain_loss}",
+            "loss": ["mtl", *[f"mtl_{x}" for x in losses if x != base_loss]],
+            "tailored_loss": _loss_key(config.tailored_loss, base_loss),
+            "plain_loss": _loss_key(config.plain_loss, base_loss),
             "masking": {
                 "train": {"mixed": "mtl", **{v: f"mtl_{v}_only" for v in VIEWS}},
                 "test_sets": [f"sim_{v}" for v in VIEWS],
@@ -613,6 +616,10 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
     path = out / "results.json"
     _write_json(path, data_out)
     return ExperimentResults(data_out, path)
+
+
+def _loss_key(loss: str, base_loss: str) -> str:
+    return "mtl" if loss == base_loss else f"mtl_{loss}"
 
 
 def _subset(s: LabeledSet, idx: np.ndarray) -> LabeledSet:
