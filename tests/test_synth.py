@@ -22,7 +22,7 @@ IDEAL = SynthConfig(
     crystallite_size=(1e9, 1e9), microstrain=(0.0, 0.0), eta=(0.0, 0.0),
     default_lattice_range=(1.0, 1.0), lattice_ranges={}, anisotropic_strain=0.0, zero_offset_deg=0.0,
     p_texture=0.0, crystals=(1e9, 1e9), absorption_mu_t=(0.0, 0.0), snr=(1e4, 1e4),
-    p_distractor_phase=(1.0, 0.0, 0.0), random_peaks=(0, 0), spots_mean=0.0, p_spots_masked=0.0,
+    p_distractor_phase=(1.0, 0.0, 0.0), p_random_peaks=0.0, p_spots=0.0, p_spots_masked=0.0,
     counts=(1e10, 1e10), noise_boost_masked=(1.0, 1.0), residual_bumps=(0, 0),
 )
 
@@ -38,8 +38,11 @@ def rhenium() -> Phase:
 
 
 def _strong(phase: Phase, k: int = 4) -> np.ndarray:
+    """Q of the ``k`` strongest reflections on the grid with no other within 0.03 Å⁻¹."""
     r = phase.reflections(0.561, q_max=DEFAULT_GRID.q_max - 0.05)
-    r = r.take(np.flatnonzero(r.q > DEFAULT_GRID.q_min + 0.05))
+    q = r.q[r.intensity > 0.5]
+    near = np.array([np.sum(np.abs(q - v) < 0.03) > 1 for v in r.q])
+    r = r.take(np.flatnonzero((r.q > DEFAULT_GRID.q_min + 0.05) & ~near))
     return r.strongest(k).q
 
 

@@ -35,8 +35,8 @@ SCHERRER_K = 0.9
 PEAK_WINDOW = 32  # points per peak window, at the peak's resolution level
 N_LEVELS = 6  # resolution levels: FWHM up to 6·2^5 = 192 grid points
 BG_LEVEL = 4  # backgrounds are evaluated on every 2^4-th grid point (0.033 Å⁻¹ on the default grid)
-NOISE_BOXES = (1, 3, 5, 9)  # noise banks smoothed twice by boxes this wide: σ = 0, 1.2, 2.0, 3.7 points
-NOISE_BOX_P = (0.1, 0.3, 0.3, 0.3)  # hdac noise is mostly correlated over 2–4 points
+NOISE_BOXES = (1, 3, 5, 9, 15)  # noise banks smoothed twice by boxes this wide: σ = 0, 1.2, 2, 3.7, 6
+NOISE_BOX_P = (0.1, 0.2, 0.25, 0.25, 0.2)  # hdac noise is correlated over 2–10 points (masked: wider)
 
 
 @dataclass(frozen=True)
@@ -77,17 +77,19 @@ class SynthConfig:
     absorption_mu_t: tuple[float, float] = (0.0, 1.5)  # fluid + anvil μt at 2θ = 0 (22 keV, 2 mm water ≈ 0.3)
     snr: tuple[float, float] = (4.0, 600.0)  # log-uniform strongest-peak height / noise σ, per phase
     # (masked look; hdac masked: weak Re ~5× the correlated noise, carbonates up to ~1000×)
-    peak_to_background: tuple[float, float] = (0.004, 2.0)  # log-uniform, unmasked look: hdac
+    peak_to_background: tuple[float, float] = (0.004, 5.0)  # log-uniform, unmasked look: hdac
     # carbonates 0.07–1.2 over the fluid, rhenium 0.06–12, spots 0.04; never below min_snr
     min_snr: float = 4.0  # every present phase's strongest peak stands at least this many σ high
     # --- confusers
-    p_distractor_phase: tuple[float, float, float] = (0.45, 0.35, 0.2)  # P(0, 1, 2 library phases)
-    random_peaks: tuple[int, int] = (0, 10)  # uniform count of unindexed extra peaks (unknown phases)
+    p_distractor_phase: tuple[float, float, float] = (0.6, 0.25, 0.15)  # P(0, 1, 2 library phases)
+    p_random_peaks: float = 0.5  # unindexed extra peaks (unknown phases); most hdac patterns have none
+    random_peaks: tuple[int, int] = (1, 10)  # their uniform count when there are some
     random_peak_fwhm_q: tuple[float, float] = (0.008, 0.12)  # log-uniform Å⁻¹ (hdac masked 'none':
     # a 0.09 Å⁻¹ bump at Q 4.33 and weaker ones)
     random_peak_snr: tuple[float, float] = (3.0, 100.0)  # masked look
     random_peak_pbr: tuple[float, float] = (0.002, 0.2)  # unmasked look, peak / background
-    spots_mean: float = 1.0  # mean count of anvil-spot leaks per unmasked pattern (hdac n_71: one)
+    p_spots: float = 0.4  # anvil-spot leaks in an unmasked pattern (hdac: 1 of 11 'none' shows one)
+    spots: tuple[int, int] = (1, 4)  # their uniform count when there are some
     p_spots_masked: float = 0.1  # a spot the expert's mask missed
     spot_snr: tuple[float, float] = (3.0, 30000.0)  # log-uniform (masked look)
     spot_pbr: tuple[float, float] = (0.003, 1.5)  # unmasked look; a spot can outshine every ring
@@ -510,13 +512,15 @@ class Synthesizer:
                 cols[name].append(v[i, j])
 
         nr = cfg.random_peaks[1]
-        extra(rng.integers(cfg.random_peaks[0], nr + 1, m), rng.uniform(grid.q_min, grid.q_max, (m, nr)),
+        n_rand = rng.integers(cfg.random_peaks[0], nr + 1, m) * (rng.random(m) < cfg.p_random_peaks)
+        extra(n_rand, rng.uniform(grid.q_min, grid.q_max, (m, nr)),
               log_uniform(rng, *cfg.random_peak_fwhm_q, (m, nr)), rng.uniform(*cfg.eta, (m, nr)),
               self._strength(unmasked, counts, sigma, cfg.random_peak_snr, cfg.random_peak_pbr, (m, nr), rng))
-        ns = 6
+        ns = cfg.spots[1]
+        n_spots = rng.integers(cfg.spots[0], ns + 1, m) * (rng.random(m) < cfg.p_spots)
         sq = rng.uniform(grid.q_min, grid.q_max, (m, ns))
         s_inst = inst[:, None] * rng.uniform(*cfg.spot_fwhm_factor, (m, ns))
-        extra(np.where(unmasked, rng.poisson(cfg.spots_mean, m), rng.random(m) < cfg.p_spots_masked),
+        extra(np.where(unmasked, n_spots, rng.random(m) < cfg.p_spots_masked),
               sq, peak_fwhm_q(sq, wl[:, None], s_inst, np.full((m, ns), 1e12), np.zeros((m, ns))),
               rng.uniform(0, 0.3, (m, ns)),
               self._strength(unmasked, counts, sigma, cfg.spot_snr, cfg.spot_pbr, (m, ns), rng))
