@@ -96,9 +96,9 @@ class ExperimentConfig:
 
     preset_name: str = "full"
     seeds: int = 3
-    steps: int = 1500
+    steps: int = 3000
     batch_size: int = 64
-    finetune_steps: int = 150
+    finetune_steps: int = 200
     n_test: int = 200
     n_pool: int = 100
     finetune_ns: tuple[int, ...] = (5, 10, 20, 50, 100)
@@ -124,7 +124,7 @@ class ExperimentConfig:
             "toy": dict(seeds=2, steps=4, batch_size=8, finetune_steps=2, n_test=6, n_pool=5, val_size=16,
                         finetune_ns=(5,), hdac_ns=(5,), hdac_splits=1, losses=("ce", "weighted_ce"),
                         n_examples=2, few_n=10, grid=QGrid(0.8, 5.0, 512)),
-            "quick": dict(seeds=3, steps=120, batch_size=32, finetune_steps=20, n_test=60, n_pool=40,
+            "quick": dict(seeds=3, steps=300, batch_size=32, finetune_steps=60, n_test=60, n_pool=40,
                           val_size=200, finetune_ns=(5, 10, 20, 40), hdac_ns=(5, 10, 20), hdac_splits=2),
             "full": {},
         }

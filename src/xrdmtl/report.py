@@ -420,19 +420,28 @@ def section_real(res: dict) -> list[Block]:
             Table(["setting"] + [f"{t} exact (%)" for t in ext], rows, "Measured patterns"),
         ]
     base = res["settings"][comp["base"]]
+    families: dict[str, list[str]] = {}
     for t in ext:
-        per = base["per_file"].get(t)
-        if not per:
-            continue
-        rows = [
-            [r["file"], " ".join(str(r["labels"][p]) for p in phases),
-             " ".join(f"{r['probs'][p]:.2f}" for p in phases), "yes" if r["agree"] else "**no**"]
-            for r in per
-        ]
-        blocks.append(
-            Table(["file", "labels (" + ", ".join(phases) + ")", "probabilities (seed mean)", "agrees"],
-                  rows, f"{base['label']} on {t}, per pattern")
-        )
+        if base["per_file"].get(t):
+            families.setdefault(t.removesuffix("_unmasked").removesuffix("_masked"), []).append(t)
+    for fam, sets in families.items():
+        by_file: dict[str, dict[str, dict]] = {}
+        for t in sets:
+            for r in base["per_file"][t]:
+                by_file.setdefault(r["file"], {})[t] = r
+        rows = []
+        for f, recs in by_file.items():
+            labels = " / ".join(dict.fromkeys(" ".join(str(r["labels"][p]) for p in phases) for r in recs.values()))
+            row = [f, labels]
+            for t in sets:
+                r = recs.get(t)
+                row += ([" ".join(f"{r['probs'][p]:.2f}" for p in phases), "yes" if r["agree"] else "**no**"]
+                        if r else ["not in this set", "not in this set"])
+            rows.append(row)
+        header = ["file", "labels (" + ", ".join(phases) + ")"]
+        for t in sets:
+            header += [f"p {t} (seed mean)", "agrees"]
+        blocks.append(Table(header, rows, f"{base['label']} on {fam}, per pattern"))
     hd = res["hdac"]
     if hd["available"] and hd["cv"]:
         rows = []
@@ -443,7 +452,7 @@ def section_real(res: dict) -> list[Block]:
         blocks += [
             Para(
                 f"Cross-validated fine-tuning on the paper's {hd['n']} measured patterns: fine-tune on N "
-                f"labeled, test on the other {hd['n']} − N, {hd['splits']} random splits per seed."
+                f"labeled, test on the other {hd['n']} − N; random splits per seed: {hd['splits']}."
             ),
             Table(["view", "N", "exact match (%)", "runs (splits × seeds)"], rows, "Fine-tuning on measured patterns"),
         ]
@@ -467,8 +476,8 @@ def section_paper(res: dict) -> list[Block]:
                  {"better": "yes", "tie": "no: a tie", "worse": "no: binary wins"}[v]])
     paras.append(Para(
         "**1. Architecture.** " + text + (
-            " As in the paper." if v == "better" else
-            " Here we differ from the paper. Our binary networks are not the paper's: each is a narrower "
+            f" On `{comp['primary_test_set']}`, as in the paper." if v == "better" else
+            f" On `{comp['primary_test_set']}`, we differ from the paper. Our binary networks are not the paper's: each is a narrower "
             "copy of our multi-task network with the same input channels (including the background-"
             "removed one), sized so that all of them together have about the multi-task model's "
             "parameters, and the three target phases rarely share reflections, so a shared trunk has "
@@ -485,8 +494,8 @@ def section_paper(res: dict) -> list[Block]:
     paras.append(Para(
         "**2. Loss.** The paper's tailored loss is a class-weighted cross-entropy (weights from its code). "
         + text + (
-            " As in the paper." if v == "better" else
-            " Here we differ from the paper. Our synthetic batches draw each phase as present with "
+            f" On `{comp['primary_test_set']}`, as in the paper." if v == "better" else
+            f" On `{comp['primary_test_set']}`, we differ from the paper. Our synthetic batches draw each phase as present with "
             f"probability {p_present:.2f}, so the class imbalance the weights correct is small; the "
             "paper trained on fixed, less balanced sets."
         ) + " Our default loss against plain CE: " + base_text
@@ -515,11 +524,11 @@ def section_paper(res: dict) -> list[Block]:
         short |= v == "worse"
         rows.append([f"{claim}: {where}", paper_txt, f"{pct_sd(ours)}%"])
         sentences.append(
-            f"{claim}, {pct_sd(ours)}% on {where} "
-            f"({ {'better': 'above', 'tie': 'level with', 'worse': 'below'}[v]} the paper's {pct(ref.mean)}%)"
+            f"{claim}, {pct_sd(ours)}% on {where}, "
+            f"{ {'better': 'above', 'tie': 'level with', 'worse': 'below'}[v]} the paper's {pct(ref.mean)}%"
         )
     paras.append(Para(
-        "**3. Data efficiency.** Exact match " + "; ".join(sentences) + "."
+        "**3. Data efficiency.** Exact match: " + "; ".join(sentences) + "."
         + ("" if not short else
            " Where we fall short of the paper, we see two reasons: this run's budget (preset "
            f"`{meta['preset']}`, {meta['config']['steps']} training steps and {meta['config']['finetune_steps']} "
