@@ -19,7 +19,8 @@ from xrdmtl.synth import SynthConfig, Synthesizer
 IDEAL = SynthConfig(
     p_present=1.0, p_unmasked=0.0, p_lab=0.0, synchrotron_wavelength=(0.561, 0.561),
     synchrotron_tth=(0.5, 0.5, 45.0, 45.0), p_gaps=0.0, instrument_fwhm_deg=(0.05, 0.05),
-    crystallite_size=(1e9, 1e9), microstrain=(0.0, 0.0), eta=(0.0, 0.0),
+    crystallite_size=(1e9, 1e9), microstrain=(0.0, 0.0), size_ranges={}, microstrain_ranges={},
+    eta=(0.0, 0.0),
     default_lattice_range=(1.0, 1.0), lattice_ranges={}, anisotropic_strain=0.0, zero_offset_deg=0.0,
     p_texture=0.0, crystals=(1e9, 1e9), absorption_mu_t=(0.0, 0.0), snr=(1e4, 1e4),
     p_distractor_phase=(1.0, 0.0, 0.0), p_random_peaks=0.0, p_spots=0.0, p_spots_masked=0.0,

@@ -50,7 +50,7 @@ class SynthConfig:
     p_lab: float = 0.2  # lab Kα patterns (RRUFF-like); the rest synchrotron µ-XRD
     synchrotron_wavelength: tuple[float, float] = (0.3, 0.8)  # Å, 15–41 keV µ-XRD beamlines (hdac 0.561)
     lab_wavelengths: tuple[float, ...] = (1.5406, 1.7890, 0.7107)  # Cu, Co, Mo Kα1 (Å)
-    synchrotron_tth: tuple[float, float, float, float] = (0.5, 6.0, 22.0, 45.0)  # 2θ min lo/hi, max lo/hi
+    synchrotron_tth: tuple[float, float, float, float] = (0.5, 4.5, 22.0, 45.0)  # 2θ min lo/hi, max lo/hi
     # (hdac: unmasked 0.01–38.7°, masked 4.5–24.9°; area detectors at 20–40 keV reach 25–45°)
     lab_tth: tuple[float, float, float, float] = (3.0, 20.0, 50.0, 120.0)  # Co Kα 3–50° covers Q ≲ 3.0
     p_gaps: float = 0.25  # detector module gaps (Pilatus/Eiger: 1–3 gaps crossing the rings)
@@ -58,9 +58,13 @@ class SynthConfig:
     # --- peak shape (pseudo-Voigt; widths added in quadrature)
     instrument_fwhm_deg: tuple[float, float] = (0.03, 0.14)  # log-uniform 2θ FWHM; hdac carbonates
     # 0.09–0.12° at 0.561 Å; lab diffractometers 0.04–0.12°
-    crystallite_size: tuple[float, float] = (60.0, 5000.0)  # Å, log-uniform; Scherrer ΔQ = 2πK/L.
-    # hdac rhenium FWHM 0.22–0.34° at 0.561 Å (ΔQ ≈ 0.05) ↔ L ≈ 100–150 Å (deformed gasket)
+    crystallite_size: tuple[float, float] = (60.0, 5000.0)  # Å, log-uniform; Scherrer ΔQ = 2πK/L
     microstrain: tuple[float, float] = (0.0, 0.006)  # ΔQ = εQ; cold-worked metals reach 0.5%
+    # per phase (name contains the key): a gasket is pre-indented, cold-worked metal. hdac rhenium
+    # FWHM 0.22–0.34° at 0.561 Å (ΔQ ≈ 0.045–0.065, growing with Q) vs carbonates 0.09–0.12°
+    size_ranges: dict[str, tuple[float, float]] = field(default_factory=lambda: {"rhenium": (60.0, 400.0)})
+    microstrain_ranges: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: {"rhenium": (0.002, 0.01)})
     eta: tuple[float, float] = (0.0, 0.8)  # Lorentzian fraction; hdac fits 0–0.35 carbonates, 0.4–0.8 Re
     # --- positions
     default_lattice_range: tuple[float, float] = (0.992, 1.008)  # thermal expansion / compression at
@@ -75,7 +79,7 @@ class SynthConfig:
     march_r: tuple[float, float] = (0.5, 2.0)  # log-uniform; r < 1 plates, r > 1 needles
     crystals: tuple[float, float] = (1.0, 3000.0)  # log-uniform effective crystals per phase in the beam
     absorption_mu_t: tuple[float, float] = (0.0, 1.5)  # fluid + anvil μt at 2θ = 0 (22 keV, 2 mm water ≈ 0.3)
-    snr: tuple[float, float] = (4.0, 600.0)  # log-uniform strongest-peak height / noise σ, per phase
+    snr: tuple[float, float] = (4.0, 400.0)  # log-uniform strongest-peak height / noise σ, per phase
     # (masked look; hdac masked: weak Re ~5× the correlated noise, carbonates up to ~1000×)
     peak_to_background: tuple[float, float] = (0.004, 5.0)  # log-uniform, unmasked look: hdac
     # carbonates 0.07–1.2 over the fluid, rhenium 0.06–12, spots 0.04; never below min_snr
@@ -365,6 +369,13 @@ def _build_table(phases: Sequence[Phase], q_lo: float, q_hi: float, max_per_phas
     return _Table(cat["phase"].astype(int), cat["q0"], cat["i"], cat["m"], cat["c"], cat["lp"].astype(bool))
 
 
+def _by_name(phase: Phase, ranges: dict[str, tuple[float, float]],
+             default: tuple[float, float]) -> tuple[float, float]:
+    """The range whose key the phase's name contains, else ``default``."""
+    name = phase.name.lower()
+    return next((r for key, r in ranges.items() if key in name), default)
+
+
 def default_distractors(targets: Sequence[Phase]) -> list[Phase]:
     """The library's distractor phases, minus any that shares a name with a target."""
     from .phases import DISTRACTORS, get_phase
@@ -390,6 +401,9 @@ class Synthesizer:
         self.workers = workers
         phases = self.targets + self.distractors
         self.lattice_ranges = np.array([self._lattice_range(p) for p in phases])
+        cfg = self.config
+        self._size = np.array([_by_name(p, cfg.size_ranges, cfg.crystallite_size) for p in phases])
+        self._strain = np.array([_by_name(p, cfg.microstrain_ranges, cfg.microstrain) for p in phases])
         lo = grid.q_min * self.lattice_ranges[:, 0].min() * 0.97
         hi = grid.q_max * self.lattice_ranges[:, 1].max() * 1.03
         self.table = _build_table(phases, lo, hi)
@@ -398,10 +412,7 @@ class Synthesizer:
     def _lattice_range(self, phase: Phase) -> tuple[float, float]:
         if "lattice_range" in phase.meta:
             return tuple(phase.meta["lattice_range"])
-        for key, rng_ in self.config.lattice_ranges.items():
-            if key in phase.name.lower():
-                return rng_
-        return self.config.default_lattice_range
+        return _by_name(phase, self.config.lattice_ranges, self.config.default_lattice_range)
 
     def _strength(self, unmasked: np.ndarray, counts: np.ndarray, sigma: np.ndarray,
                   snr: tuple[float, float], pbr: tuple[float, float], shape: tuple[int, int],
@@ -469,8 +480,8 @@ class Synthesizer:
             present[:, n_t:] = rank < k[:, None]
         scale = rng.uniform(self.lattice_ranges[:, 0], self.lattice_ranges[:, 1], (m, n_p))
         aniso = rng.normal(0, cfg.anisotropic_strain, (m, n_p))
-        size = log_uniform(rng, *cfg.crystallite_size, (m, n_p))
-        strain = rng.uniform(*cfg.microstrain, (m, n_p))
+        size = np.exp(rng.uniform(np.log(self._size[:, 0]), np.log(self._size[:, 1]), (m, n_p)))
+        strain = rng.uniform(self._strain[:, 0], self._strain[:, 1], (m, n_p))
         eta = rng.uniform(*cfg.eta, (m, n_p))
         textured = rng.random((m, n_p)) < cfg.p_texture
         march = np.where(textured, log_uniform(rng, *cfg.march_r, (m, n_p)), 1.0)
