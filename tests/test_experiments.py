@@ -94,3 +94,14 @@ def test_cli_reuses_cached_runs(toy_run: tuple[Path, ExperimentResults, dict]):
     assert again["meta"]["command"] == f"xrdmtl experiment --out {out} --toy"
     assert again["settings"]["mtl"]["metrics"] == json.loads(json.dumps(results.data))["settings"]["mtl"]["metrics"]
     assert "xrdmtl experiment --out" in (out / "report.md").read_text()
+
+
+def test_presets_and_cli_flags(tmp_path: Path):
+    toy, quick, full = (ExperimentConfig.preset(n) for n in ("toy", "quick", "full"))
+    assert toy.steps < quick.steps < full.steps and quick.seeds >= 3 and full.seeds >= 3
+    assert full.finetune_ns == (5, 10, 20, 50, 100) and full.hdac_ns == (5, 10, 20)
+    assert ExperimentConfig.preset("quick", seeds=5).seeds == 5
+    with pytest.raises(ValueError, match="unknown preset"):
+        ExperimentConfig.preset("huge")
+    r = CliRunner().invoke(app, ["experiment", "--out", str(tmp_path), "--quick", "--toy"])
+    assert r.exit_code != 0 and not (tmp_path / "results.json").exists()

@@ -89,6 +89,7 @@ def fake_results(hdac: bool = True) -> dict:
             "params": int(rng.integers(1000, 100000)),
             "train_time_s": _s(rng, 1, 5),
             "history": [[[float(i), float(1 / (i + 1))] for i in range(5)] for _ in range(3)],
+            "val_curve": [[[2 * i, float(i / 5)] for i in range(3)] for _ in range(3)],
             "metrics": {t: {"exact": _s(rng), "f1": _s(rng), "acc": {p: _s(rng) for p in PHASES}} for t in tests},
             "confusion": {t: {p: {"tp": 3, "fp": 1, "fn": 0, "tn": 5} for p in PHASES} for t in tests},
             "per_file": {

@@ -96,7 +96,7 @@ class ExperimentConfig:
 
     preset_name: str = "full"
     seeds: int = 3
-    steps: int = 3000
+    steps: int = 2000
     batch_size: int = 64
     finetune_steps: int = 200
     n_test: int = 200
@@ -124,8 +124,8 @@ class ExperimentConfig:
             "toy": dict(seeds=2, steps=4, batch_size=8, finetune_steps=2, n_test=6, n_pool=5, val_size=16,
                         finetune_ns=(5,), hdac_ns=(5,), hdac_splits=1, losses=("ce", "weighted_ce"),
                         n_examples=2, few_n=10, grid=QGrid(0.8, 5.0, 512)),
-            "quick": dict(seeds=3, steps=300, batch_size=32, finetune_steps=60, n_test=60, n_pool=40,
-                          val_size=200, finetune_ns=(5, 10, 20, 40), hdac_ns=(5, 10, 20), hdac_splits=2),
+            "quick": dict(seeds=3, steps=250, batch_size=32, finetune_steps=60, n_test=60, n_pool=40,
+                          val_size=200, finetune_ns=(5, 20, 40), hdac_ns=(5, 10, 20), hdac_splits=2),
             "full": {},
         }
         if name not in presets:
@@ -134,9 +134,8 @@ class ExperimentConfig:
         return cfg if seeds is None else replace(cfg, seeds=int(seeds))
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["grid"] = self.grid.to_dict()
-        return d
+        """JSON-ready fields (the grid as a dict)."""
+        return asdict(self)
 
 
 # -------------------------------------------------------------------------------------------- data
@@ -232,7 +231,7 @@ def simulated_sets(
     stamp = out / "params.json"
     if not stamp.is_file() or json.loads(stamp.read_text()) != params:
         simulate_frames(out, n, seed, wavelength=wavelength)
-        stamp.write_text(json.dumps(params))
+        _write_json(stamp, params)
     return {
         view: load_labeled(f"{name}_{view}", "simulated", f"{description}, integrated {view}",
                            out / view / "labels.csv", phases, grid, wavelength)
@@ -326,6 +325,7 @@ def run_setting(setting: Setting, seed: int, config: ExperimentConfig, phases: S
     record = {
         "hash": key, "setting": setting.key, "seed": seed, "train_time_s": time.perf_counter() - t0,
         "params": int(result.n_parameters), "history": _history(result.history),
+        "val_curve": [[int(e["step"]), round(float(e["val_exact"]), 4)] for e in result.evals],
         "model": str(out_dir / "model"),
     }
     _write_json(record_path, record)
@@ -507,6 +507,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                 "train_view": setting.train_view, "params": records[0]["params"],
                 "train_time_s": Stat.of([r["train_time_s"] for r in records]).to_dict(),
                 "history": [r["history"] for r in records],
+                "val_curve": [r["val_curve"] for r in records],
                 "metrics": {t: _summary(evals[t], phases) for t in tests},
                 "confusion": {
                     t: {p: {k: sum(e["confusion"][p][k] for e in evals[t]) for k in ("tp", "fp", "fn", "tn")}

@@ -177,25 +177,31 @@ def _png(fig: Any) -> bytes:
 
 
 def fig_learning_curves(res: dict) -> bytes:
-    """Training loss against step, seed mean with min–max band, for every trained setting."""
+    """Training loss and validation exact match (held-out synthetic set) against step, for every
+    setting: seed mean, band min–max."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    for key, s in res["settings"].items():
-        curves = [np.asarray(h, dtype=float) for h in s["history"] if len(h)]
-        if not curves:
-            continue
-        n = min(len(c) for c in curves)
-        steps = curves[0][:n, 0]
-        losses = np.stack([c[:n, 1] for c in curves])
-        (line,) = ax.plot(steps, losses.mean(0), label=s["label"], lw=1.3)
-        ax.fill_between(steps, losses.min(0), losses.max(0), color=line.get_color(), alpha=0.15)
-        del key
-    ax.set_xlabel("training step")
-    ax.set_ylabel("training loss (each setting's own loss)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
+    for s in res["settings"].values():
+        color = None
+        for ax, curves in ((ax_loss, s["history"]), (ax_val, s["val_curve"])):
+            arrays = [np.asarray(c, dtype=float).reshape(-1, 2) for c in curves]
+            n = min(len(a) for a in arrays)
+            if n == 0:
+                continue
+            y = np.stack([a[:n, 1] for a in arrays]) * (100 if ax is ax_val else 1)
+            (line,) = ax.plot(arrays[0][:n, 0], y.mean(0), lw=1.3, color=color,
+                              label=s["label"], marker="o" if ax is ax_val else None, ms=3)
+            color = line.get_color()
+            ax.fill_between(arrays[0][:n, 0], y.min(0), y.max(0), color=color, alpha=0.15)
+    ax_loss.set_ylabel("training loss (each setting's own loss)")
+    ax_loss.set_yscale("log")
+    ax_val.set_ylabel("validation exact match (%), synthetic")
+    for ax in (ax_loss, ax_val):
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    ax_val.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.tight_layout()
     return _png(fig)
 
 
@@ -229,7 +235,7 @@ def fig_data_efficiency(res: dict) -> bytes:
     ax.set_xlabel("labeled experimental patterns N (N = 0: synthetic only)")
     ax.set_ylabel("exact match (%)")
     ax.set_ylim(0, 102)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     ax.grid(alpha=0.3)
     return _png(fig)
 
@@ -596,7 +602,8 @@ def build_blocks(res: dict, out: Path) -> tuple[list[Block], dict[str, bytes]]:
         figs[f"fig_example_{i}.png"] = fig_example(res, e, out / f"fig_example_{i}.png")
     captions = {
         "fig_comparisons.png": "Exact match of every setting on every test set (mean ± sd over seeds).",
-        "fig_learning_curves.png": "Learning curves: training loss (seed mean, band min–max).",
+        "fig_learning_curves.png": "Learning curves: training loss and exact match on the held-out "
+        "synthetic validation set (seed mean, band min–max).",
         "fig_data_efficiency.png": "Data efficiency: exact match against the number of labeled "
         "experimental patterns; dashed lines: the paper's figures.",
         "fig_confusion.png": f"Per-phase confusion of {res['settings'][comp['base']]['label']} "
