@@ -117,6 +117,12 @@ class ExperimentConfig:
     n_examples: int = 3
     grid: QGrid = field(default_factory=lambda: DEFAULT_GRID)
 
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be at least 1, got {self.seeds}")
+        if max(self.finetune_ns, default=0) > self.n_pool:
+            raise ValueError(f"fine-tuning sizes {self.finetune_ns} exceed the pool of {self.n_pool} frames")
+
     @classmethod
     def preset(cls, name: str, seeds: int | None = None) -> ExperimentConfig:
         """``toy`` (seconds, for tests), ``quick`` (≤ 10 min on 2 cores) or ``full`` (≤ 2 h)."""
@@ -445,7 +451,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
     config = config or ExperimentConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
+    t_start, started = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
     stage: dict[str, float] = {}
     phases = [getattr(p, "name", p) for p in TARGETS]
     grid = config.grid
@@ -516,7 +522,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                 },
                 "per_file": {
                     t: _per_file(tests[t], probs_sum[t] / len(seeds), thr, phases)
-                    for t in tests if tests[t].kind == "measured"
+                    for t in tests if tests[t].kind == "measured" and key == "mtl"
                 },
             }
         stage["training"] = time.perf_counter() - t0
@@ -586,7 +592,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
             "versions": package_versions(),
             "seeds": seeds,
             "phases": phases,
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started": started,
             "wall_time_s": round(time.perf_counter() - t_start, 1),
             "stage_time_s": {k: round(v, 1) for k, v in stage.items()},
             "cpus": os.cpu_count() or 1,
@@ -661,6 +667,8 @@ def make_examples(model_path: Path, tests: dict[str, LabeledSet], k: int, phases
             hit = [i for i in np.flatnonzero(s.labels[:, j]) if i not in chosen]
             if hit and len(chosen) < k:
                 chosen.append(int(hit[0]))
+        if not chosen:
+            continue
         idx = np.array(chosen, dtype=int)
         x = s.x[idx]
         probs = model.predict_proba(x)
