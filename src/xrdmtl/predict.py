@@ -473,10 +473,8 @@ class Predictor:
 
     def _run_pool(self, chunks: list[list[str]], job: _Job, workers: int,
                   results: list[list[Prediction]], advance: Callable[[int], None]) -> None:
-        """Chunks on a process pool (forked where the OS allows, so the model is shared, not sent)."""
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        ctx = multiprocessing.get_context(method)
-        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=ctx,
+        """Chunks on a process pool; each worker gets the predictor once, at its start."""
+        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=_pool_context(),
                                  initializer=_init_worker, initargs=(self,)) as pool:
             futures: dict[Future, int] = {pool.submit(_worker_chunk, c, job): k for k, c in enumerate(chunks)}
             for fut in as_completed(futures):
@@ -529,6 +527,18 @@ class _Job:
 
 
 _WORKER: dict[str, Predictor] = {}
+_PRELOAD = ["xrdmtl.predict", "xrdmtl.models", "xrdmtl.readers"]
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Worker processes fork from a clean server process (``forkserver``, which imports the
+    prediction modules once), never from this process: a fork of a process that has run OpenMP code
+    (torch, pyFAI) can deadlock in its first parallel region. ``spawn`` where there is no forkserver."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
 
 
 def _init_worker(predictor: Predictor) -> None:
