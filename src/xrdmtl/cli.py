@@ -153,9 +153,9 @@ def _summary_table(preds: list, phases: list[str], title: str) -> Any:
             if p.ok:
                 cells = [f"[green]{p.probabilities[n]:.2f} ✓[/green]" if p.calls[n] else f"{p.probabilities[n]:.2f}"
                          for n in phases]
-                table.add_row(p.file, *cells, f"[yellow]{_clip(p.warning)}[/yellow]" if p.warning else "")
+                table.add_row(_clip(p.file, 200), *cells, f"[yellow]{_clip(p.warning)}[/yellow]" if p.warning else "")
             else:
-                table.add_row(p.file, *(["-"] * len(phases)), f"[red]{_clip(p.error)}[/red]")
+                table.add_row(_clip(p.file, 200), *(["-"] * len(phases)), f"[red]{_clip(p.error)}[/red]")
         return table
     table.add_column("phase")
     table.add_column("found in", justify="right")
@@ -210,7 +210,7 @@ def predict_cmd(
     show.print(f"{len(preds)} pattern(s), {len(failed)} failed, {warned} with warnings{where}{plots}",
                highlight=False)
     for p in failed:
-        err_console.print(f"[red]error:[/red] {p.error}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {_clip(p.error, 10_000)}", highlight=False, soft_wrap=True)
     if failed or not preds:
         raise typer.Exit(1)
 
@@ -248,7 +248,8 @@ def evaluate_cmd(
     if result["failed"]:
         if not as_json:
             for f in result["failed"]:
-                err_console.print(f"[red]error:[/red] {f['error']}", highlight=False, soft_wrap=True)
+                err_console.print(f"[red]error:[/red] {_clip(f['error'], 10_000)}", highlight=False,
+                                  soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -273,7 +274,7 @@ def _print_evaluation(result: dict, phases: list[str]) -> None:
         for col in ("file", "labels", "calls", *(f"p_{n}" for n in phases)):
             mis.add_column(col, overflow="fold")
         for w in wrong:
-            mis.add_row(w["file"], ", ".join(w["labels"]) or "-", ", ".join(w["calls"]) or "-",
+            mis.add_row(_clip(w["file"], 200), ", ".join(w["labels"]) or "-", ", ".join(w["calls"]) or "-",
                         *(f"{w['probabilities'][n]:.2f}" for n in phases))
         console.print(mis)
     else:

@@ -440,7 +440,8 @@ class Predictor:
         with ``error`` set; the rest still run. ``poni`` (a pyFAI geometry) and ``mask``
         (``none``/``auto``/a mask file) are for frames; ``plot_dir`` gets one PNG per pattern (and a
         timeline per frame stack), ``save_integrated`` the integrated 1D patterns of frames.
-        Results come in input order.
+        Results come in input order. As with any process pool, a script that calls this with more
+        than one worker needs the ``if __name__ == "__main__":`` guard.
         """
         if expand:
             files, bad = _expand(paths, poni is not None)
