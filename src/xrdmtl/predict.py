@@ -494,7 +494,7 @@ class Predictor:
             client = scheduler
         elif scheduler == "local":
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+                                   dashboard_address=None, env={"OMP_NUM_THREADS": "1"})
             client = Client(cluster)
             own = [client, cluster]
         else:
