@@ -66,8 +66,8 @@ def make_predictor() -> object:
 
     if (default_model_dir() / "model.json").is_file():
         return Predictor()
-    folder = Path(tempfile.mkdtemp(prefix="xrdmtl-bench-model-"))
-    return Predictor(save_model(folder / "model", MultiTaskCNN(list(TARGETS))))
+    with tempfile.TemporaryDirectory(prefix="xrdmtl-bench-model-") as tmp:
+        return Predictor(save_model(Path(tmp) / "model", MultiTaskCNN(list(TARGETS))))
 
 
 def bench() -> dict[str, float]:
