@@ -439,8 +439,8 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                    command: str | None = None) -> ExperimentResults:
     """Run the four comparisons into ``out_dir`` and write ``out_dir/results.json``.
 
-    Data sets and trained models are cached in ``out_dir`` (``data/``, ``runs/``), so a rerun with the
-    same configuration reuses them.
+    Data sets and trained models are cached in ``out_dir`` (``data/``, ``runs/``, each git-ignored), so
+    a rerun with the same configuration reuses them.
     """
     from .losses import LOSSES
     from .models import default_device
@@ -450,7 +450,9 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
 
     config = config or ExperimentConfig()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    for cache in ("data", "runs"):  # caches of frames and models: kept out of git when out_dir is committed
+        (out / cache).mkdir(parents=True, exist_ok=True)
+        (out / cache / ".gitignore").write_text("*\n")
     t_start, started = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
     stage: dict[str, float] = {}
     phases = [getattr(p, "name", p) for p in TARGETS]
