@@ -22,7 +22,7 @@ IDEAL = SynthConfig(
     crystallite_size=(1e9, 1e9), microstrain=(0.0, 0.0), size_ranges={}, microstrain_ranges={},
     eta=(0.0, 0.0),
     default_lattice_range=(1.0, 1.0), lattice_ranges={}, anisotropic_strain=0.0, zero_offset_deg=0.0,
-    p_texture=0.0, crystals=(1e9, 1e9), absorption_mu_t=(0.0, 0.0), snr=(1e4, 1e4), relative_strength=(1.0, 1.0),
+    p_texture=0.0, crystals=(1e9, 1e9), absorption_mu_t=(0.0, 0.0), snr=(1e4, 1e4),
     p_distractor_phase=(1.0, 0.0, 0.0), p_random_peaks=0.0, p_spots=0.0, p_spots_masked=0.0,
     counts=(1e10, 1e10), noise_boost_masked=(1.0, 1.0), residual_bumps=(0, 0),
 )

@@ -77,23 +77,21 @@ class SynthConfig:
     # --- intensities
     p_texture: float = 0.5  # March–Dollase preferred orientation along c*
     march_r: tuple[float, float] = (0.5, 2.0)  # log-uniform; r < 1 plates, r > 1 needles
-    crystals: tuple[float, float] = (5.0, 5000.0)  # log-uniform effective crystals per phase in the beam
+    crystals: tuple[float, float] = (1.0, 3000.0)  # log-uniform effective crystals per phase in the beam
     absorption_mu_t: tuple[float, float] = (0.0, 1.5)  # fluid + anvil μt at 2θ = 0 (22 keV, 2 mm water ≈ 0.3)
-    snr: tuple[float, float] = (8.0, 400.0)  # log-uniform strongest-peak height / noise σ, per pattern
+    snr: tuple[float, float] = (4.0, 400.0)  # log-uniform strongest-peak height / noise σ, per phase
     # (masked look; hdac masked: weak Re ~5× the correlated noise, carbonates up to ~1000×)
-    peak_to_background: tuple[float, float] = (0.01, 5.0)  # log-uniform, per pattern, unmasked look:
-    # hdac carbonates 0.07–1.2 over the fluid, rhenium 0.06–12, spots 0.04
-    relative_strength: tuple[float, float] = (0.05, 1.0)  # log-uniform, each phase's strongest peak
-    # against the pattern's (hdac bc: calcite (104) at 0.05–0.5 of bastnaesite's strongest)
-    min_snr: float = 8.0  # every present phase's strongest peak stands at least this many σ high
-    # (correlated noise makes 4σ wiggles look like peaks: weaker phases would be label noise)
+    peak_to_background: tuple[float, float] = (0.004, 5.0)  # log-uniform, unmasked look: hdac
+    # carbonates 0.07–1.2 over the fluid, rhenium 0.06–12, spots 0.04; never below min_snr
+    min_snr: float = 4.0  # every present phase's strongest peak stands at least this many σ high
     # --- confusers
     p_distractor_phase: tuple[float, float, float] = (0.6, 0.25, 0.15)  # P(0, 1, 2 library phases)
     p_random_peaks: float = 0.5  # unindexed extra peaks (unknown phases); most hdac patterns have none
     random_peaks: tuple[int, int] = (1, 10)  # their uniform count when there are some
     random_peak_fwhm_q: tuple[float, float] = (0.008, 0.12)  # log-uniform Å⁻¹ (hdac masked 'none':
     # a 0.09 Å⁻¹ bump at Q 4.33 and weaker ones)
-    random_peak_relative: tuple[float, float] = (0.02, 0.7)  # against the pattern's strongest
+    random_peak_snr: tuple[float, float] = (3.0, 100.0)  # masked look
+    random_peak_pbr: tuple[float, float] = (0.002, 0.2)  # unmasked look, peak / background
     p_spots: float = 0.4  # anvil-spot leaks in an unmasked pattern (hdac: 1 of 11 'none' shows one)
     spots: tuple[int, int] = (1, 4)  # their uniform count when there are some
     p_spots_masked: float = 0.1  # a spot the expert's mask missed
@@ -416,20 +414,16 @@ class Synthesizer:
             return tuple(phase.meta["lattice_range"])
         return _by_name(phase, self.config.lattice_ranges, self.config.default_lattice_range)
 
-    @staticmethod
-    def _level(unmasked: np.ndarray, counts: np.ndarray, sigma: np.ndarray, snr: tuple[float, float],
-               pbr: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
-        """Per-pattern peak height in counts: SNR × σ for the masked look, peak-to-background ×
-        counts for the unmasked one (both log-uniform)."""
-        u = rng.random(len(unmasked))
+    def _strength(self, unmasked: np.ndarray, counts: np.ndarray, sigma: np.ndarray,
+                  snr: tuple[float, float], pbr: tuple[float, float], shape: tuple[int, int],
+                  rng: np.random.Generator) -> np.ndarray:
+        """Peak heights in counts: SNR × σ for the masked look, peak-to-background × counts for the
+        unmasked one, never below ``min_snr`` σ."""
+        u = rng.random(shape)
         lo_s, hi_s, lo_b, hi_b = np.log(snr[0]), np.log(snr[1]), np.log(pbr[0]), np.log(pbr[1])
-        return np.where(unmasked, np.exp(lo_b + u * (hi_b - lo_b)) * counts,
-                        np.exp(lo_s + u * (hi_s - lo_s)) * sigma)
-
-    def _strength(self, level: np.ndarray, sigma: np.ndarray, relative: tuple[float, float],
-                  shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-        """``level`` times a log-uniform ``relative`` factor per column, never below ``min_snr`` σ."""
-        h = level[:, None] * log_uniform(rng, *relative, shape)
+        by_snr = np.exp(lo_s + u * (hi_s - lo_s)) * sigma[:, None]
+        by_pbr = np.exp(lo_b + u * (hi_b - lo_b)) * counts[:, None]
+        h = np.where(unmasked[:, None], by_pbr, by_snr)
         return np.maximum(h, self.config.min_snr * sigma[:, None])
 
     def sample(self, n: int, rng: np.random.Generator) -> SynthBatch:
@@ -492,8 +486,7 @@ class Synthesizer:
         textured = rng.random((m, n_p)) < cfg.p_texture
         march = np.where(textured, log_uniform(rng, *cfg.march_r, (m, n_p)), 1.0)
         crystals = log_uniform(rng, *cfg.crystals, (m, n_p))
-        level = self._level(unmasked, counts, sigma, cfg.snr, cfg.peak_to_background, rng)
-        strength = self._strength(level, sigma, cfg.relative_strength, (m, n_p), rng)
+        strength = self._strength(unmasked, counts, sigma, cfg.snr, cfg.peak_to_background, (m, n_p), rng)
 
         # --- reflections of present phases, flat: pattern pr, reflection pc, phase ph
         pr, pc = np.nonzero(present[:, tab.phase])
@@ -533,7 +526,7 @@ class Synthesizer:
         n_rand = rng.integers(cfg.random_peaks[0], nr + 1, m) * (rng.random(m) < cfg.p_random_peaks)
         extra(n_rand, rng.uniform(grid.q_min, grid.q_max, (m, nr)),
               log_uniform(rng, *cfg.random_peak_fwhm_q, (m, nr)), rng.uniform(*cfg.eta, (m, nr)),
-              self._strength(level, sigma, cfg.random_peak_relative, (m, nr), rng))
+              self._strength(unmasked, counts, sigma, cfg.random_peak_snr, cfg.random_peak_pbr, (m, nr), rng))
         ns = cfg.spots[1]
         n_spots = rng.integers(cfg.spots[0], ns + 1, m) * (rng.random(m) < cfg.p_spots)
         sq = rng.uniform(grid.q_min, grid.q_max, (m, ns))
@@ -541,8 +534,7 @@ class Synthesizer:
         extra(np.where(unmasked, n_spots, rng.random(m) < cfg.p_spots_masked),
               sq, peak_fwhm_q(sq, wl[:, None], s_inst, np.full((m, ns), 1e12), np.zeros((m, ns))),
               rng.uniform(0, 0.3, (m, ns)),
-              self._strength(self._level(unmasked, counts, sigma, cfg.spot_snr, cfg.spot_pbr, rng), sigma,
-                             (0.1, 1.0), (m, ns), rng))
+              self._strength(unmasked, counts, sigma, cfg.spot_snr, cfg.spot_pbr, (m, ns), rng))
         nb = cfg.residual_bumps[1]
         sign = np.where(rng.random((m, nb)) < 0.8, 1.0, -1.0)
         extra(np.where(unmasked, 0, rng.integers(cfg.residual_bumps[0], nb + 1, m)),
