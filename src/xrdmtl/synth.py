@@ -77,13 +77,14 @@ class SynthConfig:
     # --- intensities
     p_texture: float = 0.5  # March–Dollase preferred orientation along c*
     march_r: tuple[float, float] = (0.5, 2.0)  # log-uniform; r < 1 plates, r > 1 needles
-    crystals: tuple[float, float] = (1.0, 3000.0)  # log-uniform effective crystals per phase in the beam
+    crystals: tuple[float, float] = (5.0, 5000.0)  # log-uniform effective crystals per phase in the beam
     absorption_mu_t: tuple[float, float] = (0.0, 1.5)  # fluid + anvil μt at 2θ = 0 (22 keV, 2 mm water ≈ 0.3)
-    snr: tuple[float, float] = (4.0, 400.0)  # log-uniform strongest-peak height / noise σ, per phase
+    snr: tuple[float, float] = (8.0, 400.0)  # log-uniform strongest-peak height / noise σ, per phase
     # (masked look; hdac masked: weak Re ~5× the correlated noise, carbonates up to ~1000×)
-    peak_to_background: tuple[float, float] = (0.004, 5.0)  # log-uniform, unmasked look: hdac
+    peak_to_background: tuple[float, float] = (0.01, 5.0)  # log-uniform, unmasked look: hdac
     # carbonates 0.07–1.2 over the fluid, rhenium 0.06–12, spots 0.04; never below min_snr
-    min_snr: float = 4.0  # every present phase's strongest peak stands at least this many σ high
+    min_snr: float = 8.0  # every present phase's strongest peak stands at least this many σ high
+    # (correlated noise makes 4σ wiggles look like peaks: weaker phases would be label noise)
     # --- confusers
     p_distractor_phase: tuple[float, float, float] = (0.6, 0.25, 0.15)  # P(0, 1, 2 library phases)
     p_random_peaks: float = 0.5  # unindexed extra peaks (unknown phases); most hdac patterns have none
