@@ -14,8 +14,9 @@ from xrdmtl.frames import Integrator
 from xrdmtl.framesim import GAP_VALUE, FrameConfig, FrameSimulator, geometry_for
 from xrdmtl.units import q_to_tth
 
-SMOOTH = FrameConfig(p_target=1.0, p_distractor=0.0, ring_level=(400.0, 400.0),
-                     spots_per_ring=(2e4, 2e4), texture=(0.0, 0.2))
+SMOOTH = FrameConfig(p_target=1.0, p_distractor=0.0, ring_ratio=(4.0, 4.0), ring_ratio_phase=(), background=(200.0, 200.0),
+                     spots_per_ring=(2e4, 2e4), spots_phase=(), texture=(0.0, 0.2),
+                     anvil_spots=(2, 3), anvil_strength=(5e3, 5e4))
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +38,13 @@ def test_rings_of_each_phase_at_their_two_theta(sim: FrameSimulator, integrator:
     for phase in sim.targets:
         scale = s.info[phase.name]["lattice_scale"]
         refl = phase.reflections(sim.geometry.wavelength).strongest(3)
-        for tth in q_to_tth(refl.q / scale, sim.geometry.wavelength):
+        for k, tth in enumerate(q_to_tth(refl.q / scale, sim.geometry.wavelength)):
             near = np.abs(p.x - tth) < 0.08
             around = np.abs(p.x - tth) < 1.0
-            assert p.y[near].max() > 1.5 * np.median(p.y[around]), (phase.name, tth)
-            # the ring's maximum sits at the reflection (within one pixel's 2θ width)
+            assert p.y[near].max() > (1.5 if k == 0 else 1.1) * np.median(p.y[around]), (phase.name, tth)
+            if k:  # weaker rings may sit on a neighbour's flank
+                continue
+            # the strongest ring's maximum sits at the reflection (within one pixel's 2θ width)
             window = np.abs(p.x - tth) < 0.15
             assert abs(p.x[window][np.argmax(p.y[window])] - tth) < integrator.pixel_deg
 
@@ -52,7 +55,7 @@ def test_true_mask_removes_anvil_spots(sim: FrameSimulator, integrator: Integrat
     spots_only = s.spot_counts + 1.0  # offset: a pattern may not be constant
     leak = integrator.integrate(spots_only).y - 1.0
     masked = integrator.integrate(spots_only, mask=s.spot_mask).y - 1.0
-    assert leak.max() > 50
+    assert leak.max() > 5
     assert masked.max() < 0.02 * leak.max()
     unmasked = integrator.integrate(s.frame).y
     with_mask = integrator.integrate(s.frame, mask=s.spot_mask).y
@@ -76,9 +79,9 @@ def test_deterministic_by_seed(sim: FrameSimulator) -> None:
 
 def test_few_crystals_make_spotty_rings(sim: FrameSimulator) -> None:
     def ring_contrast(spots: float) -> float:
-        cfg = FrameConfig(p_target=1.0, p_distractor=0.0, ring_level=(500.0, 500.0),
-                          spots_per_ring=(spots, spots), texture=(0.0, 0.0), anvil_spots=(0, 0),
-                          stray_spots=(0, 0), hot_pixels=(0, 0), fluid=(0.0, 0.0))
+        cfg = FrameConfig(p_target=1.0, p_distractor=0.0, ring_ratio=(20.0, 20.0), background=(50.0, 50.0),
+                          spots_per_ring=(spots, spots), grain_spot_max=1e6, texture=(0.0, 0.0), anvil_spots=(0, 0),
+                          stray_spots=(0, 0), hot_pixels=(0, 0), hump=(0.2, 0.2))
         calcite = sim.targets[1]
         s = FrameSimulator([calcite], [], sim.geometry, cfg).sample(np.random.default_rng(0))
         q = calcite.reflections(sim.geometry.wavelength).strongest(1).q / s.info["calcite"]["lattice_scale"]
@@ -87,6 +90,25 @@ def test_few_crystals_make_spotty_rings(sim: FrameSimulator) -> None:
         return float(values.std() / values.mean())  # along the azimuth of the strongest ring
 
     assert ring_contrast(5.0) > 3.0 > 0.5 > ring_contrast(1e5)
+
+
+def test_integrated_frames_look_like_measured_hdac(sim: FrameSimulator, integrator: Integrator) -> None:
+    """Default ranges: rings a few per cent to a few times above a large smooth background, low
+    relative noise, anvil leaks small once averaged over their ring (as in shared/data/hdac)."""
+    default = FrameSimulator(sim.targets, sim.distractors, sim.geometry)
+    rng = np.random.default_rng(21)
+    ratios, leaks = [], []
+    for _ in range(6):
+        s = default.sample(rng)
+        un = integrator.integrate(s.frame).y
+        ma = integrator.integrate(s.frame, mask=s.spot_mask).y
+        ok = (integrator.integrate(s.frame).x > 5) & (integrator.integrate(s.frame).x < 25)
+        floor = np.percentile(ma[ok], 5)
+        assert floor > 500  # counts per pixel: a large background
+        ratios += [s.info[p]["ratio"] for p in s.info["phases"] if p in ("calcite", "bastnaesite")]
+        leaks.append(float(((un - ma)[ok] / ma[ok]).max()))
+    assert all(0.03 <= r <= 1.5 for r in ratios)
+    assert np.median(leaks) < 0.2
 
 
 def test_wavelength_sets_geometry() -> None:

@@ -10,7 +10,9 @@ solid angle and polarisation are computed once. A frame is built from
   as individual spots at random azimuths instead (spotty rings, random intensities, missing rings);
 - single-crystal diamond-anvil spots: two anvils at random orientations, the reflections closest to the
   Ewald sphere projected onto the detector, plus a few stray bright spots; hot pixels;
-- isotropic backgrounds: flat + air + Compton, broad fluid (water) humps; absorption by the cell;
+- isotropic background: a large, smooth cell + fluid background (base, low-angle air, broad hump and
+  shoulder) that the rings stand a few per cent to a few times above, as in the measured HDAC
+  patterns; absorption by the cell;
 - Poisson counting noise, a 20-bit counter, and module gaps set to -1 (the Pilatus convention).
 
 The true spot mask (anvil spots above noise + hot pixels) comes with every frame.
@@ -72,36 +74,78 @@ class FrameGeometry:
 class FrameConfig:
     """Ranges of the random frame parameters (drawn per frame, uniform unless said otherwise).
 
-    Count levels follow the paper's HDAC patterns (λ = 0.561 Å, Pilatus): a background of a few
-    counts per pixel, ring maxima of tens to a few thousand counts, diamond spots holding 10⁵–10⁷
-    counts that saturate the counter. Crystallite spots are capped (``grain_spot_max``) since a
-    sample grain is orders of magnitude smaller than an anvil.
+    Every range is set from the paper's measured HDAC patterns (``shared/data/hdac``, λ = 0.561 Å;
+    29 patterns, each integrated unmasked and expert-masked) or from physics, so that a simulated
+    frame integrated to 1D looks like them:
+
+    - **Background** (``background``, ``hump*``, ``tilt``): unmasked hdac patterns sit on a large,
+      smooth background of 75–2400 (arbitrary units) per bin, a broad hump (fluid + anvil Compton) centred at
+      Q ≈ 2.2–2.6 Å⁻¹ (2θ 11–13°), 0.2× (``n_`` series: 1850 → 2350) to 5× (``r_`` series: 80 → 240)
+      the base, with a shoulder near Q ≈ 3.6 Å⁻¹ (2θ ≈ 18.5°); the end of the 5–25° window lies at
+      0.7–1.9× its start (``tilt`` < 0: Compton from the anvils rising with Q). The base count
+      level is set by the noise: the hdac integrations' point-to-point noise is 1.5·10⁻⁴ (``n_``,
+      background ≈ 2000 units) to 6·10⁻⁴ (``r_``, ≈ 200 units) of the background, which on this
+      768² detector takes 2·10³–4·10⁴ counts per pixel (Poisson; the hdac units are not raw counts).
+    - **Ring strength** (``ring_ratio``): the strongest ring's peak over the local background. hdac:
+      calcite / bastnaesite 0.04–1.25 (masked peak heights 75–2400 over a background of ≈ 1900);
+      rhenium either weak (0.02–0.05: ``r_90``, ``r_106``) or very strong (15–27: ``r_79``, ``r_94``,
+      ``r_98``) — hence a log-uniform 0.02–30 for it; non-target phases like the minor ones.
+    - **Peak widths** (``fwhm_q``, in Q so that they hold at any wavelength): hdac calcite and
+      bastnaesite FWHM 0.09–0.21° 2θ at 0.561 Å (0.017–0.04 Å⁻¹ including the 0.07° pixel), the
+      rhenium gasket (cold-worked metal, strain-broadened) 0.22–0.32°.
+    - **Crystallites** (``spots_per_ring``): hdac rings integrate to smooth, complete powder peaks
+      with irregular relative intensities — many crystallites, not a handful; a ring's total
+      intensity does not depend on how many crystallites share it (fewer means larger grains). The
+      rhenium gasket is fine-grained cold-worked metal: its rings are smooth in every hdac pattern.
+    - **Other phases** (``p_distractor``, ``distractor_ratio``): hdac no-target patterns are bare
+      fluid; unexplained peaks in the masked rhenium patterns reach ≈ 7 % of the background.
+    - **Anvil spots** (``anvil_*``, ``stray_spots``): diamond spots saturate pixels, but integrated
+      over a whole ring they are small: the unmasked hdac patterns of the no-target class show sharp
+      leaks of 2–4 % of the background in 2 of 11 patterns and none above 0.5 % in the rest. A spot
+      holds ``anvil_strength`` × (background counts of one pixel), 0–3 reflections per anvil.
+    - **Hot pixels** (``hot_*``): count with the exposure like the background; a few per frame.
     """
 
     p_target: float = 0.5  # probability that each target phase is present
-    p_distractor: float = 0.1  # probability that each distractor phase is present
-    ring_level: tuple[float, float] = (15.0, 3000.0)  # log-uniform peak counts of a phase's strongest ring
-    spots_per_ring: tuple[float, float] = (2.0, 5000.0)  # log-uniform diffracting crystallites per ring
-    grain_spot_max: float = 3e4  # counts: cap of one crystallite spot's integrated intensity
+    p_distractor: float = 0.04  # probability that each distractor phase is present
+    ring_ratio: tuple[float, float] = (0.03, 1.5)  # log-uniform strongest-ring peak / local background
+    ring_ratio_phase: tuple[tuple[str, tuple[float, float]], ...] = (
+        ("rhenium", (0.02, 30.0)), ("diamond", (0.02, 0.5)))
+    distractor_ratio: tuple[float, float] = (0.01, 0.2)
+    spots_per_ring: tuple[float, float] = (30.0, 5000.0)  # log-uniform diffracting crystallites per ring
+    spots_phase: tuple[tuple[str, tuple[float, float]], ...] = (("rhenium", (1000.0, 20000.0)),)
+    grain_spot_max: float = 50.0  # cap of one crystallite spot's counts / base counts per pixel
     grain_sigma: tuple[float, float] = (0.6, 1.1)  # pixels
-    fwhm: tuple[float, float] = (0.03, 0.12)  # degrees 2θ, instrument + size broadening
+    fwhm_q: tuple[float, float] = (0.012, 0.032)  # Å⁻¹ pseudo-Voigt FWHM before the pixel box
+    fwhm_q_phase: tuple[tuple[str, tuple[float, float]], ...] = (("rhenium", (0.038, 0.058)),)
     eta: tuple[float, float] = (0.1, 0.7)  # Lorentzian fraction of the pseudo-Voigt
     other_strain: float = 0.005  # lattice scale 1 ± this, unless the phase states its own range
     texture: tuple[float, float] = (0.0, 0.7)  # amplitude of the azimuthal intensity modulation
-    background: tuple[float, float] = (1.0, 12.0)  # flat counts per pixel
-    air: tuple[float, float] = (0.0, 40.0)  # counts at 2θ = 0, decaying over a few degrees
-    compton: tuple[float, float] = (0.0, 6.0)  # counts at high Q, rising as 1 - exp(-(Q/2)²)
-    fluid: tuple[float, float] = (0.0, 60.0)  # counts at the main water hump (Q ≈ 2 Å⁻¹)
-    p_fluid: float = 0.8
+    background: tuple[float, float] = (2e3, 4e4)  # log-uniform base counts per pixel
+    hump: tuple[float, float] = (0.2, 5.0)  # log-uniform height of the broad hump over the base
+    hump_q: tuple[float, float] = (2.2, 2.6)  # Å⁻¹, centre of the hump
+    hump_sigma: tuple[float, float] = (0.7, 1.4)  # Å⁻¹
+    shoulder: tuple[float, float] = (0.1, 0.5)  # height of the Q ≈ 3.6 Å⁻¹ shoulder over the hump's
+    tilt: tuple[float, float] = (-0.05, 0.03)  # relative fall of the base per Å⁻¹ (< 0: rising)
+    air: tuple[float, float] = (0.0, 0.15)  # low-angle air scattering, relative to the base
     absorption: tuple[float, float] = (0.0, 0.8)  # μt of fluid + downstream anvil along the beam
-    anvil_spots: tuple[int, int] = (1, 8)  # reflections per anvil (two anvils)
-    stray_spots: tuple[int, int] = (0, 3)  # bright spots at random positions
-    anvil_counts: tuple[float, float] = (3e5, 3e7)  # log-uniform integrated counts of one spot
+    anvil_spots: tuple[int, int] = (0, 3)  # reflections per anvil (two anvils)
+    stray_spots: tuple[int, int] = (0, 1)  # bright spots at random positions
+    anvil_strength: tuple[float, float] = (20.0, 500.0)  # log-uniform spot counts / base counts per pixel
     anvil_sigma: tuple[float, float] = (0.8, 1.6)  # pixels
     anvil_tilt: float = 4.0  # degrees: anvil [001] axis off the beam
-    hot_pixels: tuple[int, int] = (0, 20)
-    hot_counts: tuple[float, float] = (2e3, SATURATION)  # log-uniform
+    hot_pixels: tuple[int, int] = (0, 10)
+    hot_strength: tuple[float, float] = (10.0, 300.0)  # log-uniform hot-pixel counts / base counts
     polarization: float = 0.95
+
+    def ratio_for(self, name: str, target: bool) -> tuple[float, float]:
+        return dict(self.ring_ratio_phase).get(name, self.ring_ratio if target else self.distractor_ratio)
+
+    def fwhm_for(self, name: str) -> tuple[float, float]:
+        return dict(self.fwhm_q_phase).get(name, self.fwhm_q)
+
+    def spots_for(self, name: str) -> tuple[float, float]:
+        return dict(self.spots_phase).get(name, self.spots_per_ring)
 
 
 @dataclass
@@ -209,30 +253,31 @@ class FrameSimulator:
         phases += [p for p, on in zip(self.distractors, extra, strict=True) if on]
         fine_q = tth_to_q(self.fine, self.geometry.wavelength)
         absorb = np.exp(-rng.uniform(*cfg.absorption) * (1 / np.cos(np.radians(self.fine)) - 1))
-        iso = self._isotropic(fine_q, rng)
+        base = float(np.exp(rng.uniform(*np.log(cfg.background))))
+        iso = self._isotropic(fine_q, base, rng) * absorb
         npix = self.tth.size
         rings = np.zeros(npix, np.float32)
         spot_pos, spot_amp, spot_sig = [], [], []
-        info: dict[str, Any] = {"phases": [p.name for p in phases]}
+        info: dict[str, Any] = {"phases": [p.name for p in phases], "background": round(base, 2)}
         for p in phases:  # a handful of phases per frame; all peaks of a phase are vectorised
-            smooth, pos, amp, sig, meta = self._phase(p, rng, absorb)
+            smooth, pos, amp, sig, meta = self._phase(p, rng, absorb, iso, p in self.targets)
             rings += smooth
             spot_pos.append(pos)
             spot_amp.append(amp)
             spot_sig.append(sig)
             info[p.name] = meta
-        clean = (iso * absorb)[self.gidx].astype(np.float32) + rings
+        clean = iso[self.gidx].astype(np.float32) + rings
         if spot_pos:
             grains = _splat(self.shape, np.concatenate(spot_pos), np.concatenate(spot_amp),
                             np.concatenate(spot_sig), 3)
             rings += grains
             clean += grains
         clean *= self.gain
-        anvil = self._anvil_spots(rng)
+        anvil = self._anvil_spots(rng, base)
         hot = np.zeros(npix, np.float32)
         n_hot = rng.integers(cfg.hot_pixels[0], cfg.hot_pixels[1] + 1)
         hot_idx = rng.choice(np.flatnonzero(~self.gap), n_hot, replace=False)
-        hot[hot_idx] = np.exp(rng.uniform(*np.log(cfg.hot_counts), n_hot))
+        hot[hot_idx] = base * np.exp(rng.uniform(*np.log(cfg.hot_strength), n_hot))
         frame = rng.poisson(clean + anvil).astype(np.int64)
         frame[hot_idx] = np.maximum(frame[hot_idx], hot[hot_idx].astype(np.int64))
         frame = np.minimum(frame, SATURATION).astype(np.int32)
@@ -247,23 +292,24 @@ class FrameSimulator:
             ring_pixels.reshape(self.shape), info,
         )
 
-    def _isotropic(self, q: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Flat + air (low angle) + Compton (rising with Q) + broad fluid humps, on the fine grid."""
+    def _isotropic(self, q: np.ndarray, base: float, rng: np.random.Generator) -> np.ndarray:
+        """Smooth cell + fluid background on the fine grid (counts per pixel, before absorption):
+        a base falling slowly with Q, low-angle air scattering, the broad hump and its shoulder
+        (shapes and ranges: :class:`FrameConfig`)."""
         cfg = self.config
-        bg = rng.uniform(*cfg.background) + rng.uniform(*cfg.air) * np.exp(-self.fine / rng.uniform(2, 6))
-        bg = bg + rng.uniform(*cfg.compton) * (1 - np.exp(-((q / 2.0) ** 2)))
-        if rng.random() < cfg.p_fluid:
-            # liquid water: main peak near 2.0 Å⁻¹ (shifts lower and broadens when hot), weaker ones
-            # near 2.9 and 4.6 Å⁻¹
-            centers = np.array([rng.uniform(1.85, 2.15), rng.uniform(2.8, 3.1), rng.uniform(4.4, 4.9)])
-            widths = np.array([rng.uniform(0.25, 0.4), rng.uniform(0.3, 0.5), rng.uniform(0.4, 0.7)])
-            heights = rng.uniform(*cfg.fluid) * np.array([1.0, rng.uniform(0.3, 0.7), rng.uniform(0.1, 0.3)])
-            bg = bg + (heights * np.exp(-0.5 * ((q[:, None] - centers) / widths) ** 2)).sum(1)
-        return bg
+        loguni = lambda r: float(np.exp(rng.uniform(*np.log(r))))  # noqa: E731
+        flat = np.clip(1 - rng.uniform(*cfg.tilt) * (q - 1.0), 0.3, None)
+        air = rng.uniform(*cfg.air) * np.exp(-self.fine / rng.uniform(2, 6))
+        hump = loguni(cfg.hump)
+        shape = np.exp(-0.5 * ((q - rng.uniform(*cfg.hump_q)) / rng.uniform(*cfg.hump_sigma)) ** 2)
+        shoulder = rng.uniform(*cfg.shoulder) * np.exp(
+            -0.5 * ((q - rng.uniform(3.4, 3.8)) / rng.uniform(0.25, 0.45)) ** 2)
+        return base * (flat + air + hump * (shape + shoulder))
 
-    def _phase(self, phase: Phase, rng: np.random.Generator, absorb: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-        """One phase's smooth rings (per pixel, before gain) and its crystallite spots."""
+    def _phase(self, phase: Phase, rng: np.random.Generator, absorb: np.ndarray, iso: np.ndarray,
+               target: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """One phase's smooth rings (per pixel, before gain) and its crystallite spots; its strongest
+        ring peaks at a random multiple (``ring_ratio``) of the background ``iso`` under it."""
         cfg = self.config
         q, rel, mult = self._reflections[id(phase)]
         lo, hi = phase.meta.get("lattice_range", (1 - cfg.other_strain, 1 + cfg.other_strain))
@@ -271,11 +317,15 @@ class FrameSimulator:
         tth = q_to_tth(q / scale, self.geometry.wavelength)
         ok = np.isfinite(tth) & (tth < self.tth_max - 0.5)
         tth, rel, mult = tth[ok], rel[ok], mult[ok]
-        level = np.exp(rng.uniform(*np.log(cfg.ring_level)))
-        kernel = self._kernel(rng.uniform(*cfg.fwhm), rng.uniform(*cfg.eta))
         fidx = np.clip(np.rint(tth / FINE_STEP).astype(int), 0, self.fine.size - 1)
+        ratio = float(np.exp(rng.uniform(*np.log(cfg.ratio_for(phase.name, target)))))
+        strongest = int(np.argmax(rel * absorb[fidx])) if rel.size else 0
+        level = ratio * float(iso[fidx[strongest]]) / max(float((rel * absorb[fidx]).max(initial=0.0)), 1e-12) \
+            if rel.size else 0.0
+        fwhm = rng.uniform(*cfg.fwhm_for(phase.name)) * self.geometry.wavelength / (2 * np.pi)
+        kernel = self._kernel(float(np.degrees(fwhm)), rng.uniform(*cfg.eta))
         peak = level * rel * absorb[fidx]
-        expected = np.exp(rng.uniform(*np.log(cfg.spots_per_ring))) * mult / 12.0
+        expected = np.exp(rng.uniform(*np.log(cfg.spots_for(phase.name)))) * mult / 12.0
         smooth = expected >= SMOOTH_SPOTS
         # smooth rings: peak heights deposited on the fine grid, convolved with the profile
         x = tth[smooth] / FINE_STEP
@@ -295,14 +345,15 @@ class FrameSimulator:
         total = peak * area * self.density[fidx]
         n = rng.poisson(np.where(smooth, 0.0, expected))
         ring = np.repeat(np.arange(tth.size), n)
-        each = np.minimum(total[ring] / expected[ring] * rng.exponential(1.0, ring.size), cfg.grain_spot_max)
+        cap = cfg.grain_spot_max * float(iso[fidx].max(initial=1.0))  # a grain is far smaller than an anvil
+        each = np.minimum(total[ring] / expected[ring] * rng.exponential(1.0, ring.size), cap)
         radial = tth[ring] + rng.normal(0, kernel.size * FINE_STEP / 20, ring.size)
         pix, keep = self._pixels_at(radial, rng)
         rows, cols = np.divmod(pix, self.shape[1])
         pos = np.stack([rows, cols], 1) + rng.uniform(-0.5, 0.5, (pix.size, 2))
         amp_spots = (each[keep] * texture[self.cidx[pix]]).astype(np.float32)
         sig = rng.uniform(*cfg.grain_sigma, pix.size)
-        meta = {"lattice_scale": round(float(scale), 5), "level": round(float(level), 2),
+        meta = {"lattice_scale": round(float(scale), 5), "ratio": round(ratio, 4),
                 "spots_per_ring": round(float(expected.max(initial=0.0)), 1)}
         return rings, pos, amp_spots, sig, meta
 
@@ -315,8 +366,9 @@ class FrameSimulator:
         idx = lo[keep] + (rng.random(int(keep.sum())) * (hi - lo)[keep]).astype(int)
         return self.order[idx], keep
 
-    def _anvil_spots(self, rng: np.random.Generator) -> np.ndarray:
-        """Expected counts of diamond single-crystal spots (two anvils) and stray bright spots."""
+    def _anvil_spots(self, rng: np.random.Generator, base: float) -> np.ndarray:
+        """Expected counts of diamond single-crystal spots (two anvils) and stray bright spots, each
+        holding ``anvil_strength`` times the ``base`` background counts of one pixel."""
         cfg = self.config
         k_in = np.array([0.0, 0.0, 1.0 / self.geometry.wavelength])
         dirs = []
@@ -332,7 +384,7 @@ class FrameSimulator:
         pos = self._project(u / np.linalg.norm(u, axis=1, keepdims=True))
         n_stray = rng.integers(cfg.stray_spots[0], cfg.stray_spots[1] + 1)
         pos = np.concatenate([pos, rng.uniform(0, 1, (n_stray, 2)) * (np.array(self.shape) - 1)])
-        counts = np.exp(rng.uniform(*np.log(cfg.anvil_counts), len(pos))).astype(np.float32)
+        counts = (base * np.exp(rng.uniform(*np.log(cfg.anvil_strength), len(pos)))).astype(np.float32)
         sigma = rng.uniform(*cfg.anvil_sigma, len(pos))
         return _splat(self.shape, pos, counts, sigma, 8)
 
@@ -418,7 +470,7 @@ def simulate_frames(
         integ.save(s.frame, out / "unmasked" / f"{name}.dat", source=name)
         integ.save(s.frame, out / "masked" / f"{name}.dat", mask=s.spot_mask, source=name)
         labels.append((name, s.labels))
-        scales = {p: v["lattice_scale"] for p, v in s.info.items() if p != "phases"}
+        scales = {p: v["lattice_scale"] for p, v in s.info.items() if isinstance(v, dict)}
         truth.append([f"frames/{name}.edf", " ".join(s.info["phases"]),
                       " ".join(f"{p}={v}" for p, v in scales.items()), int(s.spot_mask.sum())])
         if progress:
