@@ -484,21 +484,55 @@ def finetune_cmd(
     model: ModelOpt = None,
     wavelength: WavelengthOpt = None,
     x_unit: XUnitOpt = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Fine-tuning steps.")] = 300,
+    poni: PoniOpt = None,
+    mask: MaskOpt = "none",
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Fine-tuning steps (default: the recipe's).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    no_audit: Annotated[bool, typer.Option("--no-audit", help="Skip the label audit before training.")] = False,
+    drop_contradicted: Annotated[
+        bool, typer.Option("--drop-contradicted", help="Leave out patterns with a label the audit contradicts.")
+    ] = False,
+    adapt_lattice: Annotated[
+        bool,
+        typer.Option("--adapt-lattice/--no-adapt-lattice",
+                     help="Fit each phase's lattice scale to the labeled patterns and adapt the synthesis to it."),
+    ] = True,
 ) -> None:
-    """Fine-tune a model on a few labeled patterns, mixed with synthetic ones so it forgets nothing."""
+    """Fine-tune a model on a few labeled patterns, mixed with synthetic ones so it forgets nothing.
+
+    First audits the labels (writes OUT/audit.csv and lists the labels the patterns contradict, so
+    you can fix them); contradicted labels are still used unless --drop-contradicted."""
     from .predict import default_model_dir
     from .training import finetune
 
-    _reading_options(wavelength, None, "none")
+    _reading_options(wavelength, poni, mask)
+    if drop_contradicted and no_audit:
+        raise XrdmtlError("--drop-contradicted needs the audit: leave out --no-audit")
+    model_dir = model or default_model_dir()
+    note = lambda msg: err_console.print(f"note: {msg}", highlight=False, soft_wrap=True)  # noqa: E731
+    exclude: set[str] = set()
+    if not no_audit:
+        from .audit import audit_labels
+
+        table = audit_labels(labels, model=model_dir, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask,
+                             note=note)
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / "audit.csv")
+        for r in table.flagged:
+            console.print(f"[bold red]contradicted[/bold red] {r.file} {r.phase}={r.label}: {r.reason}",
+                          highlight=False, soft_wrap=True)
+        exclude = {r.file for r in table.flagged} if drop_contradicted else set()
+        what = (f"left out {len(exclude)} pattern(s) with them" if drop_contradicted
+                else "still used: fix them in the labels or pass --drop-contradicted")
+        console.print(f"label audit: {len(table.flagged)} contradicted label(s) ({what}); table in {out / 'audit.csv'}",
+                      highlight=False)
     result = finetune(
-        model or default_model_dir(), labels, out, steps=steps, seed=seed, wavelength=wavelength, x_unit=x_unit,
-        note=lambda msg: err_console.print(f"note: {msg}", highlight=False, soft_wrap=True),
+        model_dir, labels, out, seed=seed, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, note=note,
+        adapt_lattice=adapt_lattice, exclude=exclude or None, **({"steps": steps} if steps else {}),
     )
     ev = result.evals[-1]
     console.print(
-        f"fine-tuned model in {out}: labeled patterns exact match {ev['labeled_exact']:.1%}, "
+        f"fine-tuned model in {out} ({result.seconds:.0f} s): labeled patterns exact match {ev['labeled_exact']:.1%}, "
         f"held-out simulated exact match {ev['val_exact']:.1%}",
         highlight=False,
     )

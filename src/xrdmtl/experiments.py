@@ -556,6 +556,8 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
         t0 = time.perf_counter()
         hdac: dict[str, Any] = {"available": hd is not None, "cv": {}}
         if hd is not None:
+            from .crossval import strata_of, stratified_split
+
             hdac["n"] = len(tests["hdac_unmasked"])
             hdac["splits"] = config.hdac_splits
             hdac["synthetic_only"] = {v: settings_out["mtl"]["metrics"][f"hdac_{v}"] for v in VIEWS}
@@ -565,12 +567,14 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                 runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
                 for seed in seeds:
                     for split in range(config.hdac_splits):
-                        perm = np.random.default_rng([seed, split, 29]).permutation(len(ts))
                         for n in config.hdac_ns:
+                            # stratified by label combination; the same split for both views
+                            idx = stratified_split(strata_of(ts.labels), n,
+                                                   np.random.default_rng([seed, split, n, 29]))
                             bar.step(f"cv {v} N={n} seed {seed} split {split}", 0)
-                            model = run_finetune(base_models[seed], ts, perm[:n], seed, config,
+                            model = run_finetune(base_models[seed], ts, idx, seed, config,
                                                  out / "runs" / f"cv_{v}" / f"n{n}_seed{seed}_split{split}")
-                            rest = _subset(ts, perm[n:])
+                            rest = _subset(ts, np.setdiff1d(np.arange(len(ts)), idx))
                             probs, thr = predict_sets(model, {"rest": rest})
                             runs[n].append(evaluate(probs["rest"], rest.labels, thr, phases)["exact"])
                             bar.step(f"cv {v} N={n} seed {seed} split {split}")

@@ -19,7 +19,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -45,7 +45,7 @@ from .models import (
     save_model,
     save_tensors,
 )
-from .preprocess import model_input
+from .preprocess import model_input, smooth_background
 
 VAL_SEED = 1_000_001  # held-out simulated validation set (never a training stream)
 CALIB_SEED = 1_000_002  # held-out simulated set for temperature scaling
@@ -111,6 +111,8 @@ class TrainResult:
     seconds: float
     timing: dict = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # fine-tuning inputs that could not be read
+    # fine-tuning: fitted lattice scales and adapted ranges
+    lattice: dict = field(default_factory=dict)
 
 
 class LabeledPatterns(NamedTuple):
@@ -191,13 +193,28 @@ def default_workers() -> int:
 
 
 def augment(
-    intensity: np.ndarray, coverage: np.ndarray, rng: np.random.Generator
+    intensity: np.ndarray,
+    coverage: np.ndarray,
+    rng: np.random.Generator,
+    strength: float = 1.0,
+    q_step: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Label-preserving variants of measured patterns on a grid: a Q scale of ±0.4 % (strain,
-    calibration), a linear background tilt of ±5 % of the range, and Gaussian noise up to 1 %."""
+    """Label-preserving variants of measured patterns on a grid.
+
+    Each pattern gets a Q scale of ±0.3 % (strain, calibration) and a Q offset of ±1 grid step
+    (zero error), a smooth background change (linear tilt and
+    curvature, each up to ±5 % of the pattern's range) and Gaussian noise up to 1 % of the range
+    (on top of a Poisson-like noise growing with the square root of the intensity), and the peaks'
+    contrast over the smooth background scaled by ×0.7–1.4.
+    ``strength`` scales every distortion (0: the patterns unchanged); ``q_step``: the grid's step
+    in Å⁻¹ (default: the default grid's), for the background estimate.
+    """
     n, g = intensity.shape
-    scale = 1.0 + rng.uniform(-0.004, 0.004, (n, 1))
-    src = np.arange(g)[None, :] / scale  # grid index read for each output point (q_min ≈ origin)
+    intensity = np.asarray(intensity, dtype=float)
+    scale = 1.0 + strength * rng.uniform(-0.003, 0.003, (n, 1))
+    shift = strength * rng.uniform(-1.0, 1.0, (n, 1))
+    # grid index read for each output point (q_min ≈ origin)
+    src = np.arange(g)[None, :] / scale - shift
     lo = np.clip(np.floor(src).astype(int), 0, g - 2)
     frac = np.clip(src - lo, 0.0, 1.0)
     left, right = np.take_along_axis(intensity, lo, 1), np.take_along_axis(intensity, lo + 1, 1)
@@ -205,12 +222,24 @@ def augment(
     cov = (
         np.take_along_axis(coverage, lo, 1)
         & np.take_along_axis(coverage, lo + 1, 1)
-        & (src <= g - 1)
+        & (src <= g - 1)  # below the first point: its value (an offset of at most one step)
     )
+    # peak contrast ×0.7–1.4 over the smooth background
+    bg = smooth_background(out, cov, q_step or QGrid().step)
+    out = bg + (out - bg) * np.exp(strength * rng.uniform(np.log(0.7), np.log(1.4), (n, 1)))
     span = np.ptp(np.where(cov, out, np.nan), axis=1, keepdims=True)
     span = np.nan_to_num(span, nan=1.0)
-    out = out + span * rng.uniform(-0.05, 0.05, (n, 1)) * np.linspace(0, 1, g)[None, :]
-    out = out + span * rng.uniform(0, 0.01, (n, 1)) * rng.standard_normal((n, g))
+    t = np.linspace(-1, 1, g)[None, :]
+    out = out + strength * span * (
+        rng.uniform(-0.05, 0.05, (n, 1)) * t + rng.uniform(-0.05, 0.05, (n, 1)) * (t**2 - 1 / 3)
+    )
+    level = np.nanmedian(np.where(cov, np.abs(out), np.nan), axis=1, keepdims=True)
+    level = np.nan_to_num(level, nan=1.0) + 1e-12
+    poisson = (
+        np.sqrt(np.abs(out) * level) * 0.01
+    )  # ~1 % of the typical level, growing with intensity
+    noise = poisson + span * rng.uniform(0, 0.01, (n, 1))
+    out = out + strength * noise * rng.standard_normal((n, g))
     return np.where(cov, out, 0.0).astype(np.float32), cov
 
 
@@ -221,23 +250,31 @@ def load_labeled(
     wavelength: float | None = None,
     x_unit: str | None = None,
     note: Callable[[str], None] | None = None,
+    *,
+    poni: str | Path | None = None,
+    mask: str = "none",
 ) -> tuple[LabeledPatterns, list[str], list[str]]:
     """Read a labels CSV and its pattern files onto ``grid``.
 
-    Returns the patterns, the files read and one line per file that could not be read (the
-    others are still used). :class:`LabelsError` when no file can be read.
+    Reading options as in ``predict``: 1D files with ``wavelength`` / ``x_unit``; detector frames
+    (``file`` or ``stack::index``) integrated with the ``poni`` geometry and ``mask``
+    (none|auto|FILE). Returns the patterns, the files read and one line per file that could not
+    be read (the others are still used). :class:`LabelsError` when no file can be read.
     """
     from .predict import read_labels
-    from .readers import load_pattern
 
     files, labels = read_labels(csv_path, phases, note)
     rows, used, failed = [], [], []
-    for i, f in enumerate(files):
+    for i, (f, item) in enumerate(
+        zip(files, read_labeled_patterns(files, wavelength, x_unit, poni, mask), strict=True)
+    ):
         try:
-            rows.append((i, *load_pattern(f, wavelength=wavelength, x_unit=x_unit).on_grid(grid)))
+            if isinstance(item, XrdmtlError):
+                raise item
+            rows.append((i, *item.on_grid(grid)))
             used.append(f)
         except XrdmtlError as exc:
-            failed.append(str(exc))
+            failed.append(str(exc) if f in str(exc) else f"{f}: {exc}")
     if not rows:
         raise LabelsError(f"none of the {len(files)} labeled files could be read", csv_path)
     idx = [r[0] for r in rows]
@@ -245,6 +282,131 @@ def load_labeled(
         np.stack([r[1] for r in rows]), np.stack([r[2] for r in rows]), labels[idx]
     )
     return patterns, used, failed
+
+
+def read_labeled_patterns(
+    files: Sequence[str],
+    wavelength: float | None = None,
+    x_unit: str | None = None,
+    poni: str | Path | None = None,
+    mask: str = "none",
+) -> list[Any]:
+    """A :class:`~xrdmtl.patterns.Pattern` or an :class:`XrdmtlError` per labeled file: 1D files
+    read as ``predict`` reads them, frames (``file`` or ``stack::index``) integrated with ``poni``
+    and ``mask`` (each frame file integrated once, with predict's cached integrator and mask)."""
+    from .errors import FrameError, PatternError
+    from .predict import FRAME_EXTENSIONS, _integrator, _mask_arg
+    from .readers import load_pattern
+
+    frames: dict[str, list[tuple[str, Any]]] = {}
+    out: list[Any] = []
+    for file in files:
+        base, sep, index = file.partition("::")
+        if not sep and Path(base).suffix.lower() not in FRAME_EXTENSIONS:
+            try:
+                out.append(load_pattern(base, wavelength=wavelength, x_unit=x_unit))
+            except XrdmtlError as exc:
+                out.append(exc)
+            except Exception as exc:  # never let one file stop the rest
+                out.append(PatternError(f"cannot read: {type(exc).__name__}: {exc}", file))
+            continue
+        if poni is None:
+            out.append(FrameError("a 2D detector frame needs its geometry: give --poni FILE", file))
+            continue
+        if base not in frames:
+            from .frames import patterns_from_frames
+
+            try:
+                frames[base] = list(
+                    patterns_from_frames(base, _integrator(str(poni)), _mask_arg(mask))
+                )
+            except XrdmtlError as exc:
+                frames[base] = [(base, exc)]
+            except Exception as exc:
+                frames[base] = [
+                    (base, FrameError(f"cannot read frames: {type(exc).__name__}: {exc}", base))
+                ]
+        found = [
+            item for label, item in frames[base]
+            if not sep or label == file or label.rpartition("::")[2] == index
+        ]  # fmt: skip
+        out.append(found[0] if found else PatternError(f"no frame {index!r} in the file", file))
+    return out
+
+
+def fit_lattice_scales(
+    patterns: LabeledPatterns,
+    phases: Sequence[Any],
+    grid: QGrid,
+    wavelength: float | None = None,
+    min_patterns: int = 2,
+) -> dict[str, dict]:
+    """Each phase's lattice scale fitted to the labeled patterns in which it is labeled present.
+
+    Peaks are matched per pattern with :func:`xrdmtl.peakmatch.match_all` (which grid-searches the
+    scale within the phase's ``meta['lattice_range']`` and refines it by least squares); a pattern
+    counts when the phase's evidence reaches the peak-match threshold with at least two matched
+    reflections. Returns, per phase with at least ``min_patterns`` such patterns: ``scale`` (median,
+    relative to the phase's cell), ``sd`` (robust, from the MAD), ``n_patterns`` and ``scales``.
+    """
+    from .patterns import Pattern
+    from .peakmatch import THRESHOLD, find_pattern_peaks, match_all
+
+    per: dict[str, list[float]] = {p.name: [] for p in phases}
+    labels = np.asarray(patterns.labels)
+    for i in np.flatnonzero(labels.any(1)):
+        cov = np.asarray(patterns.coverage[i], bool)
+        if cov.sum() < 16:
+            continue
+        pattern = Pattern(grid.values[cov], np.asarray(patterns.intensity[i], float)[cov], "q_A^-1")
+        evidence = match_all(find_pattern_peaks(pattern), phases, wavelength)
+        for k, phase in enumerate(phases):
+            ev = evidence[phase.name]
+            if labels[i, k] and ev.score >= THRESHOLD and len(ev.matched) >= 2:
+                per[phase.name].append(float(ev.lattice_scale))
+    out = {}
+    for name, scales in per.items():
+        if len(scales) >= min_patterns:
+            v = np.array(scales)
+            out[name] = {
+                "scale": round(float(np.median(v)), 5),
+                "sd": round(float(1.4826 * np.median(np.abs(v - np.median(v)))), 5),
+                "n_patterns": len(v),
+                "scales": [round(x, 5) for x in v.tolist()],
+            }
+    return out
+
+
+def adapt_synthesizer(
+    synth: Any, fitted: Mapping[str, Mapping], halfwidth: float = 0.004
+) -> tuple[Any, dict]:
+    """A copy of ``synth`` whose targets draw their lattice scale from ``fitted[name]['scale'] ±
+    halfwidth`` (kept inside the phase's own range); targets without a fit keep their range.
+
+    Returns the new synthesizer and, per adapted phase, the range it now draws from.
+    """
+    import copy
+
+    from .peakmatch import lattice_range
+
+    targets, ranges = [], {}
+    for phase in synth.targets:
+        fit = fitted.get(phase.name)
+        if fit is None:
+            targets.append(phase)
+            continue
+        lo, hi = lattice_range(phase)
+        s = float(fit["scale"])
+        new = (max(lo, s - halfwidth), min(hi, s + halfwidth))
+        adapted = copy.copy(phase)
+        adapted.meta = dict(phase.meta, lattice_range=new)
+        targets.append(adapted)
+        ranges[phase.name] = [round(new[0], 5), round(new[1], 5)]
+    extra = {k: getattr(synth, k) for k in ("chunk", "workers") if hasattr(synth, k)}
+    new_synth = type(synth)(
+        targets, synth.grid, distractors=synth.distractors, config=synth.config, **extra
+    )
+    return new_synth, ranges
 
 
 # ------------------------------------------------------------------------------ evaluation
@@ -651,6 +813,22 @@ def _eval_row(
 # -------------------------------------------------------------------------------- finetune
 
 
+def _trainable(net: torch.nn.Module, layers: str) -> list[torch.nn.Parameter]:
+    """The parameters fine-tuning updates: ``all``, ``heads`` (everything but the convolutional
+    trunk) or ``top`` (the heads and the trunk's last layer); the others are frozen."""
+    params = dict(net.named_parameters())
+    if layers == "all":
+        return list(params.values())
+    if layers not in ("heads", "top"):
+        raise ValueError(f"train_layers must be all, heads or top, got {layers!r}")
+    trunk = [k for k in params if k.startswith("trunk.")]
+    last = trunk[-2:] if layers == "top" else []  # weight and bias of the last trunk layer
+    for k in trunk:
+        if k not in last:
+            params[k].requires_grad_(False)
+    return [p for p in params.values() if p.requires_grad]
+
+
 def finetune(
     model_path: str | Path,
     patterns: LabeledPatterns | str | Path,
@@ -658,29 +836,44 @@ def finetune(
     *,
     steps: int = 300,
     batch_size: int = 64,
-    real_fraction: float = 0.25,
-    lr: float = 3e-4,
+    real_fraction: float = 0.5,
+    lr: float = 1e-3,
     seed: int = 0,
     wavelength: float | None = None,
     x_unit: str | None = None,
+    poni: str | Path | None = None,
+    mask: str = "none",
     workers: int | None = None,
     threads: int | None = None,
     progress: bool = True,
     note: Callable[[str], None] | None = None,
     synthesizer: Any = None,
+    adapt_lattice: bool = False,
+    lattice_halfwidth: float = 0.004,
+    augment_strength: float = 1.0,
+    exclude: np.ndarray | Sequence[bool] | Collection[str] | None = None,
+    train_layers: str = "heads",
 ) -> TrainResult:
     """Fine-tune the model at ``model_path`` on a few labeled patterns and write it to ``out_dir``.
 
     ``patterns``: arrays on the model's grid (:class:`LabeledPatterns`) or a labels CSV (files read
     with ``wavelength`` / ``x_unit``; unreadable files are listed in ``result.skipped``). Each batch
-    holds ``real_fraction`` augmented labeled patterns (drawn with replacement) and synthetic ones
-    from the model's own synthesis settings (or ``synthesizer``), so the model does not forget.
+    holds ``real_fraction`` augmented labeled patterns (drawn with replacement, see :func:`augment`,
+    ``augment_strength``) and synthetic ones from the model's own synthesis settings (or
+    ``synthesizer``), so the model does not forget. Frames are read with ``poni`` and ``mask``.
+
+    ``adapt_lattice``: fit each phase's lattice scale to the labeled patterns in which it is
+    labeled present (:func:`fit_lattice_scales`) and draw the synthetic patterns' scale from the fit
+    ± ``lattice_halfwidth`` (:func:`adapt_synthesizer`); the fit goes to ``model.json``
+    (``lattice_scales``) and ``result.lattice``. ``exclude``: patterns left out of training, a bool
+    per pattern or file names as the labels CSV resolves them (e.g. the audit's contradicted ones).
     """
     workers = workers if workers is not None else default_workers()
     with _torch_threads(threads or max(1, (os.cpu_count() or 1) - workers)):
         return _finetune(
             Path(model_path), patterns, Path(out_dir), steps, batch_size, real_fraction, lr, seed,
-            wavelength, x_unit, workers, progress, note, synthesizer,
+            wavelength, x_unit, poni, mask, workers, progress, note, synthesizer, adapt_lattice,
+            lattice_halfwidth, augment_strength, exclude, train_layers,
         )  # fmt: skip
 
 
@@ -695,10 +888,17 @@ def _finetune(
     seed: int,
     wavelength: float | None,
     x_unit: str | None,
+    poni: str | Path | None,
+    mask: str,
     workers: int,
     progress: bool,
     note: Callable[[str], None] | None,
     synthesizer: Any,
+    adapt_lattice: bool,
+    lattice_halfwidth: float,
+    augment_strength: float,
+    exclude: np.ndarray | Sequence[bool] | Collection[str] | None,
+    train_layers: str,
 ) -> TrainResult:
     t_start = time.perf_counter()
     base = load_model(model_path, device="cpu", fuse=False)
@@ -707,7 +907,9 @@ def _finetune(
     files: list[str] = []
     skipped: list[str] = []
     if isinstance(patterns, (str, Path)):
-        patterns, files, skipped = load_labeled(patterns, phases, grid, wavelength, x_unit, note)
+        patterns, files, skipped = load_labeled(
+            patterns, phases, grid, wavelength, x_unit, note, poni=poni, mask=mask
+        )
         for line in skipped:
             if note is not None:
                 note(f"skipped: {line}")
@@ -734,11 +936,32 @@ def _finetune(
         raise ModelError(
             f"cannot rebuild the synthesis of the model's phases {', '.join(phases)}", model_path
         )
+    lattice: dict = {}
+    if adapt_lattice and hasattr(synth, "distractors"):
+        fitted = fit_lattice_scales(real, synth.targets, grid, wavelength)
+        synth, ranges = adapt_synthesizer(synth, fitted, lattice_halfwidth)
+        lattice = {"fitted": fitted, "ranges": ranges, "halfwidth": lattice_halfwidth}
+        for name, fit in fitted.items():
+            if note is not None:
+                note(
+                    f"{name}: lattice scale {fit['scale']:.4f} ± {fit['sd']:.4f} from "
+                    f"{fit['n_patterns']} labeled patterns; synthesis draws {ranges[name]}"
+                )
+    if exclude is None:
+        keep = np.ones(len(real.labels), bool)
+    elif all(isinstance(e, str) for e in exclude):  # file names as the labels CSV resolves them
+        keep = np.array([f not in set(exclude) for f in files] or [True] * len(real.labels), bool)
+    else:
+        keep = ~np.asarray(exclude, bool)
+    if keep.shape != (len(real.labels),) or not keep.any():
+        raise LabelsError("no labeled pattern left to fine-tune on after exclusions")
+    train_idx = np.flatnonzero(keep)
     device = _device(config.device)
     net = base.net.to(device).train()
+    trainable = _trainable(net, train_layers)
     loss_fn = make_loss(config.loss, len(phases), **config.loss_kwargs).to(device)
     opt = torch.optim.AdamW(
-        [*net.parameters(), *loss_fn.parameters()], lr=lr, weight_decay=config.weight_decay
+        [*trainable, *loss_fn.parameters()], lr=lr, weight_decay=config.weight_decay
     )
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 1])
@@ -751,8 +974,13 @@ def _finetune(
     try:
         for step in range(steps):
             xs, ys = next(batches)
-            pick = rng.integers(0, len(real.labels), n_real)
-            xr = model_input(*augment(real.intensity[pick], real.coverage[pick], rng), grid.step)
+            pick = train_idx[rng.integers(0, len(train_idx), n_real)]
+            xr = model_input(
+                *augment(
+                    real.intensity[pick], real.coverage[pick], rng, augment_strength, grid.step
+                ),
+                grid.step,
+            )
             x = torch.cat([torch.from_numpy(xr), xs]).to(device)
             y = torch.cat([torch.from_numpy(real.labels[pick]), ys]).to(device)
             for g in opt.param_groups:
@@ -760,7 +988,7 @@ def _finetune(
             loss = loss_fn(net(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            torch.nn.utils.clip_grad_norm_(trainable, 5.0)
             opt.step()
             history.append([step + 1, round(float(loss.detach()), 6)])
             bar.update(task, advance=1, info=f"loss {history[-1][1]:.3f}")
@@ -782,6 +1010,7 @@ def _finetune(
         "finetune": {
             "from": str(model_path),
             "n_labeled": int(len(real.labels)),
+            "n_excluded": int((~keep).sum()),
             "files": files,
             "skipped": skipped,
             "steps": steps,
@@ -790,6 +1019,9 @@ def _finetune(
             "lr": lr,
             "seed": seed,
             "wavelength": wavelength,
+            "augment_strength": augment_strength,
+            "train_layers": train_layers,
+            "lattice_adaptation": lattice or None,
             "synthetic_before": before,
             "synthetic_after": after,
             "labeled_after": labeled,
@@ -800,7 +1032,12 @@ def _finetune(
     save_model(
         out,
         net.cpu().eval(),
-        {"calibration": calibration, "thresholds": meta["thresholds"], "training": provenance},
+        {
+            "calibration": calibration,
+            "thresholds": meta["thresholds"],
+            "training": provenance,
+            **({"lattice_scales": lattice["fitted"]} if lattice else {}),
+        },
         dtype=meta.get("weights_dtype", "float32"),
     )
     evals = [{"step": steps, **after, **labeled}]
@@ -823,4 +1060,5 @@ def _finetune(
         calibration,
         time.perf_counter() - t_start,
         skipped=skipped,
+        lattice=lattice,
     )

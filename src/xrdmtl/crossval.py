@@ -1,0 +1,181 @@
+"""Cross-validated fine-tuning on labeled measured patterns: how much do N labels lift a model?
+
+:func:`crossvalidate_finetune` fine-tunes a model on N labeled patterns of a labels CSV and tests it
+on the rest, for several N and several stratified splits, and reports mean ± sd of the exact match
+(all phase calls right) on the held-out patterns. Splits depend only on the labels, the N and the
+seed, so the unmasked and masked views of the same patterns (two CSVs listing the same patterns in
+the same order) are split identically.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .training import LabeledPatterns
+
+
+def strata_of(labels: np.ndarray) -> list[str]:
+    """One stratum per label combination (``"110"`` = first two phases present)."""
+    return ["".join(str(int(v)) for v in row) for row in np.asarray(labels)]
+
+
+def stratified_split(strata: Sequence[str], n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n`` items drawn so each stratum is represented in proportion to its size (at
+    least one of each stratum while ``n`` allows, largest remainders first), sorted."""
+    strata = list(strata)
+    if not 0 < n < len(strata):
+        raise ValueError(f"N must lie between 1 and {len(strata) - 1}, got {n}")
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(strata):
+        groups.setdefault(s, []).append(i)
+    keys = sorted(groups, key=lambda k: (-len(groups[k]), k))
+    sizes = np.array([len(groups[k]) for k in keys], dtype=float)
+    quota = n * sizes / sizes.sum()
+    take = np.floor(quota).astype(int)
+    if n >= len(keys):  # every stratum at least once
+        take = np.maximum(take, 1)
+    while take.sum() > n:  # trim the strata most above their quota
+        j = int(np.argmax(np.where(take > 1, take - quota, -np.inf)))
+        take[j] -= 1
+    order = np.argsort(-(quota - take), kind="stable")  # largest remainders first
+    k = 0
+    while take.sum() < n:
+        j = order[k % len(keys)]
+        if take[j] < sizes[j]:
+            take[j] += 1
+        k += 1
+    picked = [
+        int(i) for key, t in zip(keys, take, strict=True) for i in rng.permutation(groups[key])[:t]
+    ]
+    return np.sort(np.array(picked, dtype=int))
+
+
+@dataclass
+class CVResult:
+    """Per-run exact matches and their summary per N."""
+
+    labels_csv: str
+    n_patterns: int
+    runs: list[dict] = field(default_factory=list)  # n, split, train (files), exact, seconds, ...
+
+    def summary(self) -> dict[int, dict]:
+        """Per N: mean, sd (ddof 1; 0 for one run), runs and mean seconds per fine-tune."""
+        out: dict[int, dict] = {}
+        for n in sorted({r["n"] for r in self.runs}):
+            ex = np.array([r["exact"] for r in self.runs if r["n"] == n])
+            sec = np.array([r["seconds"] for r in self.runs if r["n"] == n])
+            out[n] = {
+                "mean": float(ex.mean()),
+                "sd": float(ex.std(ddof=1)) if len(ex) > 1 else 0.0,
+                "runs": len(ex),
+                "seconds": float(sec.mean()),
+            }
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "labels_csv": self.labels_csv,
+            "n_patterns": self.n_patterns,
+            "runs": self.runs,
+            "summary": {str(k): v for k, v in self.summary().items()},
+        }
+
+
+def crossvalidate_finetune(
+    model: str | Path,
+    labels_csv: str | Path,
+    ns: Sequence[int] = (5, 10, 20),
+    splits: int = 3,
+    seed: int = 0,
+    wavelength: float | None = None,
+    x_unit: str | None = None,
+    *,
+    work_dir: str | Path | None = None,
+    note: Callable[[str], None] | None = None,
+    **finetune_kwargs: Any,
+) -> CVResult:
+    """Fine-tune ``model`` on N labeled patterns of ``labels_csv`` and test on the rest, for each N in
+    ``ns`` and ``splits`` stratified splits (split ``k`` of N from ``rng([seed, N, k])``).
+
+    ``finetune_kwargs`` go to :func:`xrdmtl.training.finetune` (steps, lattice adaptation, …).
+    Fine-tuned models are written under ``work_dir`` (a temporary folder when None, removed after).
+    Unreadable files are left out with a note.
+    """
+    from .models import load_model
+    from .training import finetune, load_labeled
+
+    base = load_model(model, device="cpu")
+    data, files, failed = load_labeled(labels_csv, base.phases, base.grid, wavelength, x_unit, note)
+    for line in failed:
+        if note is not None:
+            note(f"skipped: {line}")
+    strata = strata_of(data.labels)
+    result = CVResult(str(labels_csv), len(files))
+    tmp = tempfile.TemporaryDirectory(prefix="xrdmtl-cv-") if work_dir is None else None
+    root = Path(tmp.name if tmp is not None else work_dir)  # type: ignore[arg-type]
+    finetune_kwargs.setdefault("progress", False)
+    try:
+        for n in ns:
+            for k in range(splits):
+                idx = stratified_split(strata, n, np.random.default_rng([seed, n, k]))
+                rest = np.setdiff1d(np.arange(len(files)), idx)
+                t0 = time.perf_counter()
+                out = root / f"n{n}_split{k}"
+                ft = finetune(
+                    model,
+                    LabeledPatterns(data.intensity[idx], data.coverage[idx], data.labels[idx]),
+                    out,
+                    seed=seed + k,
+                    wavelength=wavelength,
+                    **finetune_kwargs,
+                )
+                seconds = time.perf_counter() - t0
+                tuned = load_model(out, device="cpu")
+                from .preprocess import model_input
+
+                x = model_input(data.intensity[rest], data.coverage[rest], base.grid.step)
+                calls = tuned.predict_proba(x) >= tuned.thresholds
+                right = (calls == data.labels[rest].astype(bool)).all(1)
+                result.runs.append(
+                    {
+                        "n": int(n),
+                        "split": k,
+                        "train": [files[i] for i in idx],
+                        "exact": float(right.mean()),
+                        "wrong": [files[i] for i in rest[~right]],
+                        "seconds": round(seconds, 1),
+                        "lattice": ft.lattice if hasattr(ft, "lattice") else None,
+                    }
+                )
+                if note is not None:
+                    note(f"N={n} split {k}: exact {right.mean():.3f} ({seconds:.0f} s)")
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return result
+
+
+def format_table(rows: dict[str, CVResult]) -> str:
+    """A markdown table: N, then mean ± sd per named result (e.g. unmasked, masked)."""
+    names = list(rows)
+    ns = sorted({n for r in rows.values() for n in r.summary()})
+    lines = [
+        "| N | " + " | ".join(names) + " | s / fine-tune |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for n in ns:
+        cells = []
+        secs = []
+        for r in rows.values():
+            s = r.summary().get(n)
+            cells.append(f"{s['mean']:.1%} ± {s['sd']:.1%} ({s['runs']})" if s else "-")
+            secs += [s["seconds"]] if s else []
+        lines.append(f"| {n} | " + " | ".join(cells) + f" | {np.mean(secs):.0f} |")
+    return "\n".join(lines)
