@@ -129,7 +129,11 @@ def test_finetune_excludes_patterns_by_name(tmp_path, test_data) -> None:
         base, csv, tmp_path / "ft", steps=2, batch_size=8, wavelength=0.561, workers=0, threads=1,
         progress=False, exclude={drop},
     )  # fmt: skip
-    assert load_model(tmp_path / "ft").meta["training"]["finetune"]["n_excluded"] == 1
+    meta = load_model(tmp_path / "ft").meta
+    assert meta["training"]["finetune"]["n_excluded"] == 1
+    # by default the lattice is fitted and recorded, the synthesis left as it is
+    assert "calcite" in meta["lattice_scales"]
+    assert meta["training"]["finetune"]["lattice_adaptation"]["adapted"] is False
 
 
 def test_cli_finetune_writes_model_and_audit(tmp_path, test_data) -> None:

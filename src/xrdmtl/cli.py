@@ -495,8 +495,8 @@ def finetune_cmd(
     adapt_lattice: Annotated[
         bool,
         typer.Option("--adapt-lattice/--no-adapt-lattice",
-                     help="Fit each phase's lattice scale to the labeled patterns and adapt the synthesis to it."),
-    ] = True,
+                     help="Draw the synthetic patterns' lattice around the scale fitted to the labeled patterns."),
+    ] = False,
 ) -> None:
     """Fine-tune a model on a few labeled patterns, mixed with synthetic ones so it forgets nothing.
 
