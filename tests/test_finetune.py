@@ -52,7 +52,8 @@ def test_lattice_fit_recovers_a_known_scale() -> None:
     """Synthetic patterns with bastnaesite's lattice 1.5 % smaller than its cell (no zero error or
     axial strain to blur it): the fit finds it."""
     targets = [get_phase(p) for p in PHASES]
-    config = SynthConfig(p_unmasked=0.0, zero_offset_deg=0.0, anisotropic_strain=0.0)
+    config = SynthConfig(p_unmasked=0.0, zero_offset_deg=0.0, anisotropic_strain=0.0,
+                         p_texture=0.0, crystals=(1000.0, 5000.0), p_random_peaks=0.0)
     shifted = Synthesizer(targets, GRID, config=config)
     shifted, _ = adapt_synthesizer(shifted, {"bastnaesite": {"scale": 0.985}}, halfwidth=1e-4)
     batch = shifted.sample(32, np.random.default_rng(3))
