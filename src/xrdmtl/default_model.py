@@ -18,7 +18,7 @@ from .training import CHECKPOINT, TrainConfig, train
 CONFIG = TrainConfig(
     phases=["bastnaesite", "calcite", "rhenium"],
     arch="mtl",
-    steps=5000,
+    steps=9000,
     batch_size=128,
     lr=2e-3,
     seed=20240315,
