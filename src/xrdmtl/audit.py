@@ -18,7 +18,6 @@ import csv
 import io
 import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import write_text
 from .errors import LabelsError, ModelError, PatternError, XrdmtlError
 from .patterns import Pattern
 from .peakmatch import THRESHOLD, Z_FULL, Peaks, PhaseEvidence, find_pattern_peaks, match_all
@@ -120,7 +120,7 @@ class AuditTable:
             writer.writerow([file, *[""] * (len(CSV_COLUMNS) - 3), "error", err])
         text = buf.getvalue()
         if path is not None:
-            _atomic_write(Path(path), text)
+            write_text(path, text, newline="")
         return text
 
     def to_json(self) -> dict[str, Any]:
@@ -199,18 +199,6 @@ class AuditTable:
 
 def _short(file: str) -> str:
     return "/".join(Path(file).parts[-2:])
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def verdict(label: int, evidence: PhaseEvidence, model_call: int | None) -> tuple[str, str]:

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .atomic import write_text
 from .grid import DEFAULT_GRID, QGrid
 from .metrics import accuracy, exact_match, precision_recall_f1
 from .preprocess import model_input
@@ -361,10 +362,7 @@ def _hash(*parts: Any) -> str:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
 
 
 # -------------------------------------------------------------------------------------------- run

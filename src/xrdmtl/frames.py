@@ -10,8 +10,6 @@ turns a frame file into 1D patterns, yielding errors per frame so that a batch g
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import FrameError
 from .patterns import Pattern
 
@@ -255,19 +254,12 @@ class Integrator:
         path = Path(path)
         data, valid = self.prepare(frame, mask, source)
         np.putmask(data, ~valid, DUMMY)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        os.unlink(tmp)  # pyFAI refuses to overwrite a file
-        try:
+        with atomic_path(path) as tmp:
+            tmp.unlink()  # pyFAI refuses to overwrite a file
             self.ai.integrate1d(data, npt or self.npt, unit="2th_deg", method=METHOD,
-                                dummy=float(DUMMY), delta_dummy=DELTA_DUMMY, filename=tmp)
-            text = Path(tmp).read_text().replace(f"# --> {tmp}", f"# --> {path.name}")
-            Path(tmp).write_text(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+                                dummy=float(DUMMY), delta_dummy=DELTA_DUMMY, filename=str(tmp))
+            text = tmp.read_text().replace(f"# --> {tmp}", f"# --> {path.name}")
+            tmp.write_text(text)
         return path
 
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -33,6 +31,7 @@ from typing import Any
 import numpy as np
 from scipy.signal import fftconvolve
 
+from .atomic import atomic_path, write_text
 from .phases import DISTRACTORS, TARGETS, Phase, get_phase
 from .units import q_to_tth, tth_to_q
 
@@ -457,7 +456,7 @@ def simulate_frames(
     for sub in ("frames", "masks", "unmasked", "masked"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     sim = simulator or FrameSimulator(geometry=geometry_for(wavelength))
-    _write_text(out / "geometry.poni", _poni_text(sim.ai))
+    write_text(out / "geometry.poni", _poni_text(sim.ai))
     integ = Integrator(out / "geometry.poni")
     rng = np.random.default_rng(seed)
     names = [t.name for t in sim.targets]
@@ -518,10 +517,11 @@ def plot_frames(out_dir: str | Path, k: int = 4) -> Path:
         axes[1, j].legend(fontsize=8)
     fig.tight_layout()
     path = out / "frames.png"
-    tmp = out / ".frames.png.tmp"
-    fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -535,34 +535,14 @@ def _poni_text(ai: Any) -> str:
                    if not line.startswith("# Calibration done"))
 
 
-def _atomic(path: Path) -> tuple[int, str]:
-    """A temporary file next to ``path`` (to be renamed onto it), readable like a normal file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)
-    return fd, tmp
-
-
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = _atomic(path)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    _write_text(path, buf.getvalue())
+    write_text(path, buf.getvalue())
 
 
 def _write_edf(path: Path, data: np.ndarray, fabio: Any) -> None:
-    fd, tmp = _atomic(path)
-    os.close(fd)
-    try:
-        fabio.edfimage.EdfImage(data=data).write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        fabio.edfimage.EdfImage(data=data).write(str(tmp))

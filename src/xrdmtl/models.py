@@ -19,9 +19,7 @@ architecture and its arguments, preprocessing, calibration, thresholds, provenan
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import write_bytes
 from .errors import ModelError
 from .grid import DEFAULT_GRID, QGrid
 from .preprocess import N_CHANNELS
@@ -338,20 +337,6 @@ def _versions() -> dict[str, str]:
     }
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; models and metrics are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_tensors(
     path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> None:
@@ -359,7 +344,7 @@ def save_tensors(
     from safetensors.torch import save
 
     data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    atomic_write_bytes(path, save(data, metadata=metadata))
+    write_bytes(path, save(data, metadata=metadata))
 
 
 def save_model(
@@ -399,7 +384,7 @@ def save_model(
         k: (v.half() if half and v.is_floating_point() else v) for k, v in net.state_dict().items()
     }
     save_tensors(folder / WEIGHTS_FILE, tensors, {"format": "pt"})
-    atomic_write_bytes(folder / META_FILE, (json.dumps(doc, indent=1) + "\n").encode())
+    write_bytes(folder / META_FILE, (json.dumps(doc, indent=1) + "\n").encode())
     return folder
 
 

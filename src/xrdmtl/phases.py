@@ -11,11 +11,11 @@ sha256 and the pymatgen version, so a second call is instant even in a new proce
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from functools import cache, cached_property, lru_cache
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_text
 from .errors import PhaseError
 from .units import q_to_tth
 
@@ -132,15 +133,9 @@ def _read_cached(key: str) -> ReflectionTable | None:
 
 def _write_cached(key: str, table: ReflectionTable) -> None:
     _MEMORY_CACHE[key] = table
-    folder = cache_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(table.to_json(), f)
-        os.replace(tmp, folder / f"{key}.json")
-    except OSError:  # a read-only home must not break anything: the memory cache still holds it
-        pass
+    # a read-only home must not break anything: the memory cache still holds it
+    with contextlib.suppress(OSError):
+        write_text(cache_dir() / f"{key}.json", json.dumps(table.to_json()))
 
 
 def _structure_table(structure: object) -> ReflectionTable:

@@ -5,8 +5,6 @@ Every figure is written atomically (a temporary file in the target folder, then 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from .atomic import atomic_path  # noqa: E402
 from .patterns import Pattern  # noqa: E402
 from .phases import Reflections  # noqa: E402
 
@@ -31,15 +30,9 @@ def phase_color(index: int) -> str:
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Save ``fig`` to ``path`` atomically (creating its folder) and close it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path, suffix=path.suffix) as tmp:  # savefig picks the format from the suffix
+            fig.savefig(tmp, dpi=dpi)
     finally:
         plt.close(fig)
     return path

@@ -28,7 +28,6 @@ import multiprocessing
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import write_text
 from .errors import LabelsError, PatternError, PhaseError, XrdmtlError
 from .explain import (
     Explanation,
@@ -116,16 +116,7 @@ def write_csv(predictions: Sequence[Prediction], phases: Sequence[str], out: str
     writer.writerows(p.row(phases) for p in predictions)
     text = buf.getvalue()
     if out is not None:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text(out, text, newline="")
     return text
 
 
@@ -763,14 +754,10 @@ def _save_integrated(label: str, pattern: Pattern, job: _Job) -> Pattern | Xrdmt
               *([f'{{"wavelength": {pattern.wavelength * 1e-10:.6e}}}'] if pattern.wavelength else []),
               f"{pattern.unit:>14} {'I':>14}"]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.StringIO()
         np.savetxt(buf, np.column_stack([pattern.x, pattern.y]), fmt="%.7e",
                    header="\n".join(header), comments="# ")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, path)
+        write_text(path, buf.getvalue())
     except OSError as exc:
         return PatternError(f"cannot save the integrated pattern to {path}: {exc.strerror or exc}", label)
     return pattern

@@ -13,8 +13,6 @@ import base64
 import html
 import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import write_bytes
 from .experiments import VIEWS, ExperimentResults, Stat, verdict
 
 FIGURE_DPI = 110
@@ -85,18 +84,6 @@ def stat(d: dict) -> Stat:
 # ---------------------------------------------------------------------------------------- file output
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def render_markdown(blocks: Sequence[Block]) -> str:
@@ -673,8 +660,8 @@ def write_report(results: ExperimentResults | dict | str | Path, out_dir: str | 
     out.mkdir(parents=True, exist_ok=True)
     blocks, figs = build_blocks(res, out)
     for name, png in figs.items():
-        atomic_write(out / name, png)
-    atomic_write(out / "report.html", render_html(blocks, "xrdmtl experiment report").encode())
+        write_bytes(out / name, png)
+    write_bytes(out / "report.html", render_html(blocks, "xrdmtl experiment report").encode())
     md = out / "report.md"
-    atomic_write(md, render_markdown(blocks).encode())
+    write_bytes(md, render_markdown(blocks).encode())
     return md

@@ -17,15 +17,15 @@ from a few pre-smoothed random banks. Single-threaded numpy on cache-sized chunk
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path, write_text
 from .grid import DEFAULT_GRID, QGrid
 from .phases import Phase, lorentz_polarization
 from .units import q_to_tth
@@ -617,18 +617,6 @@ class Synthesizer:
 # ------------------------------------------------------------------------------------------ output
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write`` on a temporary file beside ``path``, then move it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _xy_text(tth: np.ndarray, y: np.ndarray, wavelength: float, labels: dict[str, int]) -> str:
     meta = json.dumps({"wavelength": wavelength * 1e-10, "generator": "xrdmtl.synth", "labels": labels})
     head = (f"# == pyFAI calibration ==\n# Wavelength: {wavelength * 1e-10:.6e} m\n"
@@ -658,24 +646,24 @@ def write_patterns(out_dir: str | Path, n: int, seed: int = 0, *, synthesizer: S
     rng = np.random.default_rng(seed)
     width = len(str(max(n - 1, 0)))
     rows: list[str] = []
-    h5 = None
-    if fmt == "h5":
-        import h5py
-
-        h5_tmp = out / ".patterns.h5.tmp"
-        h5 = h5py.File(h5_tmp, "w")
-        h5["q"] = syn.grid.values
-        h5["q"].attrs["unit"] = "q_A^-1"
-        h5.attrs["phases"] = json.dumps(names)
-        h5.attrs["seed"] = seed
-        for key, dtype in (("intensity", "f4"), ("coverage", "?"), ("labels", "u1"),
-                           ("lattice_scale", "f4")):
-            cols = syn.grid.n if key in ("intensity", "coverage") else len(names)
-            h5.create_dataset(key, (n, cols), dtype, compression="gzip" if key == "coverage" else None)
-        h5.create_dataset("wavelength", (n,), "f4")
-        h5.create_dataset("unmasked", (n,), "?")
     first: SynthBatch | None = None
-    try:
+    with ExitStack() as stack:  # h5: closed, then moved into place (or removed on error)
+        h5 = None
+        if fmt == "h5":
+            import h5py
+
+            h5_tmp = stack.enter_context(atomic_path(out / "patterns.h5"))
+            h5 = stack.enter_context(h5py.File(h5_tmp, "w"))
+            h5["q"] = syn.grid.values
+            h5["q"].attrs["unit"] = "q_A^-1"
+            h5.attrs["phases"] = json.dumps(names)
+            h5.attrs["seed"] = seed
+            for key, dtype in (("intensity", "f4"), ("coverage", "?"), ("labels", "u1"),
+                               ("lattice_scale", "f4")):
+                cols = syn.grid.n if key in ("intensity", "coverage") else len(names)
+                h5.create_dataset(key, (n, cols), dtype, compression="gzip" if key == "coverage" else None)
+            h5.create_dataset("wavelength", (n,), "f4")
+            h5.create_dataset("unmasked", (n,), "?")
         for start in range(0, n, block):
             b = syn.sample(min(block, n - start), rng)
             first = first or b
@@ -690,7 +678,7 @@ def write_patterns(out_dir: str | Path, n: int, seed: int = 0, *, synthesizer: S
                 keep = b.coverage[i] & np.isfinite(tth)
                 name = f"synth_{k:0{width}d}.xy"
                 text = _xy_text(tth[keep], b.intensity[i][keep], wl, lab)
-                _atomic_write(out / name, lambda p, t=text: p.write_text(t))
+                write_text(out / name, text)
                 rows.append(f"{name}," + ",".join(map(str, lab.values())))
             if h5 is not None:
                 sl = slice(start, start + len(b.labels))
@@ -698,17 +686,9 @@ def write_patterns(out_dir: str | Path, n: int, seed: int = 0, *, synthesizer: S
                     h5[key][sl] = getattr(b, key)
             if progress:
                 progress(start + len(b.labels))
-        if h5 is not None:
-            h5.close()
-            h5 = None
-            os.replace(h5_tmp, out / "patterns.h5")
-    finally:
-        if h5 is not None:
-            h5.close()
-            h5_tmp.unlink(missing_ok=True)
     labels = out / "labels.csv"
     text = "file," + ",".join(names) + "\n" + "\n".join(rows) + "\n"
-    _atomic_write(labels, lambda p: p.write_text(text))
+    write_text(labels, text)
     if plot and first is not None:
         plot_examples(first, syn, out / "examples.png")
     return labels

@@ -29,13 +29,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from .atomic import write_bytes
 from .calibration import expected_calibration_error, fit_temperature
 from .errors import LabelsError, ModelError, XrdmtlError
 from .grid import QGrid
 from .losses import make_loss
 from .models import (
     _versions,
-    atomic_write_bytes,
     build_model,
     default_device,
     load_model,
@@ -497,7 +497,7 @@ def _save_checkpoint(
     save_tensors(folder / files["weights"], tensors)
     save_tensors(folder / files["best"], best_state)
     doc = {**state, "files": files, "param_groups": opt_sd["param_groups"], "opt_scalars": scalars}
-    atomic_write_bytes(folder / "state.json", json.dumps(doc).encode())
+    write_bytes(folder / "state.json", json.dumps(doc).encode())
     for f in folder.glob("*.safetensors"):
         if f.name not in files.values():
             f.unlink(missing_ok=True)
@@ -541,7 +541,7 @@ def _load_checkpoint(
 
 def _write_outputs(out: Path, history: list[list[float]], evals: list[dict], summary: dict) -> None:
     """``metrics.json`` (everything), ``metrics.csv`` (one row per evaluation), ``curves.png``."""
-    atomic_write_bytes(
+    write_bytes(
         out / "metrics.json",
         (json.dumps({**summary, "evals": evals, "history": history}, indent=1) + "\n").encode(),
     )
@@ -550,7 +550,7 @@ def _write_outputs(out: Path, history: list[list[float]], evals: list[dict], sum
         writer = csv.DictWriter(buf, fieldnames=list(evals[0]))
         writer.writeheader()
         writer.writerows(evals)
-        atomic_write_bytes(out / "metrics.csv", buf.getvalue().encode())
+        write_bytes(out / "metrics.csv", buf.getvalue().encode())
     _plot_curves(out / "curves.png", history, evals)
 
 
@@ -581,7 +581,7 @@ def _plot_curves(path: Path, history: list[list[float]], evals: list[dict]) -> N
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    write_bytes(path, buf.getvalue())
 
 
 def _progress(enabled: bool, total: int, description: str) -> Any:
