@@ -98,6 +98,7 @@ WavelengthOpt = Annotated[
 ]
 XUnitOpt = Annotated[str | None, typer.Option("--x-unit", help="x unit of 1D files: 2th_deg, q_A^-1, q_nm^-1 or d_A.")]
 PoniOpt = Annotated[Path | None, typer.Option("--poni", help="pyFAI geometry (.poni) for 2D frames.")]
+LabelsOpt = Annotated[Path, typer.Option("--labels", help="labels.csv: file,<phase>,... with 0/1 values.")]
 MaskOpt = Annotated[str, typer.Option("--mask", help="Frames: none, auto (anvil spots, hot pixels) or a mask file.")]
 ThresholdOpt = Annotated[
     float | None, typer.Option("--threshold", help="Call a phase present at p ≥ T (default: the model's per-phase thresholds).")
@@ -218,7 +219,7 @@ def predict_cmd(
 @app.command("evaluate")
 @clean_errors
 def evaluate_cmd(
-    labels: Annotated[Path, typer.Option("--labels", help="labels.csv: file,<phase>,... with 0/1 values.")],
+    labels: LabelsOpt,
     model: ModelOpt = None,
     wavelength: WavelengthOpt = None,
     x_unit: XUnitOpt = None,
@@ -313,7 +314,7 @@ def experiment_cmd(
 @app.command("audit")
 @clean_errors
 def audit_cmd(
-    labels: Annotated[Path, typer.Option("--labels", help="labels.csv: file,<phase>,... with 0/1 values.")],
+    labels: LabelsOpt,
     model: ModelOpt = None,
     wavelength: WavelengthOpt = None,
     x_unit: XUnitOpt = None,
@@ -479,7 +480,7 @@ def train_cmd(
 @app.command("finetune")
 @clean_errors
 def finetune_cmd(
-    labels: Annotated[Path, typer.Option("--labels", help="labels.csv: file,<phase>,... with 0/1 values.")],
+    labels: LabelsOpt,
     out: Annotated[Path, typer.Option("--out", help="Folder for the fine-tuned model.")],
     model: ModelOpt = None,
     wavelength: WavelengthOpt = None,
