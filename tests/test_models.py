@@ -18,6 +18,7 @@ from xrdmtl.models import (
     probabilities,
     save_model,
 )
+from xrdmtl.preprocess import N_CHANNELS
 
 GRID = QGrid(0.8, 5.0, 512)
 PHASES = ["bastnaesite", "calcite", "rhenium"]
@@ -25,7 +26,7 @@ PHASES = ["bastnaesite", "calcite", "rhenium"]
 
 @pytest.fixture
 def x() -> np.ndarray:
-    return np.random.default_rng(0).random((6, 3, GRID.n), dtype=np.float32)
+    return np.random.default_rng(0).random((6, N_CHANNELS, GRID.n), dtype=np.float32)
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
@@ -145,4 +146,4 @@ def test_wrong_input_shape(tmp_path) -> None:
     folder, _ = _saved(tmp_path)
     model = load_model(folder, device="cpu")
     with pytest.raises(ModelError, match="expects"):
-        model.predict_proba(np.zeros((2, 3, GRID.n + 1), np.float32))
+        model.predict_proba(np.zeros((2, N_CHANNELS, GRID.n + 1), np.float32))

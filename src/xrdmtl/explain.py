@@ -1,6 +1,6 @@
 """What drove each call: peaks in the pattern, the reference reflections they match, and saliency.
 
-Everything here works on a batch of model inputs ``x`` (float32 ``(B, 3, G)``, see
+Everything here works on a batch of model inputs ``x`` (float32 ``(B, C, G)``, see
 :func:`xrdmtl.preprocess.model_input`) on one Q grid:
 
 - :func:`find_peaks_batch` finds peaks in the background-removed channel of every pattern at once;

@@ -1,4 +1,4 @@
-"""Networks over the model input ``(batch, 3, grid.n)`` and their safetensors + JSON files.
+"""Networks over the model input ``(batch, channels, grid.n)`` and their safetensors + JSON files.
 
 Every architecture maps ``x: (B, C, G)`` to logits ``(B, T, 2)`` (absent, present), ``T`` phases:
 
@@ -39,8 +39,8 @@ FORMAT = "xrdmtl-model"
 FORMAT_VERSION = 1
 PREPROCESSING = {
     "function": "xrdmtl.preprocess.model_input",
-    "version": 1,
-    "channels": ["minmax", "background_removed", "coverage"],
+    "version": 2,  # 2 added channel 3; channels 0–2 are those of version 1
+    "channels": ["minmax", "background_removed", "coverage", "log_contrast"],
 }
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
@@ -89,7 +89,7 @@ class ConvTrunk(nn.Module):
 
     The stem folds ``fold`` neighbouring grid points into channels (``(B, C, G)`` →
     ``(B, C·fold, G/fold)``): the first conv still sees every point and can place a peak within its
-    window, at a fraction of the cost of a strided conv on 3 channels. The convs run as ``(1, k)``
+    window, at a fraction of the cost of a strided conv on a few channels. The convs run as ``(1, k)``
     Conv2d on channels-last tensors, which oneDNN executes several times faster on CPU than Conv1d.
     Output: position-major features ``(B, L, channels[-1])``.
     """
@@ -192,7 +192,7 @@ class MultiTaskCNN(_Arch):
         n_queries: int = 2,
         hidden: int = 64,
         dropout: float = 0.1,
-        input_channels: Sequence[int] = (0, 1, 2),
+        input_channels: Sequence[int] = (0, 1, 2, 3),
     ) -> None:
         config = {
             "channels": [int(c) for c in channels],
@@ -416,7 +416,7 @@ class LoadedModel:
         return np.asarray(self.meta["thresholds"], dtype=np.float32)
 
     def logits(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Raw logits ``(B, T, 2)`` for model input ``x: (B, 3, G)``."""
+        """Raw logits ``(B, T, 2)`` for model input ``x: (B, C, G)``."""
         x = np.asarray(x)
         expected = (N_CHANNELS, self.grid.n)
         if x.ndim != 3 or x.shape[1:] != expected:
@@ -486,7 +486,7 @@ def read_meta(path: str | Path) -> dict:
             raise ModelError(
                 f"metadata {meta_path.name}: {name} must list one value per phase ({n})", path
             )
-    if meta.get("preprocessing", PREPROCESSING)["version"] != PREPROCESSING["version"]:
+    if meta.get("preprocessing", PREPROCESSING)["version"] > PREPROCESSING["version"]:
         raise ModelError(
             f"model uses preprocessing version {meta['preprocessing']['version']}, "
             f"this xrdmtl has {PREPROCESSING['version']}",
