@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,8 +87,18 @@ class SynthConfig:
     absorption_mu_t: tuple[float, float] = (0.0, 1.5)  # fluid + anvil μt at 2θ = 0 (22 keV, 2 mm water ≈ 0.3)
     snr: tuple[float, float] = (20.0, 400.0)  # log-uniform strongest-peak height / noise σ, per phase
     # (masked look; hdac masked: weak Re ~5× the correlated noise, carbonates up to ~1000×)
-    peak_to_background: tuple[float, float] = (0.05, 5.0)  # log-uniform, unmasked look: hdac
-    # carbonates 0.07–1.2 over the fluid, rhenium 0.06–12, spots 0.04; never below min_snr
+    peak_to_background: tuple[float, float] = (0.02, 5.0)  # log-uniform, unmasked look: hdac
+    # carbonates 0.07–1.2 over the fluid, rhenium 0.02 (xy_r_102) to 12, spots 0.04; never below
+    # min_snr. A floor of 0.05 missed every simulated frame ring under 5 % (frame sim: from 2–3 %)
+    peak_to_background_ranges: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: {"rhenium": (0.02, 30.0)})  # a gasket ring reaches 30× the fluid
+    p_trace: dict[str, float] = field(default_factory=lambda: {"rhenium": 0.3})  # per phase (name
+    # contains the key): an absent target leaves a trace under the detection limit (unmasked look),
+    # labeled absent. The gasket: hdac 'n_' and 'bc_' patterns show rhenium 002 and 101 at 0.5–1.7 %
+    # over the fluid (beam tails on the gasket) and are labeled without rhenium; a raw integration's
+    # noise (0.03 %) makes such traces plain. Carbonate traces cost weak simulated-frame rings
+    # (3–5 %) more than they gained on hdac, so only the gasket leaves traces
+    trace_pbr: tuple[float, float] = (0.001, 0.01)  # log-uniform strongest-peak / background
     min_snr: float = 20.0  # every present phase's strongest peak stands at least this many σ high
     # (correlated noise makes 4–8σ wiggles look like peaks: weaker phases are label noise that taught
     # the model to call phases on wiggles; 8 → 20 raised hdac unmasked exact match from 48% to 66%)
@@ -224,13 +235,14 @@ def fluid_background(q: np.ndarray, centers: np.ndarray, widths: np.ndarray,
 
 def cell_background(q: np.ndarray, p: dict[str, np.ndarray], q_range: tuple[float, float]) -> np.ndarray:
     """Smooth scattering of the cell and air: constant, Compton-like rise A(1−exp(−(Q/q_c)²)),
-    low-Q (beam stop, small-angle) decay A·exp(−(Q−Q0)/τ) from the range's start Q0, and a random
+    low-Q (beam stop, small-angle) decay A·exp(−(Q−Q0)/τ) from the range's start Q0 (flat below it,
+    where the coarse background grid pads the range), and a random
     cubic (Chebyshev over ``q_range``)."""
     t = (q - q_range[0]) / (q_range[1] - q_range[0]) * 2 - 1
     poly = p["poly"] @ np.stack([np.ones_like(t), t, 2 * t**2 - 1, 4 * t**3 - 3 * t])
     return (p["const"][:, None]
             + p["compton"][:, None] * (1 - np.exp(-((q / p["compton_q"][:, None]) ** 2)))
-            + p["lowq"][:, None] * np.exp(-(q - q_range[0]) / p["lowq_tau"][:, None])
+            + p["lowq"][:, None] * np.exp(-np.maximum(q - q_range[0], 0.0) / p["lowq_tau"][:, None])
             + poly)
 
 
@@ -415,6 +427,10 @@ class Synthesizer:
         self._size = np.array([_by_name(p, cfg.size_ranges, cfg.crystallite_size) for p in phases])
         self._strain = np.array([_by_name(p, cfg.microstrain_ranges, cfg.microstrain) for p in phases])
         self._crystals = np.array([_by_name(p, cfg.crystals_ranges, cfg.crystals) for p in phases])
+        self._p_trace = np.array([next((v for k, v in cfg.p_trace.items() if k in t.name.lower()), 0.0)
+                                  for t in self.targets])
+        self._pbr = np.array([_by_name(p, cfg.peak_to_background_ranges, cfg.peak_to_background)
+                              for p in phases])
         lo = grid.q_min * self.lattice_ranges[:, 0].min() * 0.97
         hi = grid.q_max * self.lattice_ranges[:, 1].max() * 1.03
         self.table = _build_table(phases, lo, hi)
@@ -431,10 +447,10 @@ class Synthesizer:
         return _by_name(phase, self.config.lattice_ranges, self.config.default_lattice_range)
 
     def _strength(self, unmasked: np.ndarray, counts: np.ndarray, sigma: np.ndarray,
-                  snr: tuple[float, float], pbr: tuple[float, float], shape: tuple[int, int],
+                  snr: tuple[float, float], pbr: tuple[Any, Any], shape: tuple[int, int],
                   rng: np.random.Generator) -> np.ndarray:
         """Peak heights in counts: SNR × σ for the masked look, peak-to-background × counts for the
-        unmasked one, never below ``min_snr`` σ."""
+        unmasked one (``pbr`` bounds may be per column arrays), never below ``min_snr`` σ."""
         u = rng.random(shape)
         lo_s, hi_s, lo_b, hi_b = np.log(snr[0]), np.log(snr[1]), np.log(pbr[0]), np.log(pbr[1])
         by_snr = np.exp(lo_s + u * (hi_s - lo_s)) * sigma[:, None]
@@ -502,7 +518,13 @@ class Synthesizer:
         textured = rng.random((m, n_p)) < cfg.p_texture
         march = np.where(textured, log_uniform(rng, *cfg.march_r, (m, n_p)), 1.0)
         crystals = np.exp(rng.uniform(np.log(self._crystals[:, 0]), np.log(self._crystals[:, 1]), (m, n_p)))
-        strength = self._strength(unmasked, counts, sigma, cfg.snr, cfg.peak_to_background, (m, n_p), rng)
+        strength = self._strength(unmasked, counts, sigma, cfg.snr, tuple(self._pbr.T), (m, n_p), rng)
+        # traces: absent targets drawn in, far under the detection limit, labeled absent
+        trace = np.zeros((m, n_p), bool)
+        trace[:, :n_t] = ~present[:, :n_t] & unmasked[:, None] & (rng.random((m, n_t)) < self._p_trace)
+        strength = np.where(trace, log_uniform(rng, *cfg.trace_pbr, (m, n_p)) * counts[:, None], strength)
+        labeled = present.copy()
+        present |= trace
 
         # --- reflections of present phases, flat: pattern pr, reflection pc, phase ph
         pr, pc = np.nonzero(present[:, tab.phase])
@@ -526,7 +548,7 @@ class Synthesizer:
         # the strongest peak of each phase stands ``strength`` counts high
         height *= strength.reshape(-1)[key] / np.maximum(top[key], 1e-30)
         height *= aperture(np.rad2deg(tth), cut[pr], soft[pr])
-        visible = (top > 0).reshape(m, n_p)  # no reflection in the measured range: absent
+        visible = (top > 0).reshape(m, n_p) & labeled  # no reflection in the measured range: absent
 
         # --- unknown phases (random peak sets), anvil spots, leftovers of background subtraction
         rows = [pr]
