@@ -45,7 +45,7 @@ from .models import (
     save_model,
     save_tensors,
 )
-from .preprocess import model_input, smooth_background
+from .preprocess import model_input, noise_sigma, smooth_background
 
 VAL_SEED = 1_000_001  # held-out simulated validation set (never a training stream)
 CALIB_SEED = 1_000_002  # held-out simulated set for temperature scaling
@@ -149,7 +149,7 @@ def make_synthesizer(config: TrainConfig) -> Any:
 
 
 def simulated_set(synth: Any, n: int, seed: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` simulated patterns as model input ``(n, 3, G)`` and labels ``(n, T)``."""
+    """``n`` simulated patterns as model input ``(n, C, G)`` and labels ``(n, T)``."""
     batch = synth.sample(n, np.random.default_rng(seed))
     return model_input(batch.intensity, batch.coverage, synth.grid.step), batch.labels
 
@@ -203,9 +203,10 @@ def augment(
 
     Each pattern gets a Q scale of ±0.3 % (strain, calibration) and a Q offset of ±1 grid step
     (zero error), a smooth background change (linear tilt and
-    curvature, each up to ±5 % of the pattern's range) and Gaussian noise up to 1 % of the range
-    (on top of a Poisson-like noise growing with the square root of the intensity), and the peaks'
-    contrast over the smooth background scaled by ×0.7–1.4.
+    curvature, each up to ±5 % of the pattern's range), Gaussian noise
+    of up to twice the pattern's own noise σ (:func:`~xrdmtl.preprocess.noise_sigma`: a raw integration
+    with 0.03 % noise keeps the weak peaks that make it hard), and the peaks' contrast over the smooth
+    background scaled by ×0.7–1.4.
     ``strength`` scales every distortion (0: the patterns unchanged); ``q_step``: the grid's step
     in Å⁻¹ (default: the default grid's), for the background estimate.
     """
@@ -226,6 +227,7 @@ def augment(
     )
     # peak contrast ×0.7–1.4 over the smooth background
     bg = smooth_background(out, cov, q_step or QGrid().step)
+    sigma = noise_sigma(out - bg, cov)
     out = bg + (out - bg) * np.exp(strength * rng.uniform(np.log(0.7), np.log(1.4), (n, 1)))
     span = np.ptp(np.where(cov, out, np.nan), axis=1, keepdims=True)
     span = np.nan_to_num(span, nan=1.0)
@@ -233,13 +235,7 @@ def augment(
     out = out + strength * span * (
         rng.uniform(-0.05, 0.05, (n, 1)) * t + rng.uniform(-0.05, 0.05, (n, 1)) * (t**2 - 1 / 3)
     )
-    level = np.nanmedian(np.where(cov, np.abs(out), np.nan), axis=1, keepdims=True)
-    level = np.nan_to_num(level, nan=1.0) + 1e-12
-    poisson = (
-        np.sqrt(np.abs(out) * level) * 0.01
-    )  # ~1 % of the typical level, growing with intensity
-    noise = poisson + span * rng.uniform(0, 0.01, (n, 1))
-    out = out + strength * noise * rng.standard_normal((n, g))
+    out = out + strength * rng.uniform(0, 2, (n, 1)) * sigma * rng.standard_normal((n, g))
     return np.where(cov, out, 0.0).astype(np.float32), cov
 
 
