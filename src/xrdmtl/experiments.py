@@ -97,7 +97,7 @@ class ExperimentConfig:
 
     preset_name: str = "full"
     seeds: int = 3
-    steps: int = 2000
+    steps: int = 1500
     batch_size: int = 64
     finetune_steps: int = 200
     n_test: int = 200
@@ -164,7 +164,7 @@ class LabeledSet:
 
     @property
     def x(self) -> np.ndarray:
-        """Model input ``(n, 3, G)``."""
+        """Model input ``(n, N_CHANNELS, G)``."""
         return model_input(self.intensity, self.coverage, self.grid.step)
 
     def __len__(self) -> int:
@@ -323,7 +323,7 @@ def run_setting(setting: Setting, seed: int, config: ExperimentConfig, phases: S
         calib_size=config.val_size, eval_every=max(1, config.steps // 5), patience=0,
         unmasked_fraction={"mixed": None, "unmasked": 1.0, "masked": 0.0}[setting.train_view],
     )
-    key = _hash(asdict(tc))
+    key = _hash(asdict(tc), _inputs_version())
     if record_path.is_file() and json.loads(record_path.read_text()).get("hash") == key:
         return json.loads(record_path.read_text())
     t0 = time.perf_counter()
@@ -348,13 +348,31 @@ def run_finetune(base_model: Path, pool: LabeledSet, idx: np.ndarray, seed: int,
     model = out_dir / "model"
     stamp = out_dir / "stamp.json"
     key = _hash((base_model / "model.json").read_text(), [str(pool.files[i]) for i in idx], seed,
-                config.finetune_steps, config.batch_size)
+                config.finetune_steps, config.batch_size, _finetune_recipe(), _inputs_version())
     if stamp.is_file() and json.loads(stamp.read_text()) == key:
         return model
     finetune(base_model, LabeledPatterns(pool.intensity[idx], pool.coverage[idx], pool.labels[idx]), model,
              steps=config.finetune_steps, batch_size=config.batch_size, seed=seed, progress=False)
     _write_json(stamp, key)
     return model
+
+
+def _inputs_version() -> dict:
+    """What else decides a run's outcome: the synthesis defaults and the model input's version."""
+    from .models import PREPROCESSING
+    from .synth import SynthConfig
+
+    return {"synth": asdict(SynthConfig()), "preprocessing": PREPROCESSING["version"]}
+
+
+def _finetune_recipe() -> dict:
+    """The defaults of :func:`xrdmtl.training.finetune` the experiment relies on."""
+    import inspect
+
+    from .training import finetune
+
+    return {k: v.default for k, v in inspect.signature(finetune).parameters.items()
+            if v.default is not inspect.Parameter.empty and isinstance(v.default, (int, float, str, bool))}
 
 
 def _hash(*parts: Any) -> str:
