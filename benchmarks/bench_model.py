@@ -2,7 +2,7 @@
 
 Inference: the shipped default model (or the default architecture if none is shipped yet), loaded
 with ``load_model`` (BatchNorm folded), ``torch.inference_mode``, ``torch.set_num_threads(2)``,
-batches of 1024 random inputs ``(1024, 3, 2048)``; the figure is the median over repeated batches
+batches of 1024 random inputs ``(1024, N_CHANNELS, 2048)``; the figure is the median over repeated batches
 after a warm-up. ``..._per_cpu_s`` is the same on one thread per CPU-second (process time), which
 other load on the machine barely changes: twice it bounds what 2 idle cores can do. Training: SGD steps of batch 128 on 1 thread, and synthesis + preprocessing of the
 same batches on 1 core (what a DataLoader worker does), in patterns/s.
@@ -40,6 +40,7 @@ def bench(seconds: float = 5.0) -> dict[str, float]:
     from xrdmtl.models import build_model, load_model, save_model
     from xrdmtl.phases import TARGETS as PHASES
     from xrdmtl.predict import default_model_dir
+    from xrdmtl.preprocess import N_CHANNELS
 
     folder = default_model_dir()
     if not (folder / "model.safetensors").is_file():
@@ -53,7 +54,7 @@ def bench(seconds: float = 5.0) -> dict[str, float]:
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        x = np.random.default_rng(0).random((1024, 3, model.grid.n), dtype=np.float32)
+        x = np.random.default_rng(0).random((1024, N_CHANNELS, model.grid.n), dtype=np.float32)
         out["model_inference_patterns_per_s"] = _rate(lambda: model.predict_proba(x, batch_size=1024), 1024, seconds)
 
         torch.set_num_threads(1)  # per CPU-second of one thread: robust to other load on the machine
