@@ -87,16 +87,17 @@ def model_input(intensity: np.ndarray, coverage: np.ndarray, q_step: float) -> n
     intensity = np.atleast_2d(np.asarray(intensity, dtype=np.float32))
     coverage = np.atleast_2d(np.asarray(coverage, dtype=bool))
     cov = coverage.astype(np.float32)
+    out = np.empty((intensity.shape[0], N_CHANNELS, intensity.shape[1]), np.float32)
     big = np.float32(np.finfo(np.float32).max)
-    lo = np.where(coverage, intensity, big).min(axis=1, keepdims=True)
-    hi = np.where(coverage, intensity, -big).max(axis=1, keepdims=True)
-    lo = np.where(coverage.any(axis=1, keepdims=True), lo, 0.0)
-    hi = np.where(coverage.any(axis=1, keepdims=True), hi, 1.0)
-    raw = (intensity - lo) / np.maximum(hi - lo, 1e-12) * cov
+    any_cov = coverage.any(axis=1, keepdims=True)
+    lo = np.where(any_cov, np.where(coverage, intensity, big).min(axis=1, keepdims=True), np.float32(0))
+    hi = np.where(any_cov, np.where(coverage, intensity, -big).max(axis=1, keepdims=True), np.float32(1))
+    np.multiply((intensity - lo) / np.maximum(hi - lo, np.float32(1e-12)), cov, out=out[:, 0])
 
     background = smooth_background(intensity, coverage, q_step)
     residual = (intensity - background) * cov
-    peak = np.maximum(residual.max(axis=1, keepdims=True), 1e-12)
-    detrended = np.clip(residual / peak, -1.0, 1.0)
-    contrast = log_contrast(residual, background, coverage)
-    return np.stack([raw, detrended, cov, contrast], axis=1).astype(np.float32)
+    peak = np.maximum(residual.max(axis=1, keepdims=True), np.float32(1e-12))
+    np.clip(residual / peak, -1.0, 1.0, out=out[:, 1])
+    out[:, 2] = cov
+    out[:, 3] = log_contrast(residual, background, coverage)
+    return out
