@@ -147,3 +147,27 @@ def test_wrong_input_shape(tmp_path) -> None:
     model = load_model(folder, device="cpu")
     with pytest.raises(ModelError, match="expects"):
         model.predict_proba(np.zeros((2, N_CHANNELS, GRID.n + 1), np.float32))
+
+
+def test_version_1_model_on_three_channels_still_loads_and_predicts(tmp_path) -> None:
+    """A model saved before the log-contrast channel (preprocessing version 1) picks channels 0–2."""
+    folder = tmp_path / "v1"
+    net = build_model("mtl", PHASES, GRID, input_channels=(0, 1, 2))
+    save_model(folder, net)
+    meta = json.loads((folder / "model.json").read_text())
+    meta["preprocessing"] = {**meta["preprocessing"], "version": 1}
+    (folder / "model.json").write_text(json.dumps(meta))
+    x = np.random.default_rng(1).random((3, N_CHANNELS, GRID.n), dtype=np.float32)
+    p = load_model(folder, device="cpu").predict_proba(x)
+    with torch.no_grad():
+        ref = probabilities(net.eval()(torch.from_numpy(x)).numpy())
+    assert p.shape == (3, len(PHASES))
+    assert np.allclose(p, ref, atol=1e-4)
+
+
+def test_newer_preprocessing_version_is_refused(tmp_path) -> None:
+    folder, meta = _saved(tmp_path)
+    meta["preprocessing"] = {**meta["preprocessing"], "version": 99}
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="preprocessing version 99"):
+        load_model(folder)

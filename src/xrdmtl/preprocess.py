@@ -1,6 +1,6 @@
 """Model input from intensities on the Q grid: the same function for synthetic and measured patterns.
 
-Input channels (float32, shape ``(batch, 3, n)``):
+Input channels (float32, shape ``(batch, N_CHANNELS, n)``):
 0. intensity min–max normalised over the covered points (the paper's input);
 1. the same after removing a smooth background (coarse-to-fine morphological openings, each
    smoothed), scaled to a maximum of 1: it makes raw unmasked integrations (fluid and cell background
@@ -66,8 +66,8 @@ def noise_sigma(residual: np.ndarray, coverage: np.ndarray) -> np.ndarray:
     filler = np.where(invalid_rank % 2 == 0, np.float32(-1.0), np.float32(np.inf))
     diff = np.where(valid, np.abs(np.diff(residual, axis=1)), filler)
     med = np.median(diff, axis=1, keepdims=True)
-    med = np.where(np.isfinite(med) & (med > 0) & valid.any(axis=1, keepdims=True), med, 0.0)
-    return med / (0.6745 * np.sqrt(2.0))
+    med = np.where(np.isfinite(med) & (med > 0) & valid.any(axis=1, keepdims=True), med, np.float32(0))
+    return med / np.float32(0.6745 * np.sqrt(2.0))
 
 
 def log_contrast(residual: np.ndarray, background: np.ndarray, coverage: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -30,6 +30,8 @@ from .atomic import atomic_path, write_text
 from .grid import DEFAULT_GRID, QGrid
 from .phases import Phase, lorentz_polarization
 from .units import q_to_tth
+
+_T = TypeVar("_T")
 
 FOUR_LN2 = 4.0 * np.log(2.0)
 SCHERRER_K = 0.9
@@ -391,9 +393,8 @@ def _build_table(phases: Sequence[Phase], q_lo: float, q_hi: float, max_per_phas
     return _Table(cat["phase"].astype(int), cat["q0"], cat["i"], cat["m"], cat["c"], cat["lp"].astype(bool))
 
 
-def _by_name(phase: Phase, ranges: dict[str, tuple[float, float]],
-             default: tuple[float, float]) -> tuple[float, float]:
-    """The range whose key the phase's name contains, else ``default``."""
+def _by_name(phase: Phase, ranges: dict[str, _T], default: _T) -> _T:
+    """The value (a range, a probability) whose key the phase's name contains, else ``default``."""
     name = phase.name.lower()
     return next((r for key, r in ranges.items() if key in name), default)
 
@@ -427,8 +428,7 @@ class Synthesizer:
         self._size = np.array([_by_name(p, cfg.size_ranges, cfg.crystallite_size) for p in phases])
         self._strain = np.array([_by_name(p, cfg.microstrain_ranges, cfg.microstrain) for p in phases])
         self._crystals = np.array([_by_name(p, cfg.crystals_ranges, cfg.crystals) for p in phases])
-        self._p_trace = np.array([next((v for k, v in cfg.p_trace.items() if k in t.name.lower()), 0.0)
-                                  for t in self.targets])
+        self._p_trace = np.array([_by_name(t, cfg.p_trace, 0.0) for t in self.targets])
         self._pbr = np.array([_by_name(p, cfg.peak_to_background_ranges, cfg.peak_to_background)
                               for p in phases])
         lo = grid.q_min * self.lattice_ranges[:, 0].min() * 0.97
