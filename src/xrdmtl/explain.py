@@ -21,6 +21,7 @@ from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 
 from .grid import QGrid
 from .phases import Reflections
+from .preprocess import EVIDENCE_CHANNELS
 
 PEAK_HALF_WIDTH_Q = 0.015  # Å⁻¹: a peak is the maximum within ± this
 PEAK_SLACK_Q = 0.012  # Å⁻¹: zero/offset error and peak-position noise allowed on top of the lattice tolerance
@@ -163,7 +164,8 @@ def saliency(net: Callable[[Any], Any], x: np.ndarray, batch_size: int = 256) ->
 
     ``net`` returns logits ``(B, T)`` or ``(B, T, 2)`` (absent, present: their difference is used).
 
-    Gradients flow into the two intensity channels (the coverage channel is not evidence); each
+    Gradients flow into the intensity-derived channels (:data:`~xrdmtl.preprocess.EVIDENCE_CHANNELS`;
+    the coverage channel is not evidence); each
     (pattern, phase) map is lightly smoothed and scaled to a maximum |value| of 1.
     """
     import torch
@@ -178,7 +180,7 @@ def saliency(net: Callable[[Any], Any], x: np.ndarray, batch_size: int = 256) ->
             maps = []
             for t in range(logits.shape[1]):
                 (grad,) = torch.autograd.grad(logits[:, t].sum(), xb, retain_graph=t + 1 < logits.shape[1])
-                maps.append((grad * xb)[:, :2].sum(dim=1).detach().numpy())
+                maps.append((grad * xb)[:, list(EVIDENCE_CHANNELS)].sum(dim=1).detach().numpy())
             out.append(np.stack(maps, axis=1))
     sal = uniform_filter1d(np.concatenate(out).astype(np.float32), 5, axis=2, mode="nearest")
     scale = np.abs(sal).max(axis=2, keepdims=True)

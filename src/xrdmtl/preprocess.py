@@ -19,6 +19,8 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 
 N_CHANNELS = 4
+COVERAGE_CHANNEL = 2
+EVIDENCE_CHANNELS = (0, 1, 3)  # the intensity-derived channels (what a saliency map is made of)
 CONTRAST_NOISE = 3.0  # σ: the contrast unit of a background-free (masked, processed) pattern
 CONTRAST_BACKGROUND = 0.01  # of the mean background: the contrast unit of a raw integration
 CONTRAST_RANGE = 1e4  # contrast units mapped to 1
