@@ -153,3 +153,21 @@ def test_cli_train_and_finetune_on_measured_patterns(tmp_path) -> None:
     assert res.exit_code == 0, res.output
     assert "quartz" in res.output
     assert load_model(tmp_path / "ft").meta["training"]["finetune"]["n_labeled"] == 3
+
+
+def test_cli_train_tracks_labeled_frames_with_geometry(tmp_path) -> None:
+    """``train --labels`` reads frames like every other command: ``--poni`` and ``--mask``."""
+    from typer.testing import CliRunner
+
+    from xrdmtl.cli import app
+    from xrdmtl.framesim import simulate_frames
+
+    sim = simulate_frames(tmp_path / "sim", 2, seed=0)
+    args = ["train", "--out", str(tmp_path / "m"), "--steps", "2", "--eval-every", "2", "--val-size", "32",
+            "--labels", str(sim / "labels.csv")]  # fmt: skip
+    res = CliRunner().invoke(app, [*args, "--poni", str(sim / "geometry.poni"), "--mask", "auto"])
+    assert res.exit_code == 0, res.output
+    last = json.loads((tmp_path / "m" / "metrics.json").read_text())["evals"][-1]
+    assert 0.0 <= last["labeled_exact"] <= 1.0
+    no_geometry = CliRunner().invoke(app, [*args[:2], str(tmp_path / "m2"), *args[3:]])
+    assert "--poni" in no_geometry.output

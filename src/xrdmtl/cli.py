@@ -439,6 +439,8 @@ def train_cmd(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --out.")] = False,
     wavelength: WavelengthOpt = None,
     x_unit: XUnitOpt = None,
+    poni: PoniOpt = None,
+    mask: MaskOpt = "none",
 ) -> None:
     """Train a model on synthetic patterns of the phases (no labeled data needed)."""
     from .losses import LOSSES
@@ -462,7 +464,9 @@ def train_cmd(
 
         names = [p.name for p in synth.targets]
         note = lambda msg: err_console.print(f"note: {msg}", highlight=False)  # noqa: E731
-        data, _, failed = load_labeled(labels, names, synth.grid, wavelength, x_unit, note)
+        data, _, failed = load_labeled(
+            labels, names, synth.grid, wavelength, x_unit, note, poni=poni, mask=mask
+        )
         for line in failed:
             err_console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
         extra = {"labeled": (model_input(data.intensity, data.coverage, synth.grid.step), data.labels)}

@@ -272,7 +272,11 @@ def load_labeled(
         except XrdmtlError as exc:
             failed.append(str(exc) if f in str(exc) else f"{f}: {exc}")
     if not rows:
-        raise LabelsError(f"none of the {len(files)} labeled files could be read", csv_path)
+        raise LabelsError(
+            f"none of the {len(files)} labeled files could be read"
+            + (f" (first: {failed[0]})" if failed else ""),
+            csv_path,
+        )
     idx = [r[0] for r in rows]
     patterns = LabeledPatterns(
         np.stack([r[1] for r in rows]), np.stack([r[2] for r in rows]), labels[idx]
