@@ -65,6 +65,14 @@ def test_toy_experiment_runs_every_comparison(toy_run: tuple[Path, ExperimentRes
         for pts in data["hdac"]["cv"].values():
             assert [p["n"] for p in pts] == list(cfg.hdac_ns)
             assert all(p["runs"] == cfg.seeds * cfg.hdac_splits for p in pts)
+        # the physics-only audit's verdicts, and the same figures on the labels it does not contradict
+        assert "xy_c_62.npy" in data["hdac"]["contradicted"]["masked"]
+        for v, pts in data["hdac"]["cv_uncontradicted"].items():
+            assert [p["n"] for p in pts] == list(cfg.hdac_ns)
+            n_clean = 29 - len(data["hdac"]["contradicted"][v])
+            assert data["hdac"]["synthetic_only_uncontradicted"][v]["n"] == n_clean
+            base = data["hdac"]["cv_base"][v]  # the base models on each split's held-out patterns
+            assert [p["runs"] for p in base] == [p["runs"] for p in pts]
     assert data["examples"] and data["meta"]["wall_time_s"] > 0
     assert (out / "runs" / ".gitignore").read_text() == "*\n"
 

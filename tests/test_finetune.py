@@ -161,7 +161,7 @@ def test_cli_finetune_writes_model_and_audit(tmp_path, test_data) -> None:
 
 
 def test_crossvalidate_on_the_papers_patterns(tmp_path, shared_data) -> None:
-    from xrdmtl.crossval import crossvalidate_finetune
+    from xrdmtl.crossval import crossvalidate_finetune, format_table
 
     base = _toy_model(tmp_path / "base")
     cv = crossvalidate_finetune(
@@ -170,7 +170,23 @@ def test_crossvalidate_on_the_papers_patterns(tmp_path, shared_data) -> None:
     )  # fmt: skip
     (run,) = cv.runs
     assert cv.n_patterns == 29 and len(run["train"]) == 5 and 0.0 <= run["exact"] <= 1.0
-    assert cv.summary()[5]["runs"] == 1
+    assert cv.summary()[5]["runs"] == 1 and run["exact_uncontradicted"] is None
+    assert 0.0 <= run["exact_base"] <= 1.0 and cv.summary()[5]["mean_base"] == run["exact_base"]
+    # one training and one held-out pattern marked contradicted: the first is left out of
+    # fine-tuning, the second out of the uncontradicted score; the split stays the same
+    folder = Path(run["train"][0]).parent
+    held_out = next(str(folder / f"xy_n_{i}.npy") for i in (2, 6, 13) if str(folder / f"xy_n_{i}.npy") not in run["train"])
+    audited = crossvalidate_finetune(
+        base, shared_data / "hdac" / "labels_masked.csv", ns=(5,), splits=1, wavelength=0.561,
+        steps=1, batch_size=4, workers=0, threads=1, contradicted={run["train"][0], held_out},
+        drop_contradicted=True,
+    )  # fmt: skip
+    (again,) = audited.runs
+    assert again["train"] == run["train"] and again["tuned_on"] == 4
+    assert again["exact_uncontradicted"] is not None
+    n_wrong_clean = sum(f != held_out for f in again["wrong"])
+    assert again["exact_uncontradicted"] == pytest.approx(1 - n_wrong_clean / 23)
+    assert "uncontradicted" in format_table({"masked": audited})
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -127,6 +127,13 @@ def fake_results(hdac: bool = True) -> dict:
             "synthetic_only": {v: settings["mtl"]["metrics"][f"hdac_{v}"] for v in ("unmasked", "masked")} if hdac else {},
             "cv": {v: [{"n": n, "exact": _s(rng), "runs": 6} for n in (5, 10, 20)] for v in ("unmasked", "masked")}
             if hdac else {},
+            **({
+                "contradicted": {"unmasked": ["xy_c_62.npy"], "masked": ["xy_c_17.npy", "xy_c_62.npy"]},
+                "synthetic_only_uncontradicted": {v: {"exact": _s(rng), "n": 27} for v in ("unmasked", "masked")},
+                **{key: {v: [{"n": n, "exact": _s(rng), "runs": 6} for n in (5, 10, 20)]
+                         for v in ("unmasked", "masked")}
+                   for key in ("cv_uncontradicted", "cv_base", "cv_base_uncontradicted")},
+            } if hdac else {}),
         },
         "examples": [
             {"test_set": "sim_unmasked", "file": "f.xy", "q": q.tolist(), "signal": np.abs(np.sin(7 * q)).tolist(),
@@ -159,6 +166,7 @@ def test_report_tables_come_from_results(tmp_path: Path):
                     "Masked against unmasked", "Real patterns", "How this report was made"):
         assert section in md
     assert res["meta"]["command"] in md
+    assert "masked: xy_c_17.npy, xy_c_62.npy" in md and "before fine-tuning, same held-out" in md
     for fig in ("fig_learning_curves.png", "fig_data_efficiency.png", "fig_confusion.png", "fig_example_1.png"):
         assert (tmp_path / fig).stat().st_size > 1000 and f"]({fig})" in md
     html = (tmp_path / "report.html").read_text()
@@ -174,6 +182,17 @@ def test_report_from_json_without_measured_patterns(tmp_path: Path):
     md = write_report(path, tmp_path / "rep").read_text()
     check_tables(md, res)
     assert "were not found: skipped" in md
+
+
+def test_report_from_results_without_the_label_audit(tmp_path: Path):
+    """Results written before the experiment audited the measured labels still make a report."""
+    res = fake_results()
+    for key in ("contradicted", "synthetic_only_uncontradicted", "cv_uncontradicted", "cv_base",
+                "cv_base_uncontradicted"):
+        del res["hdac"][key]
+    md = write_report(res, tmp_path).read_text()
+    check_tables(md, res)
+    assert "Fine-tuning on measured patterns" in md and "before fine-tuning" not in md
 
 
 def test_a_placeholder_or_foreign_number_is_caught():

@@ -2,16 +2,21 @@
 
 :func:`crossvalidate_finetune` fine-tunes a model on N labeled patterns of a labels CSV and tests it
 on the rest, for several N and several stratified splits, and reports mean ± sd of the exact match
-(all phase calls right) on the held-out patterns. Splits depend only on the labels, the N and the
-seed, so the unmasked and masked views of the same patterns (two CSVs listing the same patterns in
-the same order) are split identically.
+(all phase calls right) on the held-out patterns, next to the model before fine-tuning on the same
+held-out patterns (a split's held-out set can be harder or easier than the whole). Splits depend only
+on the labels, the N and the seed, so the unmasked and masked views of the same patterns (two CSVs
+listing the same patterns in the same order) are split identically.
+
+Labels are not gospel: given the patterns whose labels the audit contradicts
+(:func:`xrdmtl.audit.audit_labels`), each run also scores the held-out patterns whose labels it does
+not contradict, and ``drop_contradicted`` leaves the contradicted ones out of fine-tuning.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,17 +71,21 @@ class CVResult:
     runs: list[dict] = field(default_factory=list)  # n, split, train (files), exact, seconds, ...
 
     def summary(self) -> dict[int, dict]:
-        """Per N: mean, sd (ddof 1; 0 for one run), runs and mean seconds per fine-tune."""
+        """Per N: mean, sd (ddof 1; 0 for one run), runs and mean seconds per fine-tune, and
+        ``mean_base`` / ``sd_base`` of the model before fine-tuning on the same held-out patterns; with
+        contradicted labels known, also ``mean_uncontradicted`` / ``sd_uncontradicted`` over the
+        held-out patterns whose labels the audit does not contradict."""
         out: dict[int, dict] = {}
         for n in sorted({r["n"] for r in self.runs}):
-            ex = np.array([r["exact"] for r in self.runs if r["n"] == n])
-            sec = np.array([r["seconds"] for r in self.runs if r["n"] == n])
-            out[n] = {
-                "mean": float(ex.mean()),
-                "sd": float(ex.std(ddof=1)) if len(ex) > 1 else 0.0,
-                "runs": len(ex),
-                "seconds": float(sec.mean()),
-            }
+            runs = [r for r in self.runs if r["n"] == n]
+            base = _mean_sd([r["exact_base"] for r in runs])
+            out[n] = {**_mean_sd([r["exact"] for r in runs]), "runs": len(runs),
+                      "mean_base": base["mean"], "sd_base": base["sd"],
+                      "seconds": float(np.mean([r["seconds"] for r in runs]))}  # fmt: skip
+            clean = [r["exact_uncontradicted"] for r in runs if r.get("exact_uncontradicted") is not None]
+            if clean:
+                stat = _mean_sd(clean)
+                out[n].update(mean_uncontradicted=stat["mean"], sd_uncontradicted=stat["sd"])
         return out
 
     def to_dict(self) -> dict:
@@ -86,6 +95,11 @@ class CVResult:
             "runs": self.runs,
             "summary": {str(k): v for k, v in self.summary().items()},
         }
+
+
+def _mean_sd(values: Sequence[float]) -> dict[str, float]:
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
 
 
 def crossvalidate_finetune(
@@ -99,16 +113,23 @@ def crossvalidate_finetune(
     *,
     work_dir: str | Path | None = None,
     note: Callable[[str], None] | None = None,
+    contradicted: Collection[str] = (),
+    drop_contradicted: bool = False,
     **finetune_kwargs: Any,
 ) -> CVResult:
     """Fine-tune ``model`` on N labeled patterns of ``labels_csv`` and test on the rest, for each N in
     ``ns`` and ``splits`` stratified splits (split ``k`` of N from ``rng([seed, N, k])``).
+
+    ``contradicted``: files (as the labels CSV resolves them) whose labels the audit contradicts;
+    each run then also reports ``exact_uncontradicted``, and ``drop_contradicted`` leaves them out
+    of the fine-tuning sets (they stay in the splits, so the splits do not change).
 
     ``finetune_kwargs`` go to :func:`xrdmtl.training.finetune` (steps, lattice adaptation, …).
     Fine-tuned models are written under ``work_dir`` (a temporary folder when None, removed after).
     Unreadable files are left out with a note.
     """
     from .models import load_model
+    from .preprocess import model_input
     from .training import finetune, load_labeled
 
     base = load_model(model, device="cpu")
@@ -117,6 +138,7 @@ def crossvalidate_finetune(
         if note is not None:
             note(f"skipped: {line}")
     strata = strata_of(data.labels)
+    bad = np.array([f in set(contradicted) for f in files], dtype=bool)
     result = CVResult(str(labels_csv), len(files))
     tmp = tempfile.TemporaryDirectory(prefix="xrdmtl-cv-") if work_dir is None else None
     root = Path(tmp.name if tmp is not None else work_dir)  # type: ignore[arg-type]
@@ -128,9 +150,10 @@ def crossvalidate_finetune(
                 rest = np.setdiff1d(np.arange(len(files)), idx)
                 t0 = time.perf_counter()
                 out = root / f"n{n}_split{k}"
+                tune = idx[~bad[idx]] if drop_contradicted and not bad[idx].all() else idx
                 ft = finetune(
                     model,
-                    LabeledPatterns(data.intensity[idx], data.coverage[idx], data.labels[idx]),
+                    LabeledPatterns(data.intensity[tune], data.coverage[tune], data.labels[tune]),
                     out,
                     seed=seed + k,
                     wavelength=wavelength,
@@ -138,17 +161,21 @@ def crossvalidate_finetune(
                 )
                 seconds = time.perf_counter() - t0
                 tuned = load_model(out, device="cpu")
-                from .preprocess import model_input
-
                 x = model_input(data.intensity[rest], data.coverage[rest], base.grid.step)
                 calls = tuned.predict_proba(x) >= tuned.thresholds
                 right = (calls == data.labels[rest].astype(bool)).all(1)
+                base_calls = base.predict_proba(x) >= base.thresholds
+                base_right = (base_calls == data.labels[rest].astype(bool)).all(1)
+                clean = ~bad[rest]
                 result.runs.append(
                     {
                         "n": int(n),
                         "split": k,
                         "train": [files[i] for i in idx],
+                        "tuned_on": len(tune),
                         "exact": float(right.mean()),
+                        "exact_uncontradicted": float(right[clean].mean()) if bad.any() and clean.any() else None,
+                        "exact_base": float(base_right.mean()),
                         "wrong": [files[i] for i in rest[~right]],
                         "seconds": round(seconds, 1),
                         "lattice": ft.lattice if hasattr(ft, "lattice") else None,
@@ -163,7 +190,9 @@ def crossvalidate_finetune(
 
 
 def format_table(rows: dict[str, CVResult]) -> str:
-    """A markdown table: N, then mean ± sd per named result (e.g. unmasked, masked)."""
+    """A markdown table: N, then mean ± sd per named result (e.g. unmasked, masked), the model
+    before fine-tuning on the same held-out patterns, and the figure on uncontradicted labels
+    where known."""
     names = list(rows)
     ns = sorted({n for r in rows.values() for n in r.summary()})
     lines = [
@@ -175,7 +204,10 @@ def format_table(rows: dict[str, CVResult]) -> str:
         secs = []
         for r in rows.values():
             s = r.summary().get(n)
-            cells.append(f"{s['mean']:.1%} ± {s['sd']:.1%} ({s['runs']})" if s else "-")
+            cell = f"{s['mean']:.1%} ± {s['sd']:.1%} ({s['runs']}; before {s['mean_base']:.1%})" if s else "-"
+            if s and "mean_uncontradicted" in s:
+                cell += f"; uncontradicted {s['mean_uncontradicted']:.1%} ± {s['sd_uncontradicted']:.1%}"
+            cells.append(cell)
             secs += [s["seconds"]] if s else []
         lines.append(f"| {n} | " + " | ".join(cells) + f" | {np.mean(secs):.0f} |")
     return "\n".join(lines)

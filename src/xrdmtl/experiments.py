@@ -577,11 +577,29 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
             hdac["n"] = len(tests["hdac_unmasked"])
             hdac["splits"] = config.hdac_splits
             hdac["synthetic_only"] = {v: settings_out["mtl"]["metrics"][f"hdac_{v}"] for v in VIEWS}
+            # labels the physics-only audit contradicts (model-free, so the same for every model)
+            hdac["contradicted"] = {v: contradicted_labels(hd / f"labels_{v}.csv") for v in VIEWS}
+            hdac["synthetic_only_uncontradicted"] = {}
+            hdac["cv_uncontradicted"] = {}
+            hdac["cv_base"] = {}  # the base models on the same held-out patterns
+            hdac["cv_base_uncontradicted"] = {}
             for v in VIEWS:
                 ts = tests[f"hdac_{v}"]
+                clean = np.array([f.name not in hdac["contradicted"][v] for f in ts.files])
+                clean_set = _subset(ts, np.flatnonzero(clean))
+                so_clean = []
+                for seed in seeds:
+                    probs, thr = predict_sets(base_models[seed], {"clean": clean_set})
+                    so_clean.append(evaluate(probs["clean"], clean_set.labels, thr, phases)["exact"])
+                hdac["synthetic_only_uncontradicted"][v] = {"exact": Stat.of(so_clean).to_dict(),
+                                                             "n": int(clean.sum())}
                 pts = []
                 runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
+                runs_clean: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
+                base_runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
+                base_clean: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
                 for seed in seeds:
+                    base_probs, base_thr = predict_sets(base_models[seed], {"all": ts})
                     for split in range(config.hdac_splits):
                         for n in config.hdac_ns:
                             # stratified by label combination; the same split for both views
@@ -590,13 +608,24 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                             bar.step(f"cv {v} N={n} seed {seed} split {split}", 0)
                             model = run_finetune(base_models[seed], ts, idx, seed, config,
                                                  out / "runs" / f"cv_{v}" / f"n{n}_seed{seed}_split{split}")
-                            rest = _subset(ts, np.setdiff1d(np.arange(len(ts)), idx))
+                            rest_idx = np.setdiff1d(np.arange(len(ts)), idx)
+                            rest = _subset(ts, rest_idx)
                             probs, thr = predict_sets(model, {"rest": rest})
                             runs[n].append(evaluate(probs["rest"], rest.labels, thr, phases)["exact"])
+                            keep = clean[rest_idx]
+                            runs_clean[n].append(evaluate(probs["rest"][keep], rest.labels[keep], thr,
+                                                          phases)["exact"])
+                            bp = base_probs["all"][rest_idx]
+                            base_runs[n].append(evaluate(bp, rest.labels, base_thr, phases)["exact"])
+                            base_clean[n].append(evaluate(bp[keep], rest.labels[keep], base_thr, phases)["exact"])
                             bar.step(f"cv {v} N={n} seed {seed} split {split}")
                 for n in config.hdac_ns:
                     pts.append({"n": n, "exact": Stat.of(runs[n]).to_dict(), "runs": len(runs[n])})
                 hdac["cv"][v] = pts
+                for key, values in (("cv_uncontradicted", runs_clean), ("cv_base", base_runs),
+                                    ("cv_base_uncontradicted", base_clean)):
+                    hdac[key][v] = [{"n": n, "exact": Stat.of(values[n]).to_dict(), "runs": len(values[n])}
+                                    for n in config.hdac_ns]
         stage["finetune_measured"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -649,6 +678,14 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
 
 def _loss_key(loss: str, base_loss: str) -> str:
     return "mtl" if loss == base_loss else f"mtl_{loss}"
+
+
+def contradicted_labels(labels_csv: Path) -> list[str]:
+    """Names of the files whose labels the physics-only audit contradicts (peaks against labels)."""
+    from .audit import audit_labels
+
+    table = audit_labels(labels_csv, wavelength=HDAC_WAVELENGTH, use_model=False)
+    return sorted({Path(r.file).name for r in table.flagged})
 
 
 def _subset(s: LabeledSet, idx: np.ndarray) -> LabeledSet:
