@@ -104,6 +104,10 @@ def test_cli_reuses_cached_runs(toy_run: tuple[Path, ExperimentResults, dict]):
     assert again["meta"]["command"] == f"xrdmtl experiment --out {out} --toy"
     assert again["settings"]["mtl"]["metrics"] == json.loads(json.dumps(results.data))["settings"]["mtl"]["metrics"]
     assert "xrdmtl experiment --out" in (out / "report.md").read_text()
+    first = json.loads(json.dumps(results.data))["meta"]["reused_runs"]
+    assert first["training_runs"][0] == 0 and first["finetune_runs"][0] == 0
+    assert all(k == n > 0 for k, n in again["meta"]["reused_runs"].values())
+    assert "were reused from the run cache" in (out / "report.md").read_text()
 
 
 def test_presets_and_cli_flags(tmp_path: Path):

@@ -325,7 +325,7 @@ def run_setting(setting: Setting, seed: int, config: ExperimentConfig, phases: S
     )
     key = _hash(asdict(tc), _inputs_version())
     if record_path.is_file() and json.loads(record_path.read_text()).get("hash") == key:
-        return json.loads(record_path.read_text())
+        return {**json.loads(record_path.read_text()), "reused": True}
     t0 = time.perf_counter()
     result = train(tc, out_dir / "model", progress=False)
     shutil.rmtree(out_dir / "model" / CHECKPOINT, ignore_errors=True)  # resume state: not needed here
@@ -336,13 +336,13 @@ def run_setting(setting: Setting, seed: int, config: ExperimentConfig, phases: S
         "model": str(out_dir / "model"),
     }
     _write_json(record_path, record)
-    return record
+    return {**record, "reused": False}
 
 
 def run_finetune(base_model: Path, pool: LabeledSet, idx: np.ndarray, seed: int, config: ExperimentConfig,
-                 out_dir: Path) -> Path:
+                 out_dir: Path) -> tuple[Path, bool]:
     """Fine-tune ``base_model`` on the patterns ``idx`` of ``pool`` (reused when ``out_dir`` already
-    holds that run); the new model's folder."""
+    holds that run); the new model's folder, and whether it was reused."""
     from .training import LabeledPatterns, finetune
 
     model = out_dir / "model"
@@ -350,11 +350,11 @@ def run_finetune(base_model: Path, pool: LabeledSet, idx: np.ndarray, seed: int,
     key = _hash((base_model / "model.json").read_text(), [str(pool.files[i]) for i in idx], seed,
                 config.finetune_steps, config.batch_size, _finetune_recipe(), _inputs_version())
     if stamp.is_file() and json.loads(stamp.read_text()) == key:
-        return model
+        return model, True
     finetune(base_model, LabeledPatterns(pool.intensity[idx], pool.coverage[idx], pool.labels[idx]), model,
              steps=config.finetune_steps, batch_size=config.batch_size, seed=seed, progress=False)
     _write_json(stamp, key)
-    return model
+    return model, False
 
 
 def _inputs_version() -> dict:
@@ -511,6 +511,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
         # -- the settings of comparisons 1, 2 and 4
         t0 = time.perf_counter()
         settings_out: dict[str, dict] = {}
+        reused: dict[str, list[bool]] = {"training_runs": [], "finetune_runs": []}  # from the run cache
         base_models: dict[int, Path] = {}
         for key, setting in settings.items():
             records, evals = [], {t: [] for t in tests}
@@ -518,6 +519,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
             for seed in seeds:
                 bar.step(f"train {key} seed {seed}", 0)
                 rec = run_setting(setting, seed, config, phases, out / "runs" / key / f"seed{seed}")
+                reused["training_runs"].append(rec.pop("reused"))
                 probs, thr = predict_sets(Path(rec["model"]), tests)
                 for t, p in probs.items():
                     evals[t].append(evaluate(p, tests[t].labels, thr, phases))
@@ -557,8 +559,9 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                 for seed in seeds:
                     bar.step(f"fine-tune {v} N={n} seed {seed}", 0)
                     idx = np.random.default_rng([seed, n]).permutation(len(pool[v]))[:n]
-                    model = run_finetune(base_models[seed], pool[v], idx, seed, config,
-                                         out / "runs" / f"finetune_{v}" / f"n{n}_seed{seed}")
+                    model, was_reused = run_finetune(base_models[seed], pool[v], idx, seed, config,
+                                                     out / "runs" / f"finetune_{v}" / f"n{n}_seed{seed}")
+                    reused["finetune_runs"].append(was_reused)
                     probs, thr = predict_sets(model, {ts: tests[ts]})
                     e = evaluate(probs[ts], tests[ts].labels, thr, phases)
                     ex.append(e["exact"])
@@ -606,8 +609,10 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                             idx = stratified_split(strata_of(ts.labels), n,
                                                    np.random.default_rng([seed, split, n, 29]))
                             bar.step(f"cv {v} N={n} seed {seed} split {split}", 0)
-                            model = run_finetune(base_models[seed], ts, idx, seed, config,
-                                                 out / "runs" / f"cv_{v}" / f"n{n}_seed{seed}_split{split}")
+                            model, was_reused = run_finetune(
+                                base_models[seed], ts, idx, seed, config,
+                                out / "runs" / f"cv_{v}" / f"n{n}_seed{seed}_split{split}")
+                            reused["finetune_runs"].append(was_reused)
                             rest_idx = np.setdiff1d(np.arange(len(ts)), idx)
                             rest = _subset(ts, rest_idx)
                             probs, thr = predict_sets(model, {"rest": rest})
@@ -646,6 +651,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
             "started": started,
             "wall_time_s": round(time.perf_counter() - t_start, 1),
             "stage_time_s": {k: round(v, 1) for k, v in stage.items()},
+            "reused_runs": {k: [int(sum(v)), len(v)] for k, v in reused.items()},
             "cpus": os.cpu_count() or 1,
             "synth": {k: v for k, v in asdict(SynthConfig()).items() if k in ("p_present", "p_unmasked")},
             "device": str(default_device()),

@@ -496,6 +496,17 @@ def _frames_vs_measured(res: dict, view: str) -> str:
     )
 
 
+def _reused_text(meta: dict) -> str:
+    """A sentence when runs came from the run cache, so the wall time is not read as their cost."""
+    reused = meta.get("reused_runs", {})
+    if not any(k for k, _ in reused.values()):
+        return ""
+    parts = [f"{k} of {n} {what.replace('_', ' ')}" for what, (k, n) in reused.items() if n]
+    return (" " + " and ".join(parts) + " were reused from the run cache (`runs/`, same configuration "
+            "and code inputs), so the wall time above excludes them; the training times in the tables "
+            "are those measured when each run was made.")
+
+
 def section_paper(res: dict) -> list[Block]:
     """'Ours next to the paper': each comparison, the verdict, and where we differ."""
     comp = res["comparisons"]
@@ -612,6 +623,7 @@ def section_provenance(res: dict) -> list[Block]:
             f"Preset `{meta['preset']}`, seeds {', '.join(str(s) for s in meta['seeds'])}, "
             f"total wall time {meta['wall_time_s']:.1f} s on {meta['cpus']} CPU core(s), device `{meta['device']}`, "
             f"started {meta['started']}. Configuration: `{json.dumps(meta['config'], sort_keys=True)}`."
+            + _reused_text(meta)
         ),
         Table(["test set", "kind", "patterns", "description"], sets, "Test sets"),
         Table(["stage", "wall time (s)"], times, "Wall time per stage"),
