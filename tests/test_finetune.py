@@ -189,5 +189,26 @@ def test_crossvalidate_on_the_papers_patterns(tmp_path, shared_data) -> None:
     assert "uncontradicted" in format_table({"masked": audited})
 
 
+def test_cli_crossval_on_shipped_patterns(tmp_path, test_data) -> None:
+    from typer.testing import CliRunner
+
+    from xrdmtl.cli import app
+
+    base = _toy_model(tmp_path / "base")
+    csv = _hdac_labels(test_data, tmp_path)
+    args = ["crossval", "--labels", str(csv), "--model", str(base), "--wavelength", "0.561", "--splits", "1",
+            "--steps", "1"]  # fmt: skip
+    res = CliRunner().invoke(app, [*args, "--n", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    (run,) = data["runs"]
+    assert run["n"] == 2 and len(run["train"]) == 2 and 0.0 <= run["exact_base"] <= 1.0
+    assert isinstance(data["contradicted"], list)
+    table = CliRunner().invoke(app, [*args, "--n", "2"])
+    assert table.exit_code == 0 and "| N |" in table.stdout and "before" in table.stdout
+    bad = CliRunner().invoke(app, [*args, "--n", "two"])
+    assert bad.exit_code != 0 and "--n must be comma-separated integers" in bad.output
+
+
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([__file__])

@@ -111,6 +111,8 @@ def crossvalidate_finetune(
     wavelength: float | None = None,
     x_unit: str | None = None,
     *,
+    poni: str | Path | None = None,
+    mask: str = "none",
     work_dir: str | Path | None = None,
     note: Callable[[str], None] | None = None,
     contradicted: Collection[str] = (),
@@ -124,7 +126,8 @@ def crossvalidate_finetune(
     each run then also reports ``exact_uncontradicted``, and ``drop_contradicted`` leaves them out
     of the fine-tuning sets (they stay in the splits, so the splits do not change).
 
-    ``finetune_kwargs`` go to :func:`xrdmtl.training.finetune` (steps, lattice adaptation, …).
+    Patterns are read as in ``predict`` (``wavelength``, ``x_unit``; frames with ``poni`` and
+    ``mask``). ``finetune_kwargs`` go to :func:`xrdmtl.training.finetune` (steps, lattice adaptation, …).
     Fine-tuned models are written under ``work_dir`` (a temporary folder when None, removed after).
     Unreadable files are left out with a note.
     """
@@ -133,7 +136,9 @@ def crossvalidate_finetune(
     from .training import finetune, load_labeled
 
     base = load_model(model, device="cpu")
-    data, files, failed = load_labeled(labels_csv, base.phases, base.grid, wavelength, x_unit, note)
+    data, files, failed = load_labeled(
+        labels_csv, base.phases, base.grid, wavelength, x_unit, note, poni=poni, mask=mask
+    )
     for line in failed:
         if note is not None:
             note(f"skipped: {line}")
