@@ -186,7 +186,9 @@ def test_crossvalidate_on_the_papers_patterns(tmp_path, shared_data) -> None:
     assert again["exact_uncontradicted"] is not None
     n_wrong_clean = sum(f != held_out for f in again["wrong"])
     assert again["exact_uncontradicted"] == pytest.approx(1 - n_wrong_clean / 23)
-    assert "uncontradicted" in format_table({"masked": audited})
+    assert again["exact_base_uncontradicted"] is not None
+    table = format_table({"masked": audited})
+    assert "fine-tuned, uncontradicted labels" in table and "| masked | 5 |" in table
 
 
 def test_cli_crossval_on_shipped_patterns(tmp_path, test_data) -> None:
@@ -205,7 +207,7 @@ def test_cli_crossval_on_shipped_patterns(tmp_path, test_data) -> None:
     assert run["n"] == 2 and len(run["train"]) == 2 and 0.0 <= run["exact_base"] <= 1.0
     assert isinstance(data["contradicted"], list)
     table = CliRunner().invoke(app, [*args, "--n", "2"])
-    assert table.exit_code == 0 and "| N |" in table.stdout and "before" in table.stdout
+    assert table.exit_code == 0 and "| labels.csv | 2 |" in table.stdout and "before fine-tuning" in table.stdout
     bad = CliRunner().invoke(app, [*args, "--n", "two"])
     assert bad.exit_code != 0 and "--n must be comma-separated integers" in bad.output
 

@@ -73,8 +73,9 @@ class CVResult:
     def summary(self) -> dict[int, dict]:
         """Per N: mean, sd (ddof 1; 0 for one run), runs and mean seconds per fine-tune, and
         ``mean_base`` / ``sd_base`` of the model before fine-tuning on the same held-out patterns; with
-        contradicted labels known, also ``mean_uncontradicted`` / ``sd_uncontradicted`` over the
-        held-out patterns whose labels the audit does not contradict."""
+        contradicted labels known, also ``mean_uncontradicted`` / ``sd_uncontradicted`` (and
+        ``..._base_uncontradicted``) over the held-out patterns whose labels the audit does not
+        contradict."""
         out: dict[int, dict] = {}
         for n in sorted({r["n"] for r in self.runs}):
             runs = [r for r in self.runs if r["n"] == n]
@@ -82,10 +83,12 @@ class CVResult:
             out[n] = {**_mean_sd([r["exact"] for r in runs]), "runs": len(runs),
                       "mean_base": base["mean"], "sd_base": base["sd"],
                       "seconds": float(np.mean([r["seconds"] for r in runs]))}  # fmt: skip
-            clean = [r["exact_uncontradicted"] for r in runs if r.get("exact_uncontradicted") is not None]
+            clean = [r for r in runs if r.get("exact_uncontradicted") is not None]
             if clean:
-                stat = _mean_sd(clean)
-                out[n].update(mean_uncontradicted=stat["mean"], sd_uncontradicted=stat["sd"])
+                tuned = _mean_sd([r["exact_uncontradicted"] for r in clean])
+                before = _mean_sd([r["exact_base_uncontradicted"] for r in clean])
+                out[n].update(mean_uncontradicted=tuned["mean"], sd_uncontradicted=tuned["sd"],
+                              mean_base_uncontradicted=before["mean"], sd_base_uncontradicted=before["sd"])
         return out
 
     def to_dict(self) -> dict:
@@ -181,6 +184,7 @@ def crossvalidate_finetune(
                         "exact": float(right.mean()),
                         "exact_uncontradicted": float(right[clean].mean()) if bad.any() and clean.any() else None,
                         "exact_base": float(base_right.mean()),
+                        "exact_base_uncontradicted": float(base_right[clean].mean()) if bad.any() and clean.any() else None,
                         "wrong": [files[i] for i in rest[~right]],
                         "seconds": round(seconds, 1),
                         "lattice": ft.lattice if hasattr(ft, "lattice") else None,
@@ -195,24 +199,25 @@ def crossvalidate_finetune(
 
 
 def format_table(rows: dict[str, CVResult]) -> str:
-    """A markdown table: N, then mean ± sd per named result (e.g. unmasked, masked), the model
-    before fine-tuning on the same held-out patterns, and the figure on uncontradicted labels
-    where known."""
-    names = list(rows)
-    ns = sorted({n for r in rows.values() for n in r.summary()})
-    lines = [
-        "| N | " + " | ".join(names) + " | s / fine-tune |",
-        "|---|" + "---|" * (len(names) + 1),
-    ]
-    for n in ns:
-        cells = []
-        secs = []
-        for r in rows.values():
-            s = r.summary().get(n)
-            cell = f"{s['mean']:.1%} ± {s['sd']:.1%} ({s['runs']}; before {s['mean_base']:.1%})" if s else "-"
-            if s and "mean_uncontradicted" in s:
-                cell += f"; uncontradicted {s['mean_uncontradicted']:.1%} ± {s['sd_uncontradicted']:.1%}"
-            cells.append(cell)
-            secs += [s["seconds"]] if s else []
-        lines.append(f"| {n} | " + " | ".join(cells) + f" | {np.mean(secs):.0f} |")
+    """A markdown table, one row per named result (e.g. unmasked, masked) and N: exact match
+    (mean ± sd) fine-tuned and before fine-tuning on the same held-out patterns, the same on the
+    labels the audit does not contradict where known, runs and seconds per fine-tune."""
+    audited = any("mean_uncontradicted" in s for r in rows.values() for s in r.summary().values())
+    header = ["set", "N", "fine-tuned", "before fine-tuning"]
+    header += ["fine-tuned, uncontradicted labels", "before, uncontradicted"] if audited else []
+    header += ["runs", "s / fine-tune"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, r in rows.items():
+        for n, s in r.summary().items():
+            cells = [name, str(n), _pct_sd(s["mean"], s["sd"]), _pct_sd(s["mean_base"], s["sd_base"])]
+            if audited:
+                cells += ([_pct_sd(s["mean_uncontradicted"], s["sd_uncontradicted"]),
+                           _pct_sd(s["mean_base_uncontradicted"], s["sd_base_uncontradicted"])]
+                          if "mean_uncontradicted" in s else ["-", "-"])  # fmt: skip
+            cells += [str(s["runs"]), f"{s['seconds']:.0f}"]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _pct_sd(mean: float, sd: float) -> str:
+    return f"{mean:.1%} ± {sd:.1%}"
