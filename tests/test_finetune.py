@@ -122,6 +122,22 @@ def test_finetune_on_measured_patterns_at_toy_size(tmp_path, test_data) -> None:
     assert info["lattice_adaptation"]["ranges"]["calcite"][0] >= 0.995
 
 
+@pytest.mark.parametrize("layers", ["heads", "all"])
+def test_finetune_keeps_the_batchnorm_statistics(tmp_path, test_data, layers) -> None:
+    """A few measured patterns drawn over and over must not move the trunk's normalisation."""
+    base = _toy_model(tmp_path / "base")
+    finetune(base, _hdac_labels(test_data, tmp_path), tmp_path / "ft", steps=5, batch_size=8, wavelength=0.561,
+             workers=0, threads=1, progress=False, train_layers=layers)  # fmt: skip
+    before = load_model(base, device="cpu", fuse=False).net.state_dict()
+    after = load_model(tmp_path / "ft", device="cpu", fuse=False).net.state_dict()
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert stats
+    for k in stats:
+        assert np.array_equal(before[k].numpy(), after[k].numpy()), k
+    heads = [k for k in before if not k.startswith("trunk.") and before[k].dtype.is_floating_point]
+    assert any(not np.array_equal(before[k].numpy(), after[k].numpy()) for k in heads)
+
+
 def test_finetune_excludes_patterns_by_name(tmp_path, test_data) -> None:
     base = _toy_model(tmp_path / "base")
     csv = _hdac_labels(test_data, tmp_path)

@@ -366,13 +366,14 @@ def _inputs_version() -> dict:
 
 
 def _finetune_recipe() -> dict:
-    """The defaults of :func:`xrdmtl.training.finetune` the experiment relies on."""
+    """The defaults of :func:`xrdmtl.training.finetune` the experiment relies on, and its version."""
     import inspect
 
-    from .training import finetune
+    from .training import FINETUNE_VERSION, finetune
 
-    return {k: v.default for k, v in inspect.signature(finetune).parameters.items()
-            if v.default is not inspect.Parameter.empty and isinstance(v.default, (int, float, str, bool))}
+    return {"version": FINETUNE_VERSION,
+            **{k: v.default for k, v in inspect.signature(finetune).parameters.items()
+               if v.default is not inspect.Parameter.empty and isinstance(v.default, (int, float, str, bool))}}
 
 
 def _hash(*parts: Any) -> str:

@@ -415,14 +415,15 @@ def adapt_synthesizer(
 def predict_logits(
     net: torch.nn.Module, x: np.ndarray, device: torch.device, batch: int = 1024
 ) -> np.ndarray:
-    """Logits ``(N, T, 2)`` of ``net`` in eval mode (restores the previous mode)."""
-    was_training = net.training
+    """Logits ``(N, T, 2)`` of ``net`` in eval mode (restores each module's previous mode)."""
+    modes = [(m, m.training) for m in net.modules()]
     net.eval()
     out = []
     with torch.inference_mode():
         for i in range(0, len(x), batch):
             out.append(net(torch.from_numpy(x[i : i + batch]).to(device)).float().cpu().numpy())
-    net.train(was_training)
+    for module, mode in modes:
+        module.training = mode
     return np.concatenate(out)
 
 
@@ -813,6 +814,18 @@ def _eval_row(
 # -------------------------------------------------------------------------------- finetune
 
 
+FINETUNE_VERSION = 2  # raised whenever fine-tuning changes beyond its arguments (2: BatchNorm frozen)
+
+
+def _freeze_batchnorm(net: torch.nn.Module) -> None:
+    """Keep every BatchNorm's running statistics as trained: in train mode they would drift towards
+    the fine-tuning batches, half of them a few measured patterns drawn over and over, and change the
+    frozen trunk's features for every input."""
+    for module in net.modules():
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            module.eval()
+
+
 def _trainable(net: torch.nn.Module, layers: str) -> list[torch.nn.Parameter]:
     """The parameters fine-tuning updates: ``all``, ``heads`` (everything but the convolutional
     trunk) or ``top`` (the heads and the trunk's last layer); the others are frozen."""
@@ -968,6 +981,7 @@ def _finetune(
     train_idx = np.flatnonzero(keep)
     device = _device(config.device)
     net = base.net.to(device).train()
+    _freeze_batchnorm(net)
     trainable = _trainable(net, train_layers)
     loss_fn = make_loss(config.loss, len(phases), **config.loss_kwargs).to(device)
     opt = torch.optim.AdamW(
@@ -1018,6 +1032,7 @@ def _finetune(
     provenance = {
         **training,
         "finetune": {
+            "version": FINETUNE_VERSION,
             "from": str(model_path),
             "n_labeled": int(len(real.labels)),
             "n_excluded": int((~keep).sum()),
