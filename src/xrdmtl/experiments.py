@@ -590,11 +590,9 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
             for v in VIEWS:
                 ts = tests[f"hdac_{v}"]
                 clean = np.array([f.name not in hdac["contradicted"][v] for f in ts.files])
-                clean_set = _subset(ts, np.flatnonzero(clean))
-                so_clean = []
-                for seed in seeds:
-                    probs, thr = predict_sets(base_models[seed], {"clean": clean_set})
-                    so_clean.append(evaluate(probs["clean"], clean_set.labels, thr, phases)["exact"])
+                base_out = {seed: predict_sets(base_models[seed], {"all": ts}) for seed in seeds}
+                so_clean = [evaluate(probs["all"][clean], ts.labels[clean], thr, phases)["exact"]
+                            for probs, thr in base_out.values()]
                 hdac["synthetic_only_uncontradicted"][v] = {"exact": Stat.of(so_clean).to_dict(),
                                                              "n": int(clean.sum())}
                 pts = []
@@ -603,7 +601,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                 base_runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
                 base_clean: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
                 for seed in seeds:
-                    base_probs, base_thr = predict_sets(base_models[seed], {"all": ts})
+                    base_probs, base_thr = base_out[seed]
                     for split in range(config.hdac_splits):
                         for n in config.hdac_ns:
                             # stratified by label combination; the same split for both views
