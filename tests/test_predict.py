@@ -125,6 +125,14 @@ def test_unknown_phase_warning() -> None:
     assert "unexplained" not in Predictor(FixedModel([0.02, 0.02, 0.02])).predict_patterns([flat])[0].warning
 
 
+def test_call_without_peak_evidence_is_flagged() -> None:
+    pred = Predictor(FixedModel([0.02, 0.98, 0.02]))
+    backed, bare = pred.predict_patterns([phase_pattern(["calcite"]), phase_pattern([], extra_q=(1.35,))])
+    assert "without a peak" not in backed.warning, backed.warning
+    assert "called without a peak at any of its reflections: calcite" in bare.warning, bare.warning
+    assert bare.calls["calcite"] == 1  # a warning, not a veto
+
+
 def test_uncertain_and_coverage_checks() -> None:
     pred = Predictor(FixedModel([0.55, 0.98, 0.02]))
     p = pred.predict_patterns([phase_pattern(["calcite"])])[0]

@@ -9,7 +9,8 @@ it resamples every pattern onto the model's Q grid, builds the model input with 
   strongest reflections all fall outside the data gets a *warning* (its call rests on weak reflections);
 - **unknown phase** (a *warning*): strong, significant peaks of the background-removed pattern that no
   called phase explains (reflections within a lattice tolerance, 3% for bastnaesite, 1% otherwise);
-- **out of distribution** (a *warning*): a probability within :data:`UNCERTAIN_MARGIN` of its threshold.
+- **out of distribution** (a *warning*): a probability within :data:`UNCERTAIN_MARGIN` of its threshold;
+- **no evidence** (a *warning*): a phase called although none of its reflections has a detected peak.
 
 Each :class:`Prediction` carries an :class:`~xrdmtl.explain.Explanation`: the detected peaks, the
 reference reflections each phase matched, and (with ``explain=True``) the saliency over Q.
@@ -367,6 +368,8 @@ class Predictor:
         hits = [r.windows.hits(count) for r in refs]  # per phase (B, R)
         no_data = np.stack([~coverage[:, r.strong].any(axis=1) if r.strong.size else np.zeros(len(names), bool)
                             for r in refs], axis=1)
+        # a call with no detected peak at any of the phase's reflections rests on nothing one can check
+        peakless = calls.astype(bool) & known[None, :] & ~np.stack([h.any(axis=1) for h in hits], axis=1)
         uncertain = np.abs(probs - self.thresholds[None, :]) < UNCERTAIN_MARGIN
         unchecked = (calls.astype(bool) & ~known[None, :]).any(axis=1)
         split = np.searchsorted(rows, np.arange(len(names) + 1))
@@ -377,6 +380,9 @@ class Predictor:
             warnings = [f"no data where {self.phases[t]}'s strongest reflections lie "
                         f"(Q {q[refs[t].strong].min():.2f}–{q[refs[t].strong].max():.2f} Å⁻¹)"
                         for t in np.flatnonzero(no_data[b])]
+            if peakless[b].any():
+                warnings.append("called without a peak at any of its reflections: "
+                                + ", ".join(self.phases[t] for t in np.flatnonzero(peakless[b])))
             if uncertain[b].any():
                 near = ", ".join(f"{self.phases[t]} p={probs[b, t]:.2f}" for t in np.flatnonzero(uncertain[b]))
                 warnings.append(f"uncertain (p near the threshold): {near}")
