@@ -93,9 +93,7 @@ class SynthConfig:
     # carbonates 0.07–1.2 over the fluid, rhenium 0.02 (xy_r_102) to 12, spots 0.04; never below
     # min_snr. A floor of 0.05 missed every simulated frame ring under 5 % (frame sim: from 2–3 %)
     peak_to_background_ranges: dict[str, tuple[float, float]] = field(
-        default_factory=lambda: {"rhenium": (0.02, 30.0), "calcite": (0.012, 5.0)})  # a gasket ring
-    # reaches 30× the fluid; calcite 104 stands only 1.7 % over it in hdac xy_bc_74 and xy_bc_82 (both
-    # missed with a 2 % floor; found from 1.2 %, simulated frames unchanged or better)
+        default_factory=lambda: {"rhenium": (0.02, 30.0)})  # a gasket ring reaches 30× the fluid
     p_trace: dict[str, float] = field(default_factory=lambda: {"rhenium": 0.3})  # per phase (name
     # contains the key): an absent target leaves a trace under the detection limit (unmasked look),
     # labeled absent. The gasket: hdac 'n_' and 'bc_' patterns show rhenium 002 and 101 at 0.5–1.7 %
