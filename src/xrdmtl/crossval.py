@@ -146,7 +146,8 @@ def crossvalidate_finetune(
         if note is not None:
             note(f"skipped: {line}")
     strata = strata_of(data.labels)
-    bad = np.array([f in set(contradicted) for f in files], dtype=bool)
+    flagged = set(contradicted)
+    bad = np.array([f in flagged for f in files], dtype=bool)
     result = CVResult(str(labels_csv), len(files))
     tmp = tempfile.TemporaryDirectory(prefix="xrdmtl-cv-") if work_dir is None else None
     root = Path(tmp.name if tmp is not None else work_dir)  # type: ignore[arg-type]
