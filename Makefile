@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m xrdmtl.demo
+	$(BIN)/python -m xrdmtl.cli.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -28,7 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 model: $(STAMP)
-	$(BIN)/python -m xrdmtl.default_model
+	$(BIN)/python -m xrdmtl.workflows.default_model
 
 experiment: $(STAMP)
 	$(BIN)/xrdmtl experiment --out docs/report

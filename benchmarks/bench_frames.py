@@ -25,8 +25,9 @@ def bench(n_sim: int = 20, n_read: int = 200, n_mask: int = 50) -> dict[str, flo
     frames pooled, worst frame)."""
     import fabio
 
-    from xrdmtl.frames import Integrator, auto_mask, read_frames
-    from xrdmtl.framesim import FrameSimulator
+    from xrdmtl.io.frames import Integrator, read_frames
+    from xrdmtl.io.masking import auto_mask
+    from xrdmtl.synthesis.frames import FrameSimulator
 
     sim = FrameSimulator()
     rng = np.random.default_rng(2024)

@@ -36,11 +36,11 @@ def bench(seconds: float = 5.0) -> dict[str, float]:
     synthesis patterns/s."""
     import torch
 
-    from xrdmtl.losses import make_loss
-    from xrdmtl.models import build_model, load_model, save_model
-    from xrdmtl.phases import TARGETS as PHASES
-    from xrdmtl.predict import default_model_dir
-    from xrdmtl.preprocess import N_CHANNELS
+    from xrdmtl.model.files import default_model_dir, load_model, save_model
+    from xrdmtl.model.losses import make_loss
+    from xrdmtl.model.networks import build_model
+    from xrdmtl.model.preprocess import N_CHANNELS
+    from xrdmtl.physics.phases import TARGETS as PHASES
 
     folder = default_model_dir()
     if not (folder / "model.safetensors").is_file():
@@ -78,7 +78,7 @@ def bench(seconds: float = 5.0) -> dict[str, float]:
     finally:
         torch.set_num_threads(threads)
 
-    from xrdmtl.training import TrainConfig, make_synthesizer, simulated_set
+    from xrdmtl.training.train import TrainConfig, make_synthesizer, simulated_set
 
     synth = make_synthesizer(TrainConfig())
     k = iter(range(10**6))

@@ -1,4 +1,4 @@
-"""``predict`` end to end: files/s of :meth:`xrdmtl.predict.Predictor.predict_files` on 1D files and
+"""``predict`` end to end: files/s of :meth:`xrdmtl.inference.predictor.Predictor.predict_files` on 1D files and
 frames/s on 768×768 detector frames (read, integrate, predict).
 
 Writes ``N_FILES`` small ``.npy`` patterns (2×2000, 2θ at 0.561 Å, random mixtures of the targets on a
@@ -34,8 +34,8 @@ WAVELENGTH = 0.561
 
 def write_patterns(folder: Path, n: int, suffix: str, seed: int = 0) -> None:
     """``n`` synthetic 1D patterns in 2θ as ``.npy`` (2×N) or ``.xy`` text."""
-    from xrdmtl.phases import TARGETS, get_phase
-    from xrdmtl.units import q_to_tth, tth_to_q
+    from xrdmtl.physics.phases import TARGETS, get_phase
+    from xrdmtl.physics.units import q_to_tth, tth_to_q
 
     rng = np.random.default_rng(seed)
     tth = np.linspace(4.0, 42.0, N_POINTS)
@@ -60,9 +60,10 @@ def write_patterns(folder: Path, n: int, suffix: str, seed: int = 0) -> None:
 
 def make_predictor() -> object:
     """Predictor with the shipped model, else an untrained network of the default architecture."""
-    from xrdmtl.models import MultiTaskCNN, save_model
-    from xrdmtl.phases import TARGETS
-    from xrdmtl.predict import Predictor, default_model_dir
+    from xrdmtl.inference.predictor import Predictor
+    from xrdmtl.model.files import default_model_dir, save_model
+    from xrdmtl.model.networks import MultiTaskCNN
+    from xrdmtl.physics.phases import TARGETS
 
     if (default_model_dir() / "model.json").is_file():
         return Predictor()
@@ -119,7 +120,7 @@ def bench_frames(predictor: object) -> dict[str, float]:
     768×768 EDF frames with their geometry, no mask."""
     import fabio
 
-    from xrdmtl.framesim import FrameSimulator
+    from xrdmtl.synthesis.frames import FrameSimulator
 
     sim = FrameSimulator()
     rng = np.random.default_rng(7)

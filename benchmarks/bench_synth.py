@@ -16,8 +16,8 @@ import numpy as np
 def bench(n: int = 16384, repeats: int = 3) -> dict[str, float]:
     """Figures (higher is better): best wall-clock patterns/s with 2 and 1 worker threads, and
     patterns per CPU-second with 1 thread."""
-    from xrdmtl.phases import TARGETS, get_phase
-    from xrdmtl.synth import Synthesizer
+    from xrdmtl.physics.phases import TARGETS, get_phase
+    from xrdmtl.synthesis.patterns import Synthesizer
 
     targets = [get_phase(t) for t in TARGETS]
     out: dict[str, float] = {}

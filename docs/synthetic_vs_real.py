@@ -16,12 +16,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from xrdmtl.grid import DEFAULT_GRID  # noqa: E402
-from xrdmtl.patterns import Pattern  # noqa: E402
-from xrdmtl.phases import TARGETS, get_phase  # noqa: E402
-from xrdmtl.plots import save_figure  # noqa: E402
-from xrdmtl.preprocess import model_input, smooth_background  # noqa: E402
-from xrdmtl.synth import SynthConfig, Synthesizer  # noqa: E402
+from xrdmtl.io.plots import save_figure  # noqa: E402
+from xrdmtl.model.preprocess import model_input  # noqa: E402
+from xrdmtl.physics.background import smooth_background  # noqa: E402
+from xrdmtl.physics.grid import DEFAULT_GRID  # noqa: E402
+from xrdmtl.physics.pattern import Pattern  # noqa: E402
+from xrdmtl.physics.phases import TARGETS, get_phase  # noqa: E402
+from xrdmtl.synthesis.patterns import SynthConfig, Synthesizer  # noqa: E402
 
 CLASSES = {"bc": (1, 1, 0), "c": (0, 1, 0), "r": (0, 0, 1), "n": (0, 0, 0)}
 SHOWN = {"bc": "xy_bc_55", "c": "xy_c_17", "r": "xy_r_90", "n": "xy_n_71"}

@@ -1,0 +1,598 @@
+"""The ``xrdmtl`` command line: a thin typer wrapper over the public API.
+
+Every command prints :class:`~xrdmtl.errors.XrdmtlError` as one line (no traceback) and exits non-zero
+when any input failed, after processing the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ..errors import XrdmtlError
+
+app = typer.Typer(
+    name="xrdmtl",
+    help="Phase identification in micro-XRD patterns with multi-task deep learning.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+simulate_app = typer.Typer(help="Write synthetic patterns or detector frames with labels.", no_args_is_help=True)
+app.add_typer(simulate_app, name="simulate")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def clean_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the project's errors into one red line on stderr and exit code 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except XrdmtlError as exc:
+            err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@app.command("phases")
+@clean_errors
+def phases_cmd(
+    name: Annotated[str | None, typer.Argument(help="A library phase, or a --cif/--jcpds file's stem.")] = None,
+    wavelength: Annotated[float | None, typer.Option("--wavelength", "-w", help="Wavelength in Å: adds 2θ.")] = None,
+    cif: Annotated[list[Path] | None, typer.Option("--cif", help="Add a phase from a CIF (repeatable).")] = None,
+    jcpds: Annotated[list[Path] | None, typer.Option("--jcpds", help="Add a Dioptas .jcpds phase.")] = None,
+    max_rows: Annotated[int, typer.Option("--max", help="Show at most N reflections, the strongest.")] = 40,
+) -> None:
+    """The phase library (name, formula, space group, cell, source), or one phase's reflections."""
+    from rich.table import Table
+
+    from ..physics.phases import DISTRACTORS, TARGETS, Phase, get_phase, library
+
+    if wavelength is not None and not wavelength > 0:
+        raise XrdmtlError(f"--wavelength must be positive, got {wavelength}")
+    phases = library()
+    phases.update({p.name: p for p in map(Phase.from_cif, cif or [])})
+    phases.update({p.name: p for p in map(Phase.from_jcpds, jcpds or [])})
+    if name is None:
+        table = Table(title="xrdmtl phase library")
+        for col in ("name", "role", "formula", "space group", "a b c (Å) / α β γ (°)", "source"):
+            table.add_column(col, overflow="fold")
+        for key, p in phases.items():
+            role = "target" if key in TARGETS else "distractor" if key in DISTRACTORS else "other"
+            lengths, angles = (" ".join(f"{v:.{n}f}" for v in part) for part, n in ((p.cell[:3], 4), (p.cell[3:], 1)))
+            table.add_row(key, role, p.formula, p.space_group, f"{lengths} / {angles}", p.source)
+        console.print(table)
+        return
+    matches = {k: p for k, p in phases.items() if k.lower() == name.lower()}
+    phase = next(iter(matches.values())) if matches else get_phase(name)
+    refl = phase.reflections(wavelength).strongest(max_rows) if max_rows > 0 else phase.reflections(wavelength)
+    title = f"{phase.name}  {phase.formula}  {phase.space_group}" + (
+        f"  λ = {wavelength} Å" if wavelength else "  (no wavelength: intensities without LP)")
+    table = Table(title=title)
+    for col in ("hkl", "d (Å)", "Q (Å⁻¹)", *(["2θ (°)"] if wavelength else []), "I", "mult."):
+        table.add_column(col, justify="right")
+    for i in range(len(refl.q)):
+        tth = [f"{refl.two_theta[i]:.3f}"] if wavelength else []
+        table.add_row(" ".join(map(str, refl.hkl[i])), f"{refl.d[i]:.4f}", f"{refl.q[i]:.4f}", *tth,
+                      f"{refl.intensity[i]:.1f}", str(refl.multiplicity[i]))
+    console.print(table)
+
+
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="Model folder (or its .safetensors file); default: the shipped model.")
+]
+WavelengthOpt = Annotated[
+    float | None, typer.Option("--wavelength", "-w", help="Wavelength in Å (overrides the files'; needed for 2θ without one).")
+]
+XUnitOpt = Annotated[str | None, typer.Option("--x-unit", help="x unit of 1D files: 2th_deg, q_A^-1, q_nm^-1 or d_A.")]
+PoniOpt = Annotated[Path | None, typer.Option("--poni", help="pyFAI geometry (.poni) for 2D frames.")]
+LabelsOpt = Annotated[Path, typer.Option("--labels", help="labels.csv: file,<phase>,... with 0/1 values.")]
+MaskOpt = Annotated[str, typer.Option("--mask", help="Frames: none, auto (anvil spots, hot pixels) or a mask file.")]
+ThresholdOpt = Annotated[
+    float | None, typer.Option("--threshold", help="Call a phase present at p ≥ T (default: the model's per-phase thresholds).")
+]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Processes reading and predicting (default: all cores).")]
+SchedulerOpt = Annotated[
+    str | None, typer.Option("--scheduler", help="Run on Dask: a scheduler address, or 'local' for a local cluster.")
+]
+
+
+def _predictor(model: str | None, threshold: float | None) -> Any:
+    """The Predictor for the CLI options (checks the threshold)."""
+    from ..inference.predictor import Predictor
+
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise XrdmtlError(f"--threshold must lie between 0 and 1, got {threshold}")
+    return Predictor(model, threshold=threshold)
+
+
+def _reading_options(wavelength: float | None, poni: Path | None, mask: str) -> None:
+    """Fail early, with one line, on reading options that cannot work."""
+    from ..errors import FrameError
+
+    if wavelength is not None and not wavelength > 0:
+        raise XrdmtlError(f"--wavelength must be positive, got {wavelength}")
+    if poni is not None and not poni.is_file():
+        raise FrameError("no such geometry file (--poni)", poni)
+    if mask not in ("none", "auto") and not Path(mask).is_file():
+        raise FrameError("--mask is neither none, auto nor an existing mask file", mask)
+
+
+def _clip(text: str, n: int = 60) -> str:
+    """``text`` cut to ``n`` characters, with an ellipsis where cut (markup escaped)."""
+    from rich.markup import escape
+
+    return escape(text if len(text) <= n else text[: n - 1] + "…")
+
+
+def _summary_table(preds: list, phases: list[str], title: str) -> Any:
+    """A rich table: one row per pattern for small runs (probability per phase, ✓ where called),
+    counts per phase for large ones."""
+    from rich.table import Table
+
+    ok = [p for p in preds if p.ok]
+    table = Table(title=title)
+    if len(preds) <= 40:
+        table.caption = "p per phase, ✓ = called present; full warnings in the CSV"
+        table.add_column("file", overflow="fold", min_width=14)
+        for name in phases:
+            table.add_column(name, justify="right", no_wrap=True, min_width=6)
+        table.add_column("warning / error", overflow="fold", min_width=14)
+        for p in preds:
+            if p.ok:
+                cells = [f"[green]{p.probabilities[n]:.2f} ✓[/green]" if p.calls[n] else f"{p.probabilities[n]:.2f}"
+                         for n in phases]
+                table.add_row(_clip(p.file, 200), *cells, f"[yellow]{_clip(p.warning)}[/yellow]" if p.warning else "")
+            else:
+                table.add_row(_clip(p.file, 200), *(["-"] * len(phases)), f"[red]{_clip(p.error)}[/red]")
+        return table
+    table.add_column("phase")
+    table.add_column("found in", justify="right")
+    table.add_column("mean p", justify="right")
+    for name in phases:
+        n_found = sum(p.calls[name] for p in ok)
+        mean = sum(p.probabilities[name] for p in ok) / len(ok) if ok else float("nan")
+        table.add_row(name, f"{n_found} / {len(ok)}", f"{mean:.2f}")
+    return table
+
+
+@app.command("predict")
+@clean_errors
+def predict_cmd(
+    paths: Annotated[list[str], typer.Argument(help="Pattern files, frame files, folders or globs.")],
+    model: ModelOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV to write (default: stdout).")] = None,
+    wavelength: WavelengthOpt = None,
+    x_unit: XUnitOpt = None,
+    poni: PoniOpt = None,
+    mask: MaskOpt = "none",
+    threshold: ThresholdOpt = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Folder for a PNG per pattern (and a timeline per frame stack).")
+    ] = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    save_integrated: Annotated[
+        Path | None, typer.Option("--save-integrated", help="Folder for the integrated 1D patterns of frames.")
+    ] = None,
+) -> None:
+    """Call each phase of the model in every pattern: a CSV row per file (or frame) with
+    p_<phase>, 0/1 calls, a warning (unexplained peaks, uncertain calls) and an error column."""
+    from ..io.writers import write_csv
+
+    _reading_options(wavelength, poni, mask)
+    predictor = _predictor(model, threshold)
+    preds = predictor.predict_files(
+        paths, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, workers=workers,
+        scheduler=scheduler, plot_dir=plot, save_integrated=save_integrated,
+    )
+    text = write_csv(preds, predictor.phases, out)
+    if out is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    show = console if out is not None else err_console
+    failed = [p for p in preds if not p.ok]
+    warned = sum(1 for p in preds if p.ok and p.warning)
+    show.print(_summary_table(preds, predictor.phases, "xrdmtl predict"))
+    where = f"; CSV: {out}" if out is not None else ""
+    plots = f"; plots: {plot}/" if plot is not None else ""
+    show.print(f"{len(preds)} pattern(s), {len(failed)} failed, {warned} with warnings{where}{plots}",
+               highlight=False)
+    for p in failed:
+        err_console.print(f"[red]error:[/red] {_clip(p.error, 10_000)}", highlight=False, soft_wrap=True)
+    if failed or not preds:
+        raise typer.Exit(1)
+
+
+@app.command("evaluate")
+@clean_errors
+def evaluate_cmd(
+    labels: LabelsOpt,
+    model: ModelOpt = None,
+    wavelength: WavelengthOpt = None,
+    x_unit: XUnitOpt = None,
+    poni: PoniOpt = None,
+    mask: MaskOpt = "none",
+    threshold: ThresholdOpt = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+) -> None:
+    """Predict the labeled patterns and score the calls: per-phase accuracy, F1 and ROC AUC,
+    exact-match accuracy, and the misclassified files."""
+    import json
+
+    from ..workflows.evaluate import evaluate_labels
+
+    _reading_options(wavelength, poni, mask)
+    predictor = _predictor(model, threshold)
+    result = evaluate_labels(
+        predictor, labels, note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
+        wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, workers=workers, scheduler=scheduler,
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=1) + "\n")
+    else:
+        _print_evaluation(result, predictor.phases)
+    if result["failed"]:
+        if not as_json:
+            for f in result["failed"]:
+                err_console.print(f"[red]error:[/red] {_clip(f['error'], 10_000)}", highlight=False,
+                                  soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _print_evaluation(result: dict, phases: list[str]) -> None:
+    from rich.table import Table
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    table = Table(title=f"xrdmtl evaluate: {result['n']} labeled pattern(s)")
+    for col in ("phase", "positives", "accuracy", "precision", "recall", "F1", "ROC AUC"):
+        table.add_column(col, justify="left" if col == "phase" else "right")
+    for name in phases:
+        m = result["phases"][name]
+        table.add_row(name, str(m["positives"]), fmt(m["accuracy"]), fmt(m["precision"]), fmt(m["recall"]),
+                      fmt(m["f1"]), fmt(m["roc_auc"]))
+    console.print(table)
+    console.print(f"exact match (all phases right): {fmt(result['exact_match'])}", highlight=False)
+    wrong = result["misclassified"]
+    if wrong:
+        mis = Table(title=f"misclassified: {len(wrong)}")
+        for col in ("file", "labels", "calls", *(f"p_{n}" for n in phases)):
+            mis.add_column(col, overflow="fold")
+        for w in wrong:
+            mis.add_row(_clip(w["file"], 200), ", ".join(w["labels"]) or "-", ", ".join(w["calls"]) or "-",
+                        *(f"{w['probabilities'][n]:.2f}" for n in phases))
+        console.print(mis)
+    else:
+        console.print("no misclassified pattern")
+
+
+@app.command("experiment")
+@clean_errors
+def experiment_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder for results.json, the report, cached data and models.")],
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller budgets: at most 10 minutes on 2 cores.")] = False,
+    toy: Annotated[bool, typer.Option("--toy", help="Tiny budgets: a smoke test of the pipeline (seconds).")] = False,
+    seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="Seeds per setting (default: 3; --toy: 2).")] = None,
+) -> None:
+    """Run the paper's four comparisons (multi-task vs binary CNNs, losses, data efficiency, masked vs
+    unmasked) and write results.json, report.md and a self-contained report.html into --out."""
+    from ..workflows.experiment import ExperimentConfig, run_experiment
+    from ..workflows.report import write_report
+
+    if quick and toy:
+        raise typer.BadParameter("--quick and --toy exclude each other")
+    preset = "toy" if toy else "quick" if quick else "full"
+    config = ExperimentConfig.preset(preset, seeds=seeds)
+    command = " ".join(
+        ["xrdmtl experiment --out", str(out)] + [f"--{preset}"] * (preset != "full")
+        + ([f"--seeds {seeds}"] if seeds is not None else [])
+    )
+    results = run_experiment(out, config, progress=True, command=command)
+    md = write_report(results, out)
+    console.print(
+        f"results: {results.path}\nreport: {md} and {md.with_suffix('.html')} "
+        f"({results.data['meta']['wall_time_s']:.0f} s)", highlight=False,
+    )
+
+
+@app.command("audit")
+@clean_errors
+def audit_cmd(
+    labels: LabelsOpt,
+    model: ModelOpt = None,
+    wavelength: WavelengthOpt = None,
+    x_unit: XUnitOpt = None,
+    poni: PoniOpt = None,
+    mask: MaskOpt = "none",
+    no_model: Annotated[bool, typer.Option("--no-model", help="Peak evidence only, no model.")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Folder for a PNG per flagged pattern.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV to write: one row per label.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+) -> None:
+    """The evidence for and against each label (model probability, peak matches against the phase's
+    reflections) with a verdict per label: agrees, uncertain or contradicted; a plot per flagged pattern."""
+    import json
+
+    from ..workflows.audit import audit_labels
+
+    _reading_options(wavelength, poni, mask)
+    table = audit_labels(
+        labels, model=model, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask,
+        use_model=not no_model, plot_dir=plot, note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
+    )
+    if out is not None:
+        table.to_csv(out)
+    if as_json:
+        sys.stdout.write(json.dumps(table.to_json(), indent=1) + "\n")
+    else:
+        console.print(table.rich_table())
+        for source, acc in table.accuracy().items():
+            per_phase = ", ".join(f"{p} {acc[p]:.1%}" for p in table.phases)
+            console.print(f"{source} calls vs labels as given: exact match {acc['exact_match']:.1%} ({per_phase})",
+                          highlight=False)
+        for r in table.flagged:
+            console.print(f"[bold red]contradicted[/bold red] {r.file} {r.phase}={r.label}: {r.reason}",
+                          highlight=False, soft_wrap=True)
+        console.print(f"{len(table.flagged)} contradicted label(s), "
+                      f"{sum(r.verdict == 'uncertain' for r in table.rows)} uncertain"
+                      + (f"; CSV: {out}" if out is not None else "") + (f"; plots: {plot}/" if table.plots else ""),
+                      highlight=False)
+    for file, err in table.errors.items():
+        err_console.print(f"[red]error:[/red] {err if file in err else f'{file}: {err}'}", highlight=False,
+                          soft_wrap=True)
+    if table.errors:
+        raise typer.Exit(1)
+
+
+@simulate_app.command("frames")
+@clean_errors
+def simulate_frames_cmd(
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of frames.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 0,
+    wavelength: Annotated[float, typer.Option("--wavelength", min=0.1, max=2.0,
+                                              help="Wavelength in Å.")] = 0.561,
+    plot: Annotated[bool, typer.Option("--plot", help="Save frames.png with a few frames.")] = False,
+) -> None:
+    """Simulate diamond-anvil-cell detector frames (EDF), the .poni geometry, true spot masks,
+    labels.csv, and each frame integrated unmasked/ and masked/ (pyFAI text format, own labels.csv)."""
+    from rich.progress import Progress
+
+    from ..synthesis.frames import simulate_frames
+
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("simulating frames", total=n)
+        simulate_frames(out, n, seed=seed, wavelength=wavelength, plot=plot,
+                        progress=lambda i: bar.update(task, completed=i))
+    console.print(f"{n} frames in {out} (labels.csv, unmasked/, masked/, geometry.poni)",
+                  highlight=False)
+
+
+@simulate_app.command("patterns")
+@clean_errors
+def simulate_patterns_cmd(
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of patterns.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 0,
+    plot: Annotated[bool, typer.Option("--plot", help="Save examples.png with reference sticks.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="xy: one pyFAI-style file per pattern; "
+                                     "h5: one patterns.h5 (large sets).")] = "xy",
+    wavelength: Annotated[float | None, typer.Option(
+        "--wavelength", min=0.1, max=3.0, help="Write 2θ at this wavelength (Å); default each "
+        "pattern's own.")] = None,
+) -> None:
+    """Simulate labeled 1D patterns of the default targets (every distortion, masked and unmasked
+    looks) with labels.csv."""
+    from rich.progress import Progress
+
+    from ..synthesis.patterns import write_patterns
+
+    if fmt not in ("xy", "h5"):
+        raise typer.BadParameter("--format must be xy or h5")
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("simulating patterns", total=n)
+        labels = write_patterns(out, n, seed, fmt=fmt, wavelength=wavelength, plot=plot,
+                                progress=lambda i: bar.update(task, completed=i))
+    console.print(f"{n} patterns in {out} ({labels.name})", highlight=False)
+
+
+@app.command("train")
+@clean_errors
+def train_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write (model.safetensors, model.json, curves).")],
+    phases: Annotated[
+        str, typer.Option("--phases", help="Comma-separated library phases to identify (see `xrdmtl phases`).")
+    ] = "bastnaesite,calcite,rhenium",
+    cif: Annotated[
+        list[Path] | None, typer.Option("--cif", help="Extra phase from a .cif/.jcpds file (repeatable).")
+    ] = None,
+    arch: Annotated[str, typer.Option("--arch", help="mtl (multi-task), binary (one CNN per phase) or paper.")] = "mtl",
+    loss: Annotated[str | None, typer.Option("--loss", help="ce, weighted_ce, focal, uncertainty or smoothed.")] = None,
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="Labeled measured patterns to track during training (not trained on).")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Evaluation intervals of --eval-every steps (sets --steps).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Training steps (batches).")] = None,
+    eval_every: Annotated[int, typer.Option("--eval-every", min=1, help="Steps between validations.")] = 250,
+    val_size: Annotated[
+        int, typer.Option("--val-size", min=16, help="Held-out simulated patterns for validation (and calibration).")
+    ] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same model).")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --out.")] = False,
+    wavelength: WavelengthOpt = None,
+    x_unit: XUnitOpt = None,
+    poni: PoniOpt = None,
+    mask: MaskOpt = "none",
+) -> None:
+    """Train a model on synthetic patterns of the phases (no labeled data needed)."""
+    from ..io.labels import load_labeled
+    from ..model.losses import LOSSES
+    from ..model.networks import ARCHITECTURES
+    from ..training.train import TrainConfig, make_synthesizer, train
+
+    if arch not in ARCHITECTURES:
+        raise XrdmtlError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
+    if loss is not None and loss not in LOSSES:
+        raise XrdmtlError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    config = TrainConfig(
+        phases=[p.strip() for p in phases.split(",") if p.strip()], cif=[str(c) for c in cif or []], arch=arch,
+        seed=seed, eval_every=eval_every, val_size=val_size, calib_size=val_size,
+    )
+    config.loss = loss or config.loss
+    config.steps = epochs * eval_every if epochs is not None else steps or config.steps
+    synth = make_synthesizer(config)
+    extra = None
+    if labels is not None:
+        from ..model.preprocess import model_input
+
+        names = [p.name for p in synth.targets]
+        note = lambda msg: err_console.print(f"note: {msg}", highlight=False)  # noqa: E731
+        data, _, failed = load_labeled(
+            labels, names, synth.grid, wavelength, x_unit, note, poni=poni, mask=mask
+        )
+        for line in failed:
+            err_console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+        extra = {"labeled": (model_input(data.intensity, data.coverage, synth.grid.step), data.labels)}
+    result = train(config, out, progress=True, resume=resume, synthesizer=synth, extra_val=extra)
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    accs = ", ".join(f"{k[8:]} {v:.1%}" for k, v in final.items() if k.startswith("val_acc_"))
+    console.print(
+        f"model in {out} ({result.n_parameters:,} parameters, best step {result.best_step}, "
+        f"{result.seconds:.0f} s): held-out simulated exact match {final['val_exact']:.1%} ({accs}); "
+        f"ECE {result.calibration['ece_before']:.3f} → {result.calibration['ece_after']:.3f}",
+        highlight=False,
+    )
+
+
+@app.command("finetune")
+@clean_errors
+def finetune_cmd(
+    labels: LabelsOpt,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the fine-tuned model.")],
+    model: ModelOpt = None,
+    wavelength: WavelengthOpt = None,
+    x_unit: XUnitOpt = None,
+    poni: PoniOpt = None,
+    mask: MaskOpt = "none",
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Fine-tuning steps (default: the recipe's).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    no_audit: Annotated[bool, typer.Option("--no-audit", help="Skip the label audit before training.")] = False,
+    drop_contradicted: Annotated[
+        bool, typer.Option("--drop-contradicted", help="Leave out patterns with a label the audit contradicts.")
+    ] = False,
+    adapt_lattice: Annotated[
+        bool,
+        typer.Option("--adapt-lattice/--no-adapt-lattice",
+                     help="Draw the synthetic patterns' lattice around the scale fitted to the labeled patterns."),
+    ] = False,
+) -> None:
+    """Fine-tune a model on a few labeled patterns, mixed with synthetic ones so it forgets nothing.
+
+    First audits the labels (writes OUT/audit.csv and lists the labels the patterns contradict, so
+    you can fix them); contradicted labels are still used unless --drop-contradicted."""
+    from ..model.files import default_model_dir
+    from ..training.finetune import finetune
+
+    _reading_options(wavelength, poni, mask)
+    if drop_contradicted and no_audit:
+        raise XrdmtlError("--drop-contradicted needs the audit: leave out --no-audit")
+    model_dir = model or default_model_dir()
+    note = lambda msg: err_console.print(f"note: {msg}", highlight=False, soft_wrap=True)  # noqa: E731
+    exclude: set[str] = set()
+    if not no_audit:
+        from ..workflows.audit import audit_labels
+
+        table = audit_labels(labels, model=model_dir, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask,
+                             note=note)
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / "audit.csv")
+        for r in table.flagged:
+            console.print(f"[bold red]contradicted[/bold red] {r.file} {r.phase}={r.label}: {r.reason}",
+                          highlight=False, soft_wrap=True)
+        exclude = {r.file for r in table.flagged} if drop_contradicted else set()
+        what = (f"left out {len(exclude)} pattern(s) with them" if drop_contradicted
+                else "still used: fix them in the labels or pass --drop-contradicted")
+        console.print(f"label audit: {len(table.flagged)} contradicted label(s) ({what}); table in {out / 'audit.csv'}",
+                      highlight=False)
+    result = finetune(
+        model_dir, labels, out, seed=seed, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, note=note,
+        adapt_lattice=adapt_lattice, exclude=exclude or None, **({"steps": steps} if steps else {}),
+    )
+    ev = result.evals[-1]
+    console.print(
+        f"fine-tuned model in {out} ({result.seconds:.0f} s): labeled patterns exact match {ev['labeled_exact']:.1%}, "
+        f"held-out simulated exact match {ev['val_exact']:.1%}",
+        highlight=False,
+    )
+    if result.skipped:
+        raise typer.Exit(1)
+
+
+@app.command("crossval")
+@clean_errors
+def crossval_cmd(
+    labels: LabelsOpt,
+    model: ModelOpt = None,
+    wavelength: WavelengthOpt = None,
+    x_unit: XUnitOpt = None,
+    poni: PoniOpt = None,
+    mask: MaskOpt = "none",
+    ns: Annotated[str, typer.Option("--n", help="Comma-separated numbers of labeled patterns to fine-tune on.")] = "5,10,20",
+    splits: Annotated[int, typer.Option("--splits", min=1, help="Random stratified splits per N.")] = 5,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Fine-tuning steps (default: the recipe's).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the splits.")] = 0,
+    drop_contradicted: Annotated[
+        bool, typer.Option("--drop-contradicted", help="Leave labels the audit contradicts out of fine-tuning.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
+) -> None:
+    """How much would fine-tuning on N of your labeled patterns help? Cross-validated.
+
+    Fine-tunes on N labeled patterns and tests on the rest, for each N and several stratified
+    splits; prints the exact match before and after fine-tuning on the same held-out patterns, and
+    on the held-out patterns whose labels the physics-only audit does not contradict."""
+    from ..model.files import default_model_dir
+    from ..workflows.audit import audit_labels
+    from ..workflows.crossval import crossvalidate_finetune, format_table
+
+    _reading_options(wavelength, poni, mask)
+    try:
+        counts = tuple(int(n) for n in ns.split(",") if n.strip())
+    except ValueError as exc:
+        raise XrdmtlError(f"--n must be comma-separated integers, got {ns!r}") from exc
+    note = lambda msg: err_console.print(f"note: {msg}", highlight=False, soft_wrap=True)  # noqa: E731
+    reading = {"wavelength": wavelength, "x_unit": x_unit, "poni": poni, "mask": mask}
+    contradicted = {r.file for r in audit_labels(labels, use_model=False, note=note, **reading).flagged}
+    result = crossvalidate_finetune(
+        model or default_model_dir(), labels, counts, splits, seed, note=note, contradicted=contradicted,
+        drop_contradicted=drop_contradicted, **reading, **({"steps": steps} if steps else {}),
+    )
+    if as_json:
+        print(json.dumps({**result.to_dict(), "contradicted": sorted(contradicted)}))
+        return
+    console.print(format_table({Path(labels).name: result}), highlight=False, soft_wrap=True)
+    if contradicted:
+        console.print(f"labels the audit contradicts ({len(contradicted)} pattern(s)): "
+                      + ", ".join(sorted(Path(f).name for f in contradicted)), highlight=False, soft_wrap=True)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,1 @@
+"""Inference: the batched predictor, its explanations, and parallel prediction over files."""

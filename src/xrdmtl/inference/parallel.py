@@ -1,0 +1,348 @@
+"""Prediction over files: chunks of files on a process pool or a Dask cluster.
+
+:func:`predict_files` (what :meth:`~xrdmtl.inference.predictor.Predictor.predict_files` runs) reads
+files in parallel (a process pool over chunks of files, or one Dask task per chunk with
+``scheduler``), turns every bad file into a Prediction with ``error`` set and goes on with the rest;
+2D frames go through :func:`xrdmtl.io.frames.patterns_from_frames`. Each chunk may also write a plot
+per pattern and the integrated 1D patterns of frames; at the end, a timeline per frame stack.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import multiprocessing
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import write_text
+from ..errors import PatternError, XrdmtlError
+from ..io.read import cached_integrator, expand_inputs, frame_index, is_frame, mask_arg
+from ..physics.pattern import Pattern
+from .predictor import BATCH_SIZE, Prediction, Predictor, sticks_at
+
+
+def predict_files(
+    predictor: Predictor,
+    paths: Sequence[str | Path],
+    wavelength: float | None = None,
+    x_unit: str | None = None,
+    poni: str | Path | None = None,
+    mask: str | Path = "none",
+    workers: int | None = None,
+    progress: bool = True,
+    *,
+    scheduler: Any = None,
+    explain: bool = False,
+    plot_dir: str | Path | None = None,
+    save_integrated: str | Path | None = None,
+    expand: bool = True,
+) -> list[Prediction]:
+    """Predict files, folders or globs (1D patterns and 2D frames); one Prediction per pattern.
+
+    Files are read in parallel: ``workers`` processes (default: all cores) over chunks of files,
+    or, with ``scheduler`` (``'local'`` for a local Dask cluster, a scheduler address, or a
+    ``distributed.Client``), one Dask task per chunk. Every bad file or frame becomes a Prediction
+    with ``error`` set; the rest still run. ``poni`` (a pyFAI geometry) and ``mask``
+    (``none``/``auto``/a mask file) are for frames; ``plot_dir`` gets one PNG per pattern (and a
+    timeline per frame stack), ``save_integrated`` the integrated 1D patterns of frames.
+    Results come in input order. As with any process pool, a script that calls this with more
+    than one worker needs the ``if __name__ == "__main__":`` guard.
+    """
+    if expand:
+        files, bad = expand_inputs(paths, poni is not None)
+    else:
+        files, bad = [str(p) for p in paths], []
+    job = _Job(
+        wavelength=wavelength, x_unit=x_unit, poni=None if poni is None else str(poni),
+        mask=str(mask), explain=explain or plot_dir is not None, keep_saliency=explain,
+        plot_dir=None if plot_dir is None else str(plot_dir),
+        save_integrated=None if save_integrated is None else str(save_integrated),
+        names=_file_names(files) if plot_dir is not None or save_integrated is not None else {},
+    )
+    workers = max(1, workers or _n_cores())
+    chunks = _chunks(files, workers)
+    results: list[list[Prediction]] = [[] for _ in chunks]
+    with _progress(progress and len(files) > 1 and len(chunks) > 1, len(files)) as advance:
+        if scheduler is not None:
+            _run_dask(predictor, chunks, job, scheduler, workers, results, advance)
+        elif workers == 1 or len(chunks) == 1:
+            for k, chunk in enumerate(chunks):
+                results[k] = _run_chunk(predictor, chunk, job)
+                advance(len(chunk))
+        else:
+            _run_pool(predictor, chunks, job, workers, results, advance)
+    preds = [Prediction(label, error=str(err)) for label, err in bad]
+    preds += [p for part in results for p in part]
+    if plot_dir is not None:
+        write_timelines(preds, predictor.phases, predictor.thresholds, plot_dir)
+    return preds
+
+
+def _run_pool(predictor: Predictor, chunks: list[list[str]], job: _Job, workers: int,
+              results: list[list[Prediction]], advance: Callable[[int], None]) -> None:
+    """Chunks on a process pool; each worker gets the predictor once, at its start."""
+    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=_pool_context(),
+                             initializer=_init_worker, initargs=(predictor,)) as pool:
+        futures: dict[Future, int] = {pool.submit(_worker_chunk, c, job): k for k, c in enumerate(chunks)}
+        for fut in as_completed(futures):
+            k = futures[fut]
+            results[k] = fut.result()
+            advance(len(chunks[k]))
+
+def _run_dask(predictor: Predictor, chunks: list[list[str]], job: _Job, scheduler: Any, workers: int,
+              results: list[list[Prediction]], advance: Callable[[int], None]) -> None:
+    """One Dask task per chunk on ``scheduler`` (a Client, an address, or ``'local'``)."""
+    from distributed import Client, LocalCluster
+    from distributed import as_completed as dask_completed
+
+    own: list[Any] = []
+    if isinstance(scheduler, Client):
+        client = scheduler
+    elif scheduler == "local":
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, env={"OMP_NUM_THREADS": "1"})
+        client = Client(cluster)
+        own = [client, cluster]
+    else:
+        client = Client(str(scheduler))
+        own = [client]
+    try:
+        shared = client.scatter(predictor, broadcast=True)
+        futures = {client.submit(_run_chunk, shared, c, job, pure=False): k for k, c in enumerate(chunks)}
+        for fut in dask_completed(list(futures)):
+            k = futures[fut]
+            results[k] = fut.result()
+            advance(len(chunks[k]))
+    finally:
+        for obj in own:
+            obj.close()
+
+
+# ---------------------------------------------------------------------------------- outputs
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Reading and output options shared by every chunk of one ``predict_files`` call."""
+
+    wavelength: float | None
+    x_unit: str | None
+    poni: str | None
+    mask: str
+    explain: bool
+    keep_saliency: bool
+    plot_dir: str | None
+    save_integrated: str | None
+    names: dict[str, str]  # input file → distinct base name for its plots and integrated files
+
+
+_WORKER: dict[str, Predictor] = {}
+
+
+_PRELOAD = ["xrdmtl.inference.parallel", "xrdmtl.model.files", "xrdmtl.io.readers"]
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Worker processes fork from a clean server process (``forkserver``, which imports the
+    prediction modules once), never from this process: a fork of a process that has run OpenMP code
+    (torch, pyFAI) can deadlock in its first parallel region. ``spawn`` where there is no forkserver."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def _init_worker(predictor: Predictor) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER["predictor"] = predictor
+
+
+def _worker_chunk(chunk: list[str], job: _Job) -> list[Prediction]:
+    return _run_chunk(_WORKER["predictor"], chunk, job)
+
+
+def _run_chunk(predictor: Predictor, chunk: Sequence[str], job: _Job) -> list[Prediction]:
+    """Read, predict, plot and save one chunk of files, in order (the unit of parallel work)."""
+    integrator = cached_integrator(job.poni) if job.poni else None
+    out: list[Prediction] = []
+    batch: list[tuple[str, Pattern | XrdmtlError]] = []
+
+    def flush() -> None:
+        preds, inputs = predictor._predict_items(batch, job.explain)
+        for (_, item), pred, x in zip(batch, preds, inputs, strict=True):
+            if job.plot_dir is not None and x is not None and isinstance(item, Pattern):
+                _plot_prediction(predictor, pred, item, x, job)
+            if pred.explanation is not None and not job.keep_saliency:
+                pred.explanation.saliency = None
+        out.extend(preds)
+        batch.clear()
+
+    for path in chunk:
+        for label, item in _read(path, job, integrator):
+            if job.save_integrated and isinstance(item, Pattern) and is_frame(path, integrator is not None):
+                item = _save_integrated(label, item, job)
+            batch.append((label, item))
+            if len(batch) >= BATCH_SIZE:
+                flush()
+    if batch:
+        flush()
+    return out
+
+
+def _read(path: str, job: _Job, integrator: Any) -> Iterator[tuple[str, Pattern | XrdmtlError]]:
+    """(label, pattern or error) for every pattern in ``path``: one for a 1D file, one per frame."""
+    from ..errors import FrameError
+
+    if is_frame(path, integrator is not None):
+        if integrator is None:
+            yield path, FrameError("a 2D detector frame needs its geometry: give --poni FILE", path)
+            return
+        from ..io.frames import patterns_from_frames
+
+        try:
+            yield from patterns_from_frames(path, integrator, mask_arg(job.mask))
+        except XrdmtlError as exc:
+            yield path, exc
+        except Exception as exc:  # a reader library failing in an unforeseen way: report, go on
+            yield path, FrameError(f"cannot read frames: {type(exc).__name__}: {exc}", path)
+        return
+    from ..io.readers import load_pattern
+
+    try:
+        yield path, load_pattern(path, wavelength=job.wavelength, x_unit=job.x_unit)
+    except XrdmtlError as exc:
+        yield path, exc
+    except Exception as exc:  # never let one file stop the batch
+        yield path, PatternError(f"cannot read: {type(exc).__name__}: {exc}", path)
+
+
+def _n_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _chunks(files: list[str], workers: int) -> list[list[str]]:
+    """About four chunks per worker (for balance), 8–256 files each."""
+    if not files:
+        return []
+    size = min(256, max(8, math.ceil(len(files) / (4 * workers))))
+    return [files[i:i + size] for i in range(0, len(files), size)]
+
+
+class _progress:
+    """A rich progress bar on stderr over ``total`` items, or a no-op."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.total = total
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not self.enabled:
+            return lambda n: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self.bar = Progress("predicting", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                            console=Console(stderr=True), transient=True)
+        self.bar.start()
+        task = self.bar.add_task("predict", total=self.total)
+        return lambda n: self.bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _file_names(files: Sequence[str]) -> dict[str, str]:
+    """A distinct output base name per input file (its stem, numbered where stems repeat)."""
+    names: dict[str, str] = {}
+    used: dict[str, int] = {}
+    for f in files:
+        stem = _UNSAFE.sub("_", Path(f).stem) or "pattern"
+        used[stem] = used.get(stem, 0) + 1
+        names[f] = stem if used[stem] == 1 else f"{stem}_{used[stem]}"
+    return names
+
+
+def _plot_prediction(predictor: Predictor, pred: Prediction, pattern: Pattern, x: np.ndarray, job: _Job) -> None:
+    """One PNG: the pattern on the model's grid, reference sticks of the phases found, saliency."""
+    from ..io.plots import plot_pattern
+
+    name = _output_name(pred.file, job.names)
+    cov = x[2] > 0.5
+    y = np.where(cov, x[0], np.nan)
+    refs = {n: (None if r.reflections is None else sticks_at(r.reflections, pattern.wavelength))
+            for n, r in predictor.references.items()}
+    q = predictor.grid.values
+    qs = q[cov]
+    plot_pattern((q, y), pred.found, refs,
+                 saliency=pred.explanation.saliency if pred.explanation else None,
+                 path=Path(job.plot_dir) / f"{name}.png", title=pred.file,
+                 probabilities=pred.probabilities, q_range=(float(qs.min()), float(qs.max())))
+
+
+def _output_name(label: str, names: dict[str, str]) -> str:
+    """Base name of the outputs of ``label``: its file's distinct name, ``_<index>`` for a frame."""
+    frame = frame_index(label)
+    base = frame[0] if frame else label
+    stem = names.get(base, _UNSAFE.sub("_", Path(base).stem))
+    return f"{stem}_{frame[1]:05d}" if frame else stem
+
+
+def _save_integrated(label: str, pattern: Pattern, job: _Job) -> Pattern | XrdmtlError:
+    """Write an integrated frame as a pyFAI-style text file (a JSON line with the wavelength in m,
+    then ``2th_deg I`` columns) that :func:`xrdmtl.io.readers.load_pattern` reads back; the pattern,
+    or the error on failure."""
+    path = Path(str(job.save_integrated)) / f"{_output_name(label, job.names)}.xy"
+    header = [f"== xrdmtl integration of {label} ==",
+              *([f'{{"wavelength": {pattern.wavelength * 1e-10:.6e}}}'] if pattern.wavelength else []),
+              f"{pattern.unit:>14} {'I':>14}"]
+    try:
+        buf = io.StringIO()
+        np.savetxt(buf, np.column_stack([pattern.x, pattern.y]), fmt="%.7e",
+                   header="\n".join(header), comments="# ")
+        write_text(path, buf.getvalue())
+    except OSError as exc:
+        return PatternError(f"cannot save the integrated pattern to {path}: {exc.strerror or exc}", label)
+    return pattern
+
+
+def write_timelines(predictions: Iterable[Prediction], phases: Sequence[str], thresholds: Sequence[float],
+                    folder: str | Path) -> list[Path]:
+    """A probability-vs-frame plot per frame stack with more than one predicted frame.
+
+    One stack gives ``timeline.png``; several give ``timeline_<stack>.png`` each.
+    """
+    from ..io.plots import plot_timeline
+
+    stacks: dict[str, list[tuple[int, list[float]]]] = {}
+    for p in predictions:
+        frame = frame_index(p.file)
+        if frame and p.ok:
+            stacks.setdefault(frame[0], []).append((frame[1], [p.probabilities[n] for n in phases]))
+    stacks = {k: v for k, v in stacks.items() if len(v) > 1}
+    written = []
+    for stack, rows in stacks.items():
+        name = "timeline.png" if len(stacks) == 1 else f"timeline_{_UNSAFE.sub('_', Path(stack).stem)}.png"
+        index = np.array([r[0] for r in rows])
+        probs = np.array([r[1] for r in rows])
+        written.append(plot_timeline(index, probs, phases, Path(folder) / name,
+                                     thresholds=list(thresholds), title=stack))
+    return written

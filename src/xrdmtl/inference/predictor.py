@@ -1,0 +1,319 @@
+"""Batched prediction: patterns and files in, per-phase probabilities, calls, warnings and evidence out.
+
+:class:`Predictor` wraps a model (the shipped default, a model folder, or a loaded model). For a batch
+it resamples every pattern onto the model's Q grid, builds the model input with one
+:func:`~xrdmtl.model.preprocess.model_input` call and runs one forward pass, then checks each pattern:
+
+- **coverage** (an *error*, the pattern gets no call): data on less than :data:`MIN_COVERAGE` of the
+  model's Q grid, or on none of the strongest reflections of any of the model's phases. A phase whose
+  strongest reflections all fall outside the data gets a *warning* (its call rests on weak reflections);
+- **unknown phase** (a *warning*): strong, significant peaks of the background-removed pattern that no
+  called phase explains (reflections within a lattice tolerance, 3% for bastnaesite, 1% otherwise);
+- **out of distribution** (a *warning*): a probability within :data:`UNCERTAIN_MARGIN` of its threshold;
+- **no evidence** (a *warning*): a phase called although none of its reflections has a detected peak.
+
+Each :class:`Prediction` carries an :class:`~xrdmtl.inference.explain.Explanation`: the detected peaks, the
+reference reflections each phase matched, and (with ``explain=True``) the saliency over Q.
+
+:meth:`Predictor.predict_files` reads files in parallel (a process pool over chunks of files, or one
+Dask task per chunk with ``scheduler``), turns every bad file into a Prediction with ``error`` set and
+goes on with the rest; 2D frames go through :func:`xrdmtl.io.frames.patterns_from_frames`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import PatternError, PhaseError, XrdmtlError
+from ..model.files import default_model_dir
+from ..model.preprocess import model_input
+from ..physics.pattern import Pattern
+from ..physics.phases import Reflections, lorentz_polarization
+from ..physics.units import q_to_tth
+from .explain import (
+    Explanation,
+    ReferenceWindows,
+    find_peaks_batch,
+    lattice_tolerance,
+    saliency,
+    top_regions,
+)
+
+MIN_COVERAGE = 0.25  # fraction of the model's Q grid a pattern must cover
+N_STRONG = 3  # a phase's strongest reflections that coverage is checked against
+UNCERTAIN_MARGIN = 0.15  # |p − threshold| below this → "uncertain" warning
+UNEXPLAINED_MIN_HEIGHT = 0.2  # of the strongest background-removed peak
+UNEXPLAINED_MIN_SNR = 8.0  # noise units
+BATCH_SIZE = 512  # patterns per forward pass inside a chunk
+
+
+@dataclass
+class Prediction:
+    """The result for one pattern (a file, or one frame ``stack.h5::17``).
+
+    ``probabilities`` and ``calls`` (0/1) are keyed by phase in the model's order; both are empty when
+    ``error`` is set. ``warning`` and ``error`` are one line each ("" when none).
+    """
+
+    file: str
+    probabilities: dict[str, float] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    warning: str = ""
+    error: str = ""
+    explanation: Explanation | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    @property
+    def found(self) -> list[str]:
+        """Names of the phases called present."""
+        return [name for name, c in self.calls.items() if c]
+
+    def row(self, phases: Sequence[str]) -> list[str]:
+        """The CSV row: file, p_<phase>…, <phase>…, warning, error."""
+        if self.error:
+            return [self.file, *([""] * (2 * len(phases))), self.warning, self.error]
+        probs = [f"{self.probabilities[p]:.4f}" for p in phases]
+        calls = [str(int(self.calls[p])) for p in phases]
+        return [self.file, *probs, *calls, self.warning, self.error]
+
+
+@dataclass
+class _Reference:
+    """What the predictor knows of one phase's reflections on the model's grid."""
+
+    reflections: Reflections | None
+    windows: ReferenceWindows  # where each strong reflection may show up on the grid
+    strong: np.ndarray  # grid indices of the strongest reflections inside the grid
+
+
+def _phase_reference(name: str, q_max: float) -> tuple[Reflections, float] | None:
+    """Reflections (Q-space intensities) and matching tolerance of a library phase; None if unknown."""
+    from ..physics.phases import get_phase
+
+    try:
+        phase = get_phase(name)
+    except PhaseError:
+        return None
+    return phase.reflections(None, q_max=q_max), lattice_tolerance(name, phase.meta.get("lattice_range"))
+
+
+def sticks_at(reflections: Reflections, wavelength: float | None) -> Reflections:
+    """The reflections with the Lorentz–polarisation factor of ``wavelength`` (Å) applied, if known."""
+    if wavelength is None:
+        return reflections
+    tth = q_to_tth(reflections.q, wavelength)
+    ok = np.isfinite(tth)
+    inten = np.where(ok, reflections.intensity * lorentz_polarization(np.where(ok, tth, 90.0)), 0.0)
+    inten = 100 * inten / inten.max() if inten.max() > 0 else inten
+    return Reflections(reflections.hkl, reflections.d, reflections.q, tth, inten,
+                       reflections.multiplicity, wavelength)
+
+
+class Predictor:
+    """Calls the phases of a model in patterns and files.
+
+    ``model``: None (the shipped default model), a model folder or ``.safetensors`` file, or a
+    :class:`~xrdmtl.model.files.LoadedModel`. ``threshold`` overrides every phase's threshold (else the
+    model's, default 0.5). ``references`` maps phase names to (reflections, relative Q tolerance)
+    (default: the phase library, looked up by name; a phase without one gets no sticks and no
+    unknown-peak check).
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        threshold: float | None = None,
+        references: dict[str, tuple[Reflections, float] | None] | None = None,
+    ) -> None:
+        from ..model.files import load_model
+
+        if model is None:
+            model = load_model(default_model_dir())
+        elif isinstance(model, (str, Path)):
+            model = load_model(model)
+        self.model = model
+        self.phases: list[str] = list(model.phases)
+        self.grid = model.grid
+        meta_thresholds = np.asarray(model.meta.get("thresholds", [0.5] * len(self.phases)), dtype=float)
+        self.thresholds = np.full(len(self.phases), threshold, dtype=float) if threshold is not None else meta_thresholds
+        refs = references if references is not None else {
+            name: _phase_reference(name, self.grid.q_max) for name in self.phases
+        }
+        self.references = {name: self._reference(refs.get(name)) for name in self.phases}
+
+    def _reference(self, ref: tuple[Reflections, float] | None) -> _Reference:
+        if ref is None:
+            empty = np.zeros(0, dtype=int)
+            return _Reference(None, ReferenceWindows(np.zeros(0), empty, empty), empty)
+        refl, tol = ref
+        inside = (refl.q >= self.grid.q_min) & (refl.q <= self.grid.q_max)
+        order = np.flatnonzero(inside)[np.argsort(-refl.intensity[inside], kind="stable")][:N_STRONG]
+        strong = np.clip(np.round(self.grid.index(refl.q[order])).astype(int), 0, self.grid.n - 1)
+        return _Reference(refl, ReferenceWindows.build(refl, self.grid, tol), strong)
+
+    # ------------------------------------------------------------------------------ patterns
+
+    def predict_patterns(
+        self, patterns: Sequence[Pattern], explain: bool = False, labels: Sequence[str] | None = None
+    ) -> list[Prediction]:
+        """Predict a batch of patterns: one model-input call and one forward pass for the batch.
+
+        ``labels`` name the patterns in the results (default: each pattern's ``source``);
+        ``explain`` adds the saliency maps (one backward pass per phase for the batch).
+        """
+        names = list(labels) if labels is not None else [p.source for p in patterns]
+        return self._predict_items(list(zip(names, patterns, strict=True)), explain)[0]
+
+    def _predict_items(
+        self, items: Sequence[tuple[str, Pattern | XrdmtlError]], explain: bool
+    ) -> tuple[list[Prediction], list[np.ndarray | None]]:
+        """Predictions for (label, pattern or error) items, and each one's model input (None if failed)."""
+        results: list[Prediction | None] = [None] * len(items)
+        inputs: list[np.ndarray | None] = [None] * len(items)
+        good: list[int] = []
+        grids: list[tuple[np.ndarray, np.ndarray]] = []
+        for i, (label, item) in enumerate(items):
+            if isinstance(item, XrdmtlError):
+                results[i] = Prediction(label, error=str(item))
+                continue
+            try:
+                intensity, coverage = item.on_grid(self.grid)
+            except XrdmtlError as exc:
+                results[i] = Prediction(label, error=str(exc))
+                continue
+            problem = self._coverage_problem(coverage)
+            if problem:
+                results[i] = Prediction(label, error=str(PatternError(problem, label)))
+                continue
+            good.append(i)
+            grids.append((intensity, coverage))
+        if good:
+            intensity = np.stack([g[0] for g in grids])
+            coverage = np.stack([g[1] for g in grids])
+            x = model_input(intensity, coverage, self.grid.step)
+            probs = np.asarray(self.model.predict_proba(x), dtype=float)
+            sal = saliency(self.model.net, x) if explain else None
+            done = self._finish([items[i][0] for i in good], x, probs, coverage, sal)
+            for k, (i, pred) in enumerate(zip(good, done, strict=True)):
+                results[i] = pred
+                inputs[i] = x[k]
+        return [r for r in results if r is not None], inputs
+
+    def _coverage_problem(self, coverage: np.ndarray) -> str:
+        """Why a pattern with this grid coverage cannot be called ("" if it can)."""
+        frac = float(coverage.mean())
+        g = self.grid
+        if frac < MIN_COVERAGE:
+            return (f"covers only {frac:.0%} of the model's Q range {g.q_min:.2f}–{g.q_max:.2f} Å⁻¹ "
+                    f"(need at least {MIN_COVERAGE:.0%})")
+        known = [r for r in self.references.values() if r.strong.size]
+        if known and not any(coverage[r.strong].any() for r in known):
+            q = g.values[coverage]
+            return (f"has data only at Q {q.min():.2f}–{q.max():.2f} Å⁻¹, where none of "
+                    f"{', '.join(self.phases)} has a strong reflection")
+        return ""
+
+    def _finish(
+        self, names: Sequence[str], x: np.ndarray, probs: np.ndarray, coverage: np.ndarray,
+        sal: np.ndarray | None,
+    ) -> list[Prediction]:
+        """Calls, warnings and explanations for a batch of model inputs and their probabilities."""
+        q = self.grid.values
+        refs = list(self.references.values())
+        calls = (probs >= self.thresholds[None, :]).astype(np.uint8)
+        rows, idx, height, snr = find_peaks_batch(x, self.grid)
+        explains = np.stack([r.windows.mask(self.grid.n) for r in refs])  # (T, G)
+        known = np.array([r.reflections is not None for r in refs])
+        explained = (calls[rows].astype(bool) & explains[:, idx].T).any(axis=1)
+        lonely = (height >= UNEXPLAINED_MIN_HEIGHT) & (snr >= UNEXPLAINED_MIN_SNR) & ~explained
+        count = np.zeros((len(names), self.grid.n + 1), dtype=np.int32)
+        np.add.at(count, (rows, idx + 1), 1)
+        count = np.cumsum(count, axis=1)
+        hits = [r.windows.hits(count) for r in refs]  # per phase (B, R)
+        no_data = np.stack([~coverage[:, r.strong].any(axis=1) if r.strong.size else np.zeros(len(names), bool)
+                            for r in refs], axis=1)
+        # a call with no detected peak at any of the phase's reflections rests on nothing one can check
+        peakless = calls.astype(bool) & known[None, :] & ~np.stack([h.any(axis=1) for h in hits], axis=1)
+        uncertain = np.abs(probs - self.thresholds[None, :]) < UNCERTAIN_MARGIN
+        unchecked = (calls.astype(bool) & ~known[None, :]).any(axis=1)
+        split = np.searchsorted(rows, np.arange(len(names) + 1))
+        out = []
+        for b, name in enumerate(names):
+            sl = slice(split[b], split[b + 1])
+            peak_q = q[idx[sl]]
+            warnings = [f"no data where {self.phases[t]}'s strongest reflections lie "
+                        f"(Q {q[refs[t].strong].min():.2f}–{q[refs[t].strong].max():.2f} Å⁻¹)"
+                        for t in np.flatnonzero(no_data[b])]
+            if peakless[b].any():
+                warnings.append("called without a peak at any of its reflections: "
+                                + ", ".join(self.phases[t] for t in np.flatnonzero(peakless[b])))
+            if uncertain[b].any():
+                near = ", ".join(f"{self.phases[t]} p={probs[b, t]:.2f}" for t in np.flatnonzero(uncertain[b]))
+                warnings.append(f"uncertain (p near the threshold): {near}")
+            unexplained = [] if unchecked[b] else peak_q[lonely[sl]].tolist()
+            if unexplained:
+                shown = ", ".join(f"{v:.2f}" for v in unexplained[:6])
+                more = f" and {len(unexplained) - 6} more" if len(unexplained) > 6 else ""
+                warnings.append(f"unexplained peaks at Q={shown}{more} Å⁻¹ "
+                                "(not from the phases called: an unknown phase?)")
+            expl = Explanation(
+                peaks=list(zip(peak_q.tolist(), height[sl].tolist(), strict=True)),
+                matched={n: r.windows.q[h[b]].tolist() for (n, r), h in zip(self.references.items(), hits,
+                                                                            strict=True)
+                         if r.reflections is not None},
+                unexplained=unexplained,
+            )
+            if sal is not None:
+                expl.saliency = {n: sal[b, t] for t, n in enumerate(self.phases)}
+                expl.regions = {n: top_regions(sal[b, t], q) for t, n in enumerate(self.phases)}
+            out.append(Prediction(
+                name,
+                probabilities=dict(zip(self.phases, probs[b].tolist(), strict=True)),
+                calls=dict(zip(self.phases, calls[b].tolist(), strict=True)),
+                warning="; ".join(warnings),
+                explanation=expl,
+            ))
+        return out
+
+    # ------------------------------------------------------------------------------ files
+
+    def predict_files(
+        self,
+        paths: Sequence[str | Path],
+        wavelength: float | None = None,
+        x_unit: str | None = None,
+        poni: str | Path | None = None,
+        mask: str | Path = "none",
+        workers: int | None = None,
+        progress: bool = True,
+        *,
+        scheduler: Any = None,
+        explain: bool = False,
+        plot_dir: str | Path | None = None,
+        save_integrated: str | Path | None = None,
+        expand: bool = True,
+    ) -> list[Prediction]:
+        """Predict files, folders or globs (1D patterns and 2D frames); one Prediction per pattern.
+
+        Files are read in parallel: ``workers`` processes (default: all cores) over chunks of files,
+        or, with ``scheduler`` (``'local'`` for a local Dask cluster, a scheduler address, or a
+        ``distributed.Client``), one Dask task per chunk. Every bad file or frame becomes a Prediction
+        with ``error`` set; the rest still run. ``poni`` (a pyFAI geometry) and ``mask``
+        (``none``/``auto``/a mask file) are for frames; ``plot_dir`` gets one PNG per pattern (and a
+        timeline per frame stack), ``save_integrated`` the integrated 1D patterns of frames.
+        Results come in input order. As with any process pool, a script that calls this with more
+        than one worker needs the ``if __name__ == "__main__":`` guard.
+        """
+        from .parallel import predict_files
+
+        return predict_files(self, paths, wavelength, x_unit, poni, mask, workers, progress,
+                             scheduler=scheduler, explain=explain, plot_dir=plot_dir,
+                             save_integrated=save_integrated, expand=expand)

@@ -1,0 +1,170 @@
+"""Labeled patterns: a ``labels.csv`` (``file,<phase>,…``, 0/1) and the patterns it names.
+
+:func:`read_labels` reads the table; :func:`load_labeled` also reads every pattern (1D files or
+frames, with predict's reading options) onto a model's Q grid as :class:`LabeledPatterns`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..errors import LabelsError, PatternError, XrdmtlError
+from ..physics.grid import QGrid
+
+
+def read_labels(
+    csv_path: str | Path, phases: Sequence[str], note: Callable[[str], None] | None = None
+) -> tuple[list[str], np.ndarray]:
+    """Read a labels CSV (``file,<phase>,…`` with 0/1 values, ``file`` relative to the CSV's folder).
+
+    Returns the files (paths as strings, a ``::index`` frame suffix kept) and a uint8 array
+    ``(n, len(phases))`` in the order of ``phases``. Columns of other phases are ignored, with a note
+    passed to ``note``; a missing phase column, a bad value or an empty table is a :class:`LabelsError`.
+    """
+    path = Path(csv_path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise LabelsError(f"cannot read labels: {exc.strerror or exc}", path) from None
+    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    if not rows:
+        raise LabelsError("empty labels file", path)
+    header = [c.strip() for c in rows[0]]
+    if not header or header[0].lower() != "file":
+        raise LabelsError(f"first column must be 'file', got {header[0]!r}", path)
+    missing = [p for p in phases if p not in header]
+    if missing:
+        raise LabelsError(f"no column for the model's phase(s) {', '.join(missing)} (columns: {', '.join(header)})", path)
+    extra = [c for c in header[1:] if c not in phases]
+    if extra and note is not None:
+        note(f"{path}: ignoring column(s) {', '.join(extra)} (not phases of the model)")
+    cols = [header.index(p) for p in phases]
+    files: list[str] = []
+    labels = np.zeros((len(rows) - 1, len(phases)), dtype=np.uint8)
+    for i, row in enumerate(rows[1:]):
+        line = i + 2
+        if len(row) < len(header):
+            raise LabelsError(f"line {line} has {len(row)} fields, the header {len(header)}", path)
+        name = row[0].strip()
+        if not name:
+            raise LabelsError(f"line {line} has no file name", path)
+        for j, c in enumerate(cols):
+            value = row[c].strip()
+            if value not in ("0", "1"):
+                raise LabelsError(f"line {line}, column {header[c]}: {value!r} is not 0 or 1", path)
+            labels[i, j] = int(value)
+        base, sep, frame = name.partition("::")
+        full = Path(base) if Path(base).is_absolute() else path.parent / base
+        files.append(f"{full}{sep}{frame}")
+    if not files:
+        raise LabelsError("no labeled rows", path)
+    return files, labels
+
+
+class LabeledPatterns(NamedTuple):
+    """Labeled patterns already on the model's grid (any object with these fields works)."""
+
+    intensity: np.ndarray  # (N, G)
+    coverage: np.ndarray  # (N, G) bool
+    labels: np.ndarray  # (N, T) 0/1 in the model's phase order
+
+
+def load_labeled(
+    csv_path: str | Path,
+    phases: Sequence[str],
+    grid: QGrid,
+    wavelength: float | None = None,
+    x_unit: str | None = None,
+    note: Callable[[str], None] | None = None,
+    *,
+    poni: str | Path | None = None,
+    mask: str = "none",
+) -> tuple[LabeledPatterns, list[str], list[str]]:
+    """Read a labels CSV and its pattern files onto ``grid``.
+
+    Reading options as in ``predict``: 1D files with ``wavelength`` / ``x_unit``; detector frames
+    (``file`` or ``stack::index``) integrated with the ``poni`` geometry and ``mask``
+    (none|auto|FILE). Returns the patterns, the files read and one line per file that could not
+    be read (the others are still used). :class:`LabelsError` when no file can be read.
+    """
+    from .labels import read_labels
+
+    files, labels = read_labels(csv_path, phases, note)
+    rows, used, failed = [], [], []
+    for i, (f, item) in enumerate(
+        zip(files, read_labeled_patterns(files, wavelength, x_unit, poni, mask), strict=True)
+    ):
+        try:
+            if isinstance(item, XrdmtlError):
+                raise item
+            rows.append((i, *item.on_grid(grid)))
+            used.append(f)
+        except XrdmtlError as exc:
+            failed.append(str(exc) if f in str(exc) else f"{f}: {exc}")
+    if not rows:
+        raise LabelsError(
+            f"none of the {len(files)} labeled files could be read"
+            + (f" (first: {failed[0]})" if failed else ""),
+            csv_path,
+        )
+    idx = [r[0] for r in rows]
+    patterns = LabeledPatterns(
+        np.stack([r[1] for r in rows]), np.stack([r[2] for r in rows]), labels[idx]
+    )
+    return patterns, used, failed
+
+
+def read_labeled_patterns(
+    files: Sequence[str],
+    wavelength: float | None = None,
+    x_unit: str | None = None,
+    poni: str | Path | None = None,
+    mask: str = "none",
+) -> list[Any]:
+    """A :class:`~xrdmtl.physics.pattern.Pattern` or an :class:`XrdmtlError` per labeled file: 1D files
+    read as ``predict`` reads them, frames (``file`` or ``stack::index``) integrated with ``poni``
+    and ``mask`` (each frame file integrated once, with predict's cached integrator and mask)."""
+    from ..errors import FrameError
+    from .read import FRAME_EXTENSIONS, cached_integrator, mask_arg
+    from .readers import load_pattern
+
+    frames: dict[str, list[tuple[str, Any]]] = {}
+    out: list[Any] = []
+    for file in files:
+        base, sep, index = file.partition("::")
+        if not sep and Path(base).suffix.lower() not in FRAME_EXTENSIONS:
+            try:
+                out.append(load_pattern(base, wavelength=wavelength, x_unit=x_unit))
+            except XrdmtlError as exc:
+                out.append(exc)
+            except Exception as exc:  # never let one file stop the rest
+                out.append(PatternError(f"cannot read: {type(exc).__name__}: {exc}", file))
+            continue
+        if poni is None:
+            out.append(FrameError("a 2D detector frame needs its geometry: give --poni FILE", file))
+            continue
+        if base not in frames:
+            from .frames import patterns_from_frames
+
+            try:
+                frames[base] = list(
+                    patterns_from_frames(base, cached_integrator(str(poni)), mask_arg(mask))
+                )
+            except XrdmtlError as exc:
+                frames[base] = [(base, exc)]
+            except Exception as exc:
+                frames[base] = [
+                    (base, FrameError(f"cannot read frames: {type(exc).__name__}: {exc}", base))
+                ]
+        found = [
+            item for label, item in frames[base]
+            if not sep or label == file or label.rpartition("::")[2] == index
+        ]  # fmt: skip
+        out.append(found[0] if found else PatternError(f"no frame {index!r} in the file", file))
+    return out

@@ -1,0 +1,146 @@
+"""Automatic masking of single-crystal diamond-anvil spots and hot pixels in a detector frame."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .frames import Integrator
+
+import numpy as np
+
+
+def auto_mask(frame: np.ndarray, integrator: Integrator, *, z_seed: float = 8.0, z_grow: float = 4.0,
+              ring_width: float = 0.35, sibling_fraction: float = 0.2, max_siblings: int = 1,
+              min_contrast: float = 3.0, few_siblings: int = 3, high_contrast: float = 100.0,
+              crystallite_max: float = 130.0, hot_ratio: float = 8.0, dilate: int = 2,
+              source: str = "<frame>") -> np.ndarray:
+    """Single-crystal (diamond-anvil) spots and hot pixels of ``frame`` as a bool mask.
+
+    All thresholds are relative to the frame itself. The local level of every pixel is its ring's
+    azimuthal profile (iterated 3σ-clipped mean in 2θ bins of a third of a pixel, interpolated)
+    plus a clipped offset per azimuthal sector of its one-pixel annulus (texture); the spread is
+    that sector's clipped scatter, no less than Poisson. Blobs are connected pixels above ``z_grow``
+    that reach ``z_seed``; each has an excess ``S`` (counts above the level) and a contrast
+    ``S / level`` at its peak. A blob is an anvil spot when
+
+    - it holds two or more saturated pixels (a compact saturating blob), or
+    - ``S`` exceeds ``crystallite_max`` times the frame's background (the upper envelope of the
+      profile with rings removed): a crystallite holds at most a few tens of background pixels, or
+    - it stands alone on its ring: at most ``max_siblings`` other blobs (not fragments of it, more
+      than 8 pixels away) within ``ring_width`` degrees 2θ hold ``sibling_fraction`` of its
+      excess, and its contrast is at least ``min_contrast`` (crystallites of a spotty ring come
+      many to a ring at similar strengths); or with at most ``few_siblings`` such blobs, a contrast
+      of ``high_contrast`` (anvil reflections of one family from both anvils share a ring).
+
+    Single pixels far above all four neighbours are hot pixels. The mask is dilated by ``dilate``.
+    """
+    from scipy import ndimage
+
+    data, valid = integrator.prepare(frame, source=source)
+    valid &= ~integrator.detector_mask
+    shape = data.shape
+    tth, fine, n_fine, cell, n_cell = integrator.mask_bins
+    v = data.ravel().astype(np.float64)
+    ok = valid.ravel()
+    mean, _, count = _clipped_stats(fine, n_fine, v, ok)
+    filled = count >= 5
+    centres = (np.arange(n_fine) + 0.5) * integrator.pixel_deg / _SUB
+    profile = np.interp(tth, centres[filled], mean[filled])
+    offset, spread, _ = _clipped_stats(cell, n_cell, v - profile, ok)
+    level = profile + offset[cell]
+    sigma = np.sqrt(np.maximum(spread[cell] ** 2, np.maximum(level, 1.0)))
+    excess = np.where(ok, v - level, 0.0)
+    z = excess / sigma
+    width = max(3, int(round(2.0 / (integrator.pixel_deg / _SUB))))  # rings are < 1° wide
+    background = float(np.percentile(ndimage.grey_opening(mean[filled], size=width), 99))
+
+    padded = np.pad(np.where(valid, data, 0.0), 1)
+    sides = [padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
+    high, low = np.maximum.reduce(sides), np.minimum.reduce(sides)
+    noise = np.sqrt(np.maximum(high, 1.0))
+    mask = valid & (data - high > z_seed * noise) & (data - low > hot_ratio * (high - low + 3 * noise))
+
+    labels, n = ndimage.label((z > z_grow).reshape(shape), np.ones((3, 3), bool))
+    if n:
+        flat = labels.ravel()
+        pix = np.flatnonzero(flat)
+        blob = flat[pix]
+        total = np.bincount(blob, excess[pix], minlength=n + 1)
+        zmax = np.full(n + 1, -np.inf)
+        np.maximum.at(zmax, blob, z[pix])
+        order = np.lexsort((excess[pix], blob))
+        last = np.r_[np.flatnonzero(np.diff(blob[order])), order.size - 1]
+        peak = np.zeros(n + 1, np.int64)
+        peak[blob[order][last]] = pix[order][last]
+        raw = np.asarray(frame).ravel()
+        top = raw.max()
+        saturated = np.zeros(n + 1)
+        if top >= 65535 and np.count_nonzero(raw == top) >= 2:
+            np.add.at(saturated, blob, raw[pix] == top)
+        ids = np.flatnonzero(zmax >= z_seed)
+        ids = ids[ids > 0]
+        pk, s = peak[ids], total[ids]
+        contrast = s / np.maximum(level[pk], 1.0)
+        siblings = _siblings(tth[pk], s, np.divmod(pk, shape[1]), ring_width, sibling_fraction)
+        anvil = ((saturated[ids] >= 2) | (s >= crystallite_max * background)
+                 | ((siblings <= max_siblings) & (contrast >= min_contrast))
+                 | ((siblings <= few_siblings) & (contrast >= high_contrast)))
+        keep = np.zeros(n + 1, bool)
+        keep[ids[anvil]] = True
+        mask |= keep[labels]
+    if dilate and mask.any():
+        mask = ndimage.binary_dilation(mask, np.ones((3, 3), bool), iterations=dilate)
+    return mask & ~integrator.detector_mask
+
+
+_SUB = 3  # 2θ bins of the auto mask's ring profile per pixel width
+
+
+_SECTORS = 32  # most azimuthal sectors per annulus (each holds ≥ 48 pixels)
+
+
+def mask_bins(integrator: Integrator) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, int]:
+    """(2θ per pixel, fine 2θ bin per pixel, number of fine bins, annulus-sector cell per pixel,
+    number of cells) for :func:`auto_mask`."""
+    tth = integrator.two_theta.ravel().astype(np.float64)
+    fine = (tth / (integrator.pixel_deg / _SUB)).astype(np.int64)
+    chi = np.asarray(integrator.ai.center_array(integrator.shape, unit="chi_rad", scale=False)).ravel()
+    ann = integrator.annuli.ravel()
+    ns = np.clip(np.bincount(ann) // 48, 1, _SECTORS)
+    sector = (((chi + np.pi) / (2 * np.pi)) * ns[ann]).astype(np.int64) % ns[ann]
+    cell = np.r_[0, np.cumsum(ns)[:-1]][ann] + sector
+    return tth, fine, int(fine.max()) + 1, cell, int(cell.max()) + 1
+
+
+def _clipped_stats(index: np.ndarray, nbins: int, v: np.ndarray, valid: np.ndarray, k: float = 3.0,
+                   iterations: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per bin of ``index``: mean, scatter and count of the values left by iterated k-σ clipping
+    (σ no less than Poisson)."""
+    keep = valid
+    for _ in range(iterations):
+        w = keep.astype(np.float64)
+        count = np.bincount(index, w, minlength=nbins)
+        n = np.maximum(count, 1.0)
+        mean = np.bincount(index, w * v, minlength=nbins) / n
+        var = np.maximum(np.bincount(index, w * v * v, minlength=nbins) / n - mean**2, 0.0)
+        clip = np.maximum(np.sqrt(var), np.sqrt(np.maximum(np.abs(mean), 1.0)))
+        keep = valid & (np.abs(v - mean[index]) <= k * clip[index])
+    return mean, np.sqrt(var), count
+
+
+def _siblings(tth: np.ndarray, strength: np.ndarray, rc: tuple[np.ndarray, np.ndarray], width: float,
+              fraction: float, near: float = 8.0) -> np.ndarray:
+    """Per blob: other blobs within ``width`` degrees 2θ, more than ``near`` pixels away, holding at
+    least ``fraction`` of its excess."""
+    if tth.size == 0:
+        return np.zeros(0, int)
+    order = np.argsort(tth)
+    lo = np.searchsorted(tth[order], tth - width)
+    hi = np.searchsorted(tth[order], tth + width)
+    k = lo[:, None] + np.arange(int((hi - lo).max()))[None, :]
+    inside = k < hi[:, None]
+    other = order[np.minimum(k, tth.size - 1)]
+    r, c = rc
+    far = (r[other] - r[:, None]) ** 2 + (c[other] - c[:, None]) ** 2 > near**2
+    return (inside & far & (strength[other] >= fraction * strength[:, None])).sum(1)

@@ -1,0 +1,1 @@
+"""The model: input preprocessing, networks, model files, losses, calibration and metrics."""

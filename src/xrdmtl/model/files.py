@@ -1,0 +1,273 @@
+"""Model files: a folder with ``model.safetensors`` (weights) and ``model.json`` (phases, grid,
+architecture and its arguments, preprocessing, calibration, thresholds, provenance). No pickle.
+
+:func:`save_model` writes one, :func:`load_model` reads it back as a :class:`LoadedModel`;
+:func:`default_model_dir` is the model shipped with the package.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..atomic import write_bytes
+from ..errors import ModelError
+from ..physics.grid import QGrid
+from .networks import Network, build_model, default_device, fuse_batchnorm, n_parameters
+from .preprocess import N_CHANNELS
+
+FORMAT = "xrdmtl-model"
+
+
+FORMAT_VERSION = 1
+
+
+PREPROCESSING = {
+    "function": "xrdmtl.model.preprocess.model_input",
+    "version": 2,  # 2 added channel 3; channels 0–2 are those of version 1
+    "channels": ["minmax", "background_removed", "coverage", "log_contrast"],
+}
+
+
+WEIGHTS_FILE = "model.safetensors"
+
+
+META_FILE = "model.json"
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        own = version("xrdmtl")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        own = "unknown"
+    return {
+        "xrdmtl": own,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def save_tensors(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """Atomically write a safetensors file (contiguous CPU copies of ``tensors``)."""
+    from safetensors.torch import save
+
+    data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    write_bytes(path, save(data, metadata=metadata))
+
+
+def save_model(
+    path: str | Path, net: Network, meta: dict | None = None, dtype: str = "float32"
+) -> Path:
+    """Write ``path/model.safetensors`` and ``path/model.json``; returns the folder.
+
+    ``meta`` adds to or overrides the generated metadata (``calibration``, ``thresholds``,
+    ``training`` provenance...). ``dtype="float16"`` halves the file; weights load back as float32.
+    """
+    if dtype not in ("float32", "float16"):
+        raise ModelError(f"unsupported weights dtype {dtype!r}")
+    folder = Path(path)
+    n_tasks = len(net.phases)
+    doc: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "phases": list(net.phases),
+        "grid": net.grid.to_dict(),
+        "architecture": {"name": net.arch_name, "kwargs": net.config},
+        "preprocessing": PREPROCESSING,
+        "calibration": {"temperature": [1.0] * n_tasks},
+        "thresholds": [0.5] * n_tasks,
+        "n_parameters": n_parameters(net),
+        "weights_dtype": dtype,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": _versions(),
+        **(meta or {}),
+    }
+    for key in ("thresholds",):
+        if len(doc[key]) != n_tasks:
+            raise ModelError(f"{key} has {len(doc[key])} values for {n_tasks} phases")
+    if len(doc["calibration"].get("temperature", [])) != n_tasks:
+        raise ModelError(f"calibration temperature must have one value per phase ({n_tasks})")
+    half = dtype == "float16"
+    tensors = {
+        k: (v.half() if half and v.is_floating_point() else v) for k, v in net.state_dict().items()
+    }
+    save_tensors(folder / WEIGHTS_FILE, tensors, {"format": "pt"})
+    write_bytes(folder / META_FILE, (json.dumps(doc, indent=1) + "\n").encode())
+    return folder
+
+
+@dataclass
+class LoadedModel:
+    """A model read from disk: the network in eval mode on ``device`` and its metadata."""
+
+    net: Network
+    meta: dict
+    path: Path
+    device: torch.device
+
+    @property
+    def phases(self) -> list[str]:
+        return list(self.net.phases)
+
+    @property
+    def grid(self) -> QGrid:
+        return self.net.grid
+
+    @property
+    def temperature(self) -> np.ndarray:
+        """Per-phase temperature dividing the logit difference (1 = uncalibrated)."""
+        return np.asarray(self.meta["calibration"]["temperature"], dtype=np.float32)
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """Per-phase probability above which a phase is called present."""
+        return np.asarray(self.meta["thresholds"], dtype=np.float32)
+
+    def logits(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Raw logits ``(B, T, 2)`` for model input ``x: (B, C, G)``."""
+        x = np.asarray(x)
+        expected = (N_CHANNELS, self.grid.n)
+        if x.ndim != 3 or x.shape[1:] != expected:
+            raise ModelError(
+                f"input has shape {x.shape}, "
+                f"the model expects (batch, {expected[0]}, {expected[1]})",
+                self.path,
+            )
+        out = np.empty((x.shape[0], len(self.phases), 2), dtype=np.float32)
+        with torch.inference_mode():
+            for i in range(0, x.shape[0], batch_size):
+                xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32))
+                out[i : i + batch_size] = self.net(xb.to(self.device)).float().cpu().numpy()
+        return out
+
+    def predict_proba(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Calibrated probability ``(B, T)`` that each phase is present."""
+        z = self.logits(x, batch_size)
+        return probabilities(z, self.temperature)
+
+
+def probabilities(logits: np.ndarray, temperature: np.ndarray | float = 1.0) -> np.ndarray:
+    """P(present) from logits ``(..., T, 2)`` with per-phase ``temperature``: σ((z₁ − z₀) / T)."""
+    d = (logits[..., 1] - logits[..., 0]) / np.asarray(temperature, dtype=np.float32)
+    return (1.0 / (1.0 + np.exp(-np.clip(d, -60, 60)))).astype(np.float32)
+
+
+def model_files(path: str | Path) -> tuple[Path, Path]:
+    """(weights, metadata) paths of a model folder or of its ``.safetensors`` file."""
+    p = Path(path)
+    if p.suffix == ".safetensors":
+        return p, p.with_suffix(".json")
+    return p / WEIGHTS_FILE, p / META_FILE
+
+
+def read_meta(path: str | Path) -> dict:
+    """The validated ``model.json`` of a model folder (or of its ``.safetensors`` file)."""
+    _, meta_path = model_files(path)
+    if not meta_path.is_file():
+        raise ModelError(
+            f"no model metadata {meta_path.name} "
+            f"(a model is a folder with {WEIGHTS_FILE} and {META_FILE})",
+            path,
+        )
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"corrupt metadata {meta_path.name}: {exc}", path) from exc
+    if not isinstance(meta, dict):
+        raise ModelError(f"corrupt metadata {meta_path.name}: not a JSON object", path)
+    for key in ("phases", "grid", "architecture"):
+        if key not in meta:
+            raise ModelError(f"metadata {meta_path.name} lacks {key!r}", path)
+    phases = meta["phases"]
+    if not isinstance(phases, list) or not phases or not all(isinstance(p, str) for p in phases):
+        raise ModelError(
+            f"metadata {meta_path.name}: 'phases' must be a non-empty list of names", path
+        )
+    n = len(phases)
+    meta.setdefault("calibration", {}).setdefault("temperature", [1.0] * n)
+    meta.setdefault("thresholds", [0.5] * n)
+    for name, values in (
+        ("calibration temperature", meta["calibration"]["temperature"]),
+        ("thresholds", meta["thresholds"]),
+    ):
+        if not isinstance(values, list) or len(values) != n:
+            raise ModelError(
+                f"metadata {meta_path.name}: {name} must list one value per phase ({n})", path
+            )
+    if meta.get("preprocessing", PREPROCESSING)["version"] > PREPROCESSING["version"]:
+        raise ModelError(
+            f"model uses preprocessing version {meta['preprocessing']['version']}, "
+            f"this xrdmtl has {PREPROCESSING['version']}",
+            path,
+        )
+    return meta
+
+
+def load_model(
+    path: str | Path, device: str | torch.device | None = None, fuse: bool = True
+) -> LoadedModel:
+    """Read a model folder (or its ``.safetensors`` file); :class:`ModelError` if anything is off.
+
+    ``fuse`` folds BatchNorm into the convs (faster inference); pass ``False`` to train further.
+    """
+    from safetensors.torch import load_file
+
+    weights_path, _ = model_files(path)
+    meta = read_meta(path)
+    if not weights_path.is_file():
+        raise ModelError(f"no weights file {weights_path.name}", path)
+    arch = meta["architecture"]
+    try:
+        grid = QGrid.from_dict(meta["grid"])
+        net = build_model(arch["name"], meta["phases"], grid, **arch.get("kwargs", {}))
+    except ModelError as exc:
+        raise ModelError(exc.reason, path) from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(
+            f"incompatible architecture in metadata: {type(exc).__name__}: {exc}", path
+        ) from exc
+    try:
+        state = load_file(str(weights_path))
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise ModelError(f"corrupt weights file {weights_path.name}: {exc}", path) from exc
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        what = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
+        raise ModelError(
+            f"weights do not match the architecture ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected tensors, e.g. {what})",
+            path,
+        )
+    for key, ref in expected.items():
+        if tuple(state[key].shape) != tuple(ref.shape):
+            raise ModelError(
+                f"weights do not match the architecture: {key!r} has shape "
+                f"{tuple(state[key].shape)}, expected {tuple(ref.shape)}",
+                path,
+            )
+    net.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    dev = torch.device(device) if device is not None else default_device()
+    net.to(dev).eval()
+    if fuse:
+        fuse_batchnorm(net)
+    return LoadedModel(net=net, meta=meta, path=Path(path), device=dev)
+
+
+def default_model_dir() -> Path:
+    """Folder of the model shipped with the package."""
+    return Path(str(resources.files("xrdmtl") / "data" / "models" / "default"))

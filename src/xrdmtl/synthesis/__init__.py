@@ -1,0 +1,1 @@
+"""Synthetic training data: batched 1D patterns and simulated 2D detector frames."""

@@ -1,0 +1,750 @@
+"""Vectorised synthetic 1D diffraction patterns on the model's Q grid, with every distortion.
+
+:class:`Synthesizer` draws labeled batches for any set of target phases. Every distortion is a pure,
+parameterised function below; :class:`SynthConfig` holds the ranges they are drawn from and says
+where each range comes from. "hdac" in a comment means our own measurement on the 29 hydrothermal
+diamond-anvil-cell patterns of Li et al. (2024) at λ = 0.561 Å (``../shared/data/hdac``): peaks fitted
+with pseudo-Voigts, noise and background levels read off the raw and masked integrations. The
+generator never sees those patterns; they only set the ranges.
+
+Speed: reflections are tabulated per phase once; per batch, parameters are drawn per pattern, phase
+and reflection with numpy broadcasting; each peak is evaluated only in a window around it, at a
+resolution matched to its width, and the resolution levels are summed coarse to fine by linear
+interpolation (the smooth background joins at an eighth of the grid's resolution); noise is cut
+from a few pre-smoothed random banks. Single-threaded numpy on cache-sized chunks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..atomic import atomic_path, write_text
+from ..physics.grid import DEFAULT_GRID, QGrid
+from ..physics.phases import Phase, lorentz_polarization
+from ..physics.units import q_to_tth
+
+_T = TypeVar("_T")
+
+FOUR_LN2 = 4.0 * np.log(2.0)
+SCHERRER_K = 0.9
+PEAK_WINDOW = 32  # points per peak window, at the peak's resolution level
+N_LEVELS = 6  # resolution levels: FWHM up to 6·2^5 = 192 grid points
+BG_LEVEL = 4  # backgrounds are evaluated on every 2^4-th grid point (0.033 Å⁻¹ on the default grid)
+NOISE_BOXES = (1, 3, 5, 9, 15)  # noise banks smoothed twice by boxes this wide: σ = 0, 1.2, 2, 3.7, 6
+NOISE_BOX_P = (0.1, 0.2, 0.25, 0.25, 0.2)  # hdac noise is correlated over 2–10 points (masked: wider)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Ranges the generator draws from (uniform unless called log-uniform). Sources in comments."""
+
+    # --- labels and mode
+    p_present: float = 0.45  # each target independently; P(none) ≈ 0.17, P(all three) ≈ 0.09
+    p_unmasked: float = 0.5  # raw integration (background, anvil spots) vs expert-processed look
+    # --- beam and coverage
+    p_lab: float = 0.2  # lab Kα patterns (RRUFF-like); the rest synchrotron µ-XRD
+    synchrotron_wavelength: tuple[float, float] = (0.3, 0.8)  # Å, 15–41 keV µ-XRD beamlines (hdac 0.561)
+    lab_wavelengths: tuple[float, ...] = (1.5406, 1.7890, 0.7107)  # Cu, Co, Mo Kα1 (Å)
+    synchrotron_tth: tuple[float, float, float, float] = (0.5, 4.5, 22.0, 45.0)  # 2θ min lo/hi, max lo/hi
+    # (hdac: unmasked 0.01–38.7°, masked 4.5–24.9°; area detectors at 20–40 keV reach 25–45°)
+    lab_tth: tuple[float, float, float, float] = (3.0, 20.0, 50.0, 120.0)  # Co Kα 3–50° covers Q ≲ 3.0
+    p_gaps: float = 0.25  # detector module gaps (Pilatus/Eiger: 1–3 gaps crossing the rings)
+    gap_width_q: tuple[float, float] = (0.005, 0.05)  # Å⁻¹ (0.03–0.3° 2θ at 0.561 Å)
+    # --- peak shape (pseudo-Voigt; widths added in quadrature)
+    instrument_fwhm_deg: tuple[float, float] = (0.03, 0.14)  # log-uniform 2θ FWHM; hdac carbonates
+    # 0.09–0.12° at 0.561 Å; lab diffractometers 0.04–0.12°
+    crystallite_size: tuple[float, float] = (60.0, 5000.0)  # Å, log-uniform; Scherrer ΔQ = 2πK/L
+    microstrain: tuple[float, float] = (0.0, 0.006)  # ΔQ = εQ; cold-worked metals reach 0.5%
+    # per phase (name contains the key): a gasket is pre-indented, cold-worked metal. hdac rhenium
+    # FWHM 0.22–0.34° at 0.561 Å (ΔQ ≈ 0.045–0.065, growing with Q) vs carbonates 0.09–0.12°
+    size_ranges: dict[str, tuple[float, float]] = field(default_factory=lambda: {"rhenium": (60.0, 400.0)})
+    microstrain_ranges: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: {"rhenium": (0.002, 0.01)})
+    eta: tuple[float, float] = (0.0, 0.8)  # Lorentzian fraction; hdac fits 0–0.35 carbonates, 0.4–0.8 Re
+    # --- positions
+    default_lattice_range: tuple[float, float] = (0.992, 1.008)  # thermal expansion / compression at
+    # 25–400 °C and ≤ 2 GPa, when Phase.meta has no 'lattice_range'
+    lattice_ranges: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: {"bastnaesite": (0.99, 1.035)}  # hdac: La cell ~2.5% above the Ce CIF
+    )
+    anisotropic_strain: float = 0.003  # sd of the c-axis vs a-axis strain difference
+    zero_offset_deg: float = 0.02  # sd of the 2θ zero error (calibration of sample-detector distance)
+    # --- intensities
+    p_texture: float = 0.5  # March–Dollase preferred orientation along c*
+    march_r: tuple[float, float] = (0.5, 2.0)  # log-uniform; r < 1 plates, r > 1 needles
+    crystals: tuple[float, float] = (30.0, 5000.0)  # log-uniform effective crystals per phase in the beam
+    # (fewer made a phase's strongest reflections vanish so often that one stray peak became "evidence":
+    # bastnaesite called in hdac rhenium patterns from a lone peak; 30 cut it)
+    crystals_ranges: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: {"rhenium": (300.0, 20000.0)})  # a gasket is fine-grained metal:
+    # hdac rhenium rings are smooth, all strong reflections present (texture aside)
+    absorption_mu_t: tuple[float, float] = (0.0, 1.5)  # fluid + anvil μt at 2θ = 0 (22 keV, 2 mm water ≈ 0.3)
+    snr: tuple[float, float] = (20.0, 400.0)  # log-uniform strongest-peak height / noise σ, per phase
+    # (masked look; hdac masked: weak Re ~5× the correlated noise, carbonates up to ~1000×)
+    peak_to_background: tuple[float, float] = (0.02, 5.0)  # log-uniform, unmasked look: hdac
+    # carbonates 0.07–1.2 over the fluid, rhenium 0.02 (xy_r_102) to 12, spots 0.04; never below
+    # min_snr. A floor of 0.05 missed every simulated frame ring under 5 % (frame sim: from 2–3 %)
+    peak_to_background_ranges: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: {"rhenium": (0.02, 30.0)})  # a gasket ring reaches 30× the fluid
+    p_trace: dict[str, float] = field(default_factory=lambda: {"rhenium": 0.3})  # per phase (name
+    # contains the key): an absent target leaves a trace under the detection limit (unmasked look),
+    # labeled absent. The gasket: hdac 'n_' and 'bc_' patterns show rhenium 002 and 101 at 0.5–1.7 %
+    # over the fluid (beam tails on the gasket) and are labeled without rhenium; a raw integration's
+    # noise (0.03 %) makes such traces plain. Carbonate traces cost weak simulated-frame rings
+    # (3–5 %) more than they gained on hdac, so only the gasket leaves traces
+    trace_pbr: tuple[float, float] = (0.001, 0.01)  # log-uniform strongest-peak / background
+    min_snr: float = 20.0  # every present phase's strongest peak stands at least this many σ high
+    # (correlated noise makes 4–8σ wiggles look like peaks: weaker phases are label noise that taught
+    # the model to call phases on wiggles; 8 → 20 raised hdac unmasked exact match from 48% to 66%)
+    # --- confusers
+    p_distractor_phase: tuple[float, float, float] = (0.6, 0.25, 0.15)  # P(0, 1, 2 library phases)
+    p_random_peaks: float = 0.5  # unindexed extra peaks (unknown phases); most hdac patterns have none
+    random_peaks: tuple[int, int] = (1, 10)  # their uniform count when there are some
+    random_peak_fwhm_q: tuple[float, float] = (0.008, 0.12)  # log-uniform Å⁻¹ (hdac masked 'none':
+    # a 0.09 Å⁻¹ bump at Q 4.33 and weaker ones)
+    random_peak_snr: tuple[float, float] = (3.0, 100.0)  # masked look
+    random_peak_pbr: tuple[float, float] = (0.002, 0.3)  # unmasked look, peak / background
+    p_spots: float = 0.6  # anvil-spot leaks in an unmasked pattern (hdac: 3 of 11 'none' show one,
+    # and leaks are what makes negatives hard)
+    spots: tuple[int, int] = (1, 4)  # their uniform count when there are some
+    p_spots_masked: float = 0.1  # a spot the expert's mask missed
+    spot_snr: tuple[float, float] = (3.0, 30000.0)  # log-uniform (masked look)
+    spot_pbr: tuple[float, float] = (0.003, 1.5)  # unmasked look; a spot can outshine every ring
+    spot_fwhm_factor: tuple[float, float] = (0.4, 1.1)  # × instrument FWHM (hdac n_71: 0.088°)
+    p_decoy: float = 0.35  # a spot that lands on a strong reflection of a target (present or not):
+    # hdac n_71's spot sits on Re (103), n_46's on calcite (116); one peak is no phase
+    # --- background and noise
+    counts: tuple[float, float] = (30.0, 3e7)  # log-uniform background counts-equivalent per point
+    counts_unmasked: tuple[float, float] = (1e4, 1e8)  # raw look: hdac unmasked noise 0.013–1.1% (10–90th
+    # percentile, median 0.03%) of the background ↔ 1e4–1e7 counts
+    noise_boost_unmasked: tuple[float, float] = (1.0, 1.5)  # noise above Poisson
+    noise_boost_masked: tuple[float, float] = (1.0, 10.0)  # masking and subtraction add noise (hdac:
+    # masked correlated wiggles ~5 where the raw integration had 0.7)
+    residual_bumps: tuple[int, int] = (0, 5)  # broad leftovers of the expert's background subtraction
+    residual_snr: tuple[float, float] = (1.0, 30.0)  # hdac masked 'none': a bump ≈ 20× the noise
+
+
+@dataclass
+class SynthBatch:
+    """A batch of synthetic patterns on one grid; ``labels`` follow the Synthesizer's target order."""
+
+    intensity: np.ndarray  # float32 (n, G): counts-like, background included in unmasked mode
+    coverage: np.ndarray  # bool (n, G)
+    labels: np.ndarray  # uint8 (n, T)
+    wavelength: np.ndarray  # float32 (n,) Å
+    unmasked: np.ndarray  # bool (n,): raw-integration look (True) or expert-processed (False)
+    lattice_scale: np.ndarray  # float32 (n, T): isotropic scale drawn for each target
+
+
+# ------------------------------------------------------------------------------------- distortions
+
+
+def log_uniform(rng: np.random.Generator, lo: float, hi: float, size: int | tuple[int, ...]) -> np.ndarray:
+    """Log-uniform draws in [lo, hi]."""
+    return np.exp(rng.uniform(np.log(lo), np.log(hi), size))
+
+
+def pseudo_voigt(x: np.ndarray, eta: np.ndarray) -> np.ndarray:
+    """Unit-height pseudo-Voigt at ``x`` in FWHM units: η·Lorentzian + (1−η)·Gaussian."""
+    x2 = x * x
+    gauss = np.exp(x2 * np.float32(-FOUR_LN2))
+    x2 *= 4
+    x2 += 1
+    lorentz = np.reciprocal(x2, out=x2)
+    lorentz -= gauss
+    lorentz *= eta
+    lorentz += gauss
+    return lorentz
+
+
+def pseudo_voigt_area(fwhm: np.ndarray, eta: np.ndarray) -> np.ndarray:
+    """Integral of a unit-height pseudo-Voigt of this FWHM."""
+    return fwhm * (eta * np.pi / 2 + (1 - eta) * 0.5 * np.sqrt(np.pi / np.log(2)))
+
+
+def peak_fwhm_q(q: np.ndarray, wavelength: np.ndarray, instrument_deg: np.ndarray,
+                size: np.ndarray, strain: np.ndarray) -> np.ndarray:
+    """FWHM in Q (Å⁻¹): instrument width in 2θ at this wavelength (dQ = 2π/λ·cosθ·d2θ), Scherrer size
+    broadening ΔQ = 2πK/L and microstrain ΔQ = εQ, added in quadrature."""
+    cos_t = np.sqrt(np.clip(1 - (q * wavelength / (4 * np.pi)) ** 2, 1e-6, 1))
+    inst = 2 * np.pi / wavelength * cos_t * np.deg2rad(instrument_deg)
+    return np.sqrt(inst**2 + (2 * np.pi * SCHERRER_K / size) ** 2 + (strain * q) ** 2)
+
+
+def strained_q(q0: np.ndarray, scale: np.ndarray, aniso: np.ndarray, c_frac: np.ndarray) -> np.ndarray:
+    """Peak Q after an isotropic lattice scale and an axial strain difference ``aniso`` (c vs a):
+    Q = Q0 / scale · (1 − aniso · (cos²φ − 1/3)), φ the angle between the reflection and c*."""
+    return q0 / scale * (1 - aniso * (c_frac - 1 / 3))
+
+
+def zero_shift(q: np.ndarray, wavelength: np.ndarray, offset_deg: np.ndarray) -> np.ndarray:
+    """Q after a 2θ zero error of ``offset_deg``; NaN beyond the wavelength's reach."""
+    s = q * wavelength / (4 * np.pi)
+    with np.errstate(invalid="ignore"):
+        tth = 2 * np.arcsin(np.where(s < 1, s, np.nan)) + np.deg2rad(offset_deg)
+    return 4 * np.pi * np.sin(tth / 2) / wavelength
+
+
+def march_dollase(c_frac: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """March–Dollase texture weight (r² cos²φ + sin²φ / r)^(−3/2) along c* (φ to c*)."""
+    return (r**2 * c_frac + (1 - c_frac) / r) ** -1.5
+
+
+def few_crystal_factors(multiplicity: np.ndarray, crystals: np.ndarray,
+                        rng: np.random.Generator) -> np.ndarray:
+    """Random intensity factors (mean 1) when only ``crystals`` grains diffract: each reflection sees
+    about crystals·multiplicity/24 grains in diffraction condition, a gamma-distributed sum that
+    vanishes for some reflections when that number is below one."""
+    k = np.clip(crystals * multiplicity / 24.0, 0.03, 1e4)
+    out = np.maximum(1 + rng.standard_normal(k.shape) / np.sqrt(k), 0)  # gamma ≈ normal for k ≥ 30
+    few = k < 30
+    out[few] = rng.standard_gamma(k[few]) / k[few]
+    return out
+
+
+def absorption(two_theta_rad: np.ndarray, mu_t: np.ndarray) -> np.ndarray:
+    """Transmission through a slab of fluid and anvil normal to the beam, relative to 2θ = 0."""
+    return np.exp(-mu_t * (1 / np.cos(np.minimum(two_theta_rad, np.deg2rad(80.0))) - 1))
+
+
+def poisson_noise(mean: np.ndarray, z: np.ndarray, boost: np.ndarray) -> None:
+    """Replace ``mean`` (m, G) in place by Poisson-like counts: the inverse Anscombe transform of
+    the (correlated) unit normal ``z`` (consumed); ``boost`` (m, 1) ≥ 1 scales the noise above
+    counting statistics."""
+    np.maximum(mean, 0, out=mean)
+    mean += 0.375
+    np.sqrt(mean, out=mean)
+    z *= 0.5 * boost
+    mean += z
+    np.square(mean, out=mean)
+    mean -= 0.375 + 0.25 * boost**2
+
+
+def fluid_background(q: np.ndarray, centers: np.ndarray, widths: np.ndarray,
+                     amps: np.ndarray) -> np.ndarray:
+    """Liquid-water (and dense fluid) scattering: Gaussian humps; water's first two maxima sit near
+    Q ≈ 2.0–2.5 and 2.9–3.4 Å⁻¹ (Skinner et al. 2013), shifting with pressure and temperature."""
+    return (amps[..., None] * np.exp(-0.5 * ((q - centers[..., None]) / widths[..., None]) ** 2)).sum(-2)
+
+
+def cell_background(q: np.ndarray, p: dict[str, np.ndarray], q_range: tuple[float, float]) -> np.ndarray:
+    """Smooth scattering of the cell and air: constant, Compton-like rise A(1−exp(−(Q/q_c)²)),
+    low-Q (beam stop, small-angle) decay A·exp(−(Q−Q0)/τ) from the range's start Q0 (flat below it,
+    where the coarse background grid pads the range), and a random
+    cubic (Chebyshev over ``q_range``)."""
+    t = (q - q_range[0]) / (q_range[1] - q_range[0]) * 2 - 1
+    poly = p["poly"] @ np.stack([np.ones_like(t), t, 2 * t**2 - 1, 4 * t**3 - 3 * t])
+    return (p["const"][:, None]
+            + p["compton"][:, None] * (1 - np.exp(-((q / p["compton_q"][:, None]) ** 2)))
+            + p["lowq"][:, None] * np.exp(-np.maximum(q - q_range[0], 0.0) / p["lowq_tau"][:, None])
+            + poly)
+
+
+def aperture(tth_deg: np.ndarray, cutoff_deg: np.ndarray, softness_deg: np.ndarray) -> np.ndarray:
+    """Soft high-angle cut of the cell's opening (anvil seats) on everything scattered inside it."""
+    return 1 / (1 + np.exp((tth_deg - cutoff_deg) / softness_deg))
+
+
+def render_peaks(m: int, g: int, row: np.ndarray, center: np.ndarray, fwhm: np.ndarray,
+                 eta: np.ndarray, height: np.ndarray, smooth: np.ndarray | None = None) -> np.ndarray:
+    """(m, g) pseudo-Voigt peaks in rows ``row``; ``center`` and ``fwhm`` in grid points.
+
+    Multi-resolution: a peak of FWHM f is evaluated on level ℓ (every 2^ℓ-th grid point) where f/2^ℓ
+    is 3–6 points, in a window of :data:`PEAK_WINDOW` level points (≥ ±2.6 FWHM) lowered by its edge
+    value so it ends continuously. Levels are summed coarse to fine by linear interpolation, so every
+    peak costs the same whatever its width. ``smooth`` (m, len(level_q(grid, BG_LEVEL))), a smooth
+    curve at resolution :data:`BG_LEVEL`, joins the sum there.
+    """
+    pad, k = PEAK_WINDOW, PEAK_WINDOW
+    level = np.clip(np.floor(np.log2(np.maximum(fwhm, 1e-6) / 3.0)), 0, N_LEVELS - 1).astype(int)
+    ar = np.arange(k, dtype=np.float32)
+    acc: np.ndarray | None = None
+    for lv in range(N_LEVELS - 1, -1, -1):
+        step = 2**lv
+        n_l = -(-g // step) + 2 * pad + 2
+        buf = np.zeros((m, n_l), np.float32) if acc is None else _upsample2(acc, n_l, pad)
+        if smooth is not None and lv == BG_LEVEL:
+            buf += smooth
+        sel = np.flatnonzero(level == lv)
+        c = center[sel] / step + pad
+        inside = (c > k // 2) & (c < n_l - k // 2 - 1)
+        sel, c = sel[inside], c[inside]
+        if sel.size:
+            start = np.floor(c).astype(np.int64) - (k // 2 - 1)
+            w = (fwhm[sel] / step).astype(np.float32)[:, None]
+            e = eta[sel].astype(np.float32)[:, None]
+            x = (start - c).astype(np.float32)[:, None] + ar
+            x /= w
+            edge = pseudo_voigt((k / 2) / w, e)
+            val = pseudo_voigt(x, e)
+            val -= edge
+            val *= (height[sel] / (1 - edge[:, 0])).astype(np.float32)[:, None]
+            np.maximum(val, 0, out=val)
+            idx = (row[sel] * n_l + start)[:, None] + np.arange(k)
+            np.add.at(buf.reshape(-1), idx.reshape(-1), val.reshape(-1))
+        acc = buf
+    return acc[:, pad:pad + g]
+
+
+def _upsample2(coarse: np.ndarray, n_fine: int, pad: int) -> np.ndarray:
+    """Linear interpolation to twice the resolution; fine index a ↔ coarse index pad/2 + a/2."""
+    fine = np.empty((coarse.shape[0], n_fine), np.float32)
+    n_even, n_odd = (n_fine + 1) // 2, n_fine // 2
+    c = coarse[:, pad // 2:]
+    fine[:, 0::2] = c[:, :n_even]
+    odd = fine[:, 1::2]
+    np.add(c[:, :n_odd], c[:, 1:n_odd + 1], out=odd)
+    odd *= 0.5
+    return fine
+
+
+def level_q(grid: QGrid, level: int) -> np.ndarray:
+    """Q of the points of resolution level ``level`` (every 2^level-th grid point, with the padding
+    :func:`render_peaks` uses)."""
+    n_l = -(-grid.n // 2**level) + 2 * PEAK_WINDOW + 2
+    return grid.q_min + (np.arange(n_l) - PEAK_WINDOW) * 2**level * grid.step
+
+
+def expand(coarse: np.ndarray, level: int, g: int) -> np.ndarray:
+    """Values at resolution ``level`` (as :func:`level_q`) linearly interpolated onto ``g`` grid points."""
+    for lv in range(level - 1, -1, -1):
+        coarse = _upsample2(coarse, -(-g // 2**lv) + 2 * PEAK_WINDOW + 2, PEAK_WINDOW)
+    return coarse[:, PEAK_WINDOW:PEAK_WINDOW + g]
+
+
+def noise_banks(rng: np.random.Generator, length: int) -> np.ndarray:
+    """(len(NOISE_BOXES), length) unit-variance normal noise, white and smoothed by two passes of a
+    box (≈ Gaussian): integrated detector bins are correlated (hdac: over ~0.05° 2θ, 2–4 points)."""
+    banks = np.empty((len(NOISE_BOXES), length), np.float32)
+    banks[0] = rng.standard_normal(length, dtype=np.float32)
+    for i, b in enumerate(NOISE_BOXES):
+        if b == 1:
+            banks[i] = banks[0]
+            continue
+        x = banks[0].astype(np.float64)
+        for _ in range(2):  # box filter of width b by differences of a cumulative sum (periodic)
+            c = np.cumsum(np.concatenate([x[-b:], x]))
+            x = (c[b:] - c[:-b]) / b
+        kernel = np.convolve(np.ones(b), np.ones(b)) / b**2
+        banks[i] = x / np.sqrt((kernel**2).sum())
+    return banks
+
+
+# -------------------------------------------------------------------------------------- generator
+
+
+@dataclass
+class _Table:
+    """Reflections of all phases, concatenated: phase index, Q at scale 1, intensity without LP,
+    multiplicity, cos² of the angle to c*, and whether LP still has to be applied."""
+
+    phase: np.ndarray
+    q0: np.ndarray
+    intensity: np.ndarray
+    multiplicity: np.ndarray
+    c_frac: np.ndarray
+    lp: np.ndarray
+
+
+def _c_fraction(hkl: np.ndarray, cell: tuple[float, ...]) -> np.ndarray:
+    """cos² of the angle between each reciprocal vector hkl and c*."""
+    a, b, c, al, be, ga = cell
+    al, be, ga = np.deg2rad([al, be, ga])
+    cx = c * np.cos(be)
+    cy = c * (np.cos(al) - np.cos(be) * np.cos(ga)) / np.sin(ga)
+    direct = np.array([[a, 0, 0], [b * np.cos(ga), b * np.sin(ga), 0],
+                       [cx, cy, np.sqrt(max(c**2 - cx**2 - cy**2, 1e-12))]])
+    recip = np.linalg.inv(direct).T
+    g = hkl @ recip
+    cstar = recip[2] / np.linalg.norm(recip[2])
+    return (g @ cstar) ** 2 / np.maximum((g**2).sum(1), 1e-12)
+
+
+def _build_table(phases: Sequence[Phase], q_lo: float, q_hi: float, max_per_phase: int = 40) -> _Table:
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("phase", "q0", "i", "m", "c", "lp")}
+    for p, phase in enumerate(phases):
+        bare = phase.reflections(None)
+        with_lp = phase.reflections(1.0)
+        keep = (bare.q > q_lo) & (bare.q < q_hi) & (bare.intensity > 0)
+        inten = bare.intensity[keep]
+        # strongest reflections as seen at a typical 0.6 Å, where LP weights low Q most
+        tth = 2 * np.arcsin(np.clip(bare.q[keep] * 0.6 / (4 * np.pi), 0, 0.999))
+        typical = inten * lorentz_polarization(np.rad2deg(tth))
+        order = np.sort(np.argsort(typical)[::-1][:max_per_phase])
+        order = order[typical[order] >= 2e-3 * typical.max()] if order.size else order
+        idx = np.flatnonzero(keep)[order]
+        needs_lp = not np.allclose(with_lp.intensity[: len(bare.q)], bare.intensity)
+        hkl = np.array(bare.hkl, dtype=float).reshape(-1, 3)[idx] if bare.hkl else np.zeros((0, 3))
+        cols["phase"].append(np.full(idx.size, p))
+        cols["q0"].append(bare.q[idx])
+        cols["i"].append(bare.intensity[idx])
+        cols["m"].append(bare.multiplicity[idx].astype(float))
+        cols["c"].append(_c_fraction(hkl, phase.cell) if idx.size else np.zeros(0))
+        cols["lp"].append(np.full(idx.size, needs_lp))
+    cat = {k: np.concatenate(v) for k, v in cols.items()}
+    return _Table(cat["phase"].astype(int), cat["q0"], cat["i"], cat["m"], cat["c"], cat["lp"].astype(bool))
+
+
+def _by_name(phase: Phase, ranges: dict[str, _T], default: _T) -> _T:
+    """The value (a range, a probability) whose key the phase's name contains, else ``default``."""
+    name = phase.name.lower()
+    return next((r for key, r in ranges.items() if key in name), default)
+
+
+def default_distractors(targets: Sequence[Phase]) -> list[Phase]:
+    """The library's distractor phases, minus any that shares a name with a target."""
+    from ..physics.phases import DISTRACTORS, get_phase
+
+    names = {t.name.lower() for t in targets}
+    return [get_phase(n) for n in DISTRACTORS if n not in names]
+
+
+class Synthesizer:
+    """Labeled synthetic patterns of ``targets`` (present or absent) with ``distractors`` and every
+    distortion; ``distractors=None`` takes the library's non-target phases. Chunks of ``chunk``
+    patterns (each with its own child generator, so results do not depend on ``workers``) run on
+    ``workers`` threads (numpy releases the GIL in its array loops)."""
+
+    def __init__(self, targets: Sequence[Phase], grid: QGrid = DEFAULT_GRID,
+                 distractors: Sequence[Phase] | None = None, config: SynthConfig | None = None,
+                 chunk: int = 256, workers: int = 2) -> None:
+        self.targets = list(targets)
+        self.distractors = default_distractors(self.targets) if distractors is None else list(distractors)
+        self.grid = grid
+        self.config = config or SynthConfig()
+        self.chunk = chunk
+        self.workers = workers
+        phases = self.targets + self.distractors
+        self.lattice_ranges = np.array([self._lattice_range(p) for p in phases])
+        cfg = self.config
+        self._size = np.array([_by_name(p, cfg.size_ranges, cfg.crystallite_size) for p in phases])
+        self._strain = np.array([_by_name(p, cfg.microstrain_ranges, cfg.microstrain) for p in phases])
+        self._crystals = np.array([_by_name(p, cfg.crystals_ranges, cfg.crystals) for p in phases])
+        self._p_trace = np.array([_by_name(t, cfg.p_trace, 0.0) for t in self.targets])
+        self._pbr = np.array([_by_name(p, cfg.peak_to_background_ranges, cfg.peak_to_background)
+                              for p in phases])
+        lo = grid.q_min * self.lattice_ranges[:, 0].min() * 0.97
+        hi = grid.q_max * self.lattice_ranges[:, 1].max() * 1.03
+        self.table = _build_table(phases, lo, hi)
+        tab = self.table
+        strongest = np.zeros(len(phases))
+        np.maximum.at(strongest, tab.phase, tab.intensity)
+        self._decoys = np.flatnonzero((tab.phase < len(self.targets))
+                                      & (tab.intensity >= 0.2 * strongest[tab.phase]))
+        self._bg_q = level_q(grid, BG_LEVEL)
+
+    def _lattice_range(self, phase: Phase) -> tuple[float, float]:
+        if "lattice_range" in phase.meta:
+            return tuple(phase.meta["lattice_range"])
+        return _by_name(phase, self.config.lattice_ranges, self.config.default_lattice_range)
+
+    def _strength(self, unmasked: np.ndarray, counts: np.ndarray, sigma: np.ndarray,
+                  snr: tuple[float, float], pbr: tuple[Any, Any], shape: tuple[int, int],
+                  rng: np.random.Generator) -> np.ndarray:
+        """Peak heights in counts: SNR × σ for the masked look, peak-to-background × counts for the
+        unmasked one (``pbr`` bounds may be per column arrays), never below ``min_snr`` σ."""
+        u = rng.random(shape)
+        lo_s, hi_s, lo_b, hi_b = np.log(snr[0]), np.log(snr[1]), np.log(pbr[0]), np.log(pbr[1])
+        by_snr = np.exp(lo_s + u * (hi_s - lo_s)) * sigma[:, None]
+        by_pbr = np.exp(lo_b + u * (hi_b - lo_b)) * counts[:, None]
+        h = np.where(unmasked[:, None], by_pbr, by_snr)
+        return np.maximum(h, self.config.min_snr * sigma[:, None])
+
+    def sample(self, n: int, rng: np.random.Generator) -> SynthBatch:
+        """``n`` patterns drawn with ``rng`` (deterministic for a given seed, n and chunk size)."""
+        t, g = len(self.targets), self.grid.n
+        batch = SynthBatch(
+            np.empty((n, g), np.float32), np.empty((n, g), bool), np.empty((n, t), np.uint8),
+            np.empty(n, np.float32), np.empty(n, bool), np.empty((n, t), np.float32),
+        )
+        banks = noise_banks(rng, int(np.clip(n * g // 16, 1 << 16, 1 << 19)) + g)
+        starts = range(0, n, self.chunk)
+        seeds = rng.integers(0, 2**63 - 1, len(starts))
+
+        def run(i: int) -> None:
+            sl = slice(starts[i], min(n, starts[i] + self.chunk))
+            self._chunk(batch, sl, banks, np.random.default_rng(seeds[i]))
+
+        if self.workers > 1 and len(starts) > 1:
+            with ThreadPoolExecutor(self.workers) as pool:
+                list(pool.map(run, range(len(starts))))
+        else:
+            for i in range(len(starts)):
+                run(i)
+        return batch
+
+    def _chunk(self, batch: SynthBatch, sl: slice, banks: np.ndarray, rng: np.random.Generator) -> None:
+        cfg, grid, tab = self.config, self.grid, self.table
+        m = sl.stop - sl.start
+        n_t, n_p = len(self.targets), len(self.lattice_ranges)
+
+        # --- per pattern: mode, beam, coverage, counts
+        unmasked = rng.random(m) < cfg.p_unmasked
+        lab = rng.random(m) < cfg.p_lab
+        wl = np.where(lab, rng.choice(cfg.lab_wavelengths, m),
+                      log_uniform(rng, *cfg.synchrotron_wavelength, m))
+        tr = np.where(lab[:, None], np.array(cfg.lab_tth), np.array(cfg.synchrotron_tth))
+        q_lo = 4 * np.pi * np.sin(np.deg2rad(rng.uniform(tr[:, 0], tr[:, 1])) / 2) / wl
+        q_hi = 4 * np.pi * np.sin(np.deg2rad(np.minimum(rng.uniform(tr[:, 2], tr[:, 3]), 179.0)) / 2) / wl
+        inst = log_uniform(rng, *cfg.instrument_fwhm_deg, m)
+        zero = rng.normal(0, cfg.zero_offset_deg, m)
+        mu_t = rng.uniform(*cfg.absorption_mu_t, m)
+        counts = np.where(unmasked, log_uniform(rng, *cfg.counts_unmasked, m), log_uniform(rng, *cfg.counts, m))
+        boost = np.where(unmasked, rng.uniform(*cfg.noise_boost_unmasked, m),
+                         log_uniform(rng, *cfg.noise_boost_masked, m))
+        cut, soft = rng.uniform(15.0, 60.0, m), rng.uniform(2.0, 10.0, m)
+        sigma = boost * np.sqrt(counts)  # noise σ at the background maximum
+
+        # --- per phase: presence, lattice, broadening, texture, crystals, strength
+        present = np.zeros((m, n_p), bool)
+        present[:, :n_t] = rng.random((m, n_t)) < cfg.p_present
+        if n_p > n_t:
+            k = rng.choice(len(cfg.p_distractor_phase), m, p=cfg.p_distractor_phase)
+            rank = np.argsort(rng.random((m, n_p - n_t)), axis=1).argsort(axis=1)
+            present[:, n_t:] = rank < k[:, None]
+        scale = rng.uniform(self.lattice_ranges[:, 0], self.lattice_ranges[:, 1], (m, n_p))
+        aniso = rng.normal(0, cfg.anisotropic_strain, (m, n_p))
+        size = np.exp(rng.uniform(np.log(self._size[:, 0]), np.log(self._size[:, 1]), (m, n_p)))
+        strain = rng.uniform(self._strain[:, 0], self._strain[:, 1], (m, n_p))
+        eta = rng.uniform(*cfg.eta, (m, n_p))
+        textured = rng.random((m, n_p)) < cfg.p_texture
+        march = np.where(textured, log_uniform(rng, *cfg.march_r, (m, n_p)), 1.0)
+        crystals = np.exp(rng.uniform(np.log(self._crystals[:, 0]), np.log(self._crystals[:, 1]), (m, n_p)))
+        strength = self._strength(unmasked, counts, sigma, cfg.snr, tuple(self._pbr.T), (m, n_p), rng)
+        # traces: absent targets drawn in, far under the detection limit, labeled absent
+        trace = np.zeros((m, n_p), bool)
+        trace[:, :n_t] = ~present[:, :n_t] & unmasked[:, None] & (rng.random((m, n_t)) < self._p_trace)
+        strength = np.where(trace, log_uniform(rng, *cfg.trace_pbr, (m, n_p)) * counts[:, None], strength)
+        labeled = present.copy()
+        present |= trace
+
+        # --- reflections of present phases, flat: pattern pr, reflection pc, phase ph
+        pr, pc = np.nonzero(present[:, tab.phase])
+        ph = tab.phase[pc]
+        wl_r = wl[pr]
+        qr = strained_q(tab.q0[pc], scale[pr, ph], aniso[pr, ph], tab.c_frac[pc])
+        qr = zero_shift(qr, wl_r, zero[pr])
+        ok = np.isfinite(qr) & (qr > q_lo[pr]) & (qr < q_hi[pr])
+        pr, pc, ph, qr, wl_r = pr[ok], pc[ok], ph[ok], qr[ok], wl_r[ok]
+        tth = 2 * np.arcsin(np.clip(qr * wl_r / (4 * np.pi), 0, 0.9999))
+        inten = tab.intensity[pc] * np.where(tab.lp[pc], lorentz_polarization(np.rad2deg(tth)), 1.0)
+        inten *= march_dollase(tab.c_frac[pc], march[pr, ph])
+        inten *= few_crystal_factors(tab.multiplicity[pc], crystals[pr, ph], rng)
+        inten *= absorption(tth, mu_t[pr])
+        fwhm = peak_fwhm_q(qr, wl_r, inst[pr], size[pr, ph], strain[pr, ph])
+        e = eta[pr, ph]
+        height = inten / pseudo_voigt_area(fwhm, e)
+        key = pr * n_p + ph
+        top = np.zeros(m * n_p)
+        np.maximum.at(top, key, height)
+        # the strongest peak of each phase stands ``strength`` counts high
+        height *= strength.reshape(-1)[key] / np.maximum(top[key], 1e-30)
+        height *= aperture(np.rad2deg(tth), cut[pr], soft[pr])
+        visible = (top > 0).reshape(m, n_p) & labeled  # no reflection in the measured range: absent
+
+        # --- unknown phases (random peak sets), anvil spots, leftovers of background subtraction
+        rows = [pr]
+        cols: dict[str, list[np.ndarray]] = {"q": [qr], "w": [fwhm], "e": [e], "h": [height]}
+
+        def extra(count: np.ndarray, qs: np.ndarray, w: np.ndarray, e_: np.ndarray, h: np.ndarray) -> None:
+            i, j = np.nonzero(np.arange(qs.shape[1]) < count[:, None])
+            rows.append(i)
+            for name, v in zip("qweh", (qs, w, e_, h), strict=True):
+                cols[name].append(v[i, j])
+
+        nr = cfg.random_peaks[1]
+        n_rand = rng.integers(cfg.random_peaks[0], nr + 1, m) * (rng.random(m) < cfg.p_random_peaks)
+        extra(n_rand, rng.uniform(grid.q_min, grid.q_max, (m, nr)),
+              log_uniform(rng, *cfg.random_peak_fwhm_q, (m, nr)), rng.uniform(*cfg.eta, (m, nr)),
+              self._strength(unmasked, counts, sigma, cfg.random_peak_snr, cfg.random_peak_pbr, (m, nr), rng))
+        ns = cfg.spots[1]
+        n_spots = rng.integers(cfg.spots[0], ns + 1, m) * (rng.random(m) < cfg.p_spots)
+        sq = rng.uniform(grid.q_min, grid.q_max, (m, ns))
+        if self._decoys.size and cfg.p_decoy > 0 and n_spots.any():
+            # decoys: a spot on a target's strong reflection, at this pattern's lattice
+            d = rng.choice(self._decoys, (m, ns))
+            dq = tab.q0[d] / scale[np.arange(m)[:, None], tab.phase[d]]
+            sq = np.where(rng.random((m, ns)) < cfg.p_decoy, dq, sq)
+        s_inst = inst[:, None] * rng.uniform(*cfg.spot_fwhm_factor, (m, ns))
+        extra(np.where(unmasked, n_spots, rng.random(m) < cfg.p_spots_masked),
+              sq, peak_fwhm_q(sq, wl[:, None], s_inst, np.full((m, ns), 1e12), np.zeros((m, ns))),
+              rng.uniform(0, 0.3, (m, ns)),
+              self._strength(unmasked, counts, sigma, cfg.spot_snr, cfg.spot_pbr, (m, ns), rng))
+        nb = cfg.residual_bumps[1]
+        sign = np.where(rng.random((m, nb)) < 0.8, 1.0, -1.0)
+        extra(np.where(unmasked, 0, rng.integers(cfg.residual_bumps[0], nb + 1, m)),
+              rng.uniform(grid.q_min, grid.q_max, (m, nb)), log_uniform(rng, 0.04, 0.4, (m, nb)),
+              np.zeros((m, nb)), sign * log_uniform(rng, *cfg.residual_snr, (m, nb)) * sigma[:, None])
+
+        # --- background (at resolution BG_LEVEL): fluid humps, cell, aperture; counts at its maximum
+        kq = self._bg_q
+        ktth = 2 * np.arcsin(np.clip(kq * wl[:, None] / (4 * np.pi), 0, 0.9999))
+        q1 = rng.uniform(1.7, 2.8, m)
+        centers = np.stack([q1, q1 + rng.uniform(0.7, 1.4, m)], 1)
+        widths = np.stack([rng.uniform(0.2, 0.8, m), rng.uniform(0.3, 1.0, m)], 1)
+        amps = np.stack([np.ones(m), rng.uniform(0, 0.8, m)], 1) * rng.uniform(0.1, 1.0, m)[:, None]
+        cellp = {
+            "const": rng.uniform(0, 3.0, m) * (rng.random(m) < 0.8),
+            "compton": rng.uniform(0, 1.0, m), "compton_q": rng.uniform(1.0, 5.0, m),
+            "lowq": log_uniform(rng, 1e-3, 2.0, m), "lowq_tau": log_uniform(rng, 0.05, 0.6, m),
+            "poly": rng.normal(0, 0.08, (m, 4)),
+        }
+        bg = fluid_background(kq, centers, widths, amps) + cell_background(kq, cellp, (grid.q_min, grid.q_max))
+        bg = np.maximum(bg, 0) * aperture(np.rad2deg(ktth), cut[:, None], soft[:, None])
+        inside = (kq >= grid.q_min) & (kq <= grid.q_max)
+        bg /= np.maximum(bg[:, inside].max(1, keepdims=True), 1e-12)
+        bg = (np.maximum(bg, 0.02) * counts[:, None]).astype(np.float32)
+
+        # --- peaks + background, noise on everything; the masked look then loses its background
+        out = batch.intensity[sl]
+        cat = {k_: np.concatenate(v) for k_, v in cols.items()}
+        out[:] = render_peaks(m, grid.n, np.concatenate(rows), grid.index(cat["q"]), cat["w"] / grid.step,
+                              cat["e"], cat["h"], smooth=bg)
+        level = rng.choice(len(NOISE_BOXES), m, p=NOISE_BOX_P)
+        offset = rng.integers(0, banks.shape[1] - grid.n, m)
+        z = np.lib.stride_tricks.sliding_window_view(banks, grid.n, axis=1)[level, offset]
+        poisson_noise(out, z, boost.astype(np.float32)[:, None])
+        # masked: background subtracted with a small level error, baseline left at 0–4 σ
+        masked = np.flatnonzero(~unmasked)
+        if masked.size:
+            est = bg[masked] * (1 + rng.normal(0, 0.002, masked.size)).astype(np.float32)[:, None]
+            est -= (rng.uniform(0, 4, masked.size) * sigma[masked]).astype(np.float32)[:, None]
+            out[masked] -= expand(est, BG_LEVEL, grid.n)
+
+        # --- coverage: measured range and detector gaps
+        idx = np.arange(grid.n)
+        cov = batch.coverage[sl]
+        np.logical_and(idx >= grid.index(q_lo)[:, None], idx <= grid.index(q_hi)[:, None], out=cov)
+        gap_rows = np.flatnonzero(rng.random(m) < cfg.p_gaps)
+        for _ in range(3):
+            c = grid.index(rng.uniform(grid.q_min, grid.q_max, gap_rows.size))[:, None]
+            half = (rng.uniform(*cfg.gap_width_q, gap_rows.size) / grid.step / 2)[:, None]
+            cov[gap_rows] &= np.abs(idx - c) > half
+            gap_rows = gap_rows[rng.random(gap_rows.size) < 0.5]
+        out *= cov
+        batch.labels[sl] = visible[:, :n_t]
+        batch.wavelength[sl] = wl
+        batch.unmasked[sl] = unmasked
+        batch.lattice_scale[sl] = scale[:, :n_t]
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+def _xy_text(tth: np.ndarray, y: np.ndarray, wavelength: float, labels: dict[str, int]) -> str:
+    meta = json.dumps({"wavelength": wavelength * 1e-10, "generator": "xrdmtl.synth", "labels": labels})
+    head = (f"# == pyFAI calibration ==\n# Wavelength: {wavelength * 1e-10:.6e} m\n"
+            f"# == xrdmtl synthetic pattern ==\n# {meta}\n#  2th_deg             I\n")
+    body = "\n".join(f"{a:.6f} {b:.6g}" for a, b in zip(tth, y, strict=True))
+    return head + body + "\n"
+
+
+def write_patterns(out_dir: str | Path, n: int, seed: int = 0, *, synthesizer: Synthesizer | None = None,
+                   fmt: str = "xy", wavelength: float | None = None, plot: bool = False,
+                   block: int = 2048, progress: Callable[[int], None] | None = None) -> Path:
+    """Write ``n`` synthetic patterns to ``out_dir`` with ``labels.csv`` (deterministic by seed).
+
+    ``fmt="xy"``: one pyFAI-style text file per pattern in 2θ (degrees) at ``wavelength`` (Å; default
+    each pattern's own), only covered points. ``fmt="h5"``: one ``patterns.h5`` holding the Q grid and
+    every array of :class:`SynthBatch`; ``labels.csv`` then names ``patterns.h5::i``. ``plot`` also
+    saves ``examples.png``. Files are written atomically. Returns the path of ``labels.csv``.
+    """
+    from ..physics.phases import TARGETS, get_phase
+
+    if fmt not in ("xy", "h5"):
+        raise ValueError(f"unknown format {fmt!r} (xy or h5)")
+    syn = synthesizer or Synthesizer([get_phase(t) for t in TARGETS])
+    names = [p.name for p in syn.targets]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    width = len(str(max(n - 1, 0)))
+    rows: list[str] = []
+    first: SynthBatch | None = None
+    with ExitStack() as stack:  # h5: closed, then moved into place (or removed on error)
+        h5 = None
+        if fmt == "h5":
+            import h5py
+
+            h5_tmp = stack.enter_context(atomic_path(out / "patterns.h5"))
+            h5 = stack.enter_context(h5py.File(h5_tmp, "w"))
+            h5["q"] = syn.grid.values
+            h5["q"].attrs["unit"] = "q_A^-1"
+            h5.attrs["phases"] = json.dumps(names)
+            h5.attrs["seed"] = seed
+            for key, dtype in (("intensity", "f4"), ("coverage", "?"), ("labels", "u1"),
+                               ("lattice_scale", "f4")):
+                cols = syn.grid.n if key in ("intensity", "coverage") else len(names)
+                h5.create_dataset(key, (n, cols), dtype, compression="gzip" if key == "coverage" else None)
+            h5.create_dataset("wavelength", (n,), "f4")
+            h5.create_dataset("unmasked", (n,), "?")
+        for start in range(0, n, block):
+            b = syn.sample(min(block, n - start), rng)
+            first = first or b
+            for i in range(len(b.labels)):
+                k = start + i
+                lab = {nm: int(v) for nm, v in zip(names, b.labels[i], strict=True)}
+                if h5 is not None:
+                    rows.append(f"patterns.h5::{k}," + ",".join(map(str, lab.values())))
+                    continue
+                wl = float(b.wavelength[i]) if wavelength is None else wavelength
+                tth = q_to_tth(syn.grid.values, wl)
+                keep = b.coverage[i] & np.isfinite(tth)
+                name = f"synth_{k:0{width}d}.xy"
+                text = _xy_text(tth[keep], b.intensity[i][keep], wl, lab)
+                write_text(out / name, text)
+                rows.append(f"{name}," + ",".join(map(str, lab.values())))
+            if h5 is not None:
+                sl = slice(start, start + len(b.labels))
+                for key in ("intensity", "coverage", "labels", "lattice_scale", "wavelength", "unmasked"):
+                    h5[key][sl] = getattr(b, key)
+            if progress:
+                progress(start + len(b.labels))
+    labels = out / "labels.csv"
+    text = "file," + ",".join(names) + "\n" + "\n".join(rows) + "\n"
+    write_text(labels, text)
+    if plot and first is not None:
+        plot_examples(first, syn, out / "examples.png")
+    return labels
+
+
+def plot_examples(batch: SynthBatch, syn: Synthesizer, path: str | Path, k: int = 6) -> Path:
+    """A figure of the first ``k`` patterns of ``batch`` with reference sticks of the targets they
+    hold (at the lattice scale drawn for each)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io.plots import phase_color, save_figure
+
+    k = min(k, len(batch.labels))
+    fig, axes = plt.subplots(k, 1, figsize=(9, 1.9 * k), sharex=True, squeeze=False)
+    q = syn.grid.values
+    for i, ax in enumerate(axes[:, 0]):
+        y = np.where(batch.coverage[i], batch.intensity[i], np.nan)
+        ax.plot(q, y, color="black", lw=0.6)
+        lo, hi = np.nanmin(y), np.nanmax(y)
+        for j, phase in enumerate(syn.targets):
+            if not batch.labels[i, j]:
+                continue
+            r = phase.reflections(float(batch.wavelength[i]))
+            qs = r.q / batch.lattice_scale[i, j]
+            keep = (qs > q[0]) & (qs < q[-1])
+            ax.vlines(qs[keep], lo, lo + 0.3 * (hi - lo) * r.intensity[keep] / 100, color=phase_color(j),
+                      lw=1.0, label=phase.name)
+        look = "unmasked" if batch.unmasked[i] else "masked"
+        ax.set_title(f"{look}, λ = {batch.wavelength[i]:.3f} Å", fontsize=8)
+        if batch.labels[i].any():
+            ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("Q (Å⁻¹)")
+    fig.tight_layout()
+    return save_figure(fig, path)

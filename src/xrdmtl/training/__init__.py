@@ -1,0 +1,1 @@
+"""Training on synthetic patterns, and fine-tuning on labeled measured patterns."""

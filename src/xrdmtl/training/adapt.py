@@ -1,0 +1,154 @@
+"""Choose an :class:`~xrdmtl.model.adapter.Adapter` for a user's labeled patterns by leave-one-out.
+
+Every candidate blend (the vote's weight ``w``, its ``k`` neighbours, whether references whose labels
+the physics audit contradicts may vote) is scored by leave-one-out over the labeled patterns: each
+pattern is predicted from the network and the *other* references. The candidate with the best exact
+match wins (ties: the lower Brier score, then the smaller vote weight, i.e. the more physics). This
+is an honest internal model selection; the figure of the winner is optimistic by the selection
+itself, which ``xrdmtl crossval`` measures without bias (the whole fit inside each fold).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import LabelsError
+from ..model.adapter import Adapter, gate, neighbour_vote, reference_features
+
+POLICIES = ("auto", "drop", "keep")
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """The candidates tried. ``contradicted``: ``drop`` leaves references whose labels the audit
+    contradicts out of the vote, ``keep`` lets them vote, ``auto`` chooses by leave-one-out."""
+
+    weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    ks: tuple[int, ...] = (1, 3)
+    contradicted: str = "auto"
+    gate_percentile: float = 5.0  # of the labeled patterns' nearest-neighbour similarities …
+    gate_margin: float = 0.05  # … less this: below it the vote fades out
+
+    def __post_init__(self) -> None:
+        if self.contradicted not in POLICIES:
+            raise ValueError(f"contradicted must be one of {', '.join(POLICIES)}")
+        if not self.weights or not all(0.0 <= w <= 1.0 for w in self.weights):
+            raise ValueError("weights must lie in [0, 1]")
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError("ks must be positive")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One blend and its leave-one-out scores over the labeled patterns."""
+
+    weight: float
+    k: int
+    drop_contradicted: bool
+    exact: float
+    brier: float
+
+    def describe(self) -> str:
+        if self.weight == 0.0:
+            return "network alone"
+        refs = "contradicted labels left out" if self.drop_contradicted else "all labels"
+        return f"vote weight {self.weight:g}, k = {self.k}, {refs}"
+
+
+@dataclass(frozen=True)
+class AdaptResult:
+    """The adapter fitted to every usable reference, the winning candidate and all candidates."""
+
+    adapter: Adapter
+    chosen: Candidate
+    candidates: list[Candidate]
+    left_out: list[int] = field(default_factory=list)  # indices of references not in the adapter
+
+
+def _gate_threshold(similarity: np.ndarray, config: AdaptConfig) -> float:
+    nearest = similarity.max(axis=1)
+    nearest = nearest[np.isfinite(nearest)]
+    if nearest.size == 0:
+        return 1.0
+    return float(np.percentile(nearest, config.gate_percentile) - config.gate_margin)
+
+
+def _loo_similarity(features: np.ndarray, voters: np.ndarray) -> np.ndarray:
+    similarity = features @ features.T
+    np.fill_diagonal(similarity, -np.inf)
+    similarity[:, ~voters] = -np.inf
+    return similarity
+
+
+def score_candidates(
+    features: np.ndarray,
+    labels: np.ndarray,
+    p_network: np.ndarray,
+    thresholds: np.ndarray,
+    voters: np.ndarray,
+    drop: bool,
+    config: AdaptConfig,
+) -> tuple[list[Candidate], float]:
+    """Leave-one-out scores of every (weight, k) with references ``voters``, and the gate."""
+    similarity = _loo_similarity(features, voters)
+    threshold = _gate_threshold(similarity, config)
+    out = []
+    for k in config.ks:
+        vote, s_max = neighbour_vote(similarity, labels, k)
+        g = gate(s_max, threshold)[:, None]
+        for weight in config.weights:
+            w = weight * g
+            p = w * vote + (1.0 - w) * p_network
+            calls = p > thresholds
+            exact = float((calls == labels.astype(bool)).all(axis=1).mean())
+            brier = float(((p - labels) ** 2).mean())
+            out.append(Candidate(float(weight), int(k), drop, exact, brier))
+    return out, threshold
+
+
+def fit_adapter(
+    x: np.ndarray,
+    labels: np.ndarray,
+    p_network: np.ndarray,
+    thresholds: Sequence[float] | np.ndarray,
+    contradicted: np.ndarray | None = None,
+    config: AdaptConfig | None = None,
+) -> AdaptResult:
+    """Choose and fit the adapter for labeled patterns.
+
+    ``x``: their model input ``(N, C, G)``; ``labels``: ``(N, T)`` 0/1; ``p_network``: the network's
+    calibrated probabilities for them ``(N, T)`` (out of sample: the network never saw these
+    labels); ``contradicted``: a bool per pattern, True where the audit contradicts one of its labels.
+    """
+    config = config or AdaptConfig()
+    labels = np.asarray(labels, np.uint8)
+    n = len(labels)
+    if n < 2:
+        raise LabelsError(f"adaptation needs at least 2 labeled patterns, got {n}")
+    p_network = np.asarray(p_network, np.float64)
+    thresholds = np.asarray(thresholds, np.float64)
+    flagged = np.zeros(n, bool) if contradicted is None else np.asarray(contradicted, bool)
+    features = reference_features(x)
+    policies = {"auto": (False, True), "drop": (True,), "keep": (False,)}[config.contradicted]
+    if not flagged.any() or flagged.sum() >= n - 1:
+        policies = (False,)
+    best: tuple[tuple[float, float, float], Candidate, float] | None = None
+    candidates: list[Candidate] = []
+    for drop in policies:
+        voters = ~flagged if drop else np.ones(n, bool)
+        scored, threshold = score_candidates(
+            features, labels, p_network, thresholds, voters, drop, config
+        )
+        candidates += scored
+        for c in scored:
+            key = (c.exact, -c.brier, -c.weight)
+            if best is None or key > best[0]:
+                best = (key, c, threshold)
+    assert best is not None
+    _, chosen, threshold = best
+    keep = ~flagged if chosen.drop_contradicted else np.ones(n, bool)
+    adapter = Adapter(features[keep], labels[keep], chosen.weight, chosen.k, threshold)
+    return AdaptResult(adapter, chosen, candidates, [int(i) for i in np.flatnonzero(~keep)])

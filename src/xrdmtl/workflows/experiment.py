@@ -1,0 +1,771 @@
+"""The paper's four comparisons in one run (``xrdmtl experiment``), saved as ``results.json``.
+
+A *setting* (architecture, loss, synthetic view) is trained by :func:`run_setting` for several seeds
+on the same synthetic data and budget; every trained model is evaluated on the same test sets:
+
+- ``sim_unmasked`` / ``sim_masked``: frames from :mod:`xrdmtl.synthesis.frames` at a held-out seed and
+  wavelength, integrated without and with the anvil-spot mask (generated once, cached in ``out_dir``);
+- ``rruff``: the measured powder patterns shipped in ``tests/data`` (an external check);
+- ``hdac_unmasked`` / ``hdac_masked``: the paper's 29 measured patterns, when
+  ``<repo>/../shared/data/hdac`` exists.
+
+The comparisons are thin loops over :func:`run_setting` and :func:`run_finetune`: (1) multi-task
+against binary CNNs and the paper's network, (2) every loss, (3) data efficiency, fine-tuning on N
+labeled simulated frames (our stand-in for labeled beamline data) and, on the measured patterns, by
+cross-validation, (4) training and testing on masked and unmasked data. Seeds give mean ± sd, and
+:func:`verdict` calls a difference a win only when it is larger than the spread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..atomic import write_text
+from ..model.metrics import accuracy, exact_match, precision_recall_f1
+from ..model.preprocess import model_input
+from ..physics.grid import DEFAULT_GRID, QGrid
+
+PAPER = {
+    "source": "Li et al., arXiv 2403.10042 (Adv. Intell. Syst. 6(12), 2024)",
+    "synthetic_only_exact": 0.70,
+    "few_labeled_exact": 0.90,
+}
+"""The paper's headline figures, the only numbers the report takes from outside the runs."""
+
+VIEWS = ("unmasked", "masked")
+HDAC_WAVELENGTH = 0.561  # Å, see shared/data/hdac/PROVENANCE.md
+RRUFF_WAVELENGTH = 1.5418  # Å, Cu Kα: RRUFF powder patterns state none
+HISTORY_POINTS = 100  # learning-curve points kept per run
+
+
+# ----------------------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and sample standard deviation of ``n`` values (sd 0 for a single value)."""
+
+    mean: float
+    sd: float
+    n: int
+    values: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stat:
+        v = np.asarray(values, dtype=float)
+        sd = float(v.std(ddof=1)) if v.size > 1 else 0.0
+        return cls(round(float(v.mean()), 6), round(sd, 6), int(v.size), tuple(round(float(x), 6) for x in v))
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "sd": self.sd, "n": self.n, "values": list(self.values)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Stat:
+        return cls(float(d["mean"]), float(d["sd"]), int(d["n"]), tuple(d.get("values", ())))
+
+
+def verdict(a: Stat, b: Stat) -> Literal["better", "worse", "tie"]:
+    """Whether ``a`` beats ``b``: only when the difference of means exceeds their combined spread.
+
+    The spread is √(sd_a² + sd_b²); a smaller difference is a tie, whatever its sign.
+    """
+    diff = a.mean - b.mean
+    if abs(diff) <= math.hypot(a.sd, b.sd):
+        return "tie"
+    return "better" if diff > 0 else "worse"
+
+
+# ------------------------------------------------------------------------------------------- config
+
+
+@dataclass
+class ExperimentConfig:
+    """Sizes, budgets and seeds of one experiment run; see :meth:`preset`."""
+
+    preset_name: str = "full"
+    seeds: int = 3
+    steps: int = 1500
+    batch_size: int = 64
+    finetune_steps: int = 200
+    n_test: int = 200
+    n_pool: int = 100
+    finetune_ns: tuple[int, ...] = (5, 10, 20, 50, 100)
+    hdac_ns: tuple[int, ...] = (5, 10, 20)
+    hdac_splits: int = 3
+    val_size: int = 1000
+    archs: tuple[str, ...] = ("mtl", "binary", "paper")
+    losses: tuple[str, ...] = ()
+    tailored_loss: str = "weighted_ce"
+    plain_loss: str = "ce"
+    few_n: int = 20
+    test_seed: int = 7001
+    pool_seed: int = 7002
+    test_wavelength: float = 0.4133
+    pool_wavelength: float = HDAC_WAVELENGTH
+    n_examples: int = 3
+    grid: QGrid = field(default_factory=lambda: DEFAULT_GRID)
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be at least 1, got {self.seeds}")
+        if max(self.finetune_ns, default=0) > self.n_pool:
+            raise ValueError(f"fine-tuning sizes {self.finetune_ns} exceed the pool of {self.n_pool} frames")
+
+    @classmethod
+    def preset(cls, name: str, seeds: int | None = None) -> ExperimentConfig:
+        """``toy`` (seconds, for tests), ``quick`` (≤ 10 min on 2 cores) or ``full`` (≤ 2 h)."""
+        presets: dict[str, dict[str, Any]] = {
+            "toy": dict(seeds=2, steps=4, batch_size=8, finetune_steps=2, n_test=6, n_pool=5, val_size=16,
+                        finetune_ns=(5,), hdac_ns=(5,), hdac_splits=1, losses=("ce", "weighted_ce"),
+                        n_examples=2, few_n=10, grid=QGrid(0.8, 5.0, 512)),
+            "quick": dict(seeds=3, steps=250, batch_size=32, finetune_steps=60, n_test=60, n_pool=40,
+                          val_size=200, finetune_ns=(5, 20, 40), hdac_ns=(5, 10, 20), hdac_splits=2),
+            "full": {},
+        }
+        if name not in presets:
+            raise ValueError(f"unknown preset {name!r} (known: {', '.join(presets)})")
+        cfg = cls(preset_name=name, **presets[name])
+        return cfg if seeds is None else replace(cfg, seeds=int(seeds))
+
+    def to_dict(self) -> dict:
+        """JSON-ready fields (the grid as a dict)."""
+        return asdict(self)
+
+
+# -------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class LabeledSet:
+    """Patterns on the model grid with their labels: a test set or a fine-tuning pool."""
+
+    name: str
+    kind: Literal["simulated", "measured"]
+    description: str
+    files: list[Path]
+    intensity: np.ndarray  # (n, G) float32
+    coverage: np.ndarray  # (n, G) bool
+    labels: np.ndarray  # (n, T) uint8
+    wavelength: float | None
+    grid: QGrid
+
+    @property
+    def x(self) -> np.ndarray:
+        """Model input ``(n, N_CHANNELS, G)``."""
+        return model_input(self.intensity, self.coverage, self.grid.step)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def info(self) -> dict:
+        return {"kind": self.kind, "n": len(self), "description": self.description,
+                "wavelength": self.wavelength}
+
+
+def repo_root() -> Path:
+    """The source checkout this module lives in (``src/xrdmtl/workflows/`` → repository root)."""
+    return Path(__file__).resolve().parents[3]
+
+
+def hdac_dir() -> Path | None:
+    """The paper's measured patterns, ``<repo>/../shared/data/hdac``, or None when absent."""
+    d = repo_root().parent / "shared" / "data" / "hdac"
+    return d if (d / "labels_unmasked.csv").is_file() else None
+
+
+def rruff_files() -> list[Path]:
+    """Measured RRUFF powder patterns shipped with the tests: ``tests/data/rruff_<mineral>_<id>.txt``
+    (DIF peak lists, computed rather than measured, are left out)."""
+    return sorted(f for f in (repo_root() / "tests" / "data").glob("rruff_*.txt") if "_DIF" not in f.name)
+
+
+def labeled_set(
+    name: str, kind: Literal["simulated", "measured"], description: str, files: Sequence[str | Path],
+    labels: np.ndarray, grid: QGrid, wavelength: float | None,
+) -> LabeledSet:
+    """Read ``files`` onto ``grid``."""
+    from ..io.readers import load_pattern
+
+    on_grid = [load_pattern(f, wavelength=wavelength).on_grid(grid) for f in files]
+    return LabeledSet(
+        name, kind, description, [Path(f) for f in files], np.stack([g[0] for g in on_grid]),
+        np.stack([g[1] for g in on_grid]), np.asarray(labels, dtype=np.uint8), wavelength, grid,
+    )
+
+
+def load_labeled(
+    name: str, kind: Literal["simulated", "measured"], description: str, labels_csv: Path,
+    phases: Sequence[str], grid: QGrid, wavelength: float | None,
+) -> LabeledSet:
+    """Read every file of a labels CSV onto ``grid``."""
+    from ..io.labels import read_labels
+
+    files, labels = read_labels(labels_csv, phases)
+    return labeled_set(name, kind, description, files, labels, grid, wavelength)
+
+
+def rruff_set(phases: Sequence[str], grid: QGrid) -> LabeledSet | None:
+    """RRUFF patterns labeled by the mineral named in the file name."""
+    files = rruff_files()
+    if not files:
+        return None
+    labels = np.array([[int(f.name.split("_")[1].lower() == p) for p in phases] for f in files])
+    return labeled_set("rruff", "measured", "RRUFF powder patterns (Cu Kα), labeled by mineral name",
+                       files, labels, grid, RRUFF_WAVELENGTH)
+
+
+def simulated_sets(
+    name: str, out: Path, n: int, seed: int, wavelength: float, phases: Sequence[str], grid: QGrid,
+    description: str,
+) -> dict[str, LabeledSet]:
+    """Simulated frames integrated unmasked and masked (generated once; reused when cached)."""
+    from ..synthesis.frames import simulate_frames
+
+    params = {"n": n, "seed": seed, "wavelength": wavelength}
+    stamp = out / "params.json"
+    if not stamp.is_file() or json.loads(stamp.read_text()) != params:
+        simulate_frames(out, n, seed, wavelength=wavelength)
+        _write_json(stamp, params)
+    return {
+        view: load_labeled(f"{name}_{view}", "simulated", f"{description}, integrated {view}",
+                           out / view / "labels.csv", phases, grid, wavelength)
+        for view in VIEWS
+    }
+
+
+# -------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, phases: Sequence[str]) -> dict:
+    """Exact match, macro F1, per-phase accuracy and confusion counts of one model on one set."""
+    calls = (probs >= thresholds).astype(np.uint8)
+    _, _, f1 = precision_recall_f1(labels, calls)
+    acc = accuracy(labels, calls)
+    y, c = labels.astype(bool), calls.astype(bool)
+    return {
+        "exact": exact_match(labels, calls),
+        "f1": float(f1.mean()),
+        "acc": {p: float(acc[i]) for i, p in enumerate(phases)},
+        "confusion": {
+            p: {"tp": int((y[:, i] & c[:, i]).sum()), "fp": int((~y[:, i] & c[:, i]).sum()),
+                "fn": int((y[:, i] & ~c[:, i]).sum()), "tn": int((~y[:, i] & ~c[:, i]).sum())}
+            for i, p in enumerate(phases)
+        },
+    }
+
+
+def predict_sets(model_path: Path, sets: dict[str, LabeledSet]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Probabilities of a saved model on every set, and its per-phase thresholds."""
+    from ..model.files import load_model
+
+    model = load_model(model_path, device="cpu")
+    return {k: model.predict_proba(s.x) for k, s in sets.items()}, model.thresholds
+
+
+# -------------------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One trained configuration: architecture, loss and which synthetic view it learns from."""
+
+    key: str
+    label: str
+    arch: str
+    loss: str
+    train_view: Literal["mixed", "unmasked", "masked"] = "mixed"
+
+
+def build_settings(config: ExperimentConfig, base_loss: str, losses: Sequence[str]) -> dict[str, Setting]:
+    """The settings the four comparisons need, the shared multi-task baseline (``mtl``) first."""
+    arch_names = {"mtl": "multi-task CNN", "binary": "binary CNN per phase", "paper": "paper's CNN"}
+    out = {"mtl": Setting("mtl", f"MTL, {base_loss} (base)", "mtl", base_loss)}
+    for arch in config.archs:
+        if arch != "mtl":
+            out[arch] = Setting(arch, f"{arch_names.get(arch, arch)}, {base_loss}", arch, base_loss)
+    for loss in losses:
+        if loss != base_loss:
+            out[f"mtl_{loss}"] = Setting(f"mtl_{loss}", f"MTL, {loss}", "mtl", loss)
+    for view in VIEWS:
+        out[f"mtl_{view}_only"] = Setting(f"mtl_{view}_only", f"MTL, trained {view} only", "mtl", base_loss, view)
+    return out
+
+
+def _history(raw: Sequence[Sequence[float]]) -> list[list[float]]:
+    """Learning curve as at most :data:`HISTORY_POINTS` (step, loss) pairs."""
+    h = np.asarray(raw, dtype=float).reshape(-1, 2)
+    idx = np.unique(np.linspace(0, len(h) - 1, min(len(h), HISTORY_POINTS)).round().astype(int)) if len(h) else []
+    return [[round(float(h[i, 0]), 1), round(float(h[i, 1]), 5)] for i in idx]
+
+
+def run_setting(setting: Setting, seed: int, config: ExperimentConfig, phases: Sequence[str],
+                out_dir: Path) -> dict:
+    """Train one setting at one seed (reused when ``out_dir`` already holds it); its run record."""
+    from ..training.train import CHECKPOINT, TrainConfig, train
+
+    record_path = out_dir / "record.json"
+    tc = TrainConfig(
+        phases=list(phases), arch=setting.arch, loss=setting.loss, steps=config.steps,
+        batch_size=config.batch_size, seed=seed, grid=config.grid.to_dict(), val_size=config.val_size,
+        calib_size=config.val_size, eval_every=max(1, config.steps // 5), patience=0,
+        unmasked_fraction={"mixed": None, "unmasked": 1.0, "masked": 0.0}[setting.train_view],
+    )
+    key = _hash(asdict(tc), _inputs_version())
+    if record_path.is_file() and json.loads(record_path.read_text()).get("hash") == key:
+        return {**json.loads(record_path.read_text()), "reused": True}
+    t0 = time.perf_counter()
+    result = train(tc, out_dir / "model", progress=False)
+    shutil.rmtree(out_dir / "model" / CHECKPOINT, ignore_errors=True)  # resume state: not needed here
+    record = {
+        "hash": key, "setting": setting.key, "seed": seed, "train_time_s": time.perf_counter() - t0,
+        "params": int(result.n_parameters), "history": _history(result.history),
+        "val_curve": [[int(e["step"]), round(float(e["val_exact"]), 4)] for e in result.evals],
+        "model": str(out_dir / "model"),
+    }
+    _write_json(record_path, record)
+    return {**record, "reused": False}
+
+
+def run_finetune(base_model: Path, pool: LabeledSet, idx: np.ndarray, seed: int, config: ExperimentConfig,
+                 out_dir: Path) -> tuple[Path, bool]:
+    """Fine-tune ``base_model`` on the patterns ``idx`` of ``pool`` (reused when ``out_dir`` already
+    holds that run); the new model's folder, and whether it was reused."""
+    from ..io.labels import LabeledPatterns
+    from ..training.finetune import finetune
+
+    model = out_dir / "model"
+    stamp = out_dir / "stamp.json"
+    key = _hash((base_model / "model.json").read_text(), [str(pool.files[i]) for i in idx], seed,
+                config.finetune_steps, config.batch_size, _finetune_recipe(), _inputs_version())
+    if stamp.is_file() and json.loads(stamp.read_text()) == key:
+        return model, True
+    finetune(base_model, LabeledPatterns(pool.intensity[idx], pool.coverage[idx], pool.labels[idx]), model,
+             steps=config.finetune_steps, batch_size=config.batch_size, seed=seed, progress=False)
+    _write_json(stamp, key)
+    return model, False
+
+
+def _inputs_version() -> dict:
+    """What else decides a run's outcome: the synthesis defaults and the model input's version."""
+    from ..model.files import PREPROCESSING
+    from ..synthesis.patterns import SynthConfig
+
+    return {"synth": asdict(SynthConfig()), "preprocessing": PREPROCESSING["version"]}
+
+
+def _finetune_recipe() -> dict:
+    """The defaults of :func:`xrdmtl.training.finetune.finetune` the experiment relies on, and its version."""
+    import inspect
+
+    from ..training.finetune import FINETUNE_VERSION, finetune
+
+    return {"version": FINETUNE_VERSION,
+            **{k: v.default for k, v in inspect.signature(finetune).parameters.items()
+               if v.default is not inspect.Parameter.empty and isinstance(v.default, (int, float, str, bool))}}
+
+
+def _hash(*parts: Any) -> str:
+    return hashlib.sha1(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:16]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
+
+
+# -------------------------------------------------------------------------------------------- run
+
+
+@dataclass
+class ExperimentResults:
+    """Everything the report needs, as the JSON-ready dictionary ``data`` (see ``results.json``)."""
+
+    data: dict
+    path: Path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ExperimentResults:
+        """Read a ``results.json`` (or the folder holding it)."""
+        p = Path(path)
+        p = p / "results.json" if p.is_dir() else p
+        return cls(json.loads(p.read_text()), p)
+
+
+class _Progress:
+    """A rich progress bar over the run's tasks (silent when disabled)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self.bar = Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("experiment", total=total)
+
+    def step(self, what: str, advance: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=what, advance=advance)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages behind the numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("xrdmtl", "torch", "numpy", "scipy", "pymatgen", "pyFAI", "fabio"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _summary(values: Sequence[dict], phases: Sequence[str]) -> dict:
+    """Per-seed evaluations of one setting on one set → Stat dicts (confusion summed)."""
+    return {
+        "exact": Stat.of([v["exact"] for v in values]).to_dict(),
+        "f1": Stat.of([v["f1"] for v in values]).to_dict(),
+        "acc": {p: Stat.of([v["acc"][p] for v in values]).to_dict() for p in phases},
+    }
+
+
+def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, progress: bool = True,
+                   command: str | None = None) -> ExperimentResults:
+    """Run the four comparisons into ``out_dir`` and write ``out_dir/results.json``.
+
+    Data sets and trained models are cached in ``out_dir`` (``data/``, ``runs/``, each git-ignored), so
+    a rerun with the same configuration reuses them.
+    """
+    from ..model.losses import LOSSES
+    from ..model.networks import default_device
+    from ..physics.phases import TARGETS
+    from ..synthesis.patterns import SynthConfig
+    from ..training.train import TrainConfig
+
+    config = config or ExperimentConfig()
+    out = Path(out_dir)
+    for cache in ("data", "runs"):  # caches of frames and models: kept out of git when out_dir is committed
+        (out / cache).mkdir(parents=True, exist_ok=True)
+        (out / cache / ".gitignore").write_text("*\n")
+    t_start, started = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stage: dict[str, float] = {}
+    phases = [getattr(p, "name", p) for p in TARGETS]
+    grid = config.grid
+    seeds = list(range(config.seeds))
+    base_loss = TrainConfig().loss
+    losses = list(dict.fromkeys([*(config.losses or LOSSES), config.tailored_loss, config.plain_loss]))
+    settings = build_settings(config, base_loss, losses)
+    hd = hdac_dir()
+    n_hdac_ft = len(VIEWS) * len(seeds) * config.hdac_splits * len(config.hdac_ns) if hd else 0
+    bar = _Progress(1 + len(settings) * len(seeds) + len(VIEWS) * len(seeds) * len(config.finetune_ns)
+                    + n_hdac_ft, progress)
+    try:
+        # -- data
+        t0 = time.perf_counter()
+        bar.step("simulating test and pool frames", 0)
+        data = out / "data"
+        tests = {
+            f"sim_{v}": s for v, s in simulated_sets(
+                "sim", data / "test", config.n_test, config.test_seed, config.test_wavelength, phases, grid,
+                f"simulated frames, held-out seed {config.test_seed} and λ = {config.test_wavelength} Å",
+            ).items()
+        }
+        pool = simulated_sets(
+            "pool", data / "pool", config.n_pool, config.pool_seed, config.pool_wavelength, phases, grid,
+            f"labeled simulated frames (fine-tuning pool), seed {config.pool_seed}, λ = {config.pool_wavelength} Å",
+        )
+        rr = rruff_set(phases, grid)
+        if rr is not None:
+            tests["rruff"] = rr
+        if hd is not None:
+            for v in VIEWS:
+                tests[f"hdac_{v}"] = load_labeled(
+                    f"hdac_{v}", "measured", f"the paper's measured HDAC patterns, {v}, labels as given",
+                    hd / f"labels_{v}.csv", phases, grid, HDAC_WAVELENGTH,
+                )
+        stage["data"] = time.perf_counter() - t0
+        bar.step("data ready")
+
+        # -- the settings of comparisons 1, 2 and 4
+        t0 = time.perf_counter()
+        settings_out: dict[str, dict] = {}
+        reused: dict[str, list[bool]] = {"training_runs": [], "finetune_runs": []}  # from the run cache
+        base_models: dict[int, Path] = {}
+        for key, setting in settings.items():
+            records, evals = [], {t: [] for t in tests}
+            probs_sum = {t: np.zeros(tests[t].labels.shape) for t in tests}
+            for seed in seeds:
+                bar.step(f"train {key} seed {seed}", 0)
+                rec = run_setting(setting, seed, config, phases, out / "runs" / key / f"seed{seed}")
+                reused["training_runs"].append(rec.pop("reused"))
+                probs, thr = predict_sets(Path(rec["model"]), tests)
+                for t, p in probs.items():
+                    evals[t].append(evaluate(p, tests[t].labels, thr, phases))
+                    probs_sum[t] += p
+                records.append(rec)
+                if key == "mtl":
+                    base_models[seed] = Path(rec["model"])
+                bar.step(f"trained {key} seed {seed}")
+            settings_out[key] = {
+                "label": setting.label, "arch": setting.arch, "loss": setting.loss,
+                "train_view": setting.train_view, "params": records[0]["params"],
+                "train_time_s": Stat.of([r["train_time_s"] for r in records]).to_dict(),
+                "history": [r["history"] for r in records],
+                "val_curve": [r["val_curve"] for r in records],
+                "metrics": {t: _summary(evals[t], phases) for t in tests},
+                "confusion": {
+                    t: {p: {k: sum(e["confusion"][p][k] for e in evals[t]) for k in ("tp", "fp", "fn", "tn")}
+                        for p in phases}
+                    for t in tests
+                },
+                "per_file": {
+                    t: _per_file(tests[t], probs_sum[t] / len(seeds), thr, phases)
+                    for t in tests if tests[t].kind == "measured" and key == "mtl"
+                },
+            }
+        stage["training"] = time.perf_counter() - t0
+
+        # -- comparison 3: data efficiency on simulated frames
+        t0 = time.perf_counter()
+        data_eff: dict[str, list[dict]] = {}
+        for v in VIEWS:
+            ts = f"sim_{v}"
+            base = settings_out["mtl"]["metrics"][ts]
+            pts = [{"n": 0, "exact": base["exact"], "f1": base["f1"]}]
+            for n in config.finetune_ns:
+                ex, f1 = [], []
+                for seed in seeds:
+                    bar.step(f"fine-tune {v} N={n} seed {seed}", 0)
+                    idx = np.random.default_rng([seed, n]).permutation(len(pool[v]))[:n]
+                    model, was_reused = run_finetune(base_models[seed], pool[v], idx, seed, config,
+                                                     out / "runs" / f"finetune_{v}" / f"n{n}_seed{seed}")
+                    reused["finetune_runs"].append(was_reused)
+                    probs, thr = predict_sets(model, {ts: tests[ts]})
+                    e = evaluate(probs[ts], tests[ts].labels, thr, phases)
+                    ex.append(e["exact"])
+                    f1.append(e["f1"])
+                    bar.step(f"fine-tuned {v} N={n} seed {seed}")
+                pts.append({"n": n, "exact": Stat.of(ex).to_dict(), "f1": Stat.of(f1).to_dict()})
+            data_eff[ts] = pts
+        stage["finetune_simulated"] = time.perf_counter() - t0
+
+        # -- the paper's measured patterns: cross-validated fine-tuning
+        t0 = time.perf_counter()
+        hdac: dict[str, Any] = {"available": hd is not None, "cv": {}}
+        if hd is not None:
+            from .crossval import strata_of, stratified_split
+
+            hdac["n"] = len(tests["hdac_unmasked"])
+            hdac["splits"] = config.hdac_splits
+            hdac["synthetic_only"] = {v: settings_out["mtl"]["metrics"][f"hdac_{v}"] for v in VIEWS}
+            # labels the physics-only audit contradicts (model-free, so the same for every model)
+            hdac["contradicted"] = {v: contradicted_labels(hd / f"labels_{v}.csv") for v in VIEWS}
+            hdac["synthetic_only_uncontradicted"] = {}
+            hdac["cv_uncontradicted"] = {}
+            hdac["cv_base"] = {}  # the base models on the same held-out patterns
+            hdac["cv_base_uncontradicted"] = {}
+            for v in VIEWS:
+                ts = tests[f"hdac_{v}"]
+                clean = np.array([f.name not in hdac["contradicted"][v] for f in ts.files])
+                base_out = {seed: predict_sets(base_models[seed], {"all": ts}) for seed in seeds}
+                so_clean = [evaluate(probs["all"][clean], ts.labels[clean], thr, phases)["exact"]
+                            for probs, thr in base_out.values()]
+                hdac["synthetic_only_uncontradicted"][v] = {"exact": Stat.of(so_clean).to_dict(),
+                                                             "n": int(clean.sum())}
+                pts = []
+                runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
+                runs_clean: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
+                base_runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
+                base_clean: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
+                for seed in seeds:
+                    base_probs, base_thr = base_out[seed]
+                    for split in range(config.hdac_splits):
+                        for n in config.hdac_ns:
+                            # stratified by label combination; the same split for both views
+                            idx = stratified_split(strata_of(ts.labels), n,
+                                                   np.random.default_rng([seed, split, n, 29]))
+                            bar.step(f"cv {v} N={n} seed {seed} split {split}", 0)
+                            model, was_reused = run_finetune(
+                                base_models[seed], ts, idx, seed, config,
+                                out / "runs" / f"cv_{v}" / f"n{n}_seed{seed}_split{split}")
+                            reused["finetune_runs"].append(was_reused)
+                            rest_idx = np.setdiff1d(np.arange(len(ts)), idx)
+                            rest = _subset(ts, rest_idx)
+                            probs, thr = predict_sets(model, {"rest": rest})
+                            runs[n].append(evaluate(probs["rest"], rest.labels, thr, phases)["exact"])
+                            keep = clean[rest_idx]
+                            runs_clean[n].append(evaluate(probs["rest"][keep], rest.labels[keep], thr,
+                                                          phases)["exact"])
+                            bp = base_probs["all"][rest_idx]
+                            base_runs[n].append(evaluate(bp, rest.labels, base_thr, phases)["exact"])
+                            base_clean[n].append(evaluate(bp[keep], rest.labels[keep], base_thr, phases)["exact"])
+                            bar.step(f"cv {v} N={n} seed {seed} split {split}")
+                for n in config.hdac_ns:
+                    pts.append({"n": n, "exact": Stat.of(runs[n]).to_dict(), "runs": len(runs[n])})
+                hdac["cv"][v] = pts
+                for key, values in (("cv_uncontradicted", runs_clean), ("cv_base", base_runs),
+                                    ("cv_base_uncontradicted", base_clean)):
+                    hdac[key][v] = [{"n": n, "exact": Stat.of(values[n]).to_dict(), "runs": len(values[n])}
+                                    for n in config.hdac_ns]
+        stage["finetune_measured"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        examples = make_examples(base_models[seeds[0]], tests, config.n_examples, phases)
+        stage["examples"] = time.perf_counter() - t0
+    finally:
+        bar.close()
+
+    data_out = {
+        "schema": 1,
+        "meta": {
+            "command": command or f"run_experiment({str(out)!r}, ExperimentConfig.preset({config.preset_name!r}))",
+            "preset": config.preset_name,
+            "config": config.to_dict(),
+            "versions": package_versions(),
+            "seeds": seeds,
+            "phases": phases,
+            "started": started,
+            "wall_time_s": round(time.perf_counter() - t_start, 1),
+            "stage_time_s": {k: round(v, 1) for k, v in stage.items()},
+            "reused_runs": {k: [int(sum(v)), len(v)] for k, v in reused.items()},
+            "cpus": os.cpu_count() or 1,
+            "synth": {k: v for k, v in asdict(SynthConfig()).items() if k in ("p_present", "p_unmasked")},
+            "device": str(default_device()),
+        },
+        "paper": PAPER,
+        "test_sets": {t: s.info() for t, s in tests.items()},
+        "settings": settings_out,
+        "comparisons": {
+            "primary_test_set": "sim_unmasked",
+            "base": "mtl",
+            "architecture": ["mtl", *[a for a in config.archs if a != "mtl"]],
+            "loss": ["mtl", *[f"mtl_{x}" for x in losses if x != base_loss]],
+            "tailored_loss": _loss_key(config.tailored_loss, base_loss),
+            "plain_loss": _loss_key(config.plain_loss, base_loss),
+            "masking": {
+                "train": {"mixed": "mtl", **{v: f"mtl_{v}_only" for v in VIEWS}},
+                "test_sets": [f"sim_{v}" for v in VIEWS],
+            },
+            "data_efficiency_view": "unmasked",
+            "few_n": config.few_n,
+        },
+        "data_efficiency": data_eff,
+        "hdac": hdac,
+        "examples": examples,
+    }
+    path = out / "results.json"
+    _write_json(path, data_out)
+    return ExperimentResults(data_out, path)
+
+
+def _loss_key(loss: str, base_loss: str) -> str:
+    return "mtl" if loss == base_loss else f"mtl_{loss}"
+
+
+def contradicted_labels(labels_csv: Path) -> list[str]:
+    """Names of the files whose labels the physics-only audit contradicts (peaks against labels)."""
+    from .audit import audit_labels
+
+    table = audit_labels(labels_csv, wavelength=HDAC_WAVELENGTH, use_model=False)
+    return sorted({Path(r.file).name for r in table.flagged})
+
+
+def _subset(s: LabeledSet, idx: np.ndarray) -> LabeledSet:
+    return replace(s, files=[s.files[i] for i in idx], intensity=s.intensity[idx], coverage=s.coverage[idx],
+                   labels=s.labels[idx])
+
+
+def _per_file(s: LabeledSet, probs: np.ndarray, thr: np.ndarray, phases: Sequence[str]) -> list[dict]:
+    calls = probs >= thr
+    return [
+        {"file": f.name, "labels": {p: int(s.labels[i, j]) for j, p in enumerate(phases)},
+         "probs": {p: round(float(probs[i, j]), 4) for j, p in enumerate(phases)},
+         "agree": bool((calls[i] == s.labels[i].astype(bool)).all())}
+        for i, f in enumerate(s.files)
+    ]
+
+
+def make_examples(model_path: Path, tests: dict[str, LabeledSet], k: int, phases: Sequence[str]) -> list[dict]:
+    """Up to ``k`` test patterns per set kind (one per phase where possible), with what drove the call."""
+    from ..inference.explain import saliency
+    from ..model.files import load_model
+    from ..physics.phases import get_phase
+
+    model = load_model(model_path, device="cpu")
+    grid = model.grid
+    sticks = {}
+    for p in phases:
+        r = get_phase(p).reflections()
+        keep = (r.q >= grid.q_min) & (r.q <= grid.q_max) & (r.intensity >= 2)
+        sticks[p] = [[round(float(q), 4), round(float(i), 1)] for q, i in zip(r.q[keep], r.intensity[keep], strict=True)]
+    out = []
+    for name in ("sim_unmasked", "hdac_unmasked"):
+        if name not in tests:
+            continue
+        s = tests[name]
+        chosen: list[int] = []
+        for j in range(len(phases)):
+            hit = [i for i in np.flatnonzero(s.labels[:, j]) if i not in chosen]
+            if hit and len(chosen) < k:
+                chosen.append(int(hit[0]))
+        if not chosen:
+            continue
+        idx = np.array(chosen, dtype=int)
+        x = s.x[idx]
+        probs = model.predict_proba(x)
+        sal = saliency(_LogitMargin.wrap(model.net), x)
+        for r, i in enumerate(idx):
+            out.append({
+                "test_set": name, "file": s.files[i].name,
+                "q": [round(float(q), 4) for q in grid.values],
+                "signal": [round(float(v), 4) for v in x[r, 1]],
+                "probs": {p: round(float(probs[r, j]), 4) for j, p in enumerate(phases)},
+                "labels": {p: int(s.labels[i, j]) for j, p in enumerate(phases)},
+                "saliency": {p: [round(float(v), 3) for v in sal[r, j]] for j, p in enumerate(phases)},
+                "sticks": sticks,
+            })
+    return out
+
+
+class _LogitMargin:
+    """Wraps a network returning logits ``(B, T, 2)`` as one returning ``z₁ − z₀`` per phase."""
+
+    @staticmethod
+    def wrap(net: Any) -> Any:
+        import torch
+
+        class Margin(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                z = self.net(x)
+                return z[..., 1] - z[..., 0]
+
+        return Margin()
+

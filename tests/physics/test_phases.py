@@ -1,0 +1,247 @@
+"""Phase library, reflections, JCPDS phases, structure-factor cache and the ``phases`` command."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.signal import find_peaks
+from typer.testing import CliRunner
+
+from xrdmtl.cli.app import app
+from xrdmtl.errors import PhaseError
+from xrdmtl.physics import phases as ph
+from xrdmtl.physics.phases import (
+    DISTRACTORS,
+    TARGETS,
+    Phase,
+    get_phase,
+    library,
+    load_phase,
+    write_jcpds,
+)
+
+DATA = Path(__file__).parents[1] / "data"
+CU = 1.5418
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("XRDMTL_CACHE_DIR", str(folder))
+    return folder
+
+
+def _nearest(computed: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Distance from each measured position to the nearest computed one."""
+    return np.abs(measured[:, None] - computed[None, :]).min(axis=1)
+
+
+def test_library_names_and_roles() -> None:
+    lib = library()
+    assert TARGETS == ("bastnaesite", "calcite", "rhenium")
+    assert set(TARGETS) <= set(lib) and set(DISTRACTORS) <= set(lib)
+    assert len(DISTRACTORS) >= 6 and not set(DISTRACTORS) & set(TARGETS)
+    assert {"diamond", "fluorite", "quartz", "aragonite", "dolomite", "halite", "siderite"} <= set(lib)
+    expected = {"bastnaesite": ("LaCO3F", "P-62c"), "calcite": ("CaCO3", "R-3c"), "rhenium": ("Re", "P6_3/mmc"),
+                "quartz": ("SiO2", "P3_221"), "aragonite": ("CaCO3", "Pnma"), "dolomite": ("CaMg(CO3)2", "R-3")}
+    for name, (formula, sg) in expected.items():
+        assert lib[name].formula == formula and lib[name].space_group.startswith(sg)
+    for name in TARGETS:
+        lo, hi = lib[name].meta["lattice_range"]
+        assert lo < 1 < hi
+
+
+def test_get_phase_case_and_errors() -> None:
+    assert get_phase("Calcite") is get_phase("CALCITE")
+    assert get_phase("CeO2").name == "ceria"
+    with pytest.raises(PhaseError, match="known: bastnaesite, calcite, rhenium"):
+        get_phase("unobtainium")
+
+
+def test_bragg_consistency() -> None:
+    for lam in (CU, 0.561):
+        r = get_phase("rhenium").reflections(lam)
+        theta = np.deg2rad(r.two_theta) / 2
+        np.testing.assert_allclose(2 * r.d * np.sin(theta), lam, rtol=1e-9)
+        np.testing.assert_allclose(r.q, 2 * np.pi / r.d, rtol=1e-12)
+        np.testing.assert_allclose(r.q, 4 * np.pi * np.sin(theta) / lam, rtol=1e-9)
+        assert np.all(np.diff(r.q) > 0) and r.intensity.max() == pytest.approx(100)
+
+
+def test_hexagonal_d_from_three_index_hkl() -> None:
+    a, _, c = get_phase("rhenium").cell[:3]
+    r = get_phase("rhenium").reflections()
+    h, k, l_ = np.array(r.hkl).T
+    d = 1 / np.sqrt(4 / 3 * (h**2 + h * k + k**2) / a**2 + l_**2 / c**2)
+    np.testing.assert_allclose(r.d, d, rtol=1e-6)
+
+
+def test_calcite_matches_rruff_measured_peaks() -> None:
+    tth, inten = np.loadtxt(DATA / "rruff_calcite_R040070.txt", comments="#", delimiter=",", unpack=True)
+    step = np.median(np.diff(tth))  # one peak per reflection: Kα2 shoulders are < 0.5° away
+    peaks, props = find_peaks(inten, prominence=0.02 * inten.max(), distance=int(0.5 / step))
+    top = tth[peaks[np.argsort(props["prominences"])[::-1][:5]]]
+    refl = get_phase("calcite").reflections(CU, min_intensity=2.0)
+    assert _nearest(refl.two_theta, top).max() < 0.15
+    assert abs(tth[peaks[np.argmax(inten[peaks])]] - refl.strongest(1).two_theta[0]) < 0.15
+
+
+def test_bastnaesite_ce_matches_rruff_dif_peaks() -> None:
+    rows = re.findall(r"^\s+(\d+\.\d+)\s+(\d+\.\d+)\s+(\d+\.\d+)\s+-?\d+\s+-?\d+\s+-?\d+\s*$",
+                      (DATA / "rruff_bastnaesite_R060550_DIF.txt").read_text(), flags=re.M)
+    dif = np.array(rows, dtype=float)
+    top = dif[np.argsort(dif[:, 1])[::-1][:5], 0]
+    refl = get_phase("bastnaesite-ce").reflections(1.541838, min_intensity=5.0)
+    assert _nearest(refl.two_theta, top).max() < 0.15
+    strongest = refl.take(np.flatnonzero(refl.two_theta < 90)).strongest(1)
+    assert strongest.two_theta[0] == pytest.approx(dif[np.argmax(dif[:, 1]), 0], abs=0.15)
+
+
+def test_la_bastnaesite_cell_sits_on_measured_hdac_peaks() -> None:
+    path = DATA / "hdac" / "masked" / "xy_bc_10.npy"
+    if not path.exists():
+        pytest.skip("hdac test pattern not present")
+    tth, inten = np.load(path, allow_pickle=False)
+    peaks, props = find_peaks(inten, prominence=0.05 * inten.max())
+    found = tth[peaks]
+    refl = get_phase("bastnaesite").reflections(0.561)
+    strong = refl.take(np.flatnonzero((refl.two_theta > 5) & (refl.two_theta < 24))).strongest(4)
+    assert _nearest(found, strong.two_theta).max() < 0.05  # the shipped (measured) cell
+    ce = get_phase("bastnaesite-ce").reflections(0.561)
+    ce_strong = ce.take(np.flatnonzero((ce.two_theta > 5) & (ce.two_theta < 24))).strongest(4)
+    assert _nearest(found, ce_strong.two_theta).max() > 0.15  # the bastnaesite-(Ce) cell misses them
+
+
+def test_lattice_scaled_moves_d_only() -> None:
+    calcite = get_phase("calcite")
+    r0, r1 = calcite.reflections(CU), calcite.lattice_scaled(1.01).reflections(CU)
+    np.testing.assert_allclose(r1.d, r0.d * 1.01, rtol=1e-9)
+    np.testing.assert_allclose(r1.intensity, r0.intensity, atol=3.0)  # LP and B shift slightly
+    aniso = get_phase("bastnaesite").lattice_scaled((1.0, 1.0, 1.02)).reflections()
+    base = get_phase("bastnaesite").reflections()
+    i002 = base.hkl.index((0, 0, 2))
+    assert aniso.d[aniso.hkl.index((0, 0, 2))] == pytest.approx(base.d[i002] * 1.02)
+
+
+def test_jcpds_round_trip(tmp_path: Path) -> None:
+    rhenium = get_phase("rhenium")
+    path = tmp_path / "re.jcpds"
+    write_jcpds(rhenium, path, wavelength=0.561)
+    assert path.read_text().startswith("VERSION: 4")
+    jc = Phase.from_jcpds(path)
+    assert jc.structure is None and jc.space_group == "hexagonal"
+    np.testing.assert_allclose(jc.cell, rhenium.cell, rtol=1e-5)
+    r_jc, r_cif = jc.reflections(0.561), rhenium.reflections(0.561)
+    common = [r_cif.hkl.index(h) for h in r_jc.hkl]
+    np.testing.assert_allclose(r_jc.d, r_cif.d[common], rtol=1e-5)
+    np.testing.assert_allclose(r_jc.two_theta, r_cif.two_theta[common], rtol=1e-5)
+    np.testing.assert_allclose(r_jc.intensity, r_cif.intensity[common] * 100 / r_cif.intensity[common].max(),
+                               atol=0.02)
+    np.testing.assert_allclose(jc.lattice_scaled(1.02).reflections().d, r_jc.d * 1.02, rtol=1e-9)
+    assert load_phase(path).name == "re"
+
+
+def test_jcpds_hand_written(tmp_path: Path) -> None:
+    path = tmp_path / "mgo.jcpds"
+    path.write_text("VERSION: 4\nCOMMENT: periclase\nK0: 160.0\nSYMMETRY: CUBIC\nA: 4.2112\n"
+                    "DIHKL: 2.4314 10.0 1 1 1\nDIHKL: 2.1056 100.0 2 0 0\nDIHKL: 1.4889 52.0 2 2 0\n")
+    phase = Phase.from_jcpds(path, name="periclase")
+    r = phase.reflections(CU)
+    assert r.hkl == ((1, 1, 1), (2, 0, 0), (2, 2, 0))
+    np.testing.assert_allclose(r.intensity, [10, 100, 52])  # listed intensities, no LP
+    np.testing.assert_allclose(r.two_theta, 2 * np.degrees(np.arcsin(CU / (2 * r.d))))
+    np.testing.assert_allclose(phase.lattice_scaled(0.99).reflections().d, r.d * 0.99, rtol=1e-9)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("COMMENT: x\nSYMMETRY: CUBIC\nA: 4\nDIHKL: 2 100 1 1 1\n", "VERSION: 4"),
+    ("VERSION: 4\nSYMMETRY: WOBBLY\nA: 4\nDIHKL: 2 100 1 1 1\n", "SYMMETRY"),
+    ("VERSION: 4\nSYMMETRY: HEXAGONAL\nA: 3\nDIHKL: 2 100 1 0 0\n", "needs C"),
+    ("VERSION: 4\nSYMMETRY: CUBIC\nA: four\nDIHKL: 2 100 1 1 1\n", "non-numeric"),
+    ("VERSION: 4\nSYMMETRY: CUBIC\nA: 4\n", "no DIHKL"),
+    ("VERSION: 4\nSYMMETRY: CUBIC\nA: 4\nDIHKL: 2 100 1\n", "d, intensity, h, k, l"),
+    ("VERSION: 4\nSYMMETRY: CUBIC\nA: 4\nDIHKL: -2 100 1 1 1\n", "d must be > 0"),
+    ("\x00\x01 binary junk", "KEY: value"),
+])
+def test_bad_jcpds(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.jcpds"
+    path.write_text(text)
+    with pytest.raises(PhaseError, match=re.escape(message)) as err:
+        Phase.from_jcpds(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("text", ["", "not a cif at all\n", "data_x\n_cell_length_a 3\n"])
+def test_bad_cif(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "bad.cif"
+    path.write_text(text)
+    with pytest.raises(PhaseError) as err:
+        Phase.from_cif(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_load_phase(tmp_path: Path) -> None:
+    assert load_phase("Rhenium") is get_phase("rhenium")
+    cif = ph.builtin_cif_dir() / "halite_NaCl.cif"
+    assert load_phase(cif).formula == "NaCl"
+    with pytest.raises(PhaseError, match="no such file"):
+        load_phase(tmp_path / "missing.cif")
+    other = tmp_path / "notes.txt"
+    other.write_text("x")
+    with pytest.raises(PhaseError, match="unknown phase file type"):
+        load_phase(other)
+
+
+def test_structure_factor_cache(_cache_dir: Path) -> None:
+    cif = ph.builtin_cif_dir() / "aragonite_CaCO3.cif"
+    ph._MEMORY_CACHE.clear()
+    t0 = time.perf_counter()
+    first = Phase.from_cif(cif).reflections(CU)
+    cold = time.perf_counter() - t0
+    files = list(_cache_dir.glob("*.json"))
+    assert len(files) == 1 and json.loads(files[0].read_text())["lp"] is True
+
+    ph._MEMORY_CACHE.clear()  # as in a new process: only the disk cache is left
+    t0 = time.perf_counter()
+    second = Phase.from_cif(cif).reflections(CU)
+    warm = time.perf_counter() - t0
+    assert warm < cold / 3
+    assert second.hkl == first.hkl
+    np.testing.assert_array_equal(second.d, first.d)
+    np.testing.assert_array_equal(second.intensity, first.intensity)
+
+    files[0].write_text("{broken")  # a broken cache file is ignored and rewritten
+    ph._MEMORY_CACHE.clear()
+    third = Phase.from_cif(cif).reflections(CU)
+    np.testing.assert_allclose(third.intensity, first.intensity)
+    assert json.loads(files[0].read_text())["hkl"]
+
+
+def test_cli_library_table() -> None:
+    result = CliRunner().invoke(app, ["phases"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in (*TARGETS, *DISTRACTORS, "diamond"):
+        assert name in result.output
+    assert "P-62c" in result.output and "7.3030" in result.output
+
+
+def test_cli_reflections_and_user_phases(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["phases", "bastnaesite", "--wavelength", "1.5406", "--max", "5"],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "2θ" in result.output and "0 0 2" in result.output
+    jc = tmp_path / "myre.jcpds"
+    write_jcpds(get_phase("rhenium"), jc)
+    cif = ph.builtin_cif_dir() / "zincite_ZnO.cif"
+    result = runner.invoke(app, ["phases", "--jcpds", str(jc), "--cif", str(cif)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "myre" in result.output and "zincite_ZnO" in result.output
+    result = runner.invoke(app, ["phases", "myre", "--jcpds", str(jc)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "hexagonal" in result.output
+    result = runner.invoke(app, ["phases", "nonsense"])
+    assert result.exit_code == 2 and "unknown phase" in result.output

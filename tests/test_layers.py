@@ -1,0 +1,64 @@
+"""The package's layers: a module may import its own layer and the layers below it, never one above.
+
+``errors`` and ``atomic`` (error types, atomic file writes) are the foundation every layer uses.
+Every import counts, at module level or inside a function, ``TYPE_CHECKING`` blocks included.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import xrdmtl
+
+PACKAGE = Path(xrdmtl.__file__).parent
+LAYERS = ("errors", "atomic", "physics", "io", "synthesis", "model", "training", "inference", "workflows", "cli")
+RANK = {"errors": 0, "atomic": 0, **{name: i for i, name in enumerate(LAYERS) if i >= 2}}
+
+
+def _layer(module: str) -> str | None:
+    """The layer of a dotted module name inside the package (``xrdmtl.physics.units`` → ``physics``)."""
+    parts = module.split(".")
+    if parts[0] != "xrdmtl" or len(parts) < 2:
+        return None
+    return parts[1] if parts[1] in RANK else None
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import of the package's own modules in ``path``."""
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    package = list(rel.parts[:-1]) if rel.name != "__init__" else list(rel.parts[:-1])
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names if a.name.startswith("xrdmtl.")]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            if module == "xrdmtl":  # from xrdmtl import physics / from . import x
+                out += [(node.lineno, f"xrdmtl.{a.name}") for a in node.names]
+            elif module.startswith("xrdmtl."):
+                out.append((node.lineno, module))
+    return out
+
+
+def test_every_module_has_a_layer() -> None:
+    top = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
+           if (p.is_file() and p.suffix == ".py") or (p.is_dir() and (p / "__init__.py").exists())}
+    assert top - {"__init__", "__main__"} <= set(RANK), top - set(RANK)
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        own = _layer(".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts))
+        if own is None:  # xrdmtl/__init__.py (lazy public names) and __main__.py sit on top
+            continue
+        for line, module in _imports(path):
+            other = _layer(module)
+            if other is not None and RANK[other] > RANK[own]:
+                bad.append(f"{path.relative_to(PACKAGE)}:{line}: {own} imports {module} ({other})")
+    assert not bad, "\n".join(bad)
