@@ -32,3 +32,7 @@ class ModelError(XrdmtlError):
 
 class LabelsError(XrdmtlError):
     """A labels CSV that does not match the model or the files."""
+
+
+class OutputError(XrdmtlError):
+    """An output path that cannot be written, or whose writing would destroy an input or a folder."""

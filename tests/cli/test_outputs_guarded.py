@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import WAVELENGTH, digest, error_lines, invoke
+from clitools import WAVELENGTH, digest, error_lines, invoke
 
 
 def _one_error(res, *words: str) -> str:

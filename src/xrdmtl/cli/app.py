@@ -33,7 +33,8 @@ err_console = Console(stderr=True)
 
 
 def clean_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the project's errors into one red line on stderr and exit code 2."""
+    """Turn the project's errors into one red line on stderr and exit code 2, and Ctrl-C into one
+    "interrupted" line and exit code 130 (no traceback, nothing half-written)."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -42,6 +43,9 @@ def clean_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except XrdmtlError as exc:
             err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
             sys.exit(2)
+        except KeyboardInterrupt:
+            err_console.print("interrupted (Ctrl-C): nothing written", highlight=False, soft_wrap=True)
+            sys.exit(130)
 
     return wrapper
 
@@ -130,6 +134,50 @@ def _reading_options(wavelength: float | None, poni: Path | None, mask: str) -> 
         raise FrameError("--mask is neither none, auto nor an existing mask file", mask)
 
 
+def _check_predict_outputs(paths: list[str], poni: Path | None, out: Path | None, plot: Path | None,
+                           save_integrated: Path | None) -> None:
+    """Refuse, before any work, outputs that would destroy an input or cannot be written."""
+    from ..io.read import expand_inputs
+    from ..io.writers import check_output_file, check_output_folder
+
+    if out is None and plot is None and save_integrated is None:
+        return
+    files, _ = expand_inputs(paths, poni is not None)
+    if out is not None:
+        check_output_file(out, "--out", files)
+    if plot is not None:
+        check_output_folder(plot, "--plot")
+    if save_integrated is not None:
+        from ..errors import OutputError
+        from ..inference.parallel import integrated_conflicts
+
+        check_output_folder(save_integrated, "--save-integrated")
+        taken = integrated_conflicts(files, save_integrated, poni is not None)
+        if taken:
+            more = f" and {len(taken) - 3} more" if len(taken) > 3 else ""
+            raise OutputError(f"--save-integrated {save_integrated}: would overwrite {len(taken)} existing "
+                              f"file(s) ({', '.join(p.name for p in taken[:3])}{more}); choose a new folder "
+                              "or remove them")
+
+
+def _check_model_out(out: Path, model: str | Path | None, labels: Path | None) -> None:
+    """Refuse, before any work, a model ``--out`` folder that is the model being fine-tuned, the
+    labels, a file, or not writable."""
+    import os
+
+    from ..errors import OutputError
+    from ..io.writers import check_output_folder
+
+    if model is not None:
+        folder = Path(model).parent if str(model).endswith(".safetensors") else Path(model)
+        if os.path.realpath(out) == os.path.realpath(folder):
+            raise OutputError(f"--out {out} is the --model folder: fine-tuning would overwrite the model it "
+                              "starts from; choose another folder")
+    if labels is not None and os.path.realpath(out) == os.path.realpath(labels):
+        raise OutputError(f"--out {out} is the labels file: choose a folder for the model")
+    check_output_folder(out, "--out")
+
+
 def _clip(text: str, n: int = 60) -> str:
     """``text`` cut to ``n`` characters, with an ellipsis where cut (markup escaped)."""
     from rich.markup import escape
@@ -193,6 +241,7 @@ def predict_cmd(
     from ..io.writers import write_csv
 
     _reading_options(wavelength, poni, mask)
+    _check_predict_outputs(paths, poni, out, plot, save_integrated)
     predictor = _predictor(model, threshold)
     preds = predictor.predict_files(
         paths, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, workers=workers,
@@ -332,6 +381,14 @@ def audit_cmd(
     from ..workflows.audit import audit_labels
 
     _reading_options(wavelength, poni, mask)
+    if out is not None:
+        from ..io.writers import check_output_file
+
+        check_output_file(out, "--out", labels=labels)
+    if plot is not None:
+        from ..io.writers import check_output_folder
+
+        check_output_folder(plot, "--plot")
     table = audit_labels(
         labels, model=model, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask,
         use_model=not no_model, plot_dir=plot, note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
@@ -452,6 +509,7 @@ def train_cmd(
         raise XrdmtlError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
     if loss is not None and loss not in LOSSES:
         raise XrdmtlError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    _check_model_out(out, None, labels)
     config = TrainConfig(
         phases=[p.strip() for p in phases.split(",") if p.strip()], cif=[str(c) for c in cif or []], arch=arch,
         seed=seed, eval_every=eval_every, val_size=val_size, calib_size=val_size,
@@ -515,6 +573,7 @@ def finetune_cmd(
     if drop_contradicted and no_audit:
         raise XrdmtlError("--drop-contradicted needs the audit: leave out --no-audit")
     model_dir = model or default_model_dir()
+    _check_model_out(out, model_dir, labels)
     note = lambda msg: err_console.print(f"note: {msg}", highlight=False, soft_wrap=True)  # noqa: E731
     exclude: set[str] = set()
     if not no_audit:

@@ -70,11 +70,13 @@ def predict_files(
     )
     workers = max(1, workers or _n_cores())
     chunks = _chunks(files, workers)
+    if not chunks:  # nothing to read: every argument matched nothing (reported below)
+        scheduler = None
     results: list[list[Prediction]] = [[] for _ in chunks]
     with _progress(progress and len(files) > 1 and len(chunks) > 1, len(files)) as advance:
         if scheduler is not None:
             _run_dask(predictor, chunks, job, scheduler, workers, results, advance)
-        elif workers == 1 or len(chunks) == 1:
+        elif workers == 1 or len(chunks) <= 1:
             for k, chunk in enumerate(chunks):
                 results[k] = _run_chunk(predictor, chunk, job)
                 advance(len(chunk))
@@ -89,14 +91,24 @@ def predict_files(
 
 def _run_pool(predictor: Predictor, chunks: list[list[str]], job: _Job, workers: int,
               results: list[list[Prediction]], advance: Callable[[int], None]) -> None:
-    """Chunks on a process pool; each worker gets the predictor once, at its start."""
-    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=_pool_context(),
-                             initializer=_init_worker, initargs=(predictor,)) as pool:
+    """Chunks on a process pool; each worker gets the predictor once, at its start. On Ctrl-C the
+    pending chunks are cancelled and the workers stopped (they ignore SIGINT: no worker traceback)."""
+    pool = ProcessPoolExecutor(min(workers, len(chunks)), mp_context=_pool_context(),
+                               initializer=_init_worker, initargs=(predictor,))
+    try:
         futures: dict[Future, int] = {pool.submit(_worker_chunk, c, job): k for k, c in enumerate(chunks)}
         for fut in as_completed(futures):
             k = futures[fut]
             results[k] = fut.result()
             advance(len(chunks[k]))
+    except BaseException:
+        processes = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            proc.terminate()
+        raise
+    pool.shutdown()
+
 
 def _run_dask(predictor: Predictor, chunks: list[list[str]], job: _Job, scheduler: Any, workers: int,
               results: list[list[Prediction]], advance: Callable[[int], None]) -> None:
@@ -113,7 +125,7 @@ def _run_dask(predictor: Predictor, chunks: list[list[str]], job: _Job, schedule
         client = Client(cluster)
         own = [client, cluster]
     else:
-        client = Client(str(scheduler))
+        client = _connect(str(scheduler))
         own = [client]
     try:
         shared = client.scatter(predictor, broadcast=True)
@@ -125,6 +137,18 @@ def _run_dask(predictor: Predictor, chunks: list[list[str]], job: _Job, schedule
     finally:
         for obj in own:
             obj.close()
+
+
+def _connect(address: str) -> Any:
+    """A Dask client of the scheduler at ``address``; an :class:`XrdmtlError` naming ``--scheduler``
+    when the address is malformed or nothing answers there."""
+    from distributed import Client
+
+    try:
+        return Client(address)
+    except (OSError, ValueError, TypeError, TimeoutError) as exc:
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        raise XrdmtlError(f"--scheduler {address}: cannot connect to a Dask scheduler there ({why})") from None
 
 
 # ---------------------------------------------------------------------------------- outputs
@@ -163,8 +187,11 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 
 def _init_worker(predictor: Predictor) -> None:
+    import signal
+
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     torch.set_num_threads(1)
     _WORKER["predictor"] = predictor
 
@@ -298,6 +325,23 @@ def _plot_prediction(predictor: Predictor, pred: Prediction, pattern: Pattern, x
                  probabilities=pred.probabilities, q_range=(float(qs.min()), float(qs.max())))
 
 
+def integrated_conflicts(files: Sequence[str], folder: str | Path, have_geometry: bool) -> list[Path]:
+    """Existing files in ``folder`` that saving the integrated patterns of ``files`` could overwrite:
+    ``<name>.xy`` and ``<name>_<index>.xy`` of every frame file (see ``save_integrated``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    frames = [f for f in files if is_frame(f, have_geometry)]
+    names = _file_names(files)
+    present = {p.name for p in folder.iterdir()}
+    taken = []
+    for f in frames:
+        stem = names[f]
+        taken += [folder / n for n in sorted(present)
+                  if n == f"{stem}.xy" or re.fullmatch(rf"{re.escape(stem)}_\d{{5,}}\.xy", n)]
+    return taken
+
+
 def _output_name(label: str, names: dict[str, str]) -> str:
     """Base name of the outputs of ``label``: its file's distinct name, ``_<index>`` for a frame."""
     frame = frame_index(label)
@@ -318,7 +362,9 @@ def _save_integrated(label: str, pattern: Pattern, job: _Job) -> Pattern | Xrdmt
         buf = io.StringIO()
         np.savetxt(buf, np.column_stack([pattern.x, pattern.y]), fmt="%.7e",
                    header="\n".join(header), comments="# ")
-        write_text(path, buf.getvalue())
+        write_text(path, buf.getvalue(), overwrite=False)
+    except FileExistsError:
+        return PatternError(f"will not overwrite the existing {path} (--save-integrated)", label)
     except OSError as exc:
         return PatternError(f"cannot save the integrated pattern to {path}: {exc.strerror or exc}", label)
     return pattern

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import XrdmtlError
+from ..errors import FrameError, XrdmtlError
 
 FRAME_EXTENSIONS = frozenset(
     {".edf", ".tif", ".tiff", ".cbf", ".h5", ".hdf5", ".nxs", ".nx5", ".img", ".mccd", ".sfrm",
@@ -79,6 +79,11 @@ def expand_inputs(paths: Sequence[str | Path], frames_too: bool) -> tuple[list[s
 
     exts = PATTERN_EXTENSIONS | FRAME_EXTENSIONS if frames_too else PATTERN_EXTENSIONS
     files, bad = collect_inputs(list(paths), extensions=exts)
+    if not frames_too:  # frames alone, without their geometry: say what is missing
+        bad = [(label, FrameError("holds 2D detector frames but no 1D pattern: give their geometry with "
+                                  "--poni FILE", label)
+                if collect_inputs([label], extensions=FRAME_EXTENSIONS)[0] else err)
+               for label, err in bad]
     return [str(f) for f in files], [(label, err) for label, err in bad]
 
 
