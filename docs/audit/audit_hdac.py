@@ -28,7 +28,7 @@ NOTES = """\
 How to read it: the score is the intensity-weighted fraction of a phase's ten strongest reflections
 (inside the pattern's Q range) that have a detected peak within 0.012 Å⁻¹, a peak counting fully from
 8 noise units up, less half the weight of reflections that are absent although the matched peaks say
-they should stand 8 noise units high; the lattice floats over the phase's `lattice_range`, and a peak
+they should stand 8 noise units high; the lattice floats over the phase's `priors.lattice_range`, and a peak
 two phases both match goes to the one with more independent support. A label is *contradicted* when
 labeled present with score < 0.2, or labeled absent with score ≥ 0.5 and a matched peak ≥ 10 noise
 units (and, with a model, the model agrees with the peaks). hkl are written h k l run together

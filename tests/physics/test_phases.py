@@ -52,7 +52,7 @@ def test_library_names_and_roles() -> None:
     for name, (formula, sg) in expected.items():
         assert lib[name].formula == formula and lib[name].space_group.startswith(sg)
     for name in TARGETS:
-        lo, hi = lib[name].meta["lattice_range"]
+        lo, hi = lib[name].priors.lattice_range
         assert lo < 1 < hi
 
 

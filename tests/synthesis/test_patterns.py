@@ -19,9 +19,9 @@ from xrdmtl.synthesis.patterns import SynthConfig, Synthesizer
 IDEAL = SynthConfig(
     p_present=1.0, p_unmasked=0.0, p_lab=0.0, synchrotron_wavelength=(0.561, 0.561),
     synchrotron_tth=(0.5, 0.5, 45.0, 45.0), p_gaps=0.0, instrument_fwhm_deg=(0.05, 0.05),
-    crystallite_size=(1e9, 1e9), microstrain=(0.0, 0.0), size_ranges={}, microstrain_ranges={},
+    crystallite_size=(1e9, 1e9), microstrain=(0.0, 0.0),
     eta=(0.0, 0.0),
-    default_lattice_range=(1.0, 1.0), lattice_ranges={}, anisotropic_strain=0.0, zero_offset_deg=0.0,
+    anisotropic_strain=0.0, zero_offset_deg=0.0,
     p_texture=0.0, crystals=(1e9, 1e9), absorption_mu_t=(0.0, 0.0), snr=(1e4, 1e4),
     p_distractor_phase=(1.0, 0.0, 0.0), p_random_peaks=0.0, p_spots=0.0, p_spots_masked=0.0,
     counts=(1e10, 1e10), noise_boost_masked=(1.0, 1.0), residual_bumps=(0, 0),
@@ -30,12 +30,14 @@ IDEAL = SynthConfig(
 
 @pytest.fixture(scope="module")
 def calcite() -> Phase:
-    return Phase.from_cif(builtin_cif_dir() / "calcite_COD9000095.cif", name="calcite")
+    return Phase.from_cif(builtin_cif_dir() / "calcite_COD9000095.cif", name="calcite").with_priors(
+        lattice_range=(1.0, 1.0))
 
 
 @pytest.fixture(scope="module")
 def rhenium() -> Phase:
-    return Phase.from_cif(builtin_cif_dir() / "rhenium_Re.cif", name="rhenium")
+    return Phase.from_cif(builtin_cif_dir() / "rhenium_Re.cif", name="rhenium").with_priors(
+        lattice_range=(1.0, 1.0))
 
 
 def _strong(phase: Phase, k: int = 4) -> np.ndarray:
@@ -71,8 +73,8 @@ def test_ideal_peaks_sit_at_reflections(calcite: Phase) -> None:
 
 
 def test_strain_shifts_peaks_by_the_set_fraction(calcite: Phase) -> None:
-    cfg = dataclasses.replace(IDEAL, default_lattice_range=(1.01, 1.01))
-    b = Synthesizer([calcite], distractors=[], config=cfg).sample(1, np.random.default_rng(2))
+    b = Synthesizer([calcite.with_priors(lattice_range=(1.01, 1.01))], distractors=[],
+                    config=IDEAL).sample(1, np.random.default_rng(2))
     assert np.allclose(b.lattice_scale, 1.01)
     for q in _strong(calcite):
         found, _ = _local_peak(b.intensity[0], q / 1.01)
@@ -155,11 +157,12 @@ def test_cli_simulate_patterns_h5(tmp_path) -> None:
 def test_traces_are_drawn_but_labeled_absent(calcite: Phase) -> None:
     """An absent target may leave a trace far under the detection limit (a raw integration's
     0.1–1 % bump): its peaks are in the pattern, its label is 0."""
-    cfg = dataclasses.replace(IDEAL, p_present=0.0, p_unmasked=1.0, p_trace={"calcite": 1.0}, trace_pbr=(0.01, 0.01),
+    cfg = dataclasses.replace(IDEAL, p_present=0.0, p_unmasked=1.0, trace_pbr=(0.01, 0.01),
                               counts_unmasked=(1e10, 1e10), noise_boost_unmasked=(1.0, 1.0))
-    b = Synthesizer([calcite], distractors=[], config=cfg).sample(6, np.random.default_rng(5))
+    traced = calcite.with_priors(p_trace=1.0)
+    b = Synthesizer([traced], distractors=[], config=cfg).sample(6, np.random.default_rng(5))
     # the same draws with a vanishing trace: the difference is the trace alone
-    faint = Synthesizer([calcite], distractors=[], config=dataclasses.replace(cfg, trace_pbr=(1e-9, 1e-9)))
+    faint = Synthesizer([traced], distractors=[], config=dataclasses.replace(cfg, trace_pbr=(1e-9, 1e-9)))
     diff = b.intensity - faint.sample(6, np.random.default_rng(5)).intensity
     assert (b.labels == 0).all()
     i = int(round(DEFAULT_GRID.index(_strong(calcite, 1)[0])))
@@ -168,6 +171,6 @@ def test_traces_are_drawn_but_labeled_absent(calcite: Phase) -> None:
 
 
 def test_peak_to_background_per_phase(calcite: Phase, rhenium: Phase) -> None:
-    syn = Synthesizer([calcite, rhenium], distractors=[],
-                      config=SynthConfig(peak_to_background_ranges={"rhenium": (0.5, 30.0)}))
+    syn = Synthesizer([calcite, rhenium.with_priors(peak_to_background=(0.5, 30.0))], distractors=[],
+                      config=SynthConfig())
     assert syn._pbr.tolist() == [list(SynthConfig().peak_to_background), [0.5, 30.0]]

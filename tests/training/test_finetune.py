@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from toymodels import PHASES, toy_model
 
 from xrdmtl.io.labels import LabeledPatterns
-from xrdmtl.model.files import load_model, save_model
-from xrdmtl.model.networks import build_model
+from xrdmtl.model.files import load_model
 from xrdmtl.physics.grid import QGrid
 from xrdmtl.physics.phases import get_phase
 from xrdmtl.synthesis.patterns import SynthConfig, Synthesizer
 from xrdmtl.training.finetune import adapt_synthesizer, finetune, fit_lattice_scales
-from xrdmtl.training.train import TrainConfig, augment
-from xrdmtl.workflows.crossval import strata_of, stratified_split
+from xrdmtl.training.train import augment
 
 GRID = QGrid()
-TINY = {"channels": [4, 8, 8], "kernels": [3, 3, 3], "fold": 8, "hidden": 8}
-PHASES = ["bastnaesite", "calcite", "rhenium"]
-
-
-def _toy_model(folder: Path) -> Path:
-    """An untrained tiny model of the three targets whose provenance rebuilds the default synthesis."""
-    net = build_model("mtl", PHASES, GRID, **TINY)
-    config = TrainConfig(arch_kwargs=TINY, val_size=32, calib_size=32, device="cpu")
-    from dataclasses import asdict
-
-    save_model(folder, net, {"training": {"config": asdict(config)}})
-    return folder
 
 
 def _hdac_labels(test_data: Path, tmp_path: Path) -> Path:
@@ -72,7 +58,7 @@ def test_adapted_synthesis_draws_around_the_fit() -> None:
     assert (batch.lattice_scale[:, 0] >= 0.976 - 1e-6).all() and (
         batch.lattice_scale[:, 0] <= 0.984 + 1e-6
     ).all()
-    assert get_phase("bastnaesite").meta["lattice_range"] == (
+    assert get_phase("bastnaesite").priors.lattice_range == (
         0.975,
         1.01,
     )  # the library phase is untouched
@@ -88,21 +74,8 @@ def test_augment_strength_zero_keeps_patterns() -> None:
     assert out.shape == y.shape and np.isfinite(out).all() and c[:, 10:-10].all()
 
 
-def test_stratified_split_covers_every_class() -> None:
-    labels = np.array([[1, 1, 0]] * 9 + [[0, 1, 0]] * 2 + [[0, 0, 1]] * 7 + [[0, 0, 0]] * 11)
-    strata = strata_of(labels)
-    for n in (5, 10, 20):
-        idx = stratified_split(strata, n, np.random.default_rng(n))
-        assert len(idx) == n == len(set(idx.tolist()))
-        if n >= 4:
-            assert len({strata[i] for i in idx}) == 4
-    a = stratified_split(strata, 10, np.random.default_rng([0, 10, 1]))
-    b = stratified_split(strata, 10, np.random.default_rng([0, 10, 1]))
-    assert (a == b).all()
-
-
 def test_finetune_on_measured_patterns_at_toy_size(tmp_path, test_data) -> None:
-    base = _toy_model(tmp_path / "base")
+    base = toy_model(tmp_path / "base")
     csv = _hdac_labels(test_data, tmp_path)
     result = finetune(
         base, csv, tmp_path / "ft", steps=3, batch_size=8, wavelength=0.561, workers=0, threads=1,
@@ -121,7 +94,7 @@ def test_finetune_on_measured_patterns_at_toy_size(tmp_path, test_data) -> None:
 @pytest.mark.parametrize("layers", ["heads", "all"])
 def test_finetune_keeps_the_batchnorm_statistics(tmp_path, test_data, layers) -> None:
     """A few measured patterns drawn over and over must not move the trunk's normalisation."""
-    base = _toy_model(tmp_path / "base")
+    base = toy_model(tmp_path / "base")
     finetune(base, _hdac_labels(test_data, tmp_path), tmp_path / "ft", steps=5, batch_size=8, wavelength=0.561,
              workers=0, threads=1, progress=False, train_layers=layers)  # fmt: skip
     before = load_model(base, device="cpu", fuse=False).net.state_dict()
@@ -135,7 +108,7 @@ def test_finetune_keeps_the_batchnorm_statistics(tmp_path, test_data, layers) ->
 
 
 def test_finetune_excludes_patterns_by_name(tmp_path, test_data) -> None:
-    base = _toy_model(tmp_path / "base")
+    base = toy_model(tmp_path / "base")
     csv = _hdac_labels(test_data, tmp_path)
     drop = str(test_data / "hdac" / "masked/xy_r_98.npy")
     finetune(
@@ -147,81 +120,6 @@ def test_finetune_excludes_patterns_by_name(tmp_path, test_data) -> None:
     # by default the lattice is fitted and recorded, the synthesis left as it is
     assert "calcite" in meta["lattice_scales"]
     assert meta["training"]["finetune"]["lattice_adaptation"]["adapted"] is False
-
-
-def test_cli_finetune_writes_model_and_audit(tmp_path, test_data) -> None:
-    from typer.testing import CliRunner
-
-    from xrdmtl.cli.app import app
-
-    base = _toy_model(tmp_path / "base")
-    csv = _hdac_labels(test_data, tmp_path)
-    out = tmp_path / "ft"
-    res = CliRunner().invoke(app, [
-        "finetune", "--model", str(base), "--labels", str(csv), "--out", str(out), "--wavelength", "0.561",
-        "--steps", "2", "--drop-contradicted",
-    ])  # fmt: skip
-    assert res.exit_code == 0, res.output
-    assert (out / "model.safetensors").is_file() and (out / "audit.csv").is_file()
-    assert "label audit" in res.output
-    assert json.loads((out / "model.json").read_text())["training"]["finetune"]["steps"] == 2
-    res = CliRunner().invoke(app, [
-        "finetune", "--model", str(base), "--labels", str(csv), "--out", str(tmp_path / "x"), "--no-audit",
-        "--drop-contradicted",
-    ])  # fmt: skip
-    assert res.exit_code != 0 and "needs the audit" in res.output
-
-
-def test_crossvalidate_on_the_papers_patterns(tmp_path, shared_data) -> None:
-    from xrdmtl.workflows.crossval import crossvalidate_finetune, format_table
-
-    base = _toy_model(tmp_path / "base")
-    cv = crossvalidate_finetune(
-        base, shared_data / "hdac" / "labels_masked.csv", ns=(5,), splits=1, wavelength=0.561,
-        steps=1, batch_size=4, workers=0, threads=1,
-    )  # fmt: skip
-    (run,) = cv.runs
-    assert cv.n_patterns == 29 and len(run["train"]) == 5 and 0.0 <= run["exact"] <= 1.0
-    assert cv.summary()[5]["runs"] == 1 and run["exact_uncontradicted"] is None
-    assert 0.0 <= run["exact_base"] <= 1.0 and cv.summary()[5]["mean_base"] == run["exact_base"]
-    # one training and one held-out pattern marked contradicted: the first is left out of
-    # fine-tuning, the second out of the uncontradicted score; the split stays the same
-    folder = Path(run["train"][0]).parent
-    held_out = next(str(folder / f"xy_n_{i}.npy") for i in (2, 6, 13) if str(folder / f"xy_n_{i}.npy") not in run["train"])
-    audited = crossvalidate_finetune(
-        base, shared_data / "hdac" / "labels_masked.csv", ns=(5,), splits=1, wavelength=0.561,
-        steps=1, batch_size=4, workers=0, threads=1, contradicted={run["train"][0], held_out},
-        drop_contradicted=True,
-    )  # fmt: skip
-    (again,) = audited.runs
-    assert again["train"] == run["train"] and again["tuned_on"] == 4
-    assert again["exact_uncontradicted"] is not None
-    n_wrong_clean = sum(f != held_out for f in again["wrong"])
-    assert again["exact_uncontradicted"] == pytest.approx(1 - n_wrong_clean / 23)
-    assert again["exact_base_uncontradicted"] is not None
-    table = format_table({"masked": audited})
-    assert "fine-tuned, uncontradicted labels" in table and "| masked | 5 |" in table
-
-
-def test_cli_crossval_on_shipped_patterns(tmp_path, test_data) -> None:
-    from typer.testing import CliRunner
-
-    from xrdmtl.cli.app import app
-
-    base = _toy_model(tmp_path / "base")
-    csv = _hdac_labels(test_data, tmp_path)
-    args = ["crossval", "--labels", str(csv), "--model", str(base), "--wavelength", "0.561", "--splits", "1",
-            "--steps", "1"]  # fmt: skip
-    res = CliRunner().invoke(app, [*args, "--n", "2", "--json"])
-    assert res.exit_code == 0, res.output
-    data = json.loads(res.stdout)
-    (run,) = data["runs"]
-    assert run["n"] == 2 and len(run["train"]) == 2 and 0.0 <= run["exact_base"] <= 1.0
-    assert isinstance(data["contradicted"], list)
-    table = CliRunner().invoke(app, [*args, "--n", "2"])
-    assert table.exit_code == 0 and "| labels.csv | 2 |" in table.stdout and "before fine-tuning" in table.stdout
-    bad = CliRunner().invoke(app, [*args, "--n", "two"])
-    assert bad.exit_code != 0 and "--n must be comma-separated integers" in bad.output
 
 
 if __name__ == "__main__":  # pragma: no cover

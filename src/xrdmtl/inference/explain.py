@@ -25,8 +25,6 @@ from ..physics.phases import Reflections
 
 PEAK_HALF_WIDTH_Q = 0.015  # Å⁻¹: a peak is the maximum within ± this
 PEAK_SLACK_Q = 0.012  # Å⁻¹: zero/offset error and peak-position noise allowed on top of the lattice tolerance
-LATTICE_TOLERANCE = {"bastnaesite": 0.03}  # relative Q tolerance per phase name prefix (strain, solid solution)
-DEFAULT_LATTICE_TOLERANCE = 0.01
 NOISE_BLOCKS = 16  # stretches of the grid with their own noise level
 MIN_REFLECTION_INTENSITY = 2.0  # of 100: weaker reference reflections explain nothing
 
@@ -57,17 +55,6 @@ class Explanation:
             where = f"; drove Q {reg[0][0]:.2f}–{reg[0][1]:.2f}" if reg else ""
             parts.append(f"{name}: peaks at Q={qs or 'none'}{where}")
         return " | ".join(parts)
-
-
-def lattice_tolerance(phase: str, lattice_range: tuple[float, float] | None = None) -> float:
-    """Relative Q tolerance when matching peaks to ``phase``'s reflections: the per-name default,
-    widened to the phase's lattice-scale range (``Phase.meta['lattice_range']``) when given."""
-    tol = next((t for prefix, t in LATTICE_TOLERANCE.items() if phase.lower().startswith(prefix)),
-               DEFAULT_LATTICE_TOLERANCE)
-    if lattice_range is not None:
-        lo, hi = lattice_range
-        tol = max(tol, 1.0 - float(lo), float(hi) - 1.0)
-    return tol
 
 
 def _masked_median(values: np.ndarray, valid: np.ndarray) -> np.ndarray:

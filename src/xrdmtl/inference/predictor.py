@@ -39,7 +39,6 @@ from .explain import (
     Explanation,
     ReferenceWindows,
     find_peaks_batch,
-    lattice_tolerance,
     saliency,
     top_regions,
 )
@@ -102,7 +101,7 @@ def _phase_reference(name: str, q_max: float) -> tuple[Reflections, float] | Non
         phase = get_phase(name)
     except PhaseError:
         return None
-    return phase.reflections(None, q_max=q_max), lattice_tolerance(name, phase.meta.get("lattice_range"))
+    return phase.reflections(None, q_max=q_max), phase.priors.tolerance
 
 
 def sticks_at(reflections: Reflections, wavelength: float | None) -> Reflections:

@@ -21,6 +21,7 @@ import torch
 from ..atomic import write_bytes
 from ..errors import ModelError
 from ..physics.grid import QGrid
+from .adapter import Adapter, adapter_from
 from .networks import Network, build_model, default_device, fuse_batchnorm, n_parameters
 from .preprocess import N_CHANNELS
 
@@ -41,6 +42,9 @@ WEIGHTS_FILE = "model.safetensors"
 
 
 META_FILE = "model.json"
+
+
+ADAPTER_FILE = "adapter.safetensors"
 
 
 def _versions() -> dict[str, str]:
@@ -117,6 +121,7 @@ class LoadedModel:
     meta: dict
     path: Path
     device: torch.device
+    adapter: Adapter | None = None  # the user's labeled references (``xrdmtl finetune``)
 
     @property
     def phases(self) -> list[str]:
@@ -154,9 +159,14 @@ class LoadedModel:
         return out
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Calibrated probability ``(B, T)`` that each phase is present."""
-        z = self.logits(x, batch_size)
-        return probabilities(z, self.temperature)
+        """Calibrated probability ``(B, T)`` that each phase is present (blended with the
+        adapter's reference vote when the model has one)."""
+        p = self.network_proba(x, batch_size)
+        return p if self.adapter is None else self.adapter.combine(np.asarray(x), p)
+
+    def network_proba(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Calibrated probability ``(B, T)`` of the network alone."""
+        return probabilities(self.logits(x, batch_size), self.temperature)
 
 
 def probabilities(logits: np.ndarray, temperature: np.ndarray | float = 1.0) -> np.ndarray:
@@ -265,7 +275,29 @@ def load_model(
     net.to(dev).eval()
     if fuse:
         fuse_batchnorm(net)
-    return LoadedModel(net=net, meta=meta, path=Path(path), device=dev)
+    adapter = None
+    if meta.get("adapter") is not None:
+        if not isinstance(meta["adapter"], dict):
+            raise ModelError("metadata 'adapter' must be a JSON object", path)
+        adapter = adapter_from(meta["adapter"], weights_path.parent, len(meta["phases"]))
+    return LoadedModel(net=net, meta=meta, path=Path(path), device=dev, adapter=adapter)
+
+
+def save_adapted(
+    path: str | Path, base: str | Path, adapter: Adapter, meta: dict[str, Any]
+) -> Path:
+    """Write the model at ``base`` with ``adapter`` to the folder ``path``: the base weights,
+    ``adapter.safetensors`` (reference features and labels) and ``model.json`` with the adapter's
+    settings and ``meta`` merged in. Returns the folder."""
+    from safetensors.numpy import save
+
+    weights, _ = model_files(base)
+    doc = {**read_meta(base), **meta, "adapter": adapter.settings(ADAPTER_FILE)}
+    folder = Path(path)
+    write_bytes(folder / ADAPTER_FILE, save(adapter.tensors(), metadata={"format": "np"}))
+    write_bytes(folder / WEIGHTS_FILE, weights.read_bytes())
+    write_bytes(folder / META_FILE, (json.dumps(doc, indent=1) + "\n").encode())
+    return folder
 
 
 def default_model_dir() -> Path:

@@ -21,6 +21,7 @@ from ..physics.background import smooth_background
 
 N_CHANNELS = 4
 COVERAGE_CHANNEL = 2
+CONTRAST_CHANNEL = 3  # the background-removed pattern on a fixed log scale
 EVIDENCE_CHANNELS = (0, 1, 3)  # the intensity-derived channels (what a saliency map is made of)
 CONTRAST_NOISE = 3.0  # σ: the contrast unit of a background-free (masked, processed) pattern
 CONTRAST_BACKGROUND = 0.01  # of the mean background: the contrast unit of a raw integration

@@ -34,7 +34,6 @@ MIN_REL_INTENSITY = 5.0  # ... and at least this intense (strongest = 100)
 MISSING_PENALTY = 0.5  # weight of strong-but-absent reflections in the score
 Z_EXPECTED_VISIBLE = 8.0  # an absent reflection is penalised when the matches predict it this high
 SCALE_STEP = 0.0005  # lattice-scale grid step
-DEFAULT_LATTICE_RANGE = (0.99, 1.01)  # when the phase declares none in ``meta['lattice_range']``
 THRESHOLD = 0.5  # fixed presence threshold on the score (see docs/audit_hdac.md)
 
 
@@ -124,12 +123,6 @@ def find_pattern_peaks(pattern: Pattern, z_detect: float = Z_DETECT) -> Peaks:
     return Peaks(grid.values, signal, background, coverage, noise, grid.values[idx], detrended[idx] / noise)
 
 
-def lattice_range(phase: Phase) -> tuple[float, float]:
-    """The lattice-scale range the phase may float in (``meta['lattice_range']``, else ±1%)."""
-    lo, hi = phase.meta.get("lattice_range", DEFAULT_LATTICE_RANGE)
-    return float(lo), float(hi)
-
-
 def match_phase(
     peaks: Peaks, phase: Phase, wavelength: float | None = None, claimed: np.ndarray | None = None
 ) -> PhaseEvidence:
@@ -138,7 +131,7 @@ def match_phase(
     ``claimed`` (bool per detected peak) marks peaks another phase explains better: a reflection that
     falls on one is overlapped, neither evidence for the phase nor missing.
     """
-    lo_s, hi_s = lattice_range(phase)
+    lo_s, hi_s = (float(v) for v in phase.priors.lattice_range)
     scales = np.arange(lo_s, hi_s + SCALE_STEP / 2, SCALE_STEP)
     q_lo, q_hi = peaks.q_range
     refl = phase.reflections(wavelength, q_max=q_hi * hi_s)

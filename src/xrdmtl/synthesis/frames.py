@@ -118,7 +118,6 @@ class FrameConfig:
     fwhm_q: tuple[float, float] = (0.012, 0.032)  # Å⁻¹ pseudo-Voigt FWHM before the pixel box
     fwhm_q_phase: tuple[tuple[str, tuple[float, float]], ...] = (("rhenium", (0.038, 0.058)),)
     eta: tuple[float, float] = (0.1, 0.7)  # Lorentzian fraction of the pseudo-Voigt
-    other_strain: float = 0.005  # lattice scale 1 ± this, unless the phase states its own range
     texture: tuple[float, float] = (0.0, 0.7)  # amplitude of the azimuthal intensity modulation
     background: tuple[float, float] = (2e3, 4e4)  # log-uniform base counts per pixel
     hump: tuple[float, float] = (0.2, 5.0)  # log-uniform height of the broad hump over the base
@@ -167,7 +166,7 @@ class FrameSimulator:
 
     ``targets`` and ``distractors`` are phases (default: the built-in :data:`~xrdmtl.physics.phases.TARGETS`
     and :data:`~xrdmtl.physics.phases.DISTRACTORS`); a phase's lattice scale is drawn from its
-    ``meta['lattice_range']`` when it has one (La-bastnaesite's cell floats by several percent).
+    ``priors.lattice_range`` (La-bastnaesite's cell floats by several percent).
     """
 
     def __init__(
@@ -311,7 +310,7 @@ class FrameSimulator:
         ring peaks at a random multiple (``ring_ratio``) of the background ``iso`` under it."""
         cfg = self.config
         q, rel, mult = self._reflections[id(phase)]
-        lo, hi = phase.meta.get("lattice_range", (1 - cfg.other_strain, 1 + cfg.other_strain))
+        lo, hi = phase.priors.lattice_range
         scale = rng.uniform(lo, hi)
         tth = q_to_tth(q / scale, self.geometry.wavelength)
         ok = np.isfinite(tth) & (tth < self.tth_max - 0.5)

@@ -20,9 +20,9 @@ import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +30,6 @@ from ..atomic import atomic_path, write_text
 from ..physics.grid import DEFAULT_GRID, QGrid
 from ..physics.phases import Phase, lorentz_polarization
 from ..physics.units import q_to_tth
-
-_T = TypeVar("_T")
 
 FOUR_LN2 = 4.0 * np.log(2.0)
 SCHERRER_K = 0.9
@@ -63,18 +61,9 @@ class SynthConfig:
     # 0.09–0.12° at 0.561 Å; lab diffractometers 0.04–0.12°
     crystallite_size: tuple[float, float] = (60.0, 5000.0)  # Å, log-uniform; Scherrer ΔQ = 2πK/L
     microstrain: tuple[float, float] = (0.0, 0.006)  # ΔQ = εQ; cold-worked metals reach 0.5%
-    # per phase (name contains the key): a gasket is pre-indented, cold-worked metal. hdac rhenium
-    # FWHM 0.22–0.34° at 0.561 Å (ΔQ ≈ 0.045–0.065, growing with Q) vs carbonates 0.09–0.12°
-    size_ranges: dict[str, tuple[float, float]] = field(default_factory=lambda: {"rhenium": (60.0, 400.0)})
-    microstrain_ranges: dict[str, tuple[float, float]] = field(
-        default_factory=lambda: {"rhenium": (0.002, 0.01)})
+    # (a phase's own ranges, e.g. the rhenium gasket's, are its PhasePriors in the phase library)
     eta: tuple[float, float] = (0.0, 0.8)  # Lorentzian fraction; hdac fits 0–0.35 carbonates, 0.4–0.8 Re
-    # --- positions
-    default_lattice_range: tuple[float, float] = (0.992, 1.008)  # thermal expansion / compression at
-    # 25–400 °C and ≤ 2 GPa, when Phase.meta has no 'lattice_range'
-    lattice_ranges: dict[str, tuple[float, float]] = field(
-        default_factory=lambda: {"bastnaesite": (0.99, 1.035)}  # hdac: La cell ~2.5% above the Ce CIF
-    )
+    # --- positions (each phase's lattice-scale range: PhasePriors.lattice_range)
     anisotropic_strain: float = 0.003  # sd of the c-axis vs a-axis strain difference
     zero_offset_deg: float = 0.02  # sd of the 2θ zero error (calibration of sample-detector distance)
     # --- intensities
@@ -83,23 +72,16 @@ class SynthConfig:
     crystals: tuple[float, float] = (30.0, 5000.0)  # log-uniform effective crystals per phase in the beam
     # (fewer made a phase's strongest reflections vanish so often that one stray peak became "evidence":
     # bastnaesite called in hdac rhenium patterns from a lone peak; 30 cut it)
-    crystals_ranges: dict[str, tuple[float, float]] = field(
-        default_factory=lambda: {"rhenium": (300.0, 20000.0)})  # a gasket is fine-grained metal:
-    # hdac rhenium rings are smooth, all strong reflections present (texture aside)
     absorption_mu_t: tuple[float, float] = (0.0, 1.5)  # fluid + anvil μt at 2θ = 0 (22 keV, 2 mm water ≈ 0.3)
     snr: tuple[float, float] = (20.0, 400.0)  # log-uniform strongest-peak height / noise σ, per phase
     # (masked look; hdac masked: weak Re ~5× the correlated noise, carbonates up to ~1000×)
     peak_to_background: tuple[float, float] = (0.02, 5.0)  # log-uniform, unmasked look: hdac
     # carbonates 0.07–1.2 over the fluid, rhenium 0.02 (xy_r_102) to 12, spots 0.04; never below
     # min_snr. A floor of 0.05 missed every simulated frame ring under 5 % (frame sim: from 2–3 %)
-    peak_to_background_ranges: dict[str, tuple[float, float]] = field(
-        default_factory=lambda: {"rhenium": (0.02, 30.0)})  # a gasket ring reaches 30× the fluid
-    p_trace: dict[str, float] = field(default_factory=lambda: {"rhenium": 0.3})  # per phase (name
-    # contains the key): an absent target leaves a trace under the detection limit (unmasked look),
-    # labeled absent. The gasket: hdac 'n_' and 'bc_' patterns show rhenium 002 and 101 at 0.5–1.7 %
-    # over the fluid (beam tails on the gasket) and are labeled without rhenium; a raw integration's
-    # noise (0.03 %) makes such traces plain. Carbonate traces cost weak simulated-frame rings
-    # (3–5 %) more than they gained on hdac, so only the gasket leaves traces
+    # an absent target may leave a trace under the detection limit (unmasked look), labeled absent, with
+    # probability PhasePriors.p_trace: a raw integration's noise (0.03 %) makes such traces plain.
+    # Carbonate traces cost weak simulated-frame rings (3–5 %) more than they gained on hdac, so only
+    # the gasket (rhenium) leaves traces
     trace_pbr: tuple[float, float] = (0.001, 0.01)  # log-uniform strongest-peak / background
     min_snr: float = 20.0  # every present phase's strongest peak stands at least this many σ high
     # (correlated noise makes 4–8σ wiggles look like peaks: weaker phases are label noise that taught
@@ -393,12 +375,6 @@ def _build_table(phases: Sequence[Phase], q_lo: float, q_hi: float, max_per_phas
     return _Table(cat["phase"].astype(int), cat["q0"], cat["i"], cat["m"], cat["c"], cat["lp"].astype(bool))
 
 
-def _by_name(phase: Phase, ranges: dict[str, _T], default: _T) -> _T:
-    """The value (a range, a probability) whose key the phase's name contains, else ``default``."""
-    name = phase.name.lower()
-    return next((r for key, r in ranges.items() if key in name), default)
-
-
 def default_distractors(targets: Sequence[Phase]) -> list[Phase]:
     """The library's distractor phases, minus any that shares a name with a target."""
     from ..physics.phases import DISTRACTORS, get_phase
@@ -423,14 +399,13 @@ class Synthesizer:
         self.chunk = chunk
         self.workers = workers
         phases = self.targets + self.distractors
-        self.lattice_ranges = np.array([self._lattice_range(p) for p in phases])
+        self.lattice_ranges = np.array([p.priors.lattice_range for p in phases])
         cfg = self.config
-        self._size = np.array([_by_name(p, cfg.size_ranges, cfg.crystallite_size) for p in phases])
-        self._strain = np.array([_by_name(p, cfg.microstrain_ranges, cfg.microstrain) for p in phases])
-        self._crystals = np.array([_by_name(p, cfg.crystals_ranges, cfg.crystals) for p in phases])
-        self._p_trace = np.array([_by_name(t, cfg.p_trace, 0.0) for t in self.targets])
-        self._pbr = np.array([_by_name(p, cfg.peak_to_background_ranges, cfg.peak_to_background)
-                              for p in phases])
+        self._size = np.array([p.priors.crystallite_size or cfg.crystallite_size for p in phases])
+        self._strain = np.array([p.priors.microstrain or cfg.microstrain for p in phases])
+        self._crystals = np.array([p.priors.crystals or cfg.crystals for p in phases])
+        self._p_trace = np.array([t.priors.p_trace for t in self.targets])
+        self._pbr = np.array([p.priors.peak_to_background or cfg.peak_to_background for p in phases])
         lo = grid.q_min * self.lattice_ranges[:, 0].min() * 0.97
         hi = grid.q_max * self.lattice_ranges[:, 1].max() * 1.03
         self.table = _build_table(phases, lo, hi)
@@ -440,11 +415,6 @@ class Synthesizer:
         self._decoys = np.flatnonzero((tab.phase < len(self.targets))
                                       & (tab.intensity >= 0.2 * strongest[tab.phase]))
         self._bg_q = level_q(grid, BG_LEVEL)
-
-    def _lattice_range(self, phase: Phase) -> tuple[float, float]:
-        if "lattice_range" in phase.meta:
-            return tuple(phase.meta["lattice_range"])
-        return _by_name(phase, self.config.lattice_ranges, self.config.default_lattice_range)
 
     def _strength(self, unmasked: np.ndarray, counts: np.ndarray, sigma: np.ndarray,
                   snr: tuple[float, float], pbr: tuple[Any, Any], shape: tuple[int, int],

@@ -50,7 +50,7 @@ def fit_lattice_scales(
     """Each phase's lattice scale fitted to the labeled patterns in which it is labeled present.
 
     Peaks are matched per pattern with :func:`xrdmtl.physics.peaks.match_all` (which grid-searches the
-    scale within the phase's ``meta['lattice_range']`` and refines it by least squares); a pattern
+    scale within the phase's ``priors.lattice_range`` and refines it by least squares); a pattern
     counts when the phase's evidence reaches the peak-match threshold with at least two matched
     reflections. Returns, per phase with at least ``min_patterns`` such patterns: ``scale`` (median,
     relative to the phase's cell), ``sd`` (robust, from the MAD), ``n_patterns`` and ``scales``.
@@ -91,22 +91,16 @@ def adapt_synthesizer(
 
     Returns the new synthesizer and, per adapted phase, the range it now draws from.
     """
-    import copy
-
-    from ..physics.peaks import lattice_range
-
     targets, ranges = [], {}
     for phase in synth.targets:
         fit = fitted.get(phase.name)
         if fit is None:
             targets.append(phase)
             continue
-        lo, hi = lattice_range(phase)
+        lo, hi = phase.priors.lattice_range
         s = float(fit["scale"])
         new = (max(lo, s - halfwidth), min(hi, s + halfwidth))
-        adapted = copy.copy(phase)
-        adapted.meta = dict(phase.meta, lattice_range=new)
-        targets.append(adapted)
+        targets.append(phase.with_priors(lattice_range=new))
         ranges[phase.name] = [round(new[0], 5), round(new[1], 5)]
     extra = {k: getattr(synth, k) for k in ("chunk", "workers") if hasattr(synth, k)}
     new_synth = type(synth)(

@@ -1,22 +1,23 @@
-"""Cross-validated fine-tuning on labeled measured patterns: how much do N labels lift a model?
+"""What adapting to N of your labels buys, cross-validated on your own labeled patterns.
 
-:func:`crossvalidate_finetune` fine-tunes a model on N labeled patterns of a labels CSV and tests it
-on the rest, for several N and several stratified splits, and reports mean ± sd of the exact match
-(all phase calls right) on the held-out patterns, next to the model before fine-tuning on the same
-held-out patterns (a split's held-out set can be harder or easier than the whole). Splits depend only
-on the labels, the N and the seed, so the unmasked and masked views of the same patterns (two CSVs
-listing the same patterns in the same order) are split identically.
+:func:`crossvalidate` holds out patterns, adapts the model to the others exactly as ``xrdmtl
+finetune`` would (:func:`~xrdmtl.workflows.adapt.adapt_arrays`: the whole leave-one-out choice inside
+each fold, so the figure is not flattered by it) and scores the held-out ones next to two baselines on
+the very same patterns: the model before adaptation, and a nearest-neighbour vote over the same labels
+(:func:`nearest_neighbour_vote`: each held-out pattern takes the labels of its most similar labeled
+pattern). Leave-one-out (``N = all − 1``) and, for the curve, leave-k-out with N labeled patterns
+drawn stratified by label combination. Splits depend only on the labels, N and the seed, so two
+views of the same patterns (two CSVs listing them in one order) are split identically.
 
-Labels are not gospel: given the patterns whose labels the audit contradicts
-(:func:`xrdmtl.workflows.audit.audit_labels`), each run also scores the held-out patterns whose labels it does
-not contradict, and ``drop_contradicted`` leaves the contradicted ones out of fine-tuning.
+Labels are not gospel: every figure is also given on the held-out patterns whose labels the physics
+audit does not contradict.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from ..io.labels import LabeledPatterns
+from ..training.adapt import AdaptConfig
+from .adapt import NetworkTuning, adapt_arrays
 
 
 def strata_of(labels: np.ndarray) -> list[str]:
@@ -62,164 +65,225 @@ def stratified_split(strata: Sequence[str], n: int, rng: np.random.Generator) ->
     return np.sort(np.array(picked, dtype=int))
 
 
+ROWS = ("default model", "nearest-neighbour vote", "adapted")
+VOTE_WINDOW = 61  # grid points: the vote's rolling-minimum background (≈ 0.6° 2θ at 0.56 Å)
+
+
+def vote_features(intensity: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+    """The vote's view of patterns on one grid ``(N, G)``: the intensity less a smoothed rolling
+    minimum, min–max normalised over the covered points, L2-normalised (for cosine similarity)."""
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+    from ..physics.background import fill_uncovered
+
+    filled = fill_uncovered(np.asarray(intensity, np.float64), np.asarray(coverage, bool))
+    background = uniform_filter1d(
+        minimum_filter1d(filled, VOTE_WINDOW, axis=1, mode="nearest"), VOTE_WINDOW, axis=1, mode="nearest"
+    )
+    v = np.where(coverage, filled - background, np.nan)
+    lo, hi = np.nanmin(v, axis=1, keepdims=True), np.nanmax(v, axis=1, keepdims=True)
+    v = np.nan_to_num((v - lo) / np.maximum(hi - lo, 1e-12))
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def nearest_neighbour_vote(
+    train: np.ndarray, train_labels: np.ndarray, test: np.ndarray
+) -> np.ndarray:
+    """The labels ``(M, T)`` of each test pattern's most similar training pattern (cosine of
+    :func:`vote_features`)."""
+    return np.asarray(train_labels)[np.argmax(test @ train.T, axis=1)]
+
+
 @dataclass
-class CVResult:
-    """Per-run exact matches and their summary per N."""
+class Scheme:
+    """Exact matches of one hold-out scheme (leave-one-out, or N labeled per split): per row, one
+    value per split, over all held-out patterns and over the uncontradicted ones."""
+
+    n_labeled: int
+    leave_one_out: bool
+    exact: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROWS})
+    exact_uncontradicted: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROWS})
+    held_out: int = 0  # held-out predictions scored, over all splits
+    wrong: dict[str, list[str]] = field(default_factory=lambda: {r: [] for r in ROWS})
+    chosen: list[str] = field(default_factory=list)  # the adapter's choice in each split
+    seconds: float = 0.0
+
+    def pooled(self, row: str, clean: bool = False) -> float:
+        """Leave-one-out: the exact match over all held-out patterns; leave-k-out: the mean over splits."""
+        values = (self.exact_uncontradicted if clean else self.exact)[row]
+        return float(np.mean(values)) if values else float("nan")
+
+    def spread(self, row: str, clean: bool = False) -> float:
+        values = (self.exact_uncontradicted if clean else self.exact)[row]
+        return float(np.std(values, ddof=1)) if len(values) > 1 and not self.leave_one_out else 0.0
+
+
+@dataclass
+class CrossvalResult:
+    """Every scheme's scores for one labels CSV."""
 
     labels_csv: str
-    n_patterns: int
-    runs: list[dict] = field(default_factory=list)  # n, split, train (files), exact, seconds, ...
+    files: list[str]
+    flagged: list[str]
+    schemes: list[Scheme] = field(default_factory=list)
 
-    def summary(self) -> dict[int, dict]:
-        """Per N: mean, sd (ddof 1; 0 for one run), runs and mean seconds per fine-tune, and
-        ``mean_base`` / ``sd_base`` of the model before fine-tuning on the same held-out patterns; with
-        contradicted labels known, also ``mean_uncontradicted`` / ``sd_uncontradicted`` (and
-        ``..._base_uncontradicted``) over the held-out patterns whose labels the audit does not
-        contradict."""
-        out: dict[int, dict] = {}
-        for n in sorted({r["n"] for r in self.runs}):
-            runs = [r for r in self.runs if r["n"] == n]
-            base = _mean_sd([r["exact_base"] for r in runs])
-            out[n] = {**_mean_sd([r["exact"] for r in runs]), "runs": len(runs),
-                      "mean_base": base["mean"], "sd_base": base["sd"],
-                      "seconds": float(np.mean([r["seconds"] for r in runs]))}  # fmt: skip
-            clean = [r for r in runs if r.get("exact_uncontradicted") is not None]
-            if clean:
-                tuned = _mean_sd([r["exact_uncontradicted"] for r in clean])
-                before = _mean_sd([r["exact_base_uncontradicted"] for r in clean])
-                out[n].update(mean_uncontradicted=tuned["mean"], sd_uncontradicted=tuned["sd"],
-                              mean_base_uncontradicted=before["mean"], sd_base_uncontradicted=before["sd"])
-        return out
-
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "labels_csv": self.labels_csv,
-            "n_patterns": self.n_patterns,
-            "runs": self.runs,
-            "summary": {str(k): v for k, v in self.summary().items()},
+            "n_patterns": len(self.files),
+            "flagged_by_audit": self.flagged,
+            "schemes": [
+                {
+                    "n_labeled": s.n_labeled,
+                    "leave_one_out": s.leave_one_out,
+                    "held_out": s.held_out,
+                    **{
+                        row: {"exact": s.pooled(row), "sd": s.spread(row),
+                              "exact_uncontradicted": s.pooled(row, True),
+                              "sd_uncontradicted": s.spread(row, True), "wrong": s.wrong[row]}
+                        for row in ROWS
+                    },
+                    "chosen": s.chosen,
+                    "seconds": round(s.seconds, 1),
+                }  # fmt: skip
+                for s in self.schemes
+            ],
         }
 
 
-def _mean_sd(values: Sequence[float]) -> dict[str, float]:
-    v = np.asarray(values, dtype=float)
-    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+def _score(calls: np.ndarray, labels: np.ndarray, keep: np.ndarray) -> tuple[float, float | None]:
+    right = (np.asarray(calls, bool) == labels.astype(bool)).all(axis=1)
+    return float(right.mean()), (float(right[keep].mean()) if keep.any() else None)
 
 
-def crossvalidate_finetune(
+def crossvalidate(
     model: str | Path,
-    labels_csv: str | Path,
-    ns: Sequence[int] = (5, 10, 20),
-    splits: int = 3,
+    data: LabeledPatterns,
+    files: Sequence[str],
+    flagged: np.ndarray | None = None,
+    ns: Sequence[int] = (),
+    splits: int = 5,
     seed: int = 0,
-    wavelength: float | None = None,
-    x_unit: str | None = None,
-    *,
-    poni: str | Path | None = None,
-    mask: str = "none",
-    work_dir: str | Path | None = None,
+    leave_one_out: bool = True,
+    config: AdaptConfig | None = None,
+    tuning: NetworkTuning | None = None,
     note: Callable[[str], None] | None = None,
-    contradicted: Collection[str] = (),
-    drop_contradicted: bool = False,
-    **finetune_kwargs: Any,
-) -> CVResult:
-    """Fine-tune ``model`` on N labeled patterns of ``labels_csv`` and test on the rest, for each N in
-    ``ns`` and ``splits`` stratified splits (split ``k`` of N from ``rng([seed, N, k])``).
-
-    ``contradicted``: files (as the labels CSV resolves them) whose labels the audit contradicts;
-    each run then also reports ``exact_uncontradicted``, and ``drop_contradicted`` leaves them out
-    of the fine-tuning sets (they stay in the splits, so the splits do not change).
-
-    Patterns are read as in ``predict`` (``wavelength``, ``x_unit``; frames with ``poni`` and
-    ``mask``). ``finetune_kwargs`` go to :func:`xrdmtl.training.finetune.finetune` (steps, lattice adaptation, …).
-    Fine-tuned models are written under ``work_dir`` (a temporary folder when None, removed after).
-    Unreadable files are left out with a note.
-    """
-    from ..io.labels import load_labeled
+) -> CrossvalResult:
+    """Leave-one-out (if ``leave_one_out``) and, for each N in ``ns``, ``splits`` stratified splits
+    of N labeled patterns (split ``k`` of N from ``rng([seed, N, k])``); each held-out set scored by
+    the model before adaptation, the nearest-neighbour vote and the adapted model."""
     from ..model.files import load_model
     from ..model.preprocess import model_input
-    from ..training.finetune import finetune
 
+    labels = np.asarray(data.labels, np.uint8)
+    n = len(labels)
+    bad = np.zeros(n, bool) if flagged is None else np.asarray(flagged, bool)
     base = load_model(model, device="cpu")
-    data, files, failed = load_labeled(
-        labels_csv, base.phases, base.grid, wavelength, x_unit, note, poni=poni, mask=mask
-    )
-    for line in failed:
+    x = model_input(data.intensity, data.coverage, base.grid.step)
+    base_calls = base.network_proba(x) > base.thresholds
+    votes = vote_features(data.intensity, data.coverage)
+    result = CrossvalResult("", list(files), [f for f, b in zip(files, bad, strict=True) if b])
+    plans: list[tuple[Scheme, list[np.ndarray]]] = []
+    if leave_one_out:
+        plans.append((Scheme(n - 1, True), [np.setdiff1d(np.arange(n), [i]) for i in range(n)]))
+    strata = strata_of(labels)
+    for k in ns:
+        if not 1 < k < n:
+            raise ValueError(f"N must lie between 2 and {n - 1}, got {k}")
+        draws = [stratified_split(strata, k, np.random.default_rng([seed, k, j])) for j in range(splits)]
+        plans.append((Scheme(k, False), draws))
+    for scheme, draws in plans:
+        t0 = time.perf_counter()
+        pooled: dict[str, list[np.ndarray]] = {r: [] for r in ROWS}
+        tests: list[np.ndarray] = []
+        with tempfile.TemporaryDirectory(prefix="xrdmtl-cv-") as tmp:
+            for j, train in enumerate(draws):
+                test = np.setdiff1d(np.arange(n), train)
+                sub = LabeledPatterns(data.intensity[train], data.coverage[train], labels[train])
+                adapted = adapt_arrays(model, sub, bad[train], config, tuning, Path(tmp) / f"split{j}")
+                calls = {
+                    "default model": base_calls[test],
+                    "nearest-neighbour vote": nearest_neighbour_vote(votes[train], labels[train], votes[test]),
+                    "adapted": adapted.model.predict_proba(x[test]) > adapted.model.thresholds,
+                }
+                scheme.chosen.append(adapted.fit.chosen.describe() + (", network fine-tuned" if adapted.network_tuned else ""))
+                for row, c in calls.items():
+                    pooled[row].append(np.asarray(c, bool))
+                tests.append(test)
+                if not scheme.leave_one_out:
+                    for row, c in calls.items():
+                        e, ec = _score(c, labels[test], ~bad[test])
+                        scheme.exact[row].append(e)
+                        if ec is not None:
+                            scheme.exact_uncontradicted[row].append(ec)
+        idx = np.concatenate(tests)
+        scheme.held_out = len(idx)
+        for row in ROWS:
+            c = np.concatenate(pooled[row])
+            wrong = ~(c == labels[idx].astype(bool)).all(axis=1)
+            scheme.wrong[row] = sorted({files[i] for i in idx[wrong]})
+            if scheme.leave_one_out:
+                e, ec = _score(c, labels[idx], ~bad[idx])
+                scheme.exact[row].append(e)
+                if ec is not None:
+                    scheme.exact_uncontradicted[row].append(ec)
+        scheme.seconds = time.perf_counter() - t0
+        result.schemes.append(scheme)
         if note is not None:
-            note(f"skipped: {line}")
-    strata = strata_of(data.labels)
-    flagged = set(contradicted)
-    bad = np.array([f in flagged for f in files], dtype=bool)
-    result = CVResult(str(labels_csv), len(files))
-    tmp = tempfile.TemporaryDirectory(prefix="xrdmtl-cv-") if work_dir is None else None
-    root = Path(tmp.name if tmp is not None else work_dir)  # type: ignore[arg-type]
-    finetune_kwargs.setdefault("progress", False)
-    try:
-        for n in ns:
-            for k in range(splits):
-                idx = stratified_split(strata, n, np.random.default_rng([seed, n, k]))
-                rest = np.setdiff1d(np.arange(len(files)), idx)
-                t0 = time.perf_counter()
-                out = root / f"n{n}_split{k}"
-                tune = idx[~bad[idx]] if drop_contradicted and not bad[idx].all() else idx
-                ft = finetune(
-                    model,
-                    LabeledPatterns(data.intensity[tune], data.coverage[tune], data.labels[tune]),
-                    out,
-                    seed=seed + k,
-                    wavelength=wavelength,
-                    **finetune_kwargs,
-                )
-                seconds = time.perf_counter() - t0
-                tuned = load_model(out, device="cpu")
-                x = model_input(data.intensity[rest], data.coverage[rest], base.grid.step)
-                calls = tuned.predict_proba(x) >= tuned.thresholds
-                right = (calls == data.labels[rest].astype(bool)).all(1)
-                base_calls = base.predict_proba(x) >= base.thresholds
-                base_right = (base_calls == data.labels[rest].astype(bool)).all(1)
-                clean = ~bad[rest]
-                result.runs.append(
-                    {
-                        "n": int(n),
-                        "split": k,
-                        "train": [files[i] for i in idx],
-                        "tuned_on": len(tune),
-                        "exact": float(right.mean()),
-                        "exact_uncontradicted": float(right[clean].mean()) if bad.any() and clean.any() else None,
-                        "exact_base": float(base_right.mean()),
-                        "exact_base_uncontradicted": float(base_right[clean].mean()) if bad.any() and clean.any() else None,
-                        "wrong": [files[i] for i in rest[~right]],
-                        "seconds": round(seconds, 1),
-                        "lattice": ft.lattice if hasattr(ft, "lattice") else None,
-                    }
-                )
-                if note is not None:
-                    note(f"N={n} split {k}: exact {right.mean():.3f} ({seconds:.0f} s)")
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+            what = "leave-one-out" if scheme.leave_one_out else f"N = {scheme.n_labeled}"
+            note(f"{what}: adapted {scheme.pooled('adapted'):.1%}, vote {scheme.pooled('nearest-neighbour vote'):.1%}, "
+                 f"default {scheme.pooled('default model'):.1%} ({scheme.seconds:.0f} s)")
     return result
 
 
-def format_table(rows: dict[str, CVResult]) -> str:
-    """A markdown table, one row per named result (e.g. unmasked, masked) and N: exact match
-    (mean ± sd) fine-tuned and before fine-tuning on the same held-out patterns, the same on the
-    labels the audit does not contradict where known, runs and seconds per fine-tune."""
-    audited = any("mean_uncontradicted" in s for r in rows.values() for s in r.summary().values())
-    header = ["set", "N", "fine-tuned", "before fine-tuning"]
-    header += ["fine-tuned, uncontradicted labels", "before, uncontradicted"] if audited else []
-    header += ["runs", "s / fine-tune"]
+def format_table(results: dict[str, CrossvalResult]) -> str:
+    """A markdown table, one line per named result (e.g. masked, unmasked) and scheme: exact match
+    of the three rows on all held-out patterns and on those whose labels the audit does not contradict."""
+    header = ["set", "labeled", *ROWS, *(f"{r}, uncontradicted" for r in ROWS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, r in rows.items():
-        for n, s in r.summary().items():
-            cells = [name, str(n), _pct_sd(s["mean"], s["sd"]), _pct_sd(s["mean_base"], s["sd_base"])]
-            if audited:
-                cells += ([_pct_sd(s["mean_uncontradicted"], s["sd_uncontradicted"]),
-                           _pct_sd(s["mean_base_uncontradicted"], s["sd_base_uncontradicted"])]
-                          if "mean_uncontradicted" in s else ["-", "-"])  # fmt: skip
-            cells += [str(s["runs"]), f"{s['seconds']:.0f}"]
+    for name, res in results.items():
+        for s in res.schemes:
+            what = f"{s.n_labeled} (leave-one-out)" if s.leave_one_out else f"{s.n_labeled} ({len(s.exact[ROWS[0]])} splits)"
+            cells = [name, what]
+            for clean in (False, True):
+                for row in ROWS:
+                    mean, sd = s.pooled(row, clean), s.spread(row, clean)
+                    cells.append("-" if np.isnan(mean) else f"{mean:.1%}" + (f" ± {sd:.1%}" if sd else ""))
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _pct_sd(mean: float, sd: float) -> str:
-    return f"{mean:.1%} ± {sd:.1%}"
+def crossvalidate_labels(
+    labels_csv: str | Path,
+    model: str | Path | None = None,
+    *,
+    wavelength: float | None = None,
+    x_unit: str | None = None,
+    poni: str | Path | None = None,
+    mask: str = "none",
+    ns: Sequence[int] = (),
+    splits: int = 5,
+    seed: int = 0,
+    leave_one_out: bool = True,
+    config: AdaptConfig | None = None,
+    tuning: NetworkTuning | None = None,
+    note: Callable[[str], None] | None = None,
+) -> CrossvalResult:
+    """:func:`crossvalidate` on the patterns of a labels CSV (predict's reading options), with the
+    physics audit's verdicts; ``model`` defaults to the shipped one."""
+    from ..model.files import default_model_dir
+    from .adapt import read_and_audit
+
+    model_path = Path(model) if model is not None else default_model_dir()
+    labeled = read_and_audit(
+        labels_csv, model_path, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, note=note
+    )
+    for line in labeled.skipped:
+        if note is not None:
+            note(f"skipped: {line}")
+    result = crossvalidate(
+        model_path, labeled.data, labeled.files, labeled.flagged, ns, splits, seed, leave_one_out,
+        config, tuning, note,
+    )  # fmt: skip
+    result.labels_csv = str(labels_csv)
+    return result

@@ -1,0 +1,169 @@
+"""``xrdmtl finetune`` and ``xrdmtl crossval``: adapting a model to the user's own labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import XrdmtlError
+from .app import (
+    LabelsOpt,
+    MaskOpt,
+    ModelOpt,
+    PoniOpt,
+    WavelengthOpt,
+    XUnitOpt,
+    _check_model_out,
+    _reading_options,
+    app,
+    clean_errors,
+    console,
+    err_console,
+)
+
+StepsOpt = Annotated[
+    int,
+    typer.Option("--steps", min=0, help="Also fine-tune the network for this many steps (0: keep it as trained)."),
+]
+LayersOpt = Annotated[str, typer.Option("--layers", help="Network layers fine-tuned with --steps: heads or all.")]
+ContradictedOpt = Annotated[
+    str,
+    typer.Option("--contradicted", help="Labels the physics audit contradicts: auto (as leave-one-out scores best), drop or keep."),
+]
+
+
+def _note(msg: str) -> None:
+    err_console.print(f"note: {msg}", highlight=False, soft_wrap=True)
+
+
+def _policy(contradicted: str, drop_contradicted: bool, audit: bool) -> str:
+    if contradicted not in ("auto", "drop", "keep"):
+        raise XrdmtlError(f"--contradicted must be auto, drop or keep, got {contradicted!r}")
+    if drop_contradicted:
+        contradicted = "drop"
+    if contradicted == "drop" and not audit:
+        raise XrdmtlError("dropping contradicted labels needs the audit: leave out --no-audit")
+    return contradicted
+
+
+def _tuning(steps: int, layers: str, seed: int, adapt_lattice: bool):  # type: ignore[no-untyped-def]
+    from ..workflows.adapt import NetworkTuning
+
+    if layers not in ("heads", "all"):
+        raise XrdmtlError(f"--layers must be heads or all, got {layers!r}")
+    return NetworkTuning(steps=steps, layers=layers, seed=seed, adapt_lattice=adapt_lattice)
+
+
+@app.command("finetune")
+@clean_errors
+def finetune_cmd(
+    labels: LabelsOpt,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the adapted model.")],
+    model: ModelOpt = None,
+    wavelength: WavelengthOpt = None,
+    x_unit: XUnitOpt = None,
+    poni: PoniOpt = None,
+    mask: MaskOpt = "none",
+    steps: StepsOpt = 0,
+    layers: LayersOpt = "heads",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (network fine-tuning).")] = 0,
+    contradicted: ContradictedOpt = "auto",
+    audit: Annotated[bool, typer.Option("--audit/--no-audit", help="Audit the labels on the physics first.")] = True,
+    drop_contradicted: Annotated[
+        bool, typer.Option("--drop-contradicted", help="Same as --contradicted drop.")
+    ] = False,
+    adapt_lattice: Annotated[
+        bool,
+        typer.Option("--adapt-lattice/--no-adapt-lattice",
+                     help="With --steps: draw the synthetic patterns' lattice around the scale fitted to the labels."),
+    ] = False,
+) -> None:
+    """Adapt a model to your labeled patterns, so the rest of your run is labeled the way you label.
+
+    Audits the labels on the physics (OUT/audit.csv lists those the patterns contradict), then
+    chooses by leave-one-out over your labels how much a vote of your most similar labeled patterns
+    weighs against the network, and writes a model folder that predict, evaluate and audit use as
+    any other. OUT/adaptation.json has every candidate's leave-one-out score."""
+    from ..model.files import default_model_dir
+    from ..training.adapt import AdaptConfig
+    from ..workflows.adapt import adapt_to_labels
+
+    _reading_options(wavelength, poni, mask)
+    _check_model_out(out, model or default_model_dir(), labels)
+    config = AdaptConfig(contradicted=_policy(contradicted, drop_contradicted, audit))
+    report = adapt_to_labels(
+        labels, out, model, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, config=config,
+        tuning=_tuning(steps, layers, seed, adapt_lattice), audit=audit, note=_note,
+    )  # fmt: skip
+    for line in report.skipped:
+        err_console.print(f"skipped: {line}", highlight=False, soft_wrap=True)
+    if audit:
+        names = ", ".join(Path(f).name for f in report.flagged) or "none"
+        console.print(f"label audit: {len(report.flagged)} pattern(s) with a contradicted label ({names}); "
+                      f"table in {out / 'audit.csv'}", highlight=False, soft_wrap=True)
+    chosen = report.chosen
+    base = max((c for c in report.adapted.candidates_base if c.weight == 0.0), key=lambda c: c.exact)
+    console.print(
+        f"adapted model in {out} ({report.seconds:.0f} s, {len(report.files)} labeled patterns): "
+        f"{chosen.describe()}{', network fine-tuned' if report.adapted.network_tuned else ''}; "
+        f"leave-one-out exact match {chosen.exact:.1%} (network alone {base.exact:.1%}; "
+        f"`xrdmtl crossval` measures it without the selection)",
+        highlight=False, soft_wrap=True,
+    )
+    if report.left_out:
+        console.print("left out of the vote (contradicted): " + ", ".join(Path(f).name for f in report.left_out),
+                      highlight=False, soft_wrap=True)
+    if report.skipped:
+        raise typer.Exit(1)
+
+
+@app.command("crossval")
+@clean_errors
+def crossval_cmd(
+    labels: LabelsOpt,
+    model: ModelOpt = None,
+    wavelength: WavelengthOpt = None,
+    x_unit: XUnitOpt = None,
+    poni: PoniOpt = None,
+    mask: MaskOpt = "none",
+    ns: Annotated[str, typer.Option("--n", help="Comma-separated numbers of labeled patterns for the leave-k-out curve ('' for none).")] = "5,10,20",
+    splits: Annotated[int, typer.Option("--splits", min=1, help="Random stratified splits per N.")] = 5,
+    loo: Annotated[bool, typer.Option("--loo/--no-loo", help="Leave-one-out over all labeled patterns.")] = True,
+    steps: StepsOpt = 0,
+    layers: LayersOpt = "heads",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the splits.")] = 0,
+    contradicted: ContradictedOpt = "auto",
+    drop_contradicted: Annotated[bool, typer.Option("--drop-contradicted", help="Same as --contradicted drop.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
+) -> None:
+    """Does adapting to your labels beat the trivial baseline, on your own data? Cross-validated.
+
+    Holds out patterns, adapts to the others exactly as finetune does, and scores the held-out ones
+    next to the model before adaptation and a nearest-neighbour vote over the same labels;
+    leave-one-out and, for the curve, N labeled patterns per stratified split. Every figure is
+    also given on the held-out patterns whose labels the physics audit does not contradict."""
+    from ..training.adapt import AdaptConfig
+    from ..workflows.crossval import crossvalidate_labels, format_table
+
+    _reading_options(wavelength, poni, mask)
+    try:
+        counts = tuple(int(n) for n in ns.split(",") if n.strip())
+    except ValueError as exc:
+        raise XrdmtlError(f"--n must be comma-separated integers, got {ns!r}") from exc
+    if not loo and not counts:
+        raise XrdmtlError("nothing to do: give --n or leave --loo on")
+    config = AdaptConfig(contradicted=_policy(contradicted, drop_contradicted, True))
+    result = crossvalidate_labels(
+        labels, model, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, ns=counts, splits=splits,
+        seed=seed, leave_one_out=loo, config=config, tuning=_tuning(steps, layers, seed, False), note=_note,
+    )  # fmt: skip
+    if as_json:
+        print(json.dumps(result.to_dict()))
+        return
+    console.print(format_table({Path(labels).name: result}), highlight=False, soft_wrap=True)
+    if result.flagged:
+        console.print(f"labels the audit contradicts ({len(result.flagged)} pattern(s)): "
+                      + ", ".join(Path(f).name for f in result.flagged), highlight=False, soft_wrap=True)

@@ -1,0 +1,283 @@
+"""Adapt a model to a user's labeled patterns (what ``xrdmtl finetune`` runs).
+
+1. Read the labeled patterns (predict's reading options) and audit their labels on the physics alone
+   (:func:`~xrdmtl.workflows.audit.audit_labels`): a pattern with a label its peaks contradict is
+   *flagged*.
+2. Optionally fine-tune the network (``NetworkTuning.steps > 0``): its out-of-fold probabilities
+   for the labeled patterns come from ``folds`` fine-tunes on the other folds, so the choice below
+   compares it honestly with the network as it was.
+3. Choose the blend of network and reference vote by leave-one-out
+   (:func:`~xrdmtl.training.adapt.fit_adapter`), flagged references voting or not as measured best.
+4. Write a normal model folder (network weights, ``adapter.safetensors``, ``model.json``) that
+   ``predict``, ``evaluate`` and ``audit`` use unchanged, plus ``audit.csv`` and ``adaptation.json``.
+
+:func:`adapt_arrays` is steps 2–3 on arrays (what cross-validation repeats per fold).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import write_text
+from ..errors import LabelsError
+from ..io.labels import LabeledPatterns
+from ..model.files import LoadedModel, default_model_dir, load_model, save_adapted
+from ..model.preprocess import model_input
+from ..training.adapt import AdaptConfig, AdaptResult, Candidate, fit_adapter
+from .audit import AuditTable
+
+ADAPT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class NetworkTuning:
+    """Fine-tuning of the network itself before the blend is chosen (``steps = 0``: none).
+
+    Measured on the paper's 29 patterns and on simulated frames, fine-tuning the network did not beat
+    the network as trained once the reference vote is there (see ``docs/adapt.md``), so it is off by
+    default; on data far from the synthesis it can help, and the leave-one-out choice keeps it only
+    where it scores better."""
+
+    steps: int = 0
+    layers: str = "heads"
+    folds: int = 5
+    seed: int = 0
+    adapt_lattice: bool = False
+
+
+@dataclass
+class Adapted:
+    """A base or fine-tuned network with its adapter, and how they were chosen."""
+
+    model: LoadedModel
+    fit: AdaptResult
+    network_tuned: bool
+    candidates_base: list[Candidate]
+    candidates_tuned: list[Candidate] = field(default_factory=list)
+    network_dir: Path | None = None  # fine-tuned weights (a temporary folder's)
+
+
+def _key(c: Candidate) -> tuple[float, float]:
+    return (c.exact, -c.brier)
+
+
+def _out_of_fold(
+    base_path: Path,
+    data: LabeledPatterns,
+    x: np.ndarray,
+    tuning: NetworkTuning,
+    work: Path,
+) -> np.ndarray:
+    from ..training.finetune import finetune
+
+    n = len(data.labels)
+    folds = np.array_split(np.random.default_rng([tuning.seed, n]).permutation(n), min(tuning.folds, n))
+    p = np.zeros(data.labels.shape, np.float64)
+    for i, test in enumerate(folds):
+        train = np.setdiff1d(np.arange(n), test)
+        out = work / f"fold{i}"
+        finetune(
+            base_path, _subset(data, train), out, steps=tuning.steps, train_layers=tuning.layers,
+            seed=tuning.seed + i, progress=False, adapt_lattice=tuning.adapt_lattice,
+        )  # fmt: skip
+        p[test] = load_model(out, device="cpu").network_proba(x[test])
+    return p
+
+
+def _subset(data: LabeledPatterns, idx: np.ndarray) -> LabeledPatterns:
+    return LabeledPatterns(data.intensity[idx], data.coverage[idx], data.labels[idx])
+
+
+def adapt_arrays(
+    model: str | Path,
+    data: LabeledPatterns,
+    flagged: np.ndarray | None = None,
+    config: AdaptConfig | None = None,
+    tuning: NetworkTuning | None = None,
+    work_dir: Path | None = None,
+) -> Adapted:
+    """Choose and fit the adaptation of ``model`` to labeled patterns on its grid.
+
+    ``flagged``: a bool per pattern, True where the audit contradicts one of its labels. With
+    ``tuning.steps > 0`` the fine-tuned networks are written under ``work_dir``."""
+    base_path = Path(model)
+    base = load_model(base_path, device="cpu")
+    if base.adapter is not None:
+        base = dataclasses.replace(base, adapter=None)
+    x = model_input(data.intensity, data.coverage, base.grid.step)
+    fit = fit_adapter(x, data.labels, base.network_proba(x), base.thresholds, flagged, config)
+    adapted = Adapted(dataclasses.replace(base, adapter=fit.adapter), fit, False, fit.candidates)
+    if tuning is None or tuning.steps <= 0 or len(data.labels) < 4:
+        return adapted
+    if work_dir is None:
+        raise ValueError("fine-tuning the network needs a work_dir")
+    from ..training.finetune import finetune
+
+    oof = _out_of_fold(base_path, data, x, tuning, work_dir)
+    fit_tuned = fit_adapter(x, data.labels, oof, base.thresholds, flagged, config)
+    adapted.candidates_tuned = fit_tuned.candidates
+    if _key(fit_tuned.chosen) <= _key(fit.chosen):
+        return adapted
+    out = work_dir / "network"
+    finetune(
+        base_path, data, out, steps=tuning.steps, train_layers=tuning.layers, seed=tuning.seed,
+        progress=False, adapt_lattice=tuning.adapt_lattice,
+    )  # fmt: skip
+    tuned = load_model(out, device="cpu")
+    return Adapted(
+        dataclasses.replace(tuned, adapter=fit_tuned.adapter), fit_tuned, True,
+        fit.candidates, fit_tuned.candidates, out,
+    )  # fmt: skip
+
+
+@dataclass
+class AuditedLabels:
+    """Labeled patterns on a model's grid, the files read and skipped, and the physics audit."""
+
+    data: LabeledPatterns
+    files: list[str]
+    skipped: list[str]
+    flagged: np.ndarray  # a bool per file: a label the audit contradicts
+    audit: AuditTable | None
+
+    @property
+    def flagged_files(self) -> list[str]:
+        return [f for f, bad in zip(self.files, self.flagged, strict=True) if bad]
+
+
+def read_and_audit(
+    labels_csv: str | Path,
+    model: str | Path,
+    *,
+    wavelength: float | None = None,
+    x_unit: str | None = None,
+    poni: str | Path | None = None,
+    mask: str = "none",
+    audit: bool = True,
+    note: Callable[[str], None] | None = None,
+) -> AuditedLabels:
+    """Read the labeled patterns of ``labels_csv`` onto ``model``'s grid and audit their labels on
+    the physics alone (model-free, so the verdicts do not depend on the model being adapted).
+    :class:`LabelsError` when fewer than two patterns can be read."""
+    from ..io.labels import load_labeled
+    from .audit import audit_labels
+
+    base = load_model(model, device="cpu")
+    data, files, skipped = load_labeled(
+        labels_csv, base.phases, base.grid, wavelength, x_unit, note, poni=poni, mask=mask
+    )
+    if len(files) < 2:
+        raise LabelsError(
+            f"adaptation needs at least 2 readable labeled patterns, got {len(files)}", labels_csv
+        )
+    table = None
+    flagged = np.zeros(len(files), bool)
+    if audit:
+        table = audit_labels(
+            labels_csv, model=None, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask,
+            use_model=False, phases=base.phases, note=note,
+        )  # fmt: skip
+        contradicted = {r.file for r in table.flagged}
+        flagged = np.array([f in contradicted for f in files], bool)
+    return AuditedLabels(data, files, skipped, flagged, table)
+
+
+@dataclass
+class AdaptReport:
+    """What ``xrdmtl finetune`` did: the model folder, the labels used, the choice and its scores."""
+
+    out: Path
+    files: list[str]
+    skipped: list[str]
+    flagged: list[str]  # files with a label the physics audit contradicts
+    left_out: list[str]  # references not voting (flagged, when that scored better)
+    adapted: Adapted
+    seconds: float
+
+    @property
+    def chosen(self) -> Candidate:
+        return self.adapted.fit.chosen
+
+    def to_dict(self) -> dict[str, Any]:
+        def rows(cands: list[Candidate]) -> list[dict[str, Any]]:
+            return [dataclasses.asdict(c) for c in cands]
+
+        return {
+            "version": ADAPT_VERSION,
+            "model": str(self.out),
+            "n_labeled": len(self.files),
+            "skipped": self.skipped,
+            "flagged_by_audit": self.flagged,
+            "left_out_of_vote": self.left_out,
+            "network_fine_tuned": self.adapted.network_tuned,
+            "chosen": {**dataclasses.asdict(self.chosen), "description": self.chosen.describe()},
+            "leave_one_out_base_network": rows(self.adapted.candidates_base),
+            "leave_one_out_tuned_network": rows(self.adapted.candidates_tuned),
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def adapt_to_labels(
+    labels_csv: str | Path,
+    out: str | Path,
+    model: str | Path | None = None,
+    *,
+    wavelength: float | None = None,
+    x_unit: str | None = None,
+    poni: str | Path | None = None,
+    mask: str = "none",
+    config: AdaptConfig | None = None,
+    tuning: NetworkTuning | None = None,
+    audit: bool = True,
+    note: Callable[[str], None] | None = None,
+) -> AdaptReport:
+    """Adapt ``model`` (default: the shipped one) to the labeled patterns of ``labels_csv`` and
+    write the adapted model folder to ``out`` (with ``audit.csv`` and ``adaptation.json``).
+
+    Unreadable files are skipped (listed in the report); :class:`LabelsError` when none can be read.
+    ``audit=False`` skips the physics audit (no reference is then flagged)."""
+    t0 = time.perf_counter()
+    model_path = Path(model) if model is not None else default_model_dir()
+    out = Path(out)
+    labeled = read_and_audit(
+        labels_csv, model_path, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask,
+        audit=audit, note=note,
+    )  # fmt: skip
+    if labeled.audit is not None:
+        labeled.audit.to_csv(out / "audit.csv")
+    data, files, skipped = labeled.data, labeled.files, labeled.skipped
+    flagged_files = labeled.flagged_files
+    with tempfile.TemporaryDirectory(prefix="xrdmtl-adapt-") as tmp:
+        adapted = adapt_arrays(model_path, data, labeled.flagged, config, tuning, Path(tmp))
+        weights = adapted.network_dir if adapted.network_tuned else model_path
+        assert weights is not None
+        provenance = {
+            "adaptation": {
+                "version": ADAPT_VERSION,
+                "from": str(model_path),
+                "labels": str(labels_csv),
+                "files": files,
+                "skipped": skipped,
+                "flagged_by_audit": flagged_files,
+                "network_fine_tuned": adapted.network_tuned,
+                "chosen": dataclasses.asdict(adapted.fit.chosen),
+                "wavelength": wavelength,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+        }
+        save_adapted(out, weights, adapted.fit.adapter, provenance)
+    report = AdaptReport(
+        out, files, skipped, flagged_files, [files[i] for i in adapted.fit.left_out], adapted,
+        time.perf_counter() - t0,
+    )  # fmt: skip
+    write_text(out / "adaptation.json", json.dumps(report.to_dict(), indent=1) + "\n")
+    return report

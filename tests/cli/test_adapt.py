@@ -1,0 +1,38 @@
+"""``xrdmtl finetune`` and ``xrdmtl crossval`` on the bundled example patterns."""
+
+from __future__ import annotations
+
+import json
+
+from clitools import invoke
+from toymodels import toy_model
+
+
+def test_finetune_writes_a_model_predict_reads(tmp_path, examples) -> None:
+    base = toy_model(tmp_path / "base")
+    out = tmp_path / "ft"
+    res = invoke("finetune", "--model", base, "--labels", examples / "labels.csv", "--out", out,
+                 "--wavelength", "0.561")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "label audit" in res.output and "leave-one-out exact match" in res.output
+    assert json.loads((out / "adaptation.json").read_text())["n_labeled"] == 6
+    pred = invoke("predict", examples / "hdac_masked_xy_r_98.npy", "--model", out, "--wavelength", "0.561")
+    assert pred.exit_code == 0, pred.output
+    assert pred.stdout.splitlines()[0].startswith("file,p_bastnaesite")
+    bad = invoke("finetune", "--model", base, "--labels", examples / "labels.csv", "--out", tmp_path / "x",
+                 "--no-audit", "--drop-contradicted")  # fmt: skip
+    assert bad.exit_code != 0 and "needs the audit" in bad.output
+
+
+def test_crossval_prints_the_baselines(tmp_path, examples) -> None:
+    base = toy_model(tmp_path / "base")
+    args = ("crossval", "--labels", examples / "labels.csv", "--model", base, "--wavelength", "0.561")
+    res = invoke(*args, "--n", "", "--json")
+    assert res.exit_code == 0, res.output
+    (loo,) = json.loads(res.stdout)["schemes"]
+    assert loo["leave_one_out"] and loo["held_out"] == 6
+    assert {"default model", "nearest-neighbour vote", "adapted"} <= set(loo)
+    table = invoke(*args, "--n", "3", "--splits", "2")
+    assert table.exit_code == 0 and "nearest-neighbour vote" in table.stdout and "(2 splits)" in table.stdout
+    bad = invoke(*args, "--n", "two")
+    assert bad.exit_code != 0 and "--n must be comma-separated integers" in bad.output

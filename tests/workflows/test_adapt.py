@@ -1,0 +1,63 @@
+"""Adapting a model to labeled patterns: the model folder it writes and what reads it back."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+from toymodels import toy_model
+
+from xrdmtl.errors import LabelsError
+from xrdmtl.inference.predictor import Predictor
+from xrdmtl.io.readers import load_pattern
+from xrdmtl.model.files import load_model
+from xrdmtl.workflows.adapt import NetworkTuning, adapt_to_labels
+
+
+@pytest.fixture
+def examples(tmp_path: Path) -> Path:
+    src = Path(str(resources.files("xrdmtl") / "data" / "examples"))
+    return Path(shutil.copytree(src, tmp_path / "examples"))
+
+
+def test_adapted_model_round_trips_and_predicts_as_the_adapter_says(tmp_path, examples) -> None:
+    base = toy_model(tmp_path / "base")
+    out = tmp_path / "adapted"
+    report = adapt_to_labels(examples / "labels.csv", out, base, wavelength=0.561)
+    assert len(report.files) == 6 and not report.skipped
+    assert {p.name for p in out.iterdir()} >= {"model.safetensors", "model.json", "adapter.safetensors",
+                                               "audit.csv", "adaptation.json"}  # fmt: skip
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["adapter"]["n_references"] == 6 - len(report.left_out)
+    assert meta["adaptation"]["chosen"]["weight"] == report.chosen.weight
+    model = load_model(out)
+    assert model.adapter is not None and model.adapter.weight == report.chosen.weight
+    np.testing.assert_array_equal(model.adapter.labels, report.adapted.fit.adapter.labels)
+    # Predictor uses the adapter unchanged: a labeled pattern with the vote weight 1 gets its labels
+    doc = json.loads((out / "model.json").read_text())
+    doc["adapter"].update(weight=1.0, k=1, gate=-1.0)
+    (out / "model.json").write_text(json.dumps(doc))
+    pattern = load_pattern(examples / "hdac_unmasked_xy_r_98.npy", wavelength=0.561)
+    (pred,) = Predictor(out).predict_patterns([pattern])
+    assert pred.calls == {"bastnaesite": 0, "calcite": 0, "rhenium": 1}
+
+
+def test_unreadable_labeled_patterns_are_a_clear_error(tmp_path) -> None:
+    base = toy_model(tmp_path / "base")
+    (tmp_path / "a.xy").write_text("not a pattern\n")
+    (tmp_path / "labels.csv").write_text("file,bastnaesite,calcite,rhenium\na.xy,0,0,1\nmissing.xy,1,0,0\n")
+    with pytest.raises(LabelsError, match="labeled files could be read"):
+        adapt_to_labels(tmp_path / "labels.csv", tmp_path / "out", base, wavelength=0.561)
+    assert not (tmp_path / "out" / "model.json").exists()
+
+
+def test_network_tuning_is_scored_out_of_fold(tmp_path, examples) -> None:
+    base = toy_model(tmp_path / "base")
+    tuning = NetworkTuning(steps=1, folds=2)
+    report = adapt_to_labels(examples / "labels.csv", tmp_path / "out", base, wavelength=0.561, tuning=tuning)
+    assert len(report.adapted.candidates_tuned) == len(report.adapted.candidates_base)
+    assert load_model(tmp_path / "out").adapter is not None
