@@ -33,6 +33,7 @@ from scipy.signal import fftconvolve
 
 from ..atomic import atomic_path, write_text
 from ..physics.phases import DISTRACTORS, TARGETS, Phase, get_phase
+from ..physics.profiles import pseudo_voigt
 from ..physics.units import q_to_tth, tth_to_q
 
 FINE_STEP = 0.002  # degrees 2θ: radial profiles are evaluated on this grid and gathered per pixel
@@ -235,10 +236,8 @@ class FrameSimulator:
         """Pseudo-Voigt (``fwhm`` degrees) convolved with one pixel's 2θ width, peak 1, on the fine grid."""
         half = int(np.ceil((10 * fwhm + self.pixel_deg) / FINE_STEP))
         x = np.arange(-half, half + 1) * FINE_STEP
-        g = np.exp(-4 * np.log(2) * (x / fwhm) ** 2)
-        lor = 1.0 / (1.0 + 4 * (x / fwhm) ** 2)
         box = np.ones(max(1, int(round(self.pixel_deg / FINE_STEP))))
-        k = np.convolve(eta * lor + (1 - eta) * g, box / box.size, mode="same")
+        k = np.convolve(pseudo_voigt(x / fwhm, eta), box / box.size, mode="same")
         return k / k.max()
 
     def sample(self, rng: np.random.Generator) -> FrameSample:

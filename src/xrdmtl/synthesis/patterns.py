@@ -29,9 +29,9 @@ import numpy as np
 from ..atomic import atomic_path, write_text
 from ..physics.grid import DEFAULT_GRID, QGrid
 from ..physics.phases import Phase, lorentz_polarization
-from ..physics.units import q_to_tth
+from ..physics.profiles import pseudo_voigt, pseudo_voigt_area
+from ..physics.units import q_to_tth, q_to_tth_rad, tth_rad_to_q, tth_to_q
 
-FOUR_LN2 = 4.0 * np.log(2.0)
 SCHERRER_K = 0.9
 PEAK_WINDOW = 32  # points per peak window, at the peak's resolution level
 N_LEVELS = 6  # resolution levels: FWHM up to 6·2^5 = 192 grid points
@@ -134,24 +134,6 @@ def log_uniform(rng: np.random.Generator, lo: float, hi: float, size: int | tupl
     return np.exp(rng.uniform(np.log(lo), np.log(hi), size))
 
 
-def pseudo_voigt(x: np.ndarray, eta: np.ndarray) -> np.ndarray:
-    """Unit-height pseudo-Voigt at ``x`` in FWHM units: η·Lorentzian + (1−η)·Gaussian."""
-    x2 = x * x
-    gauss = np.exp(x2 * np.float32(-FOUR_LN2))
-    x2 *= 4
-    x2 += 1
-    lorentz = np.reciprocal(x2, out=x2)
-    lorentz -= gauss
-    lorentz *= eta
-    lorentz += gauss
-    return lorentz
-
-
-def pseudo_voigt_area(fwhm: np.ndarray, eta: np.ndarray) -> np.ndarray:
-    """Integral of a unit-height pseudo-Voigt of this FWHM."""
-    return fwhm * (eta * np.pi / 2 + (1 - eta) * 0.5 * np.sqrt(np.pi / np.log(2)))
-
-
 def peak_fwhm_q(q: np.ndarray, wavelength: np.ndarray, instrument_deg: np.ndarray,
                 size: np.ndarray, strain: np.ndarray) -> np.ndarray:
     """FWHM in Q (Å⁻¹): instrument width in 2θ at this wavelength (dQ = 2π/λ·cosθ·d2θ), Scherrer size
@@ -169,10 +151,7 @@ def strained_q(q0: np.ndarray, scale: np.ndarray, aniso: np.ndarray, c_frac: np.
 
 def zero_shift(q: np.ndarray, wavelength: np.ndarray, offset_deg: np.ndarray) -> np.ndarray:
     """Q after a 2θ zero error of ``offset_deg``; NaN beyond the wavelength's reach."""
-    s = q * wavelength / (4 * np.pi)
-    with np.errstate(invalid="ignore"):
-        tth = 2 * np.arcsin(np.where(s < 1, s, np.nan)) + np.deg2rad(offset_deg)
-    return 4 * np.pi * np.sin(tth / 2) / wavelength
+    return tth_rad_to_q(q_to_tth_rad(q, wavelength) + np.deg2rad(offset_deg), wavelength)
 
 
 def march_dollase(c_frac: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -358,7 +337,7 @@ def _build_table(phases: Sequence[Phase], q_lo: float, q_hi: float, max_per_phas
         keep = (bare.q > q_lo) & (bare.q < q_hi) & (bare.intensity > 0)
         inten = bare.intensity[keep]
         # strongest reflections as seen at a typical 0.6 Å, where LP weights low Q most
-        tth = 2 * np.arcsin(np.clip(bare.q[keep] * 0.6 / (4 * np.pi), 0, 0.999))
+        tth = q_to_tth_rad(bare.q[keep], 0.6, s_max=0.999)
         typical = inten * lorentz_polarization(np.rad2deg(tth))
         order = np.sort(np.argsort(typical)[::-1][:max_per_phase])
         order = order[typical[order] >= 2e-3 * typical.max()] if order.size else order
@@ -462,8 +441,8 @@ class Synthesizer:
         wl = np.where(lab, rng.choice(cfg.lab_wavelengths, m),
                       log_uniform(rng, *cfg.synchrotron_wavelength, m))
         tr = np.where(lab[:, None], np.array(cfg.lab_tth), np.array(cfg.synchrotron_tth))
-        q_lo = 4 * np.pi * np.sin(np.deg2rad(rng.uniform(tr[:, 0], tr[:, 1])) / 2) / wl
-        q_hi = 4 * np.pi * np.sin(np.deg2rad(np.minimum(rng.uniform(tr[:, 2], tr[:, 3]), 179.0)) / 2) / wl
+        q_lo = tth_to_q(rng.uniform(tr[:, 0], tr[:, 1]), wl)
+        q_hi = tth_to_q(np.minimum(rng.uniform(tr[:, 2], tr[:, 3]), 179.0), wl)
         inst = log_uniform(rng, *cfg.instrument_fwhm_deg, m)
         zero = rng.normal(0, cfg.zero_offset_deg, m)
         mu_t = rng.uniform(*cfg.absorption_mu_t, m)
@@ -504,7 +483,7 @@ class Synthesizer:
         qr = zero_shift(qr, wl_r, zero[pr])
         ok = np.isfinite(qr) & (qr > q_lo[pr]) & (qr < q_hi[pr])
         pr, pc, ph, qr, wl_r = pr[ok], pc[ok], ph[ok], qr[ok], wl_r[ok]
-        tth = 2 * np.arcsin(np.clip(qr * wl_r / (4 * np.pi), 0, 0.9999))
+        tth = q_to_tth_rad(qr, wl_r, s_max=0.9999)
         inten = tab.intensity[pc] * np.where(tab.lp[pc], lorentz_polarization(np.rad2deg(tth)), 1.0)
         inten *= march_dollase(tab.c_frac[pc], march[pr, ph])
         inten *= few_crystal_factors(tab.multiplicity[pc], crystals[pr, ph], rng)
@@ -556,7 +535,7 @@ class Synthesizer:
 
         # --- background (at resolution BG_LEVEL): fluid humps, cell, aperture; counts at its maximum
         kq = self._bg_q
-        ktth = 2 * np.arcsin(np.clip(kq * wl[:, None] / (4 * np.pi), 0, 0.9999))
+        ktth = q_to_tth_rad(kq, wl[:, None], s_max=0.9999)
         q1 = rng.uniform(1.7, 2.8, m)
         centers = np.stack([q1, q1 + rng.uniform(0.7, 1.4, m)], 1)
         widths = np.stack([rng.uniform(0.2, 0.8, m), rng.uniform(0.3, 1.0, m)], 1)
