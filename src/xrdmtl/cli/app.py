@@ -7,6 +7,7 @@ when any input failed, after processing the rest.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -17,6 +18,7 @@ import typer
 from rich.console import Console
 
 from ..errors import XrdmtlError
+from ..progress import ProgressBar
 
 app = typer.Typer(
     name="xrdmtl",
@@ -400,6 +402,8 @@ def audit_cmd(
     else:
         console.print(table.rich_table())
         for source, acc in table.accuracy().items():
+            if not all(math.isfinite(v) for v in acc.values()):
+                continue  # no labeled pattern was read: nothing to score
             per_phase = ", ".join(f"{p} {acc[p]:.1%}" for p in table.phases)
             console.print(f"{source} calls vs labels as given: exact match {acc['exact_match']:.1%} ({per_phase})",
                           highlight=False)
@@ -429,14 +433,11 @@ def simulate_frames_cmd(
 ) -> None:
     """Simulate diamond-anvil-cell detector frames (EDF), the .poni geometry, true spot masks,
     labels.csv, and each frame integrated unmasked/ and masked/ (pyFAI text format, own labels.csv)."""
-    from rich.progress import Progress
-
     from ..synthesis.frames import simulate_frames
 
-    with Progress(console=err_console, transient=True) as bar:
-        task = bar.add_task("simulating frames", total=n)
+    with ProgressBar(n, "simulating frames") as bar:
         simulate_frames(out, n, seed=seed, wavelength=wavelength, plot=plot,
-                        progress=lambda i: bar.update(task, completed=i))
+                        progress=lambda i: bar.update(completed=i))
     console.print(f"{n} frames in {out} (labels.csv, unmasked/, masked/, geometry.poni)",
                   highlight=False)
 
@@ -456,16 +457,13 @@ def simulate_patterns_cmd(
 ) -> None:
     """Simulate labeled 1D patterns of the default targets (every distortion, masked and unmasked
     looks) with labels.csv."""
-    from rich.progress import Progress
-
     from ..synthesis.patterns import write_patterns
 
     if fmt not in ("xy", "h5"):
         raise typer.BadParameter("--format must be xy or h5")
-    with Progress(console=err_console, transient=True) as bar:
-        task = bar.add_task("simulating patterns", total=n)
+    with ProgressBar(n, "simulating patterns") as bar:
         labels = write_patterns(out, n, seed, fmt=fmt, wavelength=wavelength, plot=plot,
-                                progress=lambda i: bar.update(task, completed=i))
+                                progress=lambda i: bar.update(completed=i))
     console.print(f"{n} patterns in {out} ({labels.name})", highlight=False)
 
 

@@ -10,7 +10,10 @@ turns a frame file into 1D patterns, yielding errors per frame so that a batch g
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -40,19 +43,57 @@ def read_frames(path: str | Path) -> Iterator[tuple[str, np.ndarray]]:
         return
     import fabio
 
-    try:
-        img = fabio.open(str(path))
-    except Exception as exc:  # fabio raises many types on unreadable files
-        raise FrameError(f"cannot read image: {_why(exc)}", path) from exc
+    with library_log("fabio") as log:
+        try:
+            img = fabio.open(str(path))
+        except Exception as exc:  # fabio raises many types on unreadable files
+            raise FrameError(f"cannot read image: {_why(exc)}", path) from exc
+    failed = _failure(log)
     with img:
         n = int(img.nframes)
         for i in range(n):
             label = str(path) if n == 1 else f"{path}::{i}"
-            try:
-                data = img.data if i == 0 else img.getframe(i).data
-            except Exception as exc:
-                raise FrameError(f"cannot read frame {i}: {_why(exc)}", label) from exc
+            with library_log("fabio") as log:
+                try:
+                    data = img.data if i == 0 else img.getframe(i).data
+                except Exception as exc:
+                    raise FrameError(f"cannot read frame {i}: {_why(exc)}", label) from exc
+            failed = failed or _failure(log)
+            if failed:  # fabio logs a short file and pads it with zeros: never use such a frame
+                raise FrameError(f"truncated or damaged image: {failed}", label)
             yield label, _check_image(data, label)
+
+
+@contextmanager
+def library_log(*names: str) -> Iterator[list[logging.LogRecord]]:
+    """Collect (and keep off the terminal) what the loggers ``names`` (fabio, pyFAI) report at
+    warning level and above inside the block; the records are in the yielded list."""
+    records: list[logging.LogRecord] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = _Keep(logging.WARNING)
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [lg.propagate for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.propagate = False
+    try:
+        yield records
+    finally:
+        for lg, prop in zip(loggers, saved, strict=True):
+            lg.removeHandler(handler)
+            lg.propagate = prop
+
+
+def _failure(records: list[logging.LogRecord]) -> str:
+    """The first error a library logged (one line), or ""."""
+    for r in records:
+        if r.levelno >= logging.ERROR:
+            return " ".join(r.getMessage().split())[:200]
+    return ""
 
 
 def _read_hdf5(path: Path) -> Iterator[tuple[str, np.ndarray]]:
@@ -120,6 +161,38 @@ def _check_image(data: Any, label: str) -> np.ndarray:
     return data
 
 
+_PONI_NUMBERS = ("distance", "poni1", "poni2", "rot1", "rot2", "rot3", "wavelength", "pixelsize1", "pixelsize2")
+
+
+def _check_poni(path: Path) -> None:
+    """The numeric lines of a ``.poni`` (``Distance: 0.14``…) hold finite numbers: else a FrameError
+    naming the line (pyFAI's own message would not)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise FrameError(f"cannot read geometry: {exc.strerror or exc}", path) from None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in _PONI_NUMBERS:
+            try:
+                ok = np.isfinite(float(value.strip()))
+            except ValueError:
+                ok = False
+            if not ok:
+                raise FrameError(f"{key.strip()} is not a finite number: {value.strip()[:40]!r}", path)
+
+
+def _poni_why(exc: BaseException, log: list[logging.LogRecord]) -> str:
+    """One short line for pyFAI's failure to load a geometry (no detector list, no traceback)."""
+    said = " ".join(str(exc).split())
+    unknown = re.match(r"Detector (\S+) is unknown", said)
+    if unknown:
+        return f"unknown detector {unknown.group(1)!r} (see pyFAI's detector names)"
+    if any("parse config" in r.getMessage() for r in log) or "JSON" in type(exc).__name__:
+        return f"the Detector_config line is not valid JSON ({said[:120]})"
+    return f"{type(exc).__name__}: {said[:160]}"
+
+
 def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
@@ -158,12 +231,14 @@ class Integrator:
         self.poni_path = Path(poni_path)
         if not self.poni_path.is_file():
             raise FrameError("geometry file not found", self.poni_path)
+        _check_poni(self.poni_path)
         import pyFAI
 
-        try:
-            self.ai = pyFAI.load(str(self.poni_path))
-        except Exception as exc:  # pyFAI raises many types on broken files
-            raise FrameError(f"cannot read geometry: {_why(exc)}", self.poni_path) from exc
+        with library_log("pyFAI") as log:
+            try:
+                self.ai = pyFAI.load(str(self.poni_path))
+            except Exception as exc:  # pyFAI raises many types on broken files
+                raise FrameError(f"cannot read geometry: {_poni_why(exc, log)}", self.poni_path) from None
         if not self.ai.wavelength or not np.isfinite(self.ai.dist) or self.ai.dist <= 0:
             raise FrameError("geometry lacks a wavelength or a positive distance", self.poni_path)
         self.wavelength = float(self.ai.wavelength) * 1e10

@@ -18,6 +18,22 @@ from ..errors import LabelsError, PatternError, XrdmtlError
 from ..physics.grid import QGrid
 
 
+def _decode_labels(data: bytes, path: Path) -> str:
+    """Labels text: UTF-8 (with or without a byte-order mark) or UTF-16 with its byte-order mark;
+    anything else is a :class:`LabelsError` saying where the first bad byte is."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise LabelsError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}): save the labels "
+                          "as UTF-8 CSV", path) from None
+
+
 def read_labels(
     csv_path: str | Path, phases: Sequence[str], note: Callable[[str], None] | None = None
 ) -> tuple[list[str], np.ndarray]:
@@ -29,10 +45,14 @@ def read_labels(
     """
     path = Path(csv_path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except OSError as exc:
         raise LabelsError(f"cannot read labels: {exc.strerror or exc}", path) from None
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    text = _decode_labels(data, path)
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise LabelsError(f"not a CSV table: {exc}", path) from None
     if not rows:
         raise LabelsError("empty labels file", path)
     header = [c.strip() for c in rows[0]]

@@ -100,6 +100,8 @@ class AuditTable:
         peak matcher's calls (``physics``) and, with a model, of the model's calls (``model``)."""
         out: dict[str, dict[str, float]] = {}
         files = sorted({r.file for r in self.rows})
+        if not files:  # no labeled pattern could be read: nothing to score (not NaN)
+            return out
         sources: dict[str, Callable[[LabelAudit], int | None]] = {"physics": lambda r: r.physics_call}
         if self.model is not None:
             sources["model"] = lambda r: r.model_call

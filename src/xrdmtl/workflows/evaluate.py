@@ -49,6 +49,12 @@ def evaluate_labels(
                 "probabilities": {n: round(pred.probabilities[n], 4) for n in phases},
                 "warning": pred.warning,
             })
+    if not keep:
+        from ..errors import LabelsError
+
+        first = failed[0]["error"] if failed else "no file"
+        raise LabelsError(f"no labeled pattern could be read ({len(failed)} failed; the first: {first})",
+                          labels_csv)
     y = labels[keep]
     calls = np.array([[by_file[files[i]].calls[n] for n in phases] for i in keep], dtype=np.uint8)
     scores = np.array([[by_file[files[i]].probabilities[n] for n in phases] for i in keep])
