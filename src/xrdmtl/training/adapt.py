@@ -3,8 +3,8 @@
 Every candidate blend (the vote's weight ``w``, its ``k`` neighbours, whether references whose labels
 the physics audit contradicts may vote) is scored by leave-one-out over the labeled patterns: each
 pattern is predicted from the network and the *other* references. The candidate with the best exact
-match wins (ties: the lower Brier score, then the smaller vote weight, i.e. the more physics). This
-is an honest internal model selection; the figure of the winner is optimistic by the selection
+match wins (then the lower Brier score), if it sets right at least two labeled patterns more than the
+network alone (:func:`choose`); else the network alone. This is an honest internal model selection; the figure of the winner is optimistic by the selection
 itself, which ``xrdmtl crossval`` measures without bias (the whole fit inside each fold).
 """
 
@@ -109,6 +109,20 @@ def score_candidates(
     return out, threshold
 
 
+MIN_GAIN = 2  # patterns: the vote must set right this many more labeled patterns than the network
+
+
+def choose(candidates: Sequence[Candidate], n: int) -> Candidate:
+    """The best candidate by leave-one-out exact match (then Brier score), unless it sets right fewer
+    than :data:`MIN_GAIN` more of the ``n`` labeled patterns than the network alone: one pattern
+    more is noise with a few dozen labels, not worth giving up the physics for."""
+    best = max(candidates, key=lambda c: (c.exact, -c.brier))
+    network = [c for c in candidates if c.weight == 0.0]
+    if network and (best.exact - network[0].exact) * n < MIN_GAIN - 1e-9:
+        return network[0]
+    return best
+
+
 def fit_adapter(
     x: np.ndarray,
     labels: np.ndarray,
@@ -135,20 +149,16 @@ def fit_adapter(
     policies = {"auto": (False, True), "drop": (True,), "keep": (False,)}[config.contradicted]
     if not flagged.any() or flagged.sum() >= n - 1:
         policies = (False,)
-    best: tuple[tuple[float, float, float], Candidate, float] | None = None
     candidates: list[Candidate] = []
+    gates: dict[bool, float] = {}
     for drop in policies:
         voters = ~flagged if drop else np.ones(n, bool)
-        scored, threshold = score_candidates(
+        scored, gates[drop] = score_candidates(
             features, labels, p_network, thresholds, voters, drop, config
         )
         candidates += scored
-        for c in scored:
-            key = (c.exact, -c.brier, -c.weight)
-            if best is None or key > best[0]:
-                best = (key, c, threshold)
-    assert best is not None
-    _, chosen, threshold = best
+    chosen = choose(candidates, n)
+    threshold = gates[chosen.drop_contradicted]
     keep = ~flagged if chosen.drop_contradicted else np.ones(n, bool)
     adapter = Adapter(features[keep], labels[keep], chosen.weight, chosen.k, threshold)
     return AdaptResult(adapter, chosen, candidates, [int(i) for i in np.flatnonzero(~keep)])
