@@ -1,6 +1,7 @@
 """The package's layers: a module may import its own layer and the layers below it, never one above.
 
-``errors`` and ``atomic`` (error types, atomic file writes) are the foundation every layer uses.
+``errors``, ``atomic`` and ``progress`` (error types, atomic file writes, the progress bar) are the
+foundation every layer uses.
 Every import counts, at module level or inside a function, ``TYPE_CHECKING`` blocks included.
 """
 
@@ -12,8 +13,8 @@ from pathlib import Path
 import xrdmtl
 
 PACKAGE = Path(xrdmtl.__file__).parent
-LAYERS = ("errors", "atomic", "physics", "io", "synthesis", "model", "training", "inference", "workflows", "cli")
-RANK = {"errors": 0, "atomic": 0, **{name: i for i, name in enumerate(LAYERS) if i >= 2}}
+LAYERS = ("errors", "atomic", "progress", "physics", "io", "synthesis", "model", "training", "inference", "workflows", "cli")
+RANK = {"errors": 0, "atomic": 0, "progress": 0, **{name: i for i, name in enumerate(LAYERS) if i >= 3}}
 
 
 def _layer(module: str) -> str | None:

@@ -14,7 +14,6 @@ import math
 import multiprocessing
 import os
 import re
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from ..atomic import write_text
 from ..errors import PatternError, XrdmtlError
 from ..io.read import cached_integrator, expand_inputs, frame_index, is_frame, mask_arg
 from ..physics.pattern import Pattern
+from ..progress import ProgressBar
 from .predictor import BATCH_SIZE, Prediction, Predictor, sticks_at
 
 
@@ -73,7 +73,8 @@ def predict_files(
     if not chunks:  # nothing to read: every argument matched nothing (reported below)
         scheduler = None
     results: list[list[Prediction]] = [[] for _ in chunks]
-    with _progress(progress and len(files) > 1 and len(chunks) > 1, len(files)) as advance:
+    with ProgressBar(len(files), "predicting", progress and len(files) > 1 and len(chunks) > 1) as bar:
+        advance = bar.advance
         if scheduler is not None:
             _run_dask(predictor, chunks, job, scheduler, workers, results, advance)
         elif workers == 1 or len(chunks) <= 1:
@@ -268,30 +269,6 @@ def _chunks(files: list[str], workers: int) -> list[list[str]]:
         return []
     size = min(256, max(8, math.ceil(len(files) / (4 * workers))))
     return [files[i:i + size] for i in range(0, len(files), size)]
-
-
-class _progress:
-    """A rich progress bar on stderr over ``total`` items, or a no-op."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.total = total
-
-    def __enter__(self) -> Callable[[int], None]:
-        if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self.bar = Progress("predicting", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                            console=Console(stderr=True), transient=True)
-        self.bar.start()
-        task = self.bar.add_task("predict", total=self.total)
-        return lambda n: self.bar.advance(task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.bar.stop()
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -20,13 +20,13 @@ from ..model.losses import make_loss
 from ..model.networks import n_parameters
 from ..model.preprocess import model_input
 from ..physics.grid import QGrid
+from ..progress import ProgressBar
 from .train import (
     CALIB_SEED,
     VAL_SEED,
     TrainConfig,
     TrainResult,
     _device,
-    _progress,
     _torch_threads,
     _write_outputs,
     augment,
@@ -288,7 +288,7 @@ def _finetune(
     x_val, y_val = simulated_set(synth, min(config.val_size, 1000), VAL_SEED)
     before = evaluate(predict_logits(net, x_val, device), y_val, phases)
     history: list[list[float]] = []
-    bar, task = _progress(progress, steps, "fine-tuning")
+    bar = ProgressBar(steps, "fine-tuning", progress, transient=False)
     batches = synthetic_batches(synth, seed + 7919, 0, batch_size - n_real, workers)
     try:
         for step in range(steps):
@@ -310,10 +310,10 @@ def _finetune(
             torch.nn.utils.clip_grad_norm_(trainable, 5.0)
             opt.step()
             history.append([step + 1, round(float(loss.detach()), 6)])
-            bar.update(task, advance=1, info=f"loss {history[-1][1]:.3f}")
+            bar.update(1, info=f"loss {history[-1][1]:.3f}")
     finally:
         del batches
-        bar.stop()
+        bar.close()
 
     x_cal, y_cal = simulated_set(synth, min(config.calib_size, 1000), CALIB_SEED)
     calibration = calibrate(predict_logits(net, x_cal, device), y_cal, phases)

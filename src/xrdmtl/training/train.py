@@ -38,6 +38,7 @@ from ..model.networks import build_model, default_device, n_parameters
 from ..model.preprocess import model_input, noise_sigma
 from ..physics.background import smooth_background
 from ..physics.grid import QGrid
+from ..progress import ProgressBar
 
 VAL_SEED = 1_000_001  # held-out simulated validation set (never a training stream)
 CALIB_SEED = 1_000_002  # held-out simulated set for temperature scaling
@@ -399,31 +400,6 @@ def _plot_curves(path: Path, history: list[list[float]], evals: list[dict]) -> N
     write_bytes(path, buf.getvalue())
 
 
-def _progress(enabled: bool, total: int, description: str) -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
-    bar.start()
-    return bar, bar.add_task(description, total=total, info="")
-
-
 def _lr_at(step: int, config: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to 5 % of ``lr`` at ``steps``."""
     if step < config.warmup:
@@ -510,8 +486,8 @@ def _train(
 
     x_val, y_val = simulated_set(synth, config.val_size, VAL_SEED)
     todo = config.steps - state["step"] if not state["stopped_early"] else 0
-    bar, task = _progress(progress, config.steps, "training")
-    bar.update(task, completed=state["step"])
+    bar = ProgressBar(config.steps, "training", progress, transient=False)
+    bar.update(completed=state["step"])
     batches: Iterator = iter(())
     try:
         if todo > 0:
@@ -536,7 +512,7 @@ def _train(
             t2 = time.perf_counter()
             state["timing"]["data_wait_s"] += t1 - t0
             state["timing"]["compute_s"] += t2 - t1
-            bar.update(task, advance=1)
+            bar.update(1)
             if state["step"] % config.eval_every == 0 or state["step"] == config.steps:
                 row = _eval_row(net, x_val, y_val, phases, device, state, extra_val)
                 state["timing"]["eval_s"] += time.perf_counter() - t2
@@ -549,14 +525,12 @@ def _train(
                     config.patience and state["bad_evals"] >= config.patience
                 )
                 _save_checkpoint(ckpt, net, loss_fn, opt, best, state)
-                bar.update(
-                    task, info=f"val loss {row['val_loss']:.3f} exact {row['val_exact']:.3f}"
-                )
+                bar.update(info=f"val loss {row['val_loss']:.3f} exact {row['val_exact']:.3f}")
                 if state["stopped_early"]:
                     break
     finally:
         del batches  # stops the generator processes
-        bar.stop()
+        bar.close()
 
     net.load_state_dict(best)
     x_cal, y_cal = simulated_set(synth, config.calib_size, CALIB_SEED)

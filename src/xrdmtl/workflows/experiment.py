@@ -37,6 +37,7 @@ from ..atomic import write_text
 from ..model.metrics import accuracy, exact_match, precision_recall_f1
 from ..model.preprocess import model_input
 from ..physics.grid import DEFAULT_GRID, QGrid
+from ..progress import ProgressBar
 
 PAPER = {
     "source": "Li et al., arXiv 2403.10042 (Adv. Intell. Syst. 6(12), 2024)",
@@ -403,34 +404,6 @@ class ExperimentResults:
         return cls(json.loads(p.read_text()), p)
 
 
-class _Progress:
-    """A rich progress bar over the run's tasks (silent when disabled)."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.bar = None
-        if enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self.bar = Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), transient=False)
-            self.bar.start()
-            self.task = self.bar.add_task("experiment", total=total)
-
-    def step(self, what: str, advance: int = 1) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, description=what, advance=advance)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def package_versions() -> dict[str, str]:
     """Versions of the packages behind the numbers."""
     from importlib.metadata import PackageNotFoundError, version
@@ -481,12 +454,12 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
     settings = build_settings(config, base_loss, losses)
     hd = hdac_dir()
     n_hdac_ft = len(VIEWS) * len(seeds) * config.hdac_splits * len(config.hdac_ns) if hd else 0
-    bar = _Progress(1 + len(settings) * len(seeds) + len(VIEWS) * len(seeds) * len(config.finetune_ns)
-                    + n_hdac_ft, progress)
+    bar = ProgressBar(1 + len(settings) * len(seeds) + len(VIEWS) * len(seeds) * len(config.finetune_ns)
+                      + n_hdac_ft, "experiment", progress, transient=False)
     try:
         # -- data
         t0 = time.perf_counter()
-        bar.step("simulating test and pool frames", 0)
+        bar.update(description="simulating test and pool frames")
         data = out / "data"
         tests = {
             f"sim_{v}": s for v, s in simulated_sets(
@@ -508,7 +481,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                     hd / f"labels_{v}.csv", phases, grid, HDAC_WAVELENGTH,
                 )
         stage["data"] = time.perf_counter() - t0
-        bar.step("data ready")
+        bar.update(1, description="data ready")
 
         # -- the settings of comparisons 1, 2 and 4
         t0 = time.perf_counter()
@@ -519,7 +492,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
             records, evals = [], {t: [] for t in tests}
             probs_sum = {t: np.zeros(tests[t].labels.shape) for t in tests}
             for seed in seeds:
-                bar.step(f"train {key} seed {seed}", 0)
+                bar.update(description=f"train {key} seed {seed}")
                 rec = run_setting(setting, seed, config, phases, out / "runs" / key / f"seed{seed}")
                 reused["training_runs"].append(rec.pop("reused"))
                 probs, thr = predict_sets(Path(rec["model"]), tests)
@@ -529,7 +502,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                 records.append(rec)
                 if key == "mtl":
                     base_models[seed] = Path(rec["model"])
-                bar.step(f"trained {key} seed {seed}")
+                bar.update(1, description=f"trained {key} seed {seed}")
             settings_out[key] = {
                 "label": setting.label, "arch": setting.arch, "loss": setting.loss,
                 "train_view": setting.train_view, "params": records[0]["params"],
@@ -559,7 +532,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
             for n in config.finetune_ns:
                 ex, f1 = [], []
                 for seed in seeds:
-                    bar.step(f"fine-tune {v} N={n} seed {seed}", 0)
+                    bar.update(description=f"fine-tune {v} N={n} seed {seed}")
                     idx = np.random.default_rng([seed, n]).permutation(len(pool[v]))[:n]
                     model, was_reused = run_finetune(base_models[seed], pool[v], idx, seed, config,
                                                      out / "runs" / f"finetune_{v}" / f"n{n}_seed{seed}")
@@ -568,7 +541,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                     e = evaluate(probs[ts], tests[ts].labels, thr, phases)
                     ex.append(e["exact"])
                     f1.append(e["f1"])
-                    bar.step(f"fine-tuned {v} N={n} seed {seed}")
+                    bar.update(1, description=f"fine-tuned {v} N={n} seed {seed}")
                 pts.append({"n": n, "exact": Stat.of(ex).to_dict(), "f1": Stat.of(f1).to_dict()})
             data_eff[ts] = pts
         stage["finetune_simulated"] = time.perf_counter() - t0
@@ -608,7 +581,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                             # stratified by label combination; the same split for both views
                             idx = stratified_split(strata_of(ts.labels), n,
                                                    np.random.default_rng([seed, split, n, 29]))
-                            bar.step(f"cv {v} N={n} seed {seed} split {split}", 0)
+                            bar.update(description=f"cv {v} N={n} seed {seed} split {split}")
                             model, was_reused = run_finetune(
                                 base_models[seed], ts, idx, seed, config,
                                 out / "runs" / f"cv_{v}" / f"n{n}_seed{seed}_split{split}")
@@ -623,7 +596,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                             bp = base_probs["all"][rest_idx]
                             base_runs[n].append(evaluate(bp, rest.labels, base_thr, phases)["exact"])
                             base_clean[n].append(evaluate(bp[keep], rest.labels[keep], base_thr, phases)["exact"])
-                            bar.step(f"cv {v} N={n} seed {seed} split {split}")
+                            bar.update(1, description=f"cv {v} N={n} seed {seed} split {split}")
                 for n in config.hdac_ns:
                     pts.append({"n": n, "exact": Stat.of(runs[n]).to_dict(), "runs": len(runs[n])})
                 hdac["cv"][v] = pts
