@@ -24,7 +24,8 @@ from xrdmtl.physics.pattern import Pattern
 from xrdmtl.physics.phases import get_phase
 
 PHASES = ["bastnaesite", "calcite", "rhenium"]
-HEADER = "file,p_bastnaesite,p_calcite,p_rhenium,bastnaesite,calcite,rhenium,warning,error"
+HEADER = ("file,p_bastnaesite,p_calcite,p_rhenium,bastnaesite,calcite,rhenium,warning,error,"
+          "wavelength,wavelength_source,x_unit")
 WAVELENGTH = 0.561
 
 

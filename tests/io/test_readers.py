@@ -99,7 +99,7 @@ def test_rruff_default_wavelength(test_data: Path) -> None:
     # calcite (104), d = 3.0354 Å: Bragg's law at Cu Kα puts it at 29.42°
     assert peak_x(p) == pytest.approx(29.42, abs=0.08)
     explicit = load_pattern(test_data / "rruff_calcite_R040070.txt", wavelength=1.5406)
-    assert explicit.wavelength == 1.5406 and explicit.meta["wavelength_source"] == "argument"
+    assert explicit.wavelength == 1.5406 and explicit.meta["wavelength_source"] == "option"
 
 
 def test_rruff_quartz(test_data: Path) -> None:
@@ -108,11 +108,15 @@ def test_rruff_quartz(test_data: Path) -> None:
     assert peak_x(p) == pytest.approx(26.64, abs=0.08)
 
 
-def test_file_wavelength_beats_default_and_argument_beats_file(tmp_path: Path) -> None:
+def test_file_wavelength_beats_default_and_the_option(tmp_path: Path) -> None:
+    """A file's own wavelength describes its own x axis: it wins over --wavelength, with a note."""
     path = write(tmp_path / "r.txt", "##NAMES=X\n##WAVELENGTH=0.7093\n" + rows(sep=", "))
     assert load_pattern(path).wavelength == pytest.approx(0.7093)
     p = load_pattern(path, wavelength=0.561)
-    assert p.wavelength == 0.561 and p.meta["file_wavelength"] == pytest.approx(0.7093)
+    assert p.wavelength == pytest.approx(0.7093) and p.meta["wavelength_source"] == "file"
+    assert "0.7093" in p.meta["wavelength_note"] and "0.561" in p.meta["wavelength_note"]
+    same = load_pattern(path, wavelength=0.7093)
+    assert "wavelength_note" not in same.meta
 
 
 def test_plv_and_step_scan(tmp_path: Path) -> None:

@@ -100,7 +100,8 @@ ModelOpt = Annotated[
     str | None, typer.Option("--model", "-m", help="Model folder (or its .safetensors file); default: the shipped model.")
 ]
 WavelengthOpt = Annotated[
-    float | None, typer.Option("--wavelength", "-w", help="Wavelength in Å (overrides the files'; needed for 2θ without one).")
+    float | None, typer.Option("--wavelength", "-w", help="Wavelength in Å for files that state none (needed for 2θ); "
+                                           "a file's own wavelength wins, with a note where they differ.")
 ]
 XUnitOpt = Annotated[str | None, typer.Option("--x-unit", help="x unit of 1D files: 2th_deg, q_A^-1, q_nm^-1 or d_A.")]
 PoniOpt = Annotated[Path | None, typer.Option("--poni", help="pyFAI geometry (.poni) for 2D frames.")]

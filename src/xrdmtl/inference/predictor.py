@@ -65,6 +65,9 @@ class Prediction:
     warning: str = ""
     error: str = ""
     explanation: Explanation | None = None
+    wavelength: float | None = None  # Å, the one the pattern was read with (None: not known)
+    wavelength_source: str = ""  # file, option, default or poni
+    x_unit: str = ""  # the x unit read, "2th_deg (assumed)" where the file names none
 
     @property
     def ok(self) -> bool:
@@ -76,12 +79,36 @@ class Prediction:
         return [name for name, c in self.calls.items() if c]
 
     def row(self, phases: Sequence[str]) -> list[str]:
-        """The CSV row: file, p_<phase>…, <phase>…, warning, error."""
+        """The CSV row: file, p_<phase>…, <phase>…, warning, error, wavelength, wavelength_source, x_unit."""
+        provenance = ["" if self.wavelength is None else f"{self.wavelength:g}", self.wavelength_source,
+                      self.x_unit]
         if self.error:
-            return [self.file, *([""] * (2 * len(phases))), self.warning, self.error]
+            return [self.file, *([""] * (2 * len(phases))), self.warning, self.error, *provenance]
         probs = [f"{self.probabilities[p]:.4f}" for p in phases]
         calls = [str(int(self.calls[p])) for p in phases]
-        return [self.file, *probs, *calls, self.warning, self.error]
+        return [self.file, *probs, *calls, self.warning, self.error, *provenance]
+
+
+ASSUMED_UNIT_HINT = ("the file names no x unit, read as 2θ: if x is Q, give --x-unit q_A^-1 or q_nm^-1 "
+                     "(or d_A for d-spacings)")
+
+
+def _provenance(pred: Prediction, pattern: Pattern) -> Prediction:
+    """``pred`` with the wavelength, its source and the x unit ``pattern`` was read with, the reader's
+    wavelength note among the warnings, and a hint where a 2θ that was only assumed may be wrong."""
+    meta = pattern.meta
+    assumed = bool(meta.get("x_unit_assumed"))
+    pred.wavelength = pattern.wavelength
+    pred.wavelength_source = meta.get("wavelength_source") or ("poni" if meta.get("poni") else "")
+    pred.x_unit = f"{pattern.unit} (assumed)" if assumed else pattern.unit
+    notes = [meta["wavelength_note"]] if meta.get("wavelength_note") else []
+    if assumed and (not pred.ok or not pred.found or "unexplained" in pred.warning):
+        notes.append(ASSUMED_UNIT_HINT)
+    if notes and pred.ok:
+        pred.warning = "; ".join([*([pred.warning] if pred.warning else []), *notes])
+    elif notes:
+        pred.error = f"{pred.error} ({'; '.join(notes)})"
+    return pred
 
 
 @dataclass
@@ -204,6 +231,9 @@ class Predictor:
             for k, (i, pred) in enumerate(zip(good, done, strict=True)):
                 results[i] = pred
                 inputs[i] = x[k]
+        for (_, item), pred in zip(items, results, strict=True):
+            if pred is not None and isinstance(item, Pattern):
+                _provenance(pred, item)
         return [r for r in results if r is not None], inputs
 
     def _coverage_problem(self, coverage: np.ndarray) -> str:

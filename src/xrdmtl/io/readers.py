@@ -73,7 +73,10 @@ def load_pattern(
 ) -> Pattern:
     """Read a 1D pattern file of any supported format.
 
-    ``wavelength`` (Å) overrides the file's; ``x_unit`` (2θ, Q in Å⁻¹ or nm⁻¹, d in Å; see
+    ``wavelength`` (Å) is for files that state none: a file's own wavelength wins (the file describes
+    its own x axis; a batch mixing ``.npy`` and pyFAI files needs the option for the first only), and
+    where the two differ ``meta["wavelength_note"]`` says so. ``meta["wavelength_source"]`` is
+    ``file``, ``option`` or ``default``. ``x_unit`` (2θ, Q in Å⁻¹ or nm⁻¹, d in Å; see
     :func:`xrdmtl.physics.units.normalize_unit`) overrides the unit the file names, or 2θ, the default.
     RRUFF powder files that state no wavelength get Cu Kα (1.5418 Å). Raises
     :class:`PatternError` naming the file and the problem for any bad input; never writes.
@@ -462,14 +465,15 @@ def _finish(raw: _Raw, src: str, wavelength: float | None, unit_override: str | 
         unit, meta["x_unit_assumed"] = "2th_deg", True
     else:
         unit = raw.unit
-    if wavelength is not None:
-        meta["wavelength_source"] = "argument"
-        if raw.wavelength is not None:
-            meta["file_wavelength"] = raw.wavelength
-    elif raw.wavelength is not None:
+    if raw.wavelength is not None:  # the file's own wavelength wins over the option (see load_pattern)
+        if wavelength is not None and abs(wavelength - raw.wavelength) > 1e-4 * raw.wavelength:
+            meta["wavelength_note"] = (f"the file states λ = {raw.wavelength:g} Å, used instead of "
+                                       f"--wavelength {wavelength:g} Å")
         wavelength, meta["wavelength_source"] = raw.wavelength, "file"
+    elif wavelength is not None:
+        meta["wavelength_source"] = "option"
     elif raw.default_wavelength is not None:
-        wavelength, meta["wavelength_source"] = raw.default_wavelength, "default (Cu Kα)"
+        wavelength, meta["wavelength_source"] = raw.default_wavelength, "default"
     if unit == "2th_deg" and wavelength is None:
         raise PatternError("x is 2θ but the file states no wavelength: give --wavelength (Å)", src)
     if unit == "2th_deg" and np.abs(x).max() >= 180:

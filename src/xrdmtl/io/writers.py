@@ -20,9 +20,14 @@ class CsvRow(Protocol):
     def row(self, phases: Sequence[str]) -> list[str]: ...
 
 
+PROVENANCE_COLUMNS = ("wavelength", "wavelength_source", "x_unit")
+
+
 def csv_header(phases: Sequence[str]) -> list[str]:
-    """Columns of the predictions CSV (DESIGN.md contract)."""
-    return ["file", *(f"p_{p}" for p in phases), *phases, "warning", "error"]
+    """Columns of the predictions CSV: the fixed ones of DESIGN.md, then what each pattern was read
+    with (the wavelength in Å, its source: file, option, default or poni; the x unit, with
+    ``(assumed)`` where the file names none)."""
+    return ["file", *(f"p_{p}" for p in phases), *phases, "warning", "error", *PROVENANCE_COLUMNS]
 
 
 def write_csv(predictions: Sequence[CsvRow], phases: Sequence[str], out: str | Path | None = None) -> str:
