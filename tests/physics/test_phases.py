@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -197,28 +196,33 @@ def test_load_phase(tmp_path: Path) -> None:
         load_phase(other)
 
 
-def test_structure_factor_cache(_cache_dir: Path) -> None:
+def test_structure_factor_cache(_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache by what it does (timing belongs in ``make bench``): the first call computes and
+    stores the table; a new process (memory cache empty) reads it from disk without computing."""
     cif = ph.builtin_cif_dir() / "aragonite_CaCO3.cif"
     ph._MEMORY_CACHE.clear()
-    t0 = time.perf_counter()
+    computed: list[object] = []
+    compute = ph._structure_table
+    monkeypatch.setattr(ph, "_structure_table", lambda s: computed.append(s) or compute(s))
     first = Phase.from_cif(cif).reflections(CU)
-    cold = time.perf_counter() - t0
+    assert len(computed) == 1
     files = list(_cache_dir.glob("*.json"))
     assert len(files) == 1 and json.loads(files[0].read_text())["lp"] is True
 
     ph._MEMORY_CACHE.clear()  # as in a new process: only the disk cache is left
-    t0 = time.perf_counter()
     second = Phase.from_cif(cif).reflections(CU)
-    warm = time.perf_counter() - t0
-    assert warm < cold / 3
+    assert len(computed) == 1  # read from disk, not computed again
     assert second.hkl == first.hkl
     np.testing.assert_array_equal(second.d, first.d)
     np.testing.assert_array_equal(second.intensity, first.intensity)
+    Phase.from_cif(cif).reflections(CU)  # and from memory within a process
+    assert len(computed) == 1
 
     files[0].write_text("{broken")  # a broken cache file is ignored and rewritten
     ph._MEMORY_CACHE.clear()
     third = Phase.from_cif(cif).reflections(CU)
     np.testing.assert_allclose(third.intensity, first.intensity)
+    assert len(computed) == 2  # recomputed
     assert json.loads(files[0].read_text())["hkl"]
 
 
