@@ -1,9 +1,18 @@
-"""``make demo``: predict the bundled example patterns with the shipped default model.
+"""``make demo``: the shipped default model on the bundled examples, then adaptation to a user's labels.
 
 Runs exactly what a user would type::
 
     xrdmtl predict <examples>/*.npy --wavelength 0.561 --out demo_out/predictions.csv --plot demo_out/plots
     xrdmtl evaluate --labels <examples>/labels.csv --wavelength 0.561
+
+then, on a run of 29 raw integrations of the paper's experiment (``<examples>/run``) of which the user
+labeled every other one::
+
+    xrdmtl evaluate --labels <run>/labels_rest.csv --wavelength 0.561
+    xrdmtl finetune --labels <run>/labels_every_other.csv --wavelength 0.561 --out demo_out/adapted
+    xrdmtl evaluate --labels <run>/labels_rest.csv --wavelength 0.561 --model demo_out/adapted
+
+(the default model, then the adapted one, on the 14 patterns nobody labeled for it).
 """
 
 from __future__ import annotations
@@ -22,23 +31,39 @@ def examples_dir() -> Path:
     return Path(str(resources.files("xrdmtl") / "data" / "examples"))
 
 
+def _run(args: list[str], ex: Path, title: str = "") -> int:
+    if title:
+        print(f"\n# {title}", flush=True)
+    shown = [a.replace(str(ex), "<examples>") for a in args]
+    print("$ xrdmtl " + " ".join(shown), flush=True)
+    try:
+        app(args, prog_name="xrdmtl", standalone_mode=False)
+    except SystemExit as exc:  # typer exits on errors; carry the code
+        return int(exc.code or 0)
+    return 0
+
+
 def main() -> int:
     ex = examples_dir()
+    run = ex / "run"
     files = sorted(str(p) for p in ex.glob("*.npy"))
-    commands = [
-        ["predict", *files, "--wavelength", "0.561", "--out", str(OUT / "predictions.csv"),
-         "--plot", str(OUT / "plots")],
-        ["evaluate", "--labels", str(ex / "labels.csv"), "--wavelength", "0.561"],
-    ]
-    for args in commands:
-        shown = [a.replace(str(ex), "<examples>") for a in args]
-        print("\n$ xrdmtl " + " ".join(shown), flush=True)
-        try:
-            app(args, prog_name="xrdmtl", standalone_mode=False)
-        except SystemExit as exc:  # typer exits on errors; carry the code
-            if exc.code:
-                return int(exc.code)
-    print(f"\nPredictions: {OUT / 'predictions.csv'}   plots: {OUT / 'plots'}/")
+    w = ["--wavelength", "0.561"]
+    steps = [
+        (["predict", *files, *w, "--out", str(OUT / "predictions.csv"), "--plot", str(OUT / "plots")],
+         "The shipped default model (synthetic training only) on six measured patterns"),
+        (["evaluate", "--labels", str(ex / "labels.csv"), *w], ""),
+        (["evaluate", "--labels", str(run / "labels_rest.csv"), *w],
+         "A run of 29 raw patterns; you labeled every other one. The default model on the 14 others"),
+        (["finetune", "--labels", str(run / "labels_every_other.csv"), *w, "--out", str(OUT / "adapted")],
+         "Adapt it to your 15 labels"),
+        (["evaluate", "--labels", str(run / "labels_rest.csv"), *w, "--model", str(OUT / "adapted")],
+         "The adapted model on the same 14 patterns"),
+    ]  # fmt: skip
+    for args, title in steps:
+        code = _run(args, ex, title)
+        if code:
+            return code
+    print(f"\nPredictions: {OUT / 'predictions.csv'}   plots: {OUT / 'plots'}/   adapted model: {OUT / 'adapted'}/")
     return 0
 
 
