@@ -1,23 +1,23 @@
-"""Figures: a pattern with reference sticks and saliency, and a run timeline (matplotlib, Agg).
+"""Figures: a pattern with reference sticks and saliency, and a run timeline (matplotlib).
 
-Every figure is written atomically (a temporary file in the target folder, then ``os.replace``).
+Figures are made with matplotlib's object API (:func:`new_figure`), never through pyplot's global
+state, so no backend is chosen or forced: importing this module leaves an interactive session's
+backend alone, and writing a file needs no display. Every figure is written atomically (a
+temporary file in the target folder, then ``os.replace``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from ..atomic import atomic_path  # noqa: E402
-from ..physics.pattern import Pattern  # noqa: E402
-from ..physics.phases import Reflections  # noqa: E402
+from ..atomic import atomic_path
+from ..physics.pattern import Pattern
+from ..physics.phases import Reflections
 
 PHASE_COLORS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:pink")
 
@@ -27,13 +27,22 @@ def phase_color(index: int) -> str:
     return PHASE_COLORS[index % len(PHASE_COLORS)]
 
 
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] = (8.0, 4.0),
+               **subplots: Any) -> tuple[Figure, Any]:
+    """A figure and its axes, as ``pyplot.subplots`` returns them, without pyplot (no backend)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **subplots)
+
+
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Save ``fig`` to ``path`` atomically (creating its folder) and close it."""
+    """Save ``fig`` to ``path`` atomically (creating its folder) and close it (if pyplot made it)."""
     path = Path(path)
     try:
         with atomic_path(path, suffix=path.suffix) as tmp:  # savefig picks the format from the suffix
             fig.savefig(tmp, dpi=dpi)
     finally:
+        import matplotlib.pyplot as plt  # importing pyplot chooses no backend; closing frees its figure
+
         plt.close(fig)
     return path
 
@@ -65,7 +74,7 @@ def plot_pattern(
     lo, hi = q_range or (float(np.nanmin(q[finite])), float(np.nanmax(q[finite])))
     colors = {name: phase_color(i) for i, name in enumerate(reflections)}
     show_sal = bool(saliency)
-    fig, axes = plt.subplots(
+    fig, axes = new_figure(
         2 if show_sal else 1, 1, figsize=(9, 5.5 if show_sal else 4), sharex=True, squeeze=False,
         gridspec_kw={"height_ratios": [3, 1.3]} if show_sal else None,
     )
@@ -116,7 +125,7 @@ def plot_timeline(
     index = np.asarray(index)
     probabilities = np.asarray(probabilities, dtype=float)
     order = np.argsort(index)
-    fig, ax = plt.subplots(figsize=(9, 3.5))
+    fig, ax = new_figure(figsize=(9, 3.5))
     for i, name in enumerate(phases):
         ax.plot(index[order], probabilities[order, i], color=phase_color(i), lw=1.0,
                 marker="." if len(index) < 200 else None, label=name)

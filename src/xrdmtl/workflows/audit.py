@@ -377,9 +377,7 @@ def plot_audit(
     """The evidence behind a flagged pattern: the pattern and its background (top), the
     background-removed pattern in noise units with each phase's sticks at its best lattice scale,
     matched peaks (o) and missing strong reflections (x) (bottom)."""
-    import matplotlib.pyplot as plt
-
-    from ..io.plots import phase_color, save_figure
+    from ..io.plots import new_figure, phase_color, save_figure
 
     q_lo, q_hi = peaks.q_range
     sticks = [m.expected_q for ev in evidence.values() for m in (*ev.matched, *ev.missing, *ev.overlapped)]
@@ -387,7 +385,7 @@ def plot_audit(
     hi = min(q_hi, max(sticks, default=q_hi) + 0.15)
     q = peaks.q
     cov = peaks.coverage & (q >= lo) & (q <= hi)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.6), sharex=True, gridspec_kw={"height_ratios": [1, 1.6]})
+    fig, (top, bottom) = new_figure(2, 1, figsize=(9, 5.6), sharex=True, gridspec_kw={"height_ratios": [1, 1.6]})
     top.plot(q[cov], peaks.signal[cov], color="black", lw=0.7, label="pattern")
     top.plot(q[cov], peaks.background[cov], color="grey", lw=0.8, ls="--", label="background")
     top.set_ylabel("intensity")
