@@ -173,3 +173,9 @@ def test_cli_train_tracks_labeled_frames_with_geometry(tmp_path) -> None:
     assert 0.0 <= last["labeled_exact"] <= 1.0
     no_geometry = CliRunner().invoke(app, [*args[:2], str(tmp_path / "m2"), *args[3:]])
     assert "--poni" in no_geometry.output
+
+
+def test_train_config_from_dict_rejects_unknown_keys() -> None:
+    assert TrainConfig.from_dict({"steps": 3}).steps == 3
+    with pytest.raises(ValueError, match="stpes"):
+        TrainConfig.from_dict({"stpes": 3})

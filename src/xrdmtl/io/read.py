@@ -22,9 +22,6 @@ FRAME_EXTENSIONS = frozenset(
 )
 
 
-ONE_D_EXTENSIONS = frozenset({".xy", ".xye", ".dat", ".chi", ".txt", ".csv", ".plv", ".xrdml"})
-
-
 def mask_arg(mask: str) -> Any:
     """The ``mask`` argument for frames: 'none' and 'auto' stay, a file → its bool mask array."""
     if mask in ("none", "auto"):

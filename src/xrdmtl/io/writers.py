@@ -1,4 +1,4 @@
-"""Writing results: the predictions CSV (DESIGN.md contract), written atomically."""
+"""Writing results: the predictions CSV (the fixed CSV contract of ``xrdmtl predict``), written atomically."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ PROVENANCE_COLUMNS = ("wavelength", "wavelength_source", "x_unit")
 
 
 def csv_header(phases: Sequence[str]) -> list[str]:
-    """Columns of the predictions CSV: the fixed ones of DESIGN.md, then what each pattern was read
+    """Columns of the predictions CSV: the fixed contract ones, then what each pattern was read
     with (the wavelength in Å, its source: file, option, default or poni; the x unit, with
     ``(assumed)`` where the file names none)."""
     return ["file", *(f"p_{p}" for p in phases), *phases, "warning", "error", *PROVENANCE_COLUMNS]

@@ -9,7 +9,6 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 CU_KALPHA = 1.5418  # Å, weighted Cu Kα1/Kα2 (RRUFF powder patterns)
-CU_KALPHA1 = 1.5406  # Å
 HC_KEV_A = 12.398419843320026  # h·c in keV·Å
 
 UNITS = ("2th_deg", "q_A^-1", "q_nm^-1", "d_A")

@@ -83,9 +83,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
-        """Rebuild from :func:`dataclasses.asdict` output (unknown keys ignored)."""
+        """Rebuild from :func:`dataclasses.asdict` output; an unknown key is a ``ValueError`` naming it
+        (a misspelt setting must not be dropped silently)."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training settings: {', '.join(unknown)} (known: {', '.join(sorted(names))})")
+        return cls(**d)
 
 
 @dataclass
