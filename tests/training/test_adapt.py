@@ -61,3 +61,20 @@ def test_too_few_labels_and_bad_config() -> None:
         fit_adapter(np.zeros((1, N_CHANNELS, 8), np.float32), np.zeros((1, 1)), np.zeros((1, 1)), [0.5])
     with pytest.raises(ValueError):
         AdaptConfig(contradicted="maybe")
+
+
+def test_confident_unlabeled_patterns_join_the_references() -> None:
+    from xrdmtl.training.adapt import pseudo_labeled
+
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.array([[0], [1]], np.uint8), 5, axis=0)
+    x = _clusters(rng, np.concatenate([labels, labels]))
+    fit = fit_adapter(x[:10], labels, np.full((10, 1), 0.5), [0.5])
+    assert fit.chosen.weight == 1.0
+    p_net = np.full((10, 1), 0.5, np.float32)
+    feats, calls, sure = pseudo_labeled(fit.adapter, x[10:], p_net, [0.5])
+    assert sure.all() and calls[:, 0].tolist() == labels[:, 0].tolist() and feats.shape == (10, 128)
+    grown = fit.adapter.with_references(feats, calls)
+    assert len(grown.labels) == 20 and grown.weight == fit.adapter.weight
+    network_only = type(fit.adapter)(fit.adapter.features, fit.adapter.labels, 0.0, 1, 0.5)
+    assert not pseudo_labeled(network_only, x[10:], p_net, [0.5])[2].any()

@@ -61,3 +61,16 @@ def test_network_tuning_is_scored_out_of_fold(tmp_path, examples) -> None:
     report = adapt_to_labels(examples / "labels.csv", tmp_path / "out", base, wavelength=0.561, tuning=tuning)
     assert len(report.adapted.candidates_tuned) == len(report.adapted.candidates_base)
     assert load_model(tmp_path / "out").adapter is not None
+
+
+def test_unlabeled_patterns_are_read_and_bad_ones_reported(tmp_path, examples) -> None:
+    base = toy_model(tmp_path / "base")
+    (tmp_path / "bad.xy").write_text("nothing here\n")
+    report = adapt_to_labels(
+        examples / "labels.csv", tmp_path / "out", base, wavelength=0.561,
+        unlabeled=[str(examples / "run" / "*.npy"), str(tmp_path / "bad.xy")],
+    )  # fmt: skip
+    assert any("bad.xy" in line for line in report.skipped)
+    meta = json.loads((tmp_path / "out" / "model.json").read_text())
+    assert meta["adaptation"]["n_unlabeled"] == 29
+    assert meta["adapter"]["n_references"] == 6 - len(report.left_out) + report.adapted.n_pseudo

@@ -80,6 +80,11 @@ def finetune_cmd(
         typer.Option("--adapt-lattice/--no-adapt-lattice",
                      help="With --steps: draw the synthetic patterns' lattice around the scale fitted to the labels."),
     ] = False,
+    unlabeled: Annotated[
+        list[str] | None,
+        typer.Option("--unlabeled", help="Unlabeled patterns of the same run (files, folders, globs; repeatable): "
+                                         "those called confidently join the references."),
+    ] = None,
 ) -> None:
     """Adapt a model to your labeled patterns, so the rest of your run is labeled the way you label.
 
@@ -96,7 +101,7 @@ def finetune_cmd(
     config = AdaptConfig(contradicted=_policy(contradicted, drop_contradicted, audit))
     report = adapt_to_labels(
         labels, out, model, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, config=config,
-        tuning=_tuning(steps, layers, seed, adapt_lattice), audit=audit, note=_note,
+        tuning=_tuning(steps, layers, seed, adapt_lattice), audit=audit, unlabeled=unlabeled or (), note=_note,
     )  # fmt: skip
     for line in report.skipped:
         err_console.print(f"skipped: {line}", highlight=False, soft_wrap=True)
@@ -113,6 +118,9 @@ def finetune_cmd(
         f"`xrdmtl crossval` measures it without the selection)",
         highlight=False, soft_wrap=True,
     )
+    if unlabeled:
+        console.print(f"unlabeled patterns taken as references (confident calls): {report.adapted.n_pseudo}",
+                      highlight=False)
     if report.left_out:
         console.print("left out of the vote (contradicted): " + ", ".join(Path(f).name for f in report.left_out),
                       highlight=False, soft_wrap=True)
@@ -137,6 +145,9 @@ def crossval_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the splits.")] = 0,
     contradicted: ContradictedOpt = "auto",
     drop_contradicted: Annotated[bool, typer.Option("--drop-contradicted", help="Same as --contradicted drop.")] = False,
+    transductive: Annotated[
+        bool, typer.Option("--transductive", help="Also give the held-out patterns as unlabeled (finetune --unlabeled).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
 ) -> None:
     """Does adapting to your labels beat the trivial baseline, on your own data? Cross-validated.
@@ -159,6 +170,7 @@ def crossval_cmd(
     result = crossvalidate_labels(
         labels, model, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, ns=counts, splits=splits,
         seed=seed, leave_one_out=loo, config=config, tuning=_tuning(steps, layers, seed, False), note=_note,
+        transductive=transductive,
     )  # fmt: skip
     if as_json:
         print(json.dumps(result.to_dict()))

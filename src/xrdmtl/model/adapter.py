@@ -19,7 +19,7 @@ for every prediction anyway, so the adapter costs one matrix product per batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,14 @@ class Adapter:
             raise ModelError(
                 f"bad adapter settings: weight {self.weight}, k {self.k}, gate {self.threshold}"
             )
+
+    def with_references(self, features: np.ndarray, labels: np.ndarray) -> Adapter:
+        """The same blend with more references (e.g. confidently labeled patterns of the run)."""
+        return replace(
+            self,
+            features=np.concatenate([self.features, np.asarray(features, np.float32)]),
+            labels=np.concatenate([self.labels, np.asarray(labels, np.uint8)]),
+        )
 
     def vote_weight(self, s_max: np.ndarray) -> np.ndarray:
         """The weight ``w · g(s_max)`` of the vote for each pattern ``(B,)``."""

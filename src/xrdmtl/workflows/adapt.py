@@ -20,7 +20,7 @@ import dataclasses
 import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 
 from ..atomic import write_text
-from ..errors import LabelsError
+from ..errors import LabelsError, XrdmtlError
 from ..io.labels import LabeledPatterns
 from ..model.files import LoadedModel, default_model_dir, load_model, save_adapted
 from ..model.preprocess import model_input
-from ..training.adapt import AdaptConfig, AdaptResult, Candidate, fit_adapter
+from ..training.adapt import AdaptConfig, AdaptResult, Candidate, fit_adapter, pseudo_labeled
 from .audit import AuditTable
 
 ADAPT_VERSION = 1
@@ -64,6 +64,7 @@ class Adapted:
     candidates_base: list[Candidate]
     candidates_tuned: list[Candidate] = field(default_factory=list)
     network_dir: Path | None = None  # fine-tuned weights (a temporary folder's)
+    n_pseudo: int = 0  # unlabeled patterns taken as references with their confident calls
 
 
 def _key(c: Candidate) -> tuple[float, float]:
@@ -104,11 +105,14 @@ def adapt_arrays(
     config: AdaptConfig | None = None,
     tuning: NetworkTuning | None = None,
     work_dir: Path | None = None,
+    unlabeled: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Adapted:
     """Choose and fit the adaptation of ``model`` to labeled patterns on its grid.
 
     ``flagged``: a bool per pattern, True where the audit contradicts one of its labels. With
-    ``tuning.steps > 0`` the fine-tuned networks are written under ``work_dir``."""
+    ``tuning.steps > 0`` the fine-tuned networks are written under ``work_dir``. ``unlabeled``:
+    (intensity, coverage) of unlabeled patterns of the same run; those the adapted model calls
+    confidently join the references (:func:`~xrdmtl.training.adapt.pseudo_labeled`)."""
     base_path = Path(model)
     base = load_model(base_path, device="cpu")
     if base.adapter is not None:
@@ -116,16 +120,41 @@ def adapt_arrays(
     x = model_input(data.intensity, data.coverage, base.grid.step)
     fit = fit_adapter(x, data.labels, base.network_proba(x), base.thresholds, flagged, config)
     adapted = Adapted(dataclasses.replace(base, adapter=fit.adapter), fit, False, fit.candidates)
-    if tuning is None or tuning.steps <= 0 or len(data.labels) < 4:
-        return adapted
-    if work_dir is None:
-        raise ValueError("fine-tuning the network needs a work_dir")
+    if tuning is not None and tuning.steps > 0 and len(data.labels) >= 4:
+        if work_dir is None:
+            raise ValueError("fine-tuning the network needs a work_dir")
+        adapted = _with_tuned_network(base_path, data, x, flagged, config, tuning, work_dir, adapted)
+    if unlabeled is not None and len(unlabeled[0]):
+        xu = model_input(unlabeled[0], unlabeled[1], base.grid.step)
+        network = dataclasses.replace(adapted.model, adapter=None)
+        features, labels, sure = pseudo_labeled(
+            adapted.fit.adapter, xu, network.network_proba(xu), network.thresholds
+        )
+        if sure.any():
+            adapter = adapted.fit.adapter.with_references(features, labels)
+            adapted.fit = dataclasses.replace(adapted.fit, adapter=adapter)
+            adapted.model = dataclasses.replace(adapted.model, adapter=adapter)
+            adapted.n_pseudo = int(sure.sum())
+    return adapted
+
+
+def _with_tuned_network(
+    base_path: Path,
+    data: LabeledPatterns,
+    x: np.ndarray,
+    flagged: np.ndarray | None,
+    config: AdaptConfig | None,
+    tuning: NetworkTuning,
+    work_dir: Path,
+    adapted: Adapted,
+) -> Adapted:
+    """``adapted``, or the fine-tuned network with its own adapter where that scores better out of fold."""
     from ..training.finetune import finetune
 
     oof = _out_of_fold(base_path, data, x, tuning, work_dir)
-    fit_tuned = fit_adapter(x, data.labels, oof, base.thresholds, flagged, config)
+    fit_tuned = fit_adapter(x, data.labels, oof, adapted.model.thresholds, flagged, config)
     adapted.candidates_tuned = fit_tuned.candidates
-    if _key(fit_tuned.chosen) <= _key(fit.chosen):
+    if _key(fit_tuned.chosen) <= _key(adapted.fit.chosen):
         return adapted
     out = work_dir / "network"
     finetune(
@@ -135,7 +164,7 @@ def adapt_arrays(
     tuned = load_model(out, device="cpu")
     return Adapted(
         dataclasses.replace(tuned, adapter=fit_tuned.adapter), fit_tuned, True,
-        fit.candidates, fit_tuned.candidates, out,
+        adapted.candidates_base, fit_tuned.candidates, out,
     )  # fmt: skip
 
 
@@ -219,6 +248,7 @@ class AdaptReport:
             "flagged_by_audit": self.flagged,
             "left_out_of_vote": self.left_out,
             "network_fine_tuned": self.adapted.network_tuned,
+            "n_pseudo_labeled": self.adapted.n_pseudo,
             "chosen": {**dataclasses.asdict(self.chosen), "description": self.chosen.describe()},
             "leave_one_out_base_network": rows(self.adapted.candidates_base),
             "leave_one_out_tuned_network": rows(self.adapted.candidates_tuned),
@@ -238,13 +268,16 @@ def adapt_to_labels(
     config: AdaptConfig | None = None,
     tuning: NetworkTuning | None = None,
     audit: bool = True,
+    unlabeled: Sequence[str | Path] = (),
     note: Callable[[str], None] | None = None,
 ) -> AdaptReport:
     """Adapt ``model`` (default: the shipped one) to the labeled patterns of ``labels_csv`` and
     write the adapted model folder to ``out`` (with ``audit.csv`` and ``adaptation.json``).
 
     Unreadable files are skipped (listed in the report); :class:`LabelsError` when none can be read.
-    ``audit=False`` skips the physics audit (no reference is then flagged)."""
+    ``audit=False`` skips the physics audit (no reference is then flagged). ``unlabeled``: files,
+    folders or globs of unlabeled patterns of the same run (read like the labeled ones); those the
+    adapted model calls confidently join its references."""
     t0 = time.perf_counter()
     model_path = Path(model) if model is not None else default_model_dir()
     out = Path(out)
@@ -256,8 +289,12 @@ def adapt_to_labels(
         labeled.audit.to_csv(out / "audit.csv")
     data, files, skipped = labeled.data, labeled.files, labeled.skipped
     flagged_files = labeled.flagged_files
+    extra = None
+    if unlabeled:
+        extra, failed = _read_unlabeled(unlabeled, data.intensity.shape[1], model_path, wavelength, x_unit, poni, mask)
+        skipped = [*skipped, *failed]
     with tempfile.TemporaryDirectory(prefix="xrdmtl-adapt-") as tmp:
-        adapted = adapt_arrays(model_path, data, labeled.flagged, config, tuning, Path(tmp))
+        adapted = adapt_arrays(model_path, data, labeled.flagged, config, tuning, Path(tmp), extra)
         weights = adapted.network_dir if adapted.network_tuned else model_path
         assert weights is not None
         provenance = {
@@ -269,6 +306,8 @@ def adapt_to_labels(
                 "skipped": skipped,
                 "flagged_by_audit": flagged_files,
                 "network_fine_tuned": adapted.network_tuned,
+                "n_unlabeled": 0 if extra is None else len(extra[0]),
+                "n_pseudo_labeled": adapted.n_pseudo,
                 "chosen": dataclasses.asdict(adapted.fit.chosen),
                 "wavelength": wavelength,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -281,3 +320,32 @@ def adapt_to_labels(
     )  # fmt: skip
     write_text(out / "adaptation.json", json.dumps(report.to_dict(), indent=1) + "\n")
     return report
+
+
+def _read_unlabeled(
+    paths: Sequence[str | Path],
+    n_grid: int,
+    model: Path,
+    wavelength: float | None,
+    x_unit: str | None,
+    poni: str | Path | None,
+    mask: str,
+) -> tuple[tuple[np.ndarray, np.ndarray], list[str]]:
+    """Unlabeled patterns on the model's grid and one line per input that could not be read."""
+    from ..io.labels import read_labeled_patterns
+    from ..io.read import expand_inputs
+
+    grid = load_model(model, device="cpu").grid
+    files, missing = expand_inputs(list(paths), frames_too=poni is not None)
+    failed = [str(e) for _, e in missing]
+    rows = []
+    for f, item in zip(files, read_labeled_patterns(files, wavelength, x_unit, poni, mask), strict=True):
+        try:
+            if isinstance(item, XrdmtlError):
+                raise item
+            rows.append(item.on_grid(grid))
+        except XrdmtlError as exc:
+            failed.append(str(exc) if f in str(exc) else f"{f}: {exc}")
+    if not rows:
+        return (np.zeros((0, n_grid), np.float32), np.zeros((0, n_grid), bool)), failed
+    return (np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])), failed

@@ -168,10 +168,12 @@ def crossvalidate(
     config: AdaptConfig | None = None,
     tuning: NetworkTuning | None = None,
     note: Callable[[str], None] | None = None,
+    transductive: bool = False,
 ) -> CrossvalResult:
     """Leave-one-out (if ``leave_one_out``) and, for each N in ``ns``, ``splits`` stratified splits
     of N labeled patterns (split ``k`` of N from ``rng([seed, N, k])``); each held-out set scored by
-    the model before adaptation, the nearest-neighbour vote and the adapted model."""
+    the model before adaptation, the nearest-neighbour vote and the adapted model. ``transductive``:
+    the held-out patterns are also given as unlabeled patterns of the run (``finetune --unlabeled``)."""
     from ..model.files import load_model
     from ..model.preprocess import model_input
 
@@ -200,7 +202,8 @@ def crossvalidate(
             for j, train in enumerate(draws):
                 test = np.setdiff1d(np.arange(n), train)
                 sub = LabeledPatterns(data.intensity[train], data.coverage[train], labels[train])
-                adapted = adapt_arrays(model, sub, bad[train], config, tuning, Path(tmp) / f"split{j}")
+                extra = (data.intensity[test], data.coverage[test]) if transductive else None
+                adapted = adapt_arrays(model, sub, bad[train], config, tuning, Path(tmp) / f"split{j}", extra)
                 calls = {
                     "default model": base_calls[test],
                     "nearest-neighbour vote": nearest_neighbour_vote(votes[train], labels[train], votes[test]),
@@ -268,6 +271,7 @@ def crossvalidate_labels(
     config: AdaptConfig | None = None,
     tuning: NetworkTuning | None = None,
     note: Callable[[str], None] | None = None,
+    transductive: bool = False,
 ) -> CrossvalResult:
     """:func:`crossvalidate` on the patterns of a labels CSV (predict's reading options), with the
     physics audit's verdicts; ``model`` defaults to the shipped one."""
@@ -283,7 +287,7 @@ def crossvalidate_labels(
             note(f"skipped: {line}")
     result = crossvalidate(
         model_path, labeled.data, labeled.files, labeled.flagged, ns, splits, seed, leave_one_out,
-        config, tuning, note,
+        config, tuning, note, transductive,
     )  # fmt: skip
     result.labels_csv = str(labels_csv)
     return result
