@@ -68,9 +68,9 @@ def test_unlabeled_patterns_are_read_and_bad_ones_reported(tmp_path, examples) -
     (tmp_path / "bad.xy").write_text("nothing here\n")
     report = adapt_to_labels(
         examples / "labels.csv", tmp_path / "out", base, wavelength=0.561,
-        unlabeled=[str(examples / "run" / "*.npy"), str(tmp_path / "bad.xy")],
+        unlabeled=[str(examples / "run" / "*.npy"), str(examples / "*.npy"), str(tmp_path / "bad.xy")],
     )  # fmt: skip
     assert any("bad.xy" in line for line in report.skipped)
     meta = json.loads((tmp_path / "out" / "model.json").read_text())
-    assert meta["adaptation"]["n_unlabeled"] == 29
+    assert meta["adaptation"]["n_unlabeled"] == 29  # the labeled examples themselves left out
     assert meta["adapter"]["n_references"] == 6 - len(report.left_out) + report.adapted.n_pseudo

@@ -291,7 +291,9 @@ def adapt_to_labels(
     flagged_files = labeled.flagged_files
     extra = None
     if unlabeled:
-        extra, failed = _read_unlabeled(unlabeled, data.intensity.shape[1], model_path, wavelength, x_unit, poni, mask)
+        extra, failed = _read_unlabeled(
+            unlabeled, files, data.intensity.shape[1], model_path, wavelength, x_unit, poni, mask
+        )
         skipped = [*skipped, *failed]
     with tempfile.TemporaryDirectory(prefix="xrdmtl-adapt-") as tmp:
         adapted = adapt_arrays(model_path, data, labeled.flagged, config, tuning, Path(tmp), extra)
@@ -324,6 +326,7 @@ def adapt_to_labels(
 
 def _read_unlabeled(
     paths: Sequence[str | Path],
+    labeled: Sequence[str],
     n_grid: int,
     model: Path,
     wavelength: float | None,
@@ -331,12 +334,15 @@ def _read_unlabeled(
     poni: str | Path | None,
     mask: str,
 ) -> tuple[tuple[np.ndarray, np.ndarray], list[str]]:
-    """Unlabeled patterns on the model's grid and one line per input that could not be read."""
+    """Unlabeled patterns on the model's grid (the labeled files left out, so a whole run's folder
+    can be given) and one line per input that could not be read."""
     from ..io.labels import read_labeled_patterns
     from ..io.read import expand_inputs
 
     grid = load_model(model, device="cpu").grid
     files, missing = expand_inputs(list(paths), frames_too=poni is not None)
+    known = {str(Path(f).resolve()) for f in labeled}
+    files = [f for f in files if str(Path(f).resolve()) not in known]
     failed = [str(e) for _, e in missing]
     rows = []
     for f, item in zip(files, read_labeled_patterns(files, wavelength, x_unit, poni, mask), strict=True):
