@@ -36,7 +36,8 @@ def reference_features(x: np.ndarray) -> np.ndarray:
     """Unit-norm features ``(B, G)`` float32 from model input ``x: (B, C, G)``."""
     f = np.asarray(x[:, CONTRAST_CHANNEL], dtype=np.float32)
     norm = np.linalg.norm(f, axis=1, keepdims=True)
-    return f / np.maximum(norm, np.float32(1e-12))
+    out: np.ndarray = f / np.maximum(norm, np.float32(1e-12))
+    return out
 
 
 def neighbour_vote(
@@ -112,7 +113,8 @@ class Adapter:
             )
         vote, s_max = neighbour_vote(f @ self.features.T, self.labels, self.k)
         w = self.vote_weight(s_max)[:, None]
-        return (w * vote + (1.0 - w) * np.asarray(p_network, np.float64)).astype(p_network.dtype)
+        blended: np.ndarray = w * vote + (1.0 - w) * np.asarray(p_network, np.float64)
+        return blended.astype(p_network.dtype)
 
     def settings(self, file: str) -> dict[str, Any]:
         """The JSON part of the adapter (``model.json['adapter']``); the arrays go to ``file``."""

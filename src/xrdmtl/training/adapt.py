@@ -82,7 +82,7 @@ def _gate_threshold(similarity: np.ndarray, config: AdaptConfig) -> float:
 
 
 def _loo_similarity(features: np.ndarray, voters: np.ndarray) -> np.ndarray:
-    similarity = features @ features.T
+    similarity: np.ndarray = features @ features.T
     np.fill_diagonal(similarity, -np.inf)
     similarity[:, ~voters] = -np.inf
     return similarity
@@ -172,8 +172,9 @@ def pseudo_labeled(
     the vote has no weight (the network alone would only vote for what it already says)."""
     n = len(x)
     if adapter.weight == 0.0 or n == 0:
-        return np.zeros((0, adapter.features.shape[1]), np.float32), np.zeros((0, adapter.labels.shape[1]), np.uint8), np.zeros(n, bool)
+        features = np.zeros((0, adapter.features.shape[1]), np.float32)
+        return features, np.zeros((0, adapter.labels.shape[1]), np.uint8), np.zeros(n, bool)
     p = adapter.combine(x, np.asarray(p_network, np.float32))
-    sure = ((p >= PSEUDO_CONFIDENCE) | (p <= 1.0 - PSEUDO_CONFIDENCE)).all(axis=1)
+    sure = np.all((p >= PSEUDO_CONFIDENCE) | (p <= 1.0 - PSEUDO_CONFIDENCE), axis=1)
     calls = (p > np.asarray(thresholds)).astype(np.uint8)
     return reference_features(x[sure]), calls[sure], sure

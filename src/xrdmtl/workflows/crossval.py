@@ -83,7 +83,8 @@ def vote_features(intensity: np.ndarray, coverage: np.ndarray) -> np.ndarray:
     v = np.where(coverage, filled - background, np.nan)
     lo, hi = np.nanmin(v, axis=1, keepdims=True), np.nanmax(v, axis=1, keepdims=True)
     v = np.nan_to_num((v - lo) / np.maximum(hi - lo, 1e-12))
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    out: np.ndarray = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    return out
 
 
 def nearest_neighbour_vote(
@@ -91,7 +92,8 @@ def nearest_neighbour_vote(
 ) -> np.ndarray:
     """The labels ``(M, T)`` of each test pattern's most similar training pattern (cosine of
     :func:`vote_features`)."""
-    return np.asarray(train_labels)[np.argmax(test @ train.T, axis=1)]
+    votes: np.ndarray = np.asarray(train_labels)[np.argmax(test @ train.T, axis=1)]
+    return votes
 
 
 @dataclass
