@@ -34,6 +34,41 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _flags_read_as_flags() -> None:
+    """``--help`` shows a boolean flag as ``--json``, not ``--json <bool>`` (which reads as if it took
+    a value): typer prints a type for every option, flags included."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_xrdmtl", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich._xrdmtl = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_read_as_flags()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        console.print(f"xrdmtl {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Phase identification in micro-XRD patterns with multi-task deep learning."""
+
+
 def clean_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the project's errors into one red line on stderr and exit code 2, and Ctrl-C into one
     "interrupted" line and exit code 130 (no traceback, nothing half-written)."""
@@ -181,6 +216,30 @@ def _check_model_out(out: Path, model: str | Path | None, labels: Path | None) -
     check_output_folder(out, "--out")
 
 
+def _predictions_json(preds: list, predictor: Any) -> dict:
+    """Predictions as one JSON-ready object: the model's phases and thresholds, then per pattern
+    the probabilities, calls, warning, error, what it was read with, and the peaks behind the calls."""
+    def one(p: Any) -> dict:
+        e = p.explanation
+        return {
+            "file": p.file, "probabilities": {k: round(v, 4) for k, v in p.probabilities.items()},
+            "calls": p.calls, "found": p.found, "warning": p.warning, "error": p.error,
+            "wavelength": p.wavelength, "wavelength_source": p.wavelength_source, "x_unit": p.x_unit,
+            "matched_q": {k: [round(q, 4) for q in v] for k, v in e.matched.items()} if e else {},
+            "unexplained_q": [round(q, 4) for q in e.unexplained] if e else [],
+        }
+
+    return {"phases": list(predictor.phases), "thresholds": [float(t) for t in predictor.thresholds],
+            "n": len(preds), "failed": sum(not p.ok for p in preds), "predictions": [one(p) for p in preds]}
+
+
+def _tail(text: str, n: int) -> str:
+    """The end of ``text`` in ``n`` characters, an ellipsis in front where cut (markup escaped)."""
+    from rich.markup import escape
+
+    return escape(text if len(text) <= n else "…" + text[len(text) - n + 1:])
+
+
 def _clip(text: str, n: int = 60) -> str:
     """``text`` cut to ``n`` characters, with an ellipsis where cut (markup escaped)."""
     from rich.markup import escape
@@ -197,17 +256,20 @@ def _summary_table(preds: list, phases: list[str], title: str) -> Any:
     table = Table(title=title)
     if len(preds) <= 40:
         table.caption = "p per phase, ✓ = called present; full warnings in the CSV"
-        table.add_column("file", overflow="fold", min_width=14)
+        # a file name keeps one line: its end (the part that tells files apart) within the room left
+        room = max(16, min(60, err_console.width - sum(max(len(n), 6) + 3 for n in phases) - 28))
+        table.add_column("file", no_wrap=True, max_width=room)
         for name in phases:
             table.add_column(name, justify="right", no_wrap=True, min_width=6)
-        table.add_column("warning / error", overflow="fold", min_width=14)
+        table.add_column("warning / error", overflow="fold", min_width=20)
         for p in preds:
             if p.ok:
                 cells = [f"[green]{p.probabilities[n]:.2f} ✓[/green]" if p.calls[n] else f"{p.probabilities[n]:.2f}"
                          for n in phases]
-                table.add_row(_clip(p.file, 200), *cells, f"[yellow]{_clip(p.warning)}[/yellow]" if p.warning else "")
+                table.add_row(_tail(p.file, room), *cells,
+                              f"[yellow]{_clip(p.warning)}[/yellow]" if p.warning else "")
             else:
-                table.add_row(_clip(p.file, 200), *(["-"] * len(phases)), f"[red]{_clip(p.error)}[/red]")
+                table.add_row(_tail(p.file, room), *(["-"] * len(phases)), f"[red]{_clip(p.error)}[/red]")
         return table
     table.add_column("phase")
     table.add_column("found in", justify="right")
@@ -217,6 +279,34 @@ def _summary_table(preds: list, phases: list[str], title: str) -> Any:
         mean = sum(p.probabilities[name] for p in ok) / len(ok) if ok else float("nan")
         table.add_row(name, f"{n_found} / {len(ok)}", f"{mean:.2f}")
     return table
+
+
+@app.command("examples")
+@clean_errors
+def examples_cmd(
+    folder: Annotated[Path, typer.Argument(help="Folder to copy the examples into (made if needed).")] = Path("examples"),
+) -> None:
+    """Copy the bundled example patterns into a folder: six of the paper's measured HDAC patterns
+    (.npy, 2θ at 0.561 Å: give --wavelength 0.561) and their labels.csv, as the README tour uses them.
+    Never overwrites a file."""
+    from importlib import resources
+
+    from ..atomic import write_bytes
+    from ..errors import OutputError
+    from ..io.writers import check_output_folder
+
+    src = Path(str(resources.files("xrdmtl") / "data" / "examples"))
+    files = sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith("."))
+    check_output_folder(folder, "examples FOLDER")
+    taken = [p.name for p in files if (folder / p.name).exists()]
+    if taken:
+        raise OutputError(f"{folder} already holds {', '.join(taken[:3])}{' …' if len(taken) > 3 else ''}: "
+                          "choose another folder or remove them")
+    for p in files:
+        write_bytes(folder / p.name, p.read_bytes(), overwrite=False)
+    n = sum(p.suffix == ".npy" for p in files)
+    console.print(f"{n} example patterns and labels.csv in {folder}/ (2θ at 0.561 Å: predict them with "
+                  f"--wavelength 0.561)", highlight=False, soft_wrap=True)
 
 
 @app.command("predict")
@@ -236,11 +326,15 @@ def predict_cmd(
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     save_integrated: Annotated[
-        Path | None, typer.Option("--save-integrated", help="Folder for the integrated 1D patterns of frames.")
+        Path | None, typer.Option("--save-integrated", help="Folder for the integrated 1D patterns of frames "
+                                  "(never overwrites a file).")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (per-pattern results) "
+                                          "on stdout instead of the CSV and the table.")] = False,
 ) -> None:
     """Call each phase of the model in every pattern: a CSV row per file (or frame) with
-    p_<phase>, 0/1 calls, a warning (unexplained peaks, uncertain calls) and an error column."""
+    p_<phase>, 0/1 calls, a warning (unexplained peaks, uncertain calls) and an error column,
+    then the wavelength, its source and the x unit each pattern was read with."""
     from ..io.writers import write_csv
 
     _reading_options(wavelength, poni, mask)
@@ -251,11 +345,19 @@ def predict_cmd(
         scheduler=scheduler, plot_dir=plot, save_integrated=save_integrated,
     )
     text = write_csv(preds, predictor.phases, out)
+    failed = [p for p in preds if not p.ok]
+    if as_json:
+        sys.stdout.write(json.dumps(_predictions_json(preds, predictor), indent=1, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        for p in failed:
+            err_console.print(f"[red]error:[/red] {_clip(p.error, 10_000)}", highlight=False, soft_wrap=True)
+        if failed or not preds:
+            raise typer.Exit(1)
+        return
     if out is None:
         sys.stdout.write(text)
         sys.stdout.flush()
     show = console if out is not None else err_console
-    failed = [p for p in preds if not p.ok]
     warned = sum(1 for p in preds if p.ok and p.warning)
     show.print(_summary_table(preds, predictor.phases, "xrdmtl predict"))
     where = f"; CSV: {out}" if out is not None else ""

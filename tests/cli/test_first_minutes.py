@@ -1,0 +1,80 @@
+"""The first ten minutes (issue 16): --version, predict --json, flags that read as flags in --help,
+file names on one line of the summary table, and ``xrdmtl examples``."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from clitools import WAVELENGTH, digest, invoke
+from typer.testing import CliRunner
+
+from xrdmtl import __version__
+from xrdmtl.cli import app
+
+
+def test_version() -> None:
+    res = invoke("--version")
+    assert res.exit_code == 0 and res.stdout.strip() == f"xrdmtl {__version__}"
+
+
+def test_predict_json(examples: Path) -> None:
+    files = sorted(examples.glob("*bc_10.npy"))
+    res = invoke("predict", *files, examples / "nope.xy", "--wavelength", WAVELENGTH, "--json", "--workers", "1")
+    assert res.exit_code == 1, res.output  # one input failed
+    doc = json.loads(res.stdout)
+    assert doc["phases"] == ["bastnaesite", "calcite", "rhenium"] and doc["n"] == 3 and doc["failed"] == 1
+    good = [p for p in doc["predictions"] if not p["error"]]
+    assert len(good) == 2
+    for p in good:
+        assert p["found"] == ["bastnaesite", "calcite"] and p["calls"]["calcite"] == 1
+        assert p["wavelength"] == 0.561 and p["wavelength_source"] == "option"
+        assert p["x_unit"] == "2th_deg (assumed)"
+        assert p["matched_q"]["calcite"]  # the peaks behind the call
+    assert "nope.xy" in res.stderr
+
+
+COMMANDS = [[], ["predict"], ["evaluate"], ["audit"], ["train"], ["finetune"], ["crossval"], ["phases"],
+            ["simulate", "frames"], ["simulate", "patterns"], ["experiment"], ["examples"]]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "xrdmtl")
+def test_flags_read_as_flags_in_help(cmd: list[str]) -> None:
+    res = CliRunner().invoke(app, [*cmd, "--help"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    assert "<bool>" not in res.output
+    assert "--help" in res.output
+
+
+def test_file_names_keep_one_line_at_80_columns(examples: Path) -> None:
+    deep = examples / "a_rather_long_folder_name" / "with_more_levels" / "and_a_measurement_campaign_2026"
+    deep.mkdir(parents=True)
+    name = "hdac_sample_run_0042_frame_integrated.npy"
+    (deep / name).write_bytes((examples / "hdac_unmasked_xy_n_2.npy").read_bytes())
+    out = examples / "p.csv"
+    res = CliRunner().invoke(app, ["predict", str(deep / name), str(examples / "hdac_unmasked_xy_c_17.npy"),
+                                   "--wavelength", WAVELENGTH, "--out", str(out), "--workers", "1"],
+                             env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    table = [line for line in res.stdout.splitlines() if line.startswith(("│", "┃"))]
+    assert all(len(line) <= 80 for line in res.stdout.splitlines())
+    rows = [line for line in table if re.search(r"\d\.\d\d", line)]
+    assert len(rows) == 2  # one line per file: no folded names
+    assert any("integrated.npy" in line for line in rows) and any("c_17.npy" in line for line in rows)
+    assert name in out.read_text()  # the CSV keeps the full path
+
+
+def test_examples_command(tmp_path: Path) -> None:
+    folder = tmp_path / "examples"
+    res = invoke("examples", folder)
+    assert res.exit_code == 0, res.output
+    files = sorted(p.name for p in folder.iterdir())
+    assert "labels.csv" in files and sum(f.endswith(".npy") for f in files) == 6
+    before = {f: digest(folder / f) for f in files}
+    again = invoke("examples", folder)
+    assert again.exit_code == 2 and "already holds" in again.stderr
+    assert {f: digest(folder / f) for f in files} == before
+    run = invoke("predict", folder, "--wavelength", WAVELENGTH, "--workers", "1")
+    assert run.exit_code == 0, run.output
