@@ -14,7 +14,7 @@ import math
 import multiprocessing
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,13 @@ import numpy as np
 
 from ..atomic import write_text
 from ..errors import PatternError, XrdmtlError
-from ..io.read import cached_integrator, expand_inputs, frame_index, is_frame, mask_arg
+from ..io.read import (
+    ReadOptions,
+    expand_inputs,
+    frame_index,
+    is_frame,
+    read_path,
+)
 from ..physics.pattern import Pattern
 from ..progress import ProgressBar
 from .predictor import BATCH_SIZE, Prediction, Predictor, sticks_at
@@ -203,7 +209,6 @@ def _worker_chunk(chunk: list[str], job: _Job) -> list[Prediction]:
 
 def _run_chunk(predictor: Predictor, chunk: Sequence[str], job: _Job) -> list[Prediction]:
     """Read, predict, plot and save one chunk of files, in order (the unit of parallel work)."""
-    integrator = cached_integrator(job.poni) if job.poni else None
     out: list[Prediction] = []
     batch: list[tuple[str, Pattern | XrdmtlError]] = []
 
@@ -218,8 +223,8 @@ def _run_chunk(predictor: Predictor, chunk: Sequence[str], job: _Job) -> list[Pr
         batch.clear()
 
     for path in chunk:
-        for label, item in _read(path, job, integrator):
-            if job.save_integrated and isinstance(item, Pattern) and is_frame(path, integrator is not None):
+        for label, item in read_path(path, ReadOptions(job.wavelength, job.x_unit, job.poni, job.mask)):
+            if job.save_integrated and isinstance(item, Pattern) and is_frame(path, job.poni is not None):
                 item = _save_integrated(label, item, job)
             batch.append((label, item))
             if len(batch) >= BATCH_SIZE:
@@ -227,33 +232,6 @@ def _run_chunk(predictor: Predictor, chunk: Sequence[str], job: _Job) -> list[Pr
     if batch:
         flush()
     return out
-
-
-def _read(path: str, job: _Job, integrator: Any) -> Iterator[tuple[str, Pattern | XrdmtlError]]:
-    """(label, pattern or error) for every pattern in ``path``: one for a 1D file, one per frame."""
-    from ..errors import FrameError
-
-    if is_frame(path, integrator is not None):
-        if integrator is None:
-            yield path, FrameError("a 2D detector frame needs its geometry: give --poni FILE", path)
-            return
-        from ..io.frames import patterns_from_frames
-
-        try:
-            yield from patterns_from_frames(path, integrator, mask_arg(job.mask))
-        except XrdmtlError as exc:
-            yield path, exc
-        except Exception as exc:  # a reader library failing in an unforeseen way: report, go on
-            yield path, FrameError(f"cannot read frames: {type(exc).__name__}: {exc}", path)
-        return
-    from ..io.readers import load_pattern
-
-    try:
-        yield path, load_pattern(path, wavelength=job.wavelength, x_unit=job.x_unit)
-    except XrdmtlError as exc:
-        yield path, exc
-    except Exception as exc:  # never let one file stop the batch
-        yield path, PatternError(f"cannot read: {type(exc).__name__}: {exc}", path)
 
 
 def _n_cores() -> int:

@@ -10,12 +10,13 @@ import csv
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import LabelsError, PatternError, XrdmtlError
+from ..errors import LabelsError, XrdmtlError
 from ..physics.grid import QGrid
+from ..physics.pattern import Pattern
 
 
 def _decode_labels(data: bytes, path: Path) -> str:
@@ -146,45 +147,9 @@ def read_labeled_patterns(
     x_unit: str | None = None,
     poni: str | Path | None = None,
     mask: str = "none",
-) -> list[Any]:
-    """A :class:`~xrdmtl.physics.pattern.Pattern` or an :class:`XrdmtlError` per labeled file: 1D files
-    read as ``predict`` reads them, frames (``file`` or ``stack::index``) integrated with ``poni``
-    and ``mask`` (each frame file integrated once, with predict's cached integrator and mask)."""
-    from ..errors import FrameError
-    from .read import FRAME_EXTENSIONS, cached_integrator, mask_arg
-    from .readers import load_pattern
+) -> list[Pattern | XrdmtlError]:
+    """A :class:`~xrdmtl.physics.pattern.Pattern` or an :class:`XrdmtlError` per labeled file
+    (``file`` or ``stack::index``), read as ``predict`` reads them (:func:`xrdmtl.io.read.read_files`)."""
+    from .read import ReadOptions, read_files
 
-    frames: dict[str, list[tuple[str, Any]]] = {}
-    out: list[Any] = []
-    for file in files:
-        base, sep, index = file.partition("::")
-        if not sep and Path(base).suffix.lower() not in FRAME_EXTENSIONS:
-            try:
-                out.append(load_pattern(base, wavelength=wavelength, x_unit=x_unit))
-            except XrdmtlError as exc:
-                out.append(exc)
-            except Exception as exc:  # never let one file stop the rest
-                out.append(PatternError(f"cannot read: {type(exc).__name__}: {exc}", file))
-            continue
-        if poni is None:
-            out.append(FrameError("a 2D detector frame needs its geometry: give --poni FILE", file))
-            continue
-        if base not in frames:
-            from .frames import patterns_from_frames
-
-            try:
-                frames[base] = list(
-                    patterns_from_frames(base, cached_integrator(str(poni)), mask_arg(mask))
-                )
-            except XrdmtlError as exc:
-                frames[base] = [(base, exc)]
-            except Exception as exc:
-                frames[base] = [
-                    (base, FrameError(f"cannot read frames: {type(exc).__name__}: {exc}", base))
-                ]
-        found = [
-            item for label, item in frames[base]
-            if not sep or label == file or label.rpartition("::")[2] == index
-        ]  # fmt: skip
-        out.append(found[0] if found else PatternError(f"no frame {index!r} in the file", file))
-    return out
+    return read_files(files, ReadOptions(wavelength, x_unit, poni, mask))

@@ -1,25 +1,101 @@
-"""Where patterns come from: frame or 1D file, and per-process caches of geometries and masks.
+"""One reader for every command: any path (1D file, 2D frame, frame stack) into patterns.
 
-:func:`is_frame` tells a 2D detector frame from a 1D pattern file, :func:`expand_inputs` turns files,
-folders and globs into files, :func:`cached_integrator` and :func:`mask_arg` build one pyFAI
-integrator per geometry file and one mask per mask file per process, :func:`frame_index` splits a
-frame label ``stack.h5::17``.
+:class:`ReadOptions` holds the reading options every command takes (``--wavelength``, ``--x-unit``,
+``--poni``, ``--mask``). :func:`read_path` turns one path into ``(label, pattern or error)`` items
+(one for a 1D file, one per frame of a frame file, integrated with the geometry), never raising for
+a bad file; :func:`read_files` reads a list of labeled files (``file`` or ``stack::index``), each
+frame file integrated once. ``predict``, ``evaluate``, ``audit``, ``train --labels``, ``finetune``
+and ``crossval`` all read through these two.
+
+Also here: :func:`is_frame` tells a 2D detector frame from a 1D pattern file, :func:`expand_inputs`
+turns files, folders and globs into files, :func:`cached_integrator` and :func:`mask_arg` build one
+pyFAI integrator per geometry file and one mask per mask file per process, :func:`frame_index`
+splits a frame label ``stack.h5::17``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import FrameError, XrdmtlError
+from ..errors import FrameError, PatternError, XrdmtlError
+from ..physics.pattern import Pattern
 
 FRAME_EXTENSIONS = frozenset(
     {".edf", ".tif", ".tiff", ".cbf", ".h5", ".hdf5", ".nxs", ".nx5", ".img", ".mccd", ".sfrm",
      ".mar3450", ".mar2300", ".gfrm", ".esperanto", ".fabio"}
 )
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How patterns are read, the same for every command.
+
+    ``wavelength`` (Å) and ``x_unit`` are for 1D files (a file that states its own wavelength keeps
+    it); ``poni`` (a pyFAI geometry file) makes 2D frames readable, integrated with ``mask``
+    (``none``, ``auto`` or a mask file).
+    """
+
+    wavelength: float | None = None
+    x_unit: str | None = None
+    poni: str | Path | None = None
+    mask: str | Path = "none"
+
+    def __post_init__(self) -> None:  # paths as strings: picklable, hashable, comparable
+        object.__setattr__(self, "poni", None if self.poni is None else str(self.poni))
+        object.__setattr__(self, "mask", str(self.mask))
+
+
+def read_path(path: str, options: ReadOptions) -> Iterator[tuple[str, Pattern | XrdmtlError]]:
+    """(label, pattern or error) for every pattern in ``path``: one for a 1D file, one per frame of a
+    frame file (image formats, HDF5 stacks, a 2D ``.npy`` when there is a geometry). A file that
+    cannot be read gives its error as the item, never an exception."""
+    poni = None if options.poni is None else str(options.poni)
+    if is_frame(path, poni is not None):
+        if poni is None:
+            yield path, FrameError("a 2D detector frame needs its geometry: give --poni FILE", path)
+            return
+        from .frames import patterns_from_frames
+
+        try:
+            yield from patterns_from_frames(path, cached_integrator(poni), mask_arg(str(options.mask)))
+        except XrdmtlError as exc:
+            yield path, exc
+        except Exception as exc:  # a reader library failing in an unforeseen way: report, go on
+            yield path, FrameError(f"cannot read frames: {type(exc).__name__}: {exc}", path)
+        return
+    from .readers import load_pattern
+
+    try:
+        yield path, load_pattern(path, wavelength=options.wavelength, x_unit=options.x_unit)
+    except XrdmtlError as exc:
+        yield path, exc
+    except Exception as exc:  # never let one file stop the batch
+        yield path, PatternError(f"cannot read: {type(exc).__name__}: {exc}", path)
+
+
+def read_files(files: Sequence[str], options: ReadOptions) -> list[Pattern | XrdmtlError]:
+    """A pattern or an error per file of a list such as a labels CSV's: a 1D file, a single-frame
+    file, or one frame ``stack.h5::17`` of a stack. Each frame file is integrated once."""
+    frames: dict[str, list[tuple[str, Pattern | XrdmtlError]]] = {}
+    out: list[Pattern | XrdmtlError] = []
+    for file in files:
+        base, sep, index = file.partition("::")
+        if base not in frames:
+            frames[base] = list(read_path(base, options))
+        items = frames[base]
+        if not sep:  # a 1D file, or a frame file's first frame
+            out.append(items[0][1])
+            continue
+        found = [item for label, item in items
+                 if label == file or label.rpartition("::")[2] == index
+                 or (label == base and isinstance(item, XrdmtlError))]  # the whole file failed
+        out.append(found[0] if found else PatternError(f"no frame {index!r} in the file", file))
+    return out
 
 
 def mask_arg(mask: str) -> Any:

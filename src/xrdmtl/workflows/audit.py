@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import write_text
-from ..errors import LabelsError, ModelError, PatternError, XrdmtlError
+from ..errors import LabelsError, ModelError, XrdmtlError
 from ..physics.pattern import Pattern
 from ..physics.peaks import THRESHOLD, Z_FULL, Peaks, PhaseEvidence, find_pattern_peaks, match_all
 from ..physics.phases import Phase, get_phase
@@ -245,6 +245,7 @@ def audit_labels(
     Unreadable patterns are listed in ``errors``; a bad labels file raises :class:`LabelsError`.
     """
     from ..io.labels import read_labels
+    from ..io.read import ReadOptions, read_files
 
     note = note or (lambda _msg: None)
     predictor = _predictor(model, use_model, note)
@@ -258,11 +259,12 @@ def audit_labels(
 
     table = AuditTable(str(labels_csv), names, [], model=None if predictor is None else _model_name(predictor))
     patterns: list[tuple[int, str, Pattern]] = []
-    for i, file in enumerate(files):
-        try:
-            patterns.append((i, file, _read(file, wavelength, x_unit, poni, mask)))
-        except XrdmtlError as exc:
-            table.errors[file] = str(exc)
+    for i, (file, item) in enumerate(zip(files, read_files(files, ReadOptions(wavelength, x_unit, poni, mask)),
+                                         strict=True)):
+        if isinstance(item, XrdmtlError):
+            table.errors[file] = str(item)
+        else:
+            patterns.append((i, file, item))
     probs: dict[str, tuple[dict[str, float], dict[str, int]]] = {}
     if predictor is not None and patterns:
         for pred in predictor.predict_patterns([p for _, _, p in patterns], labels=[f for _, f, _ in patterns]):
@@ -330,27 +332,6 @@ def _phase(name: str, labels_csv: str | Path) -> Phase:
         return get_phase(name)
     except XrdmtlError as exc:
         raise LabelsError(f"column {name!r}: {exc.reason}", labels_csv) from None
-
-
-def _read(file: str, wavelength: float | None, x_unit: str | None, poni: str | Path | None, mask: str) -> Pattern:
-    """One labeled pattern: a 1D file, or (with ``poni``) a frame ``file`` or ``stack::index``."""
-    from ..io.read import FRAME_EXTENSIONS
-    from ..io.readers import load_pattern
-
-    base, sep, index = file.partition("::")
-    if not sep and Path(base).suffix.lower() not in FRAME_EXTENSIONS:
-        return load_pattern(base, wavelength=wavelength, x_unit=x_unit)
-    if poni is None:
-        raise PatternError("a 2D detector frame needs its geometry: give --poni FILE", file)
-    from ..io.frames import Integrator, load_mask, patterns_from_frames
-
-    mask_arg = mask if mask in ("none", "auto") else load_mask(mask)
-    for label, item in patterns_from_frames(base, Integrator(str(poni)), mask_arg):
-        if not sep or label == file or label.rpartition("::")[2] == index:
-            if isinstance(item, XrdmtlError):
-                raise item
-            return item
-    raise PatternError(f"no frame {index!r} in the file", file)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
