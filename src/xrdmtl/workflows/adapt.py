@@ -336,22 +336,23 @@ def _read_unlabeled(
 ) -> tuple[tuple[np.ndarray, np.ndarray], list[str]]:
     """Unlabeled patterns on the model's grid (the labeled files left out, so a whole run's folder
     can be given) and one line per input that could not be read."""
-    from ..io.labels import read_labeled_patterns
-    from ..io.read import expand_inputs
+    from ..io.read import ReadOptions, expand_inputs, read_path
 
     grid = load_model(model, device="cpu").grid
+    options = ReadOptions(wavelength, x_unit, poni, mask)
     files, missing = expand_inputs(list(paths), frames_too=poni is not None)
     known = {str(Path(f).resolve()) for f in labeled}
     files = [f for f in files if str(Path(f).resolve()) not in known]
     failed = [str(e) for _, e in missing]
     rows = []
-    for f, item in zip(files, read_labeled_patterns(files, wavelength, x_unit, poni, mask), strict=True):
-        try:
-            if isinstance(item, XrdmtlError):
-                raise item
-            rows.append(item.on_grid(grid))
-        except XrdmtlError as exc:
-            failed.append(str(exc) if f in str(exc) else f"{f}: {exc}")
+    for f in files:
+        for label, item in read_path(f, options):  # every frame of a stack
+            try:
+                if isinstance(item, XrdmtlError):
+                    raise item
+                rows.append(item.on_grid(grid))
+            except XrdmtlError as exc:
+                failed.append(str(exc) if label in str(exc) else f"{label}: {exc}")
     if not rows:
         return (np.zeros((0, n_grid), np.float32), np.zeros((0, n_grid), bool)), failed
     return (np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])), failed
