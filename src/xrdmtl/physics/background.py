@@ -13,7 +13,7 @@ BACKGROUND_WINDOWS_Q = (0.48, 0.24, 0.12)
 def _smoothed_opening(x: np.ndarray, window: int) -> np.ndarray:
     eroded = minimum_filter1d(x, window, axis=1, mode="nearest")
     opened = maximum_filter1d(eroded, window, axis=1, mode="nearest")
-    return uniform_filter1d(opened, window, axis=1, mode="nearest")
+    return np.asarray(uniform_filter1d(opened, window, axis=1, mode="nearest"))
 
 
 def smooth_background(intensity: np.ndarray, coverage: np.ndarray, q_step: float) -> np.ndarray:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -28,11 +30,11 @@ class QGrid:
         """Fractional grid index of each Q value."""
         return (np.asarray(q, dtype=float) - self.q_min) / self.step
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> QGrid:
+    def from_dict(cls, d: Mapping[str, Any]) -> QGrid:
         return cls(float(d["q_min"]), float(d["q_max"]), int(d["n"]))
 
 

@@ -190,11 +190,10 @@ def _refine_scale(q_ref: np.ndarray, q_found: np.ndarray, scale: float) -> float
 def _reflection(
     refl: Reflections, i: int, expected_q: float, peaks: Peaks | None = None, peak: int = -1
 ) -> MatchedReflection:
-    found = peak >= 0 and peaks is not None
-    return MatchedReflection(
-        refl.hkl[i], float(refl.intensity[i]), expected_q,
-        float(peaks.peak_q[peak]) if found else float("nan"), float(peaks.peak_z[peak]) if found else 0.0, peak,
-    )
+    if peak < 0 or peaks is None:
+        return MatchedReflection(refl.hkl[i], float(refl.intensity[i]), expected_q, float("nan"), 0.0, peak)
+    return MatchedReflection(refl.hkl[i], float(refl.intensity[i]), expected_q, float(peaks.peak_q[peak]),
+                             float(peaks.peak_z[peak]), peak)
 
 
 def _nearest(sorted_q: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

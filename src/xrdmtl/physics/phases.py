@@ -17,17 +17,21 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..atomic import write_text
 from ..errors import PhaseError
 from .units import q_to_tth
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
 
 Q_MAX = 8.0  # Å⁻¹: reflections are tabulated up to here (covers 2θ ≤ 40° at 22 keV, 2θ ≤ 150° at Cu Kα)
 CACHE_VERSION = 1
@@ -80,12 +84,12 @@ class ReflectionTable:
     multiplicity: np.ndarray
     lp: bool = True
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"hkl": self.hkl.tolist(), "d": self.d.tolist(), "intensity": self.intensity.tolist(),
                 "multiplicity": self.multiplicity.tolist(), "lp": self.lp}
 
     @classmethod
-    def from_json(cls, obj: dict) -> ReflectionTable:
+    def from_json(cls, obj: Mapping[str, Any]) -> ReflectionTable:
         hkl = np.asarray(obj["hkl"], dtype=int).reshape(-1, 3)
         d, inten, mult = (np.asarray(obj[k], dtype=float) for k in ("d", "intensity", "multiplicity"))
         if not (len(hkl) == d.size == inten.size == mult.size) or not np.all(np.isfinite(d) & (d > 0)):
@@ -97,7 +101,7 @@ def lorentz_polarization(two_theta_deg: np.ndarray) -> np.ndarray:
     """Unpolarised-beam Lorentz–polarisation factor (1 + cos²2θ) / (sin²θ cos θ)."""
     tth = np.deg2rad(two_theta_deg)
     th = tth / 2
-    return (1 + np.cos(tth) ** 2) / (np.sin(th) ** 2 * np.cos(th))
+    return np.asarray((1 + np.cos(tth) ** 2) / (np.sin(th) ** 2 * np.cos(th)))
 
 
 def _d_spacings(hkl: np.ndarray, cell: tuple[float, ...]) -> np.ndarray:
@@ -139,7 +143,7 @@ def _write_cached(key: str, table: ReflectionTable) -> None:
         write_text(cache_dir() / f"{key}.json", json.dumps(table.to_json()))
 
 
-def _structure_table(structure: object) -> ReflectionTable:
+def _structure_table(structure: Structure) -> ReflectionTable:
     """Structure factors of every reflection with Q ≤ Q_MAX, via pymatgen (no LP factor)."""
     from pymatgen.analysis.diffraction.xrd import XRDCalculator
 
@@ -198,10 +202,10 @@ class Phase:
     """
 
     name: str
-    structure: object | None  # pymatgen.core.Structure
+    structure: Structure | None
     source: str = ""
     formula: str = ""
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
     table: ReflectionTable | None = None  # reflections at ``ref_cell``; computed from the structure if None
     ref_cell: tuple[float, ...] | None = None  # the cell ``table.d`` belongs to (defaults to ``cell``)
     cell_override: tuple[float, ...] | None = None  # the cell, where there is no structure
@@ -244,7 +248,7 @@ class Phase:
         return _parse_jcpds(path, name or path.stem)
 
     @property
-    def cell(self) -> tuple[float, float, float, float, float, float]:
+    def cell(self) -> tuple[float, ...]:
         """(a, b, c, α, β, γ) in Å and degrees."""
         if self.structure is not None:
             lat = self.structure.lattice
@@ -318,14 +322,17 @@ def _cached_structure_table(phase: Phase) -> ReflectionTable:
     """Structure factors from memory, disk, or pymatgen (then stored in both)."""
     from pymatgen.core import __version__ as pmg_version
 
+    structure = phase.structure
+    if structure is None:
+        raise PhaseError("phase has neither a structure nor a reflection table", phase.name)
     sha = phase.meta.get("cif_sha256")
     if sha is None:  # no file behind it: key by the structure itself
-        text = json.dumps(phase.structure.as_dict(), sort_keys=True, default=str)
+        text = json.dumps(structure.as_dict(), sort_keys=True, default=str)
         sha = hashlib.sha256(text.encode()).hexdigest()
     key = hashlib.sha256(f"{sha}|{pmg_version}|{Q_MAX}|{CACHE_VERSION}".encode()).hexdigest()[:32]
     table = _read_cached(key)
     if table is None:
-        table = _structure_table(phase.structure)
+        table = _structure_table(structure)
         _write_cached(key, table)
     return table
 

@@ -17,9 +17,9 @@ def pseudo_voigt(x: np.ndarray, eta: np.ndarray | float) -> np.ndarray:
     lorentz -= gauss
     lorentz *= eta
     lorentz += gauss
-    return lorentz
+    return np.asarray(lorentz)
 
 
 def pseudo_voigt_area(fwhm: np.ndarray, eta: np.ndarray) -> np.ndarray:
     """Integral of a unit-height pseudo-Voigt of this FWHM."""
-    return fwhm * (eta * np.pi / 2 + (1 - eta) * 0.5 * np.sqrt(np.pi / np.log(2)))
+    return np.asarray(fwhm * (eta * np.pi / 2 + (1 - eta) * 0.5 * np.sqrt(np.pi / np.log(2))))

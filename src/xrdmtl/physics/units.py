@@ -38,10 +38,10 @@ def normalize_unit(name: str) -> str:
     raise ValueError(f"unknown x unit {name!r} (known: {', '.join(UNITS)})")
 
 
-def tth_to_q(two_theta_deg: ArrayLike, wavelength: ArrayLike) -> np.ndarray:
+def tth_to_q(two_theta_deg: ArrayLike, wavelength: float | np.ndarray) -> np.ndarray:
     """Scattering angle 2θ (degrees) to Q (Å⁻¹) at ``wavelength`` (Å)."""
     theta = np.deg2rad(np.asarray(two_theta_deg, dtype=float)) / 2.0
-    return 4.0 * np.pi * np.sin(theta) / wavelength
+    return np.asarray(4.0 * np.pi * np.sin(theta) / wavelength)
 
 
 def q_to_tth(q: ArrayLike, wavelength: float) -> np.ndarray:
@@ -51,7 +51,7 @@ def q_to_tth(q: ArrayLike, wavelength: float) -> np.ndarray:
         return np.rad2deg(2.0 * np.arcsin(np.where(np.abs(s) <= 1.0, s, np.nan)))
 
 
-def q_to_tth_rad(q: ArrayLike, wavelength: ArrayLike, s_max: float | None = None) -> np.ndarray:
+def q_to_tth_rad(q: ArrayLike, wavelength: float | np.ndarray, s_max: float | None = None) -> np.ndarray:
     """Q (Å⁻¹) to 2θ in radians, elementwise over arrays of Q and wavelength (Å), keeping their dtype.
 
     Beyond the wavelength's reach: NaN, or with ``s_max`` sin θ clipped to [0, ``s_max``] (no NaN).
@@ -63,7 +63,7 @@ def q_to_tth_rad(q: ArrayLike, wavelength: ArrayLike, s_max: float | None = None
         return 2 * np.arcsin(np.where(s < 1, s, np.nan))
 
 
-def tth_rad_to_q(two_theta_rad: ArrayLike, wavelength: ArrayLike) -> np.ndarray:
+def tth_rad_to_q(two_theta_rad: ArrayLike, wavelength: float | np.ndarray) -> np.ndarray:
     """2θ in radians to Q (Å⁻¹), elementwise over arrays of 2θ and wavelength (Å)."""
     return 4 * np.pi * np.sin(np.asarray(two_theta_rad) / 2) / wavelength
 
