@@ -44,7 +44,7 @@ def fit_temperature(
         return nll
 
     opt.step(closure)
-    return np.clip(log_t.detach().exp().numpy(), *bounds).astype(np.float32)
+    return np.asarray(np.clip(log_t.detach().exp().numpy(), *bounds), dtype=np.float32)
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> float:

@@ -32,9 +32,10 @@ FORMAT = "xrdmtl-model"
 FORMAT_VERSION = 1
 
 
-PREPROCESSING = {
+PREPROCESSING_VERSION = 2  # of the model input (model.preprocess.model_input)
+PREPROCESSING: dict[str, Any] = {
     "function": "xrdmtl.model.preprocess.model_input",
-    "version": 2,  # 2 added channel 3; channels 0–2 are those of version 1
+    "version": PREPROCESSING_VERSION,  # 2 added channel 3; channels 0–2 are those of version 1
     "channels": ["minmax", "background_removed", "coverage", "log_contrast"],
 }
 
@@ -74,7 +75,7 @@ def save_tensors(
 
 
 def save_model(
-    path: str | Path, net: Network, meta: dict | None = None, dtype: str = "float32"
+    path: str | Path, net: Network, meta: dict[str, Any] | None = None, dtype: str = "float32"
 ) -> Path:
     """Write ``path/model.safetensors`` and ``path/model.json``; returns the folder.
 
@@ -119,7 +120,7 @@ class LoadedModel:
     """A model read from disk: the network in eval mode on ``device`` and its metadata."""
 
     net: Network
-    meta: dict
+    meta: dict[str, Any]
     path: Path
     device: torch.device
     adapter: Adapter | None = None  # the user's labeled references (``xrdmtl finetune``)
@@ -173,7 +174,7 @@ class LoadedModel:
 def probabilities(logits: np.ndarray, temperature: np.ndarray | float = 1.0) -> np.ndarray:
     """P(present) from logits ``(..., T, 2)`` with per-phase ``temperature``: σ((z₁ − z₀) / T)."""
     d = (logits[..., 1] - logits[..., 0]) / np.asarray(temperature, dtype=np.float32)
-    return (1.0 / (1.0 + np.exp(-np.clip(d, -60, 60)))).astype(np.float32)
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(d, -60, 60))), dtype=np.float32)
 
 
 def model_files(path: str | Path) -> tuple[Path, Path]:
@@ -190,7 +191,7 @@ def _numbers(values: Any, n: int) -> bool:
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values))
 
 
-def _validate_meta(meta: dict, what: str, path: str | Path) -> None:
+def _validate_meta(meta: dict[str, Any], what: str, path: str | Path) -> None:
     """Check (and complete with defaults) the fields of ``model.json`` that prediction relies on:
     phases, thresholds in [0, 1], positive temperatures, the Q grid, the preprocessing version."""
     phases = meta["phases"]
@@ -219,12 +220,12 @@ def _validate_meta(meta: dict, what: str, path: str | Path) -> None:
     version = prep.get("version") if isinstance(prep, dict) else None
     if not isinstance(version, int) or isinstance(version, bool):
         raise ModelError(f"{what}: preprocessing must be a JSON object with an integer version", path)
-    if version > PREPROCESSING["version"]:
+    if version > PREPROCESSING_VERSION:
         raise ModelError(f"model uses preprocessing version {version}, this xrdmtl has "
-                         f"{PREPROCESSING['version']}", path)
+                         f"{PREPROCESSING_VERSION}", path)
 
 
-def read_meta(path: str | Path) -> dict:
+def read_meta(path: str | Path) -> dict[str, Any]:
     """The validated ``model.json`` of a model folder (or of its ``.safetensors`` file)."""
     _, meta_path = model_files(path)
     if not meta_path.is_file():

@@ -17,6 +17,8 @@ candidates here, each reducing to plain cross-entropy at its neutral setting:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,7 +47,7 @@ class _TaskLoss(nn.Module):
         return self.per_task(logits, labels.long()).sum()
 
 
-def _ce(logits: torch.Tensor, labels: torch.Tensor, **kw: object) -> torch.Tensor:
+def _ce(logits: torch.Tensor, labels: torch.Tensor, **kw: Any) -> torch.Tensor:
     """Unreduced cross-entropy ``(B, T)``."""
     return F.cross_entropy(logits.transpose(1, 2), labels, reduction="none", **kw)
 
@@ -59,6 +61,8 @@ class CrossEntropy(_TaskLoss):
 
 class WeightedCrossEntropy(_TaskLoss):
     """Class-weighted cross-entropy (weighted mean over the batch, as ``nn.CrossEntropyLoss``)."""
+
+    weights: torch.Tensor  # a buffer: (absent, present) class weights
 
     def __init__(self, n_tasks: int, weights: tuple[float, float] = (1.0, 1.6)) -> None:
         super().__init__(n_tasks)

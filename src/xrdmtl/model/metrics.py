@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
@@ -13,7 +14,7 @@ from scipy.stats import rankdata
 
 def accuracy(labels: np.ndarray, calls: np.ndarray) -> np.ndarray:
     """Per-phase fraction of right calls, ``(T,)``."""
-    return (np.asarray(labels) == np.asarray(calls)).mean(axis=0)
+    return np.asarray((np.asarray(labels) == np.asarray(calls)).mean(axis=0))
 
 
 def exact_match(labels: np.ndarray, calls: np.ndarray) -> float:
@@ -48,7 +49,7 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return out
 
 
-def classification_report(labels: np.ndarray, calls: np.ndarray, scores: np.ndarray, phases: Sequence[str]) -> dict:
+def classification_report(labels: np.ndarray, calls: np.ndarray, scores: np.ndarray, phases: Sequence[str]) -> dict[str, Any]:
     """All metrics as a JSON-ready dict: per phase accuracy, precision, recall, F1, ROC AUC; exact match."""
     acc = accuracy(labels, calls)
     precision, recall, f1 = precision_recall_f1(labels, calls)

@@ -44,9 +44,10 @@ class Network(nn.Module):
     """Common part of the architectures: phases, grid, input channels, JSON-able arguments."""
 
     arch_name = ""
+    _channels: torch.Tensor  # a buffer: the input channels this network reads
 
     def __init__(
-        self, phases: Sequence[str], grid: QGrid, input_channels: Sequence[int], config: dict
+        self, phases: Sequence[str], grid: QGrid, input_channels: Sequence[int], config: dict[str, Any]
     ) -> None:
         super().__init__()
         phases = [str(p) for p in phases]
@@ -95,7 +96,7 @@ class ConvTrunk(nn.Module):
                 nn.ReLU(inplace=True),
             ]
             c_in = c
-        self.blocks = nn.Sequential(*layers).to(memory_format=torch.channels_last)
+        self.blocks = nn.Sequential(*layers).to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack memory_format
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, n = x.shape
@@ -103,7 +104,8 @@ class ConvTrunk(nn.Module):
             x = nn.functional.pad(x, (0, self.fold - n % self.fold))
         x = x.reshape(b, c, -1, self.fold).transpose(2, 3).reshape(b, c * self.fold, 1, -1)
         x = x.contiguous(memory_format=torch.channels_last)
-        return self.blocks(x).permute(0, 2, 3, 1).flatten(1, 2)
+        out: torch.Tensor = self.blocks(x)
+        return out.permute(0, 2, 3, 1).flatten(1, 2)
 
 
 def fuse_batchnorm(net: nn.Module) -> nn.Module:
@@ -122,7 +124,7 @@ def fuse_batchnorm(net: nn.Module) -> nn.Module:
                     fuse_conv_bn_eval(layers[i], layers[i + 1]),
                     nn.Identity(),
                 )
-        trunk.blocks = nn.Sequential(*layers).to(memory_format=torch.channels_last)
+        trunk.blocks = nn.Sequential(*layers).to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack memory_format
     return net
 
 
@@ -197,7 +199,8 @@ class MultiTaskCNN(Network):
         self.heads = PhaseHeads(len(self.phases), channels[-1], length, n_queries, hidden, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.heads(self.trunk(self.select(x)))
+        out: torch.Tensor = self.heads(self.trunk(self.select(x)))
+        return out
 
 
 class BinaryCNNs(Network):
@@ -258,8 +261,8 @@ class PaperCNN(Network):
         dropout: float = 0.5,
         input_channels: Sequence[int] = (0,),
     ) -> None:
-        config = {"hidden": [int(h) for h in hidden], "dropout": float(dropout)}
-        super().__init__(phases, grid, input_channels, config)
+        widths = [int(h) for h in hidden]
+        super().__init__(phases, grid, input_channels, {"hidden": widths, "dropout": float(dropout)})
         n_in = len(self.config["input_channels"])
         self.trunk = nn.Sequential(
             nn.Conv1d(n_in, 8, 11, stride=2),
@@ -273,7 +276,7 @@ class PaperCNN(Network):
         with torch.no_grad():
             n_feat = self.trunk(torch.zeros(1, n_in, grid.n)).shape[-1]
         self.heads = nn.ModuleList(
-            self._head(n_feat, config["hidden"], dropout) for _ in self.phases
+            self._head(n_feat, widths, dropout) for _ in self.phases
         )
 
     @staticmethod

@@ -41,7 +41,7 @@ def noise_sigma(residual: np.ndarray, coverage: np.ndarray) -> np.ndarray:
     diff = np.where(valid, np.abs(np.diff(residual, axis=1)), filler)
     med = np.median(diff, axis=1, keepdims=True)
     med = np.where(np.isfinite(med) & (med > 0) & valid.any(axis=1, keepdims=True), med, np.float32(0))
-    return med / np.float32(0.6745 * np.sqrt(2.0))
+    return np.asarray(med / np.float32(0.6745 * np.sqrt(2.0)))
 
 
 def log_contrast(residual: np.ndarray, background: np.ndarray, coverage: np.ndarray) -> np.ndarray:
@@ -53,7 +53,7 @@ def log_contrast(residual: np.ndarray, background: np.ndarray, coverage: np.ndar
     unit = np.maximum(CONTRAST_NOISE * noise_sigma(residual, coverage), CONTRAST_BACKGROUND * level)
     unit = np.maximum(unit, 1e-6 * np.abs(residual).max(axis=1, keepdims=True) + 1e-30)
     out = np.arcsinh(residual / unit) / np.arcsinh(CONTRAST_RANGE)
-    return np.clip(out, -1.0, 1.0) * cov
+    return np.asarray(np.clip(out, -1.0, 1.0) * cov)
 
 
 def model_input(intensity: np.ndarray, coverage: np.ndarray, q_step: float) -> np.ndarray:
