@@ -78,3 +78,20 @@ def test_examples_command(tmp_path: Path) -> None:
     assert {f: digest(folder / f) for f in files} == before
     run = invoke("predict", folder, "--wavelength", WAVELENGTH, "--workers", "1")
     assert run.exit_code == 0, run.output
+
+
+def test_save_integrated_header_says_how_it_was_made(frames_run: Path, tmp_path: Path) -> None:
+    import json as _json
+
+    out = tmp_path / "integrated"
+    res = invoke("predict", frames_run / "frames" / "frame_00000.edf", "--poni", frames_run / "geometry.poni",
+                 "--mask", "auto", "--save-integrated", out, "--workers", "1")
+    assert res.exit_code == 0, res.output
+    head = [line for line in (out / "frame_00000.xy").read_text().splitlines() if line.startswith("#")]
+    (line,) = [h for h in head if h.startswith("# xrdmtl {")]
+    prov = _json.loads(line[len("# xrdmtl "):])
+    assert prov["poni"].endswith("geometry.poni") and prov["mask"] == "auto" and prov["wavelength_A"] == 0.561
+    assert prov["masked_pixels"] is not None
+    again = invoke("predict", out, "--workers", "1")  # and it reads back, with its own wavelength
+    assert again.exit_code == 0, again.output
+    assert ",0.561,file,2th_deg" in again.stdout

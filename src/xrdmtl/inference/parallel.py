@@ -10,6 +10,7 @@ per pattern and the integrated 1D patterns of frames; at the end, a timeline per
 from __future__ import annotations
 
 import io
+import json
 import math
 import multiprocessing
 import os
@@ -274,10 +275,14 @@ def _plot_prediction(predictor: Predictor, pred: Prediction, pattern: Pattern, x
             for n, r in predictor.references.items()}
     q = predictor.grid.values
     qs = q[cov]
+    e = pred.explanation
     plot_pattern((q, y), pred.found, refs,
-                 saliency=pred.explanation.saliency if pred.explanation else None,
+                 saliency=e.saliency if e else None,
                  path=Path(job.plot_dir) / f"{name}.png", title=pred.file,
-                 probabilities=pred.probabilities, q_range=(float(qs.min()), float(qs.max())))
+                 probabilities=pred.probabilities, q_range=(float(qs.min()), float(qs.max())),
+                 background_removed=x[1], wavelength=pattern.wavelength,
+                 matched=e.matched if e else None, unexplained=e.unexplained if e else None,
+                 warning=pred.warning)
 
 
 def integrated_conflicts(files: Sequence[str], folder: str | Path, have_geometry: bool) -> list[Path]:
@@ -305,13 +310,24 @@ def _output_name(label: str, names: dict[str, str]) -> str:
     return f"{stem}_{frame[1]:05d}" if frame else stem
 
 
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
 def _save_integrated(label: str, pattern: Pattern, job: _Job) -> Pattern | XrdmtlError:
     """Write an integrated frame as a pyFAI-style text file (a JSON line with the wavelength in m,
     then ``2th_deg I`` columns) that :func:`xrdmtl.io.readers.load_pattern` reads back; the pattern,
     or the error on failure."""
     path = Path(str(job.save_integrated)) / f"{_output_name(label, job.names)}.xy"
+    meta = pattern.meta
+    masked = meta.get("masked_pixels")
+    provenance = {"source": label, "poni": meta.get("poni"), "mask": str(job.mask),
+                  "masked_pixels": masked, "wavelength_A": pattern.wavelength, "xrdmtl": _version()}
     header = [f"== xrdmtl integration of {label} ==",
               *([f'{{"wavelength": {pattern.wavelength * 1e-10:.6e}}}'] if pattern.wavelength else []),
+              f"xrdmtl {json.dumps(provenance)}",
               f"{pattern.unit:>14} {'I':>14}"]
     try:
         buf = io.StringIO()

@@ -28,9 +28,9 @@ def phase_color(index: int) -> str:
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] = (8.0, 4.0),
-               **subplots: Any) -> tuple[Figure, Any]:
+               layout: str | None = None, **subplots: Any) -> tuple[Figure, Any]:
     """A figure and its axes, as ``pyplot.subplots`` returns them, without pyplot (no backend)."""
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=figsize, layout=layout)
     return fig, fig.subplots(nrows, ncols, **subplots)
 
 
@@ -47,69 +47,218 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
+FONT = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
+        "xtick.labelsize": 10, "ytick.labelsize": 10}
+N_HKL_LABELS = 6  # hkl labels per phase: its strongest matched reflections
+
+
+def readable() -> Any:
+    """A context in which figures get fonts one can read on a laptop screen (:data:`FONT`)."""
+    import matplotlib
+
+    return matplotlib.rc_context(FONT)
+
+
+_rc = readable
+
+
+def _signed_sqrt(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=float)
+    return np.sign(v) * np.sqrt(np.abs(v))
+
+
+def _signed_square(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=float)
+    return np.sign(v) * v * v
+
+
+def _peak_near(q: np.ndarray, y: np.ndarray, ok: np.ndarray, at: float, half: float = 0.03) -> tuple[float, float]:
+    """(Q, height) of the highest data point within ``half`` Å⁻¹ of ``at`` (the peak a reflection
+    or an unexplained position sits on)."""
+    near = ok & (np.abs(q - at) <= half)
+    if not near.any():
+        return at, float(np.interp(at, q[ok], y[ok]))
+    i = np.flatnonzero(near)[np.argmax(y[near])]
+    return float(q[i]), float(y[i])
+
+
+def _hkl(hkl: Any) -> str:
+    """Miller indices as a label: ``104``, ``2-10``; separated by spaces where one has two digits."""
+    parts = [str(int(h)) for h in hkl]
+    return (" " if any(len(p.lstrip("-")) > 1 for p in parts) else "").join(parts)
+
+
+def _two_theta_axis(ax: Any, wavelength: float) -> None:
+    """A top axis in 2θ (°) at ``wavelength`` (Å) for a Q (Å⁻¹) axis."""
+    k = wavelength / (4 * np.pi)
+
+    def to_tth(q: np.ndarray) -> np.ndarray:
+        return np.degrees(2 * np.arcsin(np.clip(np.asarray(q, dtype=float) * k, -1.0, 1.0)))
+
+    def to_q(tth: np.ndarray) -> np.ndarray:
+        return np.sin(np.radians(np.asarray(tth, dtype=float)) / 2) / k
+
+    top = ax.secondary_xaxis("top", functions=(to_tth, to_q))
+    top.set_xlabel(f"2θ (°) at λ = {wavelength:g} Å")
+
+
+def _d_axis(ax: Any) -> None:
+    """A second bottom axis in d-spacing (Å) below the Q (Å⁻¹) axis."""
+    def swap(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=float)
+        return 2 * np.pi / np.where(np.abs(v) > 1e-9, v, 1e-9)
+
+    height = ax.get_position().height * ax.figure.get_figheight() * 72  # points (before layout)
+    d = ax.secondary_xaxis(-min(0.9, 50.0 / max(height, 1.0)), functions=(swap, swap))
+    d.set_xlabel("d (Å)")
+
+
+def _title(title: str | None, found: Sequence[str], probabilities: Mapping[str, float] | None,
+           warning: str) -> str:
+    """Title lines: the file, the calls with their probabilities, and the warnings (wrapped)."""
+    import textwrap
+
+    lines = [title or ""]
+    if probabilities is not None:
+        calls = ", ".join(f"{n} p={probabilities[n]:.2f}" for n in found) or "no phase of the model"
+        others = ", ".join(f"{n} {v:.2f}" for n, v in probabilities.items() if n not in found)
+        lines.append(f"found: {calls}" + (f"   (not found: {others})" if others else ""))
+    if warning:
+        wrapped = textwrap.wrap(f"warning: {warning}", 110)
+        lines += wrapped[:3] + (["…"] if len(wrapped) > 3 else [])
+    return "\n".join(line for line in lines if line)
+
+
 def plot_pattern(
     pattern: Pattern | tuple[np.ndarray, np.ndarray],
     phases_found: Sequence[str],
     reflections: Mapping[str, Reflections | None],
     saliency: Mapping[str, np.ndarray] | None = None,
     path: str | Path = "pattern.png",
+    **options: Any,
+) -> Path:
+    """Draw :func:`pattern_figure` and write it to ``path`` (PNG, atomically)."""
+    with _rc():
+        fig = pattern_figure(pattern, phases_found, reflections, saliency, **options)
+        return save_figure(fig, path)
+
+
+def pattern_figure(
+    pattern: Pattern | tuple[np.ndarray, np.ndarray],
+    phases_found: Sequence[str],
+    reflections: Mapping[str, Reflections | None],
+    saliency: Mapping[str, np.ndarray] | None = None,
     *,
     title: str | None = None,
     probabilities: Mapping[str, float] | None = None,
     q_range: tuple[float, float] | None = None,
     saliency_q: np.ndarray | None = None,
-) -> Path:
-    """Plot a pattern against Q with reference sticks of ``phases_found`` and, optionally, saliency.
+    background_removed: np.ndarray | None = None,
+    wavelength: float | None = None,
+    matched: Mapping[str, Sequence[float]] | None = None,
+    unexplained: Sequence[float] | None = None,
+    warning: str = "",
+) -> Figure:
+    """A pattern as a diffraction scientist reads it: against Q (Å⁻¹) with 2θ at ``wavelength``
+    on top and d (Å) below; the reference sticks of ``phases_found`` under the data, matched
+    reflections marked (o) and labelled hkl, unexplained peaks marked (▼ ?); calls, probabilities
+    and warnings in the title; legends outside the data.
 
     ``pattern``: a :class:`Pattern` or ``(q, intensity)`` (NaN where there is no data);
+    ``background_removed``: the pattern on the same Q less its smooth background (the model's
+    channel 1), drawn as the main panel on a square-root scale so that weak peaks show, with the
+    measured pattern above it;
     ``reflections``: reference tables by phase name, in the model's order (which fixes the colours);
-    ``saliency``: per phase, a map over ``saliency_q`` (default: the pattern's Q) drawn in a lower panel.
+    ``matched``: per phase, the reference Q values a detected peak sits on; ``saliency``: per phase,
+    a map over ``saliency_q`` (default: the pattern's Q) drawn as the regions that raised each call.
     """
     if isinstance(pattern, Pattern):
         q, y = pattern.q, pattern.y
         title = title or pattern.source
+        wavelength = wavelength or pattern.wavelength
     else:
         q, y = (np.asarray(a, dtype=float) for a in pattern)
     finite = np.isfinite(y)
     lo, hi = q_range or (float(np.nanmin(q[finite])), float(np.nanmax(q[finite])))
     colors = {name: phase_color(i) for i, name in enumerate(reflections)}
-    show_sal = bool(saliency)
-    fig, axes = new_figure(
-        2 if show_sal else 1, 1, figsize=(9, 5.5 if show_sal else 4), sharex=True, squeeze=False,
-        gridspec_kw={"height_ratios": [3, 1.3]} if show_sal else None,
-    )
-    ax = axes[0, 0]
-    ax.plot(q, y, color="black", lw=0.8)
-    y_lo, y_hi = float(np.nanmin(y[finite])), float(np.nanmax(y[finite]))
-    span = y_hi - y_lo or 1.0
-    for name in phases_found:
-        refl = reflections.get(name)
-        if refl is None:
-            continue
-        keep = (refl.q >= lo) & (refl.q <= hi)
-        heights = refl.intensity[keep] / 100.0 * 0.35 * span
-        label = name if probabilities is None else f"{name} (p={probabilities.get(name, float('nan')):.2f})"
-        ax.vlines(refl.q[keep], y_lo, y_lo + heights, color=colors.get(name, "grey"), lw=1.2, alpha=0.85,
-                  label=label)
-    if phases_found:
-        ax.legend(loc="upper right", fontsize=8)
-    else:
-        ax.text(0.99, 0.95, "no target phase found", ha="right", va="top", transform=ax.transAxes, fontsize=8)
-    ax.set_ylabel("intensity")
-    ax.set_xlim(lo, hi)
-    if title:
-        ax.set_title(title, fontsize=9)
-    if show_sal:
-        sax = axes[1, 0]
-        for name, sal in saliency.items():
-            if name in phases_found or len(phases_found) == 0:
-                sax.plot(q if saliency_q is None else saliency_q, sal, color=colors.get(name, "grey"), lw=0.8, label=name)
-        sax.axhline(0.0, color="grey", lw=0.5)
-        sax.set_ylabel("saliency")
-        sax.set_ylim(-1.05, 1.05)
-    axes[-1, 0].set_xlabel("Q (Å⁻¹)")
-    fig.tight_layout()
-    return save_figure(fig, path)
+    show_sal = bool(saliency) and any(n in saliency for n in phases_found)
+    removed = background_removed is not None
+    main_y = np.where(finite, background_removed, np.nan) if removed else y
+    shown = [n for n in phases_found if reflections.get(n) is not None]
+    heights = [1.0, 3.2] + ([0.3 + 0.3 * len(shown)] if shown else []) + ([0.9] if show_sal else [])
+    with _rc():
+        fig = Figure(figsize=(11, 5.6 + sum(heights[2:]) * 1.1), layout="constrained")
+        axes = fig.subplots(len(heights), 1, sharex=True, gridspec_kw={"height_ratios": heights})
+        raw, ax = axes[0], axes[1]
+        raw.plot(q, y, color="black", lw=0.8)
+        raw.set_ylabel("measured")
+        raw.set_yticks([])
+        if wavelength:
+            _two_theta_axis(raw, wavelength)
+        ax.plot(q, main_y, color="black", lw=0.8, label="pattern" + (" (background removed)" if removed else ""))
+        ok = np.isfinite(main_y) & (q >= lo) & (q <= hi)
+        y_lo = float(np.nanmin(main_y[ok])) if ok.any() else 0.0
+        y_hi = float(np.nanmax(main_y[ok])) if ok.any() else 1.0
+        span = (y_hi - y_lo) or 1.0
+        if shown:  # one row of sticks per phase found: matched reflections solid, the others faint
+            stx = axes[2]
+            for k, name in enumerate(shown):
+                refl = reflections[name]
+                assert refl is not None
+                color = colors.get(name, "grey")
+                keep = (refl.q >= lo) & (refl.q <= hi) & (refl.intensity >= 0.5)
+                base = len(shown) - 1 - k
+                hits = np.asarray((matched or {}).get(name, []), dtype=float)
+                idx = (np.unique(np.argmin(np.abs(refl.q[None, :] - hits[:, None]), axis=1)) if hits.size
+                       else np.zeros(0, int))
+                hit = np.zeros(refl.q.size, bool)
+                hit[idx] = True
+                for sel, alpha in ((keep & ~hit, 0.35), (keep & hit, 1.0)):
+                    stx.vlines(refl.q[sel], base, base + 0.1 + 0.8 * refl.intensity[sel] / 100.0, color=color,
+                               lw=1.6, alpha=alpha)
+                label = name if probabilities is None else f"{name} (p={probabilities.get(name, float('nan')):.2f})"
+                ax.plot([], [], "o", mfc="none", color=color, ms=7, mew=1.3, label=f"{label}: matched reflection")
+                if idx.size and ok.any():
+                    at = [_peak_near(q, main_y, ok, float(refl.q[i])) for i in idx]
+                    ax.plot([a[0] for a in at], [a[1] for a in at], "o", mfc="none", color=color, ms=7, mew=1.3)
+                    for j in np.argsort(-refl.intensity[idx])[:N_HKL_LABELS]:
+                        ax.annotate(_hkl(refl.hkl[idx[j]]), at[j], xytext=(0, 7), textcoords="offset points",
+                                    ha="center", fontsize=9, color=color)
+            stx.set_yticks(np.arange(len(shown)) + 0.4, list(reversed(shown)))
+            for tick, name in zip(stx.get_yticklabels(), reversed(shown), strict=True):
+                tick.set_color(colors.get(name, "grey"))
+            stx.set_ylim(0, len(shown) + 0.15)
+            stx.text(0.005, 0.97, "reference reflections (solid: a detected peak sits on it)", transform=stx.transAxes,
+                     ha="left", va="top", fontsize=9, color="dimgrey")
+        for qu in unexplained or []:
+            yu = _peak_near(q, main_y, ok, float(qu))[1] if ok.any() else y_hi
+            ax.annotate("?", (qu, yu), xytext=(0, 14), textcoords="offset points", ha="center", fontsize=11,
+                        color="darkorange", fontweight="bold",
+                        arrowprops={"arrowstyle": "-|>", "color": "darkorange", "lw": 1.2})
+        if unexplained:
+            ax.plot([], [], marker="$?$", ls="none", color="darkorange", ms=9, label="peak no called phase explains")
+        ax.set_ylim(y_lo - 0.03 * span, y_hi + 0.45 * span)  # room above the peaks for labels
+        ax.set_yscale("function", functions=(_signed_sqrt, _signed_square))
+        ax.set_ylabel("intensity − background (√ scale)" if removed else "intensity (√ scale)")
+        ax.set_xlim(lo, hi)
+        fig.legend(loc="outside lower center", ncols=min(3, len(shown) + 1 + bool(unexplained)), frameon=False)
+        if show_sal:
+            sax = axes[-1]
+            sq = q if saliency_q is None else saliency_q
+            for k, name in enumerate(n for n in phases_found if n in saliency):
+                sal = np.clip(np.asarray(saliency[name], dtype=float), 0.0, None)
+                sal = np.convolve(sal, np.ones(7) / 7, mode="same")
+                top = float(sal.max()) or 1.0
+                sax.fill_between(sq, k, k + 0.9 * sal / top, color=colors.get(name, "grey"), alpha=0.6, lw=0)
+            n_sal = sum(n in saliency for n in phases_found)
+            sax.set_yticks(np.arange(n_sal) + 0.45, [n for n in phases_found if n in saliency])
+            sax.set_ylim(0, max(n_sal, 1) + 0.15)
+            sax.text(0.005, 0.97, "where the model looked to call each phase (saliency)", transform=sax.transAxes,
+                     ha="left", va="top", fontsize=9, color="dimgrey")
+        axes[-1].set_xlabel("Q (Å⁻¹)")
+        _d_axis(axes[-1])
+        fig.suptitle(_title(title, phases_found, probabilities, warning), fontsize=11, ha="left", x=0.01)
+    return fig
 
 
 def plot_timeline(
@@ -125,17 +274,18 @@ def plot_timeline(
     index = np.asarray(index)
     probabilities = np.asarray(probabilities, dtype=float)
     order = np.argsort(index)
-    fig, ax = new_figure(figsize=(9, 3.5))
-    for i, name in enumerate(phases):
-        ax.plot(index[order], probabilities[order, i], color=phase_color(i), lw=1.0,
-                marker="." if len(index) < 200 else None, label=name)
-        if thresholds is not None:
-            ax.axhline(thresholds[i], color=phase_color(i), lw=0.5, ls="--")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("frame")
-    ax.set_ylabel("probability")
-    ax.legend(loc="upper right", fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    with readable():
+        fig = Figure(figsize=(11, 4.2), layout="constrained")
+        ax = fig.subplots()
+        for i, name in enumerate(phases):
+            ax.plot(index[order], probabilities[order, i], color=phase_color(i), lw=1.2,
+                    marker="." if len(index) < 200 else None, label=name)
+            if thresholds is not None:
+                ax.axhline(thresholds[i], color=phase_color(i), lw=0.6, ls="--")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("frame")
+        ax.set_ylabel("probability")
+        fig.legend(loc="outside right upper", frameon=False)  # beside the curves, never over them
+        if title:
+            ax.set_title(title)
+        return save_figure(fig, path)

@@ -355,6 +355,22 @@ def plot_audit(
     flagged: Sequence[str],
     path: str | Path,
 ) -> Path:
+    """:func:`_plot_audit` with readable fonts."""
+    from ..io.plots import readable
+
+    with readable():
+        return _plot_audit(pattern, peaks, evidence, labels, names, flagged, path)
+
+
+def _plot_audit(
+    pattern: Pattern,
+    peaks: Peaks,
+    evidence: dict[str, PhaseEvidence],
+    labels: Sequence[int],
+    names: Sequence[str],
+    flagged: Sequence[str],
+    path: str | Path,
+) -> Path:
     """The evidence behind a flagged pattern: the pattern and its background (top), the
     background-removed pattern in noise units with each phase's sticks at its best lattice scale,
     matched peaks (o) and missing strong reflections (x) (bottom)."""
@@ -366,11 +382,12 @@ def plot_audit(
     hi = min(q_hi, max(sticks, default=q_hi) + 0.15)
     q = peaks.q
     cov = peaks.coverage & (q >= lo) & (q <= hi)
-    fig, (top, bottom) = new_figure(2, 1, figsize=(9, 5.6), sharex=True, gridspec_kw={"height_ratios": [1, 1.6]})
+    fig, (top, bottom) = new_figure(2, 1, figsize=(11, 7.5), sharex=True, layout="constrained",
+                                    gridspec_kw={"height_ratios": [1, 1.8]})
     top.plot(q[cov], peaks.signal[cov], color="black", lw=0.7, label="pattern")
     top.plot(q[cov], peaks.background[cov], color="grey", lw=0.8, ls="--", label="background")
     top.set_ylabel("intensity")
-    top.legend(loc="upper right", fontsize=7)
+    top.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     z = peaks.detrended / peaks.noise
     bottom.plot(q[cov], z[cov], color="black", lw=0.6)
     z_top = max(float(z[cov].max()) * 1.5, 3 * Z_FULL)
@@ -396,8 +413,6 @@ def plot_audit(
     bottom.set_ylabel("background removed / noise (symlog)")
     bottom.set_xlabel("Q (Å⁻¹)")
     bottom.set_xlim(lo, hi)
-    bottom.legend(loc="upper right", fontsize=7)
-    top.set_title(f"{_short(pattern.source)}: contradicted label(s) {', '.join(flagged)}   (o matched, x missing)",
-                  fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, path, dpi=80)
+    fig.legend(*bottom.get_legend_handles_labels(), loc="outside lower center", ncols=2, frameon=False)
+    top.set_title(f"{_short(pattern.source)}: contradicted label(s) {', '.join(flagged)}   (o matched, x missing)")
+    return save_figure(fig, path)
