@@ -134,9 +134,9 @@ def _image_datasets(f: Any) -> list[Any]:
     for name in ("entry/data", "entry_0000/measurement"):
         if name in f and isinstance(f[name], h5py.Group):
             group = f[name]
-            found = images([group.get(k) for k in sorted(group) if k in group])  # skips dead links
-            if found:
-                return found
+            listed = images([group.get(k) for k in sorted(group) if k in group])  # skips dead links
+            if listed:
+                return listed
     found: list[Any] = []
 
     def visit(_: str, obj: Any) -> None:
@@ -158,7 +158,7 @@ def _check_image(data: Any, label: str) -> np.ndarray:
     data = np.asarray(data)
     if data.ndim != 2 or data.size == 0 or data.dtype.kind not in "uif":
         raise FrameError(f"not a 2D numeric image (shape {data.shape}, type {data.dtype})", label)
-    return data
+    return np.asarray(data)
 
 
 _PONI_NUMBERS = ("distance", "poni1", "poni2", "rot1", "rot2", "rot3", "wavelength", "pixelsize1", "pixelsize2")
@@ -215,7 +215,7 @@ def load_mask(path: str | Path) -> np.ndarray:
     data = np.asarray(data)
     if data.ndim != 2 or data.dtype.kind not in "biuf":
         raise FrameError(f"a mask must be a 2D numeric image, got shape {data.shape}", path)
-    return data != 0
+    return np.asarray(data != 0)
 
 
 class Integrator:
@@ -259,7 +259,7 @@ class Integrator:
     @cached_property
     def annuli(self) -> np.ndarray:
         """Index of each pixel's one-pixel-wide annulus in 2θ."""
-        return (self.two_theta / self.pixel_deg).astype(np.int32)
+        return np.asarray((self.two_theta / self.pixel_deg).astype(np.int32))
 
     @cached_property
     def mask_bins(self) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, int]:

@@ -91,7 +91,7 @@ def auto_mask(frame: np.ndarray, integrator: Integrator, *, z_seed: float = 8.0,
         mask |= keep[labels]
     if dilate and mask.any():
         mask = ndimage.binary_dilation(mask, np.ones((3, 3), bool), iterations=dilate)
-    return mask & ~integrator.detector_mask
+    return np.asarray(mask & ~integrator.detector_mask)
 
 
 _SUB = 3  # 2θ bins of the auto mask's ring profile per pixel width
@@ -143,4 +143,4 @@ def _siblings(tth: np.ndarray, strength: np.ndarray, rc: tuple[np.ndarray, np.nd
     other = order[np.minimum(k, tth.size - 1)]
     r, c = rc
     far = (r[other] - r[:, None]) ** 2 + (c[other] - c[:, None]) ** 2 > near**2
-    return (inside & far & (strength[other] >= fraction * strength[:, None])).sum(1)
+    return np.asarray((inside & far & (strength[other] >= fraction * strength[:, None])).sum(1))

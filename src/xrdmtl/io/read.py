@@ -151,7 +151,8 @@ def expand_inputs(paths: Sequence[str | Path], frames_too: bool) -> tuple[list[s
     from .readers import PATTERN_EXTENSIONS, collect_inputs
 
     exts = PATTERN_EXTENSIONS | FRAME_EXTENSIONS if frames_too else PATTERN_EXTENSIONS
-    files, bad = collect_inputs(list(paths), extensions=exts)
+    files, unmatched = collect_inputs(list(paths), extensions=exts)
+    bad: list[tuple[str, XrdmtlError]] = list(unmatched)
     if not frames_too:  # frames alone, without their geometry: say what is missing
         bad = [(label, FrameError("holds 2D detector frames but no 1D pattern: give their geometry with "
                                   "--poni FILE", label)

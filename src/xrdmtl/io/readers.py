@@ -15,6 +15,7 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from xml.etree.ElementTree import Element, ParseError
 
 import numpy as np
@@ -65,7 +66,7 @@ class _Raw:
     default_wavelength: float | None = None
     unknown_label: str | None = None  # a column header naming no unit we know
     geometry: dict[str, float] = field(default_factory=dict)  # pyFAI dist (m), rot1, rot2 (rad)
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def load_pattern(
@@ -255,10 +256,10 @@ def _parse_xrdml(data: bytes, src: str) -> _Raw:
         counts = _child(points, "counts")
     if counts is None or not (counts.text or "").strip():
         raise PatternError("xrdml scan without intensities or counts", src)
-    y = np.array(counts.text.split(), dtype=float)
+    y = np.array((counts.text or "").split(), dtype=float)
     attenuation = _child(points, "beamAttenuationFactors")
     if attenuation is not None and (attenuation.text or "").strip():
-        factors = np.array(attenuation.text.split(), dtype=float)
+        factors = np.array((attenuation.text or "").split(), dtype=float)
         if factors.size == y.size:
             y = y * factors
     axes = [e for e in points if _local(e.tag) == "positions"]
@@ -307,8 +308,9 @@ def _xrdml_wavelength(measurement: Element) -> float | None:
     values = {}
     for name in ("kAlpha1", "kAlpha2", "kBeta", "ratioKAlpha2KAlpha1"):
         e = _child(used, name)
-        if e is not None and (e.text or "").strip():
-            values[name] = float(e.text)
+        text = "" if e is None else (e.text or "").strip()
+        if text:
+            values[name] = float(text)
     intended = used.get("intended", "").lower().replace(" ", "")
     if intended == "k-beta" and "kBeta" in values:
         return values["kBeta"]
