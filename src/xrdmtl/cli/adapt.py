@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -34,6 +34,9 @@ ContradictedOpt = Annotated[
     typer.Option("--contradicted", help="Labels the physics audit contradicts: auto (as leave-one-out scores best), drop or keep."),
 ]
 
+if TYPE_CHECKING:
+    from ..workflows.adapt import NetworkTuning
+
 
 def _note(msg: str) -> None:
     err_console.print(f"note: {msg}", highlight=False, soft_wrap=True)
@@ -49,7 +52,7 @@ def _policy(contradicted: str, drop_contradicted: bool, audit: bool) -> str:
     return contradicted
 
 
-def _tuning(steps: int, layers: str, seed: int, adapt_lattice: bool):  # type: ignore[no-untyped-def]
+def _tuning(steps: int, layers: str, seed: int, adapt_lattice: bool) -> NetworkTuning:
     from ..workflows.adapt import NetworkTuning
 
     if layers not in ("heads", "all"):

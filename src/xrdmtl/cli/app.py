@@ -125,7 +125,7 @@ def phases_cmd(
     for col in ("hkl", "d (Å)", "Q (Å⁻¹)", *(["2θ (°)"] if wavelength else []), "I", "mult."):
         table.add_column(col, justify="right")
     for i in range(len(refl.q)):
-        tth = [f"{refl.two_theta[i]:.3f}"] if wavelength else []
+        tth = [f"{refl.two_theta[i]:.3f}"] if wavelength and refl.two_theta is not None else []
         table.add_row(" ".join(map(str, refl.hkl[i])), f"{refl.d[i]:.4f}", f"{refl.q[i]:.4f}", *tth,
                       f"{refl.intensity[i]:.1f}", str(refl.multiplicity[i]))
     console.print(table)

@@ -278,7 +278,7 @@ def _plot_prediction(predictor: Predictor, pred: Prediction, pattern: Pattern, x
     e = pred.explanation
     plot_pattern((q, y), pred.found, refs,
                  saliency=e.saliency if e else None,
-                 path=Path(job.plot_dir) / f"{name}.png", title=pred.file,
+                 path=Path(str(job.plot_dir)) / f"{name}.png", title=pred.file,
                  probabilities=pred.probabilities, q_range=(float(qs.min()), float(qs.max())),
                  background_removed=x[1], wavelength=pattern.wavelength,
                  matched=e.matched if e else None, unexplained=e.unexplained if e else None,
@@ -341,7 +341,7 @@ def _save_integrated(label: str, pattern: Pattern, job: _Job) -> Pattern | Xrdmt
     return pattern
 
 
-def write_timelines(predictions: Iterable[Prediction], phases: Sequence[str], thresholds: Sequence[float],
+def write_timelines(predictions: Iterable[Prediction], phases: Sequence[str], thresholds: Sequence[float] | np.ndarray,
                     folder: str | Path) -> list[Path]:
     """A probability-vs-frame plot per frame stack with more than one predicted frame.
 

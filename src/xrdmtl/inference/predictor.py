@@ -231,9 +231,9 @@ class Predictor:
             for k, (i, pred) in enumerate(zip(good, done, strict=True)):
                 results[i] = pred
                 inputs[i] = x[k]
-        for (_, item), pred in zip(items, results, strict=True):
-            if pred is not None and isinstance(item, Pattern):
-                _provenance(pred, item)
+        for (_, item), result in zip(items, results, strict=True):
+            if result is not None and isinstance(item, Pattern):
+                _provenance(result, item)
         return [r for r in results if r is not None], inputs
 
     def _coverage_problem(self, coverage: np.ndarray) -> str:
