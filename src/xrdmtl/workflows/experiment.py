@@ -46,7 +46,7 @@ PAPER = {
 }
 """The paper's headline figures, the only numbers the report takes from outside the runs."""
 
-VIEWS = ("unmasked", "masked")
+VIEWS: tuple[Literal["unmasked", "masked"], ...] = ("unmasked", "masked")
 HDAC_WAVELENGTH = 0.561  # Å, see shared/data/hdac/PROVENANCE.md
 RRUFF_WAVELENGTH = 1.5418  # Å, Cu Kα: RRUFF powder patterns state none
 HISTORY_POINTS = 100  # learning-curve points kept per run
@@ -308,7 +308,8 @@ def build_settings(config: ExperimentConfig, base_loss: str, losses: Sequence[st
 def _history(raw: Sequence[Sequence[float]]) -> list[list[float]]:
     """Learning curve as at most :data:`HISTORY_POINTS` (step, loss) pairs."""
     h = np.asarray(raw, dtype=float).reshape(-1, 2)
-    idx = np.unique(np.linspace(0, len(h) - 1, min(len(h), HISTORY_POINTS)).round().astype(int)) if len(h) else []
+    idx = np.unique(np.linspace(0, len(h) - 1, min(len(h), HISTORY_POINTS)).round().astype(int)) if len(h) else \
+        np.zeros(0, dtype=int)
     return [[round(float(h[i, 0]), 1), round(float(h[i, 1]), 5)] for i in idx]
 
 
@@ -489,7 +490,8 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
         reused: dict[str, list[bool]] = {"training_runs": [], "finetune_runs": []}  # from the run cache
         base_models: dict[int, Path] = {}
         for key, setting in settings.items():
-            records, evals = [], {t: [] for t in tests}
+            records: list[dict[str, Any]] = []
+            evals: dict[str, list[dict[str, Any]]] = {t: [] for t in tests}
             probs_sum = {t: np.zeros(tests[t].labels.shape) for t in tests}
             for seed in seeds:
                 bar.update(description=f"train {key} seed {seed}")
@@ -562,10 +564,10 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
             hdac["cv_base"] = {}  # the base models on the same held-out patterns
             hdac["cv_base_uncontradicted"] = {}
             for v in VIEWS:
-                ts = tests[f"hdac_{v}"]
-                clean = np.array([f.name not in hdac["contradicted"][v] for f in ts.files])
-                base_out = {seed: predict_sets(base_models[seed], {"all": ts}) for seed in seeds}
-                so_clean = [evaluate(probs["all"][clean], ts.labels[clean], thr, phases)["exact"]
+                hset = tests[f"hdac_{v}"]
+                clean = np.array([f.name not in hdac["contradicted"][v] for f in hset.files])
+                base_out = {seed: predict_sets(base_models[seed], {"all": hset}) for seed in seeds}
+                so_clean = [evaluate(probs["all"][clean], hset.labels[clean], thr, phases)["exact"]
                             for probs, thr in base_out.values()]
                 hdac["synthetic_only_uncontradicted"][v] = {"exact": Stat.of(so_clean).to_dict(),
                                                              "n": int(clean.sum())}
@@ -579,15 +581,15 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                     for split in range(config.hdac_splits):
                         for n in config.hdac_ns:
                             # stratified by label combination; the same split for both views
-                            idx = stratified_split(strata_of(ts.labels), n,
+                            idx = stratified_split(strata_of(hset.labels), n,
                                                    np.random.default_rng([seed, split, n, 29]))
                             bar.update(description=f"cv {v} N={n} seed {seed} split {split}")
                             model, was_reused = run_finetune(
-                                base_models[seed], ts, idx, seed, config,
+                                base_models[seed], hset, idx, seed, config,
                                 out / "runs" / f"cv_{v}" / f"n{n}_seed{seed}_split{split}")
                             reused["finetune_runs"].append(was_reused)
-                            rest_idx = np.setdiff1d(np.arange(len(ts)), idx)
-                            rest = _subset(ts, rest_idx)
+                            rest_idx = np.setdiff1d(np.arange(len(hset)), idx)
+                            rest = _subset(hset, rest_idx)
                             probs, thr = predict_sets(model, {"rest": rest})
                             runs[n].append(evaluate(probs["rest"], rest.labels, thr, phases)["exact"])
                             keep = clean[rest_idx]
@@ -640,7 +642,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
             "tailored_loss": _loss_key(config.tailored_loss, base_loss),
             "plain_loss": _loss_key(config.plain_loss, base_loss),
             "masking": {
-                "train": {"mixed": "mtl", **{v: f"mtl_{v}_only" for v in VIEWS}},
+                "train": {"mixed": "mtl", **{str(v): f"mtl_{v}_only" for v in VIEWS}},
                 "test_sets": [f"sim_{v}" for v in VIEWS],
             },
             "data_efficiency_view": "unmasked",
@@ -711,14 +713,14 @@ def make_examples(model_path: Path, tests: dict[str, LabeledSet], k: int, phases
         x = s.x[idx]
         probs = model.predict_proba(x)
         sal = saliency(_LogitMargin.wrap(model.net), x)
-        for r, i in enumerate(idx):
+        for row, i in enumerate(idx):
             out.append({
                 "test_set": name, "file": s.files[i].name,
                 "q": [round(float(q), 4) for q in grid.values],
-                "signal": [round(float(v), 4) for v in x[r, 1]],
-                "probs": {p: round(float(probs[r, j]), 4) for j, p in enumerate(phases)},
+                "signal": [round(float(v), 4) for v in x[row, 1]],
+                "probs": {p: round(float(probs[row, j]), 4) for j, p in enumerate(phases)},
                 "labels": {p: int(s.labels[i, j]) for j, p in enumerate(phases)},
-                "saliency": {p: [round(float(v), 3) for v in sal[r, j]] for j, p in enumerate(phases)},
+                "saliency": {p: [round(float(v), 3) for v in sal[row, j]] for j, p in enumerate(phases)},
                 "sticks": sticks,
             })
     return out
