@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -18,6 +18,9 @@ from matplotlib.figure import Figure
 from ..atomic import atomic_path
 from ..physics.pattern import Pattern
 from ..physics.phases import Reflections
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 PHASE_COLORS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:pink")
 
@@ -28,7 +31,8 @@ def phase_color(index: int) -> str:
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] = (8.0, 4.0),
-               layout: str | None = None, **subplots: Any) -> tuple[Figure, Any]:
+               layout: Literal["constrained", "compressed", "tight"] | None = None,
+               **subplots: Any) -> tuple[Figure, Any]:
     """A figure and its axes, as ``pyplot.subplots`` returns them, without pyplot (no backend)."""
     fig = Figure(figsize=figsize, layout=layout)
     return fig, fig.subplots(nrows, ncols, **subplots)
@@ -47,7 +51,7 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
-FONT = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
+FONT: dict[RcKeyType, Any] = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
         "xtick.labelsize": 10, "ytick.labelsize": 10}
 N_HKL_LABELS = 6  # hkl labels per phase: its strongest matched reflections
 
@@ -64,12 +68,12 @@ _rc = readable
 
 def _signed_sqrt(v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, dtype=float)
-    return np.sign(v) * np.sqrt(np.abs(v))
+    return np.asarray(np.sign(v) * np.sqrt(np.abs(v)))
 
 
 def _signed_square(v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, dtype=float)
-    return np.sign(v) * v * v
+    return np.asarray(np.sign(v) * v * v)
 
 
 def _peak_near(q: np.ndarray, y: np.ndarray, ok: np.ndarray, at: float, half: float = 0.03) -> tuple[float, float]:
@@ -93,10 +97,10 @@ def _two_theta_axis(ax: Any, wavelength: float) -> None:
     k = wavelength / (4 * np.pi)
 
     def to_tth(q: np.ndarray) -> np.ndarray:
-        return np.degrees(2 * np.arcsin(np.clip(np.asarray(q, dtype=float) * k, -1.0, 1.0)))
+        return np.asarray(np.degrees(2 * np.arcsin(np.clip(np.asarray(q, dtype=float) * k, -1.0, 1.0))))
 
     def to_q(tth: np.ndarray) -> np.ndarray:
-        return np.sin(np.radians(np.asarray(tth, dtype=float)) / 2) / k
+        return np.asarray(np.sin(np.radians(np.asarray(tth, dtype=float)) / 2) / k)
 
     top = ax.secondary_xaxis("top", functions=(to_tth, to_q))
     top.set_xlabel(f"2θ (°) at λ = {wavelength:g} Å")
@@ -181,9 +185,10 @@ def pattern_figure(
     finite = np.isfinite(y)
     lo, hi = q_range or (float(np.nanmin(q[finite])), float(np.nanmax(q[finite])))
     colors = {name: phase_color(i) for i, name in enumerate(reflections)}
-    show_sal = bool(saliency) and any(n in saliency for n in phases_found)
+    sal_map: Mapping[str, np.ndarray] = saliency or {}
+    show_sal = any(n in sal_map for n in phases_found)
     removed = background_removed is not None
-    main_y = np.where(finite, background_removed, np.nan) if removed else y
+    main_y = np.where(finite, background_removed, np.nan) if background_removed is not None else y
     shown = [n for n in phases_found if reflections.get(n) is not None]
     heights = [1.0, 3.2] + ([0.3 + 0.3 * len(shown)] if shown else []) + ([0.9] if show_sal else [])
     with _rc():
@@ -245,13 +250,13 @@ def pattern_figure(
         if show_sal:
             sax = axes[-1]
             sq = q if saliency_q is None else saliency_q
-            for k, name in enumerate(n for n in phases_found if n in saliency):
-                sal = np.clip(np.asarray(saliency[name], dtype=float), 0.0, None)
+            for k, name in enumerate(n for n in phases_found if n in sal_map):
+                sal = np.clip(np.asarray(sal_map[name], dtype=float), 0.0, None)
                 sal = np.convolve(sal, np.ones(7) / 7, mode="same")
                 top = float(sal.max()) or 1.0
                 sax.fill_between(sq, k, k + 0.9 * sal / top, color=colors.get(name, "grey"), alpha=0.6, lw=0)
-            n_sal = sum(n in saliency for n in phases_found)
-            sax.set_yticks(np.arange(n_sal) + 0.45, [n for n in phases_found if n in saliency])
+            n_sal = sum(n in sal_map for n in phases_found)
+            sax.set_yticks(np.arange(n_sal) + 0.45, [n for n in phases_found if n in sal_map])
             sax.set_ylim(0, max(n_sal, 1) + 0.15)
             sax.text(0.005, 0.97, "where the model looked to call each phase (saliency)", transform=sax.transAxes,
                      ha="left", va="top", fontsize=9, color="dimgrey")
