@@ -95,3 +95,26 @@ def test_save_integrated_header_says_how_it_was_made(frames_run: Path, tmp_path:
     again = invoke("predict", out, "--workers", "1")  # and it reads back, with its own wavelength
     assert again.exit_code == 0, again.output
     assert ",0.561,file,2th_deg" in again.stdout
+
+
+def test_save_mask(frames_run: Path, tmp_path: Path) -> None:
+    import fabio
+
+    frame = frames_run / "frames" / "frame_00000.edf"
+    poni = frames_run / "geometry.poni"
+    masks, integrated = tmp_path / "masks", tmp_path / "integrated"
+    res = invoke("predict", frame, "--poni", poni, "--mask", "auto", "--save-mask", masks,
+                 "--save-integrated", integrated, "--workers", "1")
+    assert res.exit_code == 0, res.output
+    saved = masks / "frame_00000.edf"
+    with fabio.open(str(saved)) as img:
+        mask = img.data
+    assert mask.shape == (768, 768) and 0 < int(mask.sum()) < mask.size  # some spots, not everything
+    assert str(saved) in (integrated / "frame_00000.xy").read_text()  # the integrated header names it
+    reuse = invoke("predict", frame, "--poni", poni, "--mask", saved, "--workers", "1")  # usable as --mask FILE
+    assert reuse.exit_code == 0, reuse.output
+    before = digest(saved)
+    again = invoke("predict", frame, "--poni", poni, "--mask", "auto", "--save-mask", masks, "--workers", "1")
+    assert again.exit_code == 2 and "--save-mask" in again.stderr and digest(saved) == before
+    wrong = invoke("predict", frame, "--poni", poni, "--save-mask", tmp_path / "m2", "--workers", "1")
+    assert wrong.exit_code == 2 and "--mask auto" in wrong.stderr

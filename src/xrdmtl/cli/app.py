@@ -173,27 +173,29 @@ def _reading_options(wavelength: float | None, poni: Path | None, mask: str) -> 
 
 
 def _check_predict_outputs(paths: list[str], poni: Path | None, out: Path | None, plot: Path | None,
-                           save_integrated: Path | None) -> None:
+                           save_integrated: Path | None, save_mask: Path | None = None) -> None:
     """Refuse, before any work, outputs that would destroy an input or cannot be written."""
     from ..io.read import expand_inputs
     from ..io.writers import check_output_file, check_output_folder
 
-    if out is None and plot is None and save_integrated is None:
+    if out is None and plot is None and save_integrated is None and save_mask is None:
         return
     files, _ = expand_inputs(paths, poni is not None)
     if out is not None:
         check_output_file(out, "--out", files)
     if plot is not None:
         check_output_folder(plot, "--plot")
-    if save_integrated is not None:
-        from ..errors import OutputError
-        from ..inference.parallel import integrated_conflicts
+    from ..errors import OutputError
+    from ..inference.parallel import integrated_conflicts
 
-        check_output_folder(save_integrated, "--save-integrated")
-        taken = integrated_conflicts(files, save_integrated, poni is not None)
+    for option, folder, suffix in (("--save-integrated", save_integrated, ".xy"), ("--save-mask", save_mask, ".edf")):
+        if folder is None:
+            continue
+        check_output_folder(folder, option)
+        taken = integrated_conflicts(files, folder, poni is not None, suffix)
         if taken:
             more = f" and {len(taken) - 3} more" if len(taken) > 3 else ""
-            raise OutputError(f"--save-integrated {save_integrated}: would overwrite {len(taken)} existing "
+            raise OutputError(f"{option} {folder}: would overwrite {len(taken)} existing "
                               f"file(s) ({', '.join(p.name for p in taken[:3])}{more}); choose a new folder "
                               "or remove them")
 
@@ -329,6 +331,10 @@ def predict_cmd(
         Path | None, typer.Option("--save-integrated", help="Folder for the integrated 1D patterns of frames "
                                   "(never overwrites a file).")
     ] = None,
+    save_mask: Annotated[
+        Path | None, typer.Option("--save-mask", help="With --mask auto: folder for each frame's mask (EDF, "
+                                  "1 = masked, reusable as --mask FILE; never overwrites a file).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (per-pattern results) "
                                           "on stdout instead of the CSV and the table.")] = False,
 ) -> None:
@@ -338,11 +344,13 @@ def predict_cmd(
     from ..io.writers import write_csv
 
     _reading_options(wavelength, poni, mask)
-    _check_predict_outputs(paths, poni, out, plot, save_integrated)
+    if save_mask is not None and mask != "auto":
+        raise XrdmtlError("--save-mask saves the masks that --mask auto finds: add --mask auto")
+    _check_predict_outputs(paths, poni, out, plot, save_integrated, save_mask)
     predictor = _predictor(model, threshold)
     preds = predictor.predict_files(
         paths, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, workers=workers,
-        scheduler=scheduler, plot_dir=plot, save_integrated=save_integrated,
+        scheduler=scheduler, plot_dir=plot, save_integrated=save_integrated, save_mask=save_mask,
     )
     text = write_csv(preds, predictor.phases, out)
     failed = [p for p in preds if not p.ok]

@@ -51,6 +51,7 @@ def predict_files(
     explain: bool = False,
     plot_dir: str | Path | None = None,
     save_integrated: str | Path | None = None,
+    save_mask: str | Path | None = None,
     expand: bool = True,
 ) -> list[Prediction]:
     """Predict files, folders or globs (1D patterns and 2D frames); one Prediction per pattern.
@@ -60,7 +61,8 @@ def predict_files(
     ``distributed.Client``), one Dask task per chunk. Every bad file or frame becomes a Prediction
     with ``error`` set; the rest still run. ``poni`` (a pyFAI geometry) and ``mask``
     (``none``/``auto``/a mask file) are for frames; ``plot_dir`` gets one PNG per pattern (and a
-    timeline per frame stack), ``save_integrated`` the integrated 1D patterns of frames.
+    timeline per frame stack), ``save_integrated`` the integrated 1D patterns of frames,
+    ``save_mask`` the automatic masks (``mask='auto'``) as EDF images. Neither overwrites a file.
     Results come in input order. As with any process pool, a script that calls this with more
     than one worker needs the ``if __name__ == "__main__":`` guard.
     """
@@ -73,7 +75,9 @@ def predict_files(
         mask=str(mask), explain=explain or plot_dir is not None, keep_saliency=explain,
         plot_dir=None if plot_dir is None else str(plot_dir),
         save_integrated=None if save_integrated is None else str(save_integrated),
-        names=_file_names(files) if plot_dir is not None or save_integrated is not None else {},
+        save_mask=None if save_mask is None else str(save_mask),
+        names=(_file_names(files) if plot_dir is not None or save_integrated is not None or save_mask is not None
+               else {}),
     )
     workers = max(1, workers or _n_cores())
     chunks = _chunks(files, workers)
@@ -174,6 +178,7 @@ class _Job:
     keep_saliency: bool
     plot_dir: str | None
     save_integrated: str | None
+    save_mask: str | None
     names: dict[str, str]  # input file → distinct base name for its plots and integrated files
 
 
@@ -224,7 +229,10 @@ def _run_chunk(predictor: Predictor, chunk: Sequence[str], job: _Job) -> list[Pr
         batch.clear()
 
     for path in chunk:
-        for label, item in read_path(path, ReadOptions(job.wavelength, job.x_unit, job.poni, job.mask)):
+        options = ReadOptions(job.wavelength, job.x_unit, job.poni, job.mask, keep_mask=job.save_mask is not None)
+        for label, item in read_path(path, options):
+            if isinstance(item, Pattern) and "mask_array" in item.meta:
+                item = _save_mask(label, item, job)
             if job.save_integrated and isinstance(item, Pattern) and is_frame(path, job.poni is not None):
                 item = _save_integrated(label, item, job)
             batch.append((label, item))
@@ -285,9 +293,11 @@ def _plot_prediction(predictor: Predictor, pred: Prediction, pattern: Pattern, x
                  warning=pred.warning)
 
 
-def integrated_conflicts(files: Sequence[str], folder: str | Path, have_geometry: bool) -> list[Path]:
-    """Existing files in ``folder`` that saving the integrated patterns of ``files`` could overwrite:
-    ``<name>.xy`` and ``<name>_<index>.xy`` of every frame file (see ``save_integrated``)."""
+def integrated_conflicts(files: Sequence[str], folder: str | Path, have_geometry: bool,
+                         suffix: str = ".xy") -> list[Path]:
+    """Existing files in ``folder`` that saving the integrated patterns (or, ``suffix='.edf'``, the
+    masks) of ``files`` could overwrite: ``<name><suffix>`` and ``<name>_<index><suffix>`` of every
+    frame file (see ``save_integrated``)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -298,7 +308,7 @@ def integrated_conflicts(files: Sequence[str], folder: str | Path, have_geometry
     for f in frames:
         stem = names[f]
         taken += [folder / n for n in sorted(present)
-                  if n == f"{stem}.xy" or re.fullmatch(rf"{re.escape(stem)}_\d{{5,}}\.xy", n)]
+                  if n == f"{stem}{suffix}" or re.fullmatch(rf"{re.escape(stem)}_\d{{5,}}{re.escape(suffix)}", n)]
     return taken
 
 
@@ -308,6 +318,23 @@ def _output_name(label: str, names: dict[str, str]) -> str:
     base = frame[0] if frame else label
     stem = names.get(base, _UNSAFE.sub("_", Path(base).stem))
     return f"{stem}_{frame[1]:05d}" if frame else stem
+
+
+def _save_mask(label: str, pattern: Pattern, job: _Job) -> Pattern | XrdmtlError:
+    """Write the automatic mask of a frame to ``save_mask/<name>.edf`` (never over a file); the
+    pattern (without the array, with the file in its meta), or the error on failure."""
+    from ..io.frames import save_mask
+
+    mask = pattern.meta.pop("mask_array")
+    path = Path(str(job.save_mask)) / f"{_output_name(label, job.names)}.edf"
+    try:
+        save_mask(mask, path)
+    except FileExistsError:
+        return PatternError(f"will not overwrite the existing {path} (--save-mask)", label)
+    except OSError as exc:
+        return PatternError(f"cannot save the mask to {path}: {exc.strerror or exc}", label)
+    pattern.meta["mask_file"] = str(path)
+    return pattern
 
 
 def _version() -> str:
@@ -323,7 +350,7 @@ def _save_integrated(label: str, pattern: Pattern, job: _Job) -> Pattern | Xrdmt
     path = Path(str(job.save_integrated)) / f"{_output_name(label, job.names)}.xy"
     meta = pattern.meta
     masked = meta.get("masked_pixels")
-    provenance = {"source": label, "poni": meta.get("poni"), "mask": str(job.mask),
+    provenance = {"source": label, "poni": meta.get("poni"), "mask": meta.get("mask_file") or str(job.mask),
                   "masked_pixels": masked, "wavelength_A": pattern.wavelength, "xrdmtl": _version()}
     header = [f"== xrdmtl integration of {label} ==",
               *([f'{{"wavelength": {pattern.wavelength * 1e-10:.6e}}}'] if pattern.wavelength else []),

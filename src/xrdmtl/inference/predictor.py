@@ -328,6 +328,7 @@ class Predictor:
         explain: bool = False,
         plot_dir: str | Path | None = None,
         save_integrated: str | Path | None = None,
+        save_mask: str | Path | None = None,
         expand: bool = True,
     ) -> list[Prediction]:
         """Predict files, folders or globs (1D patterns and 2D frames); one Prediction per pattern.
@@ -337,7 +338,8 @@ class Predictor:
         ``distributed.Client``), one Dask task per chunk. Every bad file or frame becomes a Prediction
         with ``error`` set; the rest still run. ``poni`` (a pyFAI geometry) and ``mask``
         (``none``/``auto``/a mask file) are for frames; ``plot_dir`` gets one PNG per pattern (and a
-        timeline per frame stack), ``save_integrated`` the integrated 1D patterns of frames.
+        timeline per frame stack), ``save_integrated`` the integrated 1D patterns of frames,
+        ``save_mask`` the automatic masks (``mask='auto'``) as EDF images. Neither overwrites a file.
         Results come in input order. As with any process pool, a script that calls this with more
         than one worker needs the ``if __name__ == "__main__":`` guard.
         """
@@ -345,4 +347,4 @@ class Predictor:
 
         return predict_files(self, paths, wavelength, x_unit, poni, mask, workers, progress,
                              scheduler=scheduler, explain=explain, plot_dir=plot_dir,
-                             save_integrated=save_integrated, expand=expand)
+                             save_integrated=save_integrated, save_mask=save_mask, expand=expand)

@@ -197,6 +197,17 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
+def save_mask(mask: np.ndarray, path: str | Path) -> Path:
+    """Write a bool mask as an EDF image (int8, 1 = masked, as pyFAI and ``--mask FILE`` read it),
+    atomically and never over an existing file (:class:`FileExistsError`)."""
+    import fabio.edfimage
+
+    path = Path(path)
+    with atomic_path(path, suffix=".edf", overwrite=False) as tmp:
+        fabio.edfimage.EdfImage(data=np.asarray(mask, dtype=np.int8)).write(str(tmp))
+    return path
+
+
 def load_mask(path: str | Path) -> np.ndarray:
     """A mask image (EDF, TIFF, … or ``.npy``) as a bool array; non-zero means masked (pyFAI)."""
     path = Path(path)
@@ -340,10 +351,11 @@ class Integrator:
 
 
 def patterns_from_frames(path: str | Path, integrator: Integrator,
-                         mask: Literal["none", "auto"] | np.ndarray = "none", npt: int | None = None
-                         ) -> Iterator[tuple[str, Pattern | FrameError]]:
+                         mask: Literal["none", "auto"] | np.ndarray = "none", npt: int | None = None,
+                         keep_mask: bool = False) -> Iterator[tuple[str, Pattern | FrameError]]:
     """Integrate every frame of ``path`` (``mask``: none, auto, or a bool image), yielding
-    ``(label, Pattern)`` or ``(label, FrameError)`` per frame so that a batch goes on."""
+    ``(label, Pattern)`` or ``(label, FrameError)`` per frame so that a batch goes on. With
+    ``keep_mask`` each pattern of an ``auto`` mask holds the mask in ``meta["mask"]`` (to save it)."""
     frames = read_frames(path)
     label = str(path)
     while True:
@@ -357,6 +369,10 @@ def patterns_from_frames(path: str | Path, integrator: Integrator,
         try:
             m = (auto_mask(frame, integrator, source=label) if isinstance(mask, str) and mask == "auto"
                  else None if isinstance(mask, str) else mask)
-            yield label, integrator.integrate(frame, mask=m, npt=npt, source=label)
+            pattern = integrator.integrate(frame, mask=m, npt=npt, source=label)
+            pattern.meta["mask"] = str(mask) if isinstance(mask, str) else "file"
+            if keep_mask and m is not None and isinstance(mask, str):
+                pattern.meta["mask_array"] = m
+            yield label, pattern
         except FrameError as exc:
             yield label, exc

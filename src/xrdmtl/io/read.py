@@ -44,6 +44,7 @@ class ReadOptions:
     x_unit: str | None = None
     poni: str | Path | None = None
     mask: str | Path = "none"
+    keep_mask: bool = False  # frames with an auto mask keep it in meta["mask_array"] (--save-mask)
 
     def __post_init__(self) -> None:  # paths as strings: picklable, hashable, comparable
         object.__setattr__(self, "poni", None if self.poni is None else str(self.poni))
@@ -62,7 +63,8 @@ def read_path(path: str, options: ReadOptions) -> Iterator[tuple[str, Pattern | 
         from .frames import patterns_from_frames
 
         try:
-            yield from patterns_from_frames(path, cached_integrator(poni), mask_arg(str(options.mask)))
+            yield from patterns_from_frames(path, cached_integrator(poni), mask_arg(str(options.mask)),
+                                            keep_mask=options.keep_mask)
         except XrdmtlError as exc:
             yield path, exc
         except Exception as exc:  # a reader library failing in an unforeseen way: report, go on
