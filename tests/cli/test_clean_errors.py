@@ -160,3 +160,10 @@ def test_audit_with_nothing_read_prints_no_nan(tmp_path: Path) -> None:
     assert res.exit_code in (1, 2), res.output
     assert "nan" not in res.output.lower() and "Traceback" not in res.output
     assert "nope1.npy" in res.stderr
+
+
+def test_crossval_n_beyond_the_labels_is_one_line(examples: Path) -> None:
+    res = invoke("crossval", "--labels", examples / "labels.csv", "--wavelength", WAVELENGTH, "--n", "10",
+                 "--no-loo")
+    (line,) = _clean(res, 2)
+    assert "--n 10" in line

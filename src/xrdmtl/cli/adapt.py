@@ -170,11 +170,16 @@ def crossval_cmd(
     if not loo and not counts:
         raise XrdmtlError("nothing to do: give --n or leave --loo on")
     config = AdaptConfig(contradicted=_policy(contradicted, drop_contradicted, True))
-    result = crossvalidate_labels(
-        labels, model, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, ns=counts, splits=splits,
-        seed=seed, leave_one_out=loo, config=config, tuning=_tuning(steps, layers, seed, False), note=_note,
-        transductive=transductive,
-    )  # fmt: skip
+    try:
+        result = crossvalidate_labels(
+            labels, model, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, ns=counts, splits=splits,
+            seed=seed, leave_one_out=loo, config=config, tuning=_tuning(steps, layers, seed, False), note=_note,
+            transductive=transductive,
+        )  # fmt: skip
+    except ValueError as exc:  # an N the labels cannot split (too few patterns): one line, not a traceback
+        if not str(exc).startswith("N must lie"):
+            raise
+        raise XrdmtlError(f"--n {ns}: {exc} (for the patterns these labels hold)") from None
     if as_json:
         print(json.dumps(result.to_dict()))
         return

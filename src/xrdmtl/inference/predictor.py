@@ -101,13 +101,12 @@ def _provenance(pred: Prediction, pattern: Pattern) -> Prediction:
     pred.wavelength = pattern.wavelength
     pred.wavelength_source = meta.get("wavelength_source") or ("poni" if meta.get("poni") else "")
     pred.x_unit = f"{pattern.unit} (assumed)" if assumed else pattern.unit
-    notes = [meta["wavelength_note"]] if meta.get("wavelength_note") else []
-    if assumed and (not pred.ok or "unexplained" in pred.warning):
-        notes.append(ASSUMED_UNIT_HINT)
-    if notes and pred.ok:  # the wavelength note first: it changes how every other line reads
-        pred.warning = "; ".join([*notes[:1], *([pred.warning] if pred.warning else []), *notes[1:]])
-    elif notes:
-        pred.error = f"{pred.error} ({'; '.join(notes)})"
+    first = [meta["wavelength_note"]] if meta.get("wavelength_note") else []  # changes how the rest reads
+    last = [ASSUMED_UNIT_HINT] if assumed and (not pred.ok or "unexplained" in pred.warning) else []
+    if pred.ok and (first or last):
+        pred.warning = "; ".join([*first, *([pred.warning] if pred.warning else []), *last])
+    elif first or last:
+        pred.error = f"{pred.error} ({'; '.join(first + last)})"
     return pred
 
 
