@@ -249,3 +249,12 @@ def test_cli_reflections_and_user_phases(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "hexagonal" in result.output
     result = runner.invoke(app, ["phases", "nonsense"])
     assert result.exit_code == 2 and "unknown phase" in result.output
+
+
+def test_reflection_list_phases_of_the_library() -> None:
+    gypsum = get_phase("gypsum")
+    assert gypsum.structure is None and gypsum.cell[4] == pytest.approx(118.43)
+    r = gypsum.reflections(1.5406)
+    assert np.any(np.abs(r.d - 3.0645) < 1e-3)  # 1 % from calcite's 104: why gypsum is a distractor
+    assert np.all(np.abs(gypsum.lattice_scaled(1.01).reflections(None).d / gypsum.reflections(None).d - 1.01) < 1e-9)
+    assert get_phase("CaSO4").name == "anhydrite"

@@ -42,6 +42,39 @@ DISTRACTORS = (
     "fluorite", "quartz", "aragonite", "dolomite", "halite", "siderite", "magnesite", "corundum",
     "zincite", "ceria",
 )
+# issue 17: a far richer "not a target" world for the 1D synthesis (the frame simulator keeps
+# DISTRACTORS): common minerals, cement and corrosion phases, calibrants, gasket and wire metals,
+# high-pressure ice. CIFs written from published cells (data/cif/PROVENANCE.md)
+EXTRA_DISTRACTORS = (
+    "periclase",
+    "sylvite",
+    "lime",
+    "galena",
+    "sphalerite",
+    "silicon",
+    "lab6",
+    "pyrite",
+    "magnetite",
+    "spinel",
+    "hematite",
+    "rutile",
+    "cassiterite",
+    "anatase",
+    "barite",
+    "beryl",
+    "brucite",
+    "portlandite",
+    "rhodochrosite",
+    "smithsonite",
+    "copper",
+    "gold",
+    "platinum",
+    "iron",
+    "tungsten",
+    "titanium",
+    "zinc",
+    "ice-vii", "gypsum", "anhydrite",
+)
 
 
 @dataclass(frozen=True)
@@ -466,18 +499,20 @@ LIBRARY: dict[str, LibraryEntry] = {
     "bastnaesite": LibraryEntry(
         "bastnaesite_La_hdac.cif",
         "La(CO3)F; positions Ni, Hughes & Mariano 1993 Am. Mineral. 78:415; cell measured on Li et al. 2024 "
-        "HDAC patterns", PhasePriors(lattice_range=(0.975, 1.01), match_tolerance=0.03)),
+        "HDAC patterns", PhasePriors(lattice_range=(0.975, 1.02), match_tolerance=0.03)),
+    # issue 17: the targets' lattices cover −1.5…+2 % (calcite's c axis grows ~2 % by 500 °C, rhenium
+    # compresses under load); the hdac patterns need only ±0.5 % (calcite, rhenium) and ±0.3 %
+    # around the measured La-bastnaesite cell, whose range also reaches the Ce cell (−2.5 %)
     "calcite": LibraryEntry("calcite_COD9000095.cif", "Graf 1961 Am. Mineral. 46:1283 (COD 9000095)",
-                            PhasePriors(lattice_range=(0.995, 1.005))),
-    # a gasket is pre-indented, cold-worked, fine-grained metal: hdac rhenium FWHM 0.22–0.34° at
-    # 0.561 Å (ΔQ ≈ 0.045–0.065, growing with Q) vs carbonates 0.09–0.12°; its rings are smooth, all
-    # strong reflections present (texture aside), and reach 30× the fluid. hdac 'n_' and 'bc_'
-    # patterns show rhenium 002 and 101 at 0.5–1.7 % over the fluid (beam tails on the gasket) and
-    # are labeled without rhenium: a trace under the detection limit, labeled absent
+                            PhasePriors(lattice_range=(0.985, 1.02))),
+    # a gasket is pre-indented metal: hdac rhenium is cold-worked (FWHM 0.22–0.34° at 0.561 Å, smooth
+    # rings, up to 30× the fluid), but an annealed or other gasket is as narrow and as grainy as any
+    # phase (issue 17), so only its microstrain (up to 1 %) and strength stay its own. hdac 'n_' and
+    # 'bc_' patterns show rhenium 002 and 101 at 0.5–1.7 % over the fluid, labeled absent there: a
+    # labeling convention for adaptation, so no trace is drawn (p_trace 0; it was 0.3)
     "rhenium": LibraryEntry("rhenium_Re.cif", "Re metal, a=2.761 c=4.456 (standard values)",
-                            PhasePriors(lattice_range=(0.995, 1.005), crystallite_size=(60.0, 400.0),
-                                        microstrain=(0.002, 0.01), crystals=(300.0, 20000.0),
-                                        peak_to_background=(0.02, 30.0), p_trace=0.3)),
+                            PhasePriors(lattice_range=(0.985, 1.02), microstrain=(0.0, 0.01),
+                                        peak_to_background=(0.02, 30.0))),
     "diamond": LibraryEntry("diamond_C.cif", "diamond, a=3.567 (standard value)",
                             PhasePriors(lattice_range=(0.995, 1.005))),
     "bastnaesite-ce": LibraryEntry("bastnaesite_Ce.cif", "Ni, Hughes & Mariano 1993 Am. Mineral. 78:415",
@@ -492,11 +527,48 @@ LIBRARY: dict[str, LibraryEntry] = {
     "corundum": LibraryEntry("corundum_Al2O3.cif", "Lewis, Schwarzenbach & Flack 1982 Acta Cryst. A38:733"),
     "zincite": LibraryEntry("zincite_ZnO.cif", "Abrahams & Bernstein 1969 Acta Cryst. B25:1233"),
     "ceria": LibraryEntry("ceria_CeO2.cif", "CeO2, a=5.4117 (NIST SRM 674b)"),
+    "periclase": LibraryEntry("periclase_MgO.cif", "Hazen 1976 Am. Mineral. 61:266"),
+    "sylvite": LibraryEntry("sylvite_KCl.cif", "Swanson & Tatge 1953 NBS Circ. 539 I:65"),
+    "lime": LibraryEntry("lime_CaO.cif", "Swanson & Tatge 1953 NBS Circ. 539 I:43"),
+    "galena": LibraryEntry("galena_PbS.cif", "Swanson & Fuyat 1953 NBS Circ. 539 II:18"),
+    "sphalerite": LibraryEntry("sphalerite_ZnS.cif", "Swanson & Fuyat 1953 NBS Circ. 539 II:16"),
+    "silicon": LibraryEntry("silicon_Si.cif", "NIST SRM 640c"),
+    "lab6": LibraryEntry("lab6_LaB6.cif", "NIST SRM 660a"),
+    "pyrite": LibraryEntry("pyrite_FeS2.cif", "Brostigen & Kjekshus 1969 Acta Chem. Scand. 23:2186"),
+    "magnetite": LibraryEntry("magnetite_Fe3O4.cif", "Fleet 1981 Acta Cryst. B37:917"),
+    "spinel": LibraryEntry("spinel_MgAl2O4.cif", "Yamanaka & Takeuchi 1983 Z. Krist. 165:65"),
+    "hematite": LibraryEntry("hematite_Fe2O3.cif", "Blake et al. 1966 Am. Mineral. 51:123"),
+    "rutile": LibraryEntry("rutile_TiO2.cif", "Howard, Sabine & Dickson 1991 Acta Cryst. B47:462"),
+    "cassiterite": LibraryEntry("cassiterite_SnO2.cif", "Bolzan et al. 1997 Acta Cryst. B53:373"),
+    "anatase": LibraryEntry("anatase_TiO2.cif", "Horn, Schwerdtfeger & Meagher 1972 Z. Krist. 136:273"),
+    "barite": LibraryEntry("barite_BaSO4.cif", "Jacobsen et al. 1998 Can. Mineral. 36:1045; Hill 1977 Can. Mineral. 15:522"),
+    "beryl": LibraryEntry("beryl_Be3Al2Si6O18.cif", "Morosin 1972 Acta Cryst. B28:1899"),
+    "brucite": LibraryEntry("brucite_MgOH2.cif", "Zigan & Rothbauer 1967 N. Jb. Miner. Mh. 137"),
+    "portlandite": LibraryEntry("portlandite_CaOH2.cif", "Busing & Levy 1957 J. Chem. Phys. 26:563"),
+    "rhodochrosite": LibraryEntry("rhodochrosite_MnCO3.cif", "Effenberger, Mereiter & Zemann 1981 Z. Krist. 156:233"),
+    "smithsonite": LibraryEntry("smithsonite_ZnCO3.cif", "Effenberger, Mereiter & Zemann 1981 Z. Krist. 156:233"),
+    "copper": LibraryEntry("copper_Cu.cif", "Swanson & Tatge 1953 NBS Circ. 539 I:15"),
+    "gold": LibraryEntry("gold_Au.cif", "Swanson & Tatge 1953 NBS Circ. 539 I:33"),
+    "platinum": LibraryEntry("platinum_Pt.cif", "Swanson & Tatge 1953 NBS Circ. 539 I:31"),
+    "iron": LibraryEntry("iron_Fe.cif", "Swanson et al. 1955 NBS Circ. 539 IV:3"),
+    "tungsten": LibraryEntry("tungsten_W.cif", "Swanson & Tatge 1953 NBS Circ. 539 I:28"),
+    "titanium": LibraryEntry("titanium_Ti.cif", "Wood 1962 Proc. Phys. Soc. 80:783"),
+    "zinc": LibraryEntry("zinc_Zn.cif", "Swanson & Tatge 1953 NBS Circ. 539 I:16"),
+    "ice-vii": LibraryEntry("ice7_H2O.cif", "Hemley et al. 1987 Nature 330:737 (O sublattice, ~2.5 GPa)"),
+    "gypsum": LibraryEntry("gypsum_CaSO4_2H2O.jcpds", "reflection list written for xrdmtl: I2/a cell and "
+                           "strongest powder lines as given by the Handbook of Mineralogy V (2003)"),
+    "anhydrite": LibraryEntry("anhydrite_CaSO4.jcpds", "reflection list written for xrdmtl: Amma cell "
+                              "(Hawthorne & Ferguson 1975 Can. Mineral. 13:289) and strongest powder lines "
+                              "as given by the Handbook of Mineralogy V (2003)"),
 }
 ALIASES = {"bastnasite": "bastnaesite", "bastnaesite-la": "bastnaesite", "laco3f": "bastnaesite",
            "bastnasite-ce": "bastnaesite-ce", "caco3": "calcite", "re": "rhenium", "caf2": "fluorite",
            "sio2": "quartz", "nacl": "halite", "al2o3": "corundum", "zno": "zincite", "ceo2": "ceria",
-           "cerianite": "ceria"}
+           "cerianite": "ceria", "mgo": "periclase", "kcl": "sylvite", "cao": "lime", "pbs": "galena",
+           "zns": "sphalerite", "si": "silicon", "fes2": "pyrite", "fe3o4": "magnetite", "fe2o3": "hematite",
+           "baso4": "barite", "cu": "copper", "au": "gold", "pt": "platinum", "fe": "iron", "w": "tungsten",
+           "ti": "titanium", "zn": "zinc", "ice": "ice-vii", "ice7": "ice-vii",
+           "caso4": "anhydrite"}
 
 
 def builtin_cif_dir() -> Path:
@@ -516,8 +588,12 @@ def get_phase(name: str) -> Phase:
 @cache
 def _builtin(key: str) -> Phase:
     entry = LIBRARY[key]
-    phase = Phase.from_cif(builtin_cif_dir() / entry.file, name=key,
-                           source=f"{entry.file}: {entry.citation}")
+    path = builtin_cif_dir() / entry.file
+    if path.suffix == ".jcpds":  # a reflection list (no structure): cell, hkl and line intensities
+        phase = Phase.from_jcpds(path, name=key)
+        phase.source = f"{entry.file}: {entry.citation}"
+    else:
+        phase = Phase.from_cif(path, name=key, source=f"{entry.file}: {entry.citation}")
     phase.priors = entry.priors
     return phase
 

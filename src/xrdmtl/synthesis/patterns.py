@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,37 +57,59 @@ class SynthConfig:
     p_gaps: float = 0.25  # detector module gaps (Pilatus/Eiger: 1–3 gaps crossing the rings)
     gap_width_q: tuple[float, float] = (0.005, 0.05)  # Å⁻¹ (0.03–0.3° 2θ at 0.561 Å)
     # --- peak shape (pseudo-Voigt; widths added in quadrature)
-    instrument_fwhm_deg: tuple[float, float] = (0.03, 0.14)  # log-uniform 2θ FWHM; hdac carbonates
-    # 0.09–0.12° at 0.561 Å; lab diffractometers 0.04–0.12°
+    instrument_fwhm_deg: tuple[float, float] = (0.02, 0.25)  # log-uniform 2θ FWHM; hdac carbonates
+    # 0.09–0.12° at 0.561 Å; lab diffractometers 0.04–0.12°; other beamlines and detector distances
+    # 0.02–0.25° (with size and strain broadening every phase spans 0.02–0.4° at 0.56 Å)
     crystallite_size: tuple[float, float] = (60.0, 5000.0)  # Å, log-uniform; Scherrer ΔQ = 2πK/L
     microstrain: tuple[float, float] = (0.0, 0.006)  # ΔQ = εQ; cold-worked metals reach 0.5%
     # (a phase's own ranges, e.g. the rhenium gasket's, are its PhasePriors in the phase library)
     eta: tuple[float, float] = (0.0, 0.8)  # Lorentzian fraction; hdac fits 0–0.35 carbonates, 0.4–0.8 Re
-    # --- positions (each phase's lattice-scale range: PhasePriors.lattice_range)
-    anisotropic_strain: float = 0.003  # sd of the c-axis vs a-axis strain difference
+    # --- positions (each phase's lattice-scale range: PhasePriors.lattice_range, widened to cover
+    # lattice_coverage; an explicit per-phase override in lattice_ranges is taken as is)
+    lattice_coverage: tuple[float, float] | None = (0.985, 1.02)  # issue 17: a hydrothermal cell runs
+    # from room temperature past 500 °C and to a few GPa (calcite's c axis alone grows ~2 % by 500 °C,
+    # rhenium compresses under load): every phase's isotropic scale range covers at least this.
+    # `xrdmtl train --lattice-range LO HI` sets it; None keeps each phase's own range
+    lattice_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # per-phase override
+    # by exact phase name, e.g. {"calcite": (0.99, 1.01)}: neither the prior nor the coverage applies
+    anisotropic_strain: float = 0.006  # sd of the c-axis vs a-axis strain difference (calcite: c grows
+    # ~2 % while a shrinks ~0.2 % by 500 °C)
     zero_offset_deg: float = 0.02  # sd of the 2θ zero error (calibration of sample-detector distance)
     # --- intensities
     p_texture: float = 0.5  # March–Dollase preferred orientation along c*
     march_r: tuple[float, float] = (0.5, 2.0)  # log-uniform; r < 1 plates, r > 1 needles
-    crystals: tuple[float, float] = (30.0, 5000.0)  # log-uniform effective crystals per phase in the beam
-    # (fewer made a phase's strongest reflections vanish so often that one stray peak became "evidence":
-    # bastnaesite called in hdac rhenium patterns from a lone peak; 30 cut it)
+    crystals: tuple[float, float] = (3.0, 20000.0)  # log-uniform effective crystals per phase in the
+    # beam, a handful to fine powder, for every phase (issue 17). Fewer than 30 once made a lone stray
+    # peak "evidence"; now a present target always shows its own reflections: its min_shown-th
+    # strongest reflection is raised to shown_snr σ (the strongest by at most max_shown_boost), and
+    # where that is not enough it is labeled absent (one reflection is no phase)
+    min_shown: int = 3  # (the independent beamline's labels: every present phase shows ≥ 5 reflections
+    shown_snr: float = 6.0  # at Poisson SNR ≥ 5)
+    max_shown_boost: float = 10.0
     absorption_mu_t: tuple[float, float] = (0.0, 1.5)  # fluid + anvil μt at 2θ = 0 (22 keV, 2 mm water ≈ 0.3)
     snr: tuple[float, float] = (20.0, 400.0)  # log-uniform strongest-peak height / noise σ, per phase
     # (masked look; hdac masked: weak Re ~5× the correlated noise, carbonates up to ~1000×)
-    peak_to_background: tuple[float, float] = (0.02, 5.0)  # log-uniform, unmasked look: hdac
+    peak_to_background: tuple[float, float] = (0.02, 10.0)  # log-uniform, unmasked look: hdac
     # carbonates 0.07–1.2 over the fluid, rhenium 0.02 (xy_r_102) to 12, spots 0.04; never below
     # min_snr. A floor of 0.05 missed every simulated frame ring under 5 % (frame sim: from 2–3 %)
     # an absent target may leave a trace under the detection limit (unmasked look), labeled absent, with
-    # probability PhasePriors.p_trace: a raw integration's noise (0.03 %) makes such traces plain.
-    # Carbonate traces cost weak simulated-frame rings (3–5 %) more than they gained on hdac, so only
-    # the gasket (rhenium) leaves traces
+    # probability PhasePriors.p_trace. Since issue 17 no built-in phase does: the hdac gasket traces
+    # (rhenium 002/101 at 0.5–1.7 % over the fluid, noise 0.03 %) stand far above the noise, so calling
+    # them absent is a labeling convention for adaptation (fine-tuning on the user's labels), not
+    # physics the default model should learn
     trace_pbr: tuple[float, float] = (0.001, 0.01)  # log-uniform strongest-peak / background
     min_snr: float = 20.0  # every present phase's strongest peak stands at least this many σ high
     # (correlated noise makes 4–8σ wiggles look like peaks: weaker phases are label noise that taught
     # the model to call phases on wiggles; 8 → 20 raised hdac unmasked exact match from 48% to 66%)
     # --- confusers
-    p_distractor_phase: tuple[float, float, float] = (0.6, 0.25, 0.15)  # P(0, 1, 2 library phases)
+    p_distractor_phase: tuple[float, ...] = (0.45, 0.3, 0.17, 0.08)  # P(0, 1, 2, 3 library phases)
+    random_phases: int = 160  # pool of random-cell phases (random lattice + random sticks), built once
+    p_random_phase: tuple[float, ...] = (0.65, 0.27, 0.08)  # P(0, 1, 2 random-cell phases) per pattern
+    p_random_decoy: float = 0.3  # share of the pool whose strongest line sits on a target's strong one
+    p_amorphous: float = 0.3  # amorphous humps (glass, gel, a second fluid) in either look
+    amorphous_fwhm_q: tuple[float, float] = (0.15, 0.35)  # log-uniform Å⁻¹
+    amorphous_pbr: tuple[float, float] = (0.02, 0.5)  # unmasked look, hump / background
+    amorphous_snr: tuple[float, float] = (5.0, 100.0)  # masked look
     p_random_peaks: float = 0.5  # unindexed extra peaks (unknown phases); most hdac patterns have none
     random_peaks: tuple[int, int] = (1, 10)  # their uniform count when there are some
     random_peak_fwhm_q: tuple[float, float] = (0.008, 0.12)  # log-uniform Å⁻¹ (hdac masked 'none':
@@ -354,12 +376,73 @@ def _build_table(phases: Sequence[Phase], q_lo: float, q_hi: float, max_per_phas
     return _Table(cat["phase"].astype(int), cat["q0"], cat["i"], cat["m"], cat["c"], cat["lp"].astype(bool))
 
 
+def random_cell_reflections(rng: np.random.Generator, q_max: float = 8.0, q_min: float = 0.3,
+                            max_refl: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A random-cell phase: (Q, intensity, multiplicity, cos² to c*) of the strongest ``max_refl``
+    reflections of a random lattice (cubic to monoclinic, 2.5–14 Å), each hkl family kept with
+    probability 0.6 (random extinctions) at a random, multiplicity-weighted intensity. Stands for
+    any phase no library holds."""
+    system = rng.choice(["cubic", "tetragonal", "hexagonal", "orthorhombic", "monoclinic"])
+    a, b, c = np.exp(rng.uniform(np.log(2.5), np.log(14.0), 3))
+    al = be = ga = 90.0
+    if system == "cubic":
+        b = c = a
+    elif system in ("tetragonal", "hexagonal"):
+        b = a
+        ga = 120.0 if system == "hexagonal" else 90.0
+    elif system == "monoclinic":
+        be = rng.uniform(95.0, 120.0)
+    cell = (a, b, c, al, be, ga)
+    r = np.arange(-7, 8)
+    hkl = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3).astype(float)
+    hkl = hkl[np.abs(hkl).sum(1) > 0]
+    alr, ber, gar = np.deg2rad([al, be, ga])
+    cx = c * np.cos(ber)
+    cy = c * (np.cos(alr) - np.cos(ber) * np.cos(gar)) / np.sin(gar)
+    direct = np.array([[a, 0, 0], [b * np.cos(gar), b * np.sin(gar), 0],
+                       [cx, cy, np.sqrt(max(c**2 - cx**2 - cy**2, 1e-12))]])
+    g = hkl @ np.linalg.inv(direct).T
+    q = 2 * np.pi * np.linalg.norm(g, axis=1)
+    keep = (q > q_min) & (q < q_max)
+    hkl, q = hkl[keep], q[keep]
+    key = np.round(q, 4)
+    uq, first, mult = np.unique(key, return_index=True, return_counts=True)
+    q, hkl = q[first], hkl[first]
+    on = rng.random(q.size) < 0.6
+    q, hkl, mult = q[on], hkl[on], mult[on]
+    inten = mult * rng.exponential(1.0, q.size) * np.exp(-0.5 * (q / (2 * np.pi)) ** 2)
+    order = np.sort(np.argsort(inten)[::-1][:max_refl])
+    q, hkl, mult, inten = q[order], hkl[order], mult[order], inten[order]
+    return q, inten / max(inten.max(initial=0.0), 1e-30) * 100, mult.astype(float), _c_fraction(hkl, cell)
+
+
+def _random_table(n: int, first: int, q_lo: float, q_hi: float, decoy_q: np.ndarray, p_decoy: float,
+                  seed: int = 17) -> _Table:
+    """A pool of ``n`` random-cell phases (phase indices from ``first``); a share ``p_decoy`` of them
+    is scaled so that its strongest line falls on one of ``decoy_q`` (a target's strong reflections:
+    one coinciding line is no phase)."""
+    rng = np.random.default_rng(seed)
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("phase", "q0", "i", "m", "c")}
+    for k in range(n):
+        q, inten, mult, cf = random_cell_reflections(rng, q_max=q_hi * 1.2, q_min=max(q_lo * 0.8, 0.2))
+        if q.size == 0:
+            continue
+        if decoy_q.size and rng.random() < p_decoy:
+            q = q * rng.choice(decoy_q) * rng.uniform(0.995, 1.005) / q[np.argmax(inten)]
+        cols["phase"].append(np.full(q.size, first + k))
+        for name, v in zip("qimc", (q, inten, mult, cf), strict=True):
+            cols["q0" if name == "q" else name].append(v)
+    cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()}
+    return _Table(cat["phase"].astype(int), cat["q0"], cat["i"], cat["m"], cat["c"],
+                  np.zeros(cat["q0"].size, bool))
+
+
 def default_distractors(targets: Sequence[Phase]) -> list[Phase]:
     """The library's distractor phases, minus any that shares a name with a target."""
-    from ..physics.phases import DISTRACTORS, get_phase
+    from ..physics.phases import DISTRACTORS, EXTRA_DISTRACTORS, get_phase
 
     names = {t.name.lower() for t in targets}
-    return [get_phase(n) for n in DISTRACTORS if n not in names]
+    return [get_phase(n) for n in DISTRACTORS + EXTRA_DISTRACTORS if n not in names]
 
 
 class Synthesizer:
@@ -378,22 +461,48 @@ class Synthesizer:
         self.chunk = chunk
         self.workers = workers
         phases = self.targets + self.distractors
-        self.lattice_ranges = np.array([p.priors.lattice_range for p in phases])
         cfg = self.config
-        self._size = np.array([p.priors.crystallite_size or cfg.crystallite_size for p in phases])
-        self._strain = np.array([p.priors.microstrain or cfg.microstrain for p in phases])
-        self._crystals = np.array([p.priors.crystals or cfg.crystals for p in phases])
+        n_rand = cfg.random_phases if cfg.random_phases and self.distractors else 0
+        self._n_library = len(phases)
+        ranges = [self._lattice_range(p) for p in phases] + [(0.99, 1.01)] * n_rand
+        self.lattice_ranges = np.array(ranges, dtype=float)
+
+        def per_phase(values: list[tuple[float, float] | None], default: tuple[float, float]) -> np.ndarray:
+            return np.array([v or default for v in values] + [default] * n_rand, dtype=float)
+
+        self._size = per_phase([p.priors.crystallite_size for p in phases], cfg.crystallite_size)
+        self._strain = per_phase([p.priors.microstrain for p in phases], cfg.microstrain)
+        self._crystals = per_phase([p.priors.crystals for p in phases], cfg.crystals)
         self._p_trace = np.array([t.priors.p_trace for t in self.targets])
-        self._pbr = np.array([p.priors.peak_to_background or cfg.peak_to_background for p in phases])
+        self._pbr = per_phase([p.priors.peak_to_background for p in phases], cfg.peak_to_background)
         lo = grid.q_min * self.lattice_ranges[:, 0].min() * 0.97
         hi = grid.q_max * self.lattice_ranges[:, 1].max() * 1.03
-        self.table = _build_table(phases, lo, hi)
-        tab = self.table
+        tab = _build_table(phases, lo, hi)
         strongest = np.zeros(len(phases))
         np.maximum.at(strongest, tab.phase, tab.intensity)
         self._decoys = np.flatnonzero((tab.phase < len(self.targets))
                                       & (tab.intensity >= 0.2 * strongest[tab.phase]))
+        if n_rand:
+            inside = (tab.q0[self._decoys] > grid.q_min) & (tab.q0[self._decoys] < grid.q_max)
+            extra = _random_table(n_rand, len(phases), lo, hi, tab.q0[self._decoys[inside]], cfg.p_random_decoy)
+            tab = _Table(*(np.concatenate([getattr(tab, f), getattr(extra, f)])
+                           for f in ("phase", "q0", "intensity", "multiplicity", "c_frac", "lp")))
+        self.table = tab
+        self._refl_count = np.bincount(tab.phase, minlength=len(self.lattice_ranges))
+        self._refl_start = np.r_[0, np.cumsum(self._refl_count)[:-1]]
         self._bg_q = level_q(grid, BG_LEVEL)
+
+    def _lattice_range(self, phase: Phase) -> tuple[float, float]:
+        """The phase's isotropic lattice-scale range: a ``lattice_ranges`` entry (exact name) as is;
+        else its prior (``priors.lattice_range``) widened to cover ``lattice_coverage``."""
+        cfg = self.config
+        if phase.name in cfg.lattice_ranges:
+            lo, hi = cfg.lattice_ranges[phase.name]
+            return (float(lo), float(hi))
+        lo, hi = phase.priors.lattice_range
+        if cfg.lattice_coverage is not None:
+            lo, hi = min(lo, cfg.lattice_coverage[0]), max(hi, cfg.lattice_coverage[1])
+        return (float(lo), float(hi))
 
     def _strength(self, unmasked: np.ndarray, counts: np.ndarray, sigma: np.ndarray,
                   snr: tuple[float, float], pbr: tuple[Any, Any], shape: tuple[int, int],
@@ -455,10 +564,12 @@ class Synthesizer:
         # --- per phase: presence, lattice, broadening, texture, crystals, strength
         present = np.zeros((m, n_p), bool)
         present[:, :n_t] = rng.random((m, n_t)) < cfg.p_present
-        if n_p > n_t:
-            k = rng.choice(len(cfg.p_distractor_phase), m, p=cfg.p_distractor_phase)
-            rank = np.argsort(rng.random((m, n_p - n_t)), axis=1).argsort(axis=1)
-            present[:, n_t:] = rank < k[:, None]
+        for a, b, probs in ((n_t, self._n_library, cfg.p_distractor_phase),
+                            (self._n_library, n_p, cfg.p_random_phase)):
+            if b > a:  # k of these phases, k drawn from probs
+                k = rng.choice(len(probs), m, p=np.asarray(probs) / np.sum(probs))
+                rank = np.argsort(rng.random((m, b - a)), axis=1).argsort(axis=1)
+                present[:, a:b] = rank < k[:, None]
         scale = rng.uniform(self.lattice_ranges[:, 0], self.lattice_ranges[:, 1], (m, n_p))
         aniso = rng.normal(0, cfg.anisotropic_strain, (m, n_p))
         size = np.exp(rng.uniform(np.log(self._size[:, 0]), np.log(self._size[:, 1]), (m, n_p)))
@@ -476,7 +587,10 @@ class Synthesizer:
         present |= trace
 
         # --- reflections of present phases, flat: pattern pr, reflection pc, phase ph
-        pr, pc = np.nonzero(present[:, tab.phase])
+        pr, pp = np.nonzero(present)  # the table is ordered by phase: expand each phase's rows
+        cnt = self._refl_count[pp]
+        pr = np.repeat(pr, cnt)
+        pc = np.repeat(self._refl_start[pp] - np.cumsum(cnt) + cnt, cnt) + np.arange(cnt.sum())
         ph = tab.phase[pc]
         wl_r = wl[pr]
         qr = strained_q(tab.q0[pc], scale[pr, ph], aniso[pr, ph], tab.c_frac[pc])
@@ -497,7 +611,25 @@ class Synthesizer:
         # the strongest peak of each phase stands ``strength`` counts high
         height *= strength.reshape(-1)[key] / np.maximum(top[key], 1e-30)
         height *= aperture(np.rad2deg(tth), cut[pr], soft[pr])
-        visible = (top > 0).reshape(m, n_p) & labeled  # no reflection in the measured range: absent
+        # a target is there only where its own reflections show: a present target's min_shown-th
+        # strongest reflection (or its weakest, with fewer in range) is raised to shown_snr σ (its
+        # strongest by at most max_shown_boost); where that is not enough it is labeled absent
+        n_in = np.zeros(m * n_p)
+        np.add.at(n_in, key, 1.0)
+        order = np.lexsort((-height, key))
+        ks = key[order]
+        rank = np.arange(ks.size) - np.searchsorted(ks, ks)
+        kth = np.full(m * n_p, np.inf)
+        np.minimum.at(kth, key, height)  # groups with fewer than min_shown reflections: the weakest
+        at_k = rank == cfg.min_shown - 1
+        kth[ks[at_k]] = height[order][at_k]
+        lift = (ph < n_t) & labeled[pr, ph]
+        factor = np.clip(cfg.shown_snr * sigma[pr] / np.maximum(kth[key], 1e-30), 1.0, cfg.max_shown_boost)
+        height = np.where(lift, height * factor, height)
+        shown = np.zeros(m * n_p)
+        np.add.at(shown, key, height >= 0.999 * cfg.shown_snr * sigma[pr])
+        enough = (shown >= np.minimum(cfg.min_shown, n_in)) & (n_in > 0)
+        visible = enough.reshape(m, n_p) & labeled
 
         # --- unknown phases (random peak sets), anvil spots, leftovers of background subtraction
         rows = [pr]
@@ -527,6 +659,10 @@ class Synthesizer:
               sq, peak_fwhm_q(sq, wl[:, None], s_inst, np.full((m, ns), 1e12), np.zeros((m, ns))),
               rng.uniform(0, 0.3, (m, ns)),
               self._strength(unmasked, counts, sigma, cfg.spot_snr, cfg.spot_pbr, (m, ns), rng))
+        amorph = rng.integers(1, 3, m) * (rng.random(m) < cfg.p_amorphous)
+        extra(amorph, rng.uniform(grid.q_min, grid.q_max, (m, 2)), log_uniform(rng, *cfg.amorphous_fwhm_q, (m, 2)),
+              np.zeros((m, 2)),
+              self._strength(unmasked, counts, sigma, cfg.amorphous_snr, cfg.amorphous_pbr, (m, 2), rng))
         nb = cfg.residual_bumps[1]
         sign = np.where(rng.random((m, nb)) < 0.8, 1.0, -1.0)
         extra(np.where(unmasked, 0, rng.integers(cfg.residual_bumps[0], nb + 1, m)),
