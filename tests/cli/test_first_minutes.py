@@ -118,3 +118,12 @@ def test_save_mask(frames_run: Path, tmp_path: Path) -> None:
     assert again.exit_code == 2 and "--save-mask" in again.stderr and digest(saved) == before
     wrong = invoke("predict", frame, "--poni", poni, "--save-mask", tmp_path / "m2", "--workers", "1")
     assert wrong.exit_code == 2 and "--mask auto" in wrong.stderr
+
+
+def test_audit_table_keeps_one_line_per_file_at_80_columns(examples: Path) -> None:
+    res = CliRunner().invoke(app, ["audit", "--labels", str(examples / "labels.csv"), "--wavelength", WAVELENGTH,
+                                   "--no-model"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    rows = [line for line in res.stdout.splitlines() if line.startswith("│")]
+    assert len(rows) == 6 and all(".npy" in line for line in rows)  # six files, six lines
+    assert all(len(line) <= 80 for line in res.stdout.splitlines() if line[:1] in "│┃┏┡└")

@@ -185,9 +185,9 @@ class AuditTable:
 
         style = {"agrees": "green", "uncertain": "yellow", "contradicted": "bold red"}
         table = Table(title=f"label audit: {self.labels_csv}" + ("" if self.model else " (peak evidence only)"))
-        table.add_column("file", overflow="fold")
+        table.add_column("file", no_wrap=True, overflow="ellipsis", max_width=26)  # one line per file
         for p in self.phases:
-            table.add_column(f"{p}\nlabel p score", justify="right")
+            table.add_column(f"{p}\nlabel p score", justify="right", no_wrap=True)
         for file, cells in self._by_file().items():
             table.add_row(_short(file), *(
                 f"[{style[c.verdict]}]{c.label} "
@@ -199,8 +199,10 @@ class AuditTable:
         return table
 
 
-def _short(file: str) -> str:
-    return "/".join(Path(file).parts[-2:])
+def _short(file: str, width: int = 26) -> str:
+    """The file's folder and name, its end kept where that is too long for one table line."""
+    short = "/".join(Path(file).parts[-2:])
+    return short if len(short) <= width else "…" + short[len(short) - width + 1:]
 
 
 def verdict(label: int, evidence: PhaseEvidence, model_call: int | None) -> tuple[str, str]:
