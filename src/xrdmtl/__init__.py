@@ -39,6 +39,7 @@ _EXPORTS = {
     "save_model": "model.files",
     "train": "training.train",
     "finetune": "training.finetune",
+    "FinetuneConfig": "training.finetune",
     "TrainConfig": "training.train",
     "Predictor": "inference.predictor",
     "Prediction": "inference.predictor",

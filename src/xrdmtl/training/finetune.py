@@ -7,6 +7,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 
 from ..errors import LabelsError, ModelError
 from ..io.labels import LabeledPatterns, load_labeled
+from ..io.read import ReadOptions
 from ..model.files import load_model, read_meta, save_model
 from ..model.losses import make_loss
 from ..model.networks import n_parameters
@@ -38,6 +40,22 @@ from .train import (
     simulated_set,
     synthetic_batches,
 )
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """The fine-tuning recipe: everything besides the data and the base model that decides the result
+    (see :func:`finetune` for what each does). The experiment keys its cached runs by it."""
+
+    steps: int = 300
+    batch_size: int = 64
+    real_fraction: float = 0.5  # of each batch: augmented labeled patterns (the rest synthetic)
+    lr: float = 1e-3
+    seed: int = 0
+    adapt_lattice: bool = False
+    lattice_halfwidth: float = 0.004
+    augment_strength: float = 1.0
+    train_layers: str = "heads"  # heads | all
 
 
 def fit_lattice_scales(
@@ -178,39 +196,30 @@ def finetune(
     cross-validated result (docs in ``crossval``). ``exclude``: patterns left out of training, a bool
     per pattern or file names as the labels CSV resolves them (e.g. the audit's contradicted ones).
     """
+    recipe = FinetuneConfig(steps, batch_size, real_fraction, lr, seed, adapt_lattice, lattice_halfwidth,
+                            augment_strength, train_layers)
+    read = ReadOptions(wavelength, x_unit, poni, mask)
     workers = workers if workers is not None else default_workers()
     with _torch_threads(threads or max(1, (os.cpu_count() or 1) - workers)):
-        return _finetune(
-            Path(model_path), patterns, Path(out_dir), steps, batch_size, real_fraction, lr, seed,
-            wavelength, x_unit, poni, mask, workers, progress, note, synthesizer, adapt_lattice,
-            lattice_halfwidth, augment_strength, exclude, train_layers,
-        )  # fmt: skip
+        return _finetune(Path(model_path), patterns, Path(out_dir), recipe, read, workers=workers,
+                         progress=progress, note=note, synthesizer=synthesizer, exclude=exclude)
 
 
 def _finetune(
     model_path: Path,
     patterns: LabeledPatterns | str | Path,
     out: Path,
-    steps: int,
-    batch_size: int,
-    real_fraction: float,
-    lr: float,
-    seed: int,
-    wavelength: float | None,
-    x_unit: str | None,
-    poni: str | Path | None,
-    mask: str,
+    recipe: FinetuneConfig,
+    read: ReadOptions,
+    *,
     workers: int,
     progress: bool,
     note: Callable[[str], None] | None,
     synthesizer: Any,
-    adapt_lattice: bool,
-    lattice_halfwidth: float,
-    augment_strength: float,
     exclude: np.ndarray | Sequence[bool] | Collection[str] | None,
-    train_layers: str,
 ) -> TrainResult:
     t_start = time.perf_counter()
+    steps, batch_size, lr, seed = recipe.steps, recipe.batch_size, recipe.lr, recipe.seed
     base = load_model(model_path, device="cpu", fuse=False)
     meta = read_meta(model_path)
     phases, grid = base.phases, base.grid
@@ -218,7 +227,7 @@ def _finetune(
     skipped: list[str] = []
     if isinstance(patterns, (str, Path)):
         patterns, files, skipped = load_labeled(
-            patterns, phases, grid, wavelength, x_unit, note, poni=poni, mask=mask
+            patterns, phases, grid, read.wavelength, read.x_unit, note, poni=read.poni, mask=str(read.mask)
         )
         for line in skipped:
             if note is not None:
@@ -248,15 +257,15 @@ def _finetune(
         )
     lattice: dict = {}
     if hasattr(synth, "distractors"):  # a Synthesizer of library/CIF phases: fit their lattices
-        fitted = fit_lattice_scales(real, synth.targets, grid, wavelength)
+        fitted = fit_lattice_scales(real, synth.targets, grid, read.wavelength)
         ranges: dict = {}
-        if adapt_lattice:
-            synth, ranges = adapt_synthesizer(synth, fitted, lattice_halfwidth)
+        if recipe.adapt_lattice:
+            synth, ranges = adapt_synthesizer(synth, fitted, recipe.lattice_halfwidth)
         lattice = {
             "fitted": fitted,
-            "adapted": bool(adapt_lattice),
+            "adapted": bool(recipe.adapt_lattice),
             "ranges": ranges,
-            "halfwidth": lattice_halfwidth,
+            "halfwidth": recipe.lattice_halfwidth,
         }
         for name, fit in fitted.items():
             if note is not None:
@@ -277,14 +286,14 @@ def _finetune(
     device = _device(config.device)
     net = base.net.to(device).train()
     _freeze_batchnorm(net)
-    trainable = _trainable(net, train_layers)
+    trainable = _trainable(net, recipe.train_layers)
     loss_fn = make_loss(config.loss, len(phases), **config.loss_kwargs).to(device)
     opt = torch.optim.AdamW(
         [*trainable, *loss_fn.parameters()], lr=lr, weight_decay=config.weight_decay
     )
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 1])
-    n_real = max(1, round(batch_size * real_fraction))
+    n_real = max(1, round(batch_size * recipe.real_fraction))
     x_val, y_val = simulated_set(synth, min(config.val_size, 1000), VAL_SEED)
     before = evaluate(predict_logits(net, x_val, device), y_val, phases)
     history: list[list[float]] = []
@@ -296,7 +305,7 @@ def _finetune(
             pick = train_idx[rng.integers(0, len(train_idx), n_real)]
             xr = model_input(
                 *augment(
-                    real.intensity[pick], real.coverage[pick], rng, augment_strength, grid.step
+                    real.intensity[pick], real.coverage[pick], rng, recipe.augment_strength, grid.step
                 ),
                 grid.step,
             )
@@ -335,12 +344,12 @@ def _finetune(
             "skipped": skipped,
             "steps": steps,
             "batch_size": batch_size,
-            "real_fraction": real_fraction,
+            "real_fraction": recipe.real_fraction,
             "lr": lr,
             "seed": seed,
-            "wavelength": wavelength,
-            "augment_strength": augment_strength,
-            "train_layers": train_layers,
+            "wavelength": read.wavelength,
+            "augment_strength": recipe.augment_strength,
+            "train_layers": recipe.train_layers,
             "lattice_adaptation": lattice or None,
             "synthetic_before": before,
             "synthetic_after": after,

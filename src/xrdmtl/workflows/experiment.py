@@ -369,14 +369,11 @@ def _inputs_version() -> dict:
 
 
 def _finetune_recipe() -> dict:
-    """The defaults of :func:`xrdmtl.training.finetune.finetune` the experiment relies on, and its version."""
-    import inspect
+    """The fine-tuning recipe the experiment relies on (:class:`~xrdmtl.training.finetune.FinetuneConfig`'s
+    defaults) and the fine-tuning version."""
+    from ..training.finetune import FINETUNE_VERSION, FinetuneConfig
 
-    from ..training.finetune import FINETUNE_VERSION, finetune
-
-    return {"version": FINETUNE_VERSION,
-            **{k: v.default for k, v in inspect.signature(finetune).parameters.items()
-               if v.default is not inspect.Parameter.empty and isinstance(v.default, (int, float, str, bool))}}
+    return {"version": FINETUNE_VERSION, **asdict(FinetuneConfig())}
 
 
 def _hash(*parts: Any) -> str:
