@@ -38,6 +38,7 @@ N_LEVELS = 6  # resolution levels: FWHM up to 6·2^5 = 192 grid points
 BG_LEVEL = 4  # backgrounds are evaluated on every 2^4-th grid point (0.033 Å⁻¹ on the default grid)
 NOISE_BOXES = (1, 3, 5, 9, 15)  # noise banks smoothed twice by boxes this wide: σ = 0, 1.2, 2, 3.7, 6
 NOISE_BOX_P = (0.1, 0.2, 0.25, 0.25, 0.2)  # hdac noise is correlated over 2–10 points (masked: wider)
+SYNTH_VERSION = 1  # raised whenever the generator changes beyond its SynthConfig (cached experiment runs key on it)
 
 
 @dataclass(frozen=True)

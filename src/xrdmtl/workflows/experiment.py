@@ -363,9 +363,9 @@ def run_finetune(base_model: Path, pool: LabeledSet, idx: np.ndarray, seed: int,
 def _inputs_version() -> dict:
     """What else decides a run's outcome: the synthesis defaults and the model input's version."""
     from ..model.files import PREPROCESSING
-    from ..synthesis.patterns import SynthConfig
+    from ..synthesis.patterns import SYNTH_VERSION, SynthConfig
 
-    return {"synth": asdict(SynthConfig()), "preprocessing": PREPROCESSING["version"]}
+    return {"synth": asdict(SynthConfig()), "synth_version": SYNTH_VERSION, "preprocessing": PREPROCESSING["version"]}
 
 
 def _finetune_recipe() -> dict:
