@@ -135,3 +135,21 @@ def test_simulate_frames_cli(tmp_path: Path) -> None:
     assert (a / "unmasked" / "labels.csv").read_text().splitlines()[1].startswith("frame_00000.dat,")
     header = (a / "masked" / "frame_00000.dat").read_text()
     assert '"wavelength": 5.61' in header and "#2th_deg" in header
+
+
+def test_holdout_preset_draws_strained_textured_frames_with_unknown_rings() -> None:
+    import dataclasses
+
+    from xrdmtl.synthesis.frames import HOLDOUT, HOLDOUT_WAVELENGTH
+
+    cfg = dataclasses.replace(HOLDOUT, p_target=1.0, p_unknown=1.0, hot_pixels=(0, 0))
+    sim = FrameSimulator(geometry=geometry_for(HOLDOUT_WAVELENGTH), config=cfg)
+    s = sim.sample(np.random.default_rng(8))
+    assert s.labels.all()
+    for name in ("bastnaesite", "calcite", "rhenium"):
+        meta = s.info[name]
+        assert 0.98 <= meta["lattice_scale"] <= 1.02 and abs(meta["aniso"]) <= 0.01
+        assert meta["visible"] >= HOLDOUT.min_visible
+    assert any(p.startswith("unknown") for p in s.info["phases"])
+    assert s.ring_counts is not None and s.ring_counts.shape == s.frame.shape
+    assert s.ring_counts[s.ring_pixels].min() > 0

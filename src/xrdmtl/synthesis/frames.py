@@ -136,6 +136,16 @@ class FrameConfig:
     hot_pixels: tuple[int, int] = (0, 10)
     hot_strength: tuple[float, float] = (10.0, 300.0)  # log-uniform hot-pixel counts / base counts
     polarization: float = 0.95
+    # --- used by other presets (see HOLDOUT); the defaults leave the frames above unchanged
+    shoulder_q: tuple[float, float] = (3.4, 3.8)  # Å⁻¹, centre of the shoulder
+    lattice: tuple[float, float] | None = None  # lattice scale of every phase (overrides its range)
+    aniso: float = 0.0  # c-axis vs a-axis strain difference, uniform in ±this
+    p_march: float = 0.0  # March–Dollase preferred orientation (ring intensities, not azimuth)
+    march_r: tuple[float, float] = (0.5, 2.0)  # log-uniform
+    p_unknown: float = 0.0  # a frame holds rings of 1–2 random-cell phases (unknown to any library)
+    unknown_ratio: tuple[float, float] = (0.02, 1.0)  # log-uniform strongest ring / background
+    min_visible: int = 0  # redraw a frame where a present target shows fewer reflections than this at
+    visible_snr: float = 5.0  # this Poisson SNR in the 1D integration (few crystals can hide a phase)
 
     def ratio_for(self, name: str, target: bool) -> tuple[float, float]:
         return dict(self.ring_ratio_phase).get(name, self.ring_ratio if target else self.distractor_ratio)
@@ -145,6 +155,39 @@ class FrameConfig:
 
     def spots_for(self, name: str) -> tuple[float, float]:
         return dict(self.spots_phase).get(name, self.spots_per_ring)
+
+
+HOLDOUT_WAVELENGTH = 0.62  # Å (20 keV): a wavelength neither the 1D synthesis nor hdac draws exactly
+HOLDOUT = FrameConfig(
+    # A family of frames no model is tuned on (``benchmarks/bench_holdout.py``): other widths
+    # (0.02–0.45° 2θ at 0.62 Å for every phase, gasket included), lattices ±2 % with c/a changes of
+    # ±1 %, March–Dollase texture on ring intensities and stronger azimuthal texture, a handful of
+    # crystallites to fine powder (rhenium too), water's two maxima on a Compton rise, more anvil
+    # spots, and rings of random-cell phases (unknown to any library) in 15 % of the frames.
+    ring_ratio_phase=(("rhenium", (0.02, 30.0)),),
+    distractor_ratio=(0.01, 0.5),
+    p_distractor=0.03,
+    spots_per_ring=(3.0, 10000.0),
+    spots_phase=(),
+    fwhm_q=(0.004, 0.08),
+    fwhm_q_phase=(),
+    eta=(0.0, 0.9),
+    lattice=(0.98, 1.02),
+    aniso=0.01,
+    p_march=0.5,
+    march_r=(0.6, 1.6),
+    texture=(0.0, 0.9),
+    hump=(0.3, 4.0),
+    hump_q=(1.9, 2.2),
+    hump_sigma=(0.4, 0.8),
+    shoulder=(0.3, 0.8),
+    shoulder_q=(2.8, 3.2),
+    tilt=(-0.15, -0.02),
+    anvil_spots=(0, 5),
+    stray_spots=(0, 2),
+    p_unknown=0.15,
+    min_visible=5,
+)
 
 
 @dataclass
@@ -160,6 +203,7 @@ class FrameSample:
     spot_counts: np.ndarray
     ring_pixels: np.ndarray
     info: dict = field(default_factory=dict)
+    ring_counts: np.ndarray | None = None  # expected counts of the sample's rings and crystallite spots
 
 
 class FrameSimulator:
@@ -223,13 +267,18 @@ class FrameSimulator:
         return g[np.linalg.norm(g, axis=1) < 2 * np.sin(np.radians(self.tth_max / 2)) / self.geometry.wavelength]
 
     @cached_property
-    def _reflections(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per phase (by id): unstrained Q, relative intensity and multiplicity at the wavelength."""
-        out = {}
+    def _reflections(self) -> dict[int, tuple[np.ndarray, ...]]:
+        """Per phase (by id): unstrained Q, relative intensity, multiplicity at the wavelength and
+        cos² of each reflection's angle to c*."""
+        from .patterns import _c_fraction
+
+        out: dict[int, tuple[np.ndarray, ...]] = {}
         for p in self.targets + self.distractors:
             r = p.reflections(self.geometry.wavelength)
+            hkl = np.array(r.hkl, dtype=float).reshape(-1, 3)
             out[id(p)] = (np.asarray(r.q), np.asarray(r.intensity) / 100.0,
-                          np.asarray(r.multiplicity, dtype=float))
+                          np.asarray(r.multiplicity, dtype=float),
+                          _c_fraction(hkl, p.cell) if len(hkl) else np.zeros(0))
         return out
 
     def _kernel(self, fwhm: float, eta: float) -> np.ndarray:
@@ -241,7 +290,15 @@ class FrameSimulator:
         return k / k.max()
 
     def sample(self, rng: np.random.Generator) -> FrameSample:
-        """Draw one random frame."""
+        """Draw one random frame (with ``min_visible``, redrawn until every present target shows
+        that many reflections at ``visible_snr``)."""
+        while True:
+            s = self._sample(rng)
+            names = [t.name for t in self.targets]
+            if all(s.info[n]["visible"] >= self.config.min_visible for n in names if n in s.info):
+                return s
+
+    def _sample(self, rng: np.random.Generator) -> FrameSample:
         cfg = self.config
         n_t = len(self.targets)
         present = rng.random(n_t) < cfg.p_target
@@ -256,13 +313,22 @@ class FrameSimulator:
         rings = np.zeros(npix, np.float32)
         spot_pos, spot_amp, spot_sig = [], [], []
         info: dict[str, Any] = {"phases": [p.name for p in phases], "background": round(base, 2)}
-        for p in phases:  # a handful of phases per frame; all peaks of a phase are vectorised
-            smooth, pos, amp, sig, meta = self._phase(p, rng, absorb, iso, p in self.targets)
+        items = [(p.name, self._reflections[id(p)], self._lattice(p), cfg.ratio_for(p.name, p in self.targets))
+                 for p in phases]
+        if cfg.p_unknown and rng.random() < cfg.p_unknown:
+            from .patterns import random_cell_reflections
+
+            for k in range(rng.integers(1, 3)):
+                q, rel, mult, cf = random_cell_reflections(rng, q_max=float(fine_q.max()))
+                items.append((f"unknown{k}", (q, rel / rel.max(), mult, cf), (1.0, 1.0), cfg.unknown_ratio))
+                info["phases"].append(f"unknown{k}")
+        for name, refl, lat, ratio in items:  # a handful of phases per frame, each vectorised
+            smooth, pos, amp, sig, meta = self._phase(name, refl, lat, ratio, rng, absorb, iso)
             rings += smooth
             spot_pos.append(pos)
             spot_amp.append(amp)
             spot_sig.append(sig)
-            info[p.name] = meta
+            info[name] = meta
         clean = iso[self.gidx].astype(np.float32) + rings
         if spot_pos:
             grains = _splat(self.shape, np.concatenate(spot_pos), np.concatenate(spot_amp),
@@ -287,6 +353,7 @@ class FrameSimulator:
             frame.reshape(self.shape), spot_mask.reshape(self.shape), labels,
             np.where(self.gap, 0, anvil + hot).reshape(self.shape).astype(np.float32),
             ring_pixels.reshape(self.shape), info,
+            np.where(self.gap, 0, rings * self.gain).reshape(self.shape).astype(np.float32),
         )
 
     def _isotropic(self, q: np.ndarray, base: float, rng: np.random.Generator) -> np.ndarray:
@@ -300,29 +367,38 @@ class FrameSimulator:
         hump = loguni(cfg.hump)
         shape = np.exp(-0.5 * ((q - rng.uniform(*cfg.hump_q)) / rng.uniform(*cfg.hump_sigma)) ** 2)
         shoulder = rng.uniform(*cfg.shoulder) * np.exp(
-            -0.5 * ((q - rng.uniform(3.4, 3.8)) / rng.uniform(0.25, 0.45)) ** 2)
+            -0.5 * ((q - rng.uniform(*cfg.shoulder_q)) / rng.uniform(0.25, 0.45)) ** 2)
         return base * (flat + air + hump * (shape + shoulder))
 
-    def _phase(self, phase: Phase, rng: np.random.Generator, absorb: np.ndarray, iso: np.ndarray,
-               target: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-        """One phase's smooth rings (per pixel, before gain) and its crystallite spots; its strongest
-        ring peaks at a random multiple (``ring_ratio``) of the background ``iso`` under it."""
+    def _lattice(self, phase: Phase) -> tuple[float, float]:
         cfg = self.config
-        q, rel, mult = self._reflections[id(phase)]
-        lo, hi = phase.priors.lattice_range
-        scale = rng.uniform(lo, hi)
-        tth = q_to_tth(q / scale, self.geometry.wavelength)
+        return cfg.lattice if cfg.lattice is not None else phase.priors.lattice_range
+
+    def _phase(self, name: str, refl: tuple[np.ndarray, ...], lattice: tuple[float, float],
+               ratio_range: tuple[float, float], rng: np.random.Generator, absorb: np.ndarray,
+               iso: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """One phase's smooth rings (per pixel, before gain) and its crystallite spots; its strongest
+        ring peaks at a random multiple (``ratio_range``) of the background ``iso`` under it."""
+        cfg = self.config
+        q, rel, mult, c_frac = refl
+        scale = rng.uniform(*lattice)
+        aniso = rng.uniform(-cfg.aniso, cfg.aniso) if cfg.aniso else 0.0
+        q = q / scale * (1 - aniso * (c_frac - 1 / 3))
+        if cfg.p_march and rng.random() < cfg.p_march:
+            r = float(np.exp(rng.uniform(*np.log(cfg.march_r))))
+            rel = rel * (r**2 * c_frac + (1 - c_frac) / r) ** -1.5
+        tth = q_to_tth(q, self.geometry.wavelength)
         ok = np.isfinite(tth) & (tth < self.tth_max - 0.5)
         tth, rel, mult = tth[ok], rel[ok], mult[ok]
         fidx = np.clip(np.rint(tth / FINE_STEP).astype(int), 0, self.fine.size - 1)
-        ratio = float(np.exp(rng.uniform(*np.log(cfg.ratio_for(phase.name, target)))))
+        ratio = float(np.exp(rng.uniform(*np.log(ratio_range))))
         strongest = int(np.argmax(rel * absorb[fidx])) if rel.size else 0
         level = ratio * float(iso[fidx[strongest]]) / max(float((rel * absorb[fidx]).max(initial=0.0)), 1e-12) \
             if rel.size else 0.0
-        fwhm = rng.uniform(*cfg.fwhm_for(phase.name)) * self.geometry.wavelength / (2 * np.pi)
+        fwhm = rng.uniform(*cfg.fwhm_for(name)) * self.geometry.wavelength / (2 * np.pi)
         kernel = self._kernel(float(np.degrees(fwhm)), rng.uniform(*cfg.eta))
         peak = level * rel * absorb[fidx]
-        expected = np.exp(rng.uniform(*np.log(cfg.spots_for(phase.name)))) * mult / 12.0
+        expected = np.exp(rng.uniform(*np.log(cfg.spots_for(name)))) * mult / 12.0
         smooth = expected >= SMOOTH_SPOTS
         # smooth rings: peak heights deposited on the fine grid, convolved with the profile
         x = tth[smooth] / FINE_STEP
@@ -350,7 +426,14 @@ class FrameSimulator:
         pos = np.stack([rows, cols], 1) + rng.uniform(-0.5, 0.5, (pix.size, 2))
         amp_spots = (each[keep] * texture[self.cidx[pix]]).astype(np.float32)
         sig = rng.uniform(*cfg.grain_sigma, pix.size)
-        meta = {"lattice_scale": round(float(scale), 5), "ratio": round(ratio, 4),
+        # reflections visible in the 1D integration: realised height over the Poisson noise of a bin
+        # (two bins per pixel width, ``density`` pixels per degree along the ring)
+        realised = np.where(smooth, 1.0, np.bincount(ring, each, minlength=tth.size)
+                            / np.maximum(total, 1e-30))
+        n_bin = np.maximum(self.density[fidx] * self.pixel_deg / 2, 1.0)
+        snr = peak * realised * np.sqrt(n_bin / np.maximum(iso[fidx], 1.0))
+        meta = {"lattice_scale": round(float(scale), 5), "aniso": round(float(aniso), 5), "ratio": round(ratio, 4),
+                "visible": int((snr >= cfg.visible_snr).sum()),
                 "spots_per_ring": round(float(expected.max(initial=0.0)), 1)}
         return rings, pos, amp_spots, sig, meta
 
