@@ -179,3 +179,18 @@ def test_train_config_from_dict_rejects_unknown_keys() -> None:
     assert TrainConfig.from_dict({"steps": 3}).steps == 3
     with pytest.raises(ValueError, match="stpes"):
         TrainConfig.from_dict({"stpes": 3})
+
+
+def test_cli_train_lattice_range_sets_the_synthesis_coverage(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from xrdmtl.cli.app import app
+
+    args = ["train", "--out", str(tmp_path / "m"), "--steps", "2", "--eval-every", "2", "--val-size", "32",
+            "--lattice-range", "0.97", "1.03"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    meta = load_model(tmp_path / "m").meta
+    assert meta["training"]["config"]["synth"]["lattice_coverage"] == [0.97, 1.03]
+    bad = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "m2"), "--lattice-range", "1.01", "1.03"])
+    assert bad.exit_code != 0 and "--lattice-range" in bad.output

@@ -603,6 +603,11 @@ def train_cmd(
     ] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same model).")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --out.")] = False,
+    lattice_range: Annotated[
+        tuple[float, float] | None,
+        typer.Option("--lattice-range", help="Relative lattice scales LO HI every phase's range is widened to "
+                     "cover (default 0.985 1.02: −1.5…+2 %, thermal expansion and compression of a cell run)."),
+    ] = None,
     wavelength: WavelengthOpt = None,
     x_unit: XUnitOpt = None,
     poni: PoniOpt = None,
@@ -625,6 +630,11 @@ def train_cmd(
     )
     config.loss = loss or config.loss
     config.steps = epochs * eval_every if epochs is not None else steps or config.steps
+    if lattice_range is not None:
+        lo, hi = lattice_range
+        if not 0.5 < lo <= 1.0 <= hi < 2.0:
+            raise XrdmtlError(f"--lattice-range needs 0.5 < LO ≤ 1 ≤ HI < 2, got {lo} {hi}")
+        config.synth["lattice_coverage"] = [lo, hi]
     synth = make_synthesizer(config)
     extra = None
     if labels is not None:
