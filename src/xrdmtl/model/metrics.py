@@ -1,11 +1,15 @@
-"""Classification metrics for multi-label phase calls, in plain numpy.
+"""Classification metrics for multi-label phase calls, in plain numpy: the one place they are computed.
 
 ``labels`` and ``calls`` are 0/1 arrays ``(n, T)``; ``scores`` are probabilities ``(n, T)``.
+:func:`evaluate` computes every metric once (:class:`Evaluation`); the report of ``xrdmtl evaluate``
+(:func:`classification_report`), the experiment's per-set figures and training's validation rows are
+views of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,19 +53,52 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """Every metric of one set of calls against its labels (per-phase arrays ``(T,)``)."""
+
+    n: int
+    exact_match: float  # NaN for an empty set
+    accuracy: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    roc_auc: np.ndarray  # NaN where one class is absent, or without scores
+    confusion: np.ndarray  # (T, 4): tp, fp, fn, tn
+    positives: np.ndarray
+
+
+def evaluate(labels: np.ndarray, calls: np.ndarray, scores: np.ndarray | None = None) -> Evaluation:
+    """All metrics of ``calls`` (0/1, ``(n, T)``) against ``labels``; ROC AUC from ``scores`` if given."""
+    y = np.asarray(labels).astype(bool)
+    c = np.asarray(calls).astype(bool)
+    precision, recall, f1 = precision_recall_f1(y, c)
+    confusion = np.stack([(y & c).sum(0), (~y & c).sum(0), (y & ~c).sum(0), (~y & ~c).sum(0)], axis=1)
+    n_phases = y.shape[1] if y.ndim == 2 else 0
+    return Evaluation(
+        n=int(len(y)),
+        exact_match=exact_match(y, c) if len(y) else float("nan"),
+        accuracy=accuracy(y, c),
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        roc_auc=roc_auc(y, scores) if scores is not None else np.full(n_phases, np.nan),
+        confusion=confusion.astype(int),
+        positives=y.sum(0).astype(int),
+    )
+
+
 def classification_report(labels: np.ndarray, calls: np.ndarray, scores: np.ndarray, phases: Sequence[str]) -> dict[str, Any]:
     """All metrics as a JSON-ready dict: per phase accuracy, precision, recall, F1, ROC AUC; exact match."""
-    acc = accuracy(labels, calls)
-    precision, recall, f1 = precision_recall_f1(labels, calls)
-    auc = roc_auc(labels, scores)
+    ev = evaluate(labels, calls, scores)
+    acc, precision, recall, f1, auc = ev.accuracy, ev.precision, ev.recall, ev.f1, ev.roc_auc
 
     def num(v: float) -> float | None:
         return None if np.isnan(v) else round(float(v), 4)
 
     per_phase = {
         name: {"accuracy": num(acc[i]), "precision": num(precision[i]), "recall": num(recall[i]),
-               "f1": num(f1[i]), "roc_auc": num(auc[i]), "positives": int(np.asarray(labels)[:, i].sum())}
+               "f1": num(f1[i]), "roc_auc": num(auc[i]), "positives": int(ev.positives[i])}
         for i, name in enumerate(phases)
     }
-    return {"n": int(len(labels)), "exact_match": num(exact_match(labels, calls)) if len(labels) else None,
-            "phases": per_phase}
+    return {"n": ev.n, "exact_match": num(ev.exact_match) if ev.n else None, "phases": per_phase}

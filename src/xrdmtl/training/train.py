@@ -34,6 +34,7 @@ from ..errors import ModelError
 from ..model.calibration import expected_calibration_error, fit_temperature
 from ..model.files import _versions, probabilities, save_model, save_tensors
 from ..model.losses import make_loss
+from ..model.metrics import evaluate as score
 from ..model.networks import build_model, default_device, n_parameters
 from ..model.preprocess import model_input, noise_sigma
 from ..physics.background import smooth_background
@@ -254,14 +255,9 @@ def evaluate(
     y = np.asarray(labels, dtype=bool)
     eps = 1e-7
     ce = -(y * np.log(p + eps) + (~y) * np.log(1 - p + eps)).mean(0).sum()
-    calls = p > 0.5
-    out = {f"{prefix}_loss": float(ce), f"{prefix}_exact": float((calls == y).all(1).mean())}
-    out.update(
-        {
-            f"{prefix}_acc_{name}": float(a)
-            for name, a in zip(phases, (calls == y).mean(0), strict=True)
-        }
-    )
+    ev = score(y, p > 0.5)
+    out = {f"{prefix}_loss": float(ce), f"{prefix}_exact": ev.exact_match}
+    out.update({f"{prefix}_acc_{name}": float(a) for name, a in zip(phases, ev.accuracy, strict=True)})
     return out
 
 

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..atomic import write_text
-from ..model.metrics import accuracy, exact_match, precision_recall_f1
+from ..model.metrics import evaluate as score
 from ..model.preprocess import model_input
 from ..physics.grid import DEFAULT_GRID, QGrid
 from ..progress import ProgressBar
@@ -252,19 +252,13 @@ def simulated_sets(
 
 def evaluate(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, phases: Sequence[str]) -> dict:
     """Exact match, macro F1, per-phase accuracy and confusion counts of one model on one set."""
-    calls = (probs >= thresholds).astype(np.uint8)
-    _, _, f1 = precision_recall_f1(labels, calls)
-    acc = accuracy(labels, calls)
-    y, c = labels.astype(bool), calls.astype(bool)
+    ev = score(labels, (probs >= thresholds).astype(np.uint8))
     return {
-        "exact": exact_match(labels, calls),
-        "f1": float(f1.mean()),
-        "acc": {p: float(acc[i]) for i, p in enumerate(phases)},
-        "confusion": {
-            p: {"tp": int((y[:, i] & c[:, i]).sum()), "fp": int((~y[:, i] & c[:, i]).sum()),
-                "fn": int((y[:, i] & ~c[:, i]).sum()), "tn": int((~y[:, i] & ~c[:, i]).sum())}
-            for i, p in enumerate(phases)
-        },
+        "exact": ev.exact_match,
+        "f1": float(ev.f1.mean()),
+        "acc": {p: float(ev.accuracy[i]) for i, p in enumerate(phases)},
+        "confusion": {p: dict(zip(("tp", "fp", "fn", "tn"), map(int, ev.confusion[i]), strict=True))
+                      for i, p in enumerate(phases)},
     }
 
 
