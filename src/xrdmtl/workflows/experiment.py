@@ -176,21 +176,33 @@ class LabeledSet:
                 "wavelength": self.wavelength}
 
 
-def repo_root() -> Path:
-    """The source checkout this module lives in (``src/xrdmtl/workflows/`` → repository root)."""
-    return Path(__file__).resolve().parents[3]
+HDAC_ENV = "XRDMTL_HDAC"  # folder of the paper's measured patterns (labels_unmasked.csv, …)
+RRUFF_ENV = "XRDMTL_RRUFF"  # folder of measured RRUFF powder patterns (rruff_<mineral>_<id>.txt)
+
+
+def source_checkout() -> Path | None:
+    """The repository root when this package runs from a source checkout (``src/`` layout), else None."""
+    root = Path(__file__).resolve().parents[3]
+    return root if (root / "pyproject.toml").is_file() and (root / "src" / "xrdmtl").is_dir() else None
 
 
 def hdac_dir() -> Path | None:
-    """The paper's measured patterns, ``<repo>/../shared/data/hdac``, or None when absent."""
-    d = repo_root().parent / "shared" / "data" / "hdac"
-    return d if (d / "labels_unmasked.csv").is_file() else None
+    """The paper's measured patterns: the folder ``$XRDMTL_HDAC`` names, else ``../shared/data/hdac``
+    next to a source checkout; None when neither holds them (the experiment then leaves them out)."""
+    env, root = os.environ.get(HDAC_ENV), source_checkout()
+    d = Path(env) if env else root.parent / "shared" / "data" / "hdac" if root else None
+    return d if d is not None and (d / "labels_unmasked.csv").is_file() else None
 
 
 def rruff_files() -> list[Path]:
-    """Measured RRUFF powder patterns shipped with the tests: ``tests/data/rruff_<mineral>_<id>.txt``
-    (DIF peak lists, computed rather than measured, are left out)."""
-    return sorted(f for f in (repo_root() / "tests" / "data").glob("rruff_*.txt") if "_DIF" not in f.name)
+    """Measured RRUFF powder patterns ``rruff_<mineral>_<id>.txt`` in the folder ``$XRDMTL_RRUFF`` names,
+    else in a source checkout's ``tests/data`` (DIF peak lists, computed rather than measured, left out);
+    none when neither exists."""
+    env, root = os.environ.get(RRUFF_ENV), source_checkout()
+    folder = Path(env) if env else root / "tests" / "data" if root else None
+    if folder is None or not folder.is_dir():
+        return []
+    return sorted(f for f in folder.glob("rruff_*.txt") if "_DIF" not in f.name)
 
 
 def labeled_set(
