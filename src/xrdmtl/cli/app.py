@@ -170,6 +170,10 @@ def _reading_options(wavelength: float | None, poni: Path | None, mask: str) -> 
         raise FrameError("no such geometry file (--poni)", poni)
     if mask not in ("none", "auto") and not Path(mask).is_file():
         raise FrameError("--mask is neither none, auto nor an existing mask file", mask)
+    if poni is not None:  # a broken geometry fails every frame: say so once, before any work
+        from ..io.read import cached_integrator
+
+        cached_integrator(str(poni))
 
 
 def _check_predict_outputs(paths: list[str], poni: Path | None, out: Path | None, plot: Path | None,
@@ -649,7 +653,7 @@ def train_cmd(
             err_console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
         extra = {"labeled": (model_input(data.intensity, data.coverage, synth.grid.step), data.labels)}
     result = train(config, out, progress=True, resume=resume, synthesizer=synth, extra_val=extra)
-    final = json.loads((out / "metrics.json").read_text())["final"]
+    final = result.final
     accs = ", ".join(f"{k[8:]} {v:.1%}" for k, v in final.items() if k.startswith("val_acc_"))
     console.print(
         f"model in {out} ({result.n_parameters:,} parameters, best step {result.best_step}, "
@@ -658,6 +662,3 @@ def train_cmd(
         highlight=False,
     )
 
-
-def main() -> None:  # pragma: no cover - console entry point
-    app()

@@ -390,4 +390,5 @@ def _finetune(
         time.perf_counter() - t_start,
         skipped=skipped,
         lattice=lattice,
+        final=after,
     )

@@ -111,6 +111,7 @@ class TrainResult:
     skipped: list[str] = field(default_factory=list)  # fine-tuning inputs that could not be read
     # fine-tuning: fitted lattice scales and adapted ranges
     lattice: dict = field(default_factory=dict)
+    final: dict[str, float] = field(default_factory=dict)  # the final held-out simulated figures
 
 
 # ----------------------------------------------------------------------------------- data
@@ -576,6 +577,7 @@ def _train(
         calibration,
         time.perf_counter() - t_start,
         state["timing"],
+        final=final,
     )
 
 
