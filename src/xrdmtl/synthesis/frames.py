@@ -257,7 +257,7 @@ class FrameSimulator:
     @cached_property
     def _diamond_g(self) -> np.ndarray:
         """Reciprocal-lattice vectors (Å⁻¹, crystal frame) of diamond (Fd-3m) within reach."""
-        a = float(get_phase("diamond").structure.lattice.a)
+        a = float(get_phase("diamond").cell[0])
         r = np.arange(-8, 9)
         hkl = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
         odd = (hkl % 2 == 1).all(1)
@@ -340,7 +340,8 @@ class FrameSimulator:
         hot = np.zeros(npix, np.float32)
         n_hot = rng.integers(cfg.hot_pixels[0], cfg.hot_pixels[1] + 1)
         hot_idx = rng.choice(np.flatnonzero(~self.gap), n_hot, replace=False)
-        hot[hot_idx] = base * np.exp(rng.uniform(*np.log(cfg.hot_strength), n_hot))
+        lo, hi = np.log(cfg.hot_strength)
+        hot[hot_idx] = base * np.exp(rng.uniform(lo, hi, n_hot))
         frame = rng.poisson(clean + anvil).astype(np.int64)
         frame[hot_idx] = np.maximum(frame[hot_idx], hot[hot_idx].astype(np.int64))
         frame = np.minimum(frame, SATURATION).astype(np.int32)
@@ -464,7 +465,8 @@ class FrameSimulator:
         pos = self._project(u / np.linalg.norm(u, axis=1, keepdims=True))
         n_stray = rng.integers(cfg.stray_spots[0], cfg.stray_spots[1] + 1)
         pos = np.concatenate([pos, rng.uniform(0, 1, (n_stray, 2)) * (np.array(self.shape) - 1)])
-        counts = (base * np.exp(rng.uniform(*np.log(cfg.anvil_strength), len(pos)))).astype(np.float32)
+        lo, hi = np.log(cfg.anvil_strength)
+        counts = (base * np.exp(rng.uniform(lo, hi, len(pos)))).astype(np.float32)
         sigma = rng.uniform(*cfg.anvil_sigma, len(pos))
         return _splat(self.shape, pos, counts, sigma, 8)
 

@@ -275,7 +275,7 @@ def render_peaks(m: int, g: int, row: np.ndarray, center: np.ndarray, fwhm: np.n
             idx = (row[sel] * n_l + start)[:, None] + np.arange(k)
             np.add.at(buf.reshape(-1), idx.reshape(-1), val.reshape(-1))
         acc = buf
-    return acc[:, pad:pad + g]
+    return buf[:, pad:pad + g]  # the finest level's sum (N_LEVELS ≥ 1)
 
 
 def _upsample2(coarse: np.ndarray, n_fine: int, pad: int) -> np.ndarray:
