@@ -70,8 +70,8 @@ def test_examples_command(tmp_path: Path) -> None:
     folder = tmp_path / "examples"
     res = invoke("examples", folder)
     assert res.exit_code == 0, res.output
-    files = sorted(p.name for p in folder.iterdir())
-    assert "labels.csv" in files and sum(f.endswith(".npy") for f in files) == 6
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert "labels.csv" in files and sum(f.endswith(".npy") and "/" not in f for f in files) == 6
     before = {f: digest(folder / f) for f in files}
     again = invoke("examples", folder)
     assert again.exit_code == 2 and "already holds" in again.stderr

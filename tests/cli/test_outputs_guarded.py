@@ -39,11 +39,11 @@ def test_out_equal_to_an_input_is_refused(examples: Path, tmp_path: Path) -> Non
 
 def test_out_equal_to_a_file_found_in_an_input_folder_is_refused(examples: Path) -> None:
     target = examples / "hdac_masked_xy_bc_10.npy"
-    before = {p.name: digest(p) for p in examples.iterdir()}
+    before = {p: digest(p) for p in examples.rglob("*") if p.is_file()}
     res = invoke("predict", examples, "--wavelength", WAVELENGTH, "--out", target, "--workers", "1")
     assert res.exit_code == 2, res.output
     _one_error(res, "--out", "input")
-    assert {p.name: digest(p) for p in examples.iterdir()} == before
+    assert {p: digest(p) for p in examples.rglob("*") if p.is_file()} == before
 
 
 def test_audit_out_equal_to_the_labels_is_refused(examples: Path) -> None:

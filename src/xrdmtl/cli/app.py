@@ -302,17 +302,20 @@ def examples_cmd(
     from ..io.writers import check_output_folder
 
     src = Path(str(resources.files("xrdmtl") / "data" / "examples"))
-    files = sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = sorted(p.relative_to(src) for p in src.rglob("*")
+                   if p.is_file() and not any(part.startswith((".", "__")) for part in p.relative_to(src).parts))
     check_output_folder(folder, "examples FOLDER")
-    taken = [p.name for p in files if (folder / p.name).exists()]
+    taken = [str(p) for p in files if (folder / p).exists()]
     if taken:
         raise OutputError(f"{folder} already holds {', '.join(taken[:3])}{' …' if len(taken) > 3 else ''}: "
                           "choose another folder or remove them")
     for p in files:
-        write_bytes(folder / p.name, p.read_bytes(), overwrite=False)
-    n = sum(p.suffix == ".npy" for p in files)
-    console.print(f"{n} example patterns and labels.csv in {folder}/ (2θ at 0.561 Å: predict them with "
-                  f"--wavelength 0.561)", highlight=False, soft_wrap=True)
+        write_bytes(folder / p, (src / p).read_bytes(), overwrite=False)
+    top = sum(p.suffix == ".npy" and len(p.parts) == 1 for p in files)
+    more = sum(p.suffix == ".npy" and len(p.parts) > 1 for p in files)
+    extra = f"; {more} more of one run in its subfolders" if more else ""
+    console.print(f"{top} example patterns and labels.csv in {folder}/{extra} (2θ at 0.561 Å: predict them "
+                  f"with --wavelength 0.561)", highlight=False, soft_wrap=True)
 
 
 @app.command("predict")
