@@ -21,6 +21,8 @@ from xrdmtl.workflows.experiment import (
 )
 from xrdmtl.workflows.report import write_report
 
+pytestmark = pytest.mark.slow  # a toy run of the whole experiment (≈ 30 s)
+
 TOY_LIMIT_S = 90.0  # on 2 cores
 CORES = 2
 
