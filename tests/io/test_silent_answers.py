@@ -101,12 +101,23 @@ def test_headerless_q_file_says_what_was_assumed(tmp_path: Path) -> None:
     res = _run("predict", tmp_path / "q.xy", "--wavelength", "0.561", "--workers", "1")
     (row,) = _rows(res.stdout)
     assert row["x_unit"] == "2th_deg (assumed)", row
-    assert "--x-unit" in row["warning"] + row["error"], row
+    assert "looks like q_nm^-1" in row["warning"] + row["error"] and "--x-unit q_nm^-1" in row["warning"] + row["error"]
+    np.savetxt(tmp_path / "qa.xy", np.column_stack([q_nm / 10, y[keep]]), fmt="%.6f")  # and in Å⁻¹
+    (row,) = _rows(_run("predict", tmp_path / "qa.xy", "--wavelength", "0.561", "--workers", "1").stdout)
+    assert "looks like q_A^-1" in row["warning"] + row["error"], row
     good = _run("predict", tmp_path / "q.xy", "--x-unit", "q_nm^-1", "--workers", "1")
     assert good.exit_code == 0, good.output
     (row,) = _rows(good.stdout)
     assert row["x_unit"] == "q_nm^-1" and row["bastnaesite"] == "1" and row["calcite"] == "1", row
     assert "--x-unit" not in row["warning"]
+
+
+def test_headerless_2theta_patterns_get_no_unit_doubt(tmp_path: Path) -> None:
+    """The paper's .npy patterns name no unit and are 2θ: none of them is doubted."""
+    res = _run("predict", _examples(), "--wavelength", "0.561", "--workers", "1")
+    rows = _rows(res.stdout)
+    assert len(rows) >= 30 and all(r["x_unit"] == "2th_deg (assumed)" for r in rows)
+    assert not [r["file"] for r in rows if "x-unit" in r["warning"] + r["error"]]
 
 
 def _model(tmp_path: Path, edit) -> Path:

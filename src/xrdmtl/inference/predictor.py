@@ -49,6 +49,8 @@ UNCERTAIN_MARGIN = 0.15  # |p − threshold| below this → "uncertain" warning
 UNEXPLAINED_MIN_HEIGHT = 0.2  # of the strongest background-removed peak
 UNEXPLAINED_MIN_SNR = 8.0  # noise units
 BATCH_SIZE = 512  # patterns per forward pass inside a chunk
+UNIT_CHECK_MIN_PEAKS = 3  # a 2θ only assumed that explains fewer strong peaks than this is checked against Q
+UNIT_CHECK_HEIGHT = 0.1  # strong peaks for that check: of the strongest background-removed peak
 
 
 @dataclass
@@ -101,8 +103,8 @@ def _provenance(pred: Prediction, pattern: Pattern) -> Prediction:
     pred.wavelength = pattern.wavelength
     pred.wavelength_source = meta.get("wavelength_source") or ("poni" if meta.get("poni") else "")
     pred.x_unit = f"{pattern.unit} (assumed)" if assumed else pattern.unit
-    first = [meta["wavelength_note"]] if meta.get("wavelength_note") else []  # changes how the rest reads
-    last = [ASSUMED_UNIT_HINT] if assumed and (not pred.ok or "unexplained" in pred.warning) else []
+    first = [str(meta[k]) for k in ("unit_note", "wavelength_note") if meta.get(k)]  # change how the rest reads
+    last = [ASSUMED_UNIT_HINT] if assumed and not pred.ok and not meta.get("unit_note") else []
     if pred.ok and (first or last):
         pred.warning = "; ".join([*first, *([pred.warning] if pred.warning else []), *last])
     elif first or last:
@@ -232,8 +234,44 @@ class Predictor:
                 inputs[i] = x[k]
         for (_, item), result in zip(items, results, strict=True):
             if result is not None and isinstance(item, Pattern):
+                if item.meta.get("x_unit_assumed"):
+                    item.meta["unit_note"] = self._other_unit(item)
                 _provenance(result, item)
         return [r for r in results if r is not None], inputs
+
+    def _strong_explained(self, pattern: Pattern) -> tuple[int, int] | None:
+        """(strong peaks on a reflection of any of the model's phases, strong peaks) of ``pattern``
+        on the model's grid; None where it covers too little of the grid to tell."""
+        try:
+            intensity, coverage = pattern.on_grid(self.grid)
+        except XrdmtlError:
+            return None
+        if coverage.mean() < MIN_COVERAGE:
+            return None
+        x = model_input(intensity[None], coverage[None], self.grid.step)
+        _, idx, height, snr = find_peaks_batch(x, self.grid)
+        strong = idx[(height >= UNIT_CHECK_HEIGHT) & (snr >= UNEXPLAINED_MIN_SNR)]
+        windows = np.stack([r.windows.mask(self.grid.n) for r in self.references.values()])
+        return int(windows[:, strong].any(axis=0).sum()), int(strong.size)
+
+    def _other_unit(self, pattern: Pattern) -> str:
+        """For a pattern whose 2θ was only assumed: a note naming the x unit (Q in Å⁻¹ or nm⁻¹) under
+        which clearly more of its strong peaks sit on the model's reflections (nearly all, and at
+        least two more than as 2θ), or ""."""
+        here = self._strong_explained(pattern)
+        done = here[0] if here else 0
+        if done >= UNIT_CHECK_MIN_PEAKS:  # as 2θ it is already well explained: nothing to doubt
+            return ""
+        for unit in ("q_A^-1", "q_nm^-1"):
+            try:
+                other = self._strong_explained(Pattern(pattern.x, pattern.y, unit, pattern.wavelength, pattern.source))
+            except XrdmtlError:
+                continue
+            if other and other[0] >= UNIT_CHECK_MIN_PEAKS and other[0] >= 0.9 * other[1] and other[0] >= done + 2:
+                return (f"x looks like {unit}, not 2θ: read as {unit}, {other[0]} of its {other[1]} strong peaks "
+                        f"sit on reflections of the model's phases (as 2θ: {done}); give --x-unit {unit} if that "
+                        "is its unit")
+        return ""
 
     def _coverage_problem(self, coverage: np.ndarray) -> str:
         """Why a pattern with this grid coverage cannot be called ("" if it can)."""
