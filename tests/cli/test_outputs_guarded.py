@@ -196,3 +196,19 @@ def test_finetune_out_onto_the_model_is_refused(examples: Path, tmp_path: Path) 
     assert res.exit_code == 2, res.output
     _one_error(res, "--out", "--model")
     assert {p.name: digest(p) for p in model.iterdir()} == before
+
+
+def test_out_equal_to_the_geometry_mask_or_model_is_refused(frames_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    poni = tmp_path / "geometry.poni"
+    shutil.copy(frames_run / "geometry.poni", poni)
+    mask = tmp_path / "mask.edf"
+    shutil.copy(frames_run / "masks" / "frame_00000.edf", mask)
+    frame = frames_run / "frames" / "frame_00000.edf"
+    for out, extra in ((poni, []), (mask, ["--mask", mask])):
+        before = digest(out)
+        res = invoke("predict", frame, "--poni", poni, *extra, "--out", out, "--workers", "1")
+        assert res.exit_code == 2, res.output
+        _one_error(res, "--out", "input")
+        assert digest(out) == before

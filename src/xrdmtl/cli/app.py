@@ -177,8 +177,10 @@ def _reading_options(wavelength: float | None, poni: Path | None, mask: str) -> 
 
 
 def _check_predict_outputs(paths: list[str], poni: Path | None, out: Path | None, plot: Path | None,
-                           save_integrated: Path | None, save_mask: Path | None = None) -> None:
-    """Refuse, before any work, outputs that would destroy an input or cannot be written."""
+                           save_integrated: Path | None, save_mask: Path | None = None,
+                           others: tuple[str | Path | None, ...] = ()) -> None:
+    """Refuse, before any work, outputs that would destroy an input (a pattern, the geometry, the
+    mask, the model: ``others``) or cannot be written."""
     from ..io.read import expand_inputs
     from ..io.writers import check_output_file, check_output_folder
 
@@ -186,7 +188,7 @@ def _check_predict_outputs(paths: list[str], poni: Path | None, out: Path | None
         return
     files, _ = expand_inputs(paths, poni is not None)
     if out is not None:
-        check_output_file(out, "--out", files)
+        check_output_file(out, "--out", [*files, *(str(o) for o in (poni, *others) if o is not None)])
     if plot is not None:
         check_output_folder(plot, "--plot")
     from ..errors import OutputError
@@ -202,6 +204,14 @@ def _check_predict_outputs(paths: list[str], poni: Path | None, out: Path | None
             raise OutputError(f"{option} {folder}: would overwrite {len(taken)} existing "
                               f"file(s) ({', '.join(p.name for p in taken[:3])}{more}); choose a new folder "
                               "or remove them")
+
+
+def _model_inputs(model: str | None, mask: str) -> tuple[str | Path | None, ...]:
+    """The files besides the patterns that a run reads: the mask file and the model's two files."""
+    from ..model.files import default_model_dir, model_files
+
+    weights, meta = model_files(model or default_model_dir())
+    return (None if mask in ("none", "auto") else mask, weights, meta)
 
 
 def _check_model_out(out: Path, model: str | Path | None, labels: Path | None) -> None:
@@ -353,7 +363,7 @@ def predict_cmd(
     _reading_options(wavelength, poni, mask)
     if save_mask is not None and mask != "auto":
         raise XrdmtlError("--save-mask saves the masks that --mask auto finds: add --mask auto")
-    _check_predict_outputs(paths, poni, out, plot, save_integrated, save_mask)
+    _check_predict_outputs(paths, poni, out, plot, save_integrated, save_mask, others=_model_inputs(model, mask))
     predictor = _predictor(model, threshold)
     preds = predictor.predict_files(
         paths, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, workers=workers,
