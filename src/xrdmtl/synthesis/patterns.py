@@ -135,6 +135,28 @@ class SynthConfig:
     # masked correlated wiggles ~5 where the raw integration had 0.7)
     residual_bumps: tuple[int, int] = (0, 5)  # broad leftovers of the expert's background subtraction
     residual_snr: tuple[float, float] = (1.0, 30.0)  # hdac masked 'none': a bump ≈ 20× the noise
+    residual_fwhm_q: tuple[float, float] = (0.04, 0.4)  # log-uniform Å⁻¹
+    p_residual_positive: float = 0.8  # a leftover bump (rather than a dip)
+    subtraction_level_error: float = 0.002  # sd of the expert's background level, relative
+    subtraction_undershoot: tuple[float, float] = (0.0, 4.0)  # baseline left this many σ above 0
+    spot_eta: tuple[float, float] = (0.0, 0.3)  # Lorentzian fraction of anvil spots
+    # --- the raw integration's smooth background (unmasked look): fluid humps, cell, aperture
+    aperture_cutoff_deg: tuple[float, float] = (15.0, 60.0)  # 2θ where the cell's opening cuts off
+    aperture_softness_deg: tuple[float, float] = (2.0, 10.0)
+    fluid_q: tuple[float, float] = (1.7, 2.8)  # Å⁻¹, the first water hump
+    fluid_separation_q: tuple[float, float] = (0.7, 1.4)  # Å⁻¹, from the first hump to the second
+    fluid_width_q: tuple[tuple[float, float], tuple[float, float]] = ((0.2, 0.8), (0.3, 1.0))  # each hump's σ
+    fluid_second_amp: tuple[float, float] = (0.0, 0.8)  # the second hump, relative to the first
+    fluid_amp: tuple[float, float] = (0.1, 1.0)  # the fluid, relative to the cell background
+    cell_const: tuple[float, float] = (0.0, 3.0)  # flat part
+    p_cell_const: float = 0.8
+    cell_compton: tuple[float, float] = (0.0, 1.0)  # Compton-like rise ...
+    cell_compton_q: tuple[float, float] = (1.0, 5.0)  # ... over this Q (Å⁻¹)
+    cell_lowq: tuple[float, float] = (1e-3, 2.0)  # log-uniform low-Q scatter ...
+    cell_lowq_tau: tuple[float, float] = (0.05, 0.6)  # ... decaying over this Q (log-uniform, Å⁻¹)
+    cell_poly_sd: float = 0.08  # sd of the Chebyshev terms (degree ≤ 3) across the range
+    background_floor: float = 0.02  # of the background's maximum
+    p_gap_more: float = 0.5  # a pattern with a gap has another (up to three)
 
 
 @dataclass
@@ -559,7 +581,7 @@ class Synthesizer:
         counts = np.where(unmasked, log_uniform(rng, *cfg.counts_unmasked, m), log_uniform(rng, *cfg.counts, m))
         boost = np.where(unmasked, rng.uniform(*cfg.noise_boost_unmasked, m),
                          log_uniform(rng, *cfg.noise_boost_masked, m))
-        cut, soft = rng.uniform(15.0, 60.0, m), rng.uniform(2.0, 10.0, m)
+        cut, soft = rng.uniform(*cfg.aperture_cutoff_deg, m), rng.uniform(*cfg.aperture_softness_deg, m)
         sigma = boost * np.sqrt(counts)  # noise σ at the background maximum
 
         # --- per phase: presence, lattice, broadening, texture, crystals, strength
@@ -658,36 +680,36 @@ class Synthesizer:
         s_inst = inst[:, None] * rng.uniform(*cfg.spot_fwhm_factor, (m, ns))
         extra(np.where(unmasked, n_spots, rng.random(m) < cfg.p_spots_masked),
               sq, peak_fwhm_q(sq, wl[:, None], s_inst, np.full((m, ns), 1e12), np.zeros((m, ns))),
-              rng.uniform(0, 0.3, (m, ns)),
+              rng.uniform(*cfg.spot_eta, (m, ns)),
               self._strength(unmasked, counts, sigma, cfg.spot_snr, cfg.spot_pbr, (m, ns), rng))
         amorph = rng.integers(1, 3, m) * (rng.random(m) < cfg.p_amorphous)
         extra(amorph, rng.uniform(grid.q_min, grid.q_max, (m, 2)), log_uniform(rng, *cfg.amorphous_fwhm_q, (m, 2)),
               np.zeros((m, 2)),
               self._strength(unmasked, counts, sigma, cfg.amorphous_snr, cfg.amorphous_pbr, (m, 2), rng))
         nb = cfg.residual_bumps[1]
-        sign = np.where(rng.random((m, nb)) < 0.8, 1.0, -1.0)
+        sign = np.where(rng.random((m, nb)) < cfg.p_residual_positive, 1.0, -1.0)
         extra(np.where(unmasked, 0, rng.integers(cfg.residual_bumps[0], nb + 1, m)),
-              rng.uniform(grid.q_min, grid.q_max, (m, nb)), log_uniform(rng, 0.04, 0.4, (m, nb)),
+              rng.uniform(grid.q_min, grid.q_max, (m, nb)), log_uniform(rng, *cfg.residual_fwhm_q, (m, nb)),
               np.zeros((m, nb)), sign * log_uniform(rng, *cfg.residual_snr, (m, nb)) * sigma[:, None])
 
         # --- background (at resolution BG_LEVEL): fluid humps, cell, aperture; counts at its maximum
         kq = self._bg_q
         ktth = q_to_tth_rad(kq, wl[:, None], s_max=0.9999)
-        q1 = rng.uniform(1.7, 2.8, m)
-        centers = np.stack([q1, q1 + rng.uniform(0.7, 1.4, m)], 1)
-        widths = np.stack([rng.uniform(0.2, 0.8, m), rng.uniform(0.3, 1.0, m)], 1)
-        amps = np.stack([np.ones(m), rng.uniform(0, 0.8, m)], 1) * rng.uniform(0.1, 1.0, m)[:, None]
+        q1 = rng.uniform(*cfg.fluid_q, m)
+        centers = np.stack([q1, q1 + rng.uniform(*cfg.fluid_separation_q, m)], 1)
+        widths = np.stack([rng.uniform(*cfg.fluid_width_q[0], m), rng.uniform(*cfg.fluid_width_q[1], m)], 1)
+        amps = np.stack([np.ones(m), rng.uniform(*cfg.fluid_second_amp, m)], 1) * rng.uniform(*cfg.fluid_amp, m)[:, None]
         cellp = {
-            "const": rng.uniform(0, 3.0, m) * (rng.random(m) < 0.8),
-            "compton": rng.uniform(0, 1.0, m), "compton_q": rng.uniform(1.0, 5.0, m),
-            "lowq": log_uniform(rng, 1e-3, 2.0, m), "lowq_tau": log_uniform(rng, 0.05, 0.6, m),
-            "poly": rng.normal(0, 0.08, (m, 4)),
+            "const": rng.uniform(*cfg.cell_const, m) * (rng.random(m) < cfg.p_cell_const),
+            "compton": rng.uniform(*cfg.cell_compton, m), "compton_q": rng.uniform(*cfg.cell_compton_q, m),
+            "lowq": log_uniform(rng, *cfg.cell_lowq, m), "lowq_tau": log_uniform(rng, *cfg.cell_lowq_tau, m),
+            "poly": rng.normal(0, cfg.cell_poly_sd, (m, 4)),
         }
         bg = fluid_background(kq, centers, widths, amps) + cell_background(kq, cellp, (grid.q_min, grid.q_max))
         bg = np.maximum(bg, 0) * aperture(np.rad2deg(ktth), cut[:, None], soft[:, None])
         inside = (kq >= grid.q_min) & (kq <= grid.q_max)
         bg /= np.maximum(bg[:, inside].max(1, keepdims=True), 1e-12)
-        bg = (np.maximum(bg, 0.02) * counts[:, None]).astype(np.float32)
+        bg = (np.maximum(bg, cfg.background_floor) * counts[:, None]).astype(np.float32)
 
         # --- peaks + background, noise on everything; the masked look then loses its background
         out = batch.intensity[sl]
@@ -701,8 +723,8 @@ class Synthesizer:
         # masked: background subtracted with a small level error, baseline left at 0–4 σ
         masked = np.flatnonzero(~unmasked)
         if masked.size:
-            est = bg[masked] * (1 + rng.normal(0, 0.002, masked.size)).astype(np.float32)[:, None]
-            est -= (rng.uniform(0, 4, masked.size) * sigma[masked]).astype(np.float32)[:, None]
+            est = bg[masked] * (1 + rng.normal(0, cfg.subtraction_level_error, masked.size)).astype(np.float32)[:, None]
+            est -= (rng.uniform(*cfg.subtraction_undershoot, masked.size) * sigma[masked]).astype(np.float32)[:, None]
             out[masked] -= expand(est, BG_LEVEL, grid.n)
 
         # --- coverage: measured range and detector gaps
@@ -714,7 +736,7 @@ class Synthesizer:
             c = grid.index(rng.uniform(grid.q_min, grid.q_max, gap_rows.size))[:, None]
             half = (rng.uniform(*cfg.gap_width_q, gap_rows.size) / grid.step / 2)[:, None]
             cov[gap_rows] &= np.abs(idx - c) > half
-            gap_rows = gap_rows[rng.random(gap_rows.size) < 0.5]
+            gap_rows = gap_rows[rng.random(gap_rows.size) < cfg.p_gap_more]
         out *= cov
         batch.labels[sl] = visible[:, :n_t]
         batch.wavelength[sl] = wl
