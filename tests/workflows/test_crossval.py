@@ -15,6 +15,7 @@ from xrdmtl.workflows.crossval import (
     nearest_neighbour_vote,
     strata_of,
     stratified_split,
+    training_draw,
     vote_features,
 )
 
@@ -78,3 +79,11 @@ def test_stratified_split_covers_every_class() -> None:
     a = stratified_split(strata, 10, np.random.default_rng([0, 10, 1]))
     b = stratified_split(strata, 10, np.random.default_rng([0, 10, 1]))
     assert (a == b).all()
+
+
+def test_one_training_draw_for_crossval_and_the_experiment() -> None:
+    labels = np.array([[1, 0], [0, 1], [1, 1], [0, 0]] * 6, np.uint8)
+    a = training_draw(labels, 8, seed=1, split=2)
+    assert np.array_equal(a, training_draw(labels, 8, seed=1, split=2))
+    assert not np.array_equal(a, training_draw(labels, 8, seed=1, split=3))
+    assert len(a) == 8 and len(np.unique(a)) == 8

@@ -34,6 +34,13 @@ def strata_of(labels: np.ndarray) -> list[str]:
     return ["".join(str(int(v)) for v in row) for row in np.asarray(labels)]
 
 
+def training_draw(labels: np.ndarray, n: int, seed: int, split: int) -> np.ndarray:
+    """The one cross-validation split: indices of the ``n`` labeled patterns that split ``split`` of
+    ``seed`` trains on (stratified by label combination, :func:`stratified_split`), the same draw
+    wherever it is made (``crossval`` and the experiment's measured-pattern comparison alike)."""
+    return stratified_split(strata_of(labels), n, np.random.default_rng([seed, split, n, 29]))
+
+
 def stratified_split(strata: Sequence[str], n: int, rng: np.random.Generator) -> np.ndarray:
     """Indices of ``n`` items drawn so each stratum is represented in proportion to its size (at
     least one of each stratum while ``n`` allows, largest remainders first), sorted."""
@@ -190,11 +197,10 @@ def crossvalidate(
     plans: list[tuple[Scheme, list[np.ndarray]]] = []
     if leave_one_out:
         plans.append((Scheme(n - 1, True), [np.setdiff1d(np.arange(n), [i]) for i in range(n)]))
-    strata = strata_of(labels)
     for k in ns:
         if not 1 < k < n:
             raise ValueError(f"N must lie between 2 and {n - 1}, got {k}")
-        draws = [stratified_split(strata, k, np.random.default_rng([seed, k, j])) for j in range(splits)]
+        draws = [training_draw(labels, k, seed, j) for j in range(splits)]
         plans.append((Scheme(k, False), draws))
     for scheme, draws in plans:
         t0 = time.perf_counter()

@@ -555,7 +555,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
         t0 = time.perf_counter()
         hdac: dict[str, Any] = {"available": hd is not None, "cv": {}}
         if hd is not None:
-            from .crossval import strata_of, stratified_split
+            from .crossval import training_draw
 
             hdac["n"] = len(tests["hdac_unmasked"])
             hdac["splits"] = config.hdac_splits
@@ -584,8 +584,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                     for split in range(config.hdac_splits):
                         for n in config.hdac_ns:
                             # stratified by label combination; the same split for both views
-                            idx = stratified_split(strata_of(hset.labels), n,
-                                                   np.random.default_rng([seed, split, n, 29]))
+                            idx = training_draw(hset.labels, n, seed, split)
                             bar.update(description=f"cv {v} N={n} seed {seed} split {split}")
                             model, was_reused = run_finetune(
                                 base_models[seed], hset, idx, seed, config,
