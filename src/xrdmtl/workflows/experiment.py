@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 
@@ -39,7 +39,7 @@ from ..model.preprocess import model_input
 from ..physics.grid import DEFAULT_GRID, QGrid
 from ..progress import ProgressBar
 
-PAPER = {
+PAPER: Paper = {
     "source": "Li et al., arXiv 2403.10042 (Adv. Intell. Syst. 6(12), 2024)",
     "synthetic_only_exact": 0.70,
     "few_labeled_exact": 0.90,
@@ -50,6 +50,143 @@ VIEWS: tuple[Literal["unmasked", "masked"], ...] = ("unmasked", "masked")
 HDAC_WAVELENGTH = 0.561  # Å, see shared/data/hdac/PROVENANCE.md
 RRUFF_WAVELENGTH = 1.5418  # Å, Cu Kα: RRUFF powder patterns state none
 HISTORY_POINTS = 100  # learning-curve points kept per run
+
+
+# ------------------------------------------------------------------------------------------ results
+# The schema of results.json, typed: run_experiment writes it, the report reads it, mypy checks both.
+
+
+class StatDict(TypedDict):
+    mean: float
+    sd: float
+    n: int
+    values: list[float]
+
+
+class SetSummary(TypedDict):
+    """One setting on one test set, over its seeds."""
+
+    exact: StatDict
+    f1: StatDict  # macro F1
+    acc: dict[str, StatDict]  # per phase
+
+
+class Confusion(TypedDict):
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+
+
+class PerFile(TypedDict):
+    file: str
+    labels: dict[str, int]
+    probs: dict[str, float]
+    agree: bool
+
+
+class SettingResult(TypedDict):
+    label: str
+    arch: str
+    loss: str
+    train_view: str
+    params: int
+    train_time_s: StatDict
+    history: list[list[list[float]]]  # per seed: (step, loss) pairs
+    val_curve: list[Any]  # per seed: the evaluation rows
+    metrics: dict[str, SetSummary]  # per test set
+    confusion: dict[str, dict[str, Confusion]]  # per test set, per phase (summed over seeds)
+    per_file: dict[str, list[PerFile]]  # measured sets, base setting only
+
+
+class TestSetInfo(TypedDict):
+    kind: str  # simulated | measured
+    n: int
+    description: str
+    wavelength: float | None
+
+
+class EfficiencyPoint(TypedDict):
+    n: int
+    exact: StatDict
+    f1: StatDict
+
+
+class CvPoint(TypedDict):
+    n: int
+    exact: StatDict
+    runs: int
+
+
+class CleanSummary(TypedDict):
+    exact: StatDict
+    n: int
+
+
+class HdacResults(TypedDict, total=False):
+    """The paper's measured patterns; only ``available`` and ``cv`` when they are absent."""
+
+    available: bool
+    cv: dict[str, list[CvPoint]]  # per view
+    n: int
+    splits: int
+    synthetic_only: dict[str, SetSummary]
+    contradicted: dict[str, list[str]]
+    synthetic_only_uncontradicted: dict[str, CleanSummary]
+    cv_uncontradicted: dict[str, list[CvPoint]]
+    cv_base: dict[str, list[CvPoint]]
+    cv_base_uncontradicted: dict[str, list[CvPoint]]
+
+
+class Masking(TypedDict):
+    train: dict[str, str]  # mixed / unmasked / masked → setting
+    test_sets: list[str]
+
+
+class Comparisons(TypedDict):
+    primary_test_set: str
+    base: str
+    architecture: list[str]
+    loss: list[str]
+    tailored_loss: str
+    plain_loss: str
+    masking: Masking
+    data_efficiency_view: str
+    few_n: int
+
+
+class Meta(TypedDict):
+    command: str
+    preset: str
+    config: dict[str, Any]
+    versions: dict[str, str]
+    seeds: list[int]
+    phases: list[str]
+    started: str
+    wall_time_s: float
+    stage_time_s: dict[str, float]
+    reused_runs: dict[str, list[int]]
+    cpus: int
+    synth: dict[str, Any]
+    device: str
+
+
+class Paper(TypedDict):
+    source: str
+    synthetic_only_exact: float
+    few_labeled_exact: float
+
+
+class ResultsData(TypedDict):
+    schema: int
+    meta: Meta
+    paper: Paper
+    test_sets: dict[str, TestSetInfo]
+    settings: dict[str, SettingResult]
+    comparisons: Comparisons
+    data_efficiency: dict[str, list[EfficiencyPoint]]
+    hdac: HdacResults
+    examples: list[dict[str, Any]]
 
 
 # ----------------------------------------------------------------------------------------- statistics
@@ -70,11 +207,11 @@ class Stat:
         sd = float(v.std(ddof=1)) if v.size > 1 else 0.0
         return cls(round(float(v.mean()), 6), round(sd, 6), int(v.size), tuple(round(float(x), 6) for x in v))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> StatDict:
         return {"mean": self.mean, "sd": self.sd, "n": self.n, "values": list(self.values)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> Stat:
+    def from_dict(cls, d: StatDict | dict[str, Any]) -> Stat:
         return cls(float(d["mean"]), float(d["sd"]), int(d["n"]), tuple(d.get("values", ())))
 
 
@@ -171,7 +308,7 @@ class LabeledSet:
     def __len__(self) -> int:
         return len(self.files)
 
-    def info(self) -> dict:
+    def info(self) -> TestSetInfo:
         return {"kind": self.kind, "n": len(self), "description": self.description,
                 "wavelength": self.wavelength}
 
@@ -395,9 +532,10 @@ def _write_json(path: Path, data: Any) -> None:
 
 @dataclass
 class ExperimentResults:
-    """Everything the report needs, as the JSON-ready dictionary ``data`` (see ``results.json``)."""
+    """Everything the report needs, as the JSON-ready dictionary ``data`` (``results.json``; its
+    schema is :class:`ResultsData`)."""
 
-    data: dict
+    data: ResultsData
     path: Path
 
     @classmethod
@@ -421,7 +559,7 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def _summary(values: Sequence[dict], phases: Sequence[str]) -> dict:
+def _summary(values: Sequence[dict[str, Any]], phases: Sequence[str]) -> SetSummary:
     """Per-seed evaluations of one setting on one set → Stat dicts (confusion summed)."""
     return {
         "exact": Stat.of([v["exact"] for v in values]).to_dict(),
@@ -489,7 +627,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
 
         # -- the settings of comparisons 1, 2 and 4
         t0 = time.perf_counter()
-        settings_out: dict[str, dict] = {}
+        settings_out: dict[str, SettingResult] = {}
         reused: dict[str, list[bool]] = {"training_runs": [], "finetune_runs": []}  # from the run cache
         base_models: dict[int, Path] = {}
         for key, setting in settings.items():
@@ -516,8 +654,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                 "val_curve": [r["val_curve"] for r in records],
                 "metrics": {t: _summary(evals[t], phases) for t in tests},
                 "confusion": {
-                    t: {p: {k: sum(e["confusion"][p][k] for e in evals[t]) for k in ("tp", "fp", "fn", "tn")}
-                        for p in phases}
+                    t: {p: _confusion_sum([e["confusion"][p] for e in evals[t]]) for p in phases}
                     for t in tests
                 },
                 "per_file": {
@@ -529,11 +666,11 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
 
         # -- comparison 3: data efficiency on simulated frames
         t0 = time.perf_counter()
-        data_eff: dict[str, list[dict]] = {}
+        data_eff: dict[str, list[EfficiencyPoint]] = {}
         for v in VIEWS:
             ts = f"sim_{v}"
             base = settings_out["mtl"]["metrics"][ts]
-            pts = [{"n": 0, "exact": base["exact"], "f1": base["f1"]}]
+            pts: list[EfficiencyPoint] = [{"n": 0, "exact": base["exact"], "f1": base["f1"]}]
             for n in config.finetune_ns:
                 ex, f1 = [], []
                 for seed in seeds:
@@ -553,7 +690,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
 
         # -- the paper's measured patterns: cross-validated fine-tuning
         t0 = time.perf_counter()
-        hdac: dict[str, Any] = {"available": hd is not None, "cv": {}}
+        hdac: HdacResults = {"available": hd is not None, "cv": {}}
         if hd is not None:
             from .crossval import training_draw
 
@@ -574,7 +711,6 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                             for probs, thr in base_out.values()]
                 hdac["synthetic_only_uncontradicted"][v] = {"exact": Stat.of(so_clean).to_dict(),
                                                              "n": int(clean.sum())}
-                pts = []
                 runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
                 runs_clean: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
                 base_runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
@@ -601,13 +737,10 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                             base_runs[n].append(evaluate(bp, rest.labels, base_thr, phases)["exact"])
                             base_clean[n].append(evaluate(bp[keep], rest.labels[keep], base_thr, phases)["exact"])
                             bar.update(1, description=f"cv {v} N={n} seed {seed} split {split}")
-                for n in config.hdac_ns:
-                    pts.append({"n": n, "exact": Stat.of(runs[n]).to_dict(), "runs": len(runs[n])})
-                hdac["cv"][v] = pts
-                for key, values in (("cv_uncontradicted", runs_clean), ("cv_base", base_runs),
-                                    ("cv_base_uncontradicted", base_clean)):
-                    hdac[key][v] = [{"n": n, "exact": Stat.of(values[n]).to_dict(), "runs": len(values[n])}
-                                    for n in config.hdac_ns]
+                hdac["cv"][v] = _cv_points(runs)
+                hdac["cv_uncontradicted"][v] = _cv_points(runs_clean)
+                hdac["cv_base"][v] = _cv_points(base_runs)
+                hdac["cv_base_uncontradicted"][v] = _cv_points(base_clean)
         stage["finetune_measured"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -616,7 +749,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
     finally:
         bar.close()
 
-    data_out = {
+    data_out: ResultsData = {
         "schema": 1,
         "meta": {
             "command": command or f"run_experiment({str(out)!r}, ExperimentConfig.preset({config.preset_name!r}))",
@@ -659,6 +792,16 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
     return ExperimentResults(data_out, path)
 
 
+def _confusion_sum(parts: Sequence[dict[str, int]]) -> Confusion:
+    return {"tp": sum(c["tp"] for c in parts), "fp": sum(c["fp"] for c in parts),
+            "fn": sum(c["fn"] for c in parts), "tn": sum(c["tn"] for c in parts)}
+
+
+def _cv_points(runs: dict[int, list[float]]) -> list[CvPoint]:
+    """Per N (in order): the exact match over the cross-validation runs."""
+    return [{"n": n, "exact": Stat.of(values).to_dict(), "runs": len(values)} for n, values in runs.items()]
+
+
 def _loss_key(loss: str, base_loss: str) -> str:
     return "mtl" if loss == base_loss else f"mtl_{loss}"
 
@@ -676,7 +819,7 @@ def _subset(s: LabeledSet, idx: np.ndarray) -> LabeledSet:
                    labels=s.labels[idx])
 
 
-def _per_file(s: LabeledSet, probs: np.ndarray, thr: np.ndarray, phases: Sequence[str]) -> list[dict]:
+def _per_file(s: LabeledSet, probs: np.ndarray, thr: np.ndarray, phases: Sequence[str]) -> list[PerFile]:
     calls = probs >= thr
     return [
         {"file": f.name, "labels": {p: int(s.labels[i, j]) for j, p in enumerate(phases)},

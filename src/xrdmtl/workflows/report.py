@@ -16,12 +16,22 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import numpy as np
 
 from ..atomic import write_bytes
-from .experiment import VIEWS, ExperimentResults, Stat, verdict
+from .experiment import (
+    VIEWS,
+    ExperimentResults,
+    Meta,
+    PerFile,
+    ResultsData,
+    SettingResult,
+    Stat,
+    StatDict,
+    verdict,
+)
 
 FIGURE_DPI = 110
 
@@ -77,7 +87,7 @@ def num_sd(s: Stat, digits: int = 1) -> str:
     return f"{s.mean:.{digits}f} ± {s.sd:.{digits}f}"
 
 
-def stat(d: dict) -> Stat:
+def stat(d: StatDict | dict[str, Any]) -> Stat:
     return Stat.from_dict(d)
 
 
@@ -163,7 +173,7 @@ def _png(fig: Any) -> bytes:
 # -------------------------------------------------------------------------------------------- figures
 
 
-def fig_learning_curves(res: dict) -> bytes:
+def fig_learning_curves(res: ResultsData) -> bytes:
     """Training loss and validation exact match (held-out synthetic set) against step, for every
     setting: seed mean, band min–max."""
     import matplotlib.pyplot as plt
@@ -192,28 +202,38 @@ def fig_learning_curves(res: dict) -> bytes:
     return _png(fig)
 
 
-def fig_data_efficiency(res: dict) -> bytes:
+class Point(TypedDict):
+    """A point of a data-efficiency curve: N labeled patterns and the exact match."""
+
+    n: int
+    exact: StatDict
+
+
+def fig_data_efficiency(res: ResultsData) -> bytes:
     """Exact-match accuracy against the number of labeled experimental patterns, next to the paper."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    curves = {f"simulated frames, {v}": pts for v, pts in res["data_efficiency"].items()}
+    curves: dict[str, list[Point]] = {
+        f"simulated frames, {v}": [Point(n=p["n"], exact=p["exact"]) for p in pts]
+        for v, pts in res["data_efficiency"].items()
+    }
     if res["hdac"]["available"]:
         so = res["hdac"]["synthetic_only"]
         for view, pts in res["hdac"]["cv"].items():
             curves[f"paper's measured patterns, {view}"] = [
-                {"n": 0, "exact": so[view]["exact"]}, *pts
+                Point(n=0, exact=so[view]["exact"]), *(Point(n=p["n"], exact=p["exact"]) for p in pts)
             ]
         if "cv_uncontradicted" in res["hdac"]:
             view = res["comparisons"]["data_efficiency_view"]
             curves[f"paper's measured patterns, {view}, uncontradicted labels"] = [
-                {"n": 0, "exact": res["hdac"]["synthetic_only_uncontradicted"][view]["exact"]},
-                *res["hdac"]["cv_uncontradicted"][view],
+                Point(n=0, exact=res["hdac"]["synthetic_only_uncontradicted"][view]["exact"]),
+                *(Point(n=p["n"], exact=p["exact"]) for p in res["hdac"]["cv_uncontradicted"][view]),
             ]
-    for label, pts in curves.items():
-        n = np.array([p["n"] for p in pts], dtype=float)
-        m = np.array([p["exact"]["mean"] for p in pts]) * 100
-        sd = np.array([p["exact"]["sd"] for p in pts]) * 100
+    for label, curve in curves.items():
+        n = np.array([p["n"] for p in curve], dtype=float)
+        m = np.array([p["exact"]["mean"] for p in curve]) * 100
+        sd = np.array([p["exact"]["sd"] for p in curve]) * 100
         x = np.maximum(n, 1.0)
         ax.errorbar(x, m, yerr=sd, marker="o", capsize=3, label=label)
     paper = res["paper"]
@@ -233,7 +253,7 @@ def fig_data_efficiency(res: dict) -> bytes:
     return _png(fig)
 
 
-def fig_confusion(res: dict, key: str) -> bytes:
+def fig_confusion(res: ResultsData, key: str) -> bytes:
     """Per-phase 2×2 confusion matrices (counts summed over seeds) on every test set."""
     import matplotlib.pyplot as plt
 
@@ -263,7 +283,7 @@ def fig_confusion(res: dict, key: str) -> bytes:
     return _png(fig)
 
 
-def fig_example(res: dict, e: dict, path: Path) -> bytes:
+def fig_example(res: ResultsData, e: dict, path: Path) -> bytes:
     """One test pattern (background-removed channel) with the reference sticks of the phases the model
     called and the saliency that drove each call, drawn by :func:`xrdmtl.io.plots.plot_pattern`."""
     from ..io.plots import plot_pattern
@@ -285,7 +305,7 @@ def fig_example(res: dict, e: dict, path: Path) -> bytes:
     return path.read_bytes()
 
 
-def fig_comparisons(res: dict) -> bytes:
+def fig_comparisons(res: ResultsData) -> bytes:
     """Exact match (mean ± sd over seeds) of every setting on every test set, as grouped bars."""
     import matplotlib.pyplot as plt
 
@@ -309,12 +329,12 @@ def fig_comparisons(res: dict) -> bytes:
 # ------------------------------------------------------------------------------------------- sections
 
 
-def _metric_row(s: dict, ts: str, phases: Sequence[str]) -> list[str]:
+def _metric_row(s: SettingResult, ts: str, phases: Sequence[str]) -> list[str]:
     m = s["metrics"][ts]
     return [pct_sd(stat(m["exact"])), pct_sd(stat(m["f1"]))] + [pct_sd(stat(m["acc"][p])) for p in phases]
 
 
-def _compare(res: dict, key_a: str, key_b: str) -> tuple[str, str]:
+def _compare(res: ResultsData, key_a: str, key_b: str) -> tuple[str, str]:
     """Two settings compared on exact match (primary test set, and the measured unmasked patterns
     when present): one or two sentences, and the verdict on the primary set."""
     st = res["settings"]
@@ -333,7 +353,7 @@ def _compare(res: dict, key_a: str, key_b: str) -> tuple[str, str]:
     return " ".join(out), first
 
 
-def section_architecture(res: dict) -> list[Block]:
+def section_architecture(res: ResultsData) -> list[Block]:
     phases = res["meta"]["phases"]
     comp = res["comparisons"]
     ts = comp["primary_test_set"]
@@ -351,7 +371,7 @@ def section_architecture(res: dict) -> list[Block]:
     ]
 
 
-def section_loss(res: dict) -> list[Block]:
+def section_loss(res: ResultsData) -> list[Block]:
     phases = res["meta"]["phases"]
     comp = res["comparisons"]
     ts = comp["primary_test_set"]
@@ -366,7 +386,7 @@ def section_loss(res: dict) -> list[Block]:
     ]
 
 
-def section_data_efficiency(res: dict) -> list[Block]:
+def section_data_efficiency(res: ResultsData) -> list[Block]:
     blocks: list[Block] = [
         Heading("3. Data efficiency: synthetic only, then a few labeled experimental patterns"),
         Para(
@@ -381,7 +401,7 @@ def section_data_efficiency(res: dict) -> list[Block]:
     return blocks
 
 
-def section_masking(res: dict) -> list[Block]:
+def section_masking(res: ResultsData) -> list[Block]:
     comp = res["comparisons"]["masking"]
     tests = comp["test_sets"]
     rows = []
@@ -398,7 +418,7 @@ def section_masking(res: dict) -> list[Block]:
     ]
 
 
-def section_real(res: dict) -> list[Block]:
+def section_real(res: ResultsData) -> list[Block]:
     phases = res["meta"]["phases"]
     comp = res["comparisons"]
     blocks: list[Block] = [Heading("Real patterns")]
@@ -424,7 +444,7 @@ def section_real(res: dict) -> list[Block]:
         if base["per_file"].get(t):
             families.setdefault(t.removesuffix("_unmasked").removesuffix("_masked"), []).append(t)
     for fam, sets in families.items():
-        by_file: dict[str, dict[str, dict]] = {}
+        by_file: dict[str, dict[str, PerFile]] = {}
         for t in sets:
             for r in base["per_file"][t]:
                 by_file.setdefault(r["file"], {})[t] = r
@@ -433,9 +453,9 @@ def section_real(res: dict) -> list[Block]:
             labels = " / ".join(dict.fromkeys(" ".join(str(r["labels"][p]) for p in phases) for r in recs.values()))
             row = [f, labels]
             for t in sets:
-                r = recs.get(t)
-                row += ([" ".join(f"{r['probs'][p]:.2f}" for p in phases), "yes" if r["agree"] else "**no**"]
-                        if r else ["not in this set", "not in this set"])
+                rec = recs.get(t)
+                row += ([" ".join(f"{rec['probs'][p]:.2f}" for p in phases), "yes" if rec["agree"] else "**no**"]
+                        if rec else ["not in this set", "not in this set"])
             rows.append(row)
         header = ["file", "labels (" + ", ".join(phases) + ")"]
         for t in sets:
@@ -479,7 +499,7 @@ def section_real(res: dict) -> list[Block]:
     return blocks
 
 
-def _frames_vs_measured(res: dict, view: str) -> str:
+def _frames_vs_measured(res: ResultsData, view: str) -> str:
     """A sentence when the simulated frames and the measured patterns disagree beyond the spread."""
     if not res["hdac"]["available"]:
         return ""
@@ -496,7 +516,7 @@ def _frames_vs_measured(res: dict, view: str) -> str:
     )
 
 
-def _finetune_lift(res: dict, view: str, few_n: int) -> str:
+def _finetune_lift(res: ResultsData, view: str, few_n: int) -> str:
     """What fine-tuning did on the measured patterns, against the base model on the same held-out ones."""
     hd = res["hdac"]
     if not hd["available"] or "cv_base" not in hd:
@@ -521,7 +541,7 @@ def _finetune_lift(res: dict, view: str, few_n: int) -> str:
     )
 
 
-def _reused_text(meta: dict) -> str:
+def _reused_text(meta: Meta | dict[str, Any]) -> str:
     """A sentence when runs came from the run cache, so the wall time is not read as their cost."""
     reused = meta.get("reused_runs", {})
     if not any(k for k, _ in reused.values()):
@@ -533,7 +553,7 @@ def _reused_text(meta: dict) -> str:
             "are those measured when each run was made.")
 
 
-def section_paper(res: dict) -> list[Block]:
+def section_paper(res: ResultsData) -> list[Block]:
     """'Ours next to the paper': each comparison, the verdict, and where we differ."""
     comp = res["comparisons"]
     st = res["settings"]
@@ -635,7 +655,7 @@ def section_paper(res: dict) -> list[Block]:
     return [Heading("Ours next to the paper"), Table(["claim", "paper", "ours"], rows, "Summary"), *paras]
 
 
-def section_provenance(res: dict) -> list[Block]:
+def section_provenance(res: ResultsData) -> list[Block]:
     meta = res["meta"]
     rows = [[k, v] for k, v in meta["versions"].items()]
     times = [[k, f"{v:.1f}"] for k, v in meta["stage_time_s"].items()]
@@ -658,7 +678,7 @@ def section_provenance(res: dict) -> list[Block]:
     ]
 
 
-def build_blocks(res: dict, out: Path) -> tuple[list[Block], dict[str, bytes]]:
+def build_blocks(res: ResultsData, out: Path) -> tuple[list[Block], dict[str, bytes]]:
     """The report's blocks and the PNG figures they reference (by file name; some drawn into ``out``)."""
     comp = res["comparisons"]
     figs = {
@@ -719,7 +739,7 @@ def write_report(results: ExperimentResults | dict | str | Path, out_dir: str | 
     matplotlib.use("Agg")
     if isinstance(results, str | Path):
         results = ExperimentResults.load(results)
-    res = results.data if isinstance(results, ExperimentResults) else results
+    res = results.data if isinstance(results, ExperimentResults) else cast(ResultsData, results)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     blocks, figs = build_blocks(res, out)
