@@ -25,6 +25,7 @@ _EXPORTS = {
     "DEFAULT_GRID": "physics.grid",
     "Pattern": "physics.pattern",
     "load_pattern": "io.readers",
+    "ReadOptions": "io.read",
     "Phase": "physics.phases",
     "get_phase": "physics.phases",
     "TARGETS": "physics.phases",
