@@ -7,7 +7,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,24 +105,27 @@ def adapt_synthesizer(
     synth: Any, fitted: Mapping[str, Mapping], halfwidth: float = 0.004
 ) -> tuple[Any, dict]:
     """A copy of ``synth`` whose targets draw their lattice scale from ``fitted[name]['scale'] ±
-    halfwidth`` (kept inside the phase's own range); targets without a fit keep their range.
+    halfwidth`` (kept inside the range ``synth`` draws the phase from); targets without a fit keep
+    their range. The adapted ranges are the synthesis' per-phase overrides
+    (``SynthConfig.lattice_ranges``, by exact name), taken as they are.
 
     Returns the new synthesizer and, per adapted phase, the range it now draws from.
     """
-    targets, ranges = [], {}
-    for phase in synth.targets:
+    overrides = dict(synth.config.lattice_ranges)
+    ranges = {}
+    for i, phase in enumerate(synth.targets):
         fit = fitted.get(phase.name)
         if fit is None:
-            targets.append(phase)
             continue
-        lo, hi = phase.priors.lattice_range
+        lo, hi = (float(v) for v in synth.lattice_ranges[i])  # what the synthesis draws from now
         s = float(fit["scale"])
         new = (max(lo, s - halfwidth), min(hi, s + halfwidth))
-        targets.append(phase.with_priors(lattice_range=new))
+        overrides[phase.name] = new
         ranges[phase.name] = [round(new[0], 5), round(new[1], 5)]
     extra = {k: getattr(synth, k) for k in ("chunk", "workers") if hasattr(synth, k)}
     new_synth = type(synth)(
-        targets, synth.grid, distractors=synth.distractors, config=synth.config, **extra
+        synth.targets, synth.grid, distractors=synth.distractors,
+        config=replace(synth.config, lattice_ranges=overrides), **extra,
     )
     return new_synth, ranges
 
