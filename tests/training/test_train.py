@@ -154,7 +154,8 @@ def test_cli_train_and_finetune_on_measured_patterns(tmp_path) -> None:
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "quartz" in res.output
-    assert load_model(tmp_path / "ft").meta["training"]["finetune"]["n_labeled"] == 3
+    assert json.loads((tmp_path / "ft" / "adaptation.json").read_text())["n_labeled"] == 3
+    load_model(tmp_path / "ft")  # an adapted model folder loads like any other
 
 
 def test_cli_train_tracks_labeled_frames_with_geometry(tmp_path) -> None:
