@@ -67,8 +67,13 @@ class Adapted:
     n_pseudo: int = 0  # unlabeled patterns taken as references with their confident calls
 
 
-def _key(c: Candidate) -> tuple[float, float]:
-    return (c.exact, -c.brier)
+def _summary(c: Candidate) -> dict[str, Any]:
+    """A candidate's settings and scores (without the per-pattern Brier scores)."""
+    return {k: v for k, v in dataclasses.asdict(c).items() if k != "brier_rows"}
+
+
+def _key(c: Candidate) -> float:
+    return -c.brier
 
 
 def _out_of_fold(
@@ -238,7 +243,7 @@ class AdaptReport:
 
     def to_dict(self) -> dict[str, Any]:
         def rows(cands: list[Candidate]) -> list[dict[str, Any]]:
-            return [dataclasses.asdict(c) for c in cands]
+            return [_summary(c) for c in cands]
 
         return {
             "version": ADAPT_VERSION,
@@ -249,7 +254,7 @@ class AdaptReport:
             "left_out_of_vote": self.left_out,
             "network_fine_tuned": self.adapted.network_tuned,
             "n_pseudo_labeled": self.adapted.n_pseudo,
-            "chosen": {**dataclasses.asdict(self.chosen), "description": self.chosen.describe()},
+            "chosen": {**_summary(self.chosen), "description": self.chosen.describe()},
             "leave_one_out_base_network": rows(self.adapted.candidates_base),
             "leave_one_out_tuned_network": rows(self.adapted.candidates_tuned),
             "seconds": round(self.seconds, 1),
@@ -310,7 +315,7 @@ def adapt_to_labels(
                 "network_fine_tuned": adapted.network_tuned,
                 "n_unlabeled": 0 if extra is None else len(extra[0]),
                 "n_pseudo_labeled": adapted.n_pseudo,
-                "chosen": dataclasses.asdict(adapted.fit.chosen),
+                "chosen": _summary(adapted.fit.chosen),
                 "wavelength": wavelength,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
