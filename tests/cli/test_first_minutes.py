@@ -60,8 +60,8 @@ def test_file_names_keep_one_line_at_80_columns(examples: Path) -> None:
     assert res.exit_code == 0, res.output
     table = [line for line in res.stdout.splitlines() if line.startswith(("│", "┃"))]
     assert all(len(line) <= 80 for line in res.stdout.splitlines())
-    rows = [line for line in table if re.search(r"\d\.\d\d", line)]
-    assert len(rows) == 2  # one line per file: no folded names
+    rows = [line for line in table if re.search(r"\d\.\d\d", line) and line.split("│")[1].strip()]
+    assert len(rows) == 2  # one line per file: no folded names (a long warning may wrap in its own column)
     assert any("integrated.npy" in line for line in rows) and any("c_17.npy" in line for line in rows)
     assert name in out.read_text()  # the CSV keeps the full path
 
