@@ -50,6 +50,7 @@ UNEXPLAINED_MIN_HEIGHT = 0.2  # of the strongest background-removed peak
 UNEXPLAINED_MIN_SNR = 8.0  # noise units
 BATCH_SIZE = 512  # patterns per forward pass inside a chunk
 UNIT_CHECK_MIN_PEAKS = 3  # a 2θ only assumed that explains fewer strong peaks than this is checked against Q
+UNIT_CHECK_MIN_MATCHED = 5  # and another unit is named only where it puts this many strong peaks on reflections
 UNIT_CHECK_HEIGHT = 0.1  # strong peaks for that check: of the strongest background-removed peak
 
 
@@ -93,6 +94,15 @@ class Prediction:
 
 ASSUMED_UNIT_HINT = ("the file names no x unit, read as 2θ: if x is Q, give --x-unit q_A^-1 or q_nm^-1 "
                      "(or d_A for d-spacings)")
+
+
+def _doubtful(pred: Prediction) -> bool:
+    """Whether a pattern read in an assumed 2θ answers as a pattern in another unit would: it could not
+    be predicted, or no phase is called and peaks stand unexplained (the check costs two more readings,
+    so a pattern that answers plainly is not doubted)."""
+    if not pred.ok:
+        return True
+    return not pred.found and pred.explanation is not None and bool(pred.explanation.unexplained)
 
 
 def _provenance(pred: Prediction, pattern: Pattern) -> Prediction:
@@ -234,7 +244,7 @@ class Predictor:
                 inputs[i] = x[k]
         for (_, item), result in zip(items, results, strict=True):
             if result is not None and isinstance(item, Pattern):
-                if item.meta.get("x_unit_assumed"):
+                if item.meta.get("x_unit_assumed") and _doubtful(result):
                     item.meta["unit_note"] = self._other_unit(item)
                 _provenance(result, item)
         return [r for r in results if r is not None], inputs
@@ -267,7 +277,7 @@ class Predictor:
                 other = self._strong_explained(Pattern(pattern.x, pattern.y, unit, pattern.wavelength, pattern.source))
             except XrdmtlError:
                 continue
-            if other and other[0] >= UNIT_CHECK_MIN_PEAKS and other[0] >= 0.9 * other[1] and other[0] >= done + 2:
+            if other and other[0] >= UNIT_CHECK_MIN_MATCHED and other[0] >= 0.9 * other[1] and other[0] >= done + 2:
                 return (f"x looks like {unit}, not 2θ: read as {unit}, {other[0]} of its {other[1]} strong peaks "
                         f"sit on reflections of the model's phases (as 2θ: {done}); give --x-unit {unit} if that "
                         "is its unit")
