@@ -80,6 +80,10 @@ def test_toy_experiment_runs_every_comparison(toy_run: tuple[Path, ExperimentRes
             assert data["hdac"]["synthetic_only_uncontradicted"][v]["n"] == n_clean
             base = data["hdac"]["cv_base"][v]  # the base models on each split's held-out patterns
             assert [p["runs"] for p in base] == [p["runs"] for p in pts]
+            # adaptation and the nearest-neighbour vote on the very same splits
+            for key in ("cv_adapted", "cv_adapted_uncontradicted", "cv_vote"):
+                assert [p["runs"] for p in data["hdac"][key][v]] == [p["runs"] for p in pts]
+                assert all(0.0 <= p["exact"]["mean"] <= 1.0 for p in data["hdac"][key][v])
     assert data["examples"] and data["meta"]["wall_time_s"] > 0
     assert (out / "runs" / ".gitignore").read_text() == "*\n"
 

@@ -34,6 +34,7 @@ from typing import Any, Literal, TypedDict
 import numpy as np
 
 from ..atomic import write_text
+from ..io.labels import LabeledPatterns
 from ..model.metrics import evaluate as score
 from ..model.preprocess import model_input
 from ..physics.grid import DEFAULT_GRID, QGrid
@@ -136,6 +137,10 @@ class HdacResults(TypedDict, total=False):
     cv_uncontradicted: dict[str, list[CvPoint]]
     cv_base: dict[str, list[CvPoint]]
     cv_base_uncontradicted: dict[str, list[CvPoint]]
+    # adaptation (xrdmtl finetune) and a nearest-neighbour vote on the same splits
+    cv_adapted: dict[str, list[CvPoint]]
+    cv_adapted_uncontradicted: dict[str, list[CvPoint]]
+    cv_vote: dict[str, list[CvPoint]]
 
 
 class Masking(TypedDict):
@@ -488,7 +493,6 @@ def run_finetune(base_model: Path, pool: LabeledSet, idx: np.ndarray, seed: int,
                  out_dir: Path) -> tuple[Path, bool]:
     """Fine-tune ``base_model`` on the patterns ``idx`` of ``pool`` (reused when ``out_dir`` already
     holds that run); the new model's folder, and whether it was reused."""
-    from ..io.labels import LabeledPatterns
     from ..training.finetune import finetune
 
     model = out_dir / "model"
@@ -692,7 +696,8 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
         t0 = time.perf_counter()
         hdac: HdacResults = {"available": hd is not None, "cv": {}}
         if hd is not None:
-            from .crossval import training_draw
+            from .adapt import adapt_arrays
+            from .crossval import nearest_neighbour_vote, training_draw, vote_features
 
             hdac["n"] = len(tests["hdac_unmasked"])
             hdac["splits"] = config.hdac_splits
@@ -703,6 +708,7 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
             hdac["cv_uncontradicted"] = {}
             hdac["cv_base"] = {}  # the base models on the same held-out patterns
             hdac["cv_base_uncontradicted"] = {}
+            hdac["cv_adapted"], hdac["cv_adapted_uncontradicted"], hdac["cv_vote"] = {}, {}, {}
             for v in VIEWS:
                 hset = tests[f"hdac_{v}"]
                 clean = np.array([f.name not in hdac["contradicted"][v] for f in hset.files])
@@ -715,6 +721,10 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                 runs_clean: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
                 base_runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
                 base_clean: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
+                adapted_runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
+                adapted_clean: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
+                vote_runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
+                x_all, votes = hset.x, vote_features(hset.intensity, hset.coverage)
                 for seed in seeds:
                     base_probs, base_thr = base_out[seed]
                     for split in range(config.hdac_splits):
@@ -736,11 +746,22 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                             bp = base_probs["all"][rest_idx]
                             base_runs[n].append(evaluate(bp, rest.labels, base_thr, phases)["exact"])
                             base_clean[n].append(evaluate(bp[keep], rest.labels[keep], base_thr, phases)["exact"])
+                            adapted = adapt_arrays(base_models[seed], LabeledPatterns(
+                                hset.intensity[idx], hset.coverage[idx], hset.labels[idx]), ~clean[idx]).model
+                            ap = adapted.predict_proba(x_all[rest_idx])
+                            adapted_runs[n].append(evaluate(ap, rest.labels, adapted.thresholds, phases)["exact"])
+                            adapted_clean[n].append(evaluate(ap[keep], rest.labels[keep], adapted.thresholds,
+                                                             phases)["exact"])
+                            vote = nearest_neighbour_vote(votes[idx], hset.labels[idx], votes[rest_idx])
+                            vote_runs[n].append(float((vote == rest.labels).all(axis=1).mean()))
                             bar.update(1, description=f"cv {v} N={n} seed {seed} split {split}")
                 hdac["cv"][v] = _cv_points(runs)
                 hdac["cv_uncontradicted"][v] = _cv_points(runs_clean)
                 hdac["cv_base"][v] = _cv_points(base_runs)
                 hdac["cv_base_uncontradicted"][v] = _cv_points(base_clean)
+                hdac["cv_adapted"][v] = _cv_points(adapted_runs)
+                hdac["cv_adapted_uncontradicted"][v] = _cv_points(adapted_clean)
+                hdac["cv_vote"][v] = _cv_points(vote_runs)
         stage["finetune_measured"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

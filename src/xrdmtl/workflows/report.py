@@ -24,6 +24,7 @@ from ..atomic import write_bytes
 from .experiment import (
     VIEWS,
     ExperimentResults,
+    HdacResults,
     Meta,
     PerFile,
     ResultsData,
@@ -465,22 +466,30 @@ def section_real(res: ResultsData) -> list[Block]:
     if hd["available"] and hd["cv"]:
         rows = []
         audited = "contradicted" in hd
+        adapted = audited and "cv_adapted" in hd
         for view, pts in hd["cv"].items():
             so = stat(hd["synthetic_only"][view]["exact"])
             rows.append([view, "0", pct_sd(so), "-",
                          *([pct_sd(stat(hd["synthetic_only_uncontradicted"][view]["exact"])), "-"] if audited else []),
-                         str(so.n)])
+                         *(["-", "-", "-"] if adapted else []), str(so.n)])
             for i, p in enumerate(pts):
                 cells = [view, str(p["n"]), pct_sd(stat(p["exact"]))]
                 if audited:
                     cells += [pct_sd(stat(hd["cv_base"][view][i]["exact"])),
                               pct_sd(stat(hd["cv_uncontradicted"][view][i]["exact"])),
                               pct_sd(stat(hd["cv_base_uncontradicted"][view][i]["exact"]))]
+                if adapted:
+                    cells += [pct_sd(stat(hd["cv_adapted"][view][i]["exact"])),
+                              pct_sd(stat(hd["cv_adapted_uncontradicted"][view][i]["exact"])),
+                              pct_sd(stat(hd["cv_vote"][view][i]["exact"]))]
                 rows.append([*cells, str(p["runs"])])
         header = ["view", "N", "fine-tuned, labels as given (%)"]
         if audited:
             header += ["before fine-tuning, same held-out (%)", "fine-tuned, uncontradicted labels (%)",
                        "before fine-tuning, uncontradicted (%)"]
+        if adapted:
+            header += ["adapted (`xrdmtl finetune`), labels as given (%)", "adapted, uncontradicted (%)",
+                       "nearest-neighbour vote (%)"]
         header.append("runs (splits × seeds)")
         text = (f"Cross-validated fine-tuning on the paper's {hd['n']} measured patterns: fine-tune on N "
                 f"labeled, test on the other {hd['n']} − N; random splits per seed: {hd['splits']}. N = 0: "
@@ -493,6 +502,12 @@ def section_real(res: ResultsData) -> list[Block]:
                      f"audit (`xrdmtl audit --no-model`) contradicts these labels ({listed}); the "
                      "*uncontradicted* columns score only the held-out patterns whose labels it does not "
                      "contradict (they are still fine-tuned on).")
+        if adapted:
+            text += (" *Adapted* is what `xrdmtl finetune` does: a vote of the most similar of the N labeled "
+                     "patterns beside the synthetic-only network, weighed by leave-one-out over the N labels "
+                     "(references whose labels the audit contradicts vote or not as that scores best; "
+                     "`docs/adapt.md`); the *nearest-neighbour vote* gives each held-out pattern the labels of "
+                     "its most similar labeled pattern. Same splits, same held-out patterns.")
         blocks += [Para(text), Table(header, rows, "Fine-tuning on measured patterns")]
     elif not hd["available"]:
         blocks.append(Para("The paper's measured patterns (`shared/data/hdac`) were not found: skipped."))
@@ -538,6 +553,21 @@ def _finetune_lift(res: ResultsData, view: str, few_n: int) -> str:
         f"the physics-only audit does not contradict, {pct_sd(clean_before)}% before and "
         f"{pct_sd(clean_tuned)}% after. Against the labels as given, a model faithful to the patterns "
         f"tops out at {caps}: the share of patterns none of whose labels the audit contradicts."
+        + _adapted_text(hd, view, i, n)
+    )
+
+
+def _adapted_text(hd: HdacResults, view: str, i: int, n: int) -> str:
+    """What adaptation did on the same splits, next to the nearest-neighbour vote."""
+    if "cv_adapted" not in hd:
+        return ""
+    adapted, vote = stat(hd["cv_adapted"][view][i]["exact"]), stat(hd["cv_vote"][view][i]["exact"])
+    clean = stat(hd["cv_adapted_uncontradicted"][view][i]["exact"])
+    v = {"better": "above", "tie": "level with", "worse": "below"}[verdict(adapted, vote)]
+    return (
+        f" Adapting to the same N = {n} labels instead (`xrdmtl finetune`: the network kept, a vote of "
+        f"the most similar labeled patterns beside it) scores {pct_sd(adapted)}% ({pct_sd(clean)}% on the "
+        f"uncontradicted labels), {v} a nearest-neighbour vote over the same labels ({pct_sd(vote)}%)."
     )
 
 
@@ -605,11 +635,13 @@ def section_paper(res: ResultsData) -> list[Block]:
     if hd["available"]:
         cases.insert(1, ("synthetic only", f"> {pct(so_ref.mean)}%", so_ref,
                          stat(hd["synthetic_only"][view]["exact"]), f"the paper's measured patterns ({view})"))
-        cv = [p for p in hd["cv"].get(view, []) if p["n"] <= comp["few_n"]]
+        source = hd["cv_adapted"] if "cv_adapted" in hd else hd["cv"]
+        cv = [p for p in source.get(view, []) if p["n"] <= comp["few_n"]]
         if cv:
             best = max(cv, key=lambda p: p["n"])
+            how = "adapted" if "cv_adapted" in hd else "fine-tuned"
             cases.append(("with a few labeled patterns", f"≈ {pct(few_ref.mean)}%", few_ref, stat(best["exact"]),
-                          f"the paper's measured patterns ({view}), N = {best['n']}, cross-validated"))
+                          f"the paper's measured patterns ({view}), {how} to N = {best['n']}, cross-validated"))
     sentences, short = [], False
     for claim, paper_txt, ref, ours, where in cases:
         v = verdict(ours, ref)
