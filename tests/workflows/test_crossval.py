@@ -10,6 +10,7 @@ from xrdmtl.io.labels import LabeledPatterns
 from xrdmtl.physics.grid import QGrid
 from xrdmtl.workflows.crossval import (
     ROWS,
+    CrossvalPlan,
     crossvalidate,
     format_table,
     nearest_neighbour_vote,
@@ -53,7 +54,7 @@ def test_crossval_scores_the_three_rows_on_the_same_held_out_patterns(tmp_path) 
     files = [f"p{i}.xy" for i in range(12)]
     flagged = np.zeros(12, bool)
     flagged[5] = True
-    res = crossvalidate(base, data, files, flagged, ns=(6,), splits=2)
+    res = crossvalidate(base, data, files, flagged, CrossvalPlan(ns=(6,), splits=2))
     loo, curve = res.schemes
     assert loo.leave_one_out and loo.held_out == 12 and loo.n_labeled == 11
     assert curve.n_labeled == 6 and curve.held_out == 12 and len(curve.exact["adapted"]) == 2
@@ -65,7 +66,7 @@ def test_crossval_scores_the_three_rows_on_the_same_held_out_patterns(tmp_path) 
     table = format_table({"run": res})
     assert "| run | 11 (leave-one-out) |" in table and "nearest-neighbour vote, uncontradicted" in table
     with pytest.raises(ValueError):
-        crossvalidate(base, data, files, ns=(12,), leave_one_out=False)
+        crossvalidate(base, data, files, plan=CrossvalPlan(ns=(12,), leave_one_out=False))
 
 
 def test_stratified_split_covers_every_class() -> None:

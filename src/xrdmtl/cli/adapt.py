@@ -160,7 +160,7 @@ def crossval_cmd(
     leave-one-out and, for the curve, N labeled patterns per stratified split. Every figure is
     also given on the held-out patterns whose labels the physics audit does not contradict."""
     from ..training.adapt import AdaptConfig
-    from ..workflows.crossval import crossvalidate_labels, format_table
+    from ..workflows.crossval import CrossvalPlan, crossvalidate_labels, format_table
 
     _reading_options(wavelength, poni, mask)
     try:
@@ -172,9 +172,9 @@ def crossval_cmd(
     config = AdaptConfig(contradicted=_policy(contradicted, drop_contradicted, True))
     try:
         result = crossvalidate_labels(
-            labels, model, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, ns=counts, splits=splits,
-            seed=seed, leave_one_out=loo, config=config, tuning=_tuning(steps, layers, seed, False), note=_note,
-            transductive=transductive,
+            labels, model, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, config=config,
+            plan=CrossvalPlan(counts, splits, seed, loo, transductive), tuning=_tuning(steps, layers, seed, False),
+            note=_note,
         )  # fmt: skip
     except ValueError as exc:  # an N the labels cannot split (too few patterns): one line, not a traceback
         if not str(exc).startswith("N must lie"):

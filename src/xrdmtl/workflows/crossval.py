@@ -165,27 +165,35 @@ def _score(calls: np.ndarray, labels: np.ndarray, keep: np.ndarray) -> tuple[flo
     return float(right.mean()), (float(right[keep].mean()) if keep.any() else None)
 
 
+@dataclass(frozen=True)
+class CrossvalPlan:
+    """Which hold-outs: leave-one-out (``leave_one_out``) and, for each N in ``ns``, ``splits``
+    stratified draws of N labeled patterns (:func:`training_draw` with ``seed``). ``transductive``:
+    the held-out patterns are also given as unlabeled patterns of the run (``finetune --unlabeled``)."""
+
+    ns: tuple[int, ...] = ()
+    splits: int = 5
+    seed: int = 0
+    leave_one_out: bool = True
+    transductive: bool = False
+
+
 def crossvalidate(
     model: str | Path,
     data: LabeledPatterns,
     files: Sequence[str],
     flagged: np.ndarray | None = None,
-    ns: Sequence[int] = (),
-    splits: int = 5,
-    seed: int = 0,
-    leave_one_out: bool = True,
+    plan: CrossvalPlan | None = None,
     config: AdaptConfig | None = None,
     tuning: NetworkTuning | None = None,
     note: Callable[[str], None] | None = None,
-    transductive: bool = False,
 ) -> CrossvalResult:
-    """Leave-one-out (if ``leave_one_out``) and, for each N in ``ns``, ``splits`` stratified splits
-    of N labeled patterns (split ``k`` of N from ``rng([seed, N, k])``); each held-out set scored by
-    the model before adaptation, the nearest-neighbour vote and the adapted model. ``transductive``:
-    the held-out patterns are also given as unlabeled patterns of the run (``finetune --unlabeled``)."""
+    """Every hold-out of ``plan``, each held-out set scored by the model before adaptation, the
+    nearest-neighbour vote and the adapted model (``config``, ``tuning``: as ``finetune``'s)."""
     from ..model.files import load_model
     from ..model.preprocess import model_input
 
+    plan = plan or CrossvalPlan()
     labels = np.asarray(data.labels, np.uint8)
     n = len(labels)
     bad = np.zeros(n, bool) if flagged is None else np.asarray(flagged, bool)
@@ -195,12 +203,12 @@ def crossvalidate(
     votes = vote_features(data.intensity, data.coverage)
     result = CrossvalResult("", list(files), [f for f, b in zip(files, bad, strict=True) if b])
     plans: list[tuple[Scheme, list[np.ndarray]]] = []
-    if leave_one_out:
+    if plan.leave_one_out:
         plans.append((Scheme(n - 1, True), [np.setdiff1d(np.arange(n), [i]) for i in range(n)]))
-    for k in ns:
+    for k in plan.ns:
         if not 1 < k < n:
             raise ValueError(f"N must lie between 2 and {n - 1}, got {k}")
-        draws = [training_draw(labels, k, seed, j) for j in range(splits)]
+        draws = [training_draw(labels, k, plan.seed, j) for j in range(plan.splits)]
         plans.append((Scheme(k, False), draws))
     for scheme, draws in plans:
         t0 = time.perf_counter()
@@ -210,7 +218,7 @@ def crossvalidate(
             for j, train in enumerate(draws):
                 test = np.setdiff1d(np.arange(n), train)
                 sub = LabeledPatterns(data.intensity[train], data.coverage[train], labels[train])
-                extra = (data.intensity[test], data.coverage[test]) if transductive else None
+                extra = (data.intensity[test], data.coverage[test]) if plan.transductive else None
                 adapted = adapt_arrays(model, sub, bad[train], config, tuning, Path(tmp) / f"split{j}", extra)
                 calls = {
                     "default model": base_calls[test],
@@ -272,14 +280,10 @@ def crossvalidate_labels(
     x_unit: str | None = None,
     poni: str | Path | None = None,
     mask: str = "none",
-    ns: Sequence[int] = (),
-    splits: int = 5,
-    seed: int = 0,
-    leave_one_out: bool = True,
+    plan: CrossvalPlan | None = None,
     config: AdaptConfig | None = None,
     tuning: NetworkTuning | None = None,
-    note: Callable[[str], None] | None = None,
-    transductive: bool = False,
+    note: Callable[[str], None] | None = None
 ) -> CrossvalResult:
     """:func:`crossvalidate` on the patterns of a labels CSV (predict's reading options), with the
     physics audit's verdicts; ``model`` defaults to the shipped one."""
@@ -294,8 +298,7 @@ def crossvalidate_labels(
         if note is not None:
             note(f"skipped: {line}")
     result = crossvalidate(
-        model_path, labeled.data, labeled.files, labeled.flagged, ns, splits, seed, leave_one_out,
-        config, tuning, note, transductive,
-    )  # fmt: skip
+        model_path, labeled.data, labeled.files, labeled.flagged, plan, config, tuning, note
+    )
     result.labels_csv = str(labels_csv)
     return result
