@@ -55,7 +55,9 @@ def score_external(predictor, shared: Path = SHARED) -> tuple[float, int, list[s
     files = external_files(shared)
     if not files:
         return float("nan"), 0, []
-    preds = predictor.predict_files([str(f) for f in files], workers=1, progress=False, expand=False)
+    preds = predictor.predict_files(
+        [str(f) for f in files], workers=1, progress=False, expand=False
+    )
     wrong, unread = [], 0
     for f, pred in zip(files, preds, strict=True):
         truth = external_truth(f.name, predictor.phases)
@@ -89,7 +91,10 @@ def mask_quality(n: int = N_MASK, seed: int = SEED + 1) -> dict[str, float]:
     recall, kept, lost_total, ring_total, frames = [], [], 0.0, 0.0, 0
     while frames < n:
         s = sim.sample(rng)
-        spotty = any(isinstance(v, dict) and v.get("spots_per_ring", 1e9) < SMOOTH_SPOTS for v in s.info.values())
+        spotty = any(
+            isinstance(v, dict) and v.get("spots_per_ring", 1e9) < SMOOTH_SPOTS
+            for v in s.info.values()
+        )
         if not spotty:
             continue
         frames += 1
@@ -109,8 +114,14 @@ def mask_quality(n: int = N_MASK, seed: int = SEED + 1) -> dict[str, float]:
     }
 
 
-def run(model: str | None = None, n: int = N_FRAMES, seed: int = SEED, n_mask: int = N_MASK,
-        folder: str | None = None, verbose: bool = False) -> dict[str, float]:
+def run(
+    model: str | None = None,
+    n: int = N_FRAMES,
+    seed: int = SEED,
+    n_mask: int = N_MASK,
+    folder: str | None = None,
+    verbose: bool = False,
+) -> dict[str, float]:
     from xrdmtl.inference.predictor import Predictor
     from xrdmtl.synthesis.frames import (
         HOLDOUT,
@@ -141,9 +152,13 @@ def run(model: str | None = None, n: int = N_FRAMES, seed: int = SEED, n_mask: i
                 figures[f"holdout_{view}_{p}_acc"] = float(r["accuracy"])
             if verbose:
                 wrong = rep["misclassified"]
-                print(f"{view}: exact {rep['exact_match']:.4f}, {len(wrong)} wrong, e.g.",
-                      [(w["file"], w["labels"], w["calls"]) for w in wrong[:4]])
-    figures["holdout_auto_minus_none"] = figures["holdout_frames_auto_exact"] - figures["holdout_frames_none_exact"]
+                print(
+                    f"{view}: exact {rep['exact_match']:.4f}, {len(wrong)} wrong, e.g.",
+                    [(w["file"], w["labels"], w["calls"]) for w in wrong[:4]],
+                )
+    figures["holdout_auto_minus_none"] = (
+        figures["holdout_frames_auto_exact"] - figures["holdout_frames_none_exact"]
+    )
     right, unread, wrong = score_external(predictor)
     figures["external_right_fraction"] = right
     figures["external_unread_files"] = float(unread)
@@ -163,7 +178,9 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     parser.add_argument("--n", type=int, default=N_FRAMES, help="frames of the held-out family")
     parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--n-mask", type=int, default=N_MASK, help="spotty frames for the mask figures")
+    parser.add_argument(
+        "--n-mask", type=int, default=N_MASK, help="spotty frames for the mask figures"
+    )
     parser.add_argument("--folder", default=None, help="keep (or reuse) the simulated frames here")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -55,18 +55,26 @@ def bench(seconds: float = 5.0) -> dict[str, float]:
     try:
         torch.set_num_threads(2)
         x = np.random.default_rng(0).random((1024, N_CHANNELS, model.grid.n), dtype=np.float32)
-        out["model_inference_patterns_per_s"] = _rate(lambda: model.predict_proba(x, batch_size=1024), 1024, seconds)
+        out["model_inference_patterns_per_s"] = _rate(
+            lambda: model.predict_proba(x, batch_size=1024), 1024, seconds
+        )
 
-        torch.set_num_threads(1)  # per CPU-second of one thread: robust to other load on the machine
+        torch.set_num_threads(
+            1
+        )  # per CPU-second of one thread: robust to other load on the machine
         out["model_inference_patterns_per_cpu_s"] = _rate(
             lambda: model.predict_proba(x, batch_size=1024), 1024, seconds, time.process_time
         )
         kwargs = model.meta["architecture"]["kwargs"]
-        net = build_model(model.meta["architecture"]["name"], model.phases, model.grid, **kwargs).train()
+        net = build_model(
+            model.meta["architecture"]["name"], model.phases, model.grid, **kwargs
+        ).train()
         loss_fn = make_loss("ce", len(model.phases))
         opt = torch.optim.AdamW(net.parameters(), 1e-3)
         xb = torch.from_numpy(x[:128])
-        yb = torch.from_numpy((np.random.default_rng(1).random((128, len(model.phases))) < 0.5).astype(np.uint8))
+        yb = torch.from_numpy(
+            (np.random.default_rng(1).random((128, len(model.phases))) < 0.5).astype(np.uint8)
+        )
 
         def step() -> None:
             loss = loss_fn(net(xb), yb)
@@ -82,7 +90,9 @@ def bench(seconds: float = 5.0) -> dict[str, float]:
 
     synth = make_synthesizer(TrainConfig())
     k = iter(range(10**6))
-    out["train_data_patterns_per_s"] = _rate(lambda: simulated_set(synth, 128, [0, 0, next(k)]), 128, seconds)
+    out["train_data_patterns_per_s"] = _rate(
+        lambda: simulated_set(synth, 128, [0, 0, next(k)]), 128, seconds
+    )
     return out
 
 

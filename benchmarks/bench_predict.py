@@ -49,13 +49,21 @@ def write_patterns(folder: Path, n: int, suffix: str, seed: int = 0) -> None:
         y = 500.0 + 300.0 * np.exp(-(((tth - 15.0) / 8.0) ** 2))
         for pos, inten in peaks:
             if rng.random() < 0.5:
-                y += (inten[:, None] * 4.0 * np.exp(-0.5 * ((tth[None, :] - pos[:, None]) / 0.04) ** 2)).sum(0)
+                y += (
+                    inten[:, None]
+                    * 4.0
+                    * np.exp(-0.5 * ((tth[None, :] - pos[:, None]) / 0.04) ** 2)
+                ).sum(0)
         y = rng.poisson(y).astype(float)
         if suffix == ".npy":
             np.save(folder / f"p{i:05d}.npy", np.stack([tth, y]))
         else:
-            np.savetxt(folder / f"p{i:05d}.xy", np.column_stack([tth, y]), fmt="%.4f %.1f",
-                       header="2th_deg I")
+            np.savetxt(
+                folder / f"p{i:05d}.xy",
+                np.column_stack([tth, y]),
+                fmt="%.4f %.1f",
+                header="2th_deg I",
+            )
 
 
 def make_predictor() -> object:
@@ -80,12 +88,16 @@ def bench() -> dict[str, float]:
         npy, xy = Path(tmp) / "npy", Path(tmp) / "xy"
         write_patterns(npy, N_FILES, ".npy")
         write_patterns(xy, N_XY, ".xy", seed=1)
-        warm_up = sorted(npy.glob("*.npy"))[:64]  # starts the worker server (once per Python process)
+        warm_up = sorted(npy.glob("*.npy"))[
+            :64
+        ]  # starts the worker server (once per Python process)
         predictor.predict_files(warm_up, wavelength=WAVELENGTH, progress=False)
         for key, folder, n in (("predict_1d", npy, N_FILES), ("predict_xy", xy, N_XY)):
             figures[f"{key}_files_per_s"] = n / timed(predictor, [folder], n, wavelength=WAVELENGTH)
-            subset = sorted(folder.iterdir())[: N_CPU_SAMPLE]
-            figures[f"{key}_cpu_ms_per_file"] = cpu_per_item(predictor, subset, wavelength=WAVELENGTH)
+            subset = sorted(folder.iterdir())[:N_CPU_SAMPLE]
+            figures[f"{key}_cpu_ms_per_file"] = cpu_per_item(
+                predictor, subset, wavelength=WAVELENGTH
+            )
     figures.update(bench_frames(predictor))
     figures["load_average_1min"] = os.getloadavg()[0]
     return figures
@@ -130,7 +142,9 @@ def bench_frames(predictor: object) -> dict[str, float]:
         poni = folder / "geometry.poni"
         sim.ai.write(str(poni))
         for i in range(N_FRAMES):
-            fabio.edfimage.EdfImage(data=frames[i % len(frames)]).write(str(folder / f"f{i:05d}.edf"))
+            fabio.edfimage.EdfImage(data=frames[i % len(frames)]).write(
+                str(folder / f"f{i:05d}.edf")
+            )
         rate = N_FRAMES / timed(predictor, [folder], N_FRAMES, poni=poni)
         cpu = cpu_per_item(predictor, sorted(folder.glob("*.edf"))[:40], poni=poni)
     return {"frames_end_to_end_per_s": rate, "frames_end_to_end_cpu_ms_per_frame": cpu}

@@ -59,14 +59,24 @@ def main(argv: list[str]) -> int:
         except Exception:  # report and go on with the other benchmarks
             failed += 1
             console.print(traceback.format_exc(), style="red", highlight=False)
-            table.add_row(path.stem, "[red]failed[/red]", "", "", "", f"{time.perf_counter() - start:.1f}")
+            table.add_row(
+                path.stem, "[red]failed[/red]", "", "", "", f"{time.perf_counter() - start:.1f}"
+            )
             continue
         elapsed = f"{time.perf_counter() - start:.1f}"
         for i, (name, value) in enumerate(figures.items()):
             target = targets.get(name)
-            mark = "" if target is None else "[green]✓[/green]" if value >= target else "[red]✗[/red]"
-            table.add_row(path.stem if i == 0 else "", name, f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3g}",
-                          "" if target is None else f"≥ {target:,.0f}", mark, elapsed if i == 0 else "")
+            mark = (
+                "" if target is None else "[green]✓[/green]" if value >= target else "[red]✗[/red]"
+            )
+            table.add_row(
+                path.stem if i == 0 else "",
+                name,
+                f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3g}",
+                "" if target is None else f"≥ {target:,.0f}",
+                mark,
+                elapsed if i == 0 else "",
+            )
     console.print(table)
     return 1 if failed else 0
 

@@ -13,8 +13,25 @@ from pathlib import Path
 import xrdmtl
 
 PACKAGE = Path(xrdmtl.__file__).parent
-LAYERS = ("errors", "atomic", "progress", "physics", "io", "synthesis", "model", "training", "inference", "workflows", "cli")
-RANK = {"errors": 0, "atomic": 0, "progress": 0, **{name: i for i, name in enumerate(LAYERS) if i >= 3}}
+LAYERS = (
+    "errors",
+    "atomic",
+    "progress",
+    "physics",
+    "io",
+    "synthesis",
+    "model",
+    "training",
+    "inference",
+    "workflows",
+    "cli",
+)
+RANK = {
+    "errors": 0,
+    "atomic": 0,
+    "progress": 0,
+    **{name: i for i, name in enumerate(LAYERS) if i >= 3},
+}
 
 
 def _layer(module: str) -> str | None:
@@ -47,8 +64,11 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 
 
 def test_every_module_has_a_layer() -> None:
-    top = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
-           if (p.is_file() and p.suffix == ".py") or (p.is_dir() and (p / "__init__.py").exists())}
+    top = {
+        p.stem if p.is_file() else p.name
+        for p in PACKAGE.iterdir()
+        if (p.is_file() and p.suffix == ".py") or (p.is_dir() and (p / "__init__.py").exists())
+    }
     assert top - {"__init__", "__main__"} <= set(RANK), top - set(RANK)
 
 

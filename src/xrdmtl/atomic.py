@@ -29,7 +29,9 @@ def _special(path: Path) -> bool:
 
 
 @contextmanager
-def atomic_path(path: str | Path, suffix: str = ".tmp", *, overwrite: bool = True) -> Iterator[Path]:
+def atomic_path(
+    path: str | Path, suffix: str = ".tmp", *, overwrite: bool = True
+) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder (created if needed) to write the new file to.
 
     The temporary file exists (empty) when yielded; writers that refuse to overwrite may delete it
@@ -47,7 +49,9 @@ def atomic_path(path: str | Path, suffix: str = ".tmp", *, overwrite: bool = Tru
     special = _special(path)
     if not special:
         path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=None if special else path.parent, prefix=f".{path.name}.", suffix=suffix)
+    fd, name = tempfile.mkstemp(
+        dir=None if special else path.parent, prefix=f".{path.name}.", suffix=suffix
+    )
     os.close(fd)
     tmp = Path(name)
     try:
@@ -82,9 +86,18 @@ def write_bytes(path: str | Path, data: bytes, *, overwrite: bool = True) -> Non
         fh.write(data)
 
 
-def write_text(path: str | Path, text: str, *, encoding: str = "utf-8", newline: str | None = None,
-               overwrite: bool = True) -> None:
+def write_text(
+    path: str | Path,
+    text: str,
+    *,
+    encoding: str = "utf-8",
+    newline: str | None = None,
+    overwrite: bool = True,
+) -> None:
     """Write ``text`` to ``path`` atomically; ``newline`` as for :func:`open` (``""`` for CSV text
     whose line endings are already final)."""
-    with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "w", encoding=encoding, newline=newline) as fh:
+    with (
+        atomic_path(path, overwrite=overwrite) as tmp,
+        open(tmp, "w", encoding=encoding, newline=newline) as fh,
+    ):
         fh.write(text)

@@ -18,8 +18,9 @@ class ProgressBar:
     time, a free ``info`` text), or a no-op when ``enabled`` is false or stderr is not a terminal.
     ``transient``: the bar disappears when closed (else its last state stays on screen)."""
 
-    def __init__(self, total: float | None, description: str, enabled: bool = True, *,
-                 transient: bool = True) -> None:
+    def __init__(
+        self, total: float | None, description: str, enabled: bool = True, *, transient: bool = True
+    ) -> None:
         self._bar: Any = None
         if not (enabled and sys.stderr.isatty()):
             return
@@ -33,20 +34,38 @@ class ProgressBar:
             TimeRemainingColumn,
         )
 
-        self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                             console=Console(stderr=True), transient=transient)
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=Console(stderr=True),
+            transient=transient,
+        )
         self._task = self._bar.add_task(description, total=total, info="")
         self._bar.start()
 
-    def update(self, advance: float = 0, *, completed: float | None = None,
-               description: str | None = None, info: str | None = None) -> None:
+    def update(
+        self,
+        advance: float = 0,
+        *,
+        completed: float | None = None,
+        description: str | None = None,
+        info: str | None = None,
+    ) -> None:
         """Advance by ``advance`` items (or set ``completed``); change the description or info text."""
         if self._bar is None:
             return
         fields: dict[str, Any] = {} if info is None else {"info": info}
-        self._bar.update(self._task, advance=advance or None, completed=completed, description=description,
-                         **fields)
+        self._bar.update(
+            self._task,
+            advance=advance or None,
+            completed=completed,
+            description=description,
+            **fields,
+        )
 
     def advance(self, n: float = 1) -> None:
         """Advance by ``n`` items (a callback for workers that report finished chunks)."""

@@ -16,7 +16,9 @@ def test_finetune_writes_a_model_predict_reads(tmp_path, examples) -> None:
     assert res.exit_code == 0, res.output
     assert "label audit" in res.output and "leave-one-out exact match" in res.output
     assert json.loads((out / "adaptation.json").read_text())["n_labeled"] == 6
-    pred = invoke("predict", examples / "hdac_masked_xy_r_98.npy", "--model", out, "--wavelength", "0.561")
+    pred = invoke(
+        "predict", examples / "hdac_masked_xy_r_98.npy", "--model", out, "--wavelength", "0.561"
+    )
     assert pred.exit_code == 0, pred.output
     assert pred.stdout.splitlines()[0].startswith("file,p_bastnaesite")
     bad = invoke("finetune", "--model", base, "--labels", examples / "labels.csv", "--out", tmp_path / "x",
@@ -26,13 +28,25 @@ def test_finetune_writes_a_model_predict_reads(tmp_path, examples) -> None:
 
 def test_crossval_prints_the_baselines(tmp_path, examples) -> None:
     base = toy_model(tmp_path / "base")
-    args = ("crossval", "--labels", examples / "labels.csv", "--model", base, "--wavelength", "0.561")
+    args = (
+        "crossval",
+        "--labels",
+        examples / "labels.csv",
+        "--model",
+        base,
+        "--wavelength",
+        "0.561",
+    )
     res = invoke(*args, "--n", "", "--json")
     assert res.exit_code == 0, res.output
     (loo,) = json.loads(res.stdout)["schemes"]
     assert loo["leave_one_out"] and loo["held_out"] == 6
     assert {"default model", "nearest-neighbour vote", "adapted"} <= set(loo)
     table = invoke(*args, "--n", "3", "--splits", "2")
-    assert table.exit_code == 0 and "nearest-neighbour vote" in table.stdout and "(2 splits)" in table.stdout
+    assert (
+        table.exit_code == 0
+        and "nearest-neighbour vote" in table.stdout
+        and "(2 splits)" in table.stdout
+    )
     bad = invoke(*args, "--n", "two")
     assert bad.exit_code != 0 and "--n must be comma-separated integers" in bad.output

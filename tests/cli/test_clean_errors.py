@@ -18,7 +18,9 @@ def _clean(res, code: int) -> list[str]:
     """The run exited with ``code``, printed no traceback and at least one one-line error."""
     assert res.exit_code == code, res.output
     assert "Traceback" not in res.output
-    assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), res.exception
+    assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), (
+        res.exception
+    )
     lines = error_lines(res)
     assert lines, res.output
     return lines
@@ -63,14 +65,21 @@ def _poni(frames_run: Path, tmp_path: Path, old: str, new: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("old", "new", "words"), [
-    ('"max_shape": [768, 768]}', '"max_shape": [768, 768', "detector"),
-    ("Detector: Pilatus", "Detector: NoSuchDetector9000", "nosuchdetector9000"),
-    ("Distance: 0.14", "Distance: far", "distance"),
-])
-def test_bad_poni_is_one_short_line(frames_run: Path, tmp_path: Path, old: str, new: str, words: str) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        ('"max_shape": [768, 768]}', '"max_shape": [768, 768', "detector"),
+        ("Detector: Pilatus", "Detector: NoSuchDetector9000", "nosuchdetector9000"),
+        ("Distance: 0.14", "Distance: far", "distance"),
+    ],
+)
+def test_bad_poni_is_one_short_line(
+    frames_run: Path, tmp_path: Path, old: str, new: str, words: str
+) -> None:
     poni = _poni(frames_run, tmp_path, old, new)
-    res = invoke("predict", frames_run / "frames" / "frame_00000.edf", "--poni", poni, "--workers", "1")
+    res = invoke(
+        "predict", frames_run / "frames" / "frame_00000.edf", "--poni", poni, "--workers", "1"
+    )
     (line,) = _clean(res, 2)
     assert "bad.poni" in line and words.lower() in line.lower()
     assert len(res.stderr) < 400, res.stderr  # no detector list, no pyFAI log
@@ -86,7 +95,9 @@ def test_scheduler_malformed_or_unreachable(examples: Path) -> None:
     assert "--scheduler" in line and "foo::bar" in line
     with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
         t0 = time.monotonic()
-        res = invoke("predict", scan, "--wavelength", WAVELENGTH, "--scheduler", "tcp://127.0.0.1:9")
+        res = invoke(
+            "predict", scan, "--wavelength", WAVELENGTH, "--scheduler", "tcp://127.0.0.1:9"
+        )
     (line,) = _clean(res, 2)
     assert "--scheduler" in line and "tcp://127.0.0.1:9" in line
     assert time.monotonic() - t0 < 60
@@ -100,8 +111,16 @@ def test_ctrl_c_is_one_line_and_exit_130(examples: Path, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(Predictor, "predict_files", interrupted)
     out = examples / "preds.csv"
-    res = invoke("predict", examples / "hdac_unmasked_xy_n_2.npy", "--wavelength", WAVELENGTH, "--workers", "1",
-                 "--out", out)
+    res = invoke(
+        "predict",
+        examples / "hdac_unmasked_xy_n_2.npy",
+        "--wavelength",
+        WAVELENGTH,
+        "--workers",
+        "1",
+        "--out",
+        out,
+    )
     assert res.exit_code == 130, res.output
     assert "interrupted" in res.stderr and "Traceback" not in res.output
     assert not out.exists()
@@ -109,9 +128,11 @@ def test_ctrl_c_is_one_line_and_exit_130(examples: Path, monkeypatch: pytest.Mon
 
 def test_pool_workers_ignore_ctrl_c() -> None:
     """Workers leave SIGINT to the parent, which cancels the pool: no traceback from each worker."""
-    code = ("import signal; from xrdmtl.inference import parallel; from xrdmtl.inference.predictor import "
-            "Predictor; parallel._init_worker(None); "
-            "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)")
+    code = (
+        "import signal; from xrdmtl.inference import parallel; from xrdmtl.inference.predictor import "
+        "Predictor; parallel._init_worker(None); "
+        "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "True", out.stderr
 
@@ -125,10 +146,26 @@ def test_ctrl_c_on_a_worker_pool_prints_no_traceback(tmp_path: Path, examples: P
     for i in range(3000):
         (data / f"p{i:05d}.npy").write_bytes(src)
     env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="100")
-    proc = subprocess.Popen([sys.executable, "-m", "xrdmtl", "predict", str(data), "--wavelength", WAVELENGTH,
-                             "--workers", "2", "--out", str(tmp_path / "p.csv")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xrdmtl",
+            "predict",
+            str(data),
+            "--wavelength",
+            WAVELENGTH,
+            "--workers",
+            "2",
+            "--out",
+            str(tmp_path / "p.csv"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env,
+    )
     time.sleep(8)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)
@@ -144,10 +181,14 @@ def test_evaluate_with_nothing_read_is_an_error(tmp_path: Path) -> None:
     labels = tmp_path / "labels.csv"
     labels.write_text("file,bastnaesite,calcite,rhenium\nnope1.npy,0,0,1\nnope2.npy,1,0,0\n")
     for extra in ([], ["--json"]):
-        res = invoke("evaluate", "--labels", labels, "--wavelength", WAVELENGTH, "--workers", "1", *extra)
+        res = invoke(
+            "evaluate", "--labels", labels, "--wavelength", WAVELENGTH, "--workers", "1", *extra
+        )
         assert res.exit_code == 2, res.output
         assert "1.000" not in res.output and "F1" not in res.stdout
-        assert any("no labeled pattern could be read" in line for line in error_lines(res)), res.output
+        assert any("no labeled pattern could be read" in line for line in error_lines(res)), (
+            res.output
+        )
         assert "nope1.npy" in res.stderr and "Traceback" not in res.output
         if extra:
             assert res.stdout == "" or "exact_match" not in json.loads(res.stdout)
@@ -163,7 +204,15 @@ def test_audit_with_nothing_read_prints_no_nan(tmp_path: Path) -> None:
 
 
 def test_crossval_n_beyond_the_labels_is_one_line(examples: Path) -> None:
-    res = invoke("crossval", "--labels", examples / "labels.csv", "--wavelength", WAVELENGTH, "--n", "10",
-                 "--no-loo")
+    res = invoke(
+        "crossval",
+        "--labels",
+        examples / "labels.csv",
+        "--wavelength",
+        WAVELENGTH,
+        "--n",
+        "10",
+        "--no-loo",
+    )
     (line,) = _clean(res, 2)
     assert "--n 10" in line

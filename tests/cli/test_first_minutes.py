@@ -22,10 +22,23 @@ def test_version() -> None:
 
 def test_predict_json(examples: Path) -> None:
     files = sorted(examples.glob("*bc_10.npy"))
-    res = invoke("predict", *files, examples / "nope.xy", "--wavelength", WAVELENGTH, "--json", "--workers", "1")
+    res = invoke(
+        "predict",
+        *files,
+        examples / "nope.xy",
+        "--wavelength",
+        WAVELENGTH,
+        "--json",
+        "--workers",
+        "1",
+    )
     assert res.exit_code == 1, res.output  # one input failed
     doc = json.loads(res.stdout)
-    assert doc["phases"] == ["bastnaesite", "calcite", "rhenium"] and doc["n"] == 3 and doc["failed"] == 1
+    assert (
+        doc["phases"] == ["bastnaesite", "calcite", "rhenium"]
+        and doc["n"] == 3
+        and doc["failed"] == 1
+    )
     good = [p for p in doc["predictions"] if not p["error"]]
     assert len(good) == 2
     for p in good:
@@ -36,8 +49,20 @@ def test_predict_json(examples: Path) -> None:
     assert "nope.xy" in res.stderr
 
 
-COMMANDS = [[], ["predict"], ["evaluate"], ["audit"], ["train"], ["finetune"], ["crossval"], ["phases"],
-            ["simulate", "frames"], ["simulate", "patterns"], ["experiment"], ["examples"]]
+COMMANDS = [
+    [],
+    ["predict"],
+    ["evaluate"],
+    ["audit"],
+    ["train"],
+    ["finetune"],
+    ["crossval"],
+    ["phases"],
+    ["simulate", "frames"],
+    ["simulate", "patterns"],
+    ["experiment"],
+    ["examples"],
+]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "xrdmtl")
@@ -49,20 +74,41 @@ def test_flags_read_as_flags_in_help(cmd: list[str]) -> None:
 
 
 def test_file_names_keep_one_line_at_80_columns(examples: Path) -> None:
-    deep = examples / "a_rather_long_folder_name" / "with_more_levels" / "and_a_measurement_campaign_2026"
+    deep = (
+        examples
+        / "a_rather_long_folder_name"
+        / "with_more_levels"
+        / "and_a_measurement_campaign_2026"
+    )
     deep.mkdir(parents=True)
     name = "hdac_sample_run_0042_frame_integrated.npy"
     (deep / name).write_bytes((examples / "hdac_unmasked_xy_n_2.npy").read_bytes())
     out = examples / "p.csv"
-    res = CliRunner().invoke(app, ["predict", str(deep / name), str(examples / "hdac_unmasked_xy_c_17.npy"),
-                                   "--wavelength", WAVELENGTH, "--out", str(out), "--workers", "1"],
-                             env={"COLUMNS": "80"})
+    res = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(deep / name),
+            str(examples / "hdac_unmasked_xy_c_17.npy"),
+            "--wavelength",
+            WAVELENGTH,
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+        ],
+        env={"COLUMNS": "80"},
+    )
     assert res.exit_code == 0, res.output
     table = [line for line in res.stdout.splitlines() if line.startswith(("│", "┃"))]
     assert all(len(line) <= 80 for line in res.stdout.splitlines())
     rows = [line for line in table if re.search(r"\d\.\d\d", line) and line.split("│")[1].strip()]
-    assert len(rows) == 2  # one line per file: no folded names (a long warning may wrap in its own column)
-    assert any("integrated.npy" in line for line in rows) and any("c_17.npy" in line for line in rows)
+    assert (
+        len(rows) == 2
+    )  # one line per file: no folded names (a long warning may wrap in its own column)
+    assert any("integrated.npy" in line for line in rows) and any(
+        "c_17.npy" in line for line in rows
+    )
     assert name in out.read_text()  # the CSV keeps the full path
 
 
@@ -84,13 +130,29 @@ def test_save_integrated_header_says_how_it_was_made(frames_run: Path, tmp_path:
     import json as _json
 
     out = tmp_path / "integrated"
-    res = invoke("predict", frames_run / "frames" / "frame_00000.edf", "--poni", frames_run / "geometry.poni",
-                 "--mask", "auto", "--save-integrated", out, "--workers", "1")
+    res = invoke(
+        "predict",
+        frames_run / "frames" / "frame_00000.edf",
+        "--poni",
+        frames_run / "geometry.poni",
+        "--mask",
+        "auto",
+        "--save-integrated",
+        out,
+        "--workers",
+        "1",
+    )
     assert res.exit_code == 0, res.output
-    head = [line for line in (out / "frame_00000.xy").read_text().splitlines() if line.startswith("#")]
+    head = [
+        line for line in (out / "frame_00000.xy").read_text().splitlines() if line.startswith("#")
+    ]
     (line,) = [h for h in head if h.startswith("# xrdmtl {")]
-    prov = _json.loads(line[len("# xrdmtl "):])
-    assert prov["poni"].endswith("geometry.poni") and prov["mask"] == "auto" and prov["wavelength_A"] == 0.561
+    prov = _json.loads(line[len("# xrdmtl ") :])
+    assert (
+        prov["poni"].endswith("geometry.poni")
+        and prov["mask"] == "auto"
+        and prov["wavelength_A"] == 0.561
+    )
     assert prov["masked_pixels"] is not None
     again = invoke("predict", out, "--workers", "1")  # and it reads back, with its own wavelength
     assert again.exit_code == 0, again.output
@@ -103,26 +165,58 @@ def test_save_mask(frames_run: Path, tmp_path: Path) -> None:
     frame = frames_run / "frames" / "frame_00000.edf"
     poni = frames_run / "geometry.poni"
     masks, integrated = tmp_path / "masks", tmp_path / "integrated"
-    res = invoke("predict", frame, "--poni", poni, "--mask", "auto", "--save-mask", masks,
-                 "--save-integrated", integrated, "--workers", "1")
+    res = invoke(
+        "predict",
+        frame,
+        "--poni",
+        poni,
+        "--mask",
+        "auto",
+        "--save-mask",
+        masks,
+        "--save-integrated",
+        integrated,
+        "--workers",
+        "1",
+    )
     assert res.exit_code == 0, res.output
     saved = masks / "frame_00000.edf"
     with fabio.open(str(saved)) as img:
         mask = img.data
-    assert mask.shape == (768, 768) and 0 < int(mask.sum()) < mask.size  # some spots, not everything
-    assert str(saved) in (integrated / "frame_00000.xy").read_text()  # the integrated header names it
-    reuse = invoke("predict", frame, "--poni", poni, "--mask", saved, "--workers", "1")  # usable as --mask FILE
+    assert (
+        mask.shape == (768, 768) and 0 < int(mask.sum()) < mask.size
+    )  # some spots, not everything
+    assert (
+        str(saved) in (integrated / "frame_00000.xy").read_text()
+    )  # the integrated header names it
+    reuse = invoke(
+        "predict", frame, "--poni", poni, "--mask", saved, "--workers", "1"
+    )  # usable as --mask FILE
     assert reuse.exit_code == 0, reuse.output
     before = digest(saved)
-    again = invoke("predict", frame, "--poni", poni, "--mask", "auto", "--save-mask", masks, "--workers", "1")
+    again = invoke(
+        "predict", frame, "--poni", poni, "--mask", "auto", "--save-mask", masks, "--workers", "1"
+    )
     assert again.exit_code == 2 and "--save-mask" in again.stderr and digest(saved) == before
-    wrong = invoke("predict", frame, "--poni", poni, "--save-mask", tmp_path / "m2", "--workers", "1")
+    wrong = invoke(
+        "predict", frame, "--poni", poni, "--save-mask", tmp_path / "m2", "--workers", "1"
+    )
     assert wrong.exit_code == 2 and "--mask auto" in wrong.stderr
 
 
 def test_audit_table_keeps_one_line_per_file_at_80_columns(examples: Path) -> None:
-    res = CliRunner().invoke(app, ["audit", "--labels", str(examples / "labels.csv"), "--wavelength", WAVELENGTH,
-                                   "--no-model"], env={"COLUMNS": "80"})
+    res = CliRunner().invoke(
+        app,
+        [
+            "audit",
+            "--labels",
+            str(examples / "labels.csv"),
+            "--wavelength",
+            WAVELENGTH,
+            "--no-model",
+        ],
+        env={"COLUMNS": "80"},
+    )
     assert res.exit_code == 0, res.output
     rows = [line for line in res.stdout.splitlines() if line.startswith("│")]
     assert len(rows) == 6 and all(".npy" in line for line in rows)  # six files, six lines

@@ -49,7 +49,9 @@ def test_out_equal_to_a_file_found_in_an_input_folder_is_refused(examples: Path)
 def test_audit_out_equal_to_the_labels_is_refused(examples: Path) -> None:
     labels = examples / "labels.csv"
     before = digest(labels)
-    res = invoke("audit", "--labels", labels, "--wavelength", WAVELENGTH, "--no-model", "--out", labels)
+    res = invoke(
+        "audit", "--labels", labels, "--wavelength", WAVELENGTH, "--no-model", "--out", labels
+    )
     assert res.exit_code == 2, res.output
     _one_error(res, "--out", "labels")
     assert digest(labels) == before
@@ -59,8 +61,18 @@ def test_out_onto_a_folder_is_refused_before_the_work(examples: Path, tmp_path: 
     folder = tmp_path / "results"
     folder.mkdir()
     plots = tmp_path / "plots"
-    res = invoke("predict", examples / "hdac_unmasked_xy_n_2.npy", "--wavelength", WAVELENGTH,
-                 "--out", folder, "--plot", plots, "--workers", "1")
+    res = invoke(
+        "predict",
+        examples / "hdac_unmasked_xy_n_2.npy",
+        "--wavelength",
+        WAVELENGTH,
+        "--out",
+        folder,
+        "--plot",
+        plots,
+        "--workers",
+        "1",
+    )
     assert res.exit_code == 2, res.output
     _one_error(res, "--out", "folder")
     assert folder.is_dir() and not any(folder.iterdir())
@@ -70,21 +82,39 @@ def test_out_onto_a_folder_is_refused_before_the_work(examples: Path, tmp_path: 
 def test_out_below_a_regular_file_is_refused(examples: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "notes.txt"
     blocker.write_text("keep me\n")
-    res = invoke("predict", examples / "hdac_unmasked_xy_n_2.npy", "--wavelength", WAVELENGTH,
-                 "--out", blocker / "preds.csv", "--workers", "1")
+    res = invoke(
+        "predict",
+        examples / "hdac_unmasked_xy_n_2.npy",
+        "--wavelength",
+        WAVELENGTH,
+        "--out",
+        blocker / "preds.csv",
+        "--workers",
+        "1",
+    )
     assert res.exit_code == 2, res.output
     _one_error(res, "--out")
     assert blocker.read_text() == "keep me\n"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_out_in_a_read_only_folder_is_refused_before_the_work(examples: Path, tmp_path: Path) -> None:
+def test_out_in_a_read_only_folder_is_refused_before_the_work(
+    examples: Path, tmp_path: Path
+) -> None:
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
     try:
-        res = invoke("predict", examples / "hdac_unmasked_xy_n_2.npy", "--wavelength", WAVELENGTH,
-                     "--out", ro / "preds.csv", "--workers", "1")
+        res = invoke(
+            "predict",
+            examples / "hdac_unmasked_xy_n_2.npy",
+            "--wavelength",
+            WAVELENGTH,
+            "--out",
+            ro / "preds.csv",
+            "--workers",
+            "1",
+        )
         assert res.exit_code == 2, res.output
         _one_error(res, "--out", "cannot write")
     finally:
@@ -93,8 +123,16 @@ def test_out_in_a_read_only_folder_is_refused_before_the_work(examples: Path, tm
 
 def test_out_in_an_unwritable_place_is_refused_before_the_work(examples: Path) -> None:
     """/proc takes no new files, even from root."""
-    res = invoke("predict", examples / "hdac_unmasked_xy_n_2.npy", "--wavelength", WAVELENGTH,
-                 "--out", "/proc/xrdmtl-test/preds.csv", "--workers", "1")
+    res = invoke(
+        "predict",
+        examples / "hdac_unmasked_xy_n_2.npy",
+        "--wavelength",
+        WAVELENGTH,
+        "--out",
+        "/proc/xrdmtl-test/preds.csv",
+        "--workers",
+        "1",
+    )
     assert res.exit_code == 2, res.output
     _one_error(res, "--out", "cannot write")
 
@@ -103,8 +141,18 @@ def test_plot_pointing_at_a_file_is_refused_before_the_work(examples: Path, tmp_
     plot = tmp_path / "plot.png"
     plot.write_bytes(b"not a folder")
     out = tmp_path / "preds.csv"
-    res = invoke("predict", examples / "hdac_unmasked_xy_n_2.npy", "--wavelength", WAVELENGTH,
-                 "--plot", plot, "--out", out, "--workers", "1")
+    res = invoke(
+        "predict",
+        examples / "hdac_unmasked_xy_n_2.npy",
+        "--wavelength",
+        WAVELENGTH,
+        "--plot",
+        plot,
+        "--out",
+        out,
+        "--workers",
+        "1",
+    )
     assert res.exit_code == 2, res.output
     _one_error(res, "--plot", "not a folder")
     assert plot.read_bytes() == b"not a folder"
@@ -120,16 +168,34 @@ def _char_device(path: Path, minor: int) -> Path:
     return path
 
 
-def test_out_to_a_device_writes_into_it_and_never_replaces_it(examples: Path, tmp_path: Path) -> None:
+def test_out_to_a_device_writes_into_it_and_never_replaces_it(
+    examples: Path, tmp_path: Path
+) -> None:
     null = _char_device(tmp_path / "null", 3)
-    res = invoke("predict", examples / "hdac_unmasked_xy_n_2.npy", "--wavelength", WAVELENGTH,
-                 "--out", null, "--workers", "1")
+    res = invoke(
+        "predict",
+        examples / "hdac_unmasked_xy_n_2.npy",
+        "--wavelength",
+        WAVELENGTH,
+        "--out",
+        null,
+        "--workers",
+        "1",
+    )
     assert res.exit_code == 0, res.output
     assert stat.S_ISCHR(null.stat().st_mode)
 
     full = _char_device(tmp_path / "full", 7)
-    res = invoke("predict", examples / "hdac_unmasked_xy_n_2.npy", "--wavelength", WAVELENGTH,
-                 "--out", full, "--workers", "1")
+    res = invoke(
+        "predict",
+        examples / "hdac_unmasked_xy_n_2.npy",
+        "--wavelength",
+        WAVELENGTH,
+        "--out",
+        full,
+        "--workers",
+        "1",
+    )
     assert res.exit_code == 2, res.output
     _one_error(res, "--out", "no space left")
     assert stat.S_ISCHR(full.stat().st_mode)
@@ -142,8 +208,16 @@ def test_out_to_a_fifo_writes_into_it(examples: Path, tmp_path: Path) -> None:
     got: list[bytes] = []
     reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
     reader.start()
-    res = invoke("predict", examples / "hdac_unmasked_xy_n_2.npy", "--wavelength", WAVELENGTH,
-                 "--out", fifo, "--workers", "1")
+    res = invoke(
+        "predict",
+        examples / "hdac_unmasked_xy_n_2.npy",
+        "--wavelength",
+        WAVELENGTH,
+        "--out",
+        fifo,
+        "--workers",
+        "1",
+    )
     reader.join(30)
     assert res.exit_code == 0, res.output
     assert stat.S_ISFIFO(fifo.stat().st_mode)
@@ -177,8 +251,16 @@ def test_save_integrated_never_overwrites(frames_run: Path, tmp_path: Path) -> N
 def test_save_integrated_onto_a_file_is_refused(frames_run: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "integrated"
     blocker.write_text("x")
-    res = invoke("predict", frames_run / "frames" / "frame_00000.edf", "--poni", frames_run / "geometry.poni",
-                 "--save-integrated", blocker, "--workers", "1")
+    res = invoke(
+        "predict",
+        frames_run / "frames" / "frame_00000.edf",
+        "--poni",
+        frames_run / "geometry.poni",
+        "--save-integrated",
+        blocker,
+        "--workers",
+        "1",
+    )
     assert res.exit_code == 2, res.output
     _one_error(res, "--save-integrated", "not a folder")
     assert blocker.read_text() == "x"
@@ -191,14 +273,27 @@ def test_finetune_out_onto_the_model_is_refused(examples: Path, tmp_path: Path) 
     model = tmp_path / "model"
     shutil.copytree(Path(str(resources.files("xrdmtl") / "data" / "models" / "default")), model)
     before = {p.name: digest(p) for p in model.iterdir()}
-    res = invoke("finetune", "--labels", examples / "labels.csv", "--wavelength", WAVELENGTH,
-                 "--model", model, "--out", model, "--steps", "1")
+    res = invoke(
+        "finetune",
+        "--labels",
+        examples / "labels.csv",
+        "--wavelength",
+        WAVELENGTH,
+        "--model",
+        model,
+        "--out",
+        model,
+        "--steps",
+        "1",
+    )
     assert res.exit_code == 2, res.output
     _one_error(res, "--out", "--model")
     assert {p.name: digest(p) for p in model.iterdir()} == before
 
 
-def test_out_equal_to_the_geometry_mask_or_model_is_refused(frames_run: Path, tmp_path: Path) -> None:
+def test_out_equal_to_the_geometry_mask_or_model_is_refused(
+    frames_run: Path, tmp_path: Path
+) -> None:
     import shutil
 
     poni = tmp_path / "geometry.poni"

@@ -30,10 +30,18 @@ def test_tour_names_no_path_a_fresh_clone_lacks() -> None:
 
 @pytest.mark.slow
 def test_readme_tour_runs_as_printed(tmp_path: Path) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="100",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        COLUMNS="100",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
     for cmd in tour_commands():
-        res = subprocess.run(cmd, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-        expected = 1 if cmd.startswith("xrdmtl predict") and "bad.xy" in cmd else 0  # exit 1, as the tour says
+        res = subprocess.run(
+            cmd, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+        )
+        expected = (
+            1 if cmd.startswith("xrdmtl predict") and "bad.xy" in cmd else 0
+        )  # exit 1, as the tour says
         assert res.returncode == expected, f"$ {cmd}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
         assert "Traceback" not in res.stderr, f"$ {cmd}\n{res.stderr[-3000:]}"

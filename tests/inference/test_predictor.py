@@ -24,8 +24,10 @@ from xrdmtl.physics.pattern import Pattern
 from xrdmtl.physics.phases import get_phase
 
 PHASES = ["bastnaesite", "calcite", "rhenium"]
-HEADER = ("file,p_bastnaesite,p_calcite,p_rhenium,bastnaesite,calcite,rhenium,warning,error,"
-          "wavelength,wavelength_source,x_unit")
+HEADER = (
+    "file,p_bastnaesite,p_calcite,p_rhenium,bastnaesite,calcite,rhenium,warning,error,"
+    "wavelength,wavelength_source,x_unit"
+)
 WAVELENGTH = 0.561
 
 
@@ -120,18 +122,25 @@ def test_unknown_phase_warning() -> None:
     assert "unexplained peaks at Q=1.35, 3.62" in dirty.warning, dirty.warning
     assert [round(q, 2) for q in dirty.explanation.unexplained] == [1.35, 3.62]
     # nothing called: the calcite peaks themselves are unexplained
-    none_called = Predictor(FixedModel([0.02, 0.02, 0.02])).predict_patterns([phase_pattern(["calcite"])])[0]
+    none_called = Predictor(FixedModel([0.02, 0.02, 0.02])).predict_patterns(
+        [phase_pattern(["calcite"])]
+    )[0]
     assert "unexplained peaks" in none_called.warning
     # a featureless pattern gives no peak warning (noise is not a phase)
     rng = np.random.default_rng(1)
     q = np.linspace(0.7, 5.2, 3000)
     flat = Pattern(q, 100 + rng.normal(0, 1.0, q.size), unit="q_A^-1")
-    assert "unexplained" not in Predictor(FixedModel([0.02, 0.02, 0.02])).predict_patterns([flat])[0].warning
+    assert (
+        "unexplained"
+        not in Predictor(FixedModel([0.02, 0.02, 0.02])).predict_patterns([flat])[0].warning
+    )
 
 
 def test_call_without_peak_evidence_is_flagged() -> None:
     pred = Predictor(FixedModel([0.02, 0.98, 0.02]))
-    backed, bare = pred.predict_patterns([phase_pattern(["calcite"]), phase_pattern([], extra_q=(1.35,))])
+    backed, bare = pred.predict_patterns(
+        [phase_pattern(["calcite"]), phase_pattern([], extra_q=(1.35,))]
+    )
     assert "without a peak" not in backed.warning, backed.warning
     assert "called without a peak at any of its reflections: calcite" in bare.warning, bare.warning
     assert bare.calls["calcite"] == 1  # a warning, not a veto
@@ -156,15 +165,30 @@ def test_cli_predict_folder_with_corrupt_file(tiny_model: Path, tmp_path: Path) 
     write_npy_patterns(data, 3)
     (data / "corrupt.xy").write_text("this is not\na diffraction pattern\n")
     out = tmp_path / "out" / "preds.csv"
-    res = CliRunner().invoke(app, ["predict", str(data), "--model", str(tiny_model), "--out", str(out),
-                                   "--wavelength", str(WAVELENGTH), "--workers", "1"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(data),
+            "--model",
+            str(tiny_model),
+            "--out",
+            str(out),
+            "--wavelength",
+            str(WAVELENGTH),
+            "--workers",
+            "1",
+        ],
+    )
     assert res.exit_code == 1, res.output
     text = out.read_text()
     assert text.splitlines()[0] == HEADER
     rows = read_csv_text(text)
     assert len(rows) == 4
     bad = [r for r in rows if r["error"]]
-    assert len(bad) == 1 and bad[0]["file"].endswith("corrupt.xy") and "corrupt.xy" in bad[0]["error"]
+    assert (
+        len(bad) == 1 and bad[0]["file"].endswith("corrupt.xy") and "corrupt.xy" in bad[0]["error"]
+    )
     assert bad[0]["p_calcite"] == "" and bad[0]["calcite"] == ""
     good = [r for r in rows if not r["error"]]
     assert all(r["calcite"] in ("0", "1") and 0 <= float(r["p_calcite"]) <= 1 for r in good)
@@ -175,8 +199,21 @@ def test_cli_predict_folder_with_corrupt_file(tiny_model: Path, tmp_path: Path) 
 def test_cli_predict_stdout_and_plots(tiny_model: Path, tmp_path: Path) -> None:
     files = write_npy_patterns(tmp_path / "data", 2)
     plots = tmp_path / "plots"
-    res = CliRunner().invoke(app, ["predict", *map(str, files), "--model", str(tiny_model), "--wavelength",
-                                   str(WAVELENGTH), "--plot", str(plots), "--workers", "1"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            *map(str, files),
+            "--model",
+            str(tiny_model),
+            "--wavelength",
+            str(WAVELENGTH),
+            "--plot",
+            str(plots),
+            "--workers",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert res.stdout.splitlines()[0] == HEADER
     assert len(read_csv_text(res.stdout)) == 2
@@ -190,18 +227,28 @@ def test_process_pool_and_dask_match_serial(tiny_model: Path, tmp_path: Path) ->
     files = write_npy_patterns(tmp_path / "data", 20)
     files.insert(5, tmp_path / "data" / "missing.npy")
     pred = Predictor(tiny_model)
-    serial = pred.predict_files(files, wavelength=WAVELENGTH, workers=1, progress=False, expand=False)
-    pooled = pred.predict_files(files, wavelength=WAVELENGTH, workers=2, progress=False, expand=False)
-    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
-        dasked = pred.predict_files(files, wavelength=WAVELENGTH, workers=2, progress=False, expand=False,
-                                    scheduler=client)
+    serial = pred.predict_files(
+        files, wavelength=WAVELENGTH, workers=1, progress=False, expand=False
+    )
+    pooled = pred.predict_files(
+        files, wavelength=WAVELENGTH, workers=2, progress=False, expand=False
+    )
+    with Client(
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+    ) as client:
+        dasked = pred.predict_files(
+            files, wavelength=WAVELENGTH, workers=2, progress=False, expand=False, scheduler=client
+        )
     for other in (pooled, dasked):
         assert [p.file for p in other] == [p.file for p in serial]
         assert [p.calls for p in other] == [p.calls for p in serial]
         assert [p.warning for p in other] == [p.warning for p in serial]
         assert [p.error for p in other] == [p.error for p in serial]
-        np.testing.assert_allclose([list(p.probabilities.values()) for p in other if p.ok],
-                                   [list(p.probabilities.values()) for p in serial if p.ok], atol=1e-6)
+        np.testing.assert_allclose(
+            [list(p.probabilities.values()) for p in other if p.ok],
+            [list(p.probabilities.values()) for p in serial if p.ok],
+            atol=1e-6,
+        )
     assert sum(not p.ok for p in serial) == 1 and "missing.npy" in serial[5].error
 
 
@@ -244,7 +291,9 @@ def test_metrics_on_a_toy() -> None:
     # phase 0: positives 0.9, 0.4 vs negatives 0.2, 0.3 → all 4 pairs ordered: AUC 1
     # phase 1: positives 0.8, 0.7 vs negatives 0.1, 0.6 → 4/4 pairs; with a tie it counts half
     np.testing.assert_allclose(roc_auc(labels, scores), [1.0, 1.0])
-    np.testing.assert_allclose(roc_auc(np.array([[1], [0], [1]]), np.array([[0.5], [0.5], [0.2]])), [0.25])
+    np.testing.assert_allclose(
+        roc_auc(np.array([[1], [0], [1]]), np.array([[0.5], [0.5], [0.2]])), [0.25]
+    )
     assert np.isnan(roc_auc(np.array([[1], [1]]), np.array([[0.3], [0.9]]))[0])
 
 
@@ -253,8 +302,17 @@ def test_cli_evaluate_json(tiny_model: Path, tmp_path: Path) -> None:
     lines = ["file,bastnaesite,calcite,rhenium,quartz"]
     lines += [f"data/{f.name},1,0,0,0" for f in files]
     (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
-    args = ["evaluate", "--labels", str(tmp_path / "labels.csv"), "--model", str(tiny_model),
-            "--wavelength", str(WAVELENGTH), "--workers", "1"]
+    args = [
+        "evaluate",
+        "--labels",
+        str(tmp_path / "labels.csv"),
+        "--model",
+        str(tiny_model),
+        "--wavelength",
+        str(WAVELENGTH),
+        "--workers",
+        "1",
+    ]
     res = CliRunner().invoke(app, [*args, "--json"])
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout)
@@ -279,20 +337,42 @@ def test_cli_predict_frame_stack(tiny_model: Path, tmp_path: Path) -> None:
     from xrdmtl.io.readers import load_pattern
 
     det = Detector(pixel1=172e-6, pixel2=172e-6, max_shape=(96, 96))
-    ai = AzimuthalIntegrator(dist=0.02, poni1=0.0083, poni2=0.0083, detector=det, wavelength=WAVELENGTH * 1e-10)
+    ai = AzimuthalIntegrator(
+        dist=0.02, poni1=0.0083, poni2=0.0083, detector=det, wavelength=WAVELENGTH * 1e-10
+    )
     ai.save(str(tmp_path / "geometry.poni"))
     rng = np.random.default_rng(0)
     with h5py.File(tmp_path / "run.h5", "w") as f:
         f["entry/data/data"] = rng.poisson(100, (3, 96, 96)).astype(np.int32)
     out, plots, integrated = tmp_path / "preds.csv", tmp_path / "plots", tmp_path / "integrated"
-    res = CliRunner().invoke(app, ["predict", str(tmp_path / "run.h5"), "--poni", str(tmp_path / "geometry.poni"),
-                                   "--model", str(tiny_model), "--out", str(out), "--plot", str(plots),
-                                   "--save-integrated", str(integrated), "--workers", "1"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(tmp_path / "run.h5"),
+            "--poni",
+            str(tmp_path / "geometry.poni"),
+            "--model",
+            str(tiny_model),
+            "--out",
+            str(out),
+            "--plot",
+            str(plots),
+            "--save-integrated",
+            str(integrated),
+            "--workers",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = read_csv_text(out.read_text())
     assert [r["file"] for r in rows] == [f"{tmp_path / 'run.h5'}::{i}" for i in range(3)]
-    assert sorted(p.name for p in plots.glob("*.png")) == ["run_00000.png", "run_00001.png", "run_00002.png",
-                                                           "timeline.png"]
+    assert sorted(p.name for p in plots.glob("*.png")) == [
+        "run_00000.png",
+        "run_00001.png",
+        "run_00002.png",
+        "timeline.png",
+    ]
     saved = sorted(integrated.glob("*.xy"))
     assert len(saved) == 3
     pattern = load_pattern(saved[0])

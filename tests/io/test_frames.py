@@ -47,13 +47,19 @@ def test_hdf5_stack_yields_each_frame(tmp_path: Path) -> None:
 def test_eiger_master_with_compressed_linked_data(tmp_path: Path) -> None:
     for k, n in ((1, 2), (2, 3)):
         with h5py.File(tmp_path / f"run_data_{k:06d}.h5", "w") as f:
-            f.create_dataset("entry/data/data", data=np.full((n, 8, 6), k, np.uint32),
-                             chunks=(1, 8, 6), **hdf5plugin.Bitshuffle(cname="lz4"))
+            f.create_dataset(
+                "entry/data/data",
+                data=np.full((n, 8, 6), k, np.uint32),
+                chunks=(1, 8, 6),
+                **hdf5plugin.Bitshuffle(cname="lz4"),
+            )
     master = tmp_path / "run_master.h5"
     with h5py.File(master, "w") as f:
         f.create_group("entry/data")
         for k in (1, 2):
-            f[f"entry/data/data_{k:06d}"] = h5py.ExternalLink(f"run_data_{k:06d}.h5", "entry/data/data")
+            f[f"entry/data/data_{k:06d}"] = h5py.ExternalLink(
+                f"run_data_{k:06d}.h5", "entry/data/data"
+            )
     items = list(read_frames(master))
     assert [label.rsplit("::", 1)[1] for label, _ in items] == ["0", "1", "2", "3", "4"]
     assert [int(frame[0, 0]) for _, frame in items] == [1, 1, 2, 2, 2]
@@ -70,15 +76,20 @@ def test_multiframe_edf(tmp_path: Path) -> None:
 def test_integrator_matches_pyfai(sim: FrameSimulator, integrator: Integrator) -> None:
     s = sim.sample(np.random.default_rng(0))
     p = integrator.integrate(s.frame, source="f")
-    ref = integrator.ai.integrate1d(np.where(s.frame < 0, 0, s.frame).astype(np.float32), integrator.npt,
-                                    unit="2th_deg", method=("no", "csr", "cython"))
+    ref = integrator.ai.integrate1d(
+        np.where(s.frame < 0, 0, s.frame).astype(np.float32),
+        integrator.npt,
+        unit="2th_deg",
+        method=("no", "csr", "cython"),
+    )
     assert p.unit == "2th_deg" and p.wavelength == pytest.approx(0.561)
     common = np.isin(ref.radial, p.x)
     assert np.allclose(p.y, ref.intensity[common], rtol=1e-3, atol=1e-2)
 
 
-def test_errors_per_frame_while_others_run(tmp_path: Path, poni: Path, integrator: Integrator,
-                                           sim: FrameSimulator) -> None:
+def test_errors_per_frame_while_others_run(
+    tmp_path: Path, poni: Path, integrator: Integrator, sim: FrameSimulator
+) -> None:
     good = tmp_path / "good.edf"
     fabio.edfimage.EdfImage(data=sim.sample(np.random.default_rng(1)).frame).write(str(good))
     wrong = tmp_path / "wrong.edf"
@@ -115,8 +126,9 @@ def test_load_mask_formats(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("spots", [(3.0, 30.0), (2e3, 2e4)], ids=["spotty", "smooth"])
-def test_auto_mask_finds_anvil_spots_and_spares_rings(sim: FrameSimulator, integrator: Integrator,
-                                                      spots: tuple[float, float]) -> None:
+def test_auto_mask_finds_anvil_spots_and_spares_rings(
+    sim: FrameSimulator, integrator: Integrator, spots: tuple[float, float]
+) -> None:
     cfg = FrameConfig(p_target=1.0, spots_per_ring=spots)
     s2 = FrameSimulator(sim.targets, sim.distractors, sim.geometry, cfg)
     rng = np.random.default_rng(7)
@@ -136,7 +148,7 @@ def test_auto_mask_patterns(sim: FrameSimulator, integrator: Integrator, tmp_pat
     s = sim.sample(np.random.default_rng(9))
     path = tmp_path / "f.edf"
     fabio.edfimage.EdfImage(data=s.frame).write(str(path))
-    (_, auto), = patterns_from_frames(path, integrator, mask="auto")
-    (_, none), = patterns_from_frames(path, integrator, mask="none")
-    (_, true), = patterns_from_frames(path, integrator, mask=s.spot_mask)
+    ((_, auto),) = patterns_from_frames(path, integrator, mask="auto")
+    ((_, none),) = patterns_from_frames(path, integrator, mask="none")
+    ((_, true),) = patterns_from_frames(path, integrator, mask=s.spot_mask)
     assert np.abs(auto.y - true.y).max() < 0.1 * np.abs(none.y - true.y).max()

@@ -16,20 +16,38 @@ from hypothesis import strategies as st
 
 from xrdmtl.errors import FrameError, LabelsError, ModelError, PatternError, XrdmtlError
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-                derandomize=True)
+FUZZ = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
 
-NUM = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32).map(lambda v: f"{v:g}"),
-                st.integers(-10**6, 10**6).map(str), st.sampled_from(["nan", "inf", "-", "1e999", "0x10", ""]))
+NUM = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=32).map(lambda v: f"{v:g}"),
+    st.integers(-(10**6), 10**6).map(str),
+    st.sampled_from(["nan", "inf", "-", "1e999", "0x10", ""]),
+)
 LINE = st.lists(NUM, min_size=0, max_size=4).flatmap(
-    lambda xs: st.sampled_from([" ", ",", ";", "\t"]).map(lambda sep: sep.join(xs)))
-HEADER = st.sampled_from([
-    "", "# 2th_deg I", "# q_nm^-1 I", "# q_A^-1 I", "# d_A I", "# r_mm I", "# chi I", "2theta,intensity",
-    '# {"wavelength": 7.1e-11, "poni_version": 2.1}', "# Wavelength: 0.71 A", "##NAMES=x\n##WAVELENGTH=abc",
-    "# Kalpha1 1.54 Kalpha2 1.544 ratio 0.5", "5 0.1 10", "<?xml version='1.0'?><xrdMeasurement/>",
-    '<xrdMeasurement><scan><dataPoints><positions axis="2Theta" unit="deg"><startPosition>5</startPosition>'
-    "<endPosition>x</endPosition></positions><intensities>1 2 3</intensities></dataPoints></scan></xrdMeasurement>",
-])
+    lambda xs: st.sampled_from([" ", ",", ";", "\t"]).map(lambda sep: sep.join(xs))
+)
+HEADER = st.sampled_from(
+    [
+        "",
+        "# 2th_deg I",
+        "# q_nm^-1 I",
+        "# q_A^-1 I",
+        "# d_A I",
+        "# r_mm I",
+        "# chi I",
+        "2theta,intensity",
+        '# {"wavelength": 7.1e-11, "poni_version": 2.1}',
+        "# Wavelength: 0.71 A",
+        "##NAMES=x\n##WAVELENGTH=abc",
+        "# Kalpha1 1.54 Kalpha2 1.544 ratio 0.5",
+        "5 0.1 10",
+        "<?xml version='1.0'?><xrdMeasurement/>",
+        '<xrdMeasurement><scan><dataPoints><positions axis="2Theta" unit="deg"><startPosition>5</startPosition>'
+        "<endPosition>x</endPosition></positions><intensities>1 2 3</intensities></dataPoints></scan></xrdMeasurement>",
+    ]
+)
 TEXT = st.tuples(HEADER, st.lists(LINE, max_size=40)).map(lambda t: "\n".join([t[0], *t[1]]))
 EXTENSIONS = [".xy", ".xye", ".dat", ".chi", ".txt", ".csv", ".plv", ".xrdml", ".npy", ""]
 
@@ -45,14 +63,19 @@ def _npy_bytes(header: str, body: bytes) -> bytes:
     return b"\x93NUMPY\x01\x00" + len(head).to_bytes(2, "little") + head + body
 
 
-NPY_HEADERS = st.sampled_from([
-    "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 100), }",
-    "{'descr': '<f8', 'fortran_order': False, 'shape': (100, 2), }",
-    "{'descr': '|O', 'fortran_order': False, 'shape': (2, 3), }",
-    "{'descr': '<c16', 'fortran_order': False, 'shape': (2, 50), }",
-    "{'descr': '<f8', 'fortran_order': True, 'shape': (3, 3, 3), }",
-    "{'descr': '<f8', 'shape': (-1, 2), }", "not a dict", "{'descr': 'xx'}", "",
-])
+NPY_HEADERS = st.sampled_from(
+    [
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 100), }",
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (100, 2), }",
+        "{'descr': '|O', 'fortran_order': False, 'shape': (2, 3), }",
+        "{'descr': '<c16', 'fortran_order': False, 'shape': (2, 50), }",
+        "{'descr': '<f8', 'fortran_order': True, 'shape': (3, 3, 3), }",
+        "{'descr': '<f8', 'shape': (-1, 2), }",
+        "not a dict",
+        "{'descr': 'xx'}",
+        "",
+    ]
+)
 
 
 def _load_pattern(path: Path, **kw: object) -> None:
@@ -72,9 +95,15 @@ def test_pattern_reader_random_bytes(data: bytes, ext: str) -> None:
 
 
 @FUZZ
-@given(text=TEXT, ext=st.sampled_from(EXTENSIONS), wavelength=st.sampled_from([None, 0.561, 1e-5, 1e5]),
-       x_unit=st.sampled_from([None, "2th_deg", "q_A^-1", "q_nm^-1", "d_A", "furlongs"]))
-def test_pattern_reader_text_like_patterns(text: str, ext: str, wavelength: float | None, x_unit: str | None) -> None:
+@given(
+    text=TEXT,
+    ext=st.sampled_from(EXTENSIONS),
+    wavelength=st.sampled_from([None, 0.561, 1e-5, 1e5]),
+    x_unit=st.sampled_from([None, "2th_deg", "q_A^-1", "q_nm^-1", "d_A", "furlongs"]),
+)
+def test_pattern_reader_text_like_patterns(
+    text: str, ext: str, wavelength: float | None, x_unit: str | None
+) -> None:
     with folder() as d:
         path = d / f"f{ext}"
         path.write_text(text, encoding="utf-8")
@@ -94,9 +123,20 @@ FRAME_EXTENSIONS = [".edf", ".tif", ".cbf", ".h5", ".img", ".mccd", ".sfrm", ".n
 
 
 @FUZZ
-@given(data=st.binary(max_size=3000), ext=st.sampled_from(FRAME_EXTENSIONS), prefix=st.sampled_from([
-    b"", b"{\nHeaderID = EH:000001:000000:000000 ;\nDim_1 = 8 ;\nDim_2 = 8 ;\nDataType = FloatValue ;\n}\n",
-    b"II*\x00", b"MM\x00*", b"###CBF: VERSION", b"\x89HDF\r\n\x1a\n"]))
+@given(
+    data=st.binary(max_size=3000),
+    ext=st.sampled_from(FRAME_EXTENSIONS),
+    prefix=st.sampled_from(
+        [
+            b"",
+            b"{\nHeaderID = EH:000001:000000:000000 ;\nDim_1 = 8 ;\nDim_2 = 8 ;\nDataType = FloatValue ;\n}\n",
+            b"II*\x00",
+            b"MM\x00*",
+            b"###CBF: VERSION",
+            b"\x89HDF\r\n\x1a\n",
+        ]
+    ),
+)
 def test_frame_reader(data: bytes, ext: str, prefix: bytes) -> None:
     from xrdmtl.io.frames import load_mask, read_frames
 
@@ -113,9 +153,18 @@ def test_frame_reader(data: bytes, ext: str, prefix: bytes) -> None:
 
 
 @FUZZ
-@given(data=st.one_of(st.binary(max_size=400), st.text(max_size=400).map(lambda t: t.encode("utf-8"))),
-       header=st.sampled_from([b"", b"file,bastnaesite,calcite,rhenium\n", b"\xef\xbb\xbffile,calcite\n",
-                               b"\xff\xfe", b"file;calcite\n"]))
+@given(
+    data=st.one_of(st.binary(max_size=400), st.text(max_size=400).map(lambda t: t.encode("utf-8"))),
+    header=st.sampled_from(
+        [
+            b"",
+            b"file,bastnaesite,calcite,rhenium\n",
+            b"\xef\xbb\xbffile,calcite\n",
+            b"\xff\xfe",
+            b"file;calcite\n",
+        ]
+    ),
+)
 def test_labels_reader(data: bytes, header: bytes) -> None:
     from xrdmtl.io.labels import read_labels
 
@@ -126,17 +175,49 @@ def test_labels_reader(data: bytes, header: bytes) -> None:
             read_labels(path, ["bastnaesite", "calcite", "rhenium"])
 
 
-PONI_KEYS = ["poni_version", "Detector", "Detector_config", "Distance", "Poni1", "Poni2", "Rot1", "Rot2", "Rot3",
-             "Wavelength", "PixelSize1", "PixelSize2", "SplineFile"]
-PONI_VALUES = st.one_of(NUM, st.sampled_from(["Pilatus", "Pilatus1M", "Eiger4M", "Detector", "nosuch", "{", "{}",
-                                              '{"pixel1": 1e-4, "pixel2": 1e-4, "max_shape": [8, 8]}',
-                                              '{"pixel1": "a"}', "2.1", "2", "-1", "0"]),
-                        st.text(max_size=20))
+PONI_KEYS = [
+    "poni_version",
+    "Detector",
+    "Detector_config",
+    "Distance",
+    "Poni1",
+    "Poni2",
+    "Rot1",
+    "Rot2",
+    "Rot3",
+    "Wavelength",
+    "PixelSize1",
+    "PixelSize2",
+    "SplineFile",
+]
+PONI_VALUES = st.one_of(
+    NUM,
+    st.sampled_from(
+        [
+            "Pilatus",
+            "Pilatus1M",
+            "Eiger4M",
+            "Detector",
+            "nosuch",
+            "{",
+            "{}",
+            '{"pixel1": 1e-4, "pixel2": 1e-4, "max_shape": [8, 8]}',
+            '{"pixel1": "a"}',
+            "2.1",
+            "2",
+            "-1",
+            "0",
+        ]
+    ),
+    st.text(max_size=20),
+)
 
 
 @FUZZ
-@given(lines=st.lists(st.tuples(st.sampled_from(PONI_KEYS), PONI_VALUES), max_size=10),
-       junk=st.text(max_size=40))
+@given(
+    lines=st.lists(st.tuples(st.sampled_from(PONI_KEYS), PONI_VALUES), max_size=10),
+    junk=st.text(max_size=40),
+)
 def test_poni_loader(lines: list[tuple[str, str]], junk: str) -> None:
     from xrdmtl.io.frames import Integrator
 
@@ -147,12 +228,28 @@ def test_poni_loader(lines: list[tuple[str, str]], junk: str) -> None:
             Integrator(path, npt=50)
 
 
-JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-5, 5000), st.floats(allow_nan=False),
-                              st.text(max_size=8)),
-                    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner,
-                                                                                         max_size=4)),
-                    max_leaves=12)
-META_KEYS = ["phases", "grid", "architecture", "thresholds", "calibration", "preprocessing", "adapter"]
+JSON = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-5, 5000),
+        st.floats(allow_nan=False),
+        st.text(max_size=8),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+META_KEYS = [
+    "phases",
+    "grid",
+    "architecture",
+    "thresholds",
+    "calibration",
+    "preprocessing",
+    "adapter",
+]
 
 
 def _default_model() -> Path:
@@ -160,8 +257,10 @@ def _default_model() -> Path:
 
 
 @FUZZ
-@given(edits=st.dictionaries(st.sampled_from(META_KEYS), JSON, max_size=3),
-       drop=st.lists(st.sampled_from(META_KEYS), max_size=2))
+@given(
+    edits=st.dictionaries(st.sampled_from(META_KEYS), JSON, max_size=3),
+    drop=st.lists(st.sampled_from(META_KEYS), max_size=2),
+)
 def test_model_loader(edits: dict, drop: list[str]) -> None:
     from xrdmtl.model.files import load_model
 

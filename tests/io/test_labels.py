@@ -11,7 +11,9 @@ from xrdmtl.io.labels import read_labels
 
 
 def test_reads_in_the_asked_order_and_notes_other_columns(tmp_path: Path) -> None:
-    (tmp_path / "labels.csv").write_text("file,rhenium,calcite,quartz\nsub/a.xy,1,0,1\nb.h5::3,0,1,0\n")
+    (tmp_path / "labels.csv").write_text(
+        "file,rhenium,calcite,quartz\nsub/a.xy,1,0,1\nb.h5::3,0,1,0\n"
+    )
     notes: list[str] = []
     files, labels = read_labels(tmp_path / "labels.csv", ["calcite", "rhenium"], notes.append)
     assert files == [str(tmp_path / "sub" / "a.xy"), f"{tmp_path / 'b.h5'}::3"]

@@ -18,29 +18,52 @@ PNG = b"\x89PNG"
 def test_plot_pattern_with_sticks_and_saliency(tmp_path: Path) -> None:
     q = np.linspace(0.8, 5.0, 500)
     y = np.where(q > 1.0, 1.0 + np.exp(-0.5 * ((q - 2.07) / 0.01) ** 2), np.nan)
-    refs = {n: get_phase(n).reflections(None, q_max=5.0) for n in ("bastnaesite", "calcite", "rhenium")}
+    refs = {
+        n: get_phase(n).reflections(None, q_max=5.0) for n in ("bastnaesite", "calcite", "rhenium")
+    }
     sal = {n: np.sin(q * i) for i, n in enumerate(refs)}
-    out = plot_pattern((q, y), ["calcite"], refs, saliency=sal, path=tmp_path / "a" / "p.png",
-                       probabilities={"bastnaesite": 0.1, "calcite": 0.9, "rhenium": 0.0})
+    out = plot_pattern(
+        (q, y),
+        ["calcite"],
+        refs,
+        saliency=sal,
+        path=tmp_path / "a" / "p.png",
+        probabilities={"bastnaesite": 0.1, "calcite": 0.9, "rhenium": 0.0},
+    )
     assert out.read_bytes()[:4] == PNG
-    pat = Pattern(np.linspace(10, 40, 300), np.random.default_rng(0).random(300), wavelength=0.561, source="x.xy")
+    pat = Pattern(
+        np.linspace(10, 40, 300),
+        np.random.default_rng(0).random(300),
+        wavelength=0.561,
+        source="x.xy",
+    )
     assert plot_pattern(pat, [], refs, path=tmp_path / "b.png").read_bytes()[:4] == PNG
     assert not list(tmp_path.rglob(".*"))  # no temporary file left
 
 
 def test_timelines(tmp_path: Path) -> None:
     probs = np.random.default_rng(0).random((30, 3))
-    assert plot_timeline(np.arange(30), probs, ["a", "b", "c"], tmp_path / "t.png",
-                         thresholds=[0.5] * 3).read_bytes()[:4] == PNG
+    assert (
+        plot_timeline(
+            np.arange(30), probs, ["a", "b", "c"], tmp_path / "t.png", thresholds=[0.5] * 3
+        ).read_bytes()[:4]
+        == PNG
+    )
     phases = ["a", "b"]
 
     def pred(label: str, p: float) -> Prediction:
-        return Prediction(label, probabilities={"a": p, "b": 1 - p}, calls={"a": int(p > 0.5), "b": 0})
+        return Prediction(
+            label, probabilities={"a": p, "b": 1 - p}, calls={"a": int(p > 0.5), "b": 0}
+        )
 
     one_stack = [pred(f"run.h5::{i}", i / 5) for i in range(5)] + [pred("single.xy", 0.3)]
     written = write_timelines(one_stack, phases, [0.5, 0.5], tmp_path / "one")
     assert [p.name for p in written] == ["timeline.png"]
-    two = one_stack + [pred(f"other.h5::{i}", 0.5) for i in range(3)] + [Prediction("x.h5::0", error="bad")]
+    two = (
+        one_stack
+        + [pred(f"other.h5::{i}", 0.5) for i in range(3)]
+        + [Prediction("x.h5::0", error="bad")]
+    )
     written = write_timelines(two, phases, [0.5, 0.5], tmp_path / "two")
     assert sorted(p.name for p in written) == ["timeline_other.png", "timeline_run.png"]
 
@@ -51,24 +74,49 @@ def test_pattern_figure_reads_like_a_diffraction_plot() -> None:
     from xrdmtl.io.plots import pattern_figure
 
     q = np.linspace(0.8, 5.0, 2048)
-    refs = {n: get_phase(n).reflections(None, q_max=5.0) for n in ("bastnaesite", "calcite", "rhenium")}
+    refs = {
+        n: get_phase(n).reflections(None, q_max=5.0) for n in ("bastnaesite", "calcite", "rhenium")
+    }
     calcite = refs["calcite"]
     strong = calcite.q[np.argsort(-calcite.intensity)[:3]]
-    y = 1.0 + sum(np.exp(-0.5 * ((q - c) / 0.01) ** 2) for c in [*strong, 3.61]) + 0.02 * np.sin(40 * q)
-    fig = pattern_figure((q, y), ["calcite"], refs, title="scan.xy",
-                         probabilities={"bastnaesite": 0.01, "calcite": 0.97, "rhenium": 0.02},
-                         background_removed=y - 1.0, wavelength=0.561, matched={"calcite": list(strong)},
-                         unexplained=[3.61], warning="unexplained peaks at Q=3.61 Å⁻¹")
+    y = (
+        1.0
+        + sum(np.exp(-0.5 * ((q - c) / 0.01) ** 2) for c in [*strong, 3.61])
+        + 0.02 * np.sin(40 * q)
+    )
+    fig = pattern_figure(
+        (q, y),
+        ["calcite"],
+        refs,
+        title="scan.xy",
+        probabilities={"bastnaesite": 0.01, "calcite": 0.97, "rhenium": 0.02},
+        background_removed=y - 1.0,
+        wavelength=0.561,
+        matched={"calcite": list(strong)},
+        unexplained=[3.61],
+        warning="unexplained peaks at Q=3.61 Å⁻¹",
+    )
     title = fig.get_suptitle()
-    assert "scan.xy" in title and "calcite p=0.97" in title and "unexplained peaks at Q=3.61" in title
+    assert (
+        "scan.xy" in title and "calcite p=0.97" in title and "unexplained peaks at Q=3.61" in title
+    )
     labels = {t.get_text() for ax in fig.axes for t in ax.texts}
     hkl = {"".join(str(int(h)) for h in calcite.hkl[i]) for i in np.argsort(-calcite.intensity)[:3]}
     assert hkl <= labels, (hkl, labels)  # the matched reflections are labelled with their hkl
     assert "?" in labels  # the unexplained peak is marked
-    every = [*fig.axes, *(child for ax in fig.axes for child in ax.child_axes)]  # secondary axes too
+    every = [
+        *fig.axes,
+        *(child for ax in fig.axes for child in ax.child_axes),
+    ]  # secondary axes too
     axis_labels = {ax.get_xlabel() for ax in every} | {ax.get_ylabel() for ax in every}
-    assert "Q (Å⁻¹)" in axis_labels and "d (Å)" in axis_labels and "2θ (°) at λ = 0.561 Å" in axis_labels
-    assert all(ax.get_legend() is None for ax in fig.axes) and fig.legends  # the legend sits outside the data
+    assert (
+        "Q (Å⁻¹)" in axis_labels
+        and "d (Å)" in axis_labels
+        and "2θ (°) at λ = 0.561 Å" in axis_labels
+    )
+    assert (
+        all(ax.get_legend() is None for ax in fig.axes) and fig.legends
+    )  # the legend sits outside the data
     assert fig.get_figwidth() >= 10
 
 
@@ -76,6 +124,7 @@ def test_plot_pattern_without_saliency_or_calls(tmp_path: Path) -> None:
     q = np.linspace(0.8, 5.0, 300)
     y = 1 + np.random.default_rng(1).random(300)
     refs = {"calcite": get_phase("calcite").reflections(None, q_max=5.0)}
-    out = plot_pattern((q, y), [], refs, path=tmp_path / "p.png", probabilities={"calcite": 0.1},
-                       warning="x" * 500)
+    out = plot_pattern(
+        (q, y), [], refs, path=tmp_path / "p.png", probabilities={"calcite": 0.1}, warning="x" * 500
+    )
     assert out.read_bytes()[:4] == PNG

@@ -20,7 +20,9 @@ WAVELENGTH = 0.561
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
     det = Detector(pixel1=172e-6, pixel2=172e-6, max_shape=(96, 96))
-    ai = AzimuthalIntegrator(dist=0.02, poni1=0.0083, poni2=0.0083, detector=det, wavelength=WAVELENGTH * 1e-10)
+    ai = AzimuthalIntegrator(
+        dist=0.02, poni1=0.0083, poni2=0.0083, detector=det, wavelength=WAVELENGTH * 1e-10
+    )
     ai.save(str(tmp_path / "geometry.poni"))
     rng = np.random.default_rng(0)
     np.save(tmp_path / "frame.npy", rng.poisson(100, (96, 96)).astype(np.float32))
@@ -28,8 +30,12 @@ def files(tmp_path: Path) -> dict[str, Path]:
         f["entry/data/data"] = rng.poisson(100, (3, 96, 96)).astype(np.int32)
     tth = np.linspace(2, 30, 1500)
     np.save(tmp_path / "one_d.npy", np.stack([tth, 10 + np.exp(-(((tth - 12) / 0.1) ** 2))]))
-    return {"poni": tmp_path / "geometry.poni", "frame": tmp_path / "frame.npy", "stack": tmp_path / "run.h5",
-            "one_d": tmp_path / "one_d.npy"}
+    return {
+        "poni": tmp_path / "geometry.poni",
+        "frame": tmp_path / "frame.npy",
+        "stack": tmp_path / "run.h5",
+        "one_d": tmp_path / "one_d.npy",
+    }
 
 
 def test_a_2d_npy_frame_reads_with_a_geometry_only(files: dict[str, Path]) -> None:

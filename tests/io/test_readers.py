@@ -52,8 +52,12 @@ def peak_x(p: Pattern) -> float:
         ("angstrom.xy", "# Wavelength (A): 0.561\n" + rows(), "2th_deg", 0.561),
         ("nm.xy", "# wavelength = 0.07093 nm\n" + rows(), "2th_deg", 0.7093),
         ("bare.xy", "# Wavelength: 7.093e-11\n" + rows(), "2th_deg", 0.7093),
-        ("fit2d.chi", "scan_0001.edf\n2-Theta Angle (Degrees)\nIntensity\n       701\n" + rows(),
-         "2th_deg", None),
+        (
+            "fit2d.chi",
+            "scan_0001.edf\n2-Theta Angle (Degrees)\nIntensity\n       701\n" + rows(),
+            "2th_deg",
+            None,
+        ),
         ("bom.csv", "\ufeff2θ (°),I\n" + rows(sep=","), "2th_deg", None),
     ],
 )
@@ -207,7 +211,9 @@ def test_pyfai_radius_untilted(tmp_path: Path, integrator, ring_image) -> None:
 
 def test_pyfai_sigma_column_header(tmp_path: Path, integrator, ring_image) -> None:
     path = tmp_path / "ring_err.dat"
-    integrator.integrate1d(ring_image, 400, unit="2th_deg", filename=str(path), error_model="poisson")
+    integrator.integrate1d(
+        ring_image, 400, unit="2th_deg", filename=str(path), error_model="poisson"
+    )
     # some pyFAI versions write a broken column header with error bars: the unit must then be given
     try:
         p = load_pattern(path)
@@ -340,8 +346,11 @@ BAD_TEXT = [
     ("bad.xrdml", b"<xrdMeasurements><xrdMeasurement>", "unreadable"),
     ("other.xml", b"<?xml version='1.0'?><html><body>1 2</body></html>", "xrdMeasurement"),
     ("nodata.xrdml", xrdml().replace("intensities", "other").encode(), "intensities or counts"),
-    ("bomb.xrdml", b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>',
-     "unreadable"),
+    (
+        "bomb.xrdml",
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>',
+        "unreadable",
+    ),
 ]
 
 
@@ -419,18 +428,31 @@ def test_bad_arguments(tmp_path: Path) -> None:
 def test_collect_inputs(tmp_path: Path) -> None:
     (tmp_path / "run" / "sub").mkdir(parents=True)
     (tmp_path / "run" / ".hidden").mkdir()
-    for name in ("run/b.xy", "run/a.chi", "run/sub/c.xrdml", "run/.hidden/h.xy", "run/notes.md",
-                 "run/scan.csv", "other.weird"):
+    for name in (
+        "run/b.xy",
+        "run/a.chi",
+        "run/sub/c.xrdml",
+        "run/.hidden/h.xy",
+        "run/notes.md",
+        "run/scan.csv",
+        "other.weird",
+    ):
         write(tmp_path / name, rows())
     write(tmp_path / "run" / "labels.csv", "file,calcite\nb.xy,1\n")
     files, errors = collect_inputs(
-        [tmp_path / "run", str(tmp_path / "run" / "*.xy"), tmp_path / "other.weird",
-         tmp_path / "nothing.xy", str(tmp_path / "*.nope")]
+        [
+            tmp_path / "run",
+            str(tmp_path / "run" / "*.xy"),
+            tmp_path / "other.weird",
+            tmp_path / "nothing.xy",
+            str(tmp_path / "*.nope"),
+        ]
     )
     names = [f.relative_to(tmp_path).as_posix() for f in files]
     assert names == ["run/a.chi", "run/b.xy", "run/scan.csv", "run/sub/c.xrdml", "other.weird"]
     assert [(Path(arg).name, type(e)) for arg, e in errors] == [
-        ("nothing.xy", PatternError), ("*.nope", PatternError)
+        ("nothing.xy", PatternError),
+        ("*.nope", PatternError),
     ]
     assert "no such file" in str(errors[0][1]) and "matches" in str(errors[1][1])
 
@@ -561,7 +583,9 @@ def mangle(text: str, edits: list[tuple[int, int, str]]) -> str:
 def test_fuzz_mangled_text(fuzz_dir: Path, header, sep, ext, edits, wavelength) -> None:
     body = rows(TTH[:40], INTENSITY[:40], sep)
     if "Alpha1" in header:
-        body = "\n".join(" ".join(f"{v:.0f}" for v in INTENSITY[i : i + 10]) for i in range(0, 40, 10))
+        body = "\n".join(
+            " ".join(f"{v:.0f}" for v in INTENSITY[i : i + 10]) for i in range(0, 40, 10)
+        )
     text = mangle(header + body, edits)
     load_or_error(write(fuzz_dir / f"text{ext}", text.encode("utf-8")), wavelength=wavelength)
 

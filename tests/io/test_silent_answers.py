@@ -16,7 +16,17 @@ from typer.testing import CliRunner
 
 from xrdmtl.cli import app
 
-FIXED = ["file", "p_bastnaesite", "p_calcite", "p_rhenium", "bastnaesite", "calcite", "rhenium", "warning", "error"]
+FIXED = [
+    "file",
+    "p_bastnaesite",
+    "p_calcite",
+    "p_rhenium",
+    "bastnaesite",
+    "calcite",
+    "rhenium",
+    "warning",
+    "error",
+]
 PROVENANCE = ["wavelength", "wavelength_source", "x_unit"]
 
 
@@ -45,8 +55,16 @@ def test_truncated_and_header_only_edf_are_errors(frames: Path, tmp_path: Path) 
     end = data.index(b"}") + 1
     (tmp_path / "third.edf").write_bytes(data[: len(data) // 3])
     (tmp_path / "header.edf").write_bytes(data[: end + 1])
-    res = _run("predict", tmp_path / "third.edf", tmp_path / "header.edf", frames / "frames" / "frame_00000.edf",
-               "--poni", frames / "geometry.poni", "--workers", "1")
+    res = _run(
+        "predict",
+        tmp_path / "third.edf",
+        tmp_path / "header.edf",
+        frames / "frames" / "frame_00000.edf",
+        "--poni",
+        frames / "geometry.poni",
+        "--workers",
+        "1",
+    )
     assert res.exit_code == 1, res.output
     rows = {Path(r["file"]).name: r for r in _rows(res.stdout)}
     for name in ("third.edf", "header.edf"):
@@ -54,12 +72,19 @@ def test_truncated_and_header_only_edf_are_errors(frames: Path, tmp_path: Path) 
         assert "incomplete" in rows[name]["error"] or "truncated" in rows[name]["error"], rows[name]
     assert not rows["frame_00000.edf"]["error"]
     # fabio's own log line does not reach the terminal: the error lines say it
-    assert all(line.startswith("error:") for line in res.stderr.splitlines() if "Data stream" in line)
+    assert all(
+        line.startswith("error:") for line in res.stderr.splitlines() if "Data stream" in line
+    )
 
 
 def _pyfai_text(tth: np.ndarray, y: np.ndarray, wavelength_m: float) -> str:
-    head = ["# {", f'#     "wavelength": {wavelength_m:.6e},', '#     "poni_version": 2.1', "# }",
-            "#  2th_deg             I"]
+    head = [
+        "# {",
+        f'#     "wavelength": {wavelength_m:.6e},',
+        '#     "poni_version": 2.1',
+        "# }",
+        "#  2th_deg             I",
+    ]
     return "\n".join(head + [f"{a:.6f} {b:.4f}" for a, b in zip(tth, y, strict=True)]) + "\n"
 
 
@@ -70,16 +95,30 @@ def test_file_wavelength_wins_over_the_option_with_a_note(tmp_path: Path) -> Non
     (tmp_path / "pyfai.xy").write_text(_pyfai_text(tth[keep], y[keep], 0.561e-10))
     (tmp_path / "other.xy").write_text(_pyfai_text(tth[keep], y[keep], 0.4066e-10))
     shutil.copy(_examples() / "hdac_unmasked_xy_bc_10.npy", tmp_path / "plain.npy")
-    res = _run("predict", tmp_path / "pyfai.xy", tmp_path / "other.xy", tmp_path / "plain.npy",
-               "--wavelength", "0.561", "--workers", "1")
+    res = _run(
+        "predict",
+        tmp_path / "pyfai.xy",
+        tmp_path / "other.xy",
+        tmp_path / "plain.npy",
+        "--wavelength",
+        "0.561",
+        "--workers",
+        "1",
+    )
     assert res.stdout.splitlines()[0].split(",") == FIXED + PROVENANCE
     rows = {Path(r["file"]).name: r for r in _rows(res.stdout)}
-    assert rows["pyfai.xy"]["wavelength"] == "0.561" and rows["pyfai.xy"]["wavelength_source"] == "file"
+    assert (
+        rows["pyfai.xy"]["wavelength"] == "0.561"
+        and rows["pyfai.xy"]["wavelength_source"] == "file"
+    )
     assert "--wavelength" not in rows["pyfai.xy"]["warning"]  # they agree: nothing to say
     other = rows["other.xy"]
     assert other["wavelength"] == "0.4066" and other["wavelength_source"] == "file"
     assert "0.4066" in other["warning"] and "0.561" in other["warning"]
-    assert rows["plain.npy"]["wavelength"] == "0.561" and rows["plain.npy"]["wavelength_source"] == "option"
+    assert (
+        rows["plain.npy"]["wavelength"] == "0.561"
+        and rows["plain.npy"]["wavelength_source"] == "option"
+    )
     assert rows["plain.npy"]["x_unit"].startswith("2th_deg")
     assert rows["pyfai.xy"]["x_unit"] == "2th_deg"
     # the file's own wavelength gives the same answer as the right --wavelength would
@@ -101,9 +140,14 @@ def test_headerless_q_file_says_what_was_assumed(tmp_path: Path) -> None:
     res = _run("predict", tmp_path / "q.xy", "--wavelength", "0.561", "--workers", "1")
     (row,) = _rows(res.stdout)
     assert row["x_unit"] == "2th_deg (assumed)", row
-    assert "looks like q_nm^-1" in row["warning"] + row["error"] and "--x-unit q_nm^-1" in row["warning"] + row["error"]
+    assert (
+        "looks like q_nm^-1" in row["warning"] + row["error"]
+        and "--x-unit q_nm^-1" in row["warning"] + row["error"]
+    )
     np.savetxt(tmp_path / "qa.xy", np.column_stack([q_nm / 10, y[keep]]), fmt="%.6f")  # and in Å⁻¹
-    (row,) = _rows(_run("predict", tmp_path / "qa.xy", "--wavelength", "0.561", "--workers", "1").stdout)
+    (row,) = _rows(
+        _run("predict", tmp_path / "qa.xy", "--wavelength", "0.561", "--workers", "1").stdout
+    )
     assert "looks like q_A^-1" in row["warning"] + row["error"], row
     good = _run("predict", tmp_path / "q.xy", "--x-unit", "q_nm^-1", "--workers", "1")
     assert good.exit_code == 0, good.output
@@ -150,8 +194,16 @@ BAD_META = {
 def test_bad_model_json_is_a_model_error(tmp_path: Path, case: str) -> None:
     edit, word = BAD_META[case]
     model = _model(tmp_path, edit)
-    res = _run("predict", _examples() / "hdac_unmasked_xy_n_2.npy", "--wavelength", "0.561", "--model", model,
-               "--workers", "1")
+    res = _run(
+        "predict",
+        _examples() / "hdac_unmasked_xy_n_2.npy",
+        "--wavelength",
+        "0.561",
+        "--model",
+        model,
+        "--workers",
+        "1",
+    )
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output
     lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]

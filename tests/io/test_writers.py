@@ -15,7 +15,15 @@ class _Row:
 
 def test_header_and_rows(tmp_path: Path) -> None:
     header = csv_header(["calcite", "rhenium"])
-    assert header[:7] == ["file", "p_calcite", "p_rhenium", "calcite", "rhenium", "warning", "error"]
+    assert header[:7] == [
+        "file",
+        "p_calcite",
+        "p_rhenium",
+        "calcite",
+        "rhenium",
+        "warning",
+        "error",
+    ]
     text = write_csv([_Row()], ["calcite", "rhenium"], tmp_path / "out.csv")
     assert (tmp_path / "out.csv").read_text() == text
     assert text.splitlines()[1].startswith("a.xy,0.5000,0.5000,1,1")

@@ -43,7 +43,9 @@ def test_combine_blends_by_weight_and_gate() -> None:
     np.testing.assert_allclose(half, 0.5 * labels + 0.15, atol=1e-6)
     off = Adapter(f, labels, weight=0.0, k=1, threshold=0.5).combine(_inputs(refs), p_net)
     np.testing.assert_array_equal(off, p_net)
-    stranger = rng.normal(size=(1, 64)).astype(np.float32)  # unlike every reference: the gate closes
+    stranger = rng.normal(size=(1, 64)).astype(
+        np.float32
+    )  # unlike every reference: the gate closes
     gated = Adapter(f, labels, weight=1.0, k=1, threshold=0.9).combine(_inputs(stranger), p_net[:1])
     np.testing.assert_allclose(gated, p_net[:1], atol=1e-3)
 

@@ -14,4 +14,6 @@ def test_overconfident_margins_get_a_temperature_above_one() -> None:
     t = fit_temperature(3 * true, labels)
     assert t.shape == (1,) and 2.5 < t[0] < 3.5
     probs = 1 / (1 + np.exp(-(3 * true) / t))
-    assert expected_calibration_error(probs, labels) < expected_calibration_error(1 / (1 + np.exp(-3 * true)), labels)
+    assert expected_calibration_error(probs, labels) < expected_calibration_error(
+        1 / (1 + np.exp(-3 * true)), labels
+    )

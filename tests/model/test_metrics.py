@@ -23,4 +23,9 @@ def test_evaluation_counts_and_report() -> None:
 def test_an_empty_set_has_no_exact_match() -> None:
     ev = evaluate(np.zeros((0, 2)), np.zeros((0, 2)))
     assert ev.n == 0 and np.isnan(ev.exact_match)
-    assert classification_report(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)), ["a", "b"])["exact_match"] is None
+    assert (
+        classification_report(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)), ["a", "b"])[
+            "exact_match"
+        ]
+        is None
+    )

@@ -9,7 +9,9 @@ from xrdmtl.physics.grid import QGrid
 
 def _peaky(grid: QGrid, background: np.ndarray) -> np.ndarray:
     q = grid.values
-    peaks = 50 * np.exp(-0.5 * ((q - 2.0) / 0.005) ** 2) + 30 * np.exp(-0.5 * ((q - 3.1) / 0.006) ** 2)
+    peaks = 50 * np.exp(-0.5 * ((q - 2.0) / 0.005) ** 2) + 30 * np.exp(
+        -0.5 * ((q - 3.1) / 0.006) ** 2
+    )
     return (background + peaks).astype(np.float32)
 
 
@@ -30,7 +32,9 @@ def test_background_removal_makes_background_irrelevant():
     grid = QGrid(1.0, 4.0, 1024)
     cov = np.ones(grid.n, bool)
     flat = model_input(_peaky(grid, np.zeros(grid.n)), cov, grid.step)[0, 1]
-    humped = model_input(_peaky(grid, 2000 + 800 * np.exp(-((grid.values - 2.3) / 0.6) ** 2)), cov, grid.step)[0, 1]
+    humped = model_input(
+        _peaky(grid, 2000 + 800 * np.exp(-(((grid.values - 2.3) / 0.6) ** 2))), cov, grid.step
+    )[0, 1]
     peak_idx = np.argmax(flat)
     assert np.argmax(humped) == peak_idx
     assert np.abs(flat - humped).max() < 0.05

@@ -14,7 +14,9 @@ WAVELENGTH = 0.561
 TARGETS = ("bastnaesite", "calcite", "rhenium")
 
 
-@pytest.mark.parametrize(("name", "scale"), [("calcite", 1.003), ("rhenium", 0.997), ("bastnaesite", 0.985)])
+@pytest.mark.parametrize(
+    ("name", "scale"), [("calcite", 1.003), ("rhenium", 0.997), ("bastnaesite", 0.985)]
+)
 def test_finds_the_phase_and_its_lattice_scale(name: str, scale: float) -> None:
     ev = match_phase(find_pattern_peaks(synthetic({name: scale})), get_phase(name), WAVELENGTH)
     assert ev.score > 0.8
@@ -41,8 +43,12 @@ def test_noise_only_scores_low() -> None:
 
 def test_missing_strong_reflections_lower_the_score() -> None:
     phase = get_phase("bastnaesite")
-    full = match_phase(find_pattern_peaks(synthetic({"bastnaesite": 1.0}, seed=3)), phase, WAVELENGTH)
-    holed = match_phase(find_pattern_peaks(synthetic({"bastnaesite": 1.0}, seed=3, drop=(0, 1))), phase, WAVELENGTH)
+    full = match_phase(
+        find_pattern_peaks(synthetic({"bastnaesite": 1.0}, seed=3)), phase, WAVELENGTH
+    )
+    holed = match_phase(
+        find_pattern_peaks(synthetic({"bastnaesite": 1.0}, seed=3, drop=(0, 1))), phase, WAVELENGTH
+    )
     assert holed.score < full.score - 0.2
     assert {m.hkl for m in holed.missing[:2]} <= {m.hkl for m in full.matched}
 

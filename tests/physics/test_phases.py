@@ -45,9 +45,17 @@ def test_library_names_and_roles() -> None:
     assert TARGETS == ("bastnaesite", "calcite", "rhenium")
     assert set(TARGETS) <= set(lib) and set(DISTRACTORS) <= set(lib)
     assert len(DISTRACTORS) >= 6 and not set(DISTRACTORS) & set(TARGETS)
-    assert {"diamond", "fluorite", "quartz", "aragonite", "dolomite", "halite", "siderite"} <= set(lib)
-    expected = {"bastnaesite": ("LaCO3F", "P-62c"), "calcite": ("CaCO3", "R-3c"), "rhenium": ("Re", "P6_3/mmc"),
-                "quartz": ("SiO2", "P3_221"), "aragonite": ("CaCO3", "Pnma"), "dolomite": ("CaMg(CO3)2", "R-3")}
+    assert {"diamond", "fluorite", "quartz", "aragonite", "dolomite", "halite", "siderite"} <= set(
+        lib
+    )
+    expected = {
+        "bastnaesite": ("LaCO3F", "P-62c"),
+        "calcite": ("CaCO3", "R-3c"),
+        "rhenium": ("Re", "P6_3/mmc"),
+        "quartz": ("SiO2", "P3_221"),
+        "aragonite": ("CaCO3", "Pnma"),
+        "dolomite": ("CaMg(CO3)2", "R-3"),
+    }
     for name, (formula, sg) in expected.items():
         assert lib[name].formula == formula and lib[name].space_group.startswith(sg)
     for name in TARGETS:
@@ -81,7 +89,9 @@ def test_hexagonal_d_from_three_index_hkl() -> None:
 
 
 def test_calcite_matches_rruff_measured_peaks() -> None:
-    tth, inten = np.loadtxt(DATA / "rruff_calcite_R040070.txt", comments="#", delimiter=",", unpack=True)
+    tth, inten = np.loadtxt(
+        DATA / "rruff_calcite_R040070.txt", comments="#", delimiter=",", unpack=True
+    )
     step = np.median(np.diff(tth))  # one peak per reflection: Kα2 shoulders are < 0.5° away
     peaks, props = find_peaks(inten, prominence=0.02 * inten.max(), distance=int(0.5 / step))
     top = tth[peaks[np.argsort(props["prominences"])[::-1][:5]]]
@@ -91,8 +101,11 @@ def test_calcite_matches_rruff_measured_peaks() -> None:
 
 
 def test_bastnaesite_ce_matches_rruff_dif_peaks() -> None:
-    rows = re.findall(r"^\s+(\d+\.\d+)\s+(\d+\.\d+)\s+(\d+\.\d+)\s+-?\d+\s+-?\d+\s+-?\d+\s*$",
-                      (DATA / "rruff_bastnaesite_R060550_DIF.txt").read_text(), flags=re.M)
+    rows = re.findall(
+        r"^\s+(\d+\.\d+)\s+(\d+\.\d+)\s+(\d+\.\d+)\s+-?\d+\s+-?\d+\s+-?\d+\s*$",
+        (DATA / "rruff_bastnaesite_R060550_DIF.txt").read_text(),
+        flags=re.M,
+    )
     dif = np.array(rows, dtype=float)
     top = dif[np.argsort(dif[:, 1])[::-1][:5], 0]
     refl = get_phase("bastnaesite-ce").reflections(1.541838, min_intensity=5.0)
@@ -113,7 +126,9 @@ def test_la_bastnaesite_cell_sits_on_measured_hdac_peaks() -> None:
     assert _nearest(found, strong.two_theta).max() < 0.05  # the shipped (measured) cell
     ce = get_phase("bastnaesite-ce").reflections(0.561)
     ce_strong = ce.take(np.flatnonzero((ce.two_theta > 5) & (ce.two_theta < 24))).strongest(4)
-    assert _nearest(found, ce_strong.two_theta).max() > 0.15  # the bastnaesite-(Ce) cell misses them
+    assert (
+        _nearest(found, ce_strong.two_theta).max() > 0.15
+    )  # the bastnaesite-(Ce) cell misses them
 
 
 def test_lattice_scaled_moves_d_only() -> None:
@@ -139,16 +154,19 @@ def test_jcpds_round_trip(tmp_path: Path) -> None:
     common = [r_cif.hkl.index(h) for h in r_jc.hkl]
     np.testing.assert_allclose(r_jc.d, r_cif.d[common], rtol=1e-5)
     np.testing.assert_allclose(r_jc.two_theta, r_cif.two_theta[common], rtol=1e-5)
-    np.testing.assert_allclose(r_jc.intensity, r_cif.intensity[common] * 100 / r_cif.intensity[common].max(),
-                               atol=0.02)
+    np.testing.assert_allclose(
+        r_jc.intensity, r_cif.intensity[common] * 100 / r_cif.intensity[common].max(), atol=0.02
+    )
     np.testing.assert_allclose(jc.lattice_scaled(1.02).reflections().d, r_jc.d * 1.02, rtol=1e-9)
     assert load_phase(path).name == "re"
 
 
 def test_jcpds_hand_written(tmp_path: Path) -> None:
     path = tmp_path / "mgo.jcpds"
-    path.write_text("VERSION: 4\nCOMMENT: periclase\nK0: 160.0\nSYMMETRY: CUBIC\nA: 4.2112\n"
-                    "DIHKL: 2.4314 10.0 1 1 1\nDIHKL: 2.1056 100.0 2 0 0\nDIHKL: 1.4889 52.0 2 2 0\n")
+    path.write_text(
+        "VERSION: 4\nCOMMENT: periclase\nK0: 160.0\nSYMMETRY: CUBIC\nA: 4.2112\n"
+        "DIHKL: 2.4314 10.0 1 1 1\nDIHKL: 2.1056 100.0 2 0 0\nDIHKL: 1.4889 52.0 2 2 0\n"
+    )
     phase = Phase.from_jcpds(path, name="periclase")
     r = phase.reflections(CU)
     assert r.hkl == ((1, 1, 1), (2, 0, 0), (2, 2, 0))
@@ -157,16 +175,19 @@ def test_jcpds_hand_written(tmp_path: Path) -> None:
     np.testing.assert_allclose(phase.lattice_scaled(0.99).reflections().d, r.d * 0.99, rtol=1e-9)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("COMMENT: x\nSYMMETRY: CUBIC\nA: 4\nDIHKL: 2 100 1 1 1\n", "VERSION: 4"),
-    ("VERSION: 4\nSYMMETRY: WOBBLY\nA: 4\nDIHKL: 2 100 1 1 1\n", "SYMMETRY"),
-    ("VERSION: 4\nSYMMETRY: HEXAGONAL\nA: 3\nDIHKL: 2 100 1 0 0\n", "needs C"),
-    ("VERSION: 4\nSYMMETRY: CUBIC\nA: four\nDIHKL: 2 100 1 1 1\n", "non-numeric"),
-    ("VERSION: 4\nSYMMETRY: CUBIC\nA: 4\n", "no DIHKL"),
-    ("VERSION: 4\nSYMMETRY: CUBIC\nA: 4\nDIHKL: 2 100 1\n", "d, intensity, h, k, l"),
-    ("VERSION: 4\nSYMMETRY: CUBIC\nA: 4\nDIHKL: -2 100 1 1 1\n", "d must be > 0"),
-    ("\x00\x01 binary junk", "KEY: value"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("COMMENT: x\nSYMMETRY: CUBIC\nA: 4\nDIHKL: 2 100 1 1 1\n", "VERSION: 4"),
+        ("VERSION: 4\nSYMMETRY: WOBBLY\nA: 4\nDIHKL: 2 100 1 1 1\n", "SYMMETRY"),
+        ("VERSION: 4\nSYMMETRY: HEXAGONAL\nA: 3\nDIHKL: 2 100 1 0 0\n", "needs C"),
+        ("VERSION: 4\nSYMMETRY: CUBIC\nA: four\nDIHKL: 2 100 1 1 1\n", "non-numeric"),
+        ("VERSION: 4\nSYMMETRY: CUBIC\nA: 4\n", "no DIHKL"),
+        ("VERSION: 4\nSYMMETRY: CUBIC\nA: 4\nDIHKL: 2 100 1\n", "d, intensity, h, k, l"),
+        ("VERSION: 4\nSYMMETRY: CUBIC\nA: 4\nDIHKL: -2 100 1 1 1\n", "d must be > 0"),
+        ("\x00\x01 binary junk", "KEY: value"),
+    ],
+)
 def test_bad_jcpds(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.jcpds"
     path.write_text(text)
@@ -236,14 +257,19 @@ def test_cli_library_table() -> None:
 
 def test_cli_reflections_and_user_phases(tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["phases", "bastnaesite", "--wavelength", "1.5406", "--max", "5"],
-                           env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app,
+        ["phases", "bastnaesite", "--wavelength", "1.5406", "--max", "5"],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     assert "2θ" in result.output and "0 0 2" in result.output
     jc = tmp_path / "myre.jcpds"
     write_jcpds(get_phase("rhenium"), jc)
     cif = ph.builtin_cif_dir() / "zincite_ZnO.cif"
-    result = runner.invoke(app, ["phases", "--jcpds", str(jc), "--cif", str(cif)], env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app, ["phases", "--jcpds", str(jc), "--cif", str(cif)], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0 and "myre" in result.output and "zincite_ZnO" in result.output
     result = runner.invoke(app, ["phases", "myre", "--jcpds", str(jc)], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "hexagonal" in result.output
@@ -256,5 +282,8 @@ def test_reflection_list_phases_of_the_library() -> None:
     assert gypsum.structure is None and gypsum.cell[4] == pytest.approx(118.43)
     r = gypsum.reflections(1.5406)
     assert np.any(np.abs(r.d - 3.0645) < 1e-3)  # 1 % from calcite's 104: why gypsum is a distractor
-    assert np.all(np.abs(gypsum.lattice_scaled(1.01).reflections(None).d / gypsum.reflections(None).d - 1.01) < 1e-9)
+    assert np.all(
+        np.abs(gypsum.lattice_scaled(1.01).reflections(None).d / gypsum.reflections(None).d - 1.01)
+        < 1e-9
+    )
     assert get_phase("CaSO4").name == "anhydrite"

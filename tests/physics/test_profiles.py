@@ -13,7 +13,9 @@ def test_unit_height_half_maximum_at_half_fwhm_and_area() -> None:
     for eta in (0.0, 0.4, 1.0):
         y = pseudo_voigt(x, eta)
         assert y.max() == 1.0 and np.isclose(pseudo_voigt(np.array([0.5]), eta)[0], 0.5)
-        assert np.isclose(trapezoid(y, x), pseudo_voigt_area(np.array(1.0), np.array(eta)), rtol=2e-3)
+        assert np.isclose(
+            trapezoid(y, x), pseudo_voigt_area(np.array(1.0), np.array(eta)), rtol=2e-3
+        )
 
 
 def test_keeps_float32() -> None:

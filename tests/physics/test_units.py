@@ -66,8 +66,15 @@ def test_energy() -> None:
 
 @pytest.mark.parametrize(
     ("name", "unit"),
-    [("2th_deg", "2th_deg"), ("2theta", "2th_deg"), ("Q", "q_A^-1"), ("q_Å^-1", "q_A^-1"),
-     ("Q_NM^-1", "q_nm^-1"), ("d", "d_A"), (" d_A ", "d_A")],
+    [
+        ("2th_deg", "2th_deg"),
+        ("2theta", "2th_deg"),
+        ("Q", "q_A^-1"),
+        ("q_Å^-1", "q_A^-1"),
+        ("Q_NM^-1", "q_nm^-1"),
+        ("d", "d_A"),
+        (" d_A ", "d_A"),
+    ],
 )
 def test_normalize_unit(name: str, unit: str) -> None:
     assert normalize_unit(name) == unit

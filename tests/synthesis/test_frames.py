@@ -14,9 +14,18 @@ from xrdmtl.io.frames import Integrator
 from xrdmtl.physics.units import q_to_tth
 from xrdmtl.synthesis.frames import GAP_VALUE, FrameConfig, FrameSimulator, geometry_for
 
-SMOOTH = FrameConfig(p_target=1.0, p_distractor=0.0, ring_ratio=(4.0, 4.0), ring_ratio_phase=(), background=(200.0, 200.0),
-                     spots_per_ring=(2e4, 2e4), spots_phase=(), texture=(0.0, 0.2),
-                     anvil_spots=(2, 3), anvil_strength=(5e3, 5e4))
+SMOOTH = FrameConfig(
+    p_target=1.0,
+    p_distractor=0.0,
+    ring_ratio=(4.0, 4.0),
+    ring_ratio_phase=(),
+    background=(200.0, 200.0),
+    spots_per_ring=(2e4, 2e4),
+    spots_phase=(),
+    texture=(0.0, 0.2),
+    anvil_spots=(2, 3),
+    anvil_strength=(5e3, 5e4),
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +40,9 @@ def integrator(sim: FrameSimulator, tmp_path_factory: pytest.TempPathFactory) ->
     return Integrator(poni)
 
 
-def test_rings_of_each_phase_at_their_two_theta(sim: FrameSimulator, integrator: Integrator) -> None:
+def test_rings_of_each_phase_at_their_two_theta(
+    sim: FrameSimulator, integrator: Integrator
+) -> None:
     s = sim.sample(np.random.default_rng(5))
     assert s.labels.tolist() == [1, 1, 1]
     p = integrator.integrate(s.frame, mask=s.spot_mask)
@@ -41,7 +52,10 @@ def test_rings_of_each_phase_at_their_two_theta(sim: FrameSimulator, integrator:
         for k, tth in enumerate(q_to_tth(refl.q / scale, sim.geometry.wavelength)):
             near = np.abs(p.x - tth) < 0.08
             around = np.abs(p.x - tth) < 1.0
-            assert p.y[near].max() > (1.5 if k == 0 else 1.1) * np.median(p.y[around]), (phase.name, tth)
+            assert p.y[near].max() > (1.5 if k == 0 else 1.1) * np.median(p.y[around]), (
+                phase.name,
+                tth,
+            )
             if k:  # weaker rings may sit on a neighbour's flank
                 continue
             # the strongest ring's maximum sits at the reflection (within one pixel's 2θ width)
@@ -79,20 +93,37 @@ def test_deterministic_by_seed(sim: FrameSimulator) -> None:
 
 def test_few_crystals_make_spotty_rings(sim: FrameSimulator) -> None:
     def ring_contrast(spots: float) -> float:
-        cfg = FrameConfig(p_target=1.0, p_distractor=0.0, ring_ratio=(20.0, 20.0), background=(50.0, 50.0),
-                          spots_per_ring=(spots, spots), grain_spot_max=1e6, texture=(0.0, 0.0), anvil_spots=(0, 0),
-                          stray_spots=(0, 0), hot_pixels=(0, 0), hump=(0.2, 0.2))
+        cfg = FrameConfig(
+            p_target=1.0,
+            p_distractor=0.0,
+            ring_ratio=(20.0, 20.0),
+            background=(50.0, 50.0),
+            spots_per_ring=(spots, spots),
+            grain_spot_max=1e6,
+            texture=(0.0, 0.0),
+            anvil_spots=(0, 0),
+            stray_spots=(0, 0),
+            hot_pixels=(0, 0),
+            hump=(0.2, 0.2),
+        )
         calcite = sim.targets[1]
         s = FrameSimulator([calcite], [], sim.geometry, cfg).sample(np.random.default_rng(0))
-        q = calcite.reflections(sim.geometry.wavelength).strongest(1).q / s.info["calcite"]["lattice_scale"]
-        annulus = np.abs(sim.tth - q_to_tth(q, sim.geometry.wavelength)).reshape(s.frame.shape) < 0.02
+        q = (
+            calcite.reflections(sim.geometry.wavelength).strongest(1).q
+            / s.info["calcite"]["lattice_scale"]
+        )
+        annulus = (
+            np.abs(sim.tth - q_to_tth(q, sim.geometry.wavelength)).reshape(s.frame.shape) < 0.02
+        )
         values = s.frame[annulus & (s.frame >= 0)].astype(float)
         return float(values.std() / values.mean())  # along the azimuth of the strongest ring
 
     assert ring_contrast(5.0) > 3.0 > 0.5 > ring_contrast(1e5)
 
 
-def test_integrated_frames_look_like_measured_hdac(sim: FrameSimulator, integrator: Integrator) -> None:
+def test_integrated_frames_look_like_measured_hdac(
+    sim: FrameSimulator, integrator: Integrator
+) -> None:
     """Default ranges: rings a few per cent to a few times above a large smooth background, low
     relative noise, anvil leaks small once averaged over their ring (as in shared/data/hdac)."""
     default = FrameSimulator(sim.targets, sim.distractors, sim.geometry)
@@ -120,7 +151,9 @@ def test_simulate_frames_cli(tmp_path: Path) -> None:
     runner = CliRunner()
     outs = [tmp_path / "a", tmp_path / "b"]
     for out in outs:
-        res = runner.invoke(app, ["simulate", "frames", "--n", "2", "--out", str(out), "--seed", "4"])
+        res = runner.invoke(
+            app, ["simulate", "frames", "--n", "2", "--out", str(out), "--seed", "4"]
+        )
         assert res.exit_code == 0, res.output
     a, b = outs
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
@@ -128,11 +161,22 @@ def test_simulate_frames_cli(tmp_path: Path) -> None:
     for rel in files:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
     names = {str(f) for f in files}
-    assert {"geometry.poni", "labels.csv", "truth.csv", "frames/frame_00001.edf",
-            "masks/frame_00001.edf", "unmasked/frame_00000.dat", "masked/labels.csv"} <= names
+    assert {
+        "geometry.poni",
+        "labels.csv",
+        "truth.csv",
+        "frames/frame_00001.edf",
+        "masks/frame_00001.edf",
+        "unmasked/frame_00000.dat",
+        "masked/labels.csv",
+    } <= names
     lines = (a / "labels.csv").read_text().splitlines()
-    assert lines[0] == "file,bastnaesite,calcite,rhenium" and lines[1].startswith("frames/frame_00000.edf,")
-    assert (a / "unmasked" / "labels.csv").read_text().splitlines()[1].startswith("frame_00000.dat,")
+    assert lines[0] == "file,bastnaesite,calcite,rhenium" and lines[1].startswith(
+        "frames/frame_00000.edf,"
+    )
+    assert (
+        (a / "unmasked" / "labels.csv").read_text().splitlines()[1].startswith("frame_00000.dat,")
+    )
     header = (a / "masked" / "frame_00000.dat").read_text()
     assert '"wavelength": 5.61' in header and "#2th_deg" in header
 

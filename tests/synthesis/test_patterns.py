@@ -17,28 +17,46 @@ from xrdmtl.synthesis.patterns import SynthConfig, Synthesizer
 # no distortion: one synchrotron wavelength, sharp peaks, no strain, texture, crystal statistics,
 # absorption, confusers, gaps or noise to speak of
 IDEAL = SynthConfig(
-    p_present=1.0, p_unmasked=0.0, p_lab=0.0, synchrotron_wavelength=(0.561, 0.561),
-    synchrotron_tth=(0.5, 0.5, 45.0, 45.0), p_gaps=0.0, instrument_fwhm_deg=(0.05, 0.05),
-    crystallite_size=(1e9, 1e9), microstrain=(0.0, 0.0),
+    p_present=1.0,
+    p_unmasked=0.0,
+    p_lab=0.0,
+    synchrotron_wavelength=(0.561, 0.561),
+    synchrotron_tth=(0.5, 0.5, 45.0, 45.0),
+    p_gaps=0.0,
+    instrument_fwhm_deg=(0.05, 0.05),
+    crystallite_size=(1e9, 1e9),
+    microstrain=(0.0, 0.0),
     eta=(0.0, 0.0),
-    anisotropic_strain=0.0, zero_offset_deg=0.0,
-    p_texture=0.0, crystals=(1e9, 1e9), absorption_mu_t=(0.0, 0.0), snr=(1e4, 1e4),
-    p_distractor_phase=(1.0, 0.0, 0.0), p_random_peaks=0.0, p_spots=0.0, p_spots_masked=0.0,
-    counts=(1e10, 1e10), noise_boost_masked=(1.0, 1.0), residual_bumps=(0, 0),
-    lattice_coverage=None, p_amorphous=0.0,
+    anisotropic_strain=0.0,
+    zero_offset_deg=0.0,
+    p_texture=0.0,
+    crystals=(1e9, 1e9),
+    absorption_mu_t=(0.0, 0.0),
+    snr=(1e4, 1e4),
+    p_distractor_phase=(1.0, 0.0, 0.0),
+    p_random_peaks=0.0,
+    p_spots=0.0,
+    p_spots_masked=0.0,
+    counts=(1e10, 1e10),
+    noise_boost_masked=(1.0, 1.0),
+    residual_bumps=(0, 0),
+    lattice_coverage=None,
+    p_amorphous=0.0,
 )
 
 
 @pytest.fixture(scope="module")
 def calcite() -> Phase:
     return Phase.from_cif(builtin_cif_dir() / "calcite_COD9000095.cif", name="calcite").with_priors(
-        lattice_range=(1.0, 1.0))
+        lattice_range=(1.0, 1.0)
+    )
 
 
 @pytest.fixture(scope="module")
 def rhenium() -> Phase:
     return Phase.from_cif(builtin_cif_dir() / "rhenium_Re.cif", name="rhenium").with_priors(
-        lattice_range=(1.0, 1.0))
+        lattice_range=(1.0, 1.0)
+    )
 
 
 def _strong(phase: Phase, k: int = 4) -> np.ndarray:
@@ -53,7 +71,7 @@ def _strong(phase: Phase, k: int = 4) -> np.ndarray:
 def _local_peak(y: np.ndarray, q: float, half: int = 6) -> tuple[float, float]:
     """(Q of the local maximum, its height) within ``half`` grid steps of ``q``."""
     i = int(round(DEFAULT_GRID.index(q)))
-    j = i - half + int(np.argmax(y[i - half:i + half + 1]))
+    j = i - half + int(np.argmax(y[i - half : i + half + 1]))
     return float(DEFAULT_GRID.values[j]), float(y[j])
 
 
@@ -74,22 +92,30 @@ def test_ideal_peaks_sit_at_reflections(calcite: Phase) -> None:
 
 
 def test_strain_shifts_peaks_by_the_set_fraction(calcite: Phase) -> None:
-    b = Synthesizer([calcite.with_priors(lattice_range=(1.01, 1.01))], distractors=[],
-                    config=IDEAL).sample(1, np.random.default_rng(2))
+    b = Synthesizer(
+        [calcite.with_priors(lattice_range=(1.01, 1.01))], distractors=[], config=IDEAL
+    ).sample(1, np.random.default_rng(2))
     assert np.allclose(b.lattice_scale, 1.01)
     for q in _strong(calcite):
         found, _ = _local_peak(b.intensity[0], q / 1.01)
         assert abs(found - q / 1.01) <= DEFAULT_GRID.step
 
 
-@pytest.mark.parametrize("change", [
-    {"p_texture": 1.0, "march_r": (0.5, 0.5)},
-    {"crystals": (1.0, 1.0)},
-])
-def test_texture_and_few_crystals_change_intensities_not_positions(calcite: Phase, change: dict) -> None:
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"p_texture": 1.0, "march_r": (0.5, 0.5)},
+        {"crystals": (1.0, 1.0)},
+    ],
+)
+def test_texture_and_few_crystals_change_intensities_not_positions(
+    calcite: Phase, change: dict
+) -> None:
     qs = _strong(calcite, 6)
     ideal = Synthesizer([calcite], distractors=[], config=IDEAL).sample(1, np.random.default_rng(3))
-    ref = np.array([_local_peak(ideal.intensity[0], q)[1] for q in qs]) - np.median(ideal.intensity[0])
+    ref = np.array([_local_peak(ideal.intensity[0], q)[1] for q in qs]) - np.median(
+        ideal.intensity[0]
+    )
     syn = Synthesizer([calcite], distractors=[], config=dataclasses.replace(IDEAL, **change))
     b = syn.sample(8, np.random.default_rng(3))
     ratios = []
@@ -105,7 +131,9 @@ def test_texture_and_few_crystals_change_intensities_not_positions(calcite: Phas
 
 def test_labels_match_what_was_drawn(calcite: Phase, rhenium: Phase) -> None:
     cfg = dataclasses.replace(IDEAL, p_present=0.5)
-    b = Synthesizer([calcite, rhenium], distractors=[], config=cfg).sample(40, np.random.default_rng(4))
+    b = Synthesizer([calcite, rhenium], distractors=[], config=cfg).sample(
+        40, np.random.default_rng(4)
+    )
     assert 0 < b.labels.mean() < 1
     # calcite (104) at 2.07 Å⁻¹ and rhenium (101) at 2.98 Å⁻¹: nothing of the other phase nearby
     for j, q in enumerate((2.07, 2.98)):
@@ -125,8 +153,21 @@ def test_deterministic_by_seed(calcite: Phase, rhenium: Phase) -> None:
 
 def test_cli_simulate_patterns_round_trip(tmp_path) -> None:
     out = tmp_path / "sim"
-    res = CliRunner().invoke(app, ["simulate", "patterns", "--n", "4", "--out", str(out), "--seed", "3",
-                                   "--wavelength", "0.561"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "patterns",
+            "--n",
+            "4",
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+            "--wavelength",
+            "0.561",
+        ],
+    )
     assert res.exit_code == 0, res.output
     lines = (out / "labels.csv").read_text().splitlines()
     assert lines[0] == "file,bastnaesite,calcite,rhenium" and len(lines) == 5
@@ -136,17 +177,33 @@ def test_cli_simulate_patterns_round_trip(tmp_path) -> None:
         pattern = load_pattern(out / name)
         assert pattern.unit == "2th_deg" and pattern.wavelength == pytest.approx(0.561)
     again = tmp_path / "again"
-    CliRunner().invoke(app, ["simulate", "patterns", "--n", "4", "--out", str(again), "--seed", "3",
-                             "--wavelength", "0.561"])
+    CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "patterns",
+            "--n",
+            "4",
+            "--out",
+            str(again),
+            "--seed",
+            "3",
+            "--wavelength",
+            "0.561",
+        ],
+    )
     assert (again / "labels.csv").read_text() == (out / "labels.csv").read_text()
-    assert (again / lines[1].split(",")[0]).read_text() == (out / lines[1].split(",")[0]).read_text()
+    assert (again / lines[1].split(",")[0]).read_text() == (
+        out / lines[1].split(",")[0]
+    ).read_text()
 
 
 def test_cli_simulate_patterns_h5(tmp_path) -> None:
     import h5py
 
-    res = CliRunner().invoke(app, ["simulate", "patterns", "--n", "5", "--out", str(tmp_path),
-                                   "--format", "h5"])
+    res = CliRunner().invoke(
+        app, ["simulate", "patterns", "--n", "5", "--out", str(tmp_path), "--format", "h5"]
+    )
     assert res.exit_code == 0, res.output
     with h5py.File(tmp_path / "patterns.h5") as f:
         assert f["intensity"].shape == (5, DEFAULT_GRID.n)
@@ -158,26 +215,41 @@ def test_cli_simulate_patterns_h5(tmp_path) -> None:
 def test_traces_are_drawn_but_labeled_absent(calcite: Phase) -> None:
     """An absent target may leave a trace far under the detection limit (a raw integration's
     0.1–1 % bump): its peaks are in the pattern, its label is 0."""
-    cfg = dataclasses.replace(IDEAL, p_present=0.0, p_unmasked=1.0, trace_pbr=(0.01, 0.01),
-                              counts_unmasked=(1e10, 1e10), noise_boost_unmasked=(1.0, 1.0))
+    cfg = dataclasses.replace(
+        IDEAL,
+        p_present=0.0,
+        p_unmasked=1.0,
+        trace_pbr=(0.01, 0.01),
+        counts_unmasked=(1e10, 1e10),
+        noise_boost_unmasked=(1.0, 1.0),
+    )
     traced = calcite.with_priors(p_trace=1.0)
     b = Synthesizer([traced], distractors=[], config=cfg).sample(6, np.random.default_rng(5))
     # the same draws with a vanishing trace: the difference is the trace alone
-    faint = Synthesizer([traced], distractors=[], config=dataclasses.replace(cfg, trace_pbr=(1e-9, 1e-9)))
+    faint = Synthesizer(
+        [traced], distractors=[], config=dataclasses.replace(cfg, trace_pbr=(1e-9, 1e-9))
+    )
     diff = b.intensity - faint.sample(6, np.random.default_rng(5)).intensity
     assert (b.labels == 0).all()
     i = int(round(DEFAULT_GRID.index(_strong(calcite, 1)[0])))
-    assert (diff[:, i - 3:i + 4].max(axis=1) > 0.005 * b.intensity[:, i]).all()  # ≈ 1 % of the background
+    assert (
+        diff[:, i - 3 : i + 4].max(axis=1) > 0.005 * b.intensity[:, i]
+    ).all()  # ≈ 1 % of the background
     assert (np.abs(diff).max(axis=1) < 0.02 * b.intensity.max(axis=1)).all()  # and no more
 
 
 def test_peak_to_background_per_phase(calcite: Phase, rhenium: Phase) -> None:
-    syn = Synthesizer([calcite, rhenium.with_priors(peak_to_background=(0.5, 30.0))], distractors=[],
-                      config=SynthConfig())
+    syn = Synthesizer(
+        [calcite, rhenium.with_priors(peak_to_background=(0.5, 30.0))],
+        distractors=[],
+        config=SynthConfig(),
+    )
     assert syn._pbr.tolist() == [list(SynthConfig().peak_to_background), [0.5, 30.0]]
 
 
-def test_lattice_coverage_widens_every_phase_and_an_override_wins(calcite: Phase, rhenium: Phase) -> None:
+def test_lattice_coverage_widens_every_phase_and_an_override_wins(
+    calcite: Phase, rhenium: Phase
+) -> None:
     wide = Synthesizer([calcite, rhenium], distractors=[], config=SynthConfig())
     assert np.allclose(wide.lattice_ranges, [[0.985, 1.02], [0.985, 1.02]])  # priors (1, 1) widened
     cfg = SynthConfig(lattice_coverage=(0.97, 1.03), lattice_ranges={"rhenium": (0.999, 1.001)})
@@ -196,7 +268,9 @@ def test_random_cell_phases_and_distractors_join_the_table(calcite: Phase) -> No
     names = {p.name for p in default_distractors([calcite])}
     assert {"gypsum", "magnetite", "quartz", "copper"} <= names and "calcite" not in names
     few = [p for p in default_distractors([calcite]) if p.name in ("quartz", "gypsum")]
-    syn = Synthesizer([calcite], distractors=few, config=dataclasses.replace(IDEAL, random_phases=5))
+    syn = Synthesizer(
+        [calcite], distractors=few, config=dataclasses.replace(IDEAL, random_phases=5)
+    )
     assert len(syn.lattice_ranges) == 1 + 2 + 5 and syn.table.phase.max() <= 7
     b = syn.sample(16, np.random.default_rng(4))
     assert np.isfinite(b.intensity).all()

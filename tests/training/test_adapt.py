@@ -52,13 +52,17 @@ def test_contradicted_references_are_left_out_when_that_scores_better() -> None:
     flagged[0] = True
     fit = fit_adapter(x, wrong, np.full((12, 1), 0.5 - 1e-3), [0.5], flagged)
     assert fit.chosen.drop_contradicted and fit.left_out == [0]
-    kept = fit_adapter(x, wrong, np.full((12, 1), 0.5 - 1e-3), [0.5], flagged, AdaptConfig(contradicted="keep"))
+    kept = fit_adapter(
+        x, wrong, np.full((12, 1), 0.5 - 1e-3), [0.5], flagged, AdaptConfig(contradicted="keep")
+    )
     assert not kept.chosen.drop_contradicted and kept.left_out == []
 
 
 def test_too_few_labels_and_bad_config() -> None:
     with pytest.raises(LabelsError):
-        fit_adapter(np.zeros((1, N_CHANNELS, 8), np.float32), np.zeros((1, 1)), np.zeros((1, 1)), [0.5])
+        fit_adapter(
+            np.zeros((1, N_CHANNELS, 8), np.float32), np.zeros((1, 1)), np.zeros((1, 1)), [0.5]
+        )
     with pytest.raises(ValueError):
         AdaptConfig(contradicted="maybe")
 

@@ -34,8 +34,14 @@ def test_lattice_fit_recovers_a_known_scale() -> None:
     """Synthetic patterns with bastnaesite's lattice 1.5 % smaller than its cell (no zero error or
     axial strain to blur it): the fit finds it."""
     targets = [get_phase(p) for p in PHASES]
-    config = SynthConfig(p_unmasked=0.0, zero_offset_deg=0.0, anisotropic_strain=0.0,
-                         p_texture=0.0, crystals=(1000.0, 5000.0), p_random_peaks=0.0)
+    config = SynthConfig(
+        p_unmasked=0.0,
+        zero_offset_deg=0.0,
+        anisotropic_strain=0.0,
+        p_texture=0.0,
+        crystals=(1000.0, 5000.0),
+        p_random_peaks=0.0,
+    )
     shifted = Synthesizer(targets, GRID, config=config)
     shifted, _ = adapt_synthesizer(shifted, {"bastnaesite": {"scale": 0.985}}, halfwidth=1e-4)
     batch = shifted.sample(32, np.random.default_rng(3))
@@ -59,7 +65,9 @@ def test_adapted_synthesis_draws_around_the_fit() -> None:
     assert (batch.lattice_scale[:, 0] >= 0.976 - 1e-6).all() and (
         batch.lattice_scale[:, 0] <= 0.984 + 1e-6
     ).all()
-    assert get_phase("bastnaesite").priors == LIBRARY["bastnaesite"].priors  # the library phase is untouched
+    assert (
+        get_phase("bastnaesite").priors == LIBRARY["bastnaesite"].priors
+    )  # the library phase is untouched
 
 
 def test_augment_strength_zero_keeps_patterns() -> None:
@@ -86,8 +94,14 @@ def test_finetune_on_measured_patterns_at_toy_size(tmp_path, test_data) -> None:
     # calcite is labeled present in two patterns and its peaks are clear: its fitted scale is recorded
     fit = model.meta["lattice_scales"]["calcite"]
     assert fit["n_patterns"] == 2 and abs(fit["scale"] - 1.0) < 0.005
-    lo, hi = info["lattice_adaptation"]["ranges"]["calcite"]  # around the fit, inside calcite's range
-    assert lo >= get_phase("calcite").priors.lattice_range[0] and lo <= fit["scale"] <= hi and hi - lo <= 0.008 + 1e-6
+    lo, hi = info["lattice_adaptation"]["ranges"][
+        "calcite"
+    ]  # around the fit, inside calcite's range
+    assert (
+        lo >= get_phase("calcite").priors.lattice_range[0]
+        and lo <= fit["scale"] <= hi
+        and hi - lo <= 0.008 + 1e-6
+    )
 
 
 @pytest.mark.parametrize("layers", ["heads", "all"])

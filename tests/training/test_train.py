@@ -44,7 +44,9 @@ class ToySynth:
             c = np.array(centers)[None, None, :] * shift
             peaks = 30 * np.exp(-0.5 * ((q[None, :, None] - c) / 0.02) ** 2).sum(2)
             y += labels[:, t : t + 1] * peaks
-        return SimpleNamespace(intensity=y.astype(np.float32), coverage=np.ones_like(y, bool), labels=labels)
+        return SimpleNamespace(
+            intensity=y.astype(np.float32), coverage=np.ones_like(y, bool), labels=labels
+        )
 
 
 def _config(**kw) -> TrainConfig:
@@ -99,12 +101,21 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path) -> None:
 def test_background_workers_give_the_same_batches(tmp_path) -> None:
     cfg = _config(steps=6, eval_every=3)
     inline = train(cfg, tmp_path / "a", progress=False, synthesizer=ToySynth())
-    procs = train(_config(steps=6, eval_every=3, workers=2), tmp_path / "b", progress=False, synthesizer=ToySynth())
-    np.testing.assert_allclose([h[1] for h in inline.history], [h[1] for h in procs.history], rtol=1e-4)
+    procs = train(
+        _config(steps=6, eval_every=3, workers=2),
+        tmp_path / "b",
+        progress=False,
+        synthesizer=ToySynth(),
+    )
+    np.testing.assert_allclose(
+        [h[1] for h in inline.history], [h[1] for h in procs.history], rtol=1e-4
+    )
 
 
 def test_finetune_on_a_few_patterns(tmp_path) -> None:
-    train(_config(steps=30, eval_every=30), tmp_path / "base", progress=False, synthesizer=ToySynth())
+    train(
+        _config(steps=30, eval_every=30), tmp_path / "base", progress=False, synthesizer=ToySynth()
+    )
     real = ToySynth().sample(6, np.random.default_rng(5))
     labeled = LabeledPatterns(real.intensity, real.coverage, real.labels)
     result = finetune(
@@ -144,9 +155,17 @@ def test_cli_train_and_finetune_on_measured_patterns(tmp_path) -> None:
 
     rows = (SHARED / "labels_unmasked.csv").read_text().splitlines()
     csv = tmp_path / "labels.csv"
-    csv.write_text("\n".join([rows[0] + ",quartz"] + [f"{SHARED / r.split(',')[0]},{r.split(',', 1)[1]},0" for r in rows[1:4]]) + "\n")
+    csv.write_text(
+        "\n".join(
+            [rows[0] + ",quartz"]
+            + [f"{SHARED / r.split(',')[0]},{r.split(',', 1)[1]},0" for r in rows[1:4]]
+        )
+        + "\n"
+    )
     runner = CliRunner()
-    res = runner.invoke(app, ["train", "--out", str(tmp_path / "m"), "--steps", "4", "--val-size", "64"])
+    res = runner.invoke(
+        app, ["train", "--out", str(tmp_path / "m"), "--steps", "4", "--val-size", "64"]
+    )
     assert res.exit_code == 0, res.output
     res = runner.invoke(
         app, ["finetune", "--model", str(tmp_path / "m"), "--labels", str(csv), "--out", str(tmp_path / "ft"),
@@ -193,5 +212,7 @@ def test_cli_train_lattice_range_sets_the_synthesis_coverage(tmp_path) -> None:
     assert res.exit_code == 0, res.output
     meta = load_model(tmp_path / "m").meta
     assert meta["training"]["config"]["synth"]["lattice_coverage"] == [0.97, 1.03]
-    bad = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "m2"), "--lattice-range", "1.01", "1.03"])
+    bad = CliRunner().invoke(
+        app, ["train", "--out", str(tmp_path / "m2"), "--lattice-range", "1.01", "1.03"]
+    )
     assert bad.exit_code != 0 and "--lattice-range" in bad.output

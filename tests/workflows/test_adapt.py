@@ -49,7 +49,9 @@ def test_adapted_model_round_trips_and_predicts_as_the_adapter_says(tmp_path, ex
 def test_unreadable_labeled_patterns_are_a_clear_error(tmp_path) -> None:
     base = toy_model(tmp_path / "base")
     (tmp_path / "a.xy").write_text("not a pattern\n")
-    (tmp_path / "labels.csv").write_text("file,bastnaesite,calcite,rhenium\na.xy,0,0,1\nmissing.xy,1,0,0\n")
+    (tmp_path / "labels.csv").write_text(
+        "file,bastnaesite,calcite,rhenium\na.xy,0,0,1\nmissing.xy,1,0,0\n"
+    )
     with pytest.raises(LabelsError, match="labeled files could be read"):
         adapt_to_labels(tmp_path / "labels.csv", tmp_path / "out", base, wavelength=0.561)
     assert not (tmp_path / "out" / "model.json").exists()
@@ -58,7 +60,9 @@ def test_unreadable_labeled_patterns_are_a_clear_error(tmp_path) -> None:
 def test_network_tuning_is_scored_out_of_fold(tmp_path, examples) -> None:
     base = toy_model(tmp_path / "base")
     tuning = NetworkTuning(steps=1, folds=2)
-    report = adapt_to_labels(examples / "labels.csv", tmp_path / "out", base, wavelength=0.561, tuning=tuning)
+    report = adapt_to_labels(
+        examples / "labels.csv", tmp_path / "out", base, wavelength=0.561, tuning=tuning
+    )
     assert len(report.adapted.candidates_tuned) == len(report.adapted.candidates_base)
     assert load_model(tmp_path / "out").adapter is not None
 

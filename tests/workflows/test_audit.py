@@ -32,12 +32,15 @@ def write_set(folder: Path, rows: list[tuple[str, dict[str, float], str]]) -> Pa
 
 @pytest.fixture
 def labeled(tmp_path: Path) -> Path:
-    return write_set(tmp_path, [
-        ("calcite_ok", {"calcite": 1.0}, "010"),
-        ("rhenium_ok", {"rhenium": 1.0}, "001"),
-        ("none_ok", {}, "000"),
-        ("calcite_labeled_rhenium", {"calcite": 1.0}, "001"),
-    ])
+    return write_set(
+        tmp_path,
+        [
+            ("calcite_ok", {"calcite": 1.0}, "010"),
+            ("rhenium_ok", {"rhenium": 1.0}, "001"),
+            ("none_ok", {}, "000"),
+            ("calcite_labeled_rhenium", {"calcite": 1.0}, "001"),
+        ],
+    )
 
 
 def test_flags_the_wrong_label(labeled: Path, tmp_path: Path) -> None:
@@ -46,7 +49,10 @@ def test_flags_the_wrong_label(labeled: Path, tmp_path: Path) -> None:
     assert not table.errors
     assert len(table.rows) == 4 * len(PHASES)
     flagged = {(Path(r.file).stem, r.phase, r.label) for r in table.flagged}
-    assert flagged == {("calcite_labeled_rhenium", "calcite", 0), ("calcite_labeled_rhenium", "rhenium", 1)}
+    assert flagged == {
+        ("calcite_labeled_rhenium", "calcite", 0),
+        ("calcite_labeled_rhenium", "rhenium", 1),
+    }
     wrong = next(r for r in table.flagged if r.phase == "calcite")
     assert wrong.evidence.score > 0.8 and "peaks are there" in wrong.reason
     assert all(r.verdict == "agrees" for r in table.rows if "_ok" in r.file)
@@ -56,7 +62,9 @@ def test_flags_the_wrong_label(labeled: Path, tmp_path: Path) -> None:
     assert acc["exact_match"] == pytest.approx(0.75)
     assert acc["calcite"] == pytest.approx(0.75)
     assert {(Path(r.file).stem, r.phase) for r in table.disagreements} >= {
-        ("calcite_labeled_rhenium", "calcite"), ("calcite_labeled_rhenium", "rhenium")}
+        ("calcite_labeled_rhenium", "calcite"),
+        ("calcite_labeled_rhenium", "rhenium"),
+    }
 
 
 def test_outputs(labeled: Path, tmp_path: Path) -> None:
@@ -120,20 +128,25 @@ def _evidence(score: float, max_z: float) -> PhaseEvidence:
     return PhaseEvidence("x", score, 1.0, (), (), (), 5, max_z)
 
 
-@pytest.mark.parametrize(("label", "score", "max_z", "model", "expected"), [
-    (1, 0.9, 40.0, None, "agrees"),
-    (1, 0.0, 0.0, None, "contradicted"),
-    (1, 0.0, 0.0, 1, "uncertain"),
-    (1, 0.35, 6.0, 1, "agrees"),
-    (1, 0.35, 6.0, 0, "uncertain"),
-    (0, 0.0, 0.0, None, "agrees"),
-    (0, 0.0, 0.0, 1, "uncertain"),
-    (0, 0.9, 40.0, None, "contradicted"),
-    (0, 0.9, 40.0, 0, "uncertain"),
-    (0, 0.35, 6.0, 0, "agrees"),
-    (0, 0.6, 6.0, None, "uncertain"),
-])
-def test_verdict_rules(label: int, score: float, max_z: float, model: int | None, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("label", "score", "max_z", "model", "expected"),
+    [
+        (1, 0.9, 40.0, None, "agrees"),
+        (1, 0.0, 0.0, None, "contradicted"),
+        (1, 0.0, 0.0, 1, "uncertain"),
+        (1, 0.35, 6.0, 1, "agrees"),
+        (1, 0.35, 6.0, 0, "uncertain"),
+        (0, 0.0, 0.0, None, "agrees"),
+        (0, 0.0, 0.0, 1, "uncertain"),
+        (0, 0.9, 40.0, None, "contradicted"),
+        (0, 0.9, 40.0, 0, "uncertain"),
+        (0, 0.35, 6.0, 0, "agrees"),
+        (0, 0.6, 6.0, None, "uncertain"),
+    ],
+)
+def test_verdict_rules(
+    label: int, score: float, max_z: float, model: int | None, expected: str
+) -> None:
     assert verdict(label, _evidence(score, max_z), model)[0] == expected
 
 
@@ -141,13 +154,20 @@ def test_hdac_known_label_problems(shared_data: Path, tmp_path: Path) -> None:
     hdac = shared_data / "hdac"
     if not (hdac / "labels_masked.csv").is_file():
         pytest.skip("hdac patterns absent")
-    rows = [line for line in (hdac / "labels_masked.csv").read_text().splitlines()
-            if line.startswith("file") or any(k in line for k in ("xy_c_62.", "xy_r_102.", "xy_bc_42.", "xy_n_2."))]
+    rows = [
+        line
+        for line in (hdac / "labels_masked.csv").read_text().splitlines()
+        if line.startswith("file")
+        or any(k in line for k in ("xy_c_62.", "xy_r_102.", "xy_bc_42.", "xy_n_2."))
+    ]
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("\n".join(r.replace("masked/", f"{hdac}/masked/", 1) for r in rows) + "\n")
     table = audit_labels(csv_path, wavelength=0.561, use_model=False)
     flagged = {(Path(r.file).stem, r.phase) for r in table.flagged}
-    assert ("xy_c_62", "bastnaesite") in flagged  # labeled calcite only, its peaks are bastnaesite's
+    assert (
+        "xy_c_62",
+        "bastnaesite",
+    ) in flagged  # labeled calcite only, its peaks are bastnaesite's
     assert ("xy_c_62", "calcite") in flagged
     assert ("xy_r_102", "rhenium") in flagged  # no rhenium peak stands out
     assert not any(f in ("xy_bc_42", "xy_n_2") for f, _ in flagged)
@@ -161,7 +181,16 @@ def test_cli_audit(labeled: Path, tmp_path: Path) -> None:
     from xrdmtl.cli.app import app
 
     out = tmp_path / "audit.csv"
-    args = ["audit", "--labels", str(labeled), "--wavelength", "0.561", "--no-model", "--out", str(out)]
+    args = [
+        "audit",
+        "--labels",
+        str(labeled),
+        "--wavelength",
+        "0.561",
+        "--no-model",
+        "--out",
+        str(out),
+    ]
     result = CliRunner().invoke(app, [*args, "--plot", str(tmp_path / "plots")])
     assert result.exit_code == 0, result.output
     assert "2 contradicted label(s)" in result.output
@@ -175,7 +204,9 @@ def test_frames_with_geometry(tmp_path: Path) -> None:
     from xrdmtl.synthesis.frames import simulate_frames
 
     out = simulate_frames(tmp_path / "sim", 2, seed=0)
-    table = audit_labels(out / "labels.csv", poni=out / "geometry.poni", mask="auto", use_model=False)
+    table = audit_labels(
+        out / "labels.csv", poni=out / "geometry.poni", mask="auto", use_model=False
+    )
     assert not table.errors
     assert len(table.rows) == 2 * len(PHASES)
     no_geometry = audit_labels(out / "labels.csv", use_model=False)

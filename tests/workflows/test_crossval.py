@@ -64,7 +64,10 @@ def test_crossval_scores_the_three_rows_on_the_same_held_out_patterns(tmp_path) 
     assert loo.pooled("adapted") == 1.0  # and the adaptation finds it by leave-one-out
     assert res.flagged == ["p5.xy"]
     table = format_table({"run": res})
-    assert "| run | 11 (leave-one-out) |" in table and "nearest-neighbour vote, uncontradicted" in table
+    assert (
+        "| run | 11 (leave-one-out) |" in table
+        and "nearest-neighbour vote, uncontradicted" in table
+    )
     with pytest.raises(ValueError):
         crossvalidate(base, data, files, plan=CrossvalPlan(ns=(12,), leave_one_out=False))
 

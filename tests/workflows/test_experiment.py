@@ -29,7 +29,10 @@ CORES = 2
 
 def _cpu_s() -> float:
     """CPU seconds of this process and its finished children (the batch generators)."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
@@ -98,7 +101,9 @@ def test_report_tables_are_filled_from_the_runs(toy_run: tuple[Path, ExperimentR
         assert (out / name).is_file()
 
 
-def test_report_regenerates_from_results_json(toy_run: tuple[Path, ExperimentResults, dict], tmp_path: Path):
+def test_report_regenerates_from_results_json(
+    toy_run: tuple[Path, ExperimentResults, dict], tmp_path: Path
+):
     out, _, _ = toy_run
     md = write_report(out / "results.json", tmp_path)
     assert md.read_text() == (out / "report.md").read_text()
@@ -113,7 +118,10 @@ def test_cli_reuses_cached_runs(toy_run: tuple[Path, ExperimentResults, dict]):
     assert [m.stat().st_mtime_ns for m in models] == before, "cached models were retrained"
     again = json.loads((out / "results.json").read_text())
     assert again["meta"]["command"] == f"xrdmtl experiment --out {out} --toy"
-    assert again["settings"]["mtl"]["metrics"] == json.loads(json.dumps(results.data))["settings"]["mtl"]["metrics"]
+    assert (
+        again["settings"]["mtl"]["metrics"]
+        == json.loads(json.dumps(results.data))["settings"]["mtl"]["metrics"]
+    )
     assert "xrdmtl experiment --out" in (out / "report.md").read_text()
     first = json.loads(json.dumps(results.data))["meta"]["reused_runs"]
     assert first["training_runs"][0] == 0 and first["finetune_runs"][0] == 0

@@ -26,12 +26,21 @@ from .app import (
 
 StepsOpt = Annotated[
     int,
-    typer.Option("--steps", min=0, help="Also fine-tune the network for this many steps (0: keep it as trained)."),
+    typer.Option(
+        "--steps",
+        min=0,
+        help="Also fine-tune the network for this many steps (0: keep it as trained).",
+    ),
 ]
-LayersOpt = Annotated[str, typer.Option("--layers", help="Network layers fine-tuned with --steps: heads or all.")]
+LayersOpt = Annotated[
+    str, typer.Option("--layers", help="Network layers fine-tuned with --steps: heads or all.")
+]
 ContradictedOpt = Annotated[
     str,
-    typer.Option("--contradicted", help="Labels the physics audit contradicts: auto (as leave-one-out scores best), drop or keep."),
+    typer.Option(
+        "--contradicted",
+        help="Labels the physics audit contradicts: auto (as leave-one-out scores best), drop or keep.",
+    ),
 ]
 
 if TYPE_CHECKING:
@@ -74,19 +83,26 @@ def finetune_cmd(
     layers: LayersOpt = "heads",
     seed: Annotated[int, typer.Option("--seed", help="Random seed (network fine-tuning).")] = 0,
     contradicted: ContradictedOpt = "auto",
-    audit: Annotated[bool, typer.Option("--audit/--no-audit", help="Audit the labels on the physics first.")] = True,
+    audit: Annotated[
+        bool, typer.Option("--audit/--no-audit", help="Audit the labels on the physics first.")
+    ] = True,
     drop_contradicted: Annotated[
         bool, typer.Option("--drop-contradicted", help="Same as --contradicted drop.")
     ] = False,
     adapt_lattice: Annotated[
         bool,
-        typer.Option("--adapt-lattice/--no-adapt-lattice",
-                     help="With --steps: draw the synthetic patterns' lattice around the scale fitted to the labels."),
+        typer.Option(
+            "--adapt-lattice/--no-adapt-lattice",
+            help="With --steps: draw the synthetic patterns' lattice around the scale fitted to the labels.",
+        ),
     ] = False,
     unlabeled: Annotated[
         list[str] | None,
-        typer.Option("--unlabeled", help="Unlabeled patterns of the same run (files, folders, globs; repeatable): "
-                                         "those called confidently join the references."),
+        typer.Option(
+            "--unlabeled",
+            help="Unlabeled patterns of the same run (files, folders, globs; repeatable): "
+            "those called confidently join the references.",
+        ),
     ] = None,
 ) -> None:
     """Adapt a model to your labeled patterns, so the rest of your run is labeled the way you label.
@@ -110,23 +126,36 @@ def finetune_cmd(
         err_console.print(f"skipped: {line}", highlight=False, soft_wrap=True)
     if audit:
         names = ", ".join(Path(f).name for f in report.flagged) or "none"
-        console.print(f"label audit: {len(report.flagged)} pattern(s) with a contradicted label ({names}); "
-                      f"table in {out / 'audit.csv'}", highlight=False, soft_wrap=True)
+        console.print(
+            f"label audit: {len(report.flagged)} pattern(s) with a contradicted label ({names}); "
+            f"table in {out / 'audit.csv'}",
+            highlight=False,
+            soft_wrap=True,
+        )
     chosen = report.chosen
-    base = max((c for c in report.adapted.candidates_base if c.weight == 0.0), key=lambda c: c.exact)
+    base = max(
+        (c for c in report.adapted.candidates_base if c.weight == 0.0), key=lambda c: c.exact
+    )
     console.print(
         f"adapted model in {out} ({report.seconds:.0f} s, {len(report.files)} labeled patterns): "
         f"{chosen.describe()}{', network fine-tuned' if report.adapted.network_tuned else ''}; "
         f"leave-one-out exact match {chosen.exact:.1%} (network alone {base.exact:.1%}; "
         f"`xrdmtl crossval` measures it without the selection)",
-        highlight=False, soft_wrap=True,
+        highlight=False,
+        soft_wrap=True,
     )
     if unlabeled:
-        console.print(f"unlabeled patterns taken as references (confident calls): {report.adapted.n_pseudo}",
-                      highlight=False)
+        console.print(
+            f"unlabeled patterns taken as references (confident calls): {report.adapted.n_pseudo}",
+            highlight=False,
+        )
     if report.left_out:
-        console.print("left out of the vote (contradicted): " + ", ".join(Path(f).name for f in report.left_out),
-                      highlight=False, soft_wrap=True)
+        console.print(
+            "left out of the vote (contradicted): "
+            + ", ".join(Path(f).name for f in report.left_out),
+            highlight=False,
+            soft_wrap=True,
+        )
     if report.skipped:
         raise typer.Exit(1)
 
@@ -140,18 +169,36 @@ def crossval_cmd(
     x_unit: XUnitOpt = None,
     poni: PoniOpt = None,
     mask: MaskOpt = "none",
-    ns: Annotated[str, typer.Option("--n", help="Comma-separated numbers of labeled patterns for the leave-k-out curve ('' for none).")] = "5,10,20",
-    splits: Annotated[int, typer.Option("--splits", min=1, help="Random stratified splits per N.")] = 5,
-    loo: Annotated[bool, typer.Option("--loo/--no-loo", help="Leave-one-out over all labeled patterns.")] = True,
+    ns: Annotated[
+        str,
+        typer.Option(
+            "--n",
+            help="Comma-separated numbers of labeled patterns for the leave-k-out curve ('' for none).",
+        ),
+    ] = "5,10,20",
+    splits: Annotated[
+        int, typer.Option("--splits", min=1, help="Random stratified splits per N.")
+    ] = 5,
+    loo: Annotated[
+        bool, typer.Option("--loo/--no-loo", help="Leave-one-out over all labeled patterns.")
+    ] = True,
     steps: StepsOpt = 0,
     layers: LayersOpt = "heads",
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the splits.")] = 0,
     contradicted: ContradictedOpt = "auto",
-    drop_contradicted: Annotated[bool, typer.Option("--drop-contradicted", help="Same as --contradicted drop.")] = False,
-    transductive: Annotated[
-        bool, typer.Option("--transductive", help="Also give the held-out patterns as unlabeled (finetune --unlabeled).")
+    drop_contradicted: Annotated[
+        bool, typer.Option("--drop-contradicted", help="Same as --contradicted drop.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
+    transductive: Annotated[
+        bool,
+        typer.Option(
+            "--transductive",
+            help="Also give the held-out patterns as unlabeled (finetune --unlabeled).",
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of the table.")
+    ] = False,
 ) -> None:
     """Does adapting to your labels beat the trivial baseline, on your own data? Cross-validated.
 
@@ -176,7 +223,9 @@ def crossval_cmd(
             plan=CrossvalPlan(counts, splits, seed, loo, transductive), tuning=_tuning(steps, layers, seed, False),
             note=_note,
         )  # fmt: skip
-    except ValueError as exc:  # an N the labels cannot split (too few patterns): one line, not a traceback
+    except (
+        ValueError
+    ) as exc:  # an N the labels cannot split (too few patterns): one line, not a traceback
         if not str(exc).startswith("N must lie"):
             raise
         raise XrdmtlError(f"--n {ns}: {exc} (for the patterns these labels hold)") from None
@@ -185,5 +234,9 @@ def crossval_cmd(
         return
     console.print(format_table({Path(labels).name: result}), highlight=False, soft_wrap=True)
     if result.flagged:
-        console.print(f"labels the audit contradicts ({len(result.flagged)} pattern(s)): "
-                      + ", ".join(Path(f).name for f in result.flagged), highlight=False, soft_wrap=True)
+        console.print(
+            f"labels the audit contradicts ({len(result.flagged)} pattern(s)): "
+            + ", ".join(Path(f).name for f in result.flagged),
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -27,7 +27,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-simulate_app = typer.Typer(help="Write synthetic patterns or detector frames with labels.", no_args_is_help=True)
+simulate_app = typer.Typer(
+    help="Write synthetic patterns or detector frames with labels.", no_args_is_help=True
+)
 app.add_typer(simulate_app, name="simulate")
 
 console = Console()
@@ -63,8 +65,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Phase identification in micro-XRD patterns with multi-task deep learning."""
 
@@ -78,10 +84,14 @@ def clean_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except XrdmtlError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True
+            )
             sys.exit(2)
         except KeyboardInterrupt:
-            err_console.print("interrupted (Ctrl-C): nothing written", highlight=False, soft_wrap=True)
+            err_console.print(
+                "interrupted (Ctrl-C): nothing written", highlight=False, soft_wrap=True
+            )
             sys.exit(130)
 
     return wrapper
@@ -90,11 +100,21 @@ def clean_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 @app.command("phases")
 @clean_errors
 def phases_cmd(
-    name: Annotated[str | None, typer.Argument(help="A library phase, or a --cif/--jcpds file's stem.")] = None,
-    wavelength: Annotated[float | None, typer.Option("--wavelength", "-w", help="Wavelength in Å: adds 2θ.")] = None,
-    cif: Annotated[list[Path] | None, typer.Option("--cif", help="Add a phase from a CIF (repeatable).")] = None,
-    jcpds: Annotated[list[Path] | None, typer.Option("--jcpds", help="Add a Dioptas .jcpds phase.")] = None,
-    max_rows: Annotated[int, typer.Option("--max", help="Show at most N reflections, the strongest.")] = 40,
+    name: Annotated[
+        str | None, typer.Argument(help="A library phase, or a --cif/--jcpds file's stem.")
+    ] = None,
+    wavelength: Annotated[
+        float | None, typer.Option("--wavelength", "-w", help="Wavelength in Å: adds 2θ.")
+    ] = None,
+    cif: Annotated[
+        list[Path] | None, typer.Option("--cif", help="Add a phase from a CIF (repeatable).")
+    ] = None,
+    jcpds: Annotated[
+        list[Path] | None, typer.Option("--jcpds", help="Add a Dioptas .jcpds phase.")
+    ] = None,
+    max_rows: Annotated[
+        int, typer.Option("--max", help="Show at most N reflections, the strongest.")
+    ] = 40,
 ) -> None:
     """The phase library (name, formula, space group, cell, source), or one phase's reflections."""
     from rich.table import Table
@@ -112,42 +132,83 @@ def phases_cmd(
             table.add_column(col, overflow="fold")
         for key, p in phases.items():
             role = "target" if key in TARGETS else "distractor" if key in DISTRACTORS else "other"
-            lengths, angles = (" ".join(f"{v:.{n}f}" for v in part) for part, n in ((p.cell[:3], 4), (p.cell[3:], 1)))
+            lengths, angles = (
+                " ".join(f"{v:.{n}f}" for v in part)
+                for part, n in ((p.cell[:3], 4), (p.cell[3:], 1))
+            )
             table.add_row(key, role, p.formula, p.space_group, f"{lengths} / {angles}", p.source)
         console.print(table)
         return
     matches = {k: p for k, p in phases.items() if k.lower() == name.lower()}
     phase = next(iter(matches.values())) if matches else get_phase(name)
-    refl = phase.reflections(wavelength).strongest(max_rows) if max_rows > 0 else phase.reflections(wavelength)
+    refl = (
+        phase.reflections(wavelength).strongest(max_rows)
+        if max_rows > 0
+        else phase.reflections(wavelength)
+    )
     title = f"{phase.name}  {phase.formula}  {phase.space_group}" + (
-        f"  λ = {wavelength} Å" if wavelength else "  (no wavelength: intensities without LP)")
+        f"  λ = {wavelength} Å" if wavelength else "  (no wavelength: intensities without LP)"
+    )
     table = Table(title=title)
     for col in ("hkl", "d (Å)", "Q (Å⁻¹)", *(["2θ (°)"] if wavelength else []), "I", "mult."):
         table.add_column(col, justify="right")
     for i in range(len(refl.q)):
         tth = [f"{refl.two_theta[i]:.3f}"] if wavelength and refl.two_theta is not None else []
-        table.add_row(" ".join(map(str, refl.hkl[i])), f"{refl.d[i]:.4f}", f"{refl.q[i]:.4f}", *tth,
-                      f"{refl.intensity[i]:.1f}", str(refl.multiplicity[i]))
+        table.add_row(
+            " ".join(map(str, refl.hkl[i])),
+            f"{refl.d[i]:.4f}",
+            f"{refl.q[i]:.4f}",
+            *tth,
+            f"{refl.intensity[i]:.1f}",
+            str(refl.multiplicity[i]),
+        )
     console.print(table)
 
 
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", "-m", help="Model folder (or its .safetensors file); default: the shipped model.")
+    str | None,
+    typer.Option(
+        "--model", "-m", help="Model folder (or its .safetensors file); default: the shipped model."
+    ),
 ]
 WavelengthOpt = Annotated[
-    float | None, typer.Option("--wavelength", "-w", help="Wavelength in Å for files that state none (needed for 2θ); "
-                                           "a file's own wavelength wins, with a note where they differ.")
+    float | None,
+    typer.Option(
+        "--wavelength",
+        "-w",
+        help="Wavelength in Å for files that state none (needed for 2θ); "
+        "a file's own wavelength wins, with a note where they differ.",
+    ),
 ]
-XUnitOpt = Annotated[str | None, typer.Option("--x-unit", help="x unit of 1D files: 2th_deg, q_A^-1, q_nm^-1 or d_A.")]
-PoniOpt = Annotated[Path | None, typer.Option("--poni", help="pyFAI geometry (.poni) for 2D frames.")]
-LabelsOpt = Annotated[Path, typer.Option("--labels", help="labels.csv: file,<phase>,... with 0/1 values.")]
-MaskOpt = Annotated[str, typer.Option("--mask", help="Frames: none, auto (anvil spots, hot pixels) or a mask file.")]
+XUnitOpt = Annotated[
+    str | None,
+    typer.Option("--x-unit", help="x unit of 1D files: 2th_deg, q_A^-1, q_nm^-1 or d_A."),
+]
+PoniOpt = Annotated[
+    Path | None, typer.Option("--poni", help="pyFAI geometry (.poni) for 2D frames.")
+]
+LabelsOpt = Annotated[
+    Path, typer.Option("--labels", help="labels.csv: file,<phase>,... with 0/1 values.")
+]
+MaskOpt = Annotated[
+    str, typer.Option("--mask", help="Frames: none, auto (anvil spots, hot pixels) or a mask file.")
+]
 ThresholdOpt = Annotated[
-    float | None, typer.Option("--threshold", help="Call a phase present at p ≥ T (default: the model's per-phase thresholds).")
+    float | None,
+    typer.Option(
+        "--threshold",
+        help="Call a phase present at p ≥ T (default: the model's per-phase thresholds).",
+    ),
 ]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Processes reading and predicting (default: all cores).")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", help="Processes reading and predicting (default: all cores)."),
+]
 SchedulerOpt = Annotated[
-    str | None, typer.Option("--scheduler", help="Run on Dask: a scheduler address, or 'local' for a local cluster.")
+    str | None,
+    typer.Option(
+        "--scheduler", help="Run on Dask: a scheduler address, or 'local' for a local cluster."
+    ),
 ]
 
 
@@ -176,9 +237,15 @@ def _reading_options(wavelength: float | None, poni: Path | None, mask: str) -> 
         cached_integrator(str(poni))
 
 
-def _check_predict_outputs(paths: list[str], poni: Path | None, out: Path | None, plot: Path | None,
-                           save_integrated: Path | None, save_mask: Path | None = None,
-                           others: tuple[str | Path | None, ...] = ()) -> None:
+def _check_predict_outputs(
+    paths: list[str],
+    poni: Path | None,
+    out: Path | None,
+    plot: Path | None,
+    save_integrated: Path | None,
+    save_mask: Path | None = None,
+    others: tuple[str | Path | None, ...] = (),
+) -> None:
     """Refuse, before any work, outputs that would destroy an input (a pattern, the geometry, the
     mask, the model: ``others``) or cannot be written."""
     from ..io.read import expand_inputs
@@ -188,22 +255,29 @@ def _check_predict_outputs(paths: list[str], poni: Path | None, out: Path | None
         return
     files, _ = expand_inputs(paths, poni is not None)
     if out is not None:
-        check_output_file(out, "--out", [*files, *(str(o) for o in (poni, *others) if o is not None)])
+        check_output_file(
+            out, "--out", [*files, *(str(o) for o in (poni, *others) if o is not None)]
+        )
     if plot is not None:
         check_output_folder(plot, "--plot")
     from ..errors import OutputError
     from ..inference.parallel import integrated_conflicts
 
-    for option, folder, suffix in (("--save-integrated", save_integrated, ".xy"), ("--save-mask", save_mask, ".edf")):
+    for option, folder, suffix in (
+        ("--save-integrated", save_integrated, ".xy"),
+        ("--save-mask", save_mask, ".edf"),
+    ):
         if folder is None:
             continue
         check_output_folder(folder, option)
         taken = integrated_conflicts(files, folder, poni is not None, suffix)
         if taken:
             more = f" and {len(taken) - 3} more" if len(taken) > 3 else ""
-            raise OutputError(f"{option} {folder}: would overwrite {len(taken)} existing "
-                              f"file(s) ({', '.join(p.name for p in taken[:3])}{more}); choose a new folder "
-                              "or remove them")
+            raise OutputError(
+                f"{option} {folder}: would overwrite {len(taken)} existing "
+                f"file(s) ({', '.join(p.name for p in taken[:3])}{more}); choose a new folder "
+                "or remove them"
+            )
 
 
 def _model_inputs(model: str | None, mask: str) -> tuple[str | Path | None, ...]:
@@ -225,8 +299,10 @@ def _check_model_out(out: Path, model: str | Path | None, labels: Path | None) -
     if model is not None:
         folder = Path(model).parent if str(model).endswith(".safetensors") else Path(model)
         if os.path.realpath(out) == os.path.realpath(folder):
-            raise OutputError(f"--out {out} is the --model folder: fine-tuning would overwrite the model it "
-                              "starts from; choose another folder")
+            raise OutputError(
+                f"--out {out} is the --model folder: fine-tuning would overwrite the model it "
+                "starts from; choose another folder"
+            )
     if labels is not None and os.path.realpath(out) == os.path.realpath(labels):
         raise OutputError(f"--out {out} is the labels file: choose a folder for the model")
     check_output_folder(out, "--out")
@@ -235,25 +311,37 @@ def _check_model_out(out: Path, model: str | Path | None, labels: Path | None) -
 def _predictions_json(preds: list, predictor: Any) -> dict:
     """Predictions as one JSON-ready object: the model's phases and thresholds, then per pattern
     the probabilities, calls, warning, error, what it was read with, and the peaks behind the calls."""
+
     def one(p: Any) -> dict:
         e = p.explanation
         return {
-            "file": p.file, "probabilities": {k: round(v, 4) for k, v in p.probabilities.items()},
-            "calls": p.calls, "found": p.found, "warning": p.warning, "error": p.error,
-            "wavelength": p.wavelength, "wavelength_source": p.wavelength_source, "x_unit": p.x_unit,
+            "file": p.file,
+            "probabilities": {k: round(v, 4) for k, v in p.probabilities.items()},
+            "calls": p.calls,
+            "found": p.found,
+            "warning": p.warning,
+            "error": p.error,
+            "wavelength": p.wavelength,
+            "wavelength_source": p.wavelength_source,
+            "x_unit": p.x_unit,
             "matched_q": {k: [round(q, 4) for q in v] for k, v in e.matched.items()} if e else {},
             "unexplained_q": [round(q, 4) for q in e.unexplained] if e else [],
         }
 
-    return {"phases": list(predictor.phases), "thresholds": [float(t) for t in predictor.thresholds],
-            "n": len(preds), "failed": sum(not p.ok for p in preds), "predictions": [one(p) for p in preds]}
+    return {
+        "phases": list(predictor.phases),
+        "thresholds": [float(t) for t in predictor.thresholds],
+        "n": len(preds),
+        "failed": sum(not p.ok for p in preds),
+        "predictions": [one(p) for p in preds],
+    }
 
 
 def _tail(text: str, n: int) -> str:
     """The end of ``text`` in ``n`` characters, an ellipsis in front where cut (markup escaped)."""
     from rich.markup import escape
 
-    return escape(text if len(text) <= n else "…" + text[len(text) - n + 1:])
+    return escape(text if len(text) <= n else "…" + text[len(text) - n + 1 :])
 
 
 def _clip(text: str, n: int = 60) -> str:
@@ -280,12 +368,21 @@ def _summary_table(preds: list, phases: list[str], title: str) -> Any:
         table.add_column("warning / error", overflow="fold", min_width=20)
         for p in preds:
             if p.ok:
-                cells = [f"[green]{p.probabilities[n]:.2f} ✓[/green]" if p.calls[n] else f"{p.probabilities[n]:.2f}"
-                         for n in phases]
-                table.add_row(_tail(p.file, room), *cells,
-                              f"[yellow]{_clip(p.warning)}[/yellow]" if p.warning else "")
+                cells = [
+                    f"[green]{p.probabilities[n]:.2f} ✓[/green]"
+                    if p.calls[n]
+                    else f"{p.probabilities[n]:.2f}"
+                    for n in phases
+                ]
+                table.add_row(
+                    _tail(p.file, room),
+                    *cells,
+                    f"[yellow]{_clip(p.warning)}[/yellow]" if p.warning else "",
+                )
             else:
-                table.add_row(_tail(p.file, room), *(["-"] * len(phases)), f"[red]{_clip(p.error)}[/red]")
+                table.add_row(
+                    _tail(p.file, room), *(["-"] * len(phases)), f"[red]{_clip(p.error)}[/red]"
+                )
         return table
     table.add_column("phase")
     table.add_column("found in", justify="right")
@@ -300,7 +397,9 @@ def _summary_table(preds: list, phases: list[str], title: str) -> Any:
 @app.command("examples")
 @clean_errors
 def examples_cmd(
-    folder: Annotated[Path, typer.Argument(help="Folder to copy the examples into (made if needed).")] = Path("examples"),
+    folder: Annotated[
+        Path, typer.Argument(help="Folder to copy the examples into (made if needed).")
+    ] = Path("examples"),
 ) -> None:
     """Copy the bundled example patterns into a folder: six of the paper's measured HDAC patterns
     (.npy, 2θ at 0.561 Å: give --wavelength 0.561) and their labels.csv, as the README tour uses them.
@@ -312,48 +411,78 @@ def examples_cmd(
     from ..io.writers import check_output_folder
 
     src = Path(str(resources.files("xrdmtl") / "data" / "examples"))
-    files = sorted(p.relative_to(src) for p in src.rglob("*")
-                   if p.is_file() and not any(part.startswith((".", "__")) for part in p.relative_to(src).parts))
+    files = sorted(
+        p.relative_to(src)
+        for p in src.rglob("*")
+        if p.is_file()
+        and not any(part.startswith((".", "__")) for part in p.relative_to(src).parts)
+    )
     check_output_folder(folder, "examples FOLDER")
     taken = [str(p) for p in files if (folder / p).exists()]
     if taken:
-        raise OutputError(f"{folder} already holds {', '.join(taken[:3])}{' …' if len(taken) > 3 else ''}: "
-                          "choose another folder or remove them")
+        raise OutputError(
+            f"{folder} already holds {', '.join(taken[:3])}{' …' if len(taken) > 3 else ''}: "
+            "choose another folder or remove them"
+        )
     for p in files:
         write_bytes(folder / p, (src / p).read_bytes(), overwrite=False)
     top = sum(p.suffix == ".npy" and len(p.parts) == 1 for p in files)
     more = sum(p.suffix == ".npy" and len(p.parts) > 1 for p in files)
     extra = f"; {more} more of one run in its subfolders" if more else ""
-    console.print(f"{top} example patterns and labels.csv in {folder}/{extra} (2θ at 0.561 Å: predict them "
-                  f"with --wavelength 0.561)", highlight=False, soft_wrap=True)
+    console.print(
+        f"{top} example patterns and labels.csv in {folder}/{extra} (2θ at 0.561 Å: predict them "
+        f"with --wavelength 0.561)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command("predict")
 @clean_errors
 def predict_cmd(
-    paths: Annotated[list[str], typer.Argument(help="Pattern files, frame files, folders or globs.")],
+    paths: Annotated[
+        list[str], typer.Argument(help="Pattern files, frame files, folders or globs.")
+    ],
     model: ModelOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV to write (default: stdout).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="CSV to write (default: stdout).")
+    ] = None,
     wavelength: WavelengthOpt = None,
     x_unit: XUnitOpt = None,
     poni: PoniOpt = None,
     mask: MaskOpt = "none",
     threshold: ThresholdOpt = None,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Folder for a PNG per pattern (and a timeline per frame stack).")
+        Path | None,
+        typer.Option(
+            "--plot", help="Folder for a PNG per pattern (and a timeline per frame stack)."
+        ),
     ] = None,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     save_integrated: Annotated[
-        Path | None, typer.Option("--save-integrated", help="Folder for the integrated 1D patterns of frames "
-                                  "(never overwrites a file).")
+        Path | None,
+        typer.Option(
+            "--save-integrated",
+            help="Folder for the integrated 1D patterns of frames (never overwrites a file).",
+        ),
     ] = None,
     save_mask: Annotated[
-        Path | None, typer.Option("--save-mask", help="With --mask auto: folder for each frame's mask (EDF, "
-                                  "1 = masked, reusable as --mask FILE; never overwrites a file).")
+        Path | None,
+        typer.Option(
+            "--save-mask",
+            help="With --mask auto: folder for each frame's mask (EDF, "
+            "1 = masked, reusable as --mask FILE; never overwrites a file).",
+        ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (per-pattern results) "
-                                          "on stdout instead of the CSV and the table.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON object (per-pattern results) "
+            "on stdout instead of the CSV and the table.",
+        ),
+    ] = False,
 ) -> None:
     """Call each phase of the model in every pattern: a CSV row per file (or frame) with
     p_<phase>, 0/1 calls, a warning (unexplained peaks, uncertain calls) and an error column,
@@ -363,19 +492,33 @@ def predict_cmd(
     _reading_options(wavelength, poni, mask)
     if save_mask is not None and mask != "auto":
         raise XrdmtlError("--save-mask saves the masks that --mask auto finds: add --mask auto")
-    _check_predict_outputs(paths, poni, out, plot, save_integrated, save_mask, others=_model_inputs(model, mask))
+    _check_predict_outputs(
+        paths, poni, out, plot, save_integrated, save_mask, others=_model_inputs(model, mask)
+    )
     predictor = _predictor(model, threshold)
     preds = predictor.predict_files(
-        paths, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, workers=workers,
-        scheduler=scheduler, plot_dir=plot, save_integrated=save_integrated, save_mask=save_mask,
+        paths,
+        wavelength=wavelength,
+        x_unit=x_unit,
+        poni=poni,
+        mask=mask,
+        workers=workers,
+        scheduler=scheduler,
+        plot_dir=plot,
+        save_integrated=save_integrated,
+        save_mask=save_mask,
     )
     text = write_csv(preds, predictor.phases, out)
     failed = [p for p in preds if not p.ok]
     if as_json:
-        sys.stdout.write(json.dumps(_predictions_json(preds, predictor), indent=1, ensure_ascii=False) + "\n")
+        sys.stdout.write(
+            json.dumps(_predictions_json(preds, predictor), indent=1, ensure_ascii=False) + "\n"
+        )
         sys.stdout.flush()
         for p in failed:
-            err_console.print(f"[red]error:[/red] {_clip(p.error, 10_000)}", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[red]error:[/red] {_clip(p.error, 10_000)}", highlight=False, soft_wrap=True
+            )
         if failed or not preds:
             raise typer.Exit(1)
         return
@@ -387,10 +530,14 @@ def predict_cmd(
     show.print(_summary_table(preds, predictor.phases, "xrdmtl predict"))
     where = f"; CSV: {out}" if out is not None else ""
     plots = f"; plots: {plot}/" if plot is not None else ""
-    show.print(f"{len(preds)} pattern(s), {len(failed)} failed, {warned} with warnings{where}{plots}",
-               highlight=False)
+    show.print(
+        f"{len(preds)} pattern(s), {len(failed)} failed, {warned} with warnings{where}{plots}",
+        highlight=False,
+    )
     for p in failed:
-        err_console.print(f"[red]error:[/red] {_clip(p.error, 10_000)}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[red]error:[/red] {_clip(p.error, 10_000)}", highlight=False, soft_wrap=True
+        )
     if failed or not preds:
         raise typer.Exit(1)
 
@@ -407,7 +554,9 @@ def evaluate_cmd(
     threshold: ThresholdOpt = None,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of tables.")
+    ] = False,
 ) -> None:
     """Predict the labeled patterns and score the calls: per-phase accuracy, F1 and ROC AUC,
     exact-match accuracy, and the misclassified files."""
@@ -418,8 +567,15 @@ def evaluate_cmd(
     _reading_options(wavelength, poni, mask)
     predictor = _predictor(model, threshold)
     result = evaluate_labels(
-        predictor, labels, note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
-        wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, workers=workers, scheduler=scheduler,
+        predictor,
+        labels,
+        note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
+        wavelength=wavelength,
+        x_unit=x_unit,
+        poni=poni,
+        mask=mask,
+        workers=workers,
+        scheduler=scheduler,
     )
     if as_json:
         sys.stdout.write(json.dumps(result, indent=1) + "\n")
@@ -428,8 +584,11 @@ def evaluate_cmd(
     if result["failed"]:
         if not as_json:
             for f in result["failed"]:
-                err_console.print(f"[red]error:[/red] {_clip(f['error'], 10_000)}", highlight=False,
-                                  soft_wrap=True)
+                err_console.print(
+                    f"[red]error:[/red] {_clip(f['error'], 10_000)}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
         raise typer.Exit(1)
 
 
@@ -444,8 +603,15 @@ def _print_evaluation(result: dict, phases: list[str]) -> None:
         table.add_column(col, justify="left" if col == "phase" else "right")
     for name in phases:
         m = result["phases"][name]
-        table.add_row(name, str(m["positives"]), fmt(m["accuracy"]), fmt(m["precision"]), fmt(m["recall"]),
-                      fmt(m["f1"]), fmt(m["roc_auc"]))
+        table.add_row(
+            name,
+            str(m["positives"]),
+            fmt(m["accuracy"]),
+            fmt(m["precision"]),
+            fmt(m["recall"]),
+            fmt(m["f1"]),
+            fmt(m["roc_auc"]),
+        )
     console.print(table)
     console.print(f"exact match (all phases right): {fmt(result['exact_match'])}", highlight=False)
     wrong = result["misclassified"]
@@ -454,8 +620,12 @@ def _print_evaluation(result: dict, phases: list[str]) -> None:
         for col in ("file", "labels", "calls", *(f"p_{n}" for n in phases)):
             mis.add_column(col, overflow="fold")
         for w in wrong:
-            mis.add_row(_clip(w["file"], 200), ", ".join(w["labels"]) or "-", ", ".join(w["calls"]) or "-",
-                        *(f"{w['probabilities'][n]:.2f}" for n in phases))
+            mis.add_row(
+                _clip(w["file"], 200),
+                ", ".join(w["labels"]) or "-",
+                ", ".join(w["calls"]) or "-",
+                *(f"{w['probabilities'][n]:.2f}" for n in phases),
+            )
         console.print(mis)
     else:
         console.print("no misclassified pattern")
@@ -464,10 +634,19 @@ def _print_evaluation(result: dict, phases: list[str]) -> None:
 @app.command("experiment")
 @clean_errors
 def experiment_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Folder for results.json, the report, cached data and models.")],
-    quick: Annotated[bool, typer.Option("--quick", help="Smaller budgets: at most 10 minutes on 2 cores.")] = False,
-    toy: Annotated[bool, typer.Option("--toy", help="Tiny budgets: a smoke test of the pipeline (seconds).")] = False,
-    seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="Seeds per setting (default: 3; --toy: 2).")] = None,
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Folder for results.json, the report, cached data and models."),
+    ],
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Smaller budgets: at most 10 minutes on 2 cores.")
+    ] = False,
+    toy: Annotated[
+        bool, typer.Option("--toy", help="Tiny budgets: a smoke test of the pipeline (seconds).")
+    ] = False,
+    seeds: Annotated[
+        int | None, typer.Option("--seeds", min=1, help="Seeds per setting (default: 3; --toy: 2).")
+    ] = None,
 ) -> None:
     """Run the paper's four comparisons (multi-task vs binary CNNs, losses, data efficiency, masked vs
     unmasked) and write results.json, report.md and a self-contained report.html into --out."""
@@ -479,14 +658,16 @@ def experiment_cmd(
     preset = "toy" if toy else "quick" if quick else "full"
     config = ExperimentConfig.preset(preset, seeds=seeds)
     command = " ".join(
-        ["xrdmtl experiment --out", str(out)] + [f"--{preset}"] * (preset != "full")
+        ["xrdmtl experiment --out", str(out)]
+        + [f"--{preset}"] * (preset != "full")
         + ([f"--seeds {seeds}"] if seeds is not None else [])
     )
     results = run_experiment(out, config, progress=True, command=command)
     md = write_report(results, out)
     console.print(
         f"results: {results.path}\nreport: {md} and {md.with_suffix('.html')} "
-        f"({results.data['meta']['wall_time_s']:.0f} s)", highlight=False,
+        f"({results.data['meta']['wall_time_s']:.0f} s)",
+        highlight=False,
     )
 
 
@@ -499,10 +680,18 @@ def audit_cmd(
     x_unit: XUnitOpt = None,
     poni: PoniOpt = None,
     mask: MaskOpt = "none",
-    no_model: Annotated[bool, typer.Option("--no-model", help="Peak evidence only, no model.")] = False,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Folder for a PNG per flagged pattern.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV to write: one row per label.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    no_model: Annotated[
+        bool, typer.Option("--no-model", help="Peak evidence only, no model.")
+    ] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Folder for a PNG per flagged pattern.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="CSV to write: one row per label.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of tables.")
+    ] = False,
 ) -> None:
     """The evidence for and against each label (model probability, peak matches against the phase's
     reflections) with a verdict per label: agrees, uncertain or contradicted; a plot per flagged pattern."""
@@ -520,8 +709,15 @@ def audit_cmd(
 
         check_output_folder(plot, "--plot")
     table = audit_labels(
-        labels, model=model, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask,
-        use_model=not no_model, plot_dir=plot, note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
+        labels,
+        model=model,
+        wavelength=wavelength,
+        x_unit=x_unit,
+        poni=poni,
+        mask=mask,
+        use_model=not no_model,
+        plot_dir=plot,
+        note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
     )
     if out is not None:
         table.to_csv(out)
@@ -533,18 +729,29 @@ def audit_cmd(
             if not all(math.isfinite(v) for v in acc.values()):
                 continue  # no labeled pattern was read: nothing to score
             per_phase = ", ".join(f"{p} {acc[p]:.1%}" for p in table.phases)
-            console.print(f"{source} calls vs labels as given: exact match {acc['exact_match']:.1%} ({per_phase})",
-                          highlight=False)
+            console.print(
+                f"{source} calls vs labels as given: exact match {acc['exact_match']:.1%} ({per_phase})",
+                highlight=False,
+            )
         for r in table.flagged:
-            console.print(f"[bold red]contradicted[/bold red] {r.file} {r.phase}={r.label}: {r.reason}",
-                          highlight=False, soft_wrap=True)
-        console.print(f"{len(table.flagged)} contradicted label(s), "
-                      f"{sum(r.verdict == 'uncertain' for r in table.rows)} uncertain"
-                      + (f"; CSV: {out}" if out is not None else "") + (f"; plots: {plot}/" if table.plots else ""),
-                      highlight=False)
+            console.print(
+                f"[bold red]contradicted[/bold red] {r.file} {r.phase}={r.label}: {r.reason}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        console.print(
+            f"{len(table.flagged)} contradicted label(s), "
+            f"{sum(r.verdict == 'uncertain' for r in table.rows)} uncertain"
+            + (f"; CSV: {out}" if out is not None else "")
+            + (f"; plots: {plot}/" if table.plots else ""),
+            highlight=False,
+        )
     for file, err in table.errors.items():
-        err_console.print(f"[red]error:[/red] {err if file in err else f'{file}: {err}'}", highlight=False,
-                          soft_wrap=True)
+        err_console.print(
+            f"[red]error:[/red] {err if file in err else f'{file}: {err}'}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if table.errors:
         raise typer.Exit(1)
 
@@ -555,19 +762,29 @@ def simulate_frames_cmd(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of frames.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 0,
-    wavelength: Annotated[float, typer.Option("--wavelength", min=0.1, max=2.0,
-                                              help="Wavelength in Å.")] = 0.561,
-    plot: Annotated[bool, typer.Option("--plot", help="Save frames.png with a few frames.")] = False,
+    wavelength: Annotated[
+        float, typer.Option("--wavelength", min=0.1, max=2.0, help="Wavelength in Å.")
+    ] = 0.561,
+    plot: Annotated[
+        bool, typer.Option("--plot", help="Save frames.png with a few frames.")
+    ] = False,
 ) -> None:
     """Simulate diamond-anvil-cell detector frames (EDF), the .poni geometry, true spot masks,
     labels.csv, and each frame integrated unmasked/ and masked/ (pyFAI text format, own labels.csv)."""
     from ..synthesis.frames import simulate_frames
 
     with ProgressBar(n, "simulating frames") as bar:
-        simulate_frames(out, n, seed=seed, wavelength=wavelength, plot=plot,
-                        progress=lambda i: bar.update(completed=i))
-    console.print(f"{n} frames in {out} (labels.csv, unmasked/, masked/, geometry.poni)",
-                  highlight=False)
+        simulate_frames(
+            out,
+            n,
+            seed=seed,
+            wavelength=wavelength,
+            plot=plot,
+            progress=lambda i: bar.update(completed=i),
+        )
+    console.print(
+        f"{n} frames in {out} (labels.csv, unmasked/, masked/, geometry.poni)", highlight=False
+    )
 
 
 @simulate_app.command("patterns")
@@ -576,12 +793,25 @@ def simulate_patterns_cmd(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of patterns.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 0,
-    plot: Annotated[bool, typer.Option("--plot", help="Save examples.png with reference sticks.")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="xy: one pyFAI-style file per pattern; "
-                                     "h5: one patterns.h5 (large sets).")] = "xy",
-    wavelength: Annotated[float | None, typer.Option(
-        "--wavelength", min=0.1, max=3.0, help="Write 2θ at this wavelength (Å); default each "
-        "pattern's own.")] = None,
+    plot: Annotated[
+        bool, typer.Option("--plot", help="Save examples.png with reference sticks.")
+    ] = False,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="xy: one pyFAI-style file per pattern; h5: one patterns.h5 (large sets).",
+        ),
+    ] = "xy",
+    wavelength: Annotated[
+        float | None,
+        typer.Option(
+            "--wavelength",
+            min=0.1,
+            max=3.0,
+            help="Write 2θ at this wavelength (Å); default each pattern's own.",
+        ),
+    ] = None,
 ) -> None:
     """Simulate labeled 1D patterns of the default targets (every distortion, masked and unmasked
     looks) with labels.csv."""
@@ -590,40 +820,80 @@ def simulate_patterns_cmd(
     if fmt not in ("xy", "h5"):
         raise typer.BadParameter("--format must be xy or h5")
     with ProgressBar(n, "simulating patterns") as bar:
-        labels = write_patterns(out, n, seed, fmt=fmt, wavelength=wavelength, plot=plot,
-                                progress=lambda i: bar.update(completed=i))
+        labels = write_patterns(
+            out,
+            n,
+            seed,
+            fmt=fmt,
+            wavelength=wavelength,
+            plot=plot,
+            progress=lambda i: bar.update(completed=i),
+        )
     console.print(f"{n} patterns in {out} ({labels.name})", highlight=False)
 
 
 @app.command("train")
 @clean_errors
 def train_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Model folder to write (model.safetensors, model.json, curves).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Model folder to write (model.safetensors, model.json, curves)."
+        ),
+    ],
     phases: Annotated[
-        str, typer.Option("--phases", help="Comma-separated library phases to identify (see `xrdmtl phases`).")
+        str,
+        typer.Option(
+            "--phases", help="Comma-separated library phases to identify (see `xrdmtl phases`)."
+        ),
     ] = "bastnaesite,calcite,rhenium",
     cif: Annotated[
-        list[Path] | None, typer.Option("--cif", help="Extra phase from a .cif/.jcpds file (repeatable).")
+        list[Path] | None,
+        typer.Option("--cif", help="Extra phase from a .cif/.jcpds file (repeatable)."),
     ] = None,
-    arch: Annotated[str, typer.Option("--arch", help="mtl (multi-task), binary (one CNN per phase) or paper.")] = "mtl",
-    loss: Annotated[str | None, typer.Option("--loss", help="ce, weighted_ce, focal, uncertainty or smoothed.")] = None,
+    arch: Annotated[
+        str, typer.Option("--arch", help="mtl (multi-task), binary (one CNN per phase) or paper.")
+    ] = "mtl",
+    loss: Annotated[
+        str | None, typer.Option("--loss", help="ce, weighted_ce, focal, uncertainty or smoothed.")
+    ] = None,
     labels: Annotated[
-        Path | None, typer.Option("--labels", help="Labeled measured patterns to track during training (not trained on).")
+        Path | None,
+        typer.Option(
+            "--labels", help="Labeled measured patterns to track during training (not trained on)."
+        ),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option("--epochs", min=1, help="Evaluation intervals of --eval-every steps (sets --steps).")
+        int | None,
+        typer.Option(
+            "--epochs", min=1, help="Evaluation intervals of --eval-every steps (sets --steps)."
+        ),
     ] = None,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Training steps (batches).")] = None,
-    eval_every: Annotated[int, typer.Option("--eval-every", min=1, help="Steps between validations.")] = 250,
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, help="Training steps (batches).")
+    ] = None,
+    eval_every: Annotated[
+        int, typer.Option("--eval-every", min=1, help="Steps between validations.")
+    ] = 250,
     val_size: Annotated[
-        int, typer.Option("--val-size", min=16, help="Held-out simulated patterns for validation (and calibration).")
+        int,
+        typer.Option(
+            "--val-size",
+            min=16,
+            help="Held-out simulated patterns for validation (and calibration).",
+        ),
     ] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same model).")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --out.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the checkpoint in --out.")
+    ] = False,
     lattice_range: Annotated[
         tuple[float, float] | None,
-        typer.Option("--lattice-range", help="Relative lattice scales LO HI every phase's range is widened to "
-                     "cover (default 0.985 1.02: −1.5…+2 %, thermal expansion and compression of a cell run)."),
+        typer.Option(
+            "--lattice-range",
+            help="Relative lattice scales LO HI every phase's range is widened to "
+            "cover (default 0.985 1.02: −1.5…+2 %, thermal expansion and compression of a cell run).",
+        ),
     ] = None,
     wavelength: WavelengthOpt = None,
     x_unit: XUnitOpt = None,
@@ -642,8 +912,13 @@ def train_cmd(
         raise XrdmtlError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     _check_model_out(out, None, labels)
     config = TrainConfig(
-        phases=[p.strip() for p in phases.split(",") if p.strip()], cif=[str(c) for c in cif or []], arch=arch,
-        seed=seed, eval_every=eval_every, val_size=val_size, calib_size=val_size,
+        phases=[p.strip() for p in phases.split(",") if p.strip()],
+        cif=[str(c) for c in cif or []],
+        arch=arch,
+        seed=seed,
+        eval_every=eval_every,
+        val_size=val_size,
+        calib_size=val_size,
     )
     config.loss = loss or config.loss
     config.steps = epochs * eval_every if epochs is not None else steps or config.steps
@@ -664,7 +939,9 @@ def train_cmd(
         )
         for line in failed:
             err_console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
-        extra = {"labeled": (model_input(data.intensity, data.coverage, synth.grid.step), data.labels)}
+        extra = {
+            "labeled": (model_input(data.intensity, data.coverage, synth.grid.step), data.labels)
+        }
     result = train(config, out, progress=True, resume=resume, synthesizer=synth, extra_val=extra)
     final = result.final
     accs = ", ".join(f"{k[8:]} {v:.1%}" for k, v in final.items() if k.startswith("val_acc_"))
@@ -674,4 +951,3 @@ def train_cmd(
         f"ECE {result.calibration['ece_before']:.3f} → {result.calibration['ece_after']:.3f}",
         highlight=False,
     )
-

@@ -64,7 +64,9 @@ def main() -> int:
         code = _run(args, ex, title)
         if code:
             return code
-    print(f"\nPredictions: {OUT / 'predictions.csv'}   plots: {OUT / 'plots'}/   adapted model: {OUT / 'adapted'}/")
+    print(
+        f"\nPredictions: {OUT / 'predictions.csv'}   plots: {OUT / 'plots'}/   adapted model: {OUT / 'adapted'}/"
+    )
     return 0
 
 

@@ -24,7 +24,9 @@ from ..physics.grid import QGrid
 from ..physics.phases import Reflections
 
 PEAK_HALF_WIDTH_Q = 0.015  # Å⁻¹: a peak is the maximum within ± this
-PEAK_SLACK_Q = 0.012  # Å⁻¹: zero/offset error and peak-position noise allowed on top of the lattice tolerance
+PEAK_SLACK_Q = (
+    0.012  # Å⁻¹: zero/offset error and peak-position noise allowed on top of the lattice tolerance
+)
 NOISE_BLOCKS = 16  # stretches of the grid with their own noise level
 MIN_REFLECTION_INTENSITY = 2.0  # of 100: weaker reference reflections explain nothing
 
@@ -101,7 +103,9 @@ def find_peaks_batch(
     cov = x[:, 2, :] > 0.5
     half = max(1, int(round(PEAK_HALF_WIDTH_Q / grid.step)))
     local_max = maximum_filter1d(d, 2 * half + 1, axis=1, mode="nearest")
-    inner = minimum_filter1d(cov, 2 * half + 1, axis=1, mode="constant", cval=False)  # not at an edge
+    inner = minimum_filter1d(
+        cov, 2 * half + 1, axis=1, mode="constant", cval=False
+    )  # not at an edge
     sigma = noise_profile(d, cov)
     top = (d >= min_height) & (d == local_max)
     top &= inner
@@ -160,13 +164,17 @@ def saliency(net: Callable[[Any], Any], x: np.ndarray, batch_size: int = 256) ->
     out = []
     with torch.enable_grad():
         for start in range(0, len(x), batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size])).requires_grad_(True)
+            xb = torch.from_numpy(
+                np.ascontiguousarray(x[start : start + batch_size])
+            ).requires_grad_(True)
             logits = net(xb)
             if logits.ndim == 3:  # (B, T, 2): absent/present logits → their difference
                 logits = logits[..., 1] - logits[..., 0]
             maps = []
             for t in range(logits.shape[1]):
-                (grad,) = torch.autograd.grad(logits[:, t].sum(), xb, retain_graph=t + 1 < logits.shape[1])
+                (grad,) = torch.autograd.grad(
+                    logits[:, t].sum(), xb, retain_graph=t + 1 < logits.shape[1]
+                )
                 maps.append((grad * xb)[:, list(EVIDENCE_CHANNELS)].sum(dim=1).detach().numpy())
             out.append(np.stack(maps, axis=1))
     sal = uniform_filter1d(np.concatenate(out).astype(np.float32), 5, axis=2, mode="nearest")
@@ -174,7 +182,9 @@ def saliency(net: Callable[[Any], Any], x: np.ndarray, batch_size: int = 256) ->
     return sal / np.where(scale > 0, scale, 1.0)
 
 
-def top_regions(sal: np.ndarray, q: np.ndarray, k: int = 3, level: float = 0.3) -> list[tuple[float, float]]:
+def top_regions(
+    sal: np.ndarray, q: np.ndarray, k: int = 3, level: float = 0.3
+) -> list[tuple[float, float]]:
     """Up to ``k`` Q intervals where ``sal`` (one map) exceeds ``level``, largest total first."""
     above = np.concatenate(([False], sal > level, [False]))
     edges = np.flatnonzero(np.diff(above.astype(np.int8)))

@@ -71,20 +71,29 @@ def predict_files(
     else:
         files, bad = [str(p) for p in paths], []
     job = _Job(
-        wavelength=wavelength, x_unit=x_unit, poni=None if poni is None else str(poni),
-        mask=str(mask), explain=explain or plot_dir is not None, keep_saliency=explain,
+        wavelength=wavelength,
+        x_unit=x_unit,
+        poni=None if poni is None else str(poni),
+        mask=str(mask),
+        explain=explain or plot_dir is not None,
+        keep_saliency=explain,
         plot_dir=None if plot_dir is None else str(plot_dir),
         save_integrated=None if save_integrated is None else str(save_integrated),
         save_mask=None if save_mask is None else str(save_mask),
-        names=(_file_names(files) if plot_dir is not None or save_integrated is not None or save_mask is not None
-               else {}),
+        names=(
+            _file_names(files)
+            if plot_dir is not None or save_integrated is not None or save_mask is not None
+            else {}
+        ),
     )
     workers = max(1, workers or _n_cores())
     chunks = _chunks(files, workers)
     if not chunks:  # nothing to read: every argument matched nothing (reported below)
         scheduler = None
     results: list[list[Prediction]] = [[] for _ in chunks]
-    with ProgressBar(len(files), "predicting", progress and len(files) > 1 and len(chunks) > 1) as bar:
+    with ProgressBar(
+        len(files), "predicting", progress and len(files) > 1 and len(chunks) > 1
+    ) as bar:
         advance = bar.advance
         if scheduler is not None:
             _run_dask(predictor, chunks, job, scheduler, workers, results, advance)
@@ -101,14 +110,26 @@ def predict_files(
     return preds
 
 
-def _run_pool(predictor: Predictor, chunks: list[list[str]], job: _Job, workers: int,
-              results: list[list[Prediction]], advance: Callable[[int], None]) -> None:
+def _run_pool(
+    predictor: Predictor,
+    chunks: list[list[str]],
+    job: _Job,
+    workers: int,
+    results: list[list[Prediction]],
+    advance: Callable[[int], None],
+) -> None:
     """Chunks on a process pool; each worker gets the predictor once, at its start. On Ctrl-C the
     pending chunks are cancelled and the workers stopped (they ignore SIGINT: no worker traceback)."""
-    pool = ProcessPoolExecutor(min(workers, len(chunks)), mp_context=_pool_context(),
-                               initializer=_init_worker, initargs=(predictor,))
+    pool = ProcessPoolExecutor(
+        min(workers, len(chunks)),
+        mp_context=_pool_context(),
+        initializer=_init_worker,
+        initargs=(predictor,),
+    )
     try:
-        futures: dict[Future, int] = {pool.submit(_worker_chunk, c, job): k for k, c in enumerate(chunks)}
+        futures: dict[Future, int] = {
+            pool.submit(_worker_chunk, c, job): k for k, c in enumerate(chunks)
+        }
         for fut in as_completed(futures):
             k = futures[fut]
             results[k] = fut.result()
@@ -122,8 +143,15 @@ def _run_pool(predictor: Predictor, chunks: list[list[str]], job: _Job, workers:
     pool.shutdown()
 
 
-def _run_dask(predictor: Predictor, chunks: list[list[str]], job: _Job, scheduler: Any, workers: int,
-              results: list[list[Prediction]], advance: Callable[[int], None]) -> None:
+def _run_dask(
+    predictor: Predictor,
+    chunks: list[list[str]],
+    job: _Job,
+    scheduler: Any,
+    workers: int,
+    results: list[list[Prediction]],
+    advance: Callable[[int], None],
+) -> None:
     """One Dask task per chunk on ``scheduler`` (a Client, an address, or ``'local'``)."""
     from distributed import Client, LocalCluster
     from distributed import as_completed as dask_completed
@@ -132,8 +160,13 @@ def _run_dask(predictor: Predictor, chunks: list[list[str]], job: _Job, schedule
     if isinstance(scheduler, Client):
         client = scheduler
     elif scheduler == "local":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, env={"OMP_NUM_THREADS": "1"})
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            env={"OMP_NUM_THREADS": "1"},
+        )
         client = Client(cluster)
         own = [client, cluster]
     else:
@@ -141,7 +174,9 @@ def _run_dask(predictor: Predictor, chunks: list[list[str]], job: _Job, schedule
         own = [client]
     try:
         shared = client.scatter(predictor, broadcast=True)
-        futures = {client.submit(_run_chunk, shared, c, job, pure=False): k for k, c in enumerate(chunks)}
+        futures = {
+            client.submit(_run_chunk, shared, c, job, pure=False): k for k, c in enumerate(chunks)
+        }
         for fut in dask_completed(list(futures)):
             k = futures[fut]
             results[k] = fut.result()
@@ -160,7 +195,9 @@ def _connect(address: str) -> Any:
         return Client(address)
     except (OSError, ValueError, TypeError, TimeoutError) as exc:
         why = " ".join(str(exc).split()) or type(exc).__name__
-        raise XrdmtlError(f"--scheduler {address}: cannot connect to a Dask scheduler there ({why})") from None
+        raise XrdmtlError(
+            f"--scheduler {address}: cannot connect to a Dask scheduler there ({why})"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------- outputs
@@ -229,11 +266,17 @@ def _run_chunk(predictor: Predictor, chunk: Sequence[str], job: _Job) -> list[Pr
         batch.clear()
 
     for path in chunk:
-        options = ReadOptions(job.wavelength, job.x_unit, job.poni, job.mask, keep_mask=job.save_mask is not None)
+        options = ReadOptions(
+            job.wavelength, job.x_unit, job.poni, job.mask, keep_mask=job.save_mask is not None
+        )
         for label, item in read_path(path, options):
             if isinstance(item, Pattern) and "mask_array" in item.meta:
                 item = _save_mask(label, item, job)
-            if job.save_integrated and isinstance(item, Pattern) and is_frame(path, job.poni is not None):
+            if (
+                job.save_integrated
+                and isinstance(item, Pattern)
+                and is_frame(path, job.poni is not None)
+            ):
                 item = _save_integrated(label, item, job)
             batch.append((label, item))
             if len(batch) >= BATCH_SIZE:
@@ -255,7 +298,7 @@ def _chunks(files: list[str], workers: int) -> list[list[str]]:
     if not files:
         return []
     size = min(256, max(8, math.ceil(len(files) / (4 * workers))))
-    return [files[i:i + size] for i in range(0, len(files), size)]
+    return [files[i : i + size] for i in range(0, len(files), size)]
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -272,29 +315,42 @@ def _file_names(files: Sequence[str]) -> dict[str, str]:
     return names
 
 
-def _plot_prediction(predictor: Predictor, pred: Prediction, pattern: Pattern, x: np.ndarray, job: _Job) -> None:
+def _plot_prediction(
+    predictor: Predictor, pred: Prediction, pattern: Pattern, x: np.ndarray, job: _Job
+) -> None:
     """One PNG: the pattern on the model's grid, reference sticks of the phases found, saliency."""
     from ..io.plots import plot_pattern
 
     name = _output_name(pred.file, job.names)
     cov = x[2] > 0.5
     y = np.where(cov, x[0], np.nan)
-    refs = {n: (None if r.reflections is None else sticks_at(r.reflections, pattern.wavelength))
-            for n, r in predictor.references.items()}
+    refs = {
+        n: (None if r.reflections is None else sticks_at(r.reflections, pattern.wavelength))
+        for n, r in predictor.references.items()
+    }
     q = predictor.grid.values
     qs = q[cov]
     e = pred.explanation
-    plot_pattern((q, y), pred.found, refs,
-                 saliency=e.saliency if e else None,
-                 path=Path(str(job.plot_dir)) / f"{name}.png", title=pred.file,
-                 probabilities=pred.probabilities, q_range=(float(qs.min()), float(qs.max())),
-                 background_removed=x[1], wavelength=pattern.wavelength,
-                 matched=e.matched if e else None, unexplained=e.unexplained if e else None,
-                 warning=pred.warning)
+    plot_pattern(
+        (q, y),
+        pred.found,
+        refs,
+        saliency=e.saliency if e else None,
+        path=Path(str(job.plot_dir)) / f"{name}.png",
+        title=pred.file,
+        probabilities=pred.probabilities,
+        q_range=(float(qs.min()), float(qs.max())),
+        background_removed=x[1],
+        wavelength=pattern.wavelength,
+        matched=e.matched if e else None,
+        unexplained=e.unexplained if e else None,
+        warning=pred.warning,
+    )
 
 
-def integrated_conflicts(files: Sequence[str], folder: str | Path, have_geometry: bool,
-                         suffix: str = ".xy") -> list[Path]:
+def integrated_conflicts(
+    files: Sequence[str], folder: str | Path, have_geometry: bool, suffix: str = ".xy"
+) -> list[Path]:
     """Existing files in ``folder`` that saving the integrated patterns (or, ``suffix='.edf'``, the
     masks) of ``files`` could overwrite: ``<name><suffix>`` and ``<name>_<index><suffix>`` of every
     frame file (see ``save_integrated``)."""
@@ -307,8 +363,12 @@ def integrated_conflicts(files: Sequence[str], folder: str | Path, have_geometry
     taken = []
     for f in frames:
         stem = names[f]
-        taken += [folder / n for n in sorted(present)
-                  if n == f"{stem}{suffix}" or re.fullmatch(rf"{re.escape(stem)}_\d{{5,}}{re.escape(suffix)}", n)]
+        taken += [
+            folder / n
+            for n in sorted(present)
+            if n == f"{stem}{suffix}"
+            or re.fullmatch(rf"{re.escape(stem)}_\d{{5,}}{re.escape(suffix)}", n)
+        ]
     return taken
 
 
@@ -350,26 +410,45 @@ def _save_integrated(label: str, pattern: Pattern, job: _Job) -> Pattern | Xrdmt
     path = Path(str(job.save_integrated)) / f"{_output_name(label, job.names)}.xy"
     meta = pattern.meta
     masked = meta.get("masked_pixels")
-    provenance = {"source": label, "poni": meta.get("poni"), "mask": meta.get("mask_file") or str(job.mask),
-                  "masked_pixels": masked, "wavelength_A": pattern.wavelength, "xrdmtl": _version()}
-    header = [f"== xrdmtl integration of {label} ==",
-              *([f'{{"wavelength": {pattern.wavelength * 1e-10:.6e}}}'] if pattern.wavelength else []),
-              f"xrdmtl {json.dumps(provenance)}",
-              f"{pattern.unit:>14} {'I':>14}"]
+    provenance = {
+        "source": label,
+        "poni": meta.get("poni"),
+        "mask": meta.get("mask_file") or str(job.mask),
+        "masked_pixels": masked,
+        "wavelength_A": pattern.wavelength,
+        "xrdmtl": _version(),
+    }
+    header = [
+        f"== xrdmtl integration of {label} ==",
+        *([f'{{"wavelength": {pattern.wavelength * 1e-10:.6e}}}'] if pattern.wavelength else []),
+        f"xrdmtl {json.dumps(provenance)}",
+        f"{pattern.unit:>14} {'I':>14}",
+    ]
     try:
         buf = io.StringIO()
-        np.savetxt(buf, np.column_stack([pattern.x, pattern.y]), fmt="%.7e",
-                   header="\n".join(header), comments="# ")
+        np.savetxt(
+            buf,
+            np.column_stack([pattern.x, pattern.y]),
+            fmt="%.7e",
+            header="\n".join(header),
+            comments="# ",
+        )
         write_text(path, buf.getvalue(), overwrite=False)
     except FileExistsError:
         return PatternError(f"will not overwrite the existing {path} (--save-integrated)", label)
     except OSError as exc:
-        return PatternError(f"cannot save the integrated pattern to {path}: {exc.strerror or exc}", label)
+        return PatternError(
+            f"cannot save the integrated pattern to {path}: {exc.strerror or exc}", label
+        )
     return pattern
 
 
-def write_timelines(predictions: Iterable[Prediction], phases: Sequence[str], thresholds: Sequence[float] | np.ndarray,
-                    folder: str | Path) -> list[Path]:
+def write_timelines(
+    predictions: Iterable[Prediction],
+    phases: Sequence[str],
+    thresholds: Sequence[float] | np.ndarray,
+    folder: str | Path,
+) -> list[Path]:
     """A probability-vs-frame plot per frame stack with more than one predicted frame.
 
     One stack gives ``timeline.png``; several give ``timeline_<stack>.png`` each.
@@ -384,9 +463,16 @@ def write_timelines(predictions: Iterable[Prediction], phases: Sequence[str], th
     stacks = {k: v for k, v in stacks.items() if len(v) > 1}
     written = []
     for stack, rows in stacks.items():
-        name = "timeline.png" if len(stacks) == 1 else f"timeline_{_UNSAFE.sub('_', Path(stack).stem)}.png"
+        name = (
+            "timeline.png"
+            if len(stacks) == 1
+            else f"timeline_{_UNSAFE.sub('_', Path(stack).stem)}.png"
+        )
         index = np.array([r[0] for r in rows])
         probs = np.array([r[1] for r in rows])
-        written.append(plot_timeline(index, probs, phases, Path(folder) / name,
-                                     thresholds=list(thresholds), title=stack))
+        written.append(
+            plot_timeline(
+                index, probs, phases, Path(folder) / name, thresholds=list(thresholds), title=stack
+            )
+        )
     return written

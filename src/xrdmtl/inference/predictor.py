@@ -49,8 +49,12 @@ UNCERTAIN_MARGIN = 0.15  # |p − threshold| below this → "uncertain" warning
 UNEXPLAINED_MIN_HEIGHT = 0.2  # of the strongest background-removed peak
 UNEXPLAINED_MIN_SNR = 8.0  # noise units
 BATCH_SIZE = 512  # patterns per forward pass inside a chunk
-UNIT_CHECK_MIN_PEAKS = 3  # a 2θ only assumed that explains fewer strong peaks than this is checked against Q
-UNIT_CHECK_MIN_MATCHED = 5  # and another unit is named only where it puts this many strong peaks on reflections
+UNIT_CHECK_MIN_PEAKS = (
+    3  # a 2θ only assumed that explains fewer strong peaks than this is checked against Q
+)
+UNIT_CHECK_MIN_MATCHED = (
+    5  # and another unit is named only where it puts this many strong peaks on reflections
+)
 UNIT_CHECK_HEIGHT = 0.1  # strong peaks for that check: of the strongest background-removed peak
 
 
@@ -83,8 +87,11 @@ class Prediction:
 
     def row(self, phases: Sequence[str]) -> list[str]:
         """The CSV row: file, p_<phase>…, <phase>…, warning, error, wavelength, wavelength_source, x_unit."""
-        provenance = ["" if self.wavelength is None else f"{self.wavelength:g}", self.wavelength_source,
-                      self.x_unit]
+        provenance = [
+            "" if self.wavelength is None else f"{self.wavelength:g}",
+            self.wavelength_source,
+            self.x_unit,
+        ]
         if self.error:
             return [self.file, *([""] * (2 * len(phases))), self.warning, self.error, *provenance]
         probs = [f"{self.probabilities[p]:.4f}" for p in phases]
@@ -92,8 +99,10 @@ class Prediction:
         return [self.file, *probs, *calls, self.warning, self.error, *provenance]
 
 
-ASSUMED_UNIT_HINT = ("the file names no x unit, read as 2θ: if x is Q, give --x-unit q_A^-1 or q_nm^-1 "
-                     "(or d_A for d-spacings)")
+ASSUMED_UNIT_HINT = (
+    "the file names no x unit, read as 2θ: if x is Q, give --x-unit q_A^-1 or q_nm^-1 "
+    "(or d_A for d-spacings)"
+)
 
 
 def _doubtful(pred: Prediction) -> bool:
@@ -113,7 +122,9 @@ def _provenance(pred: Prediction, pattern: Pattern) -> Prediction:
     pred.wavelength = pattern.wavelength
     pred.wavelength_source = meta.get("wavelength_source") or ("poni" if meta.get("poni") else "")
     pred.x_unit = f"{pattern.unit} (assumed)" if assumed else pattern.unit
-    first = [str(meta[k]) for k in ("unit_note", "wavelength_note") if meta.get(k)]  # change how the rest reads
+    first = [
+        str(meta[k]) for k in ("unit_note", "wavelength_note") if meta.get(k)
+    ]  # change how the rest reads
     last = [ASSUMED_UNIT_HINT] if assumed and not pred.ok and not meta.get("unit_note") else []
     if pred.ok and (first or last):
         pred.warning = "; ".join([*first, *([pred.warning] if pred.warning else []), *last])
@@ -150,8 +161,15 @@ def sticks_at(reflections: Reflections, wavelength: float | None) -> Reflections
     ok = np.isfinite(tth)
     inten = np.where(ok, reflections.intensity * lorentz_polarization(np.where(ok, tth, 90.0)), 0.0)
     inten = 100 * inten / inten.max() if inten.max() > 0 else inten
-    return Reflections(reflections.hkl, reflections.d, reflections.q, tth, inten,
-                       reflections.multiplicity, wavelength)
+    return Reflections(
+        reflections.hkl,
+        reflections.d,
+        reflections.q,
+        tth,
+        inten,
+        reflections.multiplicity,
+        wavelength,
+    )
 
 
 class Predictor:
@@ -179,11 +197,19 @@ class Predictor:
         self.model = model
         self.phases: list[str] = list(model.phases)
         self.grid = model.grid
-        meta_thresholds = np.asarray(model.meta.get("thresholds", [0.5] * len(self.phases)), dtype=float)
-        self.thresholds = np.full(len(self.phases), threshold, dtype=float) if threshold is not None else meta_thresholds
-        refs = references if references is not None else {
-            name: _phase_reference(name, self.grid.q_max) for name in self.phases
-        }
+        meta_thresholds = np.asarray(
+            model.meta.get("thresholds", [0.5] * len(self.phases)), dtype=float
+        )
+        self.thresholds = (
+            np.full(len(self.phases), threshold, dtype=float)
+            if threshold is not None
+            else meta_thresholds
+        )
+        refs = (
+            references
+            if references is not None
+            else {name: _phase_reference(name, self.grid.q_max) for name in self.phases}
+        )
         self.references = {name: self._reference(refs.get(name)) for name in self.phases}
 
     def _reference(self, ref: tuple[Reflections, float] | None) -> _Reference:
@@ -192,14 +218,19 @@ class Predictor:
             return _Reference(None, ReferenceWindows(np.zeros(0), empty, empty), empty)
         refl, tol = ref
         inside = (refl.q >= self.grid.q_min) & (refl.q <= self.grid.q_max)
-        order = np.flatnonzero(inside)[np.argsort(-refl.intensity[inside], kind="stable")][:N_STRONG]
+        order = np.flatnonzero(inside)[np.argsort(-refl.intensity[inside], kind="stable")][
+            :N_STRONG
+        ]
         strong = np.clip(np.round(self.grid.index(refl.q[order])).astype(int), 0, self.grid.n - 1)
         return _Reference(refl, ReferenceWindows.build(refl, self.grid, tol), strong)
 
     # ------------------------------------------------------------------------------ patterns
 
     def predict_patterns(
-        self, patterns: Sequence[Pattern], explain: bool = False, labels: Sequence[str] | None = None
+        self,
+        patterns: Sequence[Pattern],
+        explain: bool = False,
+        labels: Sequence[str] | None = None,
     ) -> list[Prediction]:
         """Predict a batch of patterns: one model-input call and one forward pass for the batch.
 
@@ -274,13 +305,22 @@ class Predictor:
             return ""
         for unit in ("q_A^-1", "q_nm^-1"):
             try:
-                other = self._strong_explained(Pattern(pattern.x, pattern.y, unit, pattern.wavelength, pattern.source))
+                other = self._strong_explained(
+                    Pattern(pattern.x, pattern.y, unit, pattern.wavelength, pattern.source)
+                )
             except XrdmtlError:
                 continue
-            if other and other[0] >= UNIT_CHECK_MIN_MATCHED and other[0] >= 0.9 * other[1] and other[0] >= done + 2:
-                return (f"x looks like {unit}, not 2θ: read as {unit}, {other[0]} of its {other[1]} strong peaks "
-                        f"sit on reflections of the model's phases (as 2θ: {done}); give --x-unit {unit} if that "
-                        "is its unit")
+            if (
+                other
+                and other[0] >= UNIT_CHECK_MIN_MATCHED
+                and other[0] >= 0.9 * other[1]
+                and other[0] >= done + 2
+            ):
+                return (
+                    f"x looks like {unit}, not 2θ: read as {unit}, {other[0]} of its {other[1]} strong peaks "
+                    f"sit on reflections of the model's phases (as 2θ: {done}); give --x-unit {unit} if that "
+                    "is its unit"
+                )
         return ""
 
     def _coverage_problem(self, coverage: np.ndarray) -> str:
@@ -288,17 +328,25 @@ class Predictor:
         frac = float(coverage.mean())
         g = self.grid
         if frac < MIN_COVERAGE:
-            return (f"covers only {frac:.0%} of the model's Q range {g.q_min:.2f}–{g.q_max:.2f} Å⁻¹ "
-                    f"(need at least {MIN_COVERAGE:.0%})")
+            return (
+                f"covers only {frac:.0%} of the model's Q range {g.q_min:.2f}–{g.q_max:.2f} Å⁻¹ "
+                f"(need at least {MIN_COVERAGE:.0%})"
+            )
         known = [r for r in self.references.values() if r.strong.size]
         if known and not any(coverage[r.strong].any() for r in known):
             q = g.values[coverage]
-            return (f"has data only at Q {q.min():.2f}–{q.max():.2f} Å⁻¹, where none of "
-                    f"{', '.join(self.phases)} has a strong reflection")
+            return (
+                f"has data only at Q {q.min():.2f}–{q.max():.2f} Å⁻¹, where none of "
+                f"{', '.join(self.phases)} has a strong reflection"
+            )
         return ""
 
     def _finish(
-        self, names: Sequence[str], x: np.ndarray, probs: np.ndarray, coverage: np.ndarray,
+        self,
+        names: Sequence[str],
+        x: np.ndarray,
+        probs: np.ndarray,
+        coverage: np.ndarray,
         sal: np.ndarray | None,
     ) -> list[Prediction]:
         """Calls, warnings and explanations for a batch of model inputs and their probabilities."""
@@ -314,10 +362,17 @@ class Predictor:
         np.add.at(count, (rows, idx + 1), 1)
         count = np.cumsum(count, axis=1)
         hits = [r.windows.hits(count) for r in refs]  # per phase (B, R)
-        no_data = np.stack([~coverage[:, r.strong].any(axis=1) if r.strong.size else np.zeros(len(names), bool)
-                            for r in refs], axis=1)
+        no_data = np.stack(
+            [
+                ~coverage[:, r.strong].any(axis=1) if r.strong.size else np.zeros(len(names), bool)
+                for r in refs
+            ],
+            axis=1,
+        )
         # a call with no detected peak at any of the phase's reflections rests on nothing one can check
-        peakless = calls.astype(bool) & known[None, :] & ~np.stack([h.any(axis=1) for h in hits], axis=1)
+        peakless = (
+            calls.astype(bool) & known[None, :] & ~np.stack([h.any(axis=1) for h in hits], axis=1)
+        )
         uncertain = np.abs(probs - self.thresholds[None, :]) < UNCERTAIN_MARGIN
         unchecked = (calls.astype(bool) & ~known[None, :]).any(axis=1)
         split = np.searchsorted(rows, np.arange(len(names) + 1))
@@ -325,38 +380,50 @@ class Predictor:
         for b, name in enumerate(names):
             sl = slice(split[b], split[b + 1])
             peak_q = q[idx[sl]]
-            warnings = [f"no data where {self.phases[t]}'s strongest reflections lie "
-                        f"(Q {q[refs[t].strong].min():.2f}–{q[refs[t].strong].max():.2f} Å⁻¹)"
-                        for t in np.flatnonzero(no_data[b])]
+            warnings = [
+                f"no data where {self.phases[t]}'s strongest reflections lie "
+                f"(Q {q[refs[t].strong].min():.2f}–{q[refs[t].strong].max():.2f} Å⁻¹)"
+                for t in np.flatnonzero(no_data[b])
+            ]
             if peakless[b].any():
-                warnings.append("called without a peak at any of its reflections: "
-                                + ", ".join(self.phases[t] for t in np.flatnonzero(peakless[b])))
+                warnings.append(
+                    "called without a peak at any of its reflections: "
+                    + ", ".join(self.phases[t] for t in np.flatnonzero(peakless[b]))
+                )
             if uncertain[b].any():
-                near = ", ".join(f"{self.phases[t]} p={probs[b, t]:.2f}" for t in np.flatnonzero(uncertain[b]))
+                near = ", ".join(
+                    f"{self.phases[t]} p={probs[b, t]:.2f}" for t in np.flatnonzero(uncertain[b])
+                )
                 warnings.append(f"uncertain (p near the threshold): {near}")
             unexplained = [] if unchecked[b] else peak_q[lonely[sl]].tolist()
             if unexplained:
                 shown = ", ".join(f"{v:.2f}" for v in unexplained[:6])
                 more = f" and {len(unexplained) - 6} more" if len(unexplained) > 6 else ""
-                warnings.append(f"unexplained peaks at Q={shown}{more} Å⁻¹ "
-                                "(not from the phases called: an unknown phase?)")
+                warnings.append(
+                    f"unexplained peaks at Q={shown}{more} Å⁻¹ "
+                    "(not from the phases called: an unknown phase?)"
+                )
             expl = Explanation(
                 peaks=list(zip(peak_q.tolist(), height[sl].tolist(), strict=True)),
-                matched={n: r.windows.q[h[b]].tolist() for (n, r), h in zip(self.references.items(), hits,
-                                                                            strict=True)
-                         if r.reflections is not None},
+                matched={
+                    n: r.windows.q[h[b]].tolist()
+                    for (n, r), h in zip(self.references.items(), hits, strict=True)
+                    if r.reflections is not None
+                },
                 unexplained=unexplained,
             )
             if sal is not None:
                 expl.saliency = {n: sal[b, t] for t, n in enumerate(self.phases)}
                 expl.regions = {n: top_regions(sal[b, t], q) for t, n in enumerate(self.phases)}
-            out.append(Prediction(
-                name,
-                probabilities=dict(zip(self.phases, probs[b].tolist(), strict=True)),
-                calls=dict(zip(self.phases, calls[b].tolist(), strict=True)),
-                warning="; ".join(warnings),
-                explanation=expl,
-            ))
+            out.append(
+                Prediction(
+                    name,
+                    probabilities=dict(zip(self.phases, probs[b].tolist(), strict=True)),
+                    calls=dict(zip(self.phases, calls[b].tolist(), strict=True)),
+                    warning="; ".join(warnings),
+                    explanation=expl,
+                )
+            )
         return out
 
     # ------------------------------------------------------------------------------ files
@@ -392,6 +459,19 @@ class Predictor:
         """
         from .parallel import predict_files
 
-        return predict_files(self, paths, wavelength, x_unit, poni, mask, workers, progress,
-                             scheduler=scheduler, explain=explain, plot_dir=plot_dir,
-                             save_integrated=save_integrated, save_mask=save_mask, expand=expand)
+        return predict_files(
+            self,
+            paths,
+            wavelength,
+            x_unit,
+            poni,
+            mask,
+            workers,
+            progress,
+            scheduler=scheduler,
+            explain=explain,
+            plot_dir=plot_dir,
+            save_integrated=save_integrated,
+            save_mask=save_mask,
+            expand=expand,
+        )

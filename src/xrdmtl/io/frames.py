@@ -161,7 +161,17 @@ def _check_image(data: Any, label: str) -> np.ndarray:
     return np.asarray(data)
 
 
-_PONI_NUMBERS = ("distance", "poni1", "poni2", "rot1", "rot2", "rot3", "wavelength", "pixelsize1", "pixelsize2")
+_PONI_NUMBERS = (
+    "distance",
+    "poni1",
+    "poni2",
+    "rot1",
+    "rot2",
+    "rot3",
+    "wavelength",
+    "pixelsize1",
+    "pixelsize2",
+)
 
 
 def _check_poni(path: Path) -> None:
@@ -179,7 +189,9 @@ def _check_poni(path: Path) -> None:
             except ValueError:
                 ok = False
             if not ok:
-                raise FrameError(f"{key.strip()} is not a finite number: {value.strip()[:40]!r}", path)
+                raise FrameError(
+                    f"{key.strip()} is not a finite number: {value.strip()[:40]!r}", path
+                )
 
 
 def _poni_why(exc: BaseException, log: list[logging.LogRecord]) -> str:
@@ -249,7 +261,9 @@ class Integrator:
             try:
                 self.ai = pyFAI.load(str(self.poni_path))
             except Exception as exc:  # pyFAI raises many types on broken files
-                raise FrameError(f"cannot read geometry: {_poni_why(exc, log)}", self.poni_path) from None
+                raise FrameError(
+                    f"cannot read geometry: {_poni_why(exc, log)}", self.poni_path
+                ) from None
         if not self.ai.wavelength or not np.isfinite(self.ai.dist) or self.ai.dist <= 0:
             raise FrameError("geometry lacks a wavelength or a positive distance", self.poni_path)
         self.wavelength = float(self.ai.wavelength) * 1e10
@@ -262,8 +276,9 @@ class Integrator:
         self.npt = npt or int(2 * np.ceil(tth.max() / self.pixel_deg))
         self.two_theta = tth
         mask = self.ai.detector.mask
-        self.detector_mask = (np.zeros(self.shape, bool) if mask is None
-                              else np.asarray(mask, dtype=bool))
+        self.detector_mask = (
+            np.zeros(self.shape, bool) if mask is None else np.asarray(mask, dtype=bool)
+        )
         self._solid_angle = self.ai.solidAngleArray(self.shape).astype(np.float32)
         self._engines: dict[int, tuple[Any, np.ndarray]] = {}
 
@@ -283,22 +298,34 @@ class Integrator:
         if npt not in self._engines:
             from scipy.sparse import csr_matrix
 
-            res = self.ai.integrate1d(np.zeros(self.shape, np.float32), npt, unit="2th_deg",
-                                      method=METHOD, dummy=float(DUMMY), delta_dummy=DELTA_DUMMY)
+            res = self.ai.integrate1d(
+                np.zeros(self.shape, np.float32),
+                npt,
+                unit="2th_deg",
+                method=METHOD,
+                dummy=float(DUMMY),
+                delta_dummy=DELTA_DUMMY,
+            )
             eng = self.ai.engines[res.method].engine
-            matrix = csr_matrix((np.asarray(eng.data), np.asarray(eng.indices), np.asarray(eng.indptr)),
-                                shape=(len(res.radial), self._solid_angle.size))
+            matrix = csr_matrix(
+                (np.asarray(eng.data), np.asarray(eng.indices), np.asarray(eng.indptr)),
+                shape=(len(res.radial), self._solid_angle.size),
+            )
             self._engines[npt] = (matrix, np.asarray(res.radial))
         return self._engines[npt]
 
-    def prepare(self, frame: np.ndarray, mask: np.ndarray | None = None, source: str = "<frame>"
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def prepare(
+        self, frame: np.ndarray, mask: np.ndarray | None = None, source: str = "<frame>"
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(float32 copy of ``frame`` with excluded pixels set to 0, bool array of valid pixels);
         excluded: flag values (see the class), NaN and ``mask``; a wrong shape is a FrameError."""
         frame = np.asarray(frame)
         if frame.shape != self.shape:
-            raise FrameError(f"frame shape {frame.shape} does not match the detector "
-                             f"{self.shape} of {self.poni_path.name}", source)
+            raise FrameError(
+                f"frame shape {frame.shape} does not match the detector "
+                f"{self.shape} of {self.poni_path.name}",
+                source,
+            )
         data = frame.astype(np.float32)
         kind = frame.dtype.kind
         if kind == "i":
@@ -310,15 +337,21 @@ class Integrator:
         if mask is not None:
             mask = np.asarray(mask, dtype=bool)
             if mask.shape != self.shape:
-                raise FrameError(f"mask shape {mask.shape} does not match the detector {self.shape}",
-                                 source)
+                raise FrameError(
+                    f"mask shape {mask.shape} does not match the detector {self.shape}", source
+                )
             data[mask] = DUMMY
         valid = data != DUMMY
         np.putmask(data, ~valid, 0.0)
         return data, valid
 
-    def integrate(self, frame: np.ndarray, mask: np.ndarray | None = None, npt: int | None = None,
-                  source: str = "<frame>") -> Pattern:
+    def integrate(
+        self,
+        frame: np.ndarray,
+        mask: np.ndarray | None = None,
+        npt: int | None = None,
+        source: str = "<frame>",
+    ) -> Pattern:
         """Azimuthal average against 2θ (degrees): per bin, counts over solid angle of the valid
         pixels (as pyFAI's ``integrate1d``), from pyFAI's CSR matrix reused for every frame."""
         matrix, radial = self._engine(npt or self.npt)
@@ -329,13 +362,26 @@ class Integrator:
         intensity = signal[filled] / norm[filled]
         if filled.sum() < 10:
             raise FrameError("fewer than 10 integration bins hold valid pixels", source)
-        return Pattern(radial[filled], intensity, unit="2th_deg",
-                       wavelength=self.wavelength, source=source,
-                       meta={"poni": str(self.poni_path), "masked_pixels": None if mask is None
-                             else int(np.count_nonzero(mask))})
+        return Pattern(
+            radial[filled],
+            intensity,
+            unit="2th_deg",
+            wavelength=self.wavelength,
+            source=source,
+            meta={
+                "poni": str(self.poni_path),
+                "masked_pixels": None if mask is None else int(np.count_nonzero(mask)),
+            },
+        )
 
-    def save(self, frame: np.ndarray, path: str | Path, mask: np.ndarray | None = None,
-             npt: int | None = None, source: str = "<frame>") -> Path:
+    def save(
+        self,
+        frame: np.ndarray,
+        path: str | Path,
+        mask: np.ndarray | None = None,
+        npt: int | None = None,
+        source: str = "<frame>",
+    ) -> Path:
         """Integrate ``frame`` and write pyFAI's own 1D text format (header with the geometry,
         columns ``2th_deg I``) atomically to ``path``."""
         path = Path(path)
@@ -343,16 +389,27 @@ class Integrator:
         np.putmask(data, ~valid, DUMMY)
         with atomic_path(path) as tmp:
             tmp.unlink()  # pyFAI refuses to overwrite a file
-            self.ai.integrate1d(data, npt or self.npt, unit="2th_deg", method=METHOD,
-                                dummy=float(DUMMY), delta_dummy=DELTA_DUMMY, filename=str(tmp))
+            self.ai.integrate1d(
+                data,
+                npt or self.npt,
+                unit="2th_deg",
+                method=METHOD,
+                dummy=float(DUMMY),
+                delta_dummy=DELTA_DUMMY,
+                filename=str(tmp),
+            )
             text = tmp.read_text().replace(f"# --> {tmp}", f"# --> {path.name}")
             tmp.write_text(text)
         return path
 
 
-def patterns_from_frames(path: str | Path, integrator: Integrator,
-                         mask: Literal["none", "auto"] | np.ndarray = "none", npt: int | None = None,
-                         keep_mask: bool = False) -> Iterator[tuple[str, Pattern | FrameError]]:
+def patterns_from_frames(
+    path: str | Path,
+    integrator: Integrator,
+    mask: Literal["none", "auto"] | np.ndarray = "none",
+    npt: int | None = None,
+    keep_mask: bool = False,
+) -> Iterator[tuple[str, Pattern | FrameError]]:
     """Integrate every frame of ``path`` (``mask``: none, auto, or a bool image), yielding
     ``(label, Pattern)`` or ``(label, FrameError)`` per frame so that a batch goes on. With
     ``keep_mask`` each pattern of an ``auto`` mask holds the mask in ``meta["mask"]`` (to save it)."""
@@ -367,8 +424,13 @@ def patterns_from_frames(path: str | Path, integrator: Integrator,
             yield (exc.source or label), exc
             return
         try:
-            m = (auto_mask(frame, integrator, source=label) if isinstance(mask, str) and mask == "auto"
-                 else None if isinstance(mask, str) else mask)
+            m = (
+                auto_mask(frame, integrator, source=label)
+                if isinstance(mask, str) and mask == "auto"
+                else None
+                if isinstance(mask, str)
+                else mask
+            )
             pattern = integrator.integrate(frame, mask=m, npt=npt, source=label)
             pattern.meta["mask"] = str(mask) if isinstance(mask, str) else "file"
             if keep_mask and m is not None and isinstance(mask, str):

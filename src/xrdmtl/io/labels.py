@@ -31,8 +31,11 @@ def _decode_labels(data: bytes, path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise LabelsError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}): save the labels "
-                          "as UTF-8 CSV", path) from None
+        raise LabelsError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}): save the labels "
+            "as UTF-8 CSV",
+            path,
+        ) from None
 
 
 def read_labels(
@@ -61,7 +64,10 @@ def read_labels(
         raise LabelsError(f"first column must be 'file', got {header[0]!r}", path)
     missing = [p for p in phases if p not in header]
     if missing:
-        raise LabelsError(f"no column for the model's phase(s) {', '.join(missing)} (columns: {', '.join(header)})", path)
+        raise LabelsError(
+            f"no column for the model's phase(s) {', '.join(missing)} (columns: {', '.join(header)})",
+            path,
+        )
     extra = [c for c in header[1:] if c not in phases]
     if extra and note is not None:
         note(f"{path}: ignoring column(s) {', '.join(extra)} (not phases of the model)")

@@ -10,12 +10,24 @@ if TYPE_CHECKING:
 import numpy as np
 
 
-def auto_mask(frame: np.ndarray, integrator: Integrator, *, z_seed: float = 8.0, z_grow: float = 4.0,
-              ring_width: float = 0.35, sibling_fraction: float = 0.2, max_siblings: int = 1,
-              min_contrast: float = 3.0, few_siblings: int = 3, high_contrast: float = 100.0,
-              crystallite_max: float = 130.0, hot_ratio: float = 8.0, dilate: int = 2,
-              min_peak_contrast: float = 20.0,
-              source: str = "<frame>") -> np.ndarray:
+def auto_mask(
+    frame: np.ndarray,
+    integrator: Integrator,
+    *,
+    z_seed: float = 8.0,
+    z_grow: float = 4.0,
+    ring_width: float = 0.35,
+    sibling_fraction: float = 0.2,
+    max_siblings: int = 1,
+    min_contrast: float = 3.0,
+    few_siblings: int = 3,
+    high_contrast: float = 100.0,
+    crystallite_max: float = 130.0,
+    hot_ratio: float = 8.0,
+    dilate: int = 2,
+    min_peak_contrast: float = 20.0,
+    source: str = "<frame>",
+) -> np.ndarray:
     """Single-crystal (diamond-anvil) spots and hot pixels of ``frame`` as a bool mask.
 
     All thresholds are relative to the frame itself. The local level of every pixel is its ring's
@@ -68,7 +80,9 @@ def auto_mask(frame: np.ndarray, integrator: Integrator, *, z_seed: float = 8.0,
     sides = [padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
     high, low = np.maximum.reduce(sides), np.minimum.reduce(sides)
     noise = np.sqrt(np.maximum(high, 1.0))
-    mask = valid & (data - high > z_seed * noise) & (data - low > hot_ratio * (high - low + 3 * noise))
+    mask = (
+        valid & (data - high > z_seed * noise) & (data - low > hot_ratio * (high - low + 3 * noise))
+    )
 
     labels, n = ndimage.label((z > z_grow).reshape(shape), np.ones((3, 3), bool))
     if n:
@@ -93,9 +107,16 @@ def auto_mask(frame: np.ndarray, integrator: Integrator, *, z_seed: float = 8.0,
         contrast = s / np.maximum(level[pk], 1.0)
         peak_contrast = excess[pk] / np.maximum(level[pk], 1.0)
         siblings = _siblings(tth[pk], s, np.divmod(pk, shape[1]), ring_width, sibling_fraction)
-        anvil = ((saturated[ids] >= 2) | (s >= crystallite_max * background)
-                 | ((siblings <= max_siblings) & (contrast >= min_contrast) & (peak_contrast >= min_peak_contrast))
-                 | ((siblings <= few_siblings) & (contrast >= high_contrast)))
+        anvil = (
+            (saturated[ids] >= 2)
+            | (s >= crystallite_max * background)
+            | (
+                (siblings <= max_siblings)
+                & (contrast >= min_contrast)
+                & (peak_contrast >= min_peak_contrast)
+            )
+            | ((siblings <= few_siblings) & (contrast >= high_contrast))
+        )
         keep = np.zeros(n + 1, bool)
         keep[ids[anvil]] = True
         mask |= keep[labels]
@@ -115,7 +136,9 @@ def mask_bins(integrator: Integrator) -> tuple[np.ndarray, np.ndarray, int, np.n
     number of cells) for :func:`auto_mask`."""
     tth = integrator.two_theta.ravel().astype(np.float64)
     fine = (tth / (integrator.pixel_deg / _SUB)).astype(np.int64)
-    chi = np.asarray(integrator.ai.center_array(integrator.shape, unit="chi_rad", scale=False)).ravel()
+    chi = np.asarray(
+        integrator.ai.center_array(integrator.shape, unit="chi_rad", scale=False)
+    ).ravel()
     ann = integrator.annuli.ravel()
     ns = np.clip(np.bincount(ann) // 48, 1, _SECTORS)
     sector = (((chi + np.pi) / (2 * np.pi)) * ns[ann]).astype(np.int64) % ns[ann]
@@ -123,8 +146,14 @@ def mask_bins(integrator: Integrator) -> tuple[np.ndarray, np.ndarray, int, np.n
     return tth, fine, int(fine.max()) + 1, cell, int(cell.max()) + 1
 
 
-def _clipped_stats(index: np.ndarray, nbins: int, v: np.ndarray, valid: np.ndarray, k: float = 3.0,
-                   iterations: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _clipped_stats(
+    index: np.ndarray,
+    nbins: int,
+    v: np.ndarray,
+    valid: np.ndarray,
+    k: float = 3.0,
+    iterations: int = 3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per bin of ``index``: mean, scatter and count of the values left by iterated k-σ clipping
     (σ no less than Poisson)."""
     keep = valid
@@ -139,8 +168,14 @@ def _clipped_stats(index: np.ndarray, nbins: int, v: np.ndarray, valid: np.ndarr
     return mean, np.sqrt(var), count
 
 
-def _siblings(tth: np.ndarray, strength: np.ndarray, rc: tuple[np.ndarray, np.ndarray], width: float,
-              fraction: float, near: float = 8.0) -> np.ndarray:
+def _siblings(
+    tth: np.ndarray,
+    strength: np.ndarray,
+    rc: tuple[np.ndarray, np.ndarray],
+    width: float,
+    fraction: float,
+    near: float = 8.0,
+) -> np.ndarray:
     """Per blob: other blobs within ``width`` degrees 2θ, more than ``near`` pixels away, holding at
     least ``fraction`` of its excess."""
     if tth.size == 0:

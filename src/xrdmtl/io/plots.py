@@ -22,7 +22,15 @@ from ..physics.phases import Reflections
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
-PHASE_COLORS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:pink")
+PHASE_COLORS = (
+    "tab:red",
+    "tab:blue",
+    "tab:green",
+    "tab:purple",
+    "tab:orange",
+    "tab:brown",
+    "tab:pink",
+)
 
 
 def phase_color(index: int) -> str:
@@ -30,9 +38,14 @@ def phase_color(index: int) -> str:
     return PHASE_COLORS[index % len(PHASE_COLORS)]
 
 
-def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] = (8.0, 4.0),
-               layout: Literal["constrained", "compressed", "tight"] | None = None,
-               **subplots: Any) -> tuple[Figure, Any]:
+def new_figure(
+    nrows: int = 1,
+    ncols: int = 1,
+    *,
+    figsize: tuple[float, float] = (8.0, 4.0),
+    layout: Literal["constrained", "compressed", "tight"] | None = None,
+    **subplots: Any,
+) -> tuple[Figure, Any]:
     """A figure and its axes, as ``pyplot.subplots`` returns them, without pyplot (no backend)."""
     fig = Figure(figsize=figsize, layout=layout)
     return fig, fig.subplots(nrows, ncols, **subplots)
@@ -42,7 +55,9 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Save ``fig`` to ``path`` atomically (creating its folder) and close it (if pyplot made it)."""
     path = Path(path)
     try:
-        with atomic_path(path, suffix=path.suffix) as tmp:  # savefig picks the format from the suffix
+        with atomic_path(
+            path, suffix=path.suffix
+        ) as tmp:  # savefig picks the format from the suffix
             fig.savefig(tmp, dpi=dpi)
     finally:
         import matplotlib.pyplot as plt  # importing pyplot chooses no backend; closing frees its figure
@@ -51,8 +66,14 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
-FONT: dict[RcKeyType, Any] = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
-        "xtick.labelsize": 10, "ytick.labelsize": 10}
+FONT: dict[RcKeyType, Any] = {
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 10,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+}
 N_HKL_LABELS = 6  # hkl labels per phase: its strongest matched reflections
 
 
@@ -76,7 +97,9 @@ def _signed_square(v: np.ndarray) -> np.ndarray:
     return np.asarray(np.sign(v) * v * v)
 
 
-def _peak_near(q: np.ndarray, y: np.ndarray, ok: np.ndarray, at: float, half: float = 0.03) -> tuple[float, float]:
+def _peak_near(
+    q: np.ndarray, y: np.ndarray, ok: np.ndarray, at: float, half: float = 0.03
+) -> tuple[float, float]:
     """(Q, height) of the highest data point within ``half`` Å⁻¹ of ``at`` (the peak a reflection
     or an unexplained position sits on)."""
     near = ok & (np.abs(q - at) <= half)
@@ -97,7 +120,9 @@ def _two_theta_axis(ax: Any, wavelength: float) -> None:
     k = wavelength / (4 * np.pi)
 
     def to_tth(q: np.ndarray) -> np.ndarray:
-        return np.asarray(np.degrees(2 * np.arcsin(np.clip(np.asarray(q, dtype=float) * k, -1.0, 1.0))))
+        return np.asarray(
+            np.degrees(2 * np.arcsin(np.clip(np.asarray(q, dtype=float) * k, -1.0, 1.0)))
+        )
 
     def to_q(tth: np.ndarray) -> np.ndarray:
         return np.asarray(np.sin(np.radians(np.asarray(tth, dtype=float)) / 2) / k)
@@ -108,6 +133,7 @@ def _two_theta_axis(ax: Any, wavelength: float) -> None:
 
 def _d_axis(ax: Any) -> None:
     """A second bottom axis in d-spacing (Å) below the Q (Å⁻¹) axis."""
+
     def swap(v: np.ndarray) -> np.ndarray:
         v = np.asarray(v, dtype=float)
         return 2 * np.pi / np.where(np.abs(v) > 1e-9, v, 1e-9)
@@ -117,8 +143,9 @@ def _d_axis(ax: Any) -> None:
     d.set_xlabel("d (Å)")
 
 
-def _title(title: str | None, found: Sequence[str], probabilities: Mapping[str, float] | None,
-           warning: str) -> str:
+def _title(
+    title: str | None, found: Sequence[str], probabilities: Mapping[str, float] | None, warning: str
+) -> str:
     """Title lines: the file, the calls with their probabilities, and the warnings (wrapped)."""
     import textwrap
 
@@ -200,7 +227,13 @@ def pattern_figure(
         raw.set_yticks([])
         if wavelength:
             _two_theta_axis(raw, wavelength)
-        ax.plot(q, main_y, color="black", lw=0.8, label="pattern" + (" (background removed)" if removed else ""))
+        ax.plot(
+            q,
+            main_y,
+            color="black",
+            lw=0.8,
+            label="pattern" + (" (background removed)" if removed else ""),
+        )
         ok = np.isfinite(main_y) & (q >= lo) & (q <= hi)
         y_lo = float(np.nanmin(main_y[ok])) if ok.any() else 0.0
         y_hi = float(np.nanmax(main_y[ok])) if ok.any() else 1.0
@@ -214,39 +247,104 @@ def pattern_figure(
                 keep = (refl.q >= lo) & (refl.q <= hi) & (refl.intensity >= 0.5)
                 base = len(shown) - 1 - k
                 hits = np.asarray((matched or {}).get(name, []), dtype=float)
-                idx = (np.unique(np.argmin(np.abs(refl.q[None, :] - hits[:, None]), axis=1)) if hits.size
-                       else np.zeros(0, int))
+                idx = (
+                    np.unique(np.argmin(np.abs(refl.q[None, :] - hits[:, None]), axis=1))
+                    if hits.size
+                    else np.zeros(0, int)
+                )
                 hit = np.zeros(refl.q.size, bool)
                 hit[idx] = True
                 for sel, alpha in ((keep & ~hit, 0.35), (keep & hit, 1.0)):
-                    stx.vlines(refl.q[sel], base, base + 0.1 + 0.8 * refl.intensity[sel] / 100.0, color=color,
-                               lw=1.6, alpha=alpha)
-                label = name if probabilities is None else f"{name} (p={probabilities.get(name, float('nan')):.2f})"
-                ax.plot([], [], "o", mfc="none", color=color, ms=7, mew=1.3, label=f"{label}: matched reflection")
+                    stx.vlines(
+                        refl.q[sel],
+                        base,
+                        base + 0.1 + 0.8 * refl.intensity[sel] / 100.0,
+                        color=color,
+                        lw=1.6,
+                        alpha=alpha,
+                    )
+                label = (
+                    name
+                    if probabilities is None
+                    else f"{name} (p={probabilities.get(name, float('nan')):.2f})"
+                )
+                ax.plot(
+                    [],
+                    [],
+                    "o",
+                    mfc="none",
+                    color=color,
+                    ms=7,
+                    mew=1.3,
+                    label=f"{label}: matched reflection",
+                )
                 if idx.size and ok.any():
                     at = [_peak_near(q, main_y, ok, float(refl.q[i])) for i in idx]
-                    ax.plot([a[0] for a in at], [a[1] for a in at], "o", mfc="none", color=color, ms=7, mew=1.3)
+                    ax.plot(
+                        [a[0] for a in at],
+                        [a[1] for a in at],
+                        "o",
+                        mfc="none",
+                        color=color,
+                        ms=7,
+                        mew=1.3,
+                    )
                     for j in np.argsort(-refl.intensity[idx])[:N_HKL_LABELS]:
-                        ax.annotate(_hkl(refl.hkl[idx[j]]), at[j], xytext=(0, 7), textcoords="offset points",
-                                    ha="center", fontsize=9, color=color)
+                        ax.annotate(
+                            _hkl(refl.hkl[idx[j]]),
+                            at[j],
+                            xytext=(0, 7),
+                            textcoords="offset points",
+                            ha="center",
+                            fontsize=9,
+                            color=color,
+                        )
             stx.set_yticks(np.arange(len(shown)) + 0.4, list(reversed(shown)))
             for tick, name in zip(stx.get_yticklabels(), reversed(shown), strict=True):
                 tick.set_color(colors.get(name, "grey"))
             stx.set_ylim(0, len(shown) + 0.15)
-            stx.text(0.005, 0.97, "reference reflections (solid: a detected peak sits on it)", transform=stx.transAxes,
-                     ha="left", va="top", fontsize=9, color="dimgrey")
+            stx.text(
+                0.005,
+                0.97,
+                "reference reflections (solid: a detected peak sits on it)",
+                transform=stx.transAxes,
+                ha="left",
+                va="top",
+                fontsize=9,
+                color="dimgrey",
+            )
         for qu in unexplained or []:
             yu = _peak_near(q, main_y, ok, float(qu))[1] if ok.any() else y_hi
-            ax.annotate("?", (qu, yu), xytext=(0, 14), textcoords="offset points", ha="center", fontsize=11,
-                        color="darkorange", fontweight="bold",
-                        arrowprops={"arrowstyle": "-|>", "color": "darkorange", "lw": 1.2})
+            ax.annotate(
+                "?",
+                (qu, yu),
+                xytext=(0, 14),
+                textcoords="offset points",
+                ha="center",
+                fontsize=11,
+                color="darkorange",
+                fontweight="bold",
+                arrowprops={"arrowstyle": "-|>", "color": "darkorange", "lw": 1.2},
+            )
         if unexplained:
-            ax.plot([], [], marker="$?$", ls="none", color="darkorange", ms=9, label="peak no called phase explains")
+            ax.plot(
+                [],
+                [],
+                marker="$?$",
+                ls="none",
+                color="darkorange",
+                ms=9,
+                label="peak no called phase explains",
+            )
         ax.set_ylim(y_lo - 0.03 * span, y_hi + 0.45 * span)  # room above the peaks for labels
         ax.set_yscale("function", functions=(_signed_sqrt, _signed_square))
         ax.set_ylabel("intensity − background (√ scale)" if removed else "intensity (√ scale)")
         ax.set_xlim(lo, hi)
-        fig.legend(loc="outside lower center", ncols=min(3, len(shown) + 1 + bool(unexplained)), frameon=False)
+        fig.legend(
+            loc="outside lower center",
+            ncols=min(3, len(shown) + 1 + bool(unexplained)),
+            frameon=False,
+        )
         if show_sal:
             sax = axes[-1]
             sq = q if saliency_q is None else saliency_q
@@ -254,15 +352,27 @@ def pattern_figure(
                 sal = np.clip(np.asarray(sal_map[name], dtype=float), 0.0, None)
                 sal = np.convolve(sal, np.ones(7) / 7, mode="same")
                 top = float(sal.max()) or 1.0
-                sax.fill_between(sq, k, k + 0.9 * sal / top, color=colors.get(name, "grey"), alpha=0.6, lw=0)
+                sax.fill_between(
+                    sq, k, k + 0.9 * sal / top, color=colors.get(name, "grey"), alpha=0.6, lw=0
+                )
             n_sal = sum(n in sal_map for n in phases_found)
             sax.set_yticks(np.arange(n_sal) + 0.45, [n for n in phases_found if n in sal_map])
             sax.set_ylim(0, max(n_sal, 1) + 0.15)
-            sax.text(0.005, 0.97, "where the model looked to call each phase (saliency)", transform=sax.transAxes,
-                     ha="left", va="top", fontsize=9, color="dimgrey")
+            sax.text(
+                0.005,
+                0.97,
+                "where the model looked to call each phase (saliency)",
+                transform=sax.transAxes,
+                ha="left",
+                va="top",
+                fontsize=9,
+                color="dimgrey",
+            )
         axes[-1].set_xlabel("Q (Å⁻¹)")
         _d_axis(axes[-1])
-        fig.suptitle(_title(title, phases_found, probabilities, warning), fontsize=11, ha="left", x=0.01)
+        fig.suptitle(
+            _title(title, phases_found, probabilities, warning), fontsize=11, ha="left", x=0.01
+        )
     return fig
 
 
@@ -283,8 +393,14 @@ def plot_timeline(
         fig = Figure(figsize=(11, 4.2), layout="constrained")
         ax = fig.subplots()
         for i, name in enumerate(phases):
-            ax.plot(index[order], probabilities[order, i], color=phase_color(i), lw=1.2,
-                    marker="." if len(index) < 200 else None, label=name)
+            ax.plot(
+                index[order],
+                probabilities[order, i],
+                color=phase_color(i),
+                lw=1.2,
+                marker="." if len(index) < 200 else None,
+                label=name,
+            )
             if thresholds is not None:
                 ax.axhline(thresholds[i], color=phase_color(i), lw=0.6, ls="--")
         ax.set_ylim(-0.02, 1.02)

@@ -26,8 +26,24 @@ from ..errors import FrameError, PatternError, XrdmtlError
 from ..physics.pattern import Pattern
 
 FRAME_EXTENSIONS = frozenset(
-    {".edf", ".tif", ".tiff", ".cbf", ".h5", ".hdf5", ".nxs", ".nx5", ".img", ".mccd", ".sfrm",
-     ".mar3450", ".mar2300", ".gfrm", ".esperanto", ".fabio"}
+    {
+        ".edf",
+        ".tif",
+        ".tiff",
+        ".cbf",
+        ".h5",
+        ".hdf5",
+        ".nxs",
+        ".nx5",
+        ".img",
+        ".mccd",
+        ".sfrm",
+        ".mar3450",
+        ".mar2300",
+        ".gfrm",
+        ".esperanto",
+        ".fabio",
+    }
 )
 
 
@@ -63,8 +79,12 @@ def read_path(path: str, options: ReadOptions) -> Iterator[tuple[str, Pattern | 
         from .frames import patterns_from_frames
 
         try:
-            yield from patterns_from_frames(path, cached_integrator(poni), mask_arg(str(options.mask)),
-                                            keep_mask=options.keep_mask)
+            yield from patterns_from_frames(
+                path,
+                cached_integrator(poni),
+                mask_arg(str(options.mask)),
+                keep_mask=options.keep_mask,
+            )
         except XrdmtlError as exc:
             yield path, exc
         except Exception as exc:  # a reader library failing in an unforeseen way: report, go on
@@ -93,9 +113,13 @@ def read_files(files: Sequence[str], options: ReadOptions) -> list[Pattern | Xrd
         if not sep:  # a 1D file, or a frame file's first frame
             out.append(items[0][1])
             continue
-        found = [item for label, item in items
-                 if label == file or label.rpartition("::")[2] == index
-                 or (label == base and isinstance(item, XrdmtlError))]  # the whole file failed
+        found = [
+            item
+            for label, item in items
+            if label == file
+            or label.rpartition("::")[2] == index
+            or (label == base and isinstance(item, XrdmtlError))
+        ]  # the whole file failed
         out.append(found[0] if found else PatternError(f"no frame {index!r} in the file", file))
     return out
 
@@ -148,7 +172,9 @@ def is_frame(path: str, have_geometry: bool) -> bool:
     return False
 
 
-def expand_inputs(paths: Sequence[str | Path], frames_too: bool) -> tuple[list[str], list[tuple[str, XrdmtlError]]]:
+def expand_inputs(
+    paths: Sequence[str | Path], frames_too: bool
+) -> tuple[list[str], list[tuple[str, XrdmtlError]]]:
     """Files, folders and globs → files (in argument order) and the arguments that matched nothing."""
     from .readers import PATTERN_EXTENSIONS, collect_inputs
 
@@ -156,10 +182,19 @@ def expand_inputs(paths: Sequence[str | Path], frames_too: bool) -> tuple[list[s
     files, unmatched = collect_inputs(list(paths), extensions=exts)
     bad: list[tuple[str, XrdmtlError]] = list(unmatched)
     if not frames_too:  # frames alone, without their geometry: say what is missing
-        bad = [(label, FrameError("holds 2D detector frames but no 1D pattern: give their geometry with "
-                                  "--poni FILE", label)
-                if collect_inputs([label], extensions=FRAME_EXTENSIONS)[0] else err)
-               for label, err in bad]
+        bad = [
+            (
+                label,
+                FrameError(
+                    "holds 2D detector frames but no 1D pattern: give their geometry with "
+                    "--poni FILE",
+                    label,
+                )
+                if collect_inputs([label], extensions=FRAME_EXTENSIONS)[0]
+                else err,
+            )
+            for label, err in bad
+        ]
     return [str(f) for f in files], [(label, err) for label, err in bad]
 
 

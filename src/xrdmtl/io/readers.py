@@ -123,7 +123,9 @@ def collect_inputs(
         elif p.is_dir():
             files = _scan_folder(p, exts)
             if not files:
-                errors.append((item, PatternError(f"folder holds no {_ext_list(exts)} files", item)))
+                errors.append(
+                    (item, PatternError(f"folder holds no {_ext_list(exts)} files", item))
+                )
             add(files)
         elif any(c in item for c in "*?["):
             files = []
@@ -182,7 +184,9 @@ def _read_bytes(path: Path) -> bytes:
     except PermissionError:
         raise PatternError("cannot read the file: permission denied", src) from None
     except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte
-        raise PatternError(f"cannot read the file: {getattr(exc, 'strerror', None) or exc}", src) from None
+        raise PatternError(
+            f"cannot read the file: {getattr(exc, 'strerror', None) or exc}", src
+        ) from None
 
 
 def _parse(data: bytes, path: Path) -> _Raw:
@@ -192,10 +196,14 @@ def _parse(data: bytes, path: Path) -> _Raw:
     if data.startswith(b"\x93NUMPY"):
         return _parse_npy(data, src)
     if data.startswith(b"PK\x03\x04"):
-        raise PatternError("a zip/.npz archive, not a single pattern: save one array with np.save", src)
+        raise PatternError(
+            "a zip/.npz archive, not a single pattern: save one array with np.save", src
+        )
     if ext == ".npy":
         if data[:1] == b"\x80":
-            raise PatternError("holds pickled Python objects, refused: store a plain float array", src)
+            raise PatternError(
+                "holds pickled Python objects, refused: store a plain float array", src
+            )
         raise PatternError("not a NumPy .npy file (no NumPy header)", src)
     if b"\x00" in data:
         raise PatternError("binary content, not a text pattern", src)
@@ -216,7 +224,9 @@ def _parse_npy(data: bytes, src: str) -> _Raw:
     fh = io.BytesIO(data)
     version = np.lib.format.read_magic(fh)
     read_header = (
-        np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
     )
     shape, _, dtype = read_header(fh)
     if dtype.hasobject:
@@ -360,8 +370,15 @@ def _parse_text(text: str, src: str) -> _Raw:
     geometry = {k: float(m.group(1)) for k, p in _GEOMETRY.items() if (m := p.search(head))}
     fmt = "rruff" if rruff else "pyfai" if _is_pyfai(head) else "text"
     return _Raw(
-        table[:, 0], table[:, 1], fmt, unit, wavelength, CU_KALPHA if rruff else None,
-        unknown, geometry, meta,
+        table[:, 0],
+        table[:, 1],
+        fmt,
+        unit,
+        wavelength,
+        CU_KALPHA if rruff else None,
+        unknown,
+        geometry,
+        meta,
     )
 
 
@@ -467,10 +484,14 @@ def _finish(raw: _Raw, src: str, wavelength: float | None, unit_override: str | 
         unit, meta["x_unit_assumed"] = "2th_deg", True
     else:
         unit = raw.unit
-    if raw.wavelength is not None:  # the file's own wavelength wins over the option (see load_pattern)
+    if (
+        raw.wavelength is not None
+    ):  # the file's own wavelength wins over the option (see load_pattern)
         if wavelength is not None and abs(wavelength - raw.wavelength) > 1e-4 * raw.wavelength:
-            meta["wavelength_note"] = (f"the file states λ = {raw.wavelength:g} Å, used instead of "
-                                       f"--wavelength {wavelength:g} Å")
+            meta["wavelength_note"] = (
+                f"the file states λ = {raw.wavelength:g} Å, used instead of "
+                f"--wavelength {wavelength:g} Å"
+            )
         wavelength, meta["wavelength_source"] = raw.wavelength, "file"
     elif wavelength is not None:
         meta["wavelength_source"] = "option"

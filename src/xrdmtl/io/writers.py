@@ -30,7 +30,9 @@ def csv_header(phases: Sequence[str]) -> list[str]:
     return ["file", *(f"p_{p}" for p in phases), *phases, "warning", "error", *PROVENANCE_COLUMNS]
 
 
-def write_csv(predictions: Sequence[CsvRow], phases: Sequence[str], out: str | Path | None = None) -> str:
+def write_csv(
+    predictions: Sequence[CsvRow], phases: Sequence[str], out: str | Path | None = None
+) -> str:
     """The predictions as CSV text; written atomically to ``out`` (temp file + ``os.replace``) if given."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -76,22 +78,32 @@ def _probe_folder(folder: Path, option: str, shown: str | Path) -> None:
         raise OutputError(f"cannot write {option} {shown}: {exc.strerror or exc}") from None
 
 
-def check_output_file(path: str | Path, option: str, inputs: Iterable[str | Path] = (),
-                      labels: str | Path | None = None) -> None:
+def check_output_file(
+    path: str | Path,
+    option: str,
+    inputs: Iterable[str | Path] = (),
+    labels: str | Path | None = None,
+) -> None:
     """Refuse, before any work and with one line, an output file that would replace an input or the
     labels (any spelling of it, a link to it), that is a folder, or whose folder cannot be written.
     A device or FIFO (``/dev/stdout``) is fine: it is written into, never replaced."""
     p = Path(path)
     if p.is_dir():
-        raise OutputError(f"{option} {path} is a folder: give a file name, e.g. {p / 'predictions.csv'}")
+        raise OutputError(
+            f"{option} {path} is a folder: give a file name, e.g. {p / 'predictions.csv'}"
+        )
     if p.exists():
         if labels is not None and _same_file(p, Path(labels)):
-            raise OutputError(f"{option} {path} is the labels file {labels}: writing it would destroy the "
-                              "labels; choose another file")
+            raise OutputError(
+                f"{option} {path} is the labels file {labels}: writing it would destroy the "
+                "labels; choose another file"
+            )
         for item in inputs:
             if _same_file(p, Path(item)):
-                raise OutputError(f"{option} {path} is one of the inputs ({item}): writing it would destroy "
-                                  "it; choose another file")
+                raise OutputError(
+                    f"{option} {path} is one of the inputs ({item}): writing it would destroy "
+                    "it; choose another file"
+                )
         if not p.is_file():
             return
     _probe_folder(p.parent, option, path)

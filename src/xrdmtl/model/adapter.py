@@ -78,7 +78,11 @@ class Adapter:
     threshold: float
 
     def __post_init__(self) -> None:
-        if self.features.ndim != 2 or self.labels.ndim != 2 or len(self.features) != len(self.labels):
+        if (
+            self.features.ndim != 2
+            or self.labels.ndim != 2
+            or len(self.features) != len(self.labels)
+        ):
             raise ModelError(
                 f"adapter references and labels do not match: {self.features.shape}, {self.labels.shape}"
             )
@@ -157,6 +161,7 @@ def adapter_from(settings: dict[str, Any], folder: Path, n_phases: int) -> Adapt
         raise ModelError(f"cannot read the adapter: {type(exc).__name__}: {exc}", folder) from exc
     if adapter.labels.shape[1] != n_phases:
         raise ModelError(
-            f"the adapter's labels have {adapter.labels.shape[1]} phases, the model {n_phases}", folder
+            f"the adapter's labels have {adapter.labels.shape[1]} phases, the model {n_phases}",
+            folder,
         )
     return adapter

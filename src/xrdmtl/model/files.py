@@ -187,15 +187,25 @@ def model_files(path: str | Path) -> tuple[Path, Path]:
 
 def _numbers(values: Any, n: int) -> bool:
     """A list of ``n`` finite real numbers (not booleans)."""
-    return (isinstance(values, list) and len(values) == n
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values))
+    return (
+        isinstance(values, list)
+        and len(values) == n
+        and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in values
+        )
+    )
 
 
 def _validate_meta(meta: dict[str, Any], what: str, path: str | Path) -> None:
     """Check (and complete with defaults) the fields of ``model.json`` that prediction relies on:
     phases, thresholds in [0, 1], positive temperatures, the Q grid, the preprocessing version."""
     phases = meta["phases"]
-    if not isinstance(phases, list) or not phases or not all(isinstance(p, str) and p for p in phases):
+    if (
+        not isinstance(phases, list)
+        or not phases
+        or not all(isinstance(p, str) and p for p in phases)
+    ):
         raise ModelError(f"{what}: 'phases' must be a non-empty list of names", path)
     if len(set(phases)) != len(phases):
         raise ModelError(f"{what}: 'phases' names a phase twice", path)
@@ -204,25 +214,46 @@ def _validate_meta(meta: dict[str, Any], what: str, path: str | Path) -> None:
         raise ModelError(f"{what}: 'calibration' must be a JSON object", path)
     temperature = meta["calibration"].setdefault("temperature", [1.0] * n)
     if not _numbers(temperature, n) or not all(t > 0 for t in temperature):
-        raise ModelError(f"{what}: calibration temperature must list one positive number per phase ({n}), "
-                         f"got {str(temperature)[:80]}", path)
+        raise ModelError(
+            f"{what}: calibration temperature must list one positive number per phase ({n}), "
+            f"got {str(temperature)[:80]}",
+            path,
+        )
     thresholds = meta.setdefault("thresholds", [0.5] * n)
     if not _numbers(thresholds, n) or not all(0.0 <= t <= 1.0 for t in thresholds):
-        raise ModelError(f"{what}: thresholds must list one number in [0, 1] per phase ({n}), "
-                         f"got {str(thresholds)[:80]}", path)
+        raise ModelError(
+            f"{what}: thresholds must list one number in [0, 1] per phase ({n}), "
+            f"got {str(thresholds)[:80]}",
+            path,
+        )
     grid = meta["grid"]
-    ok = isinstance(grid, dict) and {"q_min", "q_max", "n"} <= set(grid) and _numbers(
-        [grid["q_min"], grid["q_max"], grid["n"]], 3)
-    if not ok or not (0 <= grid["q_min"] < grid["q_max"]) or grid["n"] != int(grid["n"]) or grid["n"] < 16:
-        raise ModelError(f"{what}: grid must be {{q_min, q_max, n}} with 0 ≤ q_min < q_max and an integer "
-                         f"n ≥ 16, got {str(grid)[:80]}", path)
+    ok = (
+        isinstance(grid, dict)
+        and {"q_min", "q_max", "n"} <= set(grid)
+        and _numbers([grid["q_min"], grid["q_max"], grid["n"]], 3)
+    )
+    if (
+        not ok
+        or not (0 <= grid["q_min"] < grid["q_max"])
+        or grid["n"] != int(grid["n"])
+        or grid["n"] < 16
+    ):
+        raise ModelError(
+            f"{what}: grid must be {{q_min, q_max, n}} with 0 ≤ q_min < q_max and an integer "
+            f"n ≥ 16, got {str(grid)[:80]}",
+            path,
+        )
     prep = meta.get("preprocessing", PREPROCESSING)
     version = prep.get("version") if isinstance(prep, dict) else None
     if not isinstance(version, int) or isinstance(version, bool):
-        raise ModelError(f"{what}: preprocessing must be a JSON object with an integer version", path)
+        raise ModelError(
+            f"{what}: preprocessing must be a JSON object with an integer version", path
+        )
     if version > PREPROCESSING_VERSION:
-        raise ModelError(f"model uses preprocessing version {version}, this xrdmtl has "
-                         f"{PREPROCESSING_VERSION}", path)
+        raise ModelError(
+            f"model uses preprocessing version {version}, this xrdmtl has {PREPROCESSING_VERSION}",
+            path,
+        )
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

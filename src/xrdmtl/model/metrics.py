@@ -26,7 +26,9 @@ def exact_match(labels: np.ndarray, calls: np.ndarray) -> float:
     return float((np.asarray(labels) == np.asarray(calls)).all(axis=1).mean())
 
 
-def precision_recall_f1(labels: np.ndarray, calls: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def precision_recall_f1(
+    labels: np.ndarray, calls: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-phase precision, recall and F1, ``(T,)`` each; 0/0 counts as 1 (nothing to find, none called)."""
     y = np.asarray(labels).astype(bool)
     c = np.asarray(calls).astype(bool)
@@ -73,7 +75,9 @@ def evaluate(labels: np.ndarray, calls: np.ndarray, scores: np.ndarray | None = 
     y = np.asarray(labels).astype(bool)
     c = np.asarray(calls).astype(bool)
     precision, recall, f1 = precision_recall_f1(y, c)
-    confusion = np.stack([(y & c).sum(0), (~y & c).sum(0), (y & ~c).sum(0), (~y & ~c).sum(0)], axis=1)
+    confusion = np.stack(
+        [(y & c).sum(0), (~y & c).sum(0), (y & ~c).sum(0), (~y & ~c).sum(0)], axis=1
+    )
     n_phases = y.shape[1] if y.ndim == 2 else 0
     return Evaluation(
         n=int(len(y)),
@@ -88,7 +92,9 @@ def evaluate(labels: np.ndarray, calls: np.ndarray, scores: np.ndarray | None = 
     )
 
 
-def classification_report(labels: np.ndarray, calls: np.ndarray, scores: np.ndarray, phases: Sequence[str]) -> dict[str, Any]:
+def classification_report(
+    labels: np.ndarray, calls: np.ndarray, scores: np.ndarray, phases: Sequence[str]
+) -> dict[str, Any]:
     """All metrics as a JSON-ready dict: per phase accuracy, precision, recall, F1, ROC AUC; exact match."""
     ev = evaluate(labels, calls, scores)
     acc, precision, recall, f1, auc = ev.accuracy, ev.precision, ev.recall, ev.f1, ev.roc_auc
@@ -97,8 +103,14 @@ def classification_report(labels: np.ndarray, calls: np.ndarray, scores: np.ndar
         return None if np.isnan(v) else round(float(v), 4)
 
     per_phase = {
-        name: {"accuracy": num(acc[i]), "precision": num(precision[i]), "recall": num(recall[i]),
-               "f1": num(f1[i]), "roc_auc": num(auc[i]), "positives": int(ev.positives[i])}
+        name: {
+            "accuracy": num(acc[i]),
+            "precision": num(precision[i]),
+            "recall": num(recall[i]),
+            "f1": num(f1[i]),
+            "roc_auc": num(auc[i]),
+            "positives": int(ev.positives[i]),
+        }
         for i, name in enumerate(phases)
     }
     return {"n": ev.n, "exact_match": num(ev.exact_match) if ev.n else None, "phases": per_phase}

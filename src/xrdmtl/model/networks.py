@@ -47,7 +47,11 @@ class Network(nn.Module):
     _channels: torch.Tensor  # a buffer: the input channels this network reads
 
     def __init__(
-        self, phases: Sequence[str], grid: QGrid, input_channels: Sequence[int], config: dict[str, Any]
+        self,
+        phases: Sequence[str],
+        grid: QGrid,
+        input_channels: Sequence[int],
+        config: dict[str, Any],
     ) -> None:
         super().__init__()
         phases = [str(p) for p in phases]
@@ -262,7 +266,9 @@ class PaperCNN(Network):
         input_channels: Sequence[int] = (0,),
     ) -> None:
         widths = [int(h) for h in hidden]
-        super().__init__(phases, grid, input_channels, {"hidden": widths, "dropout": float(dropout)})
+        super().__init__(
+            phases, grid, input_channels, {"hidden": widths, "dropout": float(dropout)}
+        )
         n_in = len(self.config["input_channels"])
         self.trunk = nn.Sequential(
             nn.Conv1d(n_in, 8, 11, stride=2),
@@ -275,9 +281,7 @@ class PaperCNN(Network):
         )
         with torch.no_grad():
             n_feat = self.trunk(torch.zeros(1, n_in, grid.n)).shape[-1]
-        self.heads = nn.ModuleList(
-            self._head(n_feat, widths, dropout) for _ in self.phases
-        )
+        self.heads = nn.ModuleList(self._head(n_feat, widths, dropout) for _ in self.phases)
 
     @staticmethod
     def _head(n_in: int, hidden: Sequence[int], dropout: float) -> nn.Sequential:
@@ -307,5 +311,3 @@ def build_model(
 
 
 # --------------------------------------------------------------------------------------- files
-
-

@@ -40,7 +40,9 @@ def noise_sigma(residual: np.ndarray, coverage: np.ndarray) -> np.ndarray:
     filler = np.where(invalid_rank % 2 == 0, np.float32(-1.0), np.float32(np.inf))
     diff = np.where(valid, np.abs(np.diff(residual, axis=1)), filler)
     med = np.median(diff, axis=1, keepdims=True)
-    med = np.where(np.isfinite(med) & (med > 0) & valid.any(axis=1, keepdims=True), med, np.float32(0))
+    med = np.where(
+        np.isfinite(med) & (med > 0) & valid.any(axis=1, keepdims=True), med, np.float32(0)
+    )
     return np.asarray(med / np.float32(0.6745 * np.sqrt(2.0)))
 
 
@@ -64,8 +66,12 @@ def model_input(intensity: np.ndarray, coverage: np.ndarray, q_step: float) -> n
     out = np.empty((intensity.shape[0], N_CHANNELS, intensity.shape[1]), np.float32)
     big = np.float32(np.finfo(np.float32).max)
     any_cov = coverage.any(axis=1, keepdims=True)
-    lo = np.where(any_cov, np.where(coverage, intensity, big).min(axis=1, keepdims=True), np.float32(0))
-    hi = np.where(any_cov, np.where(coverage, intensity, -big).max(axis=1, keepdims=True), np.float32(1))
+    lo = np.where(
+        any_cov, np.where(coverage, intensity, big).min(axis=1, keepdims=True), np.float32(0)
+    )
+    hi = np.where(
+        any_cov, np.where(coverage, intensity, -big).max(axis=1, keepdims=True), np.float32(1)
+    )
     np.multiply((intensity - lo) / np.maximum(hi - lo, np.float32(1e-12)), cov, out=out[:, 0])
 
     background = smooth_background(intensity, coverage, q_step)

@@ -31,7 +31,9 @@ def fill_uncovered(intensity: np.ndarray, coverage: np.ndarray) -> np.ndarray:
     """Replace uncovered points by the nearest covered value along each row (for filtering)."""
     idx = np.where(coverage, np.arange(coverage.shape[1])[None, :], -1)
     left = np.maximum.accumulate(idx, axis=1)
-    right = np.flip(np.minimum.accumulate(np.flip(np.where(idx < 0, idx.shape[1], idx), 1), axis=1), 1)
+    right = np.flip(
+        np.minimum.accumulate(np.flip(np.where(idx < 0, idx.shape[1], idx), 1), axis=1), 1
+    )
     nearest = np.where(left >= 0, left, right)
     nearest = np.clip(nearest, 0, coverage.shape[1] - 1)
     return np.take_along_axis(intensity, nearest, axis=1)

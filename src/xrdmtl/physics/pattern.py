@@ -33,7 +33,9 @@ class Pattern:
         self.y = np.asarray(self.y, dtype=float)
         validate_xy(self.x, self.y, self.source)
         if self.unit not in UNITS:
-            raise PatternError(f"unknown x unit {self.unit!r} (known: {', '.join(UNITS)})", self.source)
+            raise PatternError(
+                f"unknown x unit {self.unit!r} (known: {', '.join(UNITS)})", self.source
+            )
         if self.wavelength is not None and not (0.01 < self.wavelength < 10.0):
             raise PatternError(f"implausible wavelength {self.wavelength} Å", self.source)
 
@@ -54,16 +56,23 @@ class Pattern:
 def validate_xy(x: np.ndarray, y: np.ndarray, source: str = "<memory>") -> None:
     """Raise :class:`PatternError` unless x, y are finite, matching, strictly monotonic and non-trivial."""
     if x.ndim != 1 or y.ndim != 1 or x.shape != y.shape:
-        raise PatternError(f"x and y must be 1D arrays of one length, got {x.shape} and {y.shape}", source)
+        raise PatternError(
+            f"x and y must be 1D arrays of one length, got {x.shape} and {y.shape}", source
+        )
     if x.size < 10:
         raise PatternError(f"only {x.size} data points (need at least 10)", source)
     bad = ~(np.isfinite(x) & np.isfinite(y))
     if bad.any():
-        raise PatternError(f"{int(bad.sum())} NaN or infinite values (first at row {int(np.argmax(bad))})", source)
+        raise PatternError(
+            f"{int(bad.sum())} NaN or infinite values (first at row {int(np.argmax(bad))})", source
+        )
     dx = np.diff(x)
     if not ((dx > 0).all() or (dx < 0).all()):
         kind = "duplicate" if (dx == 0).any() else "non-monotonic"
-        raise PatternError(f"{kind} x values (first at row {int(np.argmax(dx <= 0 if dx[0] > 0 else dx >= 0)) + 1})", source)
+        raise PatternError(
+            f"{kind} x values (first at row {int(np.argmax(dx <= 0 if dx[0] > 0 else dx >= 0)) + 1})",
+            source,
+        )
     if np.ptp(y) == 0:
         raise PatternError("intensity is constant (an empty or all-zero pattern)", source)
 

@@ -82,7 +82,9 @@ class PhaseEvidence:
     lattice_scale: float  # best s: lattice lengths × s, reflections at Q / s
     matched: tuple[MatchedReflection, ...]
     missing: tuple[MatchedReflection, ...]  # counted reflections without a peak, strongest first
-    overlapped: tuple[MatchedReflection, ...]  # on peaks another phase explains better (not counted)
+    overlapped: tuple[
+        MatchedReflection, ...
+    ]  # on peaks another phase explains better (not counted)
     n_considered: int  # reflections counted: inside the covered range and not overlapped
     max_z: float  # significance of the strongest matched peak
 
@@ -120,7 +122,9 @@ def find_pattern_peaks(pattern: Pattern, z_detect: float = Z_DETECT) -> Peaks:
     noise = max(noise, 1e-9 * max(float(np.abs(signal).max()), 1e-12))
     idx, _ = find_peaks(detrended, height=z_detect * noise, prominence=z_detect * noise)
     idx = idx[coverage[idx]]
-    return Peaks(grid.values, signal, background, coverage, noise, grid.values[idx], detrended[idx] / noise)
+    return Peaks(
+        grid.values, signal, background, coverage, noise, grid.values[idx], detrended[idx] / noise
+    )
 
 
 def match_phase(
@@ -136,7 +140,9 @@ def match_phase(
     q_lo, q_hi = peaks.q_range
     refl = phase.reflections(wavelength, q_max=q_hi * hi_s)
     # reflections inside the covered range for some scale of the grid, strongest first
-    inside = (refl.q / hi_s >= q_lo) & (refl.q / lo_s <= q_hi) & (refl.intensity >= MIN_REL_INTENSITY)
+    inside = (
+        (refl.q / hi_s >= q_lo) & (refl.q / lo_s <= q_hi) & (refl.intensity >= MIN_REL_INTENSITY)
+    )
     order = np.flatnonzero(inside)[np.argsort(-refl.intensity[inside], kind="stable")][:N_STRONGEST]
     if order.size == 0 or peaks.peak_q.size == 0:
         missing = tuple(_reflection(refl, i, float(refl.q[i])) for i in order)
@@ -158,25 +164,43 @@ def match_phase(
     per_unit[any_hit] = np.nanmedian(ratio[any_hit], axis=1)
     absent = counted & ~hit & (per_unit[:, None] * inten[None, :] >= Z_EXPECTED_VISIBLE)
     w = np.where(counted, inten[None, :], 0.0)
-    score = ((w * credit).sum(1) - MISSING_PENALTY * (w * absent).sum(1)) / np.maximum(w.sum(1), 1e-12)
+    score = ((w * credit).sum(1) - MISSING_PENALTY * (w * absent).sum(1)) / np.maximum(
+        w.sum(1), 1e-12
+    )
     score = np.clip(score, 0.0, 1.0)
     # best scale: highest score, then the closest fit of the matched positions, then the range's middle
     resid = np.where(hit, w * dist, 0.0).sum(1) / np.maximum(np.where(hit, w, 0.0).sum(1), 1e-12)
     middle = np.abs(scales - 0.5 * (lo_s + hi_s))
     best = int(np.lexsort((middle, np.where(any_hit, resid, np.inf), -np.round(score, 9)))[0])
-    scale = _refine_scale(refl.q[order][hit[best]], peaks.peak_q[nearest[best, hit[best]]], float(scales[best]))
+    scale = _refine_scale(
+        refl.q[order][hit[best]], peaks.peak_q[nearest[best, hit[best]]], float(scales[best])
+    )
     scale = float(np.clip(scale, lo_s, hi_s))
 
     rows: dict[str, list[MatchedReflection]] = {"hit": [], "missing": [], "overlapped": []}
     for j, i in enumerate(order):
-        kind = "hit" if hit[best, j] else "overlapped" if overlapped[best, j] else "missing" if counted[best, j] else ""
+        kind = (
+            "hit"
+            if hit[best, j]
+            else "overlapped"
+            if overlapped[best, j]
+            else "missing"
+            if counted[best, j]
+            else ""
+        )
         if kind:
             k = int(nearest[best, j]) if kind != "missing" else -1
             rows[kind].append(_reflection(refl, i, float(refl.q[i] / scale), peaks, k))
     rows["hit"].sort(key=lambda m: m.expected_q)
     return PhaseEvidence(
-        phase.name, float(score[best]), scale, tuple(rows["hit"]), tuple(rows["missing"]),
-        tuple(rows["overlapped"]), int(counted[best].sum()), max((m.z for m in rows["hit"]), default=0.0),
+        phase.name,
+        float(score[best]),
+        scale,
+        tuple(rows["hit"]),
+        tuple(rows["missing"]),
+        tuple(rows["overlapped"]),
+        int(counted[best].sum()),
+        max((m.z for m in rows["hit"]), default=0.0),
     )
 
 
@@ -191,9 +215,17 @@ def _reflection(
     refl: Reflections, i: int, expected_q: float, peaks: Peaks | None = None, peak: int = -1
 ) -> MatchedReflection:
     if peak < 0 or peaks is None:
-        return MatchedReflection(refl.hkl[i], float(refl.intensity[i]), expected_q, float("nan"), 0.0, peak)
-    return MatchedReflection(refl.hkl[i], float(refl.intensity[i]), expected_q, float(peaks.peak_q[peak]),
-                             float(peaks.peak_z[peak]), peak)
+        return MatchedReflection(
+            refl.hkl[i], float(refl.intensity[i]), expected_q, float("nan"), 0.0, peak
+        )
+    return MatchedReflection(
+        refl.hkl[i],
+        float(refl.intensity[i]),
+        expected_q,
+        float(peaks.peak_q[peak]),
+        float(peaks.peak_z[peak]),
+        peak,
+    )
 
 
 def _nearest(sorted_q: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +237,9 @@ def _nearest(sorted_q: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return idx, np.abs(x - sorted_q[idx])
 
 
-def match_all(peaks: Peaks, phases: Sequence[Phase], wavelength: float | None = None) -> dict[str, PhaseEvidence]:
+def match_all(
+    peaks: Peaks, phases: Sequence[Phase], wavelength: float | None = None
+) -> dict[str, PhaseEvidence]:
     """Evidence for each of ``phases``, keyed by name, with shared peaks explained away.
 
     A detected peak that several phases match is given to the one with the most support from peaks
@@ -218,16 +252,20 @@ def match_all(peaks: Peaks, phases: Sequence[Phase], wavelength: float | None = 
     contested = users.sum(0) > 1
     if not contested.any():
         return first
-    support = np.array([
-        sum(min(m.z / Z_FULL, 1.0) for m in ev.matched if not contested[m.peak]) for ev in first.values()
-    ])
+    support = np.array(
+        [
+            sum(min(m.z / Z_FULL, 1.0) for m in ev.matched if not contested[m.peak])
+            for ev in first.values()
+        ]
+    )
     scores = np.array([ev.score for ev in first.values()])
     rank = np.lexsort((scores, support))[::-1]  # best first
     owner = np.full(peaks.peak_q.size, -1)
     for k in rank[::-1]:  # the best phase writes last
         owner[contested & users[k]] = k
     return {
-        p.name: match_phase(peaks, p, wavelength, claimed=contested & (owner != k)) if (users[k] & contested).any()
+        p.name: match_phase(peaks, p, wavelength, claimed=contested & (owner != k))
+        if (users[k] & contested).any()
         else first[p.name]
         for k, p in enumerate(phases)
     }

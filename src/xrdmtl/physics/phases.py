@@ -33,14 +33,24 @@ from .units import q_to_tth
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-Q_MAX = 8.0  # Å⁻¹: reflections are tabulated up to here (covers 2θ ≤ 40° at 22 keV, 2θ ≤ 150° at Cu Kα)
+Q_MAX = (
+    8.0  # Å⁻¹: reflections are tabulated up to here (covers 2θ ≤ 40° at 22 keV, 2θ ≤ 150° at Cu Kα)
+)
 CACHE_VERSION = 1
 B_OVERALL = 1.0  # Å²: overall isotropic displacement applied to computed intensities, exp(-B / 2d²)
 
 TARGETS = ("bastnaesite", "calcite", "rhenium")
 DISTRACTORS = (
-    "fluorite", "quartz", "aragonite", "dolomite", "halite", "siderite", "magnesite", "corundum",
-    "zincite", "ceria",
+    "fluorite",
+    "quartz",
+    "aragonite",
+    "dolomite",
+    "halite",
+    "siderite",
+    "magnesite",
+    "corundum",
+    "zincite",
+    "ceria",
 )
 # issue 17: a far richer "not a target" world for the 1D synthesis (the frame simulator keeps
 # DISTRACTORS): common minerals, cement and corrosion phases, calibrants, gasket and wire metals,
@@ -73,7 +83,9 @@ EXTRA_DISTRACTORS = (
     "tungsten",
     "titanium",
     "zinc",
-    "ice-vii", "gypsum", "anhydrite",
+    "ice-vii",
+    "gypsum",
+    "anhydrite",
 )
 
 
@@ -97,9 +109,13 @@ class Reflections:
     def take(self, idx: np.ndarray) -> Reflections:
         """The reflections at positions ``idx``."""
         return Reflections(
-            tuple(self.hkl[i] for i in idx), self.d[idx], self.q[idx],
+            tuple(self.hkl[i] for i in idx),
+            self.d[idx],
+            self.q[idx],
             None if self.two_theta is None else self.two_theta[idx],
-            self.intensity[idx], self.multiplicity[idx], self.wavelength,
+            self.intensity[idx],
+            self.multiplicity[idx],
+            self.wavelength,
         )
 
 
@@ -118,14 +134,23 @@ class ReflectionTable:
     lp: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        return {"hkl": self.hkl.tolist(), "d": self.d.tolist(), "intensity": self.intensity.tolist(),
-                "multiplicity": self.multiplicity.tolist(), "lp": self.lp}
+        return {
+            "hkl": self.hkl.tolist(),
+            "d": self.d.tolist(),
+            "intensity": self.intensity.tolist(),
+            "multiplicity": self.multiplicity.tolist(),
+            "lp": self.lp,
+        }
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> ReflectionTable:
         hkl = np.asarray(obj["hkl"], dtype=int).reshape(-1, 3)
-        d, inten, mult = (np.asarray(obj[k], dtype=float) for k in ("d", "intensity", "multiplicity"))
-        if not (len(hkl) == d.size == inten.size == mult.size) or not np.all(np.isfinite(d) & (d > 0)):
+        d, inten, mult = (
+            np.asarray(obj[k], dtype=float) for k in ("d", "intensity", "multiplicity")
+        )
+        if not (len(hkl) == d.size == inten.size == mult.size) or not np.all(
+            np.isfinite(d) & (d > 0)
+        ):
             raise ValueError("inconsistent reflection table")
         return cls(hkl, d, inten, mult.astype(int), bool(obj["lp"]))
 
@@ -182,7 +207,8 @@ def _structure_table(structure: Structure) -> ReflectionTable:
 
     wavelength = 4 * np.pi / Q_MAX * 0.999  # 2θ = 180° reaches Q_MAX
     pat = XRDCalculator(wavelength=wavelength).get_pattern(
-        structure, scaled=False, two_theta_range=(0.5, 179.5))
+        structure, scaled=False, two_theta_range=(0.5, 179.5)
+    )
     tth = np.asarray(pat.x)
     hkl = np.array([_three_index(fam[0]["hkl"]) for fam in pat.hkls], dtype=int).reshape(-1, 3)
     mult = np.array([sum(f["multiplicity"] for f in fam) for fam in pat.hkls], dtype=int)
@@ -217,7 +243,9 @@ class PhasePriors:
     microstrain: tuple[float, float] | None = None  # ΔQ = εQ (peak width growing with Q)
     crystals: tuple[float, float] | None = None  # log-uniform effective crystals in the beam
     peak_to_background: tuple[float, float] | None = None  # log-uniform, unmasked look
-    p_trace: float = 0.0  # as an absent target: P(a trace under the detection limit), labeled absent
+    p_trace: float = (
+        0.0  # as an absent target: P(a trace under the detection limit), labeled absent
+    )
 
     @property
     def tolerance(self) -> float:
@@ -239,8 +267,12 @@ class Phase:
     source: str = ""
     formula: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
-    table: ReflectionTable | None = None  # reflections at ``ref_cell``; computed from the structure if None
-    ref_cell: tuple[float, ...] | None = None  # the cell ``table.d`` belongs to (defaults to ``cell``)
+    table: ReflectionTable | None = (
+        None  # reflections at ``ref_cell``; computed from the structure if None
+    )
+    ref_cell: tuple[float, ...] | None = (
+        None  # the cell ``table.d`` belongs to (defaults to ``cell``)
+    )
     cell_override: tuple[float, ...] | None = None  # the cell, where there is no structure
     priors: PhasePriors = field(default_factory=PhasePriors)
 
@@ -249,7 +281,9 @@ class Phase:
         return replace(self, priors=replace(self.priors, **changes))
 
     @classmethod
-    def from_cif(cls, path: str | Path, name: str | None = None, source: str | None = None) -> Phase:
+    def from_cif(
+        cls, path: str | Path, name: str | None = None, source: str | None = None
+    ) -> Phase:
         """Read a CIF file (first structure) with pymatgen."""
         from pymatgen.core import Structure
 
@@ -321,7 +355,9 @@ class Phase:
         """
         return _reflections(self, wavelength, float(q_max), float(min_intensity))
 
-    def lattice_scaled(self, scale: float | tuple[float, float, float], name: str | None = None) -> Phase:
+    def lattice_scaled(
+        self, scale: float | tuple[float, float, float], name: str | None = None
+    ) -> Phase:
         """A copy with lattice lengths multiplied by ``scale`` (one factor, or one per a, b, c).
 
         Only d changes (recomputed from hkl); intensities keep the form factors of the original cell,
@@ -334,12 +370,24 @@ class Phase:
         if self.structure is not None:
             from pymatgen.core import Lattice, Structure
 
-            structure = Structure(Lattice.from_parameters(*new), self.structure.species,
-                                  self.structure.frac_coords)
+            structure = Structure(
+                Lattice.from_parameters(*new), self.structure.species, self.structure.frac_coords
+            )
         table, _ = self._table()
-        meta = dict(self.meta, lattice_scale=(np.asarray(self.meta.get("lattice_scale", 1.0)) * s).tolist())
-        return Phase(name or self.name, structure, self.source, self.formula, meta, table,
-                     self.ref_cell or old, None if structure is not None else new, self.priors)
+        meta = dict(
+            self.meta, lattice_scale=(np.asarray(self.meta.get("lattice_scale", 1.0)) * s).tolist()
+        )
+        return Phase(
+            name or self.name,
+            structure,
+            self.source,
+            self.formula,
+            meta,
+            table,
+            self.ref_cell or old,
+            None if structure is not None else new,
+            self.priors,
+        )
 
     def __hash__(self) -> int:
         return id(self)
@@ -371,7 +419,9 @@ def _cached_structure_table(phase: Phase) -> ReflectionTable:
 
 
 @lru_cache(maxsize=512)
-def _reflections(phase: Phase, wavelength: float | None, q_max: float, min_intensity: float) -> Reflections:
+def _reflections(
+    phase: Phase, wavelength: float | None, q_max: float, min_intensity: float
+) -> Reflections:
     table, d = phase._table()
     q = 2 * np.pi / d
     keep = q <= q_max
@@ -386,17 +436,27 @@ def _reflections(phase: Phase, wavelength: float | None, q_max: float, min_inten
     keep &= inten >= min_intensity
     idx = np.flatnonzero(keep)[np.argsort(q[keep])]
     return Reflections(
-        tuple(tuple(int(v) for v in table.hkl[i]) for i in idx), d[idx], q[idx],
-        None if tth is None else tth[idx], inten[idx], table.multiplicity[idx], wavelength,
+        tuple(tuple(int(v) for v in table.hkl[i]) for i in idx),
+        d[idx],
+        q[idx],
+        None if tth is None else tth[idx],
+        inten[idx],
+        table.multiplicity[idx],
+        wavelength,
     )
 
 
 # --------------------------------------------------------------------------------------------- JCPDS
 
 _JCPDS_CELL_KEYS = {  # crystal system → the cell keys it needs
-    "CUBIC": ("A",), "TETRAGONAL": ("A", "C"), "HEXAGONAL": ("A", "C"), "TRIGONAL": ("A", "C"),
-    "RHOMBOHEDRAL": ("A", "ALPHA"), "ORTHORHOMBIC": ("A", "B", "C"),
-    "MONOCLINIC": ("A", "B", "C", "BETA"), "TRICLINIC": ("A", "B", "C", "ALPHA", "BETA", "GAMMA"),
+    "CUBIC": ("A",),
+    "TETRAGONAL": ("A", "C"),
+    "HEXAGONAL": ("A", "C"),
+    "TRIGONAL": ("A", "C"),
+    "RHOMBOHEDRAL": ("A", "ALPHA"),
+    "ORTHORHOMBIC": ("A", "B", "C"),
+    "MONOCLINIC": ("A", "B", "C", "BETA"),
+    "TRICLINIC": ("A", "B", "C", "ALPHA", "BETA", "GAMMA"),
 }
 _KEY_LINE = re.compile(r"^\s*([A-Za-z0-9_]+)\s*:\s*(.*?)\s*$")
 
@@ -439,7 +499,11 @@ def _parse_jcpds(path: Path, name: str) -> Phase:
     b, c = vals.get("B", a), vals.get("C", a)
     al = vals.get("ALPHA", 90.0)
     be = vals.get("BETA", al if symmetry == "RHOMBOHEDRAL" else 90.0)
-    ga = 120.0 if symmetry in ("HEXAGONAL", "TRIGONAL") else vals.get("GAMMA", be if symmetry == "RHOMBOHEDRAL" else 90.0)
+    ga = (
+        120.0
+        if symmetry in ("HEXAGONAL", "TRIGONAL")
+        else vals.get("GAMMA", be if symmetry == "RHOMBOHEDRAL" else 90.0)
+    )
     cell = (a, b, c, al, be, ga)
     if not (np.all(np.isfinite(rows)) and np.all(np.isfinite(cell)) and min(a, b, c) > 0):
         raise PhaseError("cell lengths and DIHKL values must be finite and positive", path)
@@ -449,22 +513,43 @@ def _parse_jcpds(path: Path, name: str) -> Phase:
     table = ReflectionTable(hkl, d, inten, np.ones(len(d), dtype=int), lp=False)
     comment = fields.get("COMMENT", "")
     meta = {"symmetry": symmetry, "k0": fields.get("K0"), "comment": comment}
-    return Phase(name, None, f"{path} (JCPDS{': ' + comment if comment else ''})", name, meta,
-                 table, cell, cell)
+    return Phase(
+        name,
+        None,
+        f"{path} (JCPDS{': ' + comment if comment else ''})",
+        name,
+        meta,
+        table,
+        cell,
+        cell,
+    )
 
 
-def write_jcpds(phase: Phase, path: str | Path, wavelength: float | None = None, max_lines: int = 60) -> None:
+def write_jcpds(
+    phase: Phase, path: str | Path, wavelength: float | None = None, max_lines: int = 60
+) -> None:
     """Write ``phase`` as a version-4 Dioptas JCPDS file (strongest ``max_lines`` reflections)."""
     refl = phase.reflections(wavelength).strongest(max_lines)
     a, b, c, al, be, ga = phase.cell
     system = str(phase.meta.get("symmetry") or _crystal_system(phase.cell)).upper()
-    out = ["VERSION: 4", f"COMMENT: {phase.name} {phase.formula} (xrdmtl)", "K0: 0.00", "K0P: 0.00",
-           f"SYMMETRY: {system}"]
-    out += [f"{k}: {v:.5f}" for k, v in zip(("A", "B", "C", "ALPHA", "BETA", "GAMMA"),
-                                            (a, b, c, al, be, ga), strict=True)
-            if k in _JCPDS_CELL_KEYS[system]]
-    out += [f"DIHKL: {dd:.5f} {ii:.2f} {' '.join(map(str, hkl))}"
-            for dd, ii, hkl in zip(refl.d, refl.intensity, refl.hkl, strict=True)]
+    out = [
+        "VERSION: 4",
+        f"COMMENT: {phase.name} {phase.formula} (xrdmtl)",
+        "K0: 0.00",
+        "K0P: 0.00",
+        f"SYMMETRY: {system}",
+    ]
+    out += [
+        f"{k}: {v:.5f}"
+        for k, v in zip(
+            ("A", "B", "C", "ALPHA", "BETA", "GAMMA"), (a, b, c, al, be, ga), strict=True
+        )
+        if k in _JCPDS_CELL_KEYS[system]
+    ]
+    out += [
+        f"DIHKL: {dd:.5f} {ii:.2f} {' '.join(map(str, hkl))}"
+        for dd, ii, hkl in zip(refl.d, refl.intensity, refl.hkl, strict=True)
+    ]
     Path(path).write_text("\n".join(out) + "\n")
 
 
@@ -499,32 +584,55 @@ LIBRARY: dict[str, LibraryEntry] = {
     "bastnaesite": LibraryEntry(
         "bastnaesite_La_hdac.cif",
         "La(CO3)F; positions Ni, Hughes & Mariano 1993 Am. Mineral. 78:415; cell measured on Li et al. 2024 "
-        "HDAC patterns", PhasePriors(lattice_range=(0.975, 1.02), match_tolerance=0.03)),
+        "HDAC patterns",
+        PhasePriors(lattice_range=(0.975, 1.02), match_tolerance=0.03),
+    ),
     # issue 17: the targets' lattices cover −1.5…+2 % (calcite's c axis grows ~2 % by 500 °C, rhenium
     # compresses under load); the hdac patterns need only ±0.5 % (calcite, rhenium) and ±0.3 %
     # around the measured La-bastnaesite cell, whose range also reaches the Ce cell (−2.5 %)
-    "calcite": LibraryEntry("calcite_COD9000095.cif", "Graf 1961 Am. Mineral. 46:1283 (COD 9000095)",
-                            PhasePriors(lattice_range=(0.985, 1.02))),
+    "calcite": LibraryEntry(
+        "calcite_COD9000095.cif",
+        "Graf 1961 Am. Mineral. 46:1283 (COD 9000095)",
+        PhasePriors(lattice_range=(0.985, 1.02)),
+    ),
     # a gasket is pre-indented metal: hdac rhenium is cold-worked (FWHM 0.22–0.34° at 0.561 Å, smooth
     # rings, up to 30× the fluid), but an annealed or other gasket is as narrow and as grainy as any
     # phase (issue 17), so only its microstrain (up to 1 %) and strength stay its own. hdac 'n_' and
     # 'bc_' patterns show rhenium 002 and 101 at 0.5–1.7 % over the fluid, labeled absent there: a
     # labeling convention for adaptation, so no trace is drawn (p_trace 0; it was 0.3)
-    "rhenium": LibraryEntry("rhenium_Re.cif", "Re metal, a=2.761 c=4.456 (standard values)",
-                            PhasePriors(lattice_range=(0.985, 1.02), microstrain=(0.0, 0.01),
-                                        peak_to_background=(0.02, 30.0))),
-    "diamond": LibraryEntry("diamond_C.cif", "diamond, a=3.567 (standard value)",
-                            PhasePriors(lattice_range=(0.995, 1.005))),
-    "bastnaesite-ce": LibraryEntry("bastnaesite_Ce.cif", "Ni, Hughes & Mariano 1993 Am. Mineral. 78:415",
-                                   PhasePriors(match_tolerance=0.03)),
-    "fluorite": LibraryEntry("fluorite_COD1000043.cif", "Cheetham et al. 1971 J. Phys. C 4:3107 (COD 1000043)"),
+    "rhenium": LibraryEntry(
+        "rhenium_Re.cif",
+        "Re metal, a=2.761 c=4.456 (standard values)",
+        PhasePriors(
+            lattice_range=(0.985, 1.02), microstrain=(0.0, 0.01), peak_to_background=(0.02, 30.0)
+        ),
+    ),
+    "diamond": LibraryEntry(
+        "diamond_C.cif",
+        "diamond, a=3.567 (standard value)",
+        PhasePriors(lattice_range=(0.995, 1.005)),
+    ),
+    "bastnaesite-ce": LibraryEntry(
+        "bastnaesite_Ce.cif",
+        "Ni, Hughes & Mariano 1993 Am. Mineral. 78:415",
+        PhasePriors(match_tolerance=0.03),
+    ),
+    "fluorite": LibraryEntry(
+        "fluorite_COD1000043.cif", "Cheetham et al. 1971 J. Phys. C 4:3107 (COD 1000043)"
+    ),
     "quartz": LibraryEntry("quartz_SiO2.cif", "Levien, Prewitt & Weidner 1980 Am. Mineral. 65:920"),
     "aragonite": LibraryEntry("aragonite_CaCO3.cif", "Antao & Hassan 2009 Can. Mineral. 47:1245"),
-    "dolomite": LibraryEntry("dolomite_CaMgCO32.cif", "Althoff 1977 Am. Mineral. 62:772; cell RRUFF R040030"),
+    "dolomite": LibraryEntry(
+        "dolomite_CaMgCO32.cif", "Althoff 1977 Am. Mineral. 62:772; cell RRUFF R040030"
+    ),
     "halite": LibraryEntry("halite_NaCl.cif", "Swanson & Fuyat 1953 NBS Circ. 539 II:41"),
-    "siderite": LibraryEntry("siderite_FeCO3.cif", "Effenberger, Mereiter & Zemann 1981 Z. Krist. 156:233"),
+    "siderite": LibraryEntry(
+        "siderite_FeCO3.cif", "Effenberger, Mereiter & Zemann 1981 Z. Krist. 156:233"
+    ),
     "magnesite": LibraryEntry("magnesite_MgCO3.cif", "Bromiley et al. 2007 Am. Mineral. 92:829"),
-    "corundum": LibraryEntry("corundum_Al2O3.cif", "Lewis, Schwarzenbach & Flack 1982 Acta Cryst. A38:733"),
+    "corundum": LibraryEntry(
+        "corundum_Al2O3.cif", "Lewis, Schwarzenbach & Flack 1982 Acta Cryst. A38:733"
+    ),
     "zincite": LibraryEntry("zincite_ZnO.cif", "Abrahams & Bernstein 1969 Acta Cryst. B25:1233"),
     "ceria": LibraryEntry("ceria_CeO2.cif", "CeO2, a=5.4117 (NIST SRM 674b)"),
     "periclase": LibraryEntry("periclase_MgO.cif", "Hazen 1976 Am. Mineral. 61:266"),
@@ -534,19 +642,32 @@ LIBRARY: dict[str, LibraryEntry] = {
     "sphalerite": LibraryEntry("sphalerite_ZnS.cif", "Swanson & Fuyat 1953 NBS Circ. 539 II:16"),
     "silicon": LibraryEntry("silicon_Si.cif", "NIST SRM 640c"),
     "lab6": LibraryEntry("lab6_LaB6.cif", "NIST SRM 660a"),
-    "pyrite": LibraryEntry("pyrite_FeS2.cif", "Brostigen & Kjekshus 1969 Acta Chem. Scand. 23:2186"),
+    "pyrite": LibraryEntry(
+        "pyrite_FeS2.cif", "Brostigen & Kjekshus 1969 Acta Chem. Scand. 23:2186"
+    ),
     "magnetite": LibraryEntry("magnetite_Fe3O4.cif", "Fleet 1981 Acta Cryst. B37:917"),
     "spinel": LibraryEntry("spinel_MgAl2O4.cif", "Yamanaka & Takeuchi 1983 Z. Krist. 165:65"),
     "hematite": LibraryEntry("hematite_Fe2O3.cif", "Blake et al. 1966 Am. Mineral. 51:123"),
     "rutile": LibraryEntry("rutile_TiO2.cif", "Howard, Sabine & Dickson 1991 Acta Cryst. B47:462"),
     "cassiterite": LibraryEntry("cassiterite_SnO2.cif", "Bolzan et al. 1997 Acta Cryst. B53:373"),
-    "anatase": LibraryEntry("anatase_TiO2.cif", "Horn, Schwerdtfeger & Meagher 1972 Z. Krist. 136:273"),
-    "barite": LibraryEntry("barite_BaSO4.cif", "Jacobsen et al. 1998 Can. Mineral. 36:1045; Hill 1977 Can. Mineral. 15:522"),
+    "anatase": LibraryEntry(
+        "anatase_TiO2.cif", "Horn, Schwerdtfeger & Meagher 1972 Z. Krist. 136:273"
+    ),
+    "barite": LibraryEntry(
+        "barite_BaSO4.cif",
+        "Jacobsen et al. 1998 Can. Mineral. 36:1045; Hill 1977 Can. Mineral. 15:522",
+    ),
     "beryl": LibraryEntry("beryl_Be3Al2Si6O18.cif", "Morosin 1972 Acta Cryst. B28:1899"),
     "brucite": LibraryEntry("brucite_MgOH2.cif", "Zigan & Rothbauer 1967 N. Jb. Miner. Mh. 137"),
-    "portlandite": LibraryEntry("portlandite_CaOH2.cif", "Busing & Levy 1957 J. Chem. Phys. 26:563"),
-    "rhodochrosite": LibraryEntry("rhodochrosite_MnCO3.cif", "Effenberger, Mereiter & Zemann 1981 Z. Krist. 156:233"),
-    "smithsonite": LibraryEntry("smithsonite_ZnCO3.cif", "Effenberger, Mereiter & Zemann 1981 Z. Krist. 156:233"),
+    "portlandite": LibraryEntry(
+        "portlandite_CaOH2.cif", "Busing & Levy 1957 J. Chem. Phys. 26:563"
+    ),
+    "rhodochrosite": LibraryEntry(
+        "rhodochrosite_MnCO3.cif", "Effenberger, Mereiter & Zemann 1981 Z. Krist. 156:233"
+    ),
+    "smithsonite": LibraryEntry(
+        "smithsonite_ZnCO3.cif", "Effenberger, Mereiter & Zemann 1981 Z. Krist. 156:233"
+    ),
     "copper": LibraryEntry("copper_Cu.cif", "Swanson & Tatge 1953 NBS Circ. 539 I:15"),
     "gold": LibraryEntry("gold_Au.cif", "Swanson & Tatge 1953 NBS Circ. 539 I:33"),
     "platinum": LibraryEntry("platinum_Pt.cif", "Swanson & Tatge 1953 NBS Circ. 539 I:31"),
@@ -554,21 +675,56 @@ LIBRARY: dict[str, LibraryEntry] = {
     "tungsten": LibraryEntry("tungsten_W.cif", "Swanson & Tatge 1953 NBS Circ. 539 I:28"),
     "titanium": LibraryEntry("titanium_Ti.cif", "Wood 1962 Proc. Phys. Soc. 80:783"),
     "zinc": LibraryEntry("zinc_Zn.cif", "Swanson & Tatge 1953 NBS Circ. 539 I:16"),
-    "ice-vii": LibraryEntry("ice7_H2O.cif", "Hemley et al. 1987 Nature 330:737 (O sublattice, ~2.5 GPa)"),
-    "gypsum": LibraryEntry("gypsum_CaSO4_2H2O.jcpds", "reflection list written for xrdmtl: I2/a cell and "
-                           "strongest powder lines as given by the Handbook of Mineralogy V (2003)"),
-    "anhydrite": LibraryEntry("anhydrite_CaSO4.jcpds", "reflection list written for xrdmtl: Amma cell "
-                              "(Hawthorne & Ferguson 1975 Can. Mineral. 13:289) and strongest powder lines "
-                              "as given by the Handbook of Mineralogy V (2003)"),
+    "ice-vii": LibraryEntry(
+        "ice7_H2O.cif", "Hemley et al. 1987 Nature 330:737 (O sublattice, ~2.5 GPa)"
+    ),
+    "gypsum": LibraryEntry(
+        "gypsum_CaSO4_2H2O.jcpds",
+        "reflection list written for xrdmtl: I2/a cell and "
+        "strongest powder lines as given by the Handbook of Mineralogy V (2003)",
+    ),
+    "anhydrite": LibraryEntry(
+        "anhydrite_CaSO4.jcpds",
+        "reflection list written for xrdmtl: Amma cell "
+        "(Hawthorne & Ferguson 1975 Can. Mineral. 13:289) and strongest powder lines "
+        "as given by the Handbook of Mineralogy V (2003)",
+    ),
 }
-ALIASES = {"bastnasite": "bastnaesite", "bastnaesite-la": "bastnaesite", "laco3f": "bastnaesite",
-           "bastnasite-ce": "bastnaesite-ce", "caco3": "calcite", "re": "rhenium", "caf2": "fluorite",
-           "sio2": "quartz", "nacl": "halite", "al2o3": "corundum", "zno": "zincite", "ceo2": "ceria",
-           "cerianite": "ceria", "mgo": "periclase", "kcl": "sylvite", "cao": "lime", "pbs": "galena",
-           "zns": "sphalerite", "si": "silicon", "fes2": "pyrite", "fe3o4": "magnetite", "fe2o3": "hematite",
-           "baso4": "barite", "cu": "copper", "au": "gold", "pt": "platinum", "fe": "iron", "w": "tungsten",
-           "ti": "titanium", "zn": "zinc", "ice": "ice-vii", "ice7": "ice-vii",
-           "caso4": "anhydrite"}
+ALIASES = {
+    "bastnasite": "bastnaesite",
+    "bastnaesite-la": "bastnaesite",
+    "laco3f": "bastnaesite",
+    "bastnasite-ce": "bastnaesite-ce",
+    "caco3": "calcite",
+    "re": "rhenium",
+    "caf2": "fluorite",
+    "sio2": "quartz",
+    "nacl": "halite",
+    "al2o3": "corundum",
+    "zno": "zincite",
+    "ceo2": "ceria",
+    "cerianite": "ceria",
+    "mgo": "periclase",
+    "kcl": "sylvite",
+    "cao": "lime",
+    "pbs": "galena",
+    "zns": "sphalerite",
+    "si": "silicon",
+    "fes2": "pyrite",
+    "fe3o4": "magnetite",
+    "fe2o3": "hematite",
+    "baso4": "barite",
+    "cu": "copper",
+    "au": "gold",
+    "pt": "platinum",
+    "fe": "iron",
+    "w": "tungsten",
+    "ti": "titanium",
+    "zn": "zinc",
+    "ice": "ice-vii",
+    "ice7": "ice-vii",
+    "caso4": "anhydrite",
+}
 
 
 def builtin_cif_dir() -> Path:

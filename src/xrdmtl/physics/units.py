@@ -51,7 +51,9 @@ def q_to_tth(q: ArrayLike, wavelength: float) -> np.ndarray:
         return np.rad2deg(2.0 * np.arcsin(np.where(np.abs(s) <= 1.0, s, np.nan)))
 
 
-def q_to_tth_rad(q: ArrayLike, wavelength: float | np.ndarray, s_max: float | None = None) -> np.ndarray:
+def q_to_tth_rad(
+    q: ArrayLike, wavelength: float | np.ndarray, s_max: float | None = None
+) -> np.ndarray:
     """Q (Å⁻¹) to 2θ in radians, elementwise over arrays of Q and wavelength (Å), keeping their dtype.
 
     Beyond the wavelength's reach: NaN, or with ``s_max`` sin θ clipped to [0, ``s_max``] (no NaN).

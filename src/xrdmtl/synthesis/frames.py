@@ -64,9 +64,13 @@ class FrameGeometry:
 
         det = Pilatus(pixel1=self.pixel_size, pixel2=self.pixel_size, max_shape=self.shape)
         return AzimuthalIntegrator(
-            dist=self.distance, poni1=self.poni_pixel[0] * self.pixel_size,
-            poni2=self.poni_pixel[1] * self.pixel_size, rot1=self.rot1, rot2=self.rot2,
-            detector=det, wavelength=self.wavelength * 1e-10,
+            dist=self.distance,
+            poni1=self.poni_pixel[0] * self.pixel_size,
+            poni2=self.poni_pixel[1] * self.pixel_size,
+            rot1=self.rot1,
+            rot2=self.rot2,
+            detector=det,
+            wavelength=self.wavelength * 1e-10,
         )
 
 
@@ -108,11 +112,19 @@ class FrameConfig:
 
     p_target: float = 0.5  # probability that each target phase is present
     p_distractor: float = 0.04  # probability that each distractor phase is present
-    ring_ratio: tuple[float, float] = (0.03, 1.5)  # log-uniform strongest-ring peak / local background
+    ring_ratio: tuple[float, float] = (
+        0.03,
+        1.5,
+    )  # log-uniform strongest-ring peak / local background
     ring_ratio_phase: tuple[tuple[str, tuple[float, float]], ...] = (
-        ("rhenium", (0.02, 30.0)), ("diamond", (0.02, 0.5)))
+        ("rhenium", (0.02, 30.0)),
+        ("diamond", (0.02, 0.5)),
+    )
     distractor_ratio: tuple[float, float] = (0.01, 0.2)
-    spots_per_ring: tuple[float, float] = (30.0, 5000.0)  # log-uniform diffracting crystallites per ring
+    spots_per_ring: tuple[float, float] = (
+        30.0,
+        5000.0,
+    )  # log-uniform diffracting crystallites per ring
     spots_phase: tuple[tuple[str, tuple[float, float]], ...] = (("rhenium", (1000.0, 20000.0)),)
     grain_spot_max: float = 50.0  # cap of one crystallite spot's counts / base counts per pixel
     grain_sigma: tuple[float, float] = (0.6, 1.1)  # pixels
@@ -130,7 +142,10 @@ class FrameConfig:
     absorption: tuple[float, float] = (0.0, 0.8)  # μt of fluid + downstream anvil along the beam
     anvil_spots: tuple[int, int] = (0, 3)  # reflections per anvil (two anvils)
     stray_spots: tuple[int, int] = (0, 1)  # bright spots at random positions
-    anvil_strength: tuple[float, float] = (20.0, 500.0)  # log-uniform spot counts / base counts per pixel
+    anvil_strength: tuple[float, float] = (
+        20.0,
+        500.0,
+    )  # log-uniform spot counts / base counts per pixel
     anvil_sigma: tuple[float, float] = (0.8, 1.6)  # pixels
     anvil_tilt: float = 4.0  # degrees: anvil [001] axis off the beam
     hot_pixels: tuple[int, int] = (0, 10)
@@ -144,11 +159,17 @@ class FrameConfig:
     march_r: tuple[float, float] = (0.5, 2.0)  # log-uniform
     p_unknown: float = 0.0  # a frame holds rings of 1–2 random-cell phases (unknown to any library)
     unknown_ratio: tuple[float, float] = (0.02, 1.0)  # log-uniform strongest ring / background
-    min_visible: int = 0  # redraw a frame where a present target shows fewer reflections than this at
-    visible_snr: float = 5.0  # this Poisson SNR in the 1D integration (few crystals can hide a phase)
+    min_visible: int = (
+        0  # redraw a frame where a present target shows fewer reflections than this at
+    )
+    visible_snr: float = (
+        5.0  # this Poisson SNR in the 1D integration (few crystals can hide a phase)
+    )
 
     def ratio_for(self, name: str, target: bool) -> tuple[float, float]:
-        return dict(self.ring_ratio_phase).get(name, self.ring_ratio if target else self.distractor_ratio)
+        return dict(self.ring_ratio_phase).get(
+            name, self.ring_ratio if target else self.distractor_ratio
+        )
 
     def fwhm_for(self, name: str) -> tuple[float, float]:
         return dict(self.fwhm_q_phase).get(name, self.fwhm_q)
@@ -157,7 +178,9 @@ class FrameConfig:
         return dict(self.spots_phase).get(name, self.spots_per_ring)
 
 
-HOLDOUT_WAVELENGTH = 0.62  # Å (20 keV): a wavelength neither the 1D synthesis nor hdac draws exactly
+HOLDOUT_WAVELENGTH = (
+    0.62  # Å (20 keV): a wavelength neither the 1D synthesis nor hdac draws exactly
+)
 HOLDOUT = FrameConfig(
     # A family of frames no model is tuned on (``benchmarks/bench_holdout.py``): other widths
     # (0.02–0.45° 2θ at 0.62 Å for every phase, gasket included), lattices ±2 % with c/a changes of
@@ -203,7 +226,9 @@ class FrameSample:
     spot_counts: np.ndarray
     ring_pixels: np.ndarray
     info: dict = field(default_factory=dict)
-    ring_counts: np.ndarray | None = None  # expected counts of the sample's rings and crystallite spots
+    ring_counts: np.ndarray | None = (
+        None  # expected counts of the sample's rings and crystallite spots
+    )
 
 
 class FrameSimulator:
@@ -222,8 +247,9 @@ class FrameSimulator:
         config: FrameConfig | None = None,
     ) -> None:
         self.targets = list(targets) if targets is not None else [get_phase(n) for n in TARGETS]
-        self.distractors = (list(distractors) if distractors is not None
-                            else [get_phase(n) for n in DISTRACTORS])
+        self.distractors = (
+            list(distractors) if distractors is not None else [get_phase(n) for n in DISTRACTORS]
+        )
         self.geometry = geometry or FrameGeometry()
         self.config = config or FrameConfig()
         self.ai = self.geometry.integrator()
@@ -264,7 +290,10 @@ class FrameSimulator:
         even = (hkl % 2 == 0).all(1) & (hkl.sum(1) % 4 == 0)
         hkl = hkl[(odd | even) & (np.abs(hkl).sum(1) > 0)]
         g = hkl / a
-        return g[np.linalg.norm(g, axis=1) < 2 * np.sin(np.radians(self.tth_max / 2)) / self.geometry.wavelength]
+        return g[
+            np.linalg.norm(g, axis=1)
+            < 2 * np.sin(np.radians(self.tth_max / 2)) / self.geometry.wavelength
+        ]
 
     @cached_property
     def _reflections(self) -> dict[int, tuple[np.ndarray, ...]]:
@@ -276,9 +305,12 @@ class FrameSimulator:
         for p in self.targets + self.distractors:
             r = p.reflections(self.geometry.wavelength)
             hkl = np.array(r.hkl, dtype=float).reshape(-1, 3)
-            out[id(p)] = (np.asarray(r.q), np.asarray(r.intensity) / 100.0,
-                          np.asarray(r.multiplicity, dtype=float),
-                          _c_fraction(hkl, p.cell) if len(hkl) else np.zeros(0))
+            out[id(p)] = (
+                np.asarray(r.q),
+                np.asarray(r.intensity) / 100.0,
+                np.asarray(r.multiplicity, dtype=float),
+                _c_fraction(hkl, p.cell) if len(hkl) else np.zeros(0),
+            )
         return out
 
     def _kernel(self, fwhm: float, eta: float) -> np.ndarray:
@@ -313,14 +345,23 @@ class FrameSimulator:
         rings = np.zeros(npix, np.float32)
         spot_pos, spot_amp, spot_sig = [], [], []
         info: dict[str, Any] = {"phases": [p.name for p in phases], "background": round(base, 2)}
-        items = [(p.name, self._reflections[id(p)], self._lattice(p), cfg.ratio_for(p.name, p in self.targets))
-                 for p in phases]
+        items = [
+            (
+                p.name,
+                self._reflections[id(p)],
+                self._lattice(p),
+                cfg.ratio_for(p.name, p in self.targets),
+            )
+            for p in phases
+        ]
         if cfg.p_unknown and rng.random() < cfg.p_unknown:
             from .patterns import random_cell_reflections
 
             for k in range(rng.integers(1, 3)):
                 q, rel, mult, cf = random_cell_reflections(rng, q_max=float(fine_q.max()))
-                items.append((f"unknown{k}", (q, rel / rel.max(), mult, cf), (1.0, 1.0), cfg.unknown_ratio))
+                items.append(
+                    (f"unknown{k}", (q, rel / rel.max(), mult, cf), (1.0, 1.0), cfg.unknown_ratio)
+                )
                 info["phases"].append(f"unknown{k}")
         for name, refl, lat, ratio in items:  # a handful of phases per frame, each vectorised
             smooth, pos, amp, sig, meta = self._phase(name, refl, lat, ratio, rng, absorb, iso)
@@ -331,8 +372,13 @@ class FrameSimulator:
             info[name] = meta
         clean = iso[self.gidx].astype(np.float32) + rings
         if spot_pos:
-            grains = _splat(self.shape, np.concatenate(spot_pos), np.concatenate(spot_amp),
-                            np.concatenate(spot_sig), 3)
+            grains = _splat(
+                self.shape,
+                np.concatenate(spot_pos),
+                np.concatenate(spot_amp),
+                np.concatenate(spot_sig),
+                3,
+            )
             rings += grains
             clean += grains
         clean *= self.gain
@@ -351,9 +397,12 @@ class FrameSimulator:
         ring_pixels = (rings * self.gain >= 3 * noise) & ~self.gap
         labels = present.astype(np.uint8)
         return FrameSample(
-            frame.reshape(self.shape), spot_mask.reshape(self.shape), labels,
+            frame.reshape(self.shape),
+            spot_mask.reshape(self.shape),
+            labels,
             np.where(self.gap, 0, anvil + hot).reshape(self.shape).astype(np.float32),
-            ring_pixels.reshape(self.shape), info,
+            ring_pixels.reshape(self.shape),
+            info,
             np.where(self.gap, 0, rings * self.gain).reshape(self.shape).astype(np.float32),
         )
 
@@ -368,16 +417,24 @@ class FrameSimulator:
         hump = loguni(cfg.hump)
         shape = np.exp(-0.5 * ((q - rng.uniform(*cfg.hump_q)) / rng.uniform(*cfg.hump_sigma)) ** 2)
         shoulder = rng.uniform(*cfg.shoulder) * np.exp(
-            -0.5 * ((q - rng.uniform(*cfg.shoulder_q)) / rng.uniform(0.25, 0.45)) ** 2)
+            -0.5 * ((q - rng.uniform(*cfg.shoulder_q)) / rng.uniform(0.25, 0.45)) ** 2
+        )
         return base * (flat + air + hump * (shape + shoulder))
 
     def _lattice(self, phase: Phase) -> tuple[float, float]:
         cfg = self.config
         return cfg.lattice if cfg.lattice is not None else phase.priors.lattice_range
 
-    def _phase(self, name: str, refl: tuple[np.ndarray, ...], lattice: tuple[float, float],
-               ratio_range: tuple[float, float], rng: np.random.Generator, absorb: np.ndarray,
-               iso: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+    def _phase(
+        self,
+        name: str,
+        refl: tuple[np.ndarray, ...],
+        lattice: tuple[float, float],
+        ratio_range: tuple[float, float],
+        rng: np.random.Generator,
+        absorb: np.ndarray,
+        iso: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         """One phase's smooth rings (per pixel, before gain) and its crystallite spots; its strongest
         ring peaks at a random multiple (``ratio_range``) of the background ``iso`` under it."""
         cfg = self.config
@@ -394,8 +451,13 @@ class FrameSimulator:
         fidx = np.clip(np.rint(tth / FINE_STEP).astype(int), 0, self.fine.size - 1)
         ratio = float(np.exp(rng.uniform(*np.log(ratio_range))))
         strongest = int(np.argmax(rel * absorb[fidx])) if rel.size else 0
-        level = ratio * float(iso[fidx[strongest]]) / max(float((rel * absorb[fidx]).max(initial=0.0)), 1e-12) \
-            if rel.size else 0.0
+        level = (
+            ratio
+            * float(iso[fidx[strongest]])
+            / max(float((rel * absorb[fidx]).max(initial=0.0)), 1e-12)
+            if rel.size
+            else 0.0
+        )
         fwhm = rng.uniform(*cfg.fwhm_for(name)) * self.geometry.wavelength / (2 * np.pi)
         kernel = self._kernel(float(np.degrees(fwhm)), rng.uniform(*cfg.eta))
         peak = level * rel * absorb[fidx]
@@ -405,8 +467,11 @@ class FrameSimulator:
         x = tth[smooth] / FINE_STEP
         i0 = np.floor(x).astype(int)
         frac = x - i0
-        dep = np.bincount(np.r_[i0, i0 + 1], np.r_[peak[smooth] * (1 - frac), peak[smooth] * frac],
-                          minlength=self.fine.size + 1)[: self.fine.size]
+        dep = np.bincount(
+            np.r_[i0, i0 + 1],
+            np.r_[peak[smooth] * (1 - frac), peak[smooth] * frac],
+            minlength=self.fine.size + 1,
+        )[: self.fine.size]
         profile = fftconvolve(dep, kernel, mode="same")
         chi = np.linspace(-np.pi, np.pi, N_CHI, endpoint=False)
         m = np.arange(1, 4)
@@ -419,7 +484,9 @@ class FrameSimulator:
         total = peak * area * self.density[fidx]
         n = rng.poisson(np.where(smooth, 0.0, expected))
         ring = np.repeat(np.arange(tth.size), n)
-        cap = cfg.grain_spot_max * float(iso[fidx].max(initial=1.0))  # a grain is far smaller than an anvil
+        cap = cfg.grain_spot_max * float(
+            iso[fidx].max(initial=1.0)
+        )  # a grain is far smaller than an anvil
         each = np.minimum(total[ring] / expected[ring] * rng.exponential(1.0, ring.size), cap)
         radial = tth[ring] + rng.normal(0, kernel.size * FINE_STEP / 20, ring.size)
         pix, keep = self._pixels_at(radial, rng)
@@ -429,16 +496,23 @@ class FrameSimulator:
         sig = rng.uniform(*cfg.grain_sigma, pix.size)
         # reflections visible in the 1D integration: realised height over the Poisson noise of a bin
         # (two bins per pixel width, ``density`` pixels per degree along the ring)
-        realised = np.where(smooth, 1.0, np.bincount(ring, each, minlength=tth.size)
-                            / np.maximum(total, 1e-30))
+        realised = np.where(
+            smooth, 1.0, np.bincount(ring, each, minlength=tth.size) / np.maximum(total, 1e-30)
+        )
         n_bin = np.maximum(self.density[fidx] * self.pixel_deg / 2, 1.0)
         snr = peak * realised * np.sqrt(n_bin / np.maximum(iso[fidx], 1.0))
-        meta = {"lattice_scale": round(float(scale), 5), "aniso": round(float(aniso), 5), "ratio": round(ratio, 4),
-                "visible": int((snr >= cfg.visible_snr).sum()),
-                "spots_per_ring": round(float(expected.max(initial=0.0)), 1)}
+        meta = {
+            "lattice_scale": round(float(scale), 5),
+            "aniso": round(float(aniso), 5),
+            "ratio": round(ratio, 4),
+            "visible": int((snr >= cfg.visible_snr).sum()),
+            "spots_per_ring": round(float(expected.max(initial=0.0)), 1),
+        }
         return rings, pos, amp_spots, sig, meta
 
-    def _pixels_at(self, tth: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _pixels_at(
+        self, tth: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """A random pixel on each ring ``tth`` (uniform in azimuth over the detector's arc)."""
         h = self.pixel_deg / 2
         lo = np.searchsorted(self.tth_sorted, tth - h)
@@ -490,8 +564,9 @@ def _rotation(rng: np.random.Generator, tilt_deg: float) -> np.ndarray:
     return tilt @ rz
 
 
-def _splat(shape: tuple[int, int], pos: np.ndarray, amp: np.ndarray, sigma: np.ndarray, radius: int
-           ) -> np.ndarray:
+def _splat(
+    shape: tuple[int, int], pos: np.ndarray, amp: np.ndarray, sigma: np.ndarray, radius: int
+) -> np.ndarray:
     """Flat image of 2D Gaussian spots at (row, col) ``pos`` holding ``amp`` counts each."""
     off = np.arange(-radius, radius + 1)
     dr, dc = np.meshgrid(off, off, indexing="ij")
@@ -553,11 +628,21 @@ def simulate_frames(
         integ.save(s.frame, out / "masked" / f"{name}.dat", mask=s.spot_mask, source=name)
         labels.append((name, s.labels))
         scales = {p: v["lattice_scale"] for p, v in s.info.items() if isinstance(v, dict)}
-        truth.append([f"frames/{name}.edf", " ".join(s.info["phases"]),
-                      " ".join(f"{p}={v}" for p, v in scales.items()), int(s.spot_mask.sum())])
+        truth.append(
+            [
+                f"frames/{name}.edf",
+                " ".join(s.info["phases"]),
+                " ".join(f"{p}={v}" for p, v in scales.items()),
+                int(s.spot_mask.sum()),
+            ]
+        )
         if progress:
             progress(i + 1)
-    for folder, prefix, ext in (("", "frames/", ".edf"), ("unmasked", "", ".dat"), ("masked", "", ".dat")):
+    for folder, prefix, ext in (
+        ("", "frames/", ".edf"),
+        ("unmasked", "", ".dat"),
+        ("masked", "", ".dat"),
+    ):
         rows = [[f"{prefix}{name}{ext}", *map(int, lab)] for name, lab in labels]
         _write_csv(out / folder / "labels.csv", ["file", *names], rows)
     _write_csv(out / "truth.csv", ["file", "phases", "lattice_scales", "spot_pixels"], truth)
@@ -578,7 +663,7 @@ def plot_frames(out_dir: str | Path, k: int = 4) -> Path:
     out = Path(out_dir)
     with open(out / "labels.csv", newline="") as f:
         rows = list(csv.reader(f))
-    header, rows = rows[0], rows[1:k + 1]
+    header, rows = rows[0], rows[1 : k + 1]
     fig, axes = plt.subplots(2, len(rows), figsize=(4.2 * len(rows), 8), squeeze=False)
     for j, row in enumerate(rows):
         name = Path(row[0]).stem
@@ -614,8 +699,11 @@ def _poni_text(ai: Any) -> str:
 
     buf = io.StringIO()
     PoniFile(ai).write(buf)
-    return "".join(line for line in buf.getvalue().splitlines(keepends=True)
-                   if not line.startswith("# Calibration done"))
+    return "".join(
+        line
+        for line in buf.getvalue().splitlines(keepends=True)
+        if not line.startswith("# Calibration done")
+    )
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:

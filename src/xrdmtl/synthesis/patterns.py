@@ -36,8 +36,20 @@ SCHERRER_K = 0.9
 PEAK_WINDOW = 32  # points per peak window, at the peak's resolution level
 N_LEVELS = 6  # resolution levels: FWHM up to 6·2^5 = 192 grid points
 BG_LEVEL = 4  # backgrounds are evaluated on every 2^4-th grid point (0.033 Å⁻¹ on the default grid)
-NOISE_BOXES = (1, 3, 5, 9, 15)  # noise banks smoothed twice by boxes this wide: σ = 0, 1.2, 2, 3.7, 6
-NOISE_BOX_P = (0.1, 0.2, 0.25, 0.25, 0.2)  # hdac noise is correlated over 2–10 points (masked: wider)
+NOISE_BOXES = (
+    1,
+    3,
+    5,
+    9,
+    15,
+)  # noise banks smoothed twice by boxes this wide: σ = 0, 1.2, 2, 3.7, 6
+NOISE_BOX_P = (
+    0.1,
+    0.2,
+    0.25,
+    0.25,
+    0.2,
+)  # hdac noise is correlated over 2–10 points (masked: wider)
 SYNTH_VERSION = 1  # raised whenever the generator changes beyond its SynthConfig (cached experiment runs key on it)
 
 
@@ -50,11 +62,24 @@ class SynthConfig:
     p_unmasked: float = 0.5  # raw integration (background, anvil spots) vs expert-processed look
     # --- beam and coverage
     p_lab: float = 0.2  # lab Kα patterns (RRUFF-like); the rest synchrotron µ-XRD
-    synchrotron_wavelength: tuple[float, float] = (0.3, 0.8)  # Å, 15–41 keV µ-XRD beamlines (hdac 0.561)
+    synchrotron_wavelength: tuple[float, float] = (
+        0.3,
+        0.8,
+    )  # Å, 15–41 keV µ-XRD beamlines (hdac 0.561)
     lab_wavelengths: tuple[float, ...] = (1.5406, 1.7890, 0.7107)  # Cu, Co, Mo Kα1 (Å)
-    synchrotron_tth: tuple[float, float, float, float] = (0.5, 4.5, 22.0, 45.0)  # 2θ min lo/hi, max lo/hi
+    synchrotron_tth: tuple[float, float, float, float] = (
+        0.5,
+        4.5,
+        22.0,
+        45.0,
+    )  # 2θ min lo/hi, max lo/hi
     # (hdac: unmasked 0.01–38.7°, masked 4.5–24.9°; area detectors at 20–40 keV reach 25–45°)
-    lab_tth: tuple[float, float, float, float] = (3.0, 20.0, 50.0, 120.0)  # Co Kα 3–50° covers Q ≲ 3.0
+    lab_tth: tuple[float, float, float, float] = (
+        3.0,
+        20.0,
+        50.0,
+        120.0,
+    )  # Co Kα 3–50° covers Q ≲ 3.0
     p_gaps: float = 0.25  # detector module gaps (Pilatus/Eiger: 1–3 gaps crossing the rings)
     gap_width_q: tuple[float, float] = (0.005, 0.05)  # Å⁻¹ (0.03–0.3° 2θ at 0.561 Å)
     # --- peak shape (pseudo-Voigt; widths added in quadrature)
@@ -64,31 +89,54 @@ class SynthConfig:
     crystallite_size: tuple[float, float] = (60.0, 5000.0)  # Å, log-uniform; Scherrer ΔQ = 2πK/L
     microstrain: tuple[float, float] = (0.0, 0.006)  # ΔQ = εQ; cold-worked metals reach 0.5%
     # (a phase's own ranges, e.g. the rhenium gasket's, are its PhasePriors in the phase library)
-    eta: tuple[float, float] = (0.0, 0.8)  # Lorentzian fraction; hdac fits 0–0.35 carbonates, 0.4–0.8 Re
+    eta: tuple[float, float] = (
+        0.0,
+        0.8,
+    )  # Lorentzian fraction; hdac fits 0–0.35 carbonates, 0.4–0.8 Re
     # --- positions (each phase's lattice-scale range: PhasePriors.lattice_range, widened to cover
     # lattice_coverage; an explicit per-phase override in lattice_ranges is taken as is)
-    lattice_coverage: tuple[float, float] | None = (0.985, 1.02)  # issue 17: a hydrothermal cell runs
+    lattice_coverage: tuple[float, float] | None = (
+        0.985,
+        1.02,
+    )  # issue 17: a hydrothermal cell runs
     # from room temperature past 500 °C and to a few GPa (calcite's c axis alone grows ~2 % by 500 °C,
     # rhenium compresses under load): every phase's isotropic scale range covers at least this.
     # `xrdmtl train --lattice-range LO HI` sets it; None keeps each phase's own range
-    lattice_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # per-phase override
+    lattice_ranges: dict[str, tuple[float, float]] = field(
+        default_factory=dict
+    )  # per-phase override
     # by exact phase name, e.g. {"calcite": (0.99, 1.01)}: neither the prior nor the coverage applies
-    anisotropic_strain: float = 0.006  # sd of the c-axis vs a-axis strain difference (calcite: c grows
+    anisotropic_strain: float = (
+        0.006  # sd of the c-axis vs a-axis strain difference (calcite: c grows
+    )
     # ~2 % while a shrinks ~0.2 % by 500 °C)
-    zero_offset_deg: float = 0.02  # sd of the 2θ zero error (calibration of sample-detector distance)
+    zero_offset_deg: float = (
+        0.02  # sd of the 2θ zero error (calibration of sample-detector distance)
+    )
     # --- intensities
     p_texture: float = 0.5  # March–Dollase preferred orientation along c*
     march_r: tuple[float, float] = (0.5, 2.0)  # log-uniform; r < 1 plates, r > 1 needles
-    crystals: tuple[float, float] = (3.0, 20000.0)  # log-uniform effective crystals per phase in the
+    crystals: tuple[float, float] = (
+        3.0,
+        20000.0,
+    )  # log-uniform effective crystals per phase in the
     # beam, a handful to fine powder, for every phase (issue 17). Fewer than 30 once made a lone stray
     # peak "evidence"; now a present target always shows its own reflections: its min_shown-th
     # strongest reflection is raised to shown_snr σ (the strongest by at most max_shown_boost), and
     # where that is not enough it is labeled absent (one reflection is no phase)
-    min_shown: int = 3  # (the independent beamline's labels: every present phase shows ≥ 5 reflections
+    min_shown: int = (
+        3  # (the independent beamline's labels: every present phase shows ≥ 5 reflections
+    )
     shown_snr: float = 6.0  # at Poisson SNR ≥ 5)
     max_shown_boost: float = 10.0
-    absorption_mu_t: tuple[float, float] = (0.0, 1.5)  # fluid + anvil μt at 2θ = 0 (22 keV, 2 mm water ≈ 0.3)
-    snr: tuple[float, float] = (20.0, 400.0)  # log-uniform strongest-peak height / noise σ, per phase
+    absorption_mu_t: tuple[float, float] = (
+        0.0,
+        1.5,
+    )  # fluid + anvil μt at 2θ = 0 (22 keV, 2 mm water ≈ 0.3)
+    snr: tuple[float, float] = (
+        20.0,
+        400.0,
+    )  # log-uniform strongest-peak height / noise σ, per phase
     # (masked look; hdac masked: weak Re ~5× the correlated noise, carbonates up to ~1000×)
     peak_to_background: tuple[float, float] = (0.02, 10.0)  # log-uniform, unmasked look: hdac
     # carbonates 0.07–1.2 over the fluid, rhenium 0.02 (xy_r_102) to 12, spots 0.04; never below
@@ -104,14 +152,24 @@ class SynthConfig:
     # the model to call phases on wiggles; 8 → 20 raised hdac unmasked exact match from 48% to 66%)
     # --- confusers
     p_distractor_phase: tuple[float, ...] = (0.45, 0.3, 0.17, 0.08)  # P(0, 1, 2, 3 library phases)
-    random_phases: int = 160  # pool of random-cell phases (random lattice + random sticks), built once
-    p_random_phase: tuple[float, ...] = (0.65, 0.27, 0.08)  # P(0, 1, 2 random-cell phases) per pattern
-    p_random_decoy: float = 0.3  # share of the pool whose strongest line sits on a target's strong one
+    random_phases: int = (
+        160  # pool of random-cell phases (random lattice + random sticks), built once
+    )
+    p_random_phase: tuple[float, ...] = (
+        0.65,
+        0.27,
+        0.08,
+    )  # P(0, 1, 2 random-cell phases) per pattern
+    p_random_decoy: float = (
+        0.3  # share of the pool whose strongest line sits on a target's strong one
+    )
     p_amorphous: float = 0.3  # amorphous humps (glass, gel, a second fluid) in either look
     amorphous_fwhm_q: tuple[float, float] = (0.15, 0.35)  # log-uniform Å⁻¹
     amorphous_pbr: tuple[float, float] = (0.02, 0.5)  # unmasked look, hump / background
     amorphous_snr: tuple[float, float] = (5.0, 100.0)  # masked look
-    p_random_peaks: float = 0.5  # unindexed extra peaks (unknown phases); most hdac patterns have none
+    p_random_peaks: float = (
+        0.5  # unindexed extra peaks (unknown phases); most hdac patterns have none
+    )
     random_peaks: tuple[int, int] = (1, 10)  # their uniform count when there are some
     random_peak_fwhm_q: tuple[float, float] = (0.008, 0.12)  # log-uniform Å⁻¹ (hdac masked 'none':
     # a 0.09 Å⁻¹ bump at Q 4.33 and weaker ones)
@@ -128,12 +186,21 @@ class SynthConfig:
     # hdac n_71's spot sits on Re (103), n_46's on calcite (116); one peak is no phase
     # --- background and noise
     counts: tuple[float, float] = (30.0, 3e7)  # log-uniform background counts-equivalent per point
-    counts_unmasked: tuple[float, float] = (1e4, 1e8)  # raw look: hdac unmasked noise 0.013–1.1% (10–90th
+    counts_unmasked: tuple[float, float] = (
+        1e4,
+        1e8,
+    )  # raw look: hdac unmasked noise 0.013–1.1% (10–90th
     # percentile, median 0.03%) of the background ↔ 1e4–1e7 counts
     noise_boost_unmasked: tuple[float, float] = (1.0, 1.5)  # noise above Poisson
-    noise_boost_masked: tuple[float, float] = (1.0, 10.0)  # masking and subtraction add noise (hdac:
+    noise_boost_masked: tuple[float, float] = (
+        1.0,
+        10.0,
+    )  # masking and subtraction add noise (hdac:
     # masked correlated wiggles ~5 where the raw integration had 0.7)
-    residual_bumps: tuple[int, int] = (0, 5)  # broad leftovers of the expert's background subtraction
+    residual_bumps: tuple[int, int] = (
+        0,
+        5,
+    )  # broad leftovers of the expert's background subtraction
     residual_snr: tuple[float, float] = (1.0, 30.0)  # hdac masked 'none': a bump ≈ 20× the noise
     residual_fwhm_q: tuple[float, float] = (0.04, 0.4)  # log-uniform Å⁻¹
     p_residual_positive: float = 0.8  # a leftover bump (rather than a dip)
@@ -145,7 +212,10 @@ class SynthConfig:
     aperture_softness_deg: tuple[float, float] = (2.0, 10.0)
     fluid_q: tuple[float, float] = (1.7, 2.8)  # Å⁻¹, the first water hump
     fluid_separation_q: tuple[float, float] = (0.7, 1.4)  # Å⁻¹, from the first hump to the second
-    fluid_width_q: tuple[tuple[float, float], tuple[float, float]] = ((0.2, 0.8), (0.3, 1.0))  # each hump's σ
+    fluid_width_q: tuple[tuple[float, float], tuple[float, float]] = (
+        (0.2, 0.8),
+        (0.3, 1.0),
+    )  # each hump's σ
     fluid_second_amp: tuple[float, float] = (0.0, 0.8)  # the second hump, relative to the first
     fluid_amp: tuple[float, float] = (0.1, 1.0)  # the fluid, relative to the cell background
     cell_const: tuple[float, float] = (0.0, 3.0)  # flat part
@@ -174,13 +244,20 @@ class SynthBatch:
 # ------------------------------------------------------------------------------------- distortions
 
 
-def log_uniform(rng: np.random.Generator, lo: float, hi: float, size: int | tuple[int, ...]) -> np.ndarray:
+def log_uniform(
+    rng: np.random.Generator, lo: float, hi: float, size: int | tuple[int, ...]
+) -> np.ndarray:
     """Log-uniform draws in [lo, hi]."""
     return np.exp(rng.uniform(np.log(lo), np.log(hi), size))
 
 
-def peak_fwhm_q(q: np.ndarray, wavelength: np.ndarray, instrument_deg: np.ndarray,
-                size: np.ndarray, strain: np.ndarray) -> np.ndarray:
+def peak_fwhm_q(
+    q: np.ndarray,
+    wavelength: np.ndarray,
+    instrument_deg: np.ndarray,
+    size: np.ndarray,
+    strain: np.ndarray,
+) -> np.ndarray:
     """FWHM in Q (Å⁻¹): instrument width in 2θ at this wavelength (dQ = 2π/λ·cosθ·d2θ), Scherrer size
     broadening ΔQ = 2πK/L and microstrain ΔQ = εQ, added in quadrature."""
     cos_t = np.sqrt(np.clip(1 - (q * wavelength / (4 * np.pi)) ** 2, 1e-6, 1))
@@ -188,7 +265,9 @@ def peak_fwhm_q(q: np.ndarray, wavelength: np.ndarray, instrument_deg: np.ndarra
     return np.sqrt(inst**2 + (2 * np.pi * SCHERRER_K / size) ** 2 + (strain * q) ** 2)
 
 
-def strained_q(q0: np.ndarray, scale: np.ndarray, aniso: np.ndarray, c_frac: np.ndarray) -> np.ndarray:
+def strained_q(
+    q0: np.ndarray, scale: np.ndarray, aniso: np.ndarray, c_frac: np.ndarray
+) -> np.ndarray:
     """Peak Q after an isotropic lattice scale and an axial strain difference ``aniso`` (c vs a):
     Q = Q0 / scale · (1 − aniso · (cos²φ − 1/3)), φ the angle between the reflection and c*."""
     return q0 / scale * (1 - aniso * (c_frac - 1 / 3))
@@ -204,8 +283,9 @@ def march_dollase(c_frac: np.ndarray, r: np.ndarray) -> np.ndarray:
     return (r**2 * c_frac + (1 - c_frac) / r) ** -1.5
 
 
-def few_crystal_factors(multiplicity: np.ndarray, crystals: np.ndarray,
-                        rng: np.random.Generator) -> np.ndarray:
+def few_crystal_factors(
+    multiplicity: np.ndarray, crystals: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Random intensity factors (mean 1) when only ``crystals`` grains diffract: each reflection sees
     about crystals·multiplicity/24 grains in diffraction condition, a gamma-distributed sum that
     vanishes for some reflections when that number is below one."""
@@ -234,24 +314,31 @@ def poisson_noise(mean: np.ndarray, z: np.ndarray, boost: np.ndarray) -> None:
     mean -= 0.375 + 0.25 * boost**2
 
 
-def fluid_background(q: np.ndarray, centers: np.ndarray, widths: np.ndarray,
-                     amps: np.ndarray) -> np.ndarray:
+def fluid_background(
+    q: np.ndarray, centers: np.ndarray, widths: np.ndarray, amps: np.ndarray
+) -> np.ndarray:
     """Liquid-water (and dense fluid) scattering: Gaussian humps; water's first two maxima sit near
     Q ≈ 2.0–2.5 and 2.9–3.4 Å⁻¹ (Skinner et al. 2013), shifting with pressure and temperature."""
-    return (amps[..., None] * np.exp(-0.5 * ((q - centers[..., None]) / widths[..., None]) ** 2)).sum(-2)
+    return (
+        amps[..., None] * np.exp(-0.5 * ((q - centers[..., None]) / widths[..., None]) ** 2)
+    ).sum(-2)
 
 
-def cell_background(q: np.ndarray, p: dict[str, np.ndarray], q_range: tuple[float, float]) -> np.ndarray:
+def cell_background(
+    q: np.ndarray, p: dict[str, np.ndarray], q_range: tuple[float, float]
+) -> np.ndarray:
     """Smooth scattering of the cell and air: constant, Compton-like rise A(1−exp(−(Q/q_c)²)),
     low-Q (beam stop, small-angle) decay A·exp(−(Q−Q0)/τ) from the range's start Q0 (flat below it,
     where the coarse background grid pads the range), and a random
     cubic (Chebyshev over ``q_range``)."""
     t = (q - q_range[0]) / (q_range[1] - q_range[0]) * 2 - 1
     poly = p["poly"] @ np.stack([np.ones_like(t), t, 2 * t**2 - 1, 4 * t**3 - 3 * t])
-    return (p["const"][:, None]
-            + p["compton"][:, None] * (1 - np.exp(-((q / p["compton_q"][:, None]) ** 2)))
-            + p["lowq"][:, None] * np.exp(-np.maximum(q - q_range[0], 0.0) / p["lowq_tau"][:, None])
-            + poly)
+    return (
+        p["const"][:, None]
+        + p["compton"][:, None] * (1 - np.exp(-((q / p["compton_q"][:, None]) ** 2)))
+        + p["lowq"][:, None] * np.exp(-np.maximum(q - q_range[0], 0.0) / p["lowq_tau"][:, None])
+        + poly
+    )
 
 
 def aperture(tth_deg: np.ndarray, cutoff_deg: np.ndarray, softness_deg: np.ndarray) -> np.ndarray:
@@ -259,8 +346,16 @@ def aperture(tth_deg: np.ndarray, cutoff_deg: np.ndarray, softness_deg: np.ndarr
     return 1 / (1 + np.exp((tth_deg - cutoff_deg) / softness_deg))
 
 
-def render_peaks(m: int, g: int, row: np.ndarray, center: np.ndarray, fwhm: np.ndarray,
-                 eta: np.ndarray, height: np.ndarray, smooth: np.ndarray | None = None) -> np.ndarray:
+def render_peaks(
+    m: int,
+    g: int,
+    row: np.ndarray,
+    center: np.ndarray,
+    fwhm: np.ndarray,
+    eta: np.ndarray,
+    height: np.ndarray,
+    smooth: np.ndarray | None = None,
+) -> np.ndarray:
     """(m, g) pseudo-Voigt peaks in rows ``row``; ``center`` and ``fwhm`` in grid points.
 
     Multi-resolution: a peak of FWHM f is evaluated on level ℓ (every 2^ℓ-th grid point) where f/2^ℓ
@@ -297,17 +392,17 @@ def render_peaks(m: int, g: int, row: np.ndarray, center: np.ndarray, fwhm: np.n
             idx = (row[sel] * n_l + start)[:, None] + np.arange(k)
             np.add.at(buf.reshape(-1), idx.reshape(-1), val.reshape(-1))
         acc = buf
-    return buf[:, pad:pad + g]  # the finest level's sum (N_LEVELS ≥ 1)
+    return buf[:, pad : pad + g]  # the finest level's sum (N_LEVELS ≥ 1)
 
 
 def _upsample2(coarse: np.ndarray, n_fine: int, pad: int) -> np.ndarray:
     """Linear interpolation to twice the resolution; fine index a ↔ coarse index pad/2 + a/2."""
     fine = np.empty((coarse.shape[0], n_fine), np.float32)
     n_even, n_odd = (n_fine + 1) // 2, n_fine // 2
-    c = coarse[:, pad // 2:]
+    c = coarse[:, pad // 2 :]
     fine[:, 0::2] = c[:, :n_even]
     odd = fine[:, 1::2]
-    np.add(c[:, :n_odd], c[:, 1:n_odd + 1], out=odd)
+    np.add(c[:, :n_odd], c[:, 1 : n_odd + 1], out=odd)
     odd *= 0.5
     return fine
 
@@ -323,7 +418,7 @@ def expand(coarse: np.ndarray, level: int, g: int) -> np.ndarray:
     """Values at resolution ``level`` (as :func:`level_q`) linearly interpolated onto ``g`` grid points."""
     for lv in range(level - 1, -1, -1):
         coarse = _upsample2(coarse, -(-g // 2**lv) + 2 * PEAK_WINDOW + 2, PEAK_WINDOW)
-    return coarse[:, PEAK_WINDOW:PEAK_WINDOW + g]
+    return coarse[:, PEAK_WINDOW : PEAK_WINDOW + g]
 
 
 def noise_banks(rng: np.random.Generator, length: int) -> np.ndarray:
@@ -366,15 +461,22 @@ def _c_fraction(hkl: np.ndarray, cell: tuple[float, ...]) -> np.ndarray:
     al, be, ga = np.deg2rad([al, be, ga])
     cx = c * np.cos(be)
     cy = c * (np.cos(al) - np.cos(be) * np.cos(ga)) / np.sin(ga)
-    direct = np.array([[a, 0, 0], [b * np.cos(ga), b * np.sin(ga), 0],
-                       [cx, cy, np.sqrt(max(c**2 - cx**2 - cy**2, 1e-12))]])
+    direct = np.array(
+        [
+            [a, 0, 0],
+            [b * np.cos(ga), b * np.sin(ga), 0],
+            [cx, cy, np.sqrt(max(c**2 - cx**2 - cy**2, 1e-12))],
+        ]
+    )
     recip = np.linalg.inv(direct).T
     g = hkl @ recip
     cstar = recip[2] / np.linalg.norm(recip[2])
     return (g @ cstar) ** 2 / np.maximum((g**2).sum(1), 1e-12)
 
 
-def _build_table(phases: Sequence[Phase], q_lo: float, q_hi: float, max_per_phase: int = 40) -> _Table:
+def _build_table(
+    phases: Sequence[Phase], q_lo: float, q_hi: float, max_per_phase: int = 40
+) -> _Table:
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("phase", "q0", "i", "m", "c", "lp")}
     for p, phase in enumerate(phases):
         bare = phase.reflections(None)
@@ -396,11 +498,14 @@ def _build_table(phases: Sequence[Phase], q_lo: float, q_hi: float, max_per_phas
         cols["c"].append(_c_fraction(hkl, phase.cell) if idx.size else np.zeros(0))
         cols["lp"].append(np.full(idx.size, needs_lp))
     cat = {k: np.concatenate(v) for k, v in cols.items()}
-    return _Table(cat["phase"].astype(int), cat["q0"], cat["i"], cat["m"], cat["c"], cat["lp"].astype(bool))
+    return _Table(
+        cat["phase"].astype(int), cat["q0"], cat["i"], cat["m"], cat["c"], cat["lp"].astype(bool)
+    )
 
 
-def random_cell_reflections(rng: np.random.Generator, q_max: float = 8.0, q_min: float = 0.3,
-                            max_refl: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def random_cell_reflections(
+    rng: np.random.Generator, q_max: float = 8.0, q_min: float = 0.3, max_refl: int = 40
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A random-cell phase: (Q, intensity, multiplicity, cos² to c*) of the strongest ``max_refl``
     reflections of a random lattice (cubic to monoclinic, 2.5–14 Å), each hkl family kept with
     probability 0.6 (random extinctions) at a random, multiplicity-weighted intensity. Stands for
@@ -422,8 +527,13 @@ def random_cell_reflections(rng: np.random.Generator, q_max: float = 8.0, q_min:
     alr, ber, gar = np.deg2rad([al, be, ga])
     cx = c * np.cos(ber)
     cy = c * (np.cos(alr) - np.cos(ber) * np.cos(gar)) / np.sin(gar)
-    direct = np.array([[a, 0, 0], [b * np.cos(gar), b * np.sin(gar), 0],
-                       [cx, cy, np.sqrt(max(c**2 - cx**2 - cy**2, 1e-12))]])
+    direct = np.array(
+        [
+            [a, 0, 0],
+            [b * np.cos(gar), b * np.sin(gar), 0],
+            [cx, cy, np.sqrt(max(c**2 - cx**2 - cy**2, 1e-12))],
+        ]
+    )
     g = hkl @ np.linalg.inv(direct).T
     q = 2 * np.pi * np.linalg.norm(g, axis=1)
     keep = (q > q_min) & (q < q_max)
@@ -436,18 +546,32 @@ def random_cell_reflections(rng: np.random.Generator, q_max: float = 8.0, q_min:
     inten = mult * rng.exponential(1.0, q.size) * np.exp(-0.5 * (q / (2 * np.pi)) ** 2)
     order = np.sort(np.argsort(inten)[::-1][:max_refl])
     q, hkl, mult, inten = q[order], hkl[order], mult[order], inten[order]
-    return q, inten / max(inten.max(initial=0.0), 1e-30) * 100, mult.astype(float), _c_fraction(hkl, cell)
+    return (
+        q,
+        inten / max(inten.max(initial=0.0), 1e-30) * 100,
+        mult.astype(float),
+        _c_fraction(hkl, cell),
+    )
 
 
-def _random_table(n: int, first: int, q_lo: float, q_hi: float, decoy_q: np.ndarray, p_decoy: float,
-                  seed: int = 17) -> _Table:
+def _random_table(
+    n: int,
+    first: int,
+    q_lo: float,
+    q_hi: float,
+    decoy_q: np.ndarray,
+    p_decoy: float,
+    seed: int = 17,
+) -> _Table:
     """A pool of ``n`` random-cell phases (phase indices from ``first``); a share ``p_decoy`` of them
     is scaled so that its strongest line falls on one of ``decoy_q`` (a target's strong reflections:
     one coinciding line is no phase)."""
     rng = np.random.default_rng(seed)
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("phase", "q0", "i", "m", "c")}
     for k in range(n):
-        q, inten, mult, cf = random_cell_reflections(rng, q_max=q_hi * 1.2, q_min=max(q_lo * 0.8, 0.2))
+        q, inten, mult, cf = random_cell_reflections(
+            rng, q_max=q_hi * 1.2, q_min=max(q_lo * 0.8, 0.2)
+        )
         if q.size == 0:
             continue
         if decoy_q.size and rng.random() < p_decoy:
@@ -456,8 +580,14 @@ def _random_table(n: int, first: int, q_lo: float, q_hi: float, decoy_q: np.ndar
         for name, v in zip("qimc", (q, inten, mult, cf), strict=True):
             cols["q0" if name == "q" else name].append(v)
     cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()}
-    return _Table(cat["phase"].astype(int), cat["q0"], cat["i"], cat["m"], cat["c"],
-                  np.zeros(cat["q0"].size, bool))
+    return _Table(
+        cat["phase"].astype(int),
+        cat["q0"],
+        cat["i"],
+        cat["m"],
+        cat["c"],
+        np.zeros(cat["q0"].size, bool),
+    )
 
 
 def default_distractors(targets: Sequence[Phase]) -> list[Phase]:
@@ -474,11 +604,19 @@ class Synthesizer:
     patterns (each with its own child generator, so results do not depend on ``workers``) run on
     ``workers`` threads (numpy releases the GIL in its array loops)."""
 
-    def __init__(self, targets: Sequence[Phase], grid: QGrid = DEFAULT_GRID,
-                 distractors: Sequence[Phase] | None = None, config: SynthConfig | None = None,
-                 chunk: int = 256, workers: int = 2) -> None:
+    def __init__(
+        self,
+        targets: Sequence[Phase],
+        grid: QGrid = DEFAULT_GRID,
+        distractors: Sequence[Phase] | None = None,
+        config: SynthConfig | None = None,
+        chunk: int = 256,
+        workers: int = 2,
+    ) -> None:
         self.targets = list(targets)
-        self.distractors = default_distractors(self.targets) if distractors is None else list(distractors)
+        self.distractors = (
+            default_distractors(self.targets) if distractors is None else list(distractors)
+        )
         self.grid = grid
         self.config = config or SynthConfig()
         self.chunk = chunk
@@ -490,7 +628,9 @@ class Synthesizer:
         ranges = [self._lattice_range(p) for p in phases] + [(0.99, 1.01)] * n_rand
         self.lattice_ranges = np.array(ranges, dtype=float)
 
-        def per_phase(values: list[tuple[float, float] | None], default: tuple[float, float]) -> np.ndarray:
+        def per_phase(
+            values: list[tuple[float, float] | None], default: tuple[float, float]
+        ) -> np.ndarray:
             return np.array([v or default for v in values] + [default] * n_rand, dtype=float)
 
         self._size = per_phase([p.priors.crystallite_size for p in phases], cfg.crystallite_size)
@@ -503,13 +643,20 @@ class Synthesizer:
         tab = _build_table(phases, lo, hi)
         strongest = np.zeros(len(phases))
         np.maximum.at(strongest, tab.phase, tab.intensity)
-        self._decoys = np.flatnonzero((tab.phase < len(self.targets))
-                                      & (tab.intensity >= 0.2 * strongest[tab.phase]))
+        self._decoys = np.flatnonzero(
+            (tab.phase < len(self.targets)) & (tab.intensity >= 0.2 * strongest[tab.phase])
+        )
         if n_rand:
             inside = (tab.q0[self._decoys] > grid.q_min) & (tab.q0[self._decoys] < grid.q_max)
-            extra = _random_table(n_rand, len(phases), lo, hi, tab.q0[self._decoys[inside]], cfg.p_random_decoy)
-            tab = _Table(*(np.concatenate([getattr(tab, f), getattr(extra, f)])
-                           for f in ("phase", "q0", "intensity", "multiplicity", "c_frac", "lp")))
+            extra = _random_table(
+                n_rand, len(phases), lo, hi, tab.q0[self._decoys[inside]], cfg.p_random_decoy
+            )
+            tab = _Table(
+                *(
+                    np.concatenate([getattr(tab, f), getattr(extra, f)])
+                    for f in ("phase", "q0", "intensity", "multiplicity", "c_frac", "lp")
+                )
+            )
         self.table = tab
         self._refl_count = np.bincount(tab.phase, minlength=len(self.lattice_ranges))
         self._refl_start = np.r_[0, np.cumsum(self._refl_count)[:-1]]
@@ -527,9 +674,16 @@ class Synthesizer:
             lo, hi = min(lo, cfg.lattice_coverage[0]), max(hi, cfg.lattice_coverage[1])
         return (float(lo), float(hi))
 
-    def _strength(self, unmasked: np.ndarray, counts: np.ndarray, sigma: np.ndarray,
-                  snr: tuple[float, float], pbr: tuple[Any, Any], shape: tuple[int, int],
-                  rng: np.random.Generator) -> np.ndarray:
+    def _strength(
+        self,
+        unmasked: np.ndarray,
+        counts: np.ndarray,
+        sigma: np.ndarray,
+        snr: tuple[float, float],
+        pbr: tuple[Any, Any],
+        shape: tuple[int, int],
+        rng: np.random.Generator,
+    ) -> np.ndarray:
         """Peak heights in counts: SNR × σ for the masked look, peak-to-background × counts for the
         unmasked one (``pbr`` bounds may be per column arrays), never below ``min_snr`` σ."""
         u = rng.random(shape)
@@ -543,8 +697,12 @@ class Synthesizer:
         """``n`` patterns drawn with ``rng`` (deterministic for a given seed, n and chunk size)."""
         t, g = len(self.targets), self.grid.n
         batch = SynthBatch(
-            np.empty((n, g), np.float32), np.empty((n, g), bool), np.empty((n, t), np.uint8),
-            np.empty(n, np.float32), np.empty(n, bool), np.empty((n, t), np.float32),
+            np.empty((n, g), np.float32),
+            np.empty((n, g), bool),
+            np.empty((n, t), np.uint8),
+            np.empty(n, np.float32),
+            np.empty(n, bool),
+            np.empty((n, t), np.float32),
         )
         banks = noise_banks(rng, int(np.clip(n * g // 16, 1 << 16, 1 << 19)) + g)
         starts = range(0, n, self.chunk)
@@ -562,7 +720,9 @@ class Synthesizer:
                 run(i)
         return batch
 
-    def _chunk(self, batch: SynthBatch, sl: slice, banks: np.ndarray, rng: np.random.Generator) -> None:
+    def _chunk(
+        self, batch: SynthBatch, sl: slice, banks: np.ndarray, rng: np.random.Generator
+    ) -> None:
         cfg, grid, tab = self.config, self.grid, self.table
         m = sl.stop - sl.start
         n_t, n_p = len(self.targets), len(self.lattice_ranges)
@@ -570,25 +730,38 @@ class Synthesizer:
         # --- per pattern: mode, beam, coverage, counts
         unmasked = rng.random(m) < cfg.p_unmasked
         lab = rng.random(m) < cfg.p_lab
-        wl = np.where(lab, rng.choice(cfg.lab_wavelengths, m),
-                      log_uniform(rng, *cfg.synchrotron_wavelength, m))
+        wl = np.where(
+            lab,
+            rng.choice(cfg.lab_wavelengths, m),
+            log_uniform(rng, *cfg.synchrotron_wavelength, m),
+        )
         tr = np.where(lab[:, None], np.array(cfg.lab_tth), np.array(cfg.synchrotron_tth))
         q_lo = tth_to_q(rng.uniform(tr[:, 0], tr[:, 1]), wl)
         q_hi = tth_to_q(np.minimum(rng.uniform(tr[:, 2], tr[:, 3]), 179.0), wl)
         inst = log_uniform(rng, *cfg.instrument_fwhm_deg, m)
         zero = rng.normal(0, cfg.zero_offset_deg, m)
         mu_t = rng.uniform(*cfg.absorption_mu_t, m)
-        counts = np.where(unmasked, log_uniform(rng, *cfg.counts_unmasked, m), log_uniform(rng, *cfg.counts, m))
-        boost = np.where(unmasked, rng.uniform(*cfg.noise_boost_unmasked, m),
-                         log_uniform(rng, *cfg.noise_boost_masked, m))
-        cut, soft = rng.uniform(*cfg.aperture_cutoff_deg, m), rng.uniform(*cfg.aperture_softness_deg, m)
+        counts = np.where(
+            unmasked, log_uniform(rng, *cfg.counts_unmasked, m), log_uniform(rng, *cfg.counts, m)
+        )
+        boost = np.where(
+            unmasked,
+            rng.uniform(*cfg.noise_boost_unmasked, m),
+            log_uniform(rng, *cfg.noise_boost_masked, m),
+        )
+        cut, soft = (
+            rng.uniform(*cfg.aperture_cutoff_deg, m),
+            rng.uniform(*cfg.aperture_softness_deg, m),
+        )
         sigma = boost * np.sqrt(counts)  # noise σ at the background maximum
 
         # --- per phase: presence, lattice, broadening, texture, crystals, strength
         present = np.zeros((m, n_p), bool)
         present[:, :n_t] = rng.random((m, n_t)) < cfg.p_present
-        for a, b, probs in ((n_t, self._n_library, cfg.p_distractor_phase),
-                            (self._n_library, n_p, cfg.p_random_phase)):
+        for a, b, probs in (
+            (n_t, self._n_library, cfg.p_distractor_phase),
+            (self._n_library, n_p, cfg.p_random_phase),
+        ):
             if b > a:  # k of these phases, k drawn from probs
                 k = rng.choice(len(probs), m, p=np.asarray(probs) / np.sum(probs))
                 rank = np.argsort(rng.random((m, b - a)), axis=1).argsort(axis=1)
@@ -600,12 +773,20 @@ class Synthesizer:
         eta = rng.uniform(*cfg.eta, (m, n_p))
         textured = rng.random((m, n_p)) < cfg.p_texture
         march = np.where(textured, log_uniform(rng, *cfg.march_r, (m, n_p)), 1.0)
-        crystals = np.exp(rng.uniform(np.log(self._crystals[:, 0]), np.log(self._crystals[:, 1]), (m, n_p)))
-        strength = self._strength(unmasked, counts, sigma, cfg.snr, tuple(self._pbr.T), (m, n_p), rng)
+        crystals = np.exp(
+            rng.uniform(np.log(self._crystals[:, 0]), np.log(self._crystals[:, 1]), (m, n_p))
+        )
+        strength = self._strength(
+            unmasked, counts, sigma, cfg.snr, tuple(self._pbr.T), (m, n_p), rng
+        )
         # traces: absent targets drawn in, far under the detection limit, labeled absent
         trace = np.zeros((m, n_p), bool)
-        trace[:, :n_t] = ~present[:, :n_t] & unmasked[:, None] & (rng.random((m, n_t)) < self._p_trace)
-        strength = np.where(trace, log_uniform(rng, *cfg.trace_pbr, (m, n_p)) * counts[:, None], strength)
+        trace[:, :n_t] = (
+            ~present[:, :n_t] & unmasked[:, None] & (rng.random((m, n_t)) < self._p_trace)
+        )
+        strength = np.where(
+            trace, log_uniform(rng, *cfg.trace_pbr, (m, n_p)) * counts[:, None], strength
+        )
         labeled = present.copy()
         present |= trace
 
@@ -647,7 +828,9 @@ class Synthesizer:
         at_k = rank == cfg.min_shown - 1
         kth[ks[at_k]] = height[order][at_k]
         lift = (ph < n_t) & labeled[pr, ph]
-        factor = np.clip(cfg.shown_snr * sigma[pr] / np.maximum(kth[key], 1e-30), 1.0, cfg.max_shown_boost)
+        factor = np.clip(
+            cfg.shown_snr * sigma[pr] / np.maximum(kth[key], 1e-30), 1.0, cfg.max_shown_boost
+        )
         height = np.where(lift, height * factor, height)
         shown = np.zeros(m * n_p)
         np.add.at(shown, key, height >= 0.999 * cfg.shown_snr * sigma[pr])
@@ -658,7 +841,9 @@ class Synthesizer:
         rows = [pr]
         cols: dict[str, list[np.ndarray]] = {"q": [qr], "w": [fwhm], "e": [e], "h": [height]}
 
-        def extra(count: np.ndarray, qs: np.ndarray, w: np.ndarray, e_: np.ndarray, h: np.ndarray) -> None:
+        def extra(
+            count: np.ndarray, qs: np.ndarray, w: np.ndarray, e_: np.ndarray, h: np.ndarray
+        ) -> None:
             i, j = np.nonzero(np.arange(qs.shape[1]) < count[:, None])
             rows.append(i)
             for name, v in zip("qweh", (qs, w, e_, h), strict=True):
@@ -666,9 +851,15 @@ class Synthesizer:
 
         nr = cfg.random_peaks[1]
         n_rand = rng.integers(cfg.random_peaks[0], nr + 1, m) * (rng.random(m) < cfg.p_random_peaks)
-        extra(n_rand, rng.uniform(grid.q_min, grid.q_max, (m, nr)),
-              log_uniform(rng, *cfg.random_peak_fwhm_q, (m, nr)), rng.uniform(*cfg.eta, (m, nr)),
-              self._strength(unmasked, counts, sigma, cfg.random_peak_snr, cfg.random_peak_pbr, (m, nr), rng))
+        extra(
+            n_rand,
+            rng.uniform(grid.q_min, grid.q_max, (m, nr)),
+            log_uniform(rng, *cfg.random_peak_fwhm_q, (m, nr)),
+            rng.uniform(*cfg.eta, (m, nr)),
+            self._strength(
+                unmasked, counts, sigma, cfg.random_peak_snr, cfg.random_peak_pbr, (m, nr), rng
+            ),
+        )
         ns = cfg.spots[1]
         n_spots = rng.integers(cfg.spots[0], ns + 1, m) * (rng.random(m) < cfg.p_spots)
         sq = rng.uniform(grid.q_min, grid.q_max, (m, ns))
@@ -678,34 +869,56 @@ class Synthesizer:
             dq = tab.q0[d] / scale[np.arange(m)[:, None], tab.phase[d]]
             sq = np.where(rng.random((m, ns)) < cfg.p_decoy, dq, sq)
         s_inst = inst[:, None] * rng.uniform(*cfg.spot_fwhm_factor, (m, ns))
-        extra(np.where(unmasked, n_spots, rng.random(m) < cfg.p_spots_masked),
-              sq, peak_fwhm_q(sq, wl[:, None], s_inst, np.full((m, ns), 1e12), np.zeros((m, ns))),
-              rng.uniform(*cfg.spot_eta, (m, ns)),
-              self._strength(unmasked, counts, sigma, cfg.spot_snr, cfg.spot_pbr, (m, ns), rng))
+        extra(
+            np.where(unmasked, n_spots, rng.random(m) < cfg.p_spots_masked),
+            sq,
+            peak_fwhm_q(sq, wl[:, None], s_inst, np.full((m, ns), 1e12), np.zeros((m, ns))),
+            rng.uniform(*cfg.spot_eta, (m, ns)),
+            self._strength(unmasked, counts, sigma, cfg.spot_snr, cfg.spot_pbr, (m, ns), rng),
+        )
         amorph = rng.integers(1, 3, m) * (rng.random(m) < cfg.p_amorphous)
-        extra(amorph, rng.uniform(grid.q_min, grid.q_max, (m, 2)), log_uniform(rng, *cfg.amorphous_fwhm_q, (m, 2)),
-              np.zeros((m, 2)),
-              self._strength(unmasked, counts, sigma, cfg.amorphous_snr, cfg.amorphous_pbr, (m, 2), rng))
+        extra(
+            amorph,
+            rng.uniform(grid.q_min, grid.q_max, (m, 2)),
+            log_uniform(rng, *cfg.amorphous_fwhm_q, (m, 2)),
+            np.zeros((m, 2)),
+            self._strength(
+                unmasked, counts, sigma, cfg.amorphous_snr, cfg.amorphous_pbr, (m, 2), rng
+            ),
+        )
         nb = cfg.residual_bumps[1]
         sign = np.where(rng.random((m, nb)) < cfg.p_residual_positive, 1.0, -1.0)
-        extra(np.where(unmasked, 0, rng.integers(cfg.residual_bumps[0], nb + 1, m)),
-              rng.uniform(grid.q_min, grid.q_max, (m, nb)), log_uniform(rng, *cfg.residual_fwhm_q, (m, nb)),
-              np.zeros((m, nb)), sign * log_uniform(rng, *cfg.residual_snr, (m, nb)) * sigma[:, None])
+        extra(
+            np.where(unmasked, 0, rng.integers(cfg.residual_bumps[0], nb + 1, m)),
+            rng.uniform(grid.q_min, grid.q_max, (m, nb)),
+            log_uniform(rng, *cfg.residual_fwhm_q, (m, nb)),
+            np.zeros((m, nb)),
+            sign * log_uniform(rng, *cfg.residual_snr, (m, nb)) * sigma[:, None],
+        )
 
         # --- background (at resolution BG_LEVEL): fluid humps, cell, aperture; counts at its maximum
         kq = self._bg_q
         ktth = q_to_tth_rad(kq, wl[:, None], s_max=0.9999)
         q1 = rng.uniform(*cfg.fluid_q, m)
         centers = np.stack([q1, q1 + rng.uniform(*cfg.fluid_separation_q, m)], 1)
-        widths = np.stack([rng.uniform(*cfg.fluid_width_q[0], m), rng.uniform(*cfg.fluid_width_q[1], m)], 1)
-        amps = np.stack([np.ones(m), rng.uniform(*cfg.fluid_second_amp, m)], 1) * rng.uniform(*cfg.fluid_amp, m)[:, None]
+        widths = np.stack(
+            [rng.uniform(*cfg.fluid_width_q[0], m), rng.uniform(*cfg.fluid_width_q[1], m)], 1
+        )
+        amps = (
+            np.stack([np.ones(m), rng.uniform(*cfg.fluid_second_amp, m)], 1)
+            * rng.uniform(*cfg.fluid_amp, m)[:, None]
+        )
         cellp = {
             "const": rng.uniform(*cfg.cell_const, m) * (rng.random(m) < cfg.p_cell_const),
-            "compton": rng.uniform(*cfg.cell_compton, m), "compton_q": rng.uniform(*cfg.cell_compton_q, m),
-            "lowq": log_uniform(rng, *cfg.cell_lowq, m), "lowq_tau": log_uniform(rng, *cfg.cell_lowq_tau, m),
+            "compton": rng.uniform(*cfg.cell_compton, m),
+            "compton_q": rng.uniform(*cfg.cell_compton_q, m),
+            "lowq": log_uniform(rng, *cfg.cell_lowq, m),
+            "lowq_tau": log_uniform(rng, *cfg.cell_lowq_tau, m),
             "poly": rng.normal(0, cfg.cell_poly_sd, (m, 4)),
         }
-        bg = fluid_background(kq, centers, widths, amps) + cell_background(kq, cellp, (grid.q_min, grid.q_max))
+        bg = fluid_background(kq, centers, widths, amps) + cell_background(
+            kq, cellp, (grid.q_min, grid.q_max)
+        )
         bg = np.maximum(bg, 0) * aperture(np.rad2deg(ktth), cut[:, None], soft[:, None])
         inside = (kq >= grid.q_min) & (kq <= grid.q_max)
         bg /= np.maximum(bg[:, inside].max(1, keepdims=True), 1e-12)
@@ -714,8 +927,16 @@ class Synthesizer:
         # --- peaks + background, noise on everything; the masked look then loses its background
         out = batch.intensity[sl]
         cat = {k_: np.concatenate(v) for k_, v in cols.items()}
-        out[:] = render_peaks(m, grid.n, np.concatenate(rows), grid.index(cat["q"]), cat["w"] / grid.step,
-                              cat["e"], cat["h"], smooth=bg)
+        out[:] = render_peaks(
+            m,
+            grid.n,
+            np.concatenate(rows),
+            grid.index(cat["q"]),
+            cat["w"] / grid.step,
+            cat["e"],
+            cat["h"],
+            smooth=bg,
+        )
         level = rng.choice(len(NOISE_BOXES), m, p=NOISE_BOX_P)
         offset = rng.integers(0, banks.shape[1] - grid.n, m)
         z = np.lib.stride_tricks.sliding_window_view(banks, grid.n, axis=1)[level, offset]
@@ -723,8 +944,15 @@ class Synthesizer:
         # masked: background subtracted with a small level error, baseline left at 0–4 σ
         masked = np.flatnonzero(~unmasked)
         if masked.size:
-            est = bg[masked] * (1 + rng.normal(0, cfg.subtraction_level_error, masked.size)).astype(np.float32)[:, None]
-            est -= (rng.uniform(*cfg.subtraction_undershoot, masked.size) * sigma[masked]).astype(np.float32)[:, None]
+            est = (
+                bg[masked]
+                * (1 + rng.normal(0, cfg.subtraction_level_error, masked.size)).astype(np.float32)[
+                    :, None
+                ]
+            )
+            est -= (rng.uniform(*cfg.subtraction_undershoot, masked.size) * sigma[masked]).astype(
+                np.float32
+            )[:, None]
             out[masked] -= expand(est, BG_LEVEL, grid.n)
 
         # --- coverage: measured range and detector gaps
@@ -748,16 +976,29 @@ class Synthesizer:
 
 
 def _xy_text(tth: np.ndarray, y: np.ndarray, wavelength: float, labels: dict[str, int]) -> str:
-    meta = json.dumps({"wavelength": wavelength * 1e-10, "generator": "xrdmtl.synth", "labels": labels})
-    head = (f"# == pyFAI calibration ==\n# Wavelength: {wavelength * 1e-10:.6e} m\n"
-            f"# == xrdmtl synthetic pattern ==\n# {meta}\n#  2th_deg             I\n")
+    meta = json.dumps(
+        {"wavelength": wavelength * 1e-10, "generator": "xrdmtl.synth", "labels": labels}
+    )
+    head = (
+        f"# == pyFAI calibration ==\n# Wavelength: {wavelength * 1e-10:.6e} m\n"
+        f"# == xrdmtl synthetic pattern ==\n# {meta}\n#  2th_deg             I\n"
+    )
     body = "\n".join(f"{a:.6f} {b:.6g}" for a, b in zip(tth, y, strict=True))
     return head + body + "\n"
 
 
-def write_patterns(out_dir: str | Path, n: int, seed: int = 0, *, synthesizer: Synthesizer | None = None,
-                   fmt: str = "xy", wavelength: float | None = None, plot: bool = False,
-                   block: int = 2048, progress: Callable[[int], None] | None = None) -> Path:
+def write_patterns(
+    out_dir: str | Path,
+    n: int,
+    seed: int = 0,
+    *,
+    synthesizer: Synthesizer | None = None,
+    fmt: str = "xy",
+    wavelength: float | None = None,
+    plot: bool = False,
+    block: int = 2048,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
     """Write ``n`` synthetic patterns to ``out_dir`` with ``labels.csv`` (deterministic by seed).
 
     ``fmt="xy"``: one pyFAI-style text file per pattern in 2θ (degrees) at ``wavelength`` (Å; default
@@ -788,10 +1029,16 @@ def write_patterns(out_dir: str | Path, n: int, seed: int = 0, *, synthesizer: S
             h5["q"].attrs["unit"] = "q_A^-1"
             h5.attrs["phases"] = json.dumps(names)
             h5.attrs["seed"] = seed
-            for key, dtype in (("intensity", "f4"), ("coverage", "?"), ("labels", "u1"),
-                               ("lattice_scale", "f4")):
+            for key, dtype in (
+                ("intensity", "f4"),
+                ("coverage", "?"),
+                ("labels", "u1"),
+                ("lattice_scale", "f4"),
+            ):
                 cols = syn.grid.n if key in ("intensity", "coverage") else len(names)
-                h5.create_dataset(key, (n, cols), dtype, compression="gzip" if key == "coverage" else None)
+                h5.create_dataset(
+                    key, (n, cols), dtype, compression="gzip" if key == "coverage" else None
+                )
             h5.create_dataset("wavelength", (n,), "f4")
             h5.create_dataset("unmasked", (n,), "?")
         for start in range(0, n, block):
@@ -812,7 +1059,14 @@ def write_patterns(out_dir: str | Path, n: int, seed: int = 0, *, synthesizer: S
                 rows.append(f"{name}," + ",".join(map(str, lab.values())))
             if h5 is not None:
                 sl = slice(start, start + len(b.labels))
-                for key in ("intensity", "coverage", "labels", "lattice_scale", "wavelength", "unmasked"):
+                for key in (
+                    "intensity",
+                    "coverage",
+                    "labels",
+                    "lattice_scale",
+                    "wavelength",
+                    "unmasked",
+                ):
                     h5[key][sl] = getattr(b, key)
             if progress:
                 progress(start + len(b.labels))
@@ -847,8 +1101,14 @@ def plot_examples(batch: SynthBatch, syn: Synthesizer, path: str | Path, k: int 
             r = phase.reflections(float(batch.wavelength[i]))
             qs = r.q / batch.lattice_scale[i, j]
             keep = (qs > q[0]) & (qs < q[-1])
-            ax.vlines(qs[keep], lo, lo + 0.3 * (hi - lo) * r.intensity[keep] / 100, color=phase_color(j),
-                      lw=1.0, label=phase.name)
+            ax.vlines(
+                qs[keep],
+                lo,
+                lo + 0.3 * (hi - lo) * r.intensity[keep] / 100,
+                color=phase_color(j),
+                lw=1.0,
+                label=phase.name,
+            )
         look = "unmasked" if batch.unmasked[i] else "masked"
         ax.set_title(f"{look}, λ = {batch.wavelength[i]:.3f} Å", fontsize=8)
         if batch.labels[i].any():

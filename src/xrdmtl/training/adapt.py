@@ -107,7 +107,11 @@ def score_candidates(
             calls = p > thresholds
             exact = float((calls == labels.astype(bool)).all(axis=1).mean())
             rows = ((p - labels) ** 2).mean(axis=1)
-            out.append(Candidate(float(weight), int(k), drop, exact, float(rows.mean()), tuple(map(float, rows))))
+            out.append(
+                Candidate(
+                    float(weight), int(k), drop, exact, float(rows.mean()), tuple(map(float, rows))
+                )
+            )
     return out, threshold
 
 

@@ -1,5 +1,4 @@
-"""Fine-tuning a trained model on labeled measured patterns (with simulated patterns adapted to them).
-"""
+"""Fine-tuning a trained model on labeled measured patterns (with simulated patterns adapted to them)."""
 
 from __future__ import annotations
 
@@ -124,13 +123,18 @@ def adapt_synthesizer(
         ranges[phase.name] = [round(new[0], 5), round(new[1], 5)]
     extra = {k: getattr(synth, k) for k in ("chunk", "workers") if hasattr(synth, k)}
     new_synth = type(synth)(
-        synth.targets, synth.grid, distractors=synth.distractors,
-        config=replace(synth.config, lattice_ranges=overrides), **extra,
+        synth.targets,
+        synth.grid,
+        distractors=synth.distractors,
+        config=replace(synth.config, lattice_ranges=overrides),
+        **extra,
     )
     return new_synth, ranges
 
 
-FINETUNE_VERSION = 2  # raised whenever fine-tuning changes beyond its arguments (2: BatchNorm frozen)
+FINETUNE_VERSION = (
+    2  # raised whenever fine-tuning changes beyond its arguments (2: BatchNorm frozen)
+)
 
 
 def _freeze_batchnorm(net: torch.nn.Module) -> None:
@@ -199,13 +203,32 @@ def finetune(
     cross-validated result (docs in ``crossval``). ``exclude``: patterns left out of training, a bool
     per pattern or file names as the labels CSV resolves them (e.g. the audit's contradicted ones).
     """
-    recipe = FinetuneConfig(steps, batch_size, real_fraction, lr, seed, adapt_lattice, lattice_halfwidth,
-                            augment_strength, train_layers)
+    recipe = FinetuneConfig(
+        steps,
+        batch_size,
+        real_fraction,
+        lr,
+        seed,
+        adapt_lattice,
+        lattice_halfwidth,
+        augment_strength,
+        train_layers,
+    )
     read = ReadOptions(wavelength, x_unit, poni, mask)
     workers = workers if workers is not None else default_workers()
     with _torch_threads(threads or max(1, (os.cpu_count() or 1) - workers)):
-        return _finetune(Path(model_path), patterns, Path(out_dir), recipe, read, workers=workers,
-                         progress=progress, note=note, synthesizer=synthesizer, exclude=exclude)
+        return _finetune(
+            Path(model_path),
+            patterns,
+            Path(out_dir),
+            recipe,
+            read,
+            workers=workers,
+            progress=progress,
+            note=note,
+            synthesizer=synthesizer,
+            exclude=exclude,
+        )
 
 
 def _finetune(
@@ -230,7 +253,14 @@ def _finetune(
     skipped: list[str] = []
     if isinstance(patterns, (str, Path)):
         patterns, files, skipped = load_labeled(
-            patterns, phases, grid, read.wavelength, read.x_unit, note, poni=read.poni, mask=str(read.mask)
+            patterns,
+            phases,
+            grid,
+            read.wavelength,
+            read.x_unit,
+            note,
+            poni=read.poni,
+            mask=str(read.mask),
         )
         for line in skipped:
             if note is not None:
@@ -308,7 +338,11 @@ def _finetune(
             pick = train_idx[rng.integers(0, len(train_idx), n_real)]
             xr = model_input(
                 *augment(
-                    real.intensity[pick], real.coverage[pick], rng, recipe.augment_strength, grid.step
+                    real.intensity[pick],
+                    real.coverage[pick],
+                    rng,
+                    recipe.augment_strength,
+                    grid.step,
                 ),
                 grid.step,
             )

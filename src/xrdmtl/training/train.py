@@ -89,7 +89,9 @@ class TrainConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"unknown training settings: {', '.join(unknown)} (known: {', '.join(sorted(names))})")
+            raise ValueError(
+                f"unknown training settings: {', '.join(unknown)} (known: {', '.join(sorted(names))})"
+            )
         return cls(**d)
 
 
@@ -258,7 +260,9 @@ def evaluate(
     ce = -(y * np.log(p + eps) + (~y) * np.log(1 - p + eps)).mean(0).sum()
     ev = score(y, p > 0.5)
     out = {f"{prefix}_loss": float(ce), f"{prefix}_exact": ev.exact_match}
-    out.update({f"{prefix}_acc_{name}": float(a) for name, a in zip(phases, ev.accuracy, strict=True)})
+    out.update(
+        {f"{prefix}_acc_{name}": float(a) for name, a in zip(phases, ev.accuracy, strict=True)}
+    )
     return out
 
 
@@ -602,5 +606,3 @@ def _eval_row(
 
 
 # -------------------------------------------------------------------------------- finetune
-
-

@@ -86,7 +86,9 @@ def _out_of_fold(
     from ..training.finetune import finetune
 
     n = len(data.labels)
-    folds = np.array_split(np.random.default_rng([tuning.seed, n]).permutation(n), min(tuning.folds, n))
+    folds = np.array_split(
+        np.random.default_rng([tuning.seed, n]).permutation(n), min(tuning.folds, n)
+    )
     p = np.zeros(data.labels.shape, np.float64)
     for i, test in enumerate(folds):
         train = np.setdiff1d(np.arange(n), test)
@@ -128,7 +130,9 @@ def adapt_arrays(
     if tuning is not None and tuning.steps > 0 and len(data.labels) >= 4:
         if work_dir is None:
             raise ValueError("fine-tuning the network needs a work_dir")
-        adapted = _with_tuned_network(base_path, data, x, flagged, config, tuning, work_dir, adapted)
+        adapted = _with_tuned_network(
+            base_path, data, x, flagged, config, tuning, work_dir, adapted
+        )
     if unlabeled is not None and len(unlabeled[0]):
         xu = model_input(unlabeled[0], unlabeled[1], base.grid.step)
         network = dataclasses.replace(adapted.model, adapter=None)

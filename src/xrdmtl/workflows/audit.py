@@ -36,8 +36,19 @@ STRONG_Z = 10.0  # strong evidence needs a matched peak this many noise units hi
 LINEAR_Z = 3 * Z_FULL  # plots: linear y axis up to here (noise units), logarithmic above
 VERDICTS = ("agrees", "uncertain", "contradicted")
 CSV_COLUMNS = (
-    "file", "phase", "label", "p_model", "score", "lattice_scale", "n_matched", "n_considered", "max_z",
-    "physics_call", "model_call", "verdict", "reason",
+    "file",
+    "phase",
+    "label",
+    "p_model",
+    "score",
+    "lattice_scale",
+    "n_matched",
+    "n_considered",
+    "max_z",
+    "physics_call",
+    "model_call",
+    "verdict",
+    "reason",
 )
 
 
@@ -63,11 +74,19 @@ class LabelAudit:
         """The CSV row (see :data:`CSV_COLUMNS`)."""
         ev = self.evidence
         return [
-            self.file, self.phase, str(self.label),
+            self.file,
+            self.phase,
+            str(self.label),
             "" if self.probability is None else f"{self.probability:.4f}",
-            f"{ev.score:.3f}", f"{ev.lattice_scale:.4f}", str(len(ev.matched)), str(ev.n_considered),
-            f"{ev.max_z:.1f}", str(self.physics_call), "" if self.model_call is None else str(self.model_call),
-            self.verdict, self.reason,
+            f"{ev.score:.3f}",
+            f"{ev.lattice_scale:.4f}",
+            str(len(ev.matched)),
+            str(ev.n_considered),
+            f"{ev.max_z:.1f}",
+            str(self.physics_call),
+            "" if self.model_call is None else str(self.model_call),
+            self.verdict,
+            self.reason,
         ]
 
 
@@ -91,8 +110,11 @@ class AuditTable:
     def disagreements(self) -> list[LabelAudit]:
         """Every label that the peak matcher's or the model's call differs from, or that is not agreed."""
         return [
-            r for r in self.rows
-            if r.verdict != "agrees" or r.physics_call != r.label or r.model_call not in (None, r.label)
+            r
+            for r in self.rows
+            if r.verdict != "agrees"
+            or r.physics_call != r.label
+            or r.model_call not in (None, r.label)
         ]
 
     def accuracy(self) -> dict[str, dict[str, float]]:
@@ -102,13 +124,17 @@ class AuditTable:
         files = sorted({r.file for r in self.rows})
         if not files:  # no labeled pattern could be read: nothing to score (not NaN)
             return out
-        sources: dict[str, Callable[[LabelAudit], int | None]] = {"physics": lambda r: r.physics_call}
+        sources: dict[str, Callable[[LabelAudit], int | None]] = {
+            "physics": lambda r: r.physics_call
+        }
         if self.model is not None:
             sources["model"] = lambda r: r.model_call
         for name, call in sources.items():
             right = {(r.file, r.phase): call(r) == r.label for r in self.rows}
             acc = {p: float(np.mean([right[(f, p)] for f in files])) for p in self.phases}
-            acc["exact_match"] = float(np.mean([all(right[(f, p)] for p in self.phases) for f in files]))
+            acc["exact_match"] = float(
+                np.mean([all(right[(f, p)] for p in self.phases) for f in files])
+            )
             out[name] = acc
         return out
 
@@ -129,21 +155,44 @@ class AuditTable:
         """A JSON-ready document: summary, accuracy, every row with its matched/missing reflections."""
 
         def refl(ms: Sequence[Any]) -> list[dict[str, Any]]:
-            return [{"hkl": list(m.hkl), "intensity": round(m.intensity, 1), "expected_q": round(m.expected_q, 4),
-                     "found_q": None if np.isnan(m.found_q) else round(m.found_q, 4), "z": round(m.z, 1)}
-                    for m in ms]
+            return [
+                {
+                    "hkl": list(m.hkl),
+                    "intensity": round(m.intensity, 1),
+                    "expected_q": round(m.expected_q, 4),
+                    "found_q": None if np.isnan(m.found_q) else round(m.found_q, 4),
+                    "z": round(m.z, 1),
+                }
+                for m in ms
+            ]
 
         return {
-            "labels": self.labels_csv, "model": self.model, "phases": self.phases,
+            "labels": self.labels_csv,
+            "model": self.model,
+            "phases": self.phases,
             "accuracy": self.accuracy(),
-            "flagged": [{"file": r.file, "phase": r.phase, "label": r.label, "reason": r.reason} for r in self.flagged],
-            "plots": self.plots, "errors": self.errors,
+            "flagged": [
+                {"file": r.file, "phase": r.phase, "label": r.label, "reason": r.reason}
+                for r in self.flagged
+            ],
+            "plots": self.plots,
+            "errors": self.errors,
             "rows": [
-                {"file": r.file, "phase": r.phase, "label": r.label, "probability": r.probability,
-                 "model_call": r.model_call, "physics_call": r.physics_call, "verdict": r.verdict,
-                 "reason": r.reason, "score": round(r.evidence.score, 4),
-                 "lattice_scale": round(r.evidence.lattice_scale, 4), "max_z": round(r.evidence.max_z, 1),
-                 "matched": refl(r.evidence.matched), "missing": refl(r.evidence.missing)}
+                {
+                    "file": r.file,
+                    "phase": r.phase,
+                    "label": r.label,
+                    "probability": r.probability,
+                    "model_call": r.model_call,
+                    "physics_call": r.physics_call,
+                    "verdict": r.verdict,
+                    "reason": r.reason,
+                    "score": round(r.evidence.score, 4),
+                    "lattice_scale": round(r.evidence.lattice_scale, 4),
+                    "max_z": round(r.evidence.max_z, 1),
+                    "matched": refl(r.evidence.matched),
+                    "missing": refl(r.evidence.missing),
+                }
                 for r in self.rows
             ],
         }
@@ -156,21 +205,39 @@ class AuditTable:
         head = "| file | " + " | ".join(self.phases) + " |"
         lines = [head, "|---|" + "---|" * len(self.phases)]
         for file, cells in self._by_file().items():
-            lines.append(f"| {_short(file)} | " + " | ".join(
-                f"{c.label} / {'-' if c.probability is None else f'{c.probability:.2f}'} / "
-                f"{c.evidence.score:.2f}{mark[c.verdict]}" for c in (cells[p] for p in self.phases)) + " |")
-        lines += [f"| {_short(f)} | " + " | ".join(["error"] * len(self.phases)) + " |" for f in self.errors]
-        lines += ["", "Cells: label / model probability / peak-match score; ✗ contradicted, ? uncertain.", ""]
+            lines.append(
+                f"| {_short(file)} | "
+                + " | ".join(
+                    f"{c.label} / {'-' if c.probability is None else f'{c.probability:.2f}'} / "
+                    f"{c.evidence.score:.2f}{mark[c.verdict]}"
+                    for c in (cells[p] for p in self.phases)
+                )
+                + " |"
+            )
+        lines += [
+            f"| {_short(f)} | " + " | ".join(["error"] * len(self.phases)) + " |"
+            for f in self.errors
+        ]
+        lines += [
+            "",
+            "Cells: label / model probability / peak-match score; ✗ contradicted, ? uncertain.",
+            "",
+        ]
         for source, acc in self.accuracy().items():
-            lines.append(f"- {source} calls against the labels as given: exact match {acc['exact_match']:.1%} ("
-                         + ", ".join(f"{p} {acc[p]:.1%}" for p in self.phases) + ")")
+            lines.append(
+                f"- {source} calls against the labels as given: exact match {acc['exact_match']:.1%} ("
+                + ", ".join(f"{p} {acc[p]:.1%}" for p in self.phases)
+                + ")"
+            )
         lines += ["", "| file | phase | label | verdict | evidence |", "|---|---|---|---|---|"]
         for r in self.disagreements:
             plot = self.plots.get(r.file) if r.verdict == "contradicted" else None
             if plot and link_root is not None:
                 plot = os.path.relpath(plot, link_root)
             link = f" ([plot]({plot}))" if plot else ""
-            lines.append(f"| {_short(r.file)} | {r.phase} | {r.label} | {r.verdict}{link} | {r.reason} |")
+            lines.append(
+                f"| {_short(r.file)} | {r.phase} | {r.label} | {r.verdict}{link} | {r.reason} |"
+            )
         return "\n".join(lines) + "\n"
 
     def _by_file(self) -> dict[str, dict[str, LabelAudit]]:
@@ -184,16 +251,24 @@ class AuditTable:
         from rich.table import Table
 
         style = {"agrees": "green", "uncertain": "yellow", "contradicted": "bold red"}
-        table = Table(title=f"label audit: {self.labels_csv}" + ("" if self.model else " (peak evidence only)"))
-        table.add_column("file", no_wrap=True, overflow="ellipsis", max_width=26)  # one line per file
+        table = Table(
+            title=f"label audit: {self.labels_csv}"
+            + ("" if self.model else " (peak evidence only)")
+        )
+        table.add_column(
+            "file", no_wrap=True, overflow="ellipsis", max_width=26
+        )  # one line per file
         for p in self.phases:
             table.add_column(f"{p}\nlabel p score", justify="right", no_wrap=True)
         for file, cells in self._by_file().items():
-            table.add_row(_short(file), *(
-                f"[{style[c.verdict]}]{c.label} "
-                f"{'-' if c.probability is None else f'{c.probability:.2f}'} {c.evidence.score:.2f}[/]"
-                for c in (cells[p] for p in self.phases)
-            ))
+            table.add_row(
+                _short(file),
+                *(
+                    f"[{style[c.verdict]}]{c.label} "
+                    f"{'-' if c.probability is None else f'{c.probability:.2f}'} {c.evidence.score:.2f}[/]"
+                    for c in (cells[p] for p in self.phases)
+                ),
+            )
         for file in self.errors:
             table.add_row(_short(file), *(["[red]error[/red]"] * len(self.phases)))
         return table
@@ -202,7 +277,7 @@ class AuditTable:
 def _short(file: str, width: int = 26) -> str:
     """The file's folder and name, its end kept where that is too long for one table line."""
     short = "/".join(Path(file).parts[-2:])
-    return short if len(short) <= width else "…" + short[len(short) - width + 1:]
+    return short if len(short) <= width else "…" + short[len(short) - width + 1 :]
 
 
 def verdict(label: int, evidence: PhaseEvidence, model_call: int | None) -> tuple[str, str]:
@@ -214,8 +289,14 @@ def verdict(label: int, evidence: PhaseEvidence, model_call: int | None) -> tupl
         if strong or (not none and model_call == 1):
             return "agrees", f"labeled present; peak evidence {evidence.summary()}{said}"
         if none and model_call != 1:
-            return "contradicted", f"labeled present but no peak evidence: {evidence.summary()}{said}"
-        return "uncertain", f"labeled present; weak or conflicting evidence: {evidence.summary()}{said}"
+            return (
+                "contradicted",
+                f"labeled present but no peak evidence: {evidence.summary()}{said}",
+            )
+        return (
+            "uncertain",
+            f"labeled present; weak or conflicting evidence: {evidence.summary()}{said}",
+        )
     if strong and model_call != 0:
         return "contradicted", f"labeled absent but its peaks are there: {evidence.summary()}{said}"
     if (none and model_call != 1) or (not strong and model_call == 0):
@@ -251,7 +332,13 @@ def audit_labels(
 
     note = note or (lambda _msg: None)
     predictor = _predictor(model, use_model, note)
-    names = list(phases) if phases is not None else predictor.phases if predictor else _label_columns(labels_csv)
+    names = (
+        list(phases)
+        if phases is not None
+        else predictor.phases
+        if predictor
+        else _label_columns(labels_csv)
+    )
     if predictor is not None:
         unknown = [p for p in names if p not in predictor.phases]
         if unknown:
@@ -259,17 +346,22 @@ def audit_labels(
     phase_objs = [_phase(p, labels_csv) for p in names]
     files, labels = read_labels(labels_csv, names, note=note)
 
-    table = AuditTable(str(labels_csv), names, [], model=None if predictor is None else _model_name(predictor))
+    table = AuditTable(
+        str(labels_csv), names, [], model=None if predictor is None else _model_name(predictor)
+    )
     patterns: list[tuple[int, str, Pattern]] = []
-    for i, (file, item) in enumerate(zip(files, read_files(files, ReadOptions(wavelength, x_unit, poni, mask)),
-                                         strict=True)):
+    for i, (file, item) in enumerate(
+        zip(files, read_files(files, ReadOptions(wavelength, x_unit, poni, mask)), strict=True)
+    ):
         if isinstance(item, XrdmtlError):
             table.errors[file] = str(item)
         else:
             patterns.append((i, file, item))
     probs: dict[str, tuple[dict[str, float], dict[str, int]]] = {}
     if predictor is not None and patterns:
-        for pred in predictor.predict_patterns([p for _, _, p in patterns], labels=[f for _, f, _ in patterns]):
+        for pred in predictor.predict_patterns(
+            [p for _, _, p in patterns], labels=[f for _, f, _ in patterns]
+        ):
             if pred.error:
                 table.errors[pred.file] = pred.error
             else:
@@ -285,13 +377,19 @@ def audit_labels(
         evidence = match_all(peaks, phase_objs, pattern.wavelength)
         flagged = []
         for j, name in enumerate(names):
-            p, call = (probs[file][0][name], int(probs[file][1][name])) if file in probs else (None, None)
+            p, call = (
+                (probs[file][0][name], int(probs[file][1][name])) if file in probs else (None, None)
+            )
             v, why = verdict(int(labels[i, j]), evidence[name], call)
-            table.rows.append(LabelAudit(file, name, int(labels[i, j]), p, call, evidence[name], v, why))
+            table.rows.append(
+                LabelAudit(file, name, int(labels[i, j]), p, call, evidence[name], v, why)
+            )
             flagged += [name] if v == "contradicted" else []
         if flagged and plot_dir is not None:
             path = Path(plot_dir) / _plot_name(file, Path(labels_csv).parent)
-            table.plots[file] = str(plot_audit(pattern, peaks, evidence, labels[i], names, flagged, path))
+            table.plots[file] = str(
+                plot_audit(pattern, peaks, evidence, labels[i], names, flagged, path)
+            )
     return table
 
 
@@ -379,13 +477,21 @@ def _plot_audit(
     from ..io.plots import new_figure, phase_color, save_figure
 
     q_lo, q_hi = peaks.q_range
-    sticks = [m.expected_q for ev in evidence.values() for m in (*ev.matched, *ev.missing, *ev.overlapped)]
+    sticks = [
+        m.expected_q for ev in evidence.values() for m in (*ev.matched, *ev.missing, *ev.overlapped)
+    ]
     lo = max(q_lo, min(sticks, default=q_lo) - 0.15)
     hi = min(q_hi, max(sticks, default=q_hi) + 0.15)
     q = peaks.q
     cov = peaks.coverage & (q >= lo) & (q <= hi)
-    fig, (top, bottom) = new_figure(2, 1, figsize=(11, 7.5), sharex=True, layout="constrained",
-                                    gridspec_kw={"height_ratios": [1, 1.8]})
+    fig, (top, bottom) = new_figure(
+        2,
+        1,
+        figsize=(11, 7.5),
+        sharex=True,
+        layout="constrained",
+        gridspec_kw={"height_ratios": [1, 1.8]},
+    )
     top.plot(q[cov], peaks.signal[cov], color="black", lw=0.7, label="pattern")
     top.plot(q[cov], peaks.background[cov], color="grey", lw=0.8, ls="--", label="background")
     top.set_ylabel("intensity")
@@ -402,12 +508,32 @@ def _plot_audit(
         xs = np.array([m.expected_q for m in refl])
         heights = np.array([m.intensity for m in refl]) / 100.0 * 0.85 * band
         tag = " FLAGGED" if name in flagged else ""
-        bottom.vlines(xs, base, base + heights, color=color, lw=1.4,
-                      label=f"{name} (label {labels[k]}, score {ev.score:.2f}, s={ev.lattice_scale:.3f}){tag}")
+        bottom.vlines(
+            xs,
+            base,
+            base + heights,
+            color=color,
+            lw=1.4,
+            label=f"{name} (label {labels[k]}, score {ev.score:.2f}, s={ev.lattice_scale:.3f}){tag}",
+        )
         if ev.matched:
-            bottom.plot([m.found_q for m in ev.matched], [m.z for m in ev.matched], "o", mfc="none", color=color, ms=7)
+            bottom.plot(
+                [m.found_q for m in ev.matched],
+                [m.z for m in ev.matched],
+                "o",
+                mfc="none",
+                color=color,
+                ms=7,
+            )
         if ev.missing:
-            bottom.plot([m.expected_q for m in ev.missing], [0.0] * len(ev.missing), "x", color=color, ms=7, mew=1.5)
+            bottom.plot(
+                [m.expected_q for m in ev.missing],
+                [0.0] * len(ev.missing),
+                "x",
+                color=color,
+                ms=7,
+                mew=1.5,
+            )
     bottom.axhline(0.0, color="grey", lw=0.4)
     bottom.set_yscale("symlog", linthresh=LINEAR_Z, linscale=2.0)
     bottom.set_ylim(-LINEAR_Z * 1.05, z_top)
@@ -415,6 +541,10 @@ def _plot_audit(
     bottom.set_ylabel("background removed / noise (symlog)")
     bottom.set_xlabel("Q (Å⁻¹)")
     bottom.set_xlim(lo, hi)
-    fig.legend(*bottom.get_legend_handles_labels(), loc="outside lower center", ncols=2, frameon=False)
-    top.set_title(f"{_short(pattern.source)}: contradicted label(s) {', '.join(flagged)}   (o matched, x missing)")
+    fig.legend(
+        *bottom.get_legend_handles_labels(), loc="outside lower center", ncols=2, frameon=False
+    )
+    top.set_title(
+        f"{_short(pattern.source)}: contradicted label(s) {', '.join(flagged)}   (o matched, x missing)"
+    )
     return save_figure(fig, path)

@@ -85,7 +85,10 @@ def vote_features(intensity: np.ndarray, coverage: np.ndarray) -> np.ndarray:
 
     filled = fill_uncovered(np.asarray(intensity, np.float64), np.asarray(coverage, bool))
     background = uniform_filter1d(
-        minimum_filter1d(filled, VOTE_WINDOW, axis=1, mode="nearest"), VOTE_WINDOW, axis=1, mode="nearest"
+        minimum_filter1d(filled, VOTE_WINDOW, axis=1, mode="nearest"),
+        VOTE_WINDOW,
+        axis=1,
+        mode="nearest",
     )
     v = np.where(coverage, filled - background, np.nan)
     lo, hi = np.nanmin(v, axis=1, keepdims=True), np.nanmax(v, axis=1, keepdims=True)
@@ -111,7 +114,9 @@ class Scheme:
     n_labeled: int
     leave_one_out: bool
     exact: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROWS})
-    exact_uncontradicted: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROWS})
+    exact_uncontradicted: dict[str, list[float]] = field(
+        default_factory=lambda: {r: [] for r in ROWS}
+    )
     held_out: int = 0  # held-out predictions scored, over all splits
     wrong: dict[str, list[str]] = field(default_factory=lambda: {r: [] for r in ROWS})
     chosen: list[str] = field(default_factory=list)  # the adapter's choice in each split
@@ -147,9 +152,13 @@ class CrossvalResult:
                     "leave_one_out": s.leave_one_out,
                     "held_out": s.held_out,
                     **{
-                        row: {"exact": s.pooled(row), "sd": s.spread(row),
-                              "exact_uncontradicted": s.pooled(row, True),
-                              "sd_uncontradicted": s.spread(row, True), "wrong": s.wrong[row]}
+                        row: {
+                            "exact": s.pooled(row),
+                            "sd": s.spread(row),
+                            "exact_uncontradicted": s.pooled(row, True),
+                            "sd_uncontradicted": s.spread(row, True),
+                            "wrong": s.wrong[row],
+                        }
                         for row in ROWS
                     },
                     "chosen": s.chosen,
@@ -219,13 +228,20 @@ def crossvalidate(
                 test = np.setdiff1d(np.arange(n), train)
                 sub = LabeledPatterns(data.intensity[train], data.coverage[train], labels[train])
                 extra = (data.intensity[test], data.coverage[test]) if plan.transductive else None
-                adapted = adapt_arrays(model, sub, bad[train], config, tuning, Path(tmp) / f"split{j}", extra)
+                adapted = adapt_arrays(
+                    model, sub, bad[train], config, tuning, Path(tmp) / f"split{j}", extra
+                )
                 calls = {
                     "default model": base_calls[test],
-                    "nearest-neighbour vote": nearest_neighbour_vote(votes[train], labels[train], votes[test]),
+                    "nearest-neighbour vote": nearest_neighbour_vote(
+                        votes[train], labels[train], votes[test]
+                    ),
                     "adapted": adapted.model.predict_proba(x[test]) > adapted.model.thresholds,
                 }
-                scheme.chosen.append(adapted.fit.chosen.describe() + (", network fine-tuned" if adapted.network_tuned else ""))
+                scheme.chosen.append(
+                    adapted.fit.chosen.describe()
+                    + (", network fine-tuned" if adapted.network_tuned else "")
+                )
                 for row, c in calls.items():
                     pooled[row].append(np.asarray(c, bool))
                 tests.append(test)
@@ -250,8 +266,10 @@ def crossvalidate(
         result.schemes.append(scheme)
         if note is not None:
             what = "leave-one-out" if scheme.leave_one_out else f"N = {scheme.n_labeled}"
-            note(f"{what}: adapted {scheme.pooled('adapted'):.1%}, vote {scheme.pooled('nearest-neighbour vote'):.1%}, "
-                 f"default {scheme.pooled('default model'):.1%} ({scheme.seconds:.0f} s)")
+            note(
+                f"{what}: adapted {scheme.pooled('adapted'):.1%}, vote {scheme.pooled('nearest-neighbour vote'):.1%}, "
+                f"default {scheme.pooled('default model'):.1%} ({scheme.seconds:.0f} s)"
+            )
     return result
 
 
@@ -262,12 +280,18 @@ def format_table(results: dict[str, CrossvalResult]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, res in results.items():
         for s in res.schemes:
-            what = f"{s.n_labeled} (leave-one-out)" if s.leave_one_out else f"{s.n_labeled} ({len(s.exact[ROWS[0]])} splits)"
+            what = (
+                f"{s.n_labeled} (leave-one-out)"
+                if s.leave_one_out
+                else f"{s.n_labeled} ({len(s.exact[ROWS[0]])} splits)"
+            )
             cells = [name, what]
             for clean in (False, True):
                 for row in ROWS:
                     mean, sd = s.pooled(row, clean), s.spread(row, clean)
-                    cells.append("-" if np.isnan(mean) else f"{mean:.1%}" + (f" ± {sd:.1%}" if sd else ""))
+                    cells.append(
+                        "-" if np.isnan(mean) else f"{mean:.1%}" + (f" ± {sd:.1%}" if sd else "")
+                    )
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -283,7 +307,7 @@ def crossvalidate_labels(
     plan: CrossvalPlan | None = None,
     config: AdaptConfig | None = None,
     tuning: NetworkTuning | None = None,
-    note: Callable[[str], None] | None = None
+    note: Callable[[str], None] | None = None,
 ) -> CrossvalResult:
     """:func:`crossvalidate` on the patterns of a labels CSV (predict's reading options), with the
     physics audit's verdicts; ``model`` defaults to the shipped one."""
@@ -292,7 +316,13 @@ def crossvalidate_labels(
 
     model_path = Path(model) if model is not None else default_model_dir()
     labeled = read_and_audit(
-        labels_csv, model_path, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, note=note
+        labels_csv,
+        model_path,
+        wavelength=wavelength,
+        x_unit=x_unit,
+        poni=poni,
+        mask=mask,
+        note=note,
     )
     for line in labeled.skipped:
         if note is not None:

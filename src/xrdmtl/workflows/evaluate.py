@@ -15,7 +15,9 @@ from ..io.read import frame_index
 
 
 def evaluate_labels(
-    predictor: Predictor, labels_csv: str | Path, note: Callable[[str], None] | None = None,
+    predictor: Predictor,
+    labels_csv: str | Path,
+    note: Callable[[str], None] | None = None,
     **read_options: Any,
 ) -> dict:
     """Predict the files of a labels CSV and score the calls against the labels.
@@ -42,22 +44,32 @@ def evaluate_labels(
         keep.append(i)
         calls = np.array([pred.calls[n] for n in phases])
         if (calls != labels[i]).any():
-            misclassified.append({
-                "file": shown,
-                "labels": [n for n, v in zip(phases, labels[i], strict=True) if v],
-                "calls": pred.found,
-                "probabilities": {n: round(pred.probabilities[n], 4) for n in phases},
-                "warning": pred.warning,
-            })
+            misclassified.append(
+                {
+                    "file": shown,
+                    "labels": [n for n, v in zip(phases, labels[i], strict=True) if v],
+                    "calls": pred.found,
+                    "probabilities": {n: round(pred.probabilities[n], 4) for n in phases},
+                    "warning": pred.warning,
+                }
+            )
     if not keep:
         from ..errors import LabelsError
 
         first = failed[0]["error"] if failed else "no file"
-        raise LabelsError(f"no labeled pattern could be read ({len(failed)} failed; the first: {first})",
-                          labels_csv)
+        raise LabelsError(
+            f"no labeled pattern could be read ({len(failed)} failed; the first: {first})",
+            labels_csv,
+        )
     y = labels[keep]
     calls = np.array([[by_file[files[i]].calls[n] for n in phases] for i in keep], dtype=np.uint8)
     scores = np.array([[by_file[files[i]].probabilities[n] for n in phases] for i in keep])
-    report = classification_report(y, calls.reshape(len(keep), len(phases)),
-                                   scores.reshape(len(keep), len(phases)), phases)
-    return {**report, "labels_file": str(labels_csv), "misclassified": misclassified, "failed": failed}
+    report = classification_report(
+        y, calls.reshape(len(keep), len(phases)), scores.reshape(len(keep), len(phases)), phases
+    )
+    return {
+        **report,
+        "labels_file": str(labels_csv),
+        "misclassified": misclassified,
+        "failed": failed,
+    }

@@ -210,7 +210,12 @@ class Stat:
     def of(cls, values: Sequence[float]) -> Stat:
         v = np.asarray(values, dtype=float)
         sd = float(v.std(ddof=1)) if v.size > 1 else 0.0
-        return cls(round(float(v.mean()), 6), round(sd, 6), int(v.size), tuple(round(float(x), 6) for x in v))
+        return cls(
+            round(float(v.mean()), 6),
+            round(sd, 6),
+            int(v.size),
+            tuple(round(float(x), 6) for x in v),
+        )
 
     def to_dict(self) -> StatDict:
         return {"mean": self.mean, "sd": self.sd, "n": self.n, "values": list(self.values)}
@@ -265,17 +270,42 @@ class ExperimentConfig:
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
         if max(self.finetune_ns, default=0) > self.n_pool:
-            raise ValueError(f"fine-tuning sizes {self.finetune_ns} exceed the pool of {self.n_pool} frames")
+            raise ValueError(
+                f"fine-tuning sizes {self.finetune_ns} exceed the pool of {self.n_pool} frames"
+            )
 
     @classmethod
     def preset(cls, name: str, seeds: int | None = None) -> ExperimentConfig:
         """``toy`` (seconds, for tests), ``quick`` (≤ 10 min on 2 cores) or ``full`` (≤ 2 h)."""
         presets: dict[str, dict[str, Any]] = {
-            "toy": dict(seeds=2, steps=4, batch_size=8, finetune_steps=2, n_test=6, n_pool=5, val_size=16,
-                        finetune_ns=(5,), hdac_ns=(5,), hdac_splits=1, losses=("ce", "weighted_ce"),
-                        n_examples=2, few_n=10, grid=QGrid(0.8, 5.0, 512)),
-            "quick": dict(seeds=3, steps=250, batch_size=32, finetune_steps=60, n_test=60, n_pool=40,
-                          val_size=200, finetune_ns=(5, 20, 40), hdac_ns=(5, 10, 20), hdac_splits=2),
+            "toy": dict(
+                seeds=2,
+                steps=4,
+                batch_size=8,
+                finetune_steps=2,
+                n_test=6,
+                n_pool=5,
+                val_size=16,
+                finetune_ns=(5,),
+                hdac_ns=(5,),
+                hdac_splits=1,
+                losses=("ce", "weighted_ce"),
+                n_examples=2,
+                few_n=10,
+                grid=QGrid(0.8, 5.0, 512),
+            ),
+            "quick": dict(
+                seeds=3,
+                steps=250,
+                batch_size=32,
+                finetune_steps=60,
+                n_test=60,
+                n_pool=40,
+                val_size=200,
+                finetune_ns=(5, 20, 40),
+                hdac_ns=(5, 10, 20),
+                hdac_splits=2,
+            ),
             "full": {},
         }
         if name not in presets:
@@ -314,8 +344,12 @@ class LabeledSet:
         return len(self.files)
 
     def info(self) -> TestSetInfo:
-        return {"kind": self.kind, "n": len(self), "description": self.description,
-                "wavelength": self.wavelength}
+        return {
+            "kind": self.kind,
+            "n": len(self),
+            "description": self.description,
+            "wavelength": self.wavelength,
+        }
 
 
 HDAC_ENV = "XRDMTL_HDAC"  # folder of the paper's measured patterns (labels_unmasked.csv, …)
@@ -325,7 +359,9 @@ RRUFF_ENV = "XRDMTL_RRUFF"  # folder of measured RRUFF powder patterns (rruff_<m
 def source_checkout() -> Path | None:
     """The repository root when this package runs from a source checkout (``src/`` layout), else None."""
     root = Path(__file__).resolve().parents[3]
-    return root if (root / "pyproject.toml").is_file() and (root / "src" / "xrdmtl").is_dir() else None
+    return (
+        root if (root / "pyproject.toml").is_file() and (root / "src" / "xrdmtl").is_dir() else None
+    )
 
 
 def hdac_dir() -> Path | None:
@@ -348,22 +384,39 @@ def rruff_files() -> list[Path]:
 
 
 def labeled_set(
-    name: str, kind: Literal["simulated", "measured"], description: str, files: Sequence[str | Path],
-    labels: np.ndarray, grid: QGrid, wavelength: float | None,
+    name: str,
+    kind: Literal["simulated", "measured"],
+    description: str,
+    files: Sequence[str | Path],
+    labels: np.ndarray,
+    grid: QGrid,
+    wavelength: float | None,
 ) -> LabeledSet:
     """Read ``files`` onto ``grid``."""
     from ..io.readers import load_pattern
 
     on_grid = [load_pattern(f, wavelength=wavelength).on_grid(grid) for f in files]
     return LabeledSet(
-        name, kind, description, [Path(f) for f in files], np.stack([g[0] for g in on_grid]),
-        np.stack([g[1] for g in on_grid]), np.asarray(labels, dtype=np.uint8), wavelength, grid,
+        name,
+        kind,
+        description,
+        [Path(f) for f in files],
+        np.stack([g[0] for g in on_grid]),
+        np.stack([g[1] for g in on_grid]),
+        np.asarray(labels, dtype=np.uint8),
+        wavelength,
+        grid,
     )
 
 
 def load_labeled(
-    name: str, kind: Literal["simulated", "measured"], description: str, labels_csv: Path,
-    phases: Sequence[str], grid: QGrid, wavelength: float | None,
+    name: str,
+    kind: Literal["simulated", "measured"],
+    description: str,
+    labels_csv: Path,
+    phases: Sequence[str],
+    grid: QGrid,
+    wavelength: float | None,
 ) -> LabeledSet:
     """Read every file of a labels CSV onto ``grid``."""
     from ..io.labels import read_labels
@@ -378,12 +431,25 @@ def rruff_set(phases: Sequence[str], grid: QGrid) -> LabeledSet | None:
     if not files:
         return None
     labels = np.array([[int(f.name.split("_")[1].lower() == p) for p in phases] for f in files])
-    return labeled_set("rruff", "measured", "RRUFF powder patterns (Cu Kα), labeled by mineral name",
-                       files, labels, grid, RRUFF_WAVELENGTH)
+    return labeled_set(
+        "rruff",
+        "measured",
+        "RRUFF powder patterns (Cu Kα), labeled by mineral name",
+        files,
+        labels,
+        grid,
+        RRUFF_WAVELENGTH,
+    )
 
 
 def simulated_sets(
-    name: str, out: Path, n: int, seed: int, wavelength: float, phases: Sequence[str], grid: QGrid,
+    name: str,
+    out: Path,
+    n: int,
+    seed: int,
+    wavelength: float,
+    phases: Sequence[str],
+    grid: QGrid,
     description: str,
 ) -> dict[str, LabeledSet]:
     """Simulated frames integrated unmasked and masked (generated once; reused when cached)."""
@@ -395,8 +461,15 @@ def simulated_sets(
         simulate_frames(out, n, seed, wavelength=wavelength)
         _write_json(stamp, params)
     return {
-        view: load_labeled(f"{name}_{view}", "simulated", f"{description}, integrated {view}",
-                           out / view / "labels.csv", phases, grid, wavelength)
+        view: load_labeled(
+            f"{name}_{view}",
+            "simulated",
+            f"{description}, integrated {view}",
+            out / view / "labels.csv",
+            phases,
+            grid,
+            wavelength,
+        )
         for view in VIEWS
     }
 
@@ -404,19 +477,25 @@ def simulated_sets(
 # -------------------------------------------------------------------------------------- evaluation
 
 
-def evaluate(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, phases: Sequence[str]) -> dict:
+def evaluate(
+    probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, phases: Sequence[str]
+) -> dict:
     """Exact match, macro F1, per-phase accuracy and confusion counts of one model on one set."""
     ev = score(labels, (probs >= thresholds).astype(np.uint8))
     return {
         "exact": ev.exact_match,
         "f1": float(ev.f1.mean()),
         "acc": {p: float(ev.accuracy[i]) for i, p in enumerate(phases)},
-        "confusion": {p: dict(zip(("tp", "fp", "fn", "tn"), map(int, ev.confusion[i]), strict=True))
-                      for i, p in enumerate(phases)},
+        "confusion": {
+            p: dict(zip(("tp", "fp", "fn", "tn"), map(int, ev.confusion[i]), strict=True))
+            for i, p in enumerate(phases)
+        },
     }
 
 
-def predict_sets(model_path: Path, sets: dict[str, LabeledSet]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def predict_sets(
+    model_path: Path, sets: dict[str, LabeledSet]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Probabilities of a saved model on every set, and its per-phase thresholds."""
     from ..model.files import load_model
 
@@ -438,7 +517,9 @@ class Setting:
     train_view: Literal["mixed", "unmasked", "masked"] = "mixed"
 
 
-def build_settings(config: ExperimentConfig, base_loss: str, losses: Sequence[str]) -> dict[str, Setting]:
+def build_settings(
+    config: ExperimentConfig, base_loss: str, losses: Sequence[str]
+) -> dict[str, Setting]:
     """The settings the four comparisons need, the shared multi-task baseline (``mtl``) first."""
     arch_names = {"mtl": "multi-task CNN", "binary": "binary CNN per phase", "paper": "paper's CNN"}
     out = {"mtl": Setting("mtl", f"MTL, {base_loss} (base)", "mtl", base_loss)}
@@ -449,28 +530,42 @@ def build_settings(config: ExperimentConfig, base_loss: str, losses: Sequence[st
         if loss != base_loss:
             out[f"mtl_{loss}"] = Setting(f"mtl_{loss}", f"MTL, {loss}", "mtl", loss)
     for view in VIEWS:
-        out[f"mtl_{view}_only"] = Setting(f"mtl_{view}_only", f"MTL, trained {view} only", "mtl", base_loss, view)
+        out[f"mtl_{view}_only"] = Setting(
+            f"mtl_{view}_only", f"MTL, trained {view} only", "mtl", base_loss, view
+        )
     return out
 
 
 def _history(raw: Sequence[Sequence[float]]) -> list[list[float]]:
     """Learning curve as at most :data:`HISTORY_POINTS` (step, loss) pairs."""
     h = np.asarray(raw, dtype=float).reshape(-1, 2)
-    idx = np.unique(np.linspace(0, len(h) - 1, min(len(h), HISTORY_POINTS)).round().astype(int)) if len(h) else \
-        np.zeros(0, dtype=int)
+    idx = (
+        np.unique(np.linspace(0, len(h) - 1, min(len(h), HISTORY_POINTS)).round().astype(int))
+        if len(h)
+        else np.zeros(0, dtype=int)
+    )
     return [[round(float(h[i, 0]), 1), round(float(h[i, 1]), 5)] for i in idx]
 
 
-def run_setting(setting: Setting, seed: int, config: ExperimentConfig, phases: Sequence[str],
-                out_dir: Path) -> dict:
+def run_setting(
+    setting: Setting, seed: int, config: ExperimentConfig, phases: Sequence[str], out_dir: Path
+) -> dict:
     """Train one setting at one seed (reused when ``out_dir`` already holds it); its run record."""
     from ..training.train import CHECKPOINT, TrainConfig, train
 
     record_path = out_dir / "record.json"
     tc = TrainConfig(
-        phases=list(phases), arch=setting.arch, loss=setting.loss, steps=config.steps,
-        batch_size=config.batch_size, seed=seed, grid=config.grid.to_dict(), val_size=config.val_size,
-        calib_size=config.val_size, eval_every=max(1, config.steps // 5), patience=0,
+        phases=list(phases),
+        arch=setting.arch,
+        loss=setting.loss,
+        steps=config.steps,
+        batch_size=config.batch_size,
+        seed=seed,
+        grid=config.grid.to_dict(),
+        val_size=config.val_size,
+        calib_size=config.val_size,
+        eval_every=max(1, config.steps // 5),
+        patience=0,
         unmasked_fraction={"mixed": None, "unmasked": 1.0, "masked": 0.0}[setting.train_view],
     )
     key = _hash(asdict(tc), _inputs_version())
@@ -478,10 +573,16 @@ def run_setting(setting: Setting, seed: int, config: ExperimentConfig, phases: S
         return {**json.loads(record_path.read_text()), "reused": True}
     t0 = time.perf_counter()
     result = train(tc, out_dir / "model", progress=False)
-    shutil.rmtree(out_dir / "model" / CHECKPOINT, ignore_errors=True)  # resume state: not needed here
+    shutil.rmtree(
+        out_dir / "model" / CHECKPOINT, ignore_errors=True
+    )  # resume state: not needed here
     record = {
-        "hash": key, "setting": setting.key, "seed": seed, "train_time_s": time.perf_counter() - t0,
-        "params": int(result.n_parameters), "history": _history(result.history),
+        "hash": key,
+        "setting": setting.key,
+        "seed": seed,
+        "train_time_s": time.perf_counter() - t0,
+        "params": int(result.n_parameters),
+        "history": _history(result.history),
         "val_curve": [[int(e["step"]), round(float(e["val_exact"]), 4)] for e in result.evals],
         "model": str(out_dir / "model"),
     }
@@ -489,20 +590,40 @@ def run_setting(setting: Setting, seed: int, config: ExperimentConfig, phases: S
     return {**record, "reused": False}
 
 
-def run_finetune(base_model: Path, pool: LabeledSet, idx: np.ndarray, seed: int, config: ExperimentConfig,
-                 out_dir: Path) -> tuple[Path, bool]:
+def run_finetune(
+    base_model: Path,
+    pool: LabeledSet,
+    idx: np.ndarray,
+    seed: int,
+    config: ExperimentConfig,
+    out_dir: Path,
+) -> tuple[Path, bool]:
     """Fine-tune ``base_model`` on the patterns ``idx`` of ``pool`` (reused when ``out_dir`` already
     holds that run); the new model's folder, and whether it was reused."""
     from ..training.finetune import finetune
 
     model = out_dir / "model"
     stamp = out_dir / "stamp.json"
-    key = _hash((base_model / "model.json").read_text(), [str(pool.files[i]) for i in idx], seed,
-                config.finetune_steps, config.batch_size, _finetune_recipe(), _inputs_version())
+    key = _hash(
+        (base_model / "model.json").read_text(),
+        [str(pool.files[i]) for i in idx],
+        seed,
+        config.finetune_steps,
+        config.batch_size,
+        _finetune_recipe(),
+        _inputs_version(),
+    )
     if stamp.is_file() and json.loads(stamp.read_text()) == key:
         return model, True
-    finetune(base_model, LabeledPatterns(pool.intensity[idx], pool.coverage[idx], pool.labels[idx]), model,
-             steps=config.finetune_steps, batch_size=config.batch_size, seed=seed, progress=False)
+    finetune(
+        base_model,
+        LabeledPatterns(pool.intensity[idx], pool.coverage[idx], pool.labels[idx]),
+        model,
+        steps=config.finetune_steps,
+        batch_size=config.batch_size,
+        seed=seed,
+        progress=False,
+    )
     _write_json(stamp, key)
     return model, False
 
@@ -512,7 +633,11 @@ def _inputs_version() -> dict:
     from ..model.files import PREPROCESSING
     from ..synthesis.patterns import SYNTH_VERSION, SynthConfig
 
-    return {"synth": asdict(SynthConfig()), "synth_version": SYNTH_VERSION, "preprocessing": PREPROCESSING["version"]}
+    return {
+        "synth": asdict(SynthConfig()),
+        "synth_version": SYNTH_VERSION,
+        "preprocessing": PREPROCESSING["version"],
+    }
 
 
 def _finetune_recipe() -> dict:
@@ -572,8 +697,12 @@ def _summary(values: Sequence[dict[str, Any]], phases: Sequence[str]) -> SetSumm
     }
 
 
-def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, progress: bool = True,
-                   command: str | None = None) -> ExperimentResults:
+def run_experiment(
+    out_dir: str | Path,
+    config: ExperimentConfig | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> ExperimentResults:
     """Run the four comparisons into ``out_dir`` and write ``out_dir/results.json``.
 
     Data sets and trained models are cached in ``out_dir`` (``data/``, ``runs/``, each git-ignored), so
@@ -587,7 +716,10 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
 
     config = config or ExperimentConfig()
     out = Path(out_dir)
-    for cache in ("data", "runs"):  # caches of frames and models: kept out of git when out_dir is committed
+    for cache in (
+        "data",
+        "runs",
+    ):  # caches of frames and models: kept out of git when out_dir is committed
         (out / cache).mkdir(parents=True, exist_ok=True)
         (out / cache / ".gitignore").write_text("*\n")
     t_start, started = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -596,25 +728,47 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
     grid = config.grid
     seeds = list(range(config.seeds))
     base_loss = TrainConfig().loss
-    losses = list(dict.fromkeys([*(config.losses or LOSSES), config.tailored_loss, config.plain_loss]))
+    losses = list(
+        dict.fromkeys([*(config.losses or LOSSES), config.tailored_loss, config.plain_loss])
+    )
     settings = build_settings(config, base_loss, losses)
     hd = hdac_dir()
     n_hdac_ft = len(VIEWS) * len(seeds) * config.hdac_splits * len(config.hdac_ns) if hd else 0
-    bar = ProgressBar(1 + len(settings) * len(seeds) + len(VIEWS) * len(seeds) * len(config.finetune_ns)
-                      + n_hdac_ft, "experiment", progress, transient=False)
+    bar = ProgressBar(
+        1
+        + len(settings) * len(seeds)
+        + len(VIEWS) * len(seeds) * len(config.finetune_ns)
+        + n_hdac_ft,
+        "experiment",
+        progress,
+        transient=False,
+    )
     try:
         # -- data
         t0 = time.perf_counter()
         bar.update(description="simulating test and pool frames")
         data = out / "data"
         tests = {
-            f"sim_{v}": s for v, s in simulated_sets(
-                "sim", data / "test", config.n_test, config.test_seed, config.test_wavelength, phases, grid,
+            f"sim_{v}": s
+            for v, s in simulated_sets(
+                "sim",
+                data / "test",
+                config.n_test,
+                config.test_seed,
+                config.test_wavelength,
+                phases,
+                grid,
                 f"simulated frames, held-out seed {config.test_seed} and λ = {config.test_wavelength} Å",
             ).items()
         }
         pool = simulated_sets(
-            "pool", data / "pool", config.n_pool, config.pool_seed, config.pool_wavelength, phases, grid,
+            "pool",
+            data / "pool",
+            config.n_pool,
+            config.pool_seed,
+            config.pool_wavelength,
+            phases,
+            grid,
             f"labeled simulated frames (fine-tuning pool), seed {config.pool_seed}, λ = {config.pool_wavelength} Å",
         )
         rr = rruff_set(phases, grid)
@@ -623,8 +777,13 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
         if hd is not None:
             for v in VIEWS:
                 tests[f"hdac_{v}"] = load_labeled(
-                    f"hdac_{v}", "measured", f"the paper's measured HDAC patterns, {v}, labels as given",
-                    hd / f"labels_{v}.csv", phases, grid, HDAC_WAVELENGTH,
+                    f"hdac_{v}",
+                    "measured",
+                    f"the paper's measured HDAC patterns, {v}, labels as given",
+                    hd / f"labels_{v}.csv",
+                    phases,
+                    grid,
+                    HDAC_WAVELENGTH,
                 )
         stage["data"] = time.perf_counter() - t0
         bar.update(1, description="data ready")
@@ -632,7 +791,10 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
         # -- the settings of comparisons 1, 2 and 4
         t0 = time.perf_counter()
         settings_out: dict[str, SettingResult] = {}
-        reused: dict[str, list[bool]] = {"training_runs": [], "finetune_runs": []}  # from the run cache
+        reused: dict[str, list[bool]] = {
+            "training_runs": [],
+            "finetune_runs": [],
+        }  # from the run cache
         base_models: dict[int, Path] = {}
         for key, setting in settings.items():
             records: list[dict[str, Any]] = []
@@ -651,8 +813,11 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                     base_models[seed] = Path(rec["model"])
                 bar.update(1, description=f"trained {key} seed {seed}")
             settings_out[key] = {
-                "label": setting.label, "arch": setting.arch, "loss": setting.loss,
-                "train_view": setting.train_view, "params": records[0]["params"],
+                "label": setting.label,
+                "arch": setting.arch,
+                "loss": setting.loss,
+                "train_view": setting.train_view,
+                "params": records[0]["params"],
                 "train_time_s": Stat.of([r["train_time_s"] for r in records]).to_dict(),
                 "history": [r["history"] for r in records],
                 "val_curve": [r["val_curve"] for r in records],
@@ -663,7 +828,8 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                 },
                 "per_file": {
                     t: _per_file(tests[t], probs_sum[t] / len(seeds), thr, phases)
-                    for t in tests if tests[t].kind == "measured" and key == "mtl"
+                    for t in tests
+                    if tests[t].kind == "measured" and key == "mtl"
                 },
             }
         stage["training"] = time.perf_counter() - t0
@@ -680,8 +846,14 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                 for seed in seeds:
                     bar.update(description=f"fine-tune {v} N={n} seed {seed}")
                     idx = np.random.default_rng([seed, n]).permutation(len(pool[v]))[:n]
-                    model, was_reused = run_finetune(base_models[seed], pool[v], idx, seed, config,
-                                                     out / "runs" / f"finetune_{v}" / f"n{n}_seed{seed}")
+                    model, was_reused = run_finetune(
+                        base_models[seed],
+                        pool[v],
+                        idx,
+                        seed,
+                        config,
+                        out / "runs" / f"finetune_{v}" / f"n{n}_seed{seed}",
+                    )
                     reused["finetune_runs"].append(was_reused)
                     probs, thr = predict_sets(model, {ts: tests[ts]})
                     e = evaluate(probs[ts], tests[ts].labels, thr, phases)
@@ -713,10 +885,14 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                 hset = tests[f"hdac_{v}"]
                 clean = np.array([f.name not in hdac["contradicted"][v] for f in hset.files])
                 base_out = {seed: predict_sets(base_models[seed], {"all": hset}) for seed in seeds}
-                so_clean = [evaluate(probs["all"][clean], hset.labels[clean], thr, phases)["exact"]
-                            for probs, thr in base_out.values()]
-                hdac["synthetic_only_uncontradicted"][v] = {"exact": Stat.of(so_clean).to_dict(),
-                                                             "n": int(clean.sum())}
+                so_clean = [
+                    evaluate(probs["all"][clean], hset.labels[clean], thr, phases)["exact"]
+                    for probs, thr in base_out.values()
+                ]
+                hdac["synthetic_only_uncontradicted"][v] = {
+                    "exact": Stat.of(so_clean).to_dict(),
+                    "n": int(clean.sum()),
+                }
                 runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
                 runs_clean: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
                 base_runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
@@ -733,26 +909,52 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
                             idx = training_draw(hset.labels, n, seed, split)
                             bar.update(description=f"cv {v} N={n} seed {seed} split {split}")
                             model, was_reused = run_finetune(
-                                base_models[seed], hset, idx, seed, config,
-                                out / "runs" / f"cv_{v}" / f"n{n}_seed{seed}_split{split}")
+                                base_models[seed],
+                                hset,
+                                idx,
+                                seed,
+                                config,
+                                out / "runs" / f"cv_{v}" / f"n{n}_seed{seed}_split{split}",
+                            )
                             reused["finetune_runs"].append(was_reused)
                             rest_idx = np.setdiff1d(np.arange(len(hset)), idx)
                             rest = _subset(hset, rest_idx)
                             probs, thr = predict_sets(model, {"rest": rest})
-                            runs[n].append(evaluate(probs["rest"], rest.labels, thr, phases)["exact"])
+                            runs[n].append(
+                                evaluate(probs["rest"], rest.labels, thr, phases)["exact"]
+                            )
                             keep = clean[rest_idx]
-                            runs_clean[n].append(evaluate(probs["rest"][keep], rest.labels[keep], thr,
-                                                          phases)["exact"])
+                            runs_clean[n].append(
+                                evaluate(probs["rest"][keep], rest.labels[keep], thr, phases)[
+                                    "exact"
+                                ]
+                            )
                             bp = base_probs["all"][rest_idx]
-                            base_runs[n].append(evaluate(bp, rest.labels, base_thr, phases)["exact"])
-                            base_clean[n].append(evaluate(bp[keep], rest.labels[keep], base_thr, phases)["exact"])
-                            adapted = adapt_arrays(base_models[seed], LabeledPatterns(
-                                hset.intensity[idx], hset.coverage[idx], hset.labels[idx]), ~clean[idx]).model
+                            base_runs[n].append(
+                                evaluate(bp, rest.labels, base_thr, phases)["exact"]
+                            )
+                            base_clean[n].append(
+                                evaluate(bp[keep], rest.labels[keep], base_thr, phases)["exact"]
+                            )
+                            adapted = adapt_arrays(
+                                base_models[seed],
+                                LabeledPatterns(
+                                    hset.intensity[idx], hset.coverage[idx], hset.labels[idx]
+                                ),
+                                ~clean[idx],
+                            ).model
                             ap = adapted.predict_proba(x_all[rest_idx])
-                            adapted_runs[n].append(evaluate(ap, rest.labels, adapted.thresholds, phases)["exact"])
-                            adapted_clean[n].append(evaluate(ap[keep], rest.labels[keep], adapted.thresholds,
-                                                             phases)["exact"])
-                            vote = nearest_neighbour_vote(votes[idx], hset.labels[idx], votes[rest_idx])
+                            adapted_runs[n].append(
+                                evaluate(ap, rest.labels, adapted.thresholds, phases)["exact"]
+                            )
+                            adapted_clean[n].append(
+                                evaluate(ap[keep], rest.labels[keep], adapted.thresholds, phases)[
+                                    "exact"
+                                ]
+                            )
+                            vote = nearest_neighbour_vote(
+                                votes[idx], hset.labels[idx], votes[rest_idx]
+                            )
                             vote_runs[n].append(float((vote == rest.labels).all(axis=1).mean()))
                             bar.update(1, description=f"cv {v} N={n} seed {seed} split {split}")
                 hdac["cv"][v] = _cv_points(runs)
@@ -773,7 +975,8 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
     data_out: ResultsData = {
         "schema": 1,
         "meta": {
-            "command": command or f"run_experiment({str(out)!r}, ExperimentConfig.preset({config.preset_name!r}))",
+            "command": command
+            or f"run_experiment({str(out)!r}, ExperimentConfig.preset({config.preset_name!r}))",
             "preset": config.preset_name,
             "config": config.to_dict(),
             "versions": package_versions(),
@@ -784,7 +987,9 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
             "stage_time_s": {k: round(v, 1) for k, v in stage.items()},
             "reused_runs": {k: [int(sum(v)), len(v)] for k, v in reused.items()},
             "cpus": os.cpu_count() or 1,
-            "synth": {k: v for k, v in asdict(SynthConfig()).items() if k in ("p_present", "p_unmasked")},
+            "synth": {
+                k: v for k, v in asdict(SynthConfig()).items() if k in ("p_present", "p_unmasked")
+            },
             "device": str(default_device()),
         },
         "paper": PAPER,
@@ -814,13 +1019,20 @@ def run_experiment(out_dir: str | Path, config: ExperimentConfig | None = None, 
 
 
 def _confusion_sum(parts: Sequence[dict[str, int]]) -> Confusion:
-    return {"tp": sum(c["tp"] for c in parts), "fp": sum(c["fp"] for c in parts),
-            "fn": sum(c["fn"] for c in parts), "tn": sum(c["tn"] for c in parts)}
+    return {
+        "tp": sum(c["tp"] for c in parts),
+        "fp": sum(c["fp"] for c in parts),
+        "fn": sum(c["fn"] for c in parts),
+        "tn": sum(c["tn"] for c in parts),
+    }
 
 
 def _cv_points(runs: dict[int, list[float]]) -> list[CvPoint]:
     """Per N (in order): the exact match over the cross-validation runs."""
-    return [{"n": n, "exact": Stat.of(values).to_dict(), "runs": len(values)} for n, values in runs.items()]
+    return [
+        {"n": n, "exact": Stat.of(values).to_dict(), "runs": len(values)}
+        for n, values in runs.items()
+    ]
 
 
 def _loss_key(loss: str, base_loss: str) -> str:
@@ -836,21 +1048,33 @@ def contradicted_labels(labels_csv: Path) -> list[str]:
 
 
 def _subset(s: LabeledSet, idx: np.ndarray) -> LabeledSet:
-    return replace(s, files=[s.files[i] for i in idx], intensity=s.intensity[idx], coverage=s.coverage[idx],
-                   labels=s.labels[idx])
+    return replace(
+        s,
+        files=[s.files[i] for i in idx],
+        intensity=s.intensity[idx],
+        coverage=s.coverage[idx],
+        labels=s.labels[idx],
+    )
 
 
-def _per_file(s: LabeledSet, probs: np.ndarray, thr: np.ndarray, phases: Sequence[str]) -> list[PerFile]:
+def _per_file(
+    s: LabeledSet, probs: np.ndarray, thr: np.ndarray, phases: Sequence[str]
+) -> list[PerFile]:
     calls = probs >= thr
     return [
-        {"file": f.name, "labels": {p: int(s.labels[i, j]) for j, p in enumerate(phases)},
-         "probs": {p: round(float(probs[i, j]), 4) for j, p in enumerate(phases)},
-         "agree": bool((calls[i] == s.labels[i].astype(bool)).all())}
+        {
+            "file": f.name,
+            "labels": {p: int(s.labels[i, j]) for j, p in enumerate(phases)},
+            "probs": {p: round(float(probs[i, j]), 4) for j, p in enumerate(phases)},
+            "agree": bool((calls[i] == s.labels[i].astype(bool)).all()),
+        }
         for i, f in enumerate(s.files)
     ]
 
 
-def make_examples(model_path: Path, tests: dict[str, LabeledSet], k: int, phases: Sequence[str]) -> list[dict]:
+def make_examples(
+    model_path: Path, tests: dict[str, LabeledSet], k: int, phases: Sequence[str]
+) -> list[dict]:
     """Up to ``k`` test patterns per set kind (one per phase where possible), with what drove the call."""
     from ..inference.explain import saliency
     from ..model.files import load_model
@@ -862,7 +1086,10 @@ def make_examples(model_path: Path, tests: dict[str, LabeledSet], k: int, phases
     for p in phases:
         r = get_phase(p).reflections()
         keep = (r.q >= grid.q_min) & (r.q <= grid.q_max) & (r.intensity >= 2)
-        sticks[p] = [[round(float(q), 4), round(float(i), 1)] for q, i in zip(r.q[keep], r.intensity[keep], strict=True)]
+        sticks[p] = [
+            [round(float(q), 4), round(float(i), 1)]
+            for q, i in zip(r.q[keep], r.intensity[keep], strict=True)
+        ]
     out = []
     for name in ("sim_unmasked", "hdac_unmasked"):
         if name not in tests:
@@ -880,15 +1107,20 @@ def make_examples(model_path: Path, tests: dict[str, LabeledSet], k: int, phases
         probs = model.predict_proba(x)
         sal = saliency(_LogitMargin.wrap(model.net), x)
         for row, i in enumerate(idx):
-            out.append({
-                "test_set": name, "file": s.files[i].name,
-                "q": [round(float(q), 4) for q in grid.values],
-                "signal": [round(float(v), 4) for v in x[row, 1]],
-                "probs": {p: round(float(probs[row, j]), 4) for j, p in enumerate(phases)},
-                "labels": {p: int(s.labels[i, j]) for j, p in enumerate(phases)},
-                "saliency": {p: [round(float(v), 3) for v in sal[row, j]] for j, p in enumerate(phases)},
-                "sticks": sticks,
-            })
+            out.append(
+                {
+                    "test_set": name,
+                    "file": s.files[i].name,
+                    "q": [round(float(q), 4) for q in grid.values],
+                    "signal": [round(float(v), 4) for v in x[row, 1]],
+                    "probs": {p: round(float(probs[row, j]), 4) for j, p in enumerate(phases)},
+                    "labels": {p: int(s.labels[i, j]) for j, p in enumerate(phases)},
+                    "saliency": {
+                        p: [round(float(v), 3) for v in sal[row, j]] for j, p in enumerate(phases)
+                    },
+                    "sticks": sticks,
+                }
+            )
     return out
 
 
@@ -909,4 +1141,3 @@ class _LogitMargin:
                 return z[..., 1] - z[..., 0]
 
         return Margin()
-

@@ -95,8 +95,6 @@ def stat(d: StatDict | dict[str, Any]) -> Stat:
 # ---------------------------------------------------------------------------------------- file output
 
 
-
-
 def render_markdown(blocks: Sequence[Block]) -> str:
     out: list[str] = []
     for b in blocks:
@@ -139,7 +137,8 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
             cap = f"<caption>{_inline_html(b.caption)}</caption>" if b.caption else ""
             head = "".join(f"<th>{_inline_html(h)}</th>" for h in b.header)
             rows = "".join(
-                "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>" for row in b.rows
+                "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>"
+                for row in b.rows
             )
             body.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         else:
@@ -157,7 +156,7 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
         "pre{background:#f4f4f4;padding:0.6em;overflow-x:auto}"
     )
     return (
-        f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'
         f"</title><style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
 
@@ -188,8 +187,15 @@ def fig_learning_curves(res: ResultsData) -> bytes:
             if n == 0:
                 continue
             y = np.stack([a[:n, 1] for a in arrays]) * (100 if ax is ax_val else 1)
-            (line,) = ax.plot(arrays[0][:n, 0], y.mean(0), lw=1.3, color=color,
-                              label=s["label"], marker="o" if ax is ax_val else None, ms=3)
+            (line,) = ax.plot(
+                arrays[0][:n, 0],
+                y.mean(0),
+                lw=1.3,
+                color=color,
+                label=s["label"],
+                marker="o" if ax is ax_val else None,
+                ms=3,
+            )
             color = line.get_color()
             ax.fill_between(arrays[0][:n, 0], y.min(0), y.max(0), color=color, alpha=0.15)
     ax_loss.set_ylabel("training loss (each setting's own loss)")
@@ -223,13 +229,17 @@ def fig_data_efficiency(res: ResultsData) -> bytes:
         so = res["hdac"]["synthetic_only"]
         for view, pts in res["hdac"]["cv"].items():
             curves[f"paper's measured patterns, {view}"] = [
-                Point(n=0, exact=so[view]["exact"]), *(Point(n=p["n"], exact=p["exact"]) for p in pts)
+                Point(n=0, exact=so[view]["exact"]),
+                *(Point(n=p["n"], exact=p["exact"]) for p in pts),
             ]
         if "cv_uncontradicted" in res["hdac"]:
             view = res["comparisons"]["data_efficiency_view"]
             curves[f"paper's measured patterns, {view}, uncontradicted labels"] = [
                 Point(n=0, exact=res["hdac"]["synthetic_only_uncontradicted"][view]["exact"]),
-                *(Point(n=p["n"], exact=p["exact"]) for p in res["hdac"]["cv_uncontradicted"][view]),
+                *(
+                    Point(n=p["n"], exact=p["exact"])
+                    for p in res["hdac"]["cv_uncontradicted"][view]
+                ),
             ]
     for label, curve in curves.items():
         n = np.array([p["n"] for p in curve], dtype=float)
@@ -241,7 +251,9 @@ def fig_data_efficiency(res: ResultsData) -> bytes:
     ax.axhline(paper["synthetic_only_exact"] * 100, ls="--", color="grey", lw=1)
     ax.axhline(paper["few_labeled_exact"] * 100, ls=":", color="grey", lw=1)
     ax.text(1.05, paper["synthetic_only_exact"] * 100 + 0.8, "paper, synthetic only", fontsize=7)
-    ax.text(1.05, paper["few_labeled_exact"] * 100 + 0.8, "paper, with a few experimental", fontsize=7)
+    ax.text(
+        1.05, paper["few_labeled_exact"] * 100 + 0.8, "paper, with a few experimental", fontsize=7
+    )
     ax.set_xscale("log")
     ticks = sorted({p["n"] for pts in curves.values() for p in pts})
     ax.set_xticks([max(t, 1) for t in ticks], [str(t) for t in ticks])
@@ -271,8 +283,15 @@ def fig_confusion(res: ResultsData, key: str) -> bytes:
             ax = axes[i, j]
             ax.imshow(m, cmap="Blues", vmin=0)
             for (r, k), v in np.ndenumerate(m):
-                ax.text(k, r, f"{int(v)}", ha="center", va="center", fontsize=9,
-                        color="white" if v > m.max() / 2 else "black")
+                ax.text(
+                    k,
+                    r,
+                    f"{int(v)}",
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if v > m.max() / 2 else "black",
+                )
             ax.set_xticks([0, 1], ["no", "yes"])
             ax.set_yticks([0, 1], ["no", "yes"])
             ax.set_title(f"{ph} — {ts}", fontsize=7)
@@ -294,14 +313,19 @@ def fig_example(res: ResultsData, e: dict, path: Path) -> bytes:
     refl = {}
     for ph in phases:
         st = np.asarray(e["sticks"][ph], dtype=float).reshape(-1, 2)
-        refl[ph] = Reflections((), 2 * np.pi / st[:, 0], st[:, 0], None, st[:, 1],
-                               np.ones(len(st), dtype=int), None)
+        refl[ph] = Reflections(
+            (), 2 * np.pi / st[:, 0], st[:, 0], None, st[:, 1], np.ones(len(st), dtype=int), None
+        )
     called = [ph for ph in phases if e["probs"][ph] >= 0.5]
     labeled = ", ".join(ph for ph in phases if e["labels"][ph]) or "none"
     plot_pattern(
-        (np.asarray(e["q"]), np.asarray(e["signal"])), called, refl,
-        {ph: np.asarray(e["saliency"][ph]) for ph in phases}, path,
-        title=f"{e['file']} [{e['test_set']}], labels: {labeled}", probabilities=e["probs"],
+        (np.asarray(e["q"]), np.asarray(e["signal"])),
+        called,
+        refl,
+        {ph: np.asarray(e["saliency"][ph]) for ph in phases},
+        path,
+        title=f"{e['file']} [{e['test_set']}], labels: {labeled}",
+        probabilities=e["probs"],
     )
     return path.read_bytes()
 
@@ -319,7 +343,9 @@ def fig_comparisons(res: ResultsData) -> bytes:
         m = [res["settings"][k]["metrics"][ts]["exact"]["mean"] * 100 for k in keys]
         sd = [res["settings"][k]["metrics"][ts]["exact"]["sd"] * 100 for k in keys]
         ax.bar(x + (i - (len(sets) - 1) / 2) * width, m, width, yerr=sd, capsize=2, label=ts)
-    ax.set_xticks(x, [res["settings"][k]["label"] for k in keys], rotation=30, ha="right", fontsize=7)
+    ax.set_xticks(
+        x, [res["settings"][k]["label"] for k in keys], rotation=30, ha="right", fontsize=7
+    )
     ax.set_ylabel("exact match (%)")
     ax.set_ylim(0, 105)
     ax.legend(fontsize=7, ncol=3)
@@ -332,7 +358,9 @@ def fig_comparisons(res: ResultsData) -> bytes:
 
 def _metric_row(s: SettingResult, ts: str, phases: Sequence[str]) -> list[str]:
     m = s["metrics"][ts]
-    return [pct_sd(stat(m["exact"])), pct_sd(stat(m["f1"]))] + [pct_sd(stat(m["acc"][p])) for p in phases]
+    return [pct_sd(stat(m["exact"])), pct_sd(stat(m["f1"]))] + [
+        pct_sd(stat(m["acc"][p])) for p in phases
+    ]
 
 
 def _compare(res: ResultsData, key_a: str, key_b: str) -> tuple[str, str]:
@@ -361,13 +389,18 @@ def section_architecture(res: ResultsData) -> list[Block]:
     rows = []
     for key in comp["architecture"]:
         s = res["settings"][key]
-        rows.append([s["label"], f"{s['params']:,}", num_sd(stat(s["train_time_s"]))] + _metric_row(s, ts, phases))
+        rows.append(
+            [s["label"], f"{s['params']:,}", num_sd(stat(s["train_time_s"]))]
+            + _metric_row(s, ts, phases)
+        )
     header = ["model", "parameters", "train time (s)", "exact match (%)", "macro F1 (%)"] + [
         f"acc. {p} (%)" for p in phases
     ]
     return [
         Heading("1. Multi-task CNN against one binary CNN per phase"),
-        Para(f"Same synthetic data, training steps and loss; test set `{ts}`; mean ± sd over seeds."),
+        Para(
+            f"Same synthetic data, training steps and loss; test set `{ts}`; mean ± sd over seeds."
+        ),
         Table(header, rows, f"Architectures on {ts}"),
     ]
 
@@ -377,7 +410,8 @@ def section_loss(res: ResultsData) -> list[Block]:
     comp = res["comparisons"]
     ts = comp["primary_test_set"]
     rows = [
-        [res["settings"][k]["label"]] + _metric_row(res["settings"][k], ts, phases) for k in comp["loss"]
+        [res["settings"][k]["label"]] + _metric_row(res["settings"][k], ts, phases)
+        for k in comp["loss"]
     ]
     header = ["loss", "exact match (%)", "macro F1 (%)"] + [f"acc. {p} (%)" for p in phases]
     return [
@@ -398,7 +432,9 @@ def section_data_efficiency(res: ResultsData) -> list[Block]:
     ]
     for view, pts in res["data_efficiency"].items():
         rows = [[str(p["n"]), pct_sd(stat(p["exact"])), pct_sd(stat(p["f1"]))] for p in pts]
-        blocks.append(Table(["N", "exact match (%)", "macro F1 (%)"], rows, f"Fine-tuned, tested on {view}"))
+        blocks.append(
+            Table(["N", "exact match (%)", "macro F1 (%)"], rows, f"Fine-tuned, tested on {view}")
+        )
     return blocks
 
 
@@ -408,7 +444,10 @@ def section_masking(res: ResultsData) -> list[Block]:
     rows = []
     for train_mode, key in comp["train"].items():
         s = res["settings"][key]
-        rows.append([f"{train_mode} ({s['label']})"] + [pct_sd(stat(s["metrics"][t]["exact"])) for t in tests])
+        rows.append(
+            [f"{train_mode} ({s['label']})"]
+            + [pct_sd(stat(s["metrics"][t]["exact"])) for t in tests]
+        )
     return [
         Heading("4. Masked against unmasked"),
         Para(
@@ -432,7 +471,8 @@ def section_real(res: ResultsData) -> list[Block]:
         blocks += [
             Para(
                 "Exact match of every synthetic-only setting on measured patterns, against the labels "
-                "as given. " + " ".join(
+                "as given. "
+                + " ".join(
                     f"`{t}`: {res['test_sets'][t]['n']} patterns, {res['test_sets'][t]['description']}."
                     for t in ext
                 )
@@ -451,12 +491,20 @@ def section_real(res: ResultsData) -> list[Block]:
                 by_file.setdefault(r["file"], {})[t] = r
         rows = []
         for f, recs in by_file.items():
-            labels = " / ".join(dict.fromkeys(" ".join(str(r["labels"][p]) for p in phases) for r in recs.values()))
+            labels = " / ".join(
+                dict.fromkeys(" ".join(str(r["labels"][p]) for p in phases) for r in recs.values())
+            )
             row = [f, labels]
             for t in sets:
                 rec = recs.get(t)
-                row += ([" ".join(f"{rec['probs'][p]:.2f}" for p in phases), "yes" if rec["agree"] else "**no**"]
-                        if rec else ["not in this set", "not in this set"])
+                row += (
+                    [
+                        " ".join(f"{rec['probs'][p]:.2f}" for p in phases),
+                        "yes" if rec["agree"] else "**no**",
+                    ]
+                    if rec
+                    else ["not in this set", "not in this set"]
+                )
             rows.append(row)
         header = ["file", "labels (" + ", ".join(phases) + ")"]
         for t in sets:
@@ -469,48 +517,80 @@ def section_real(res: ResultsData) -> list[Block]:
         adapted = audited and "cv_adapted" in hd
         for view, pts in hd["cv"].items():
             so = stat(hd["synthetic_only"][view]["exact"])
-            rows.append([view, "0", pct_sd(so), "-",
-                         *([pct_sd(stat(hd["synthetic_only_uncontradicted"][view]["exact"])), "-"] if audited else []),
-                         *(["-", "-", "-"] if adapted else []), str(so.n)])
+            rows.append(
+                [
+                    view,
+                    "0",
+                    pct_sd(so),
+                    "-",
+                    *(
+                        [pct_sd(stat(hd["synthetic_only_uncontradicted"][view]["exact"])), "-"]
+                        if audited
+                        else []
+                    ),
+                    *(["-", "-", "-"] if adapted else []),
+                    str(so.n),
+                ]
+            )
             for i, p in enumerate(pts):
                 cells = [view, str(p["n"]), pct_sd(stat(p["exact"]))]
                 if audited:
-                    cells += [pct_sd(stat(hd["cv_base"][view][i]["exact"])),
-                              pct_sd(stat(hd["cv_uncontradicted"][view][i]["exact"])),
-                              pct_sd(stat(hd["cv_base_uncontradicted"][view][i]["exact"]))]
+                    cells += [
+                        pct_sd(stat(hd["cv_base"][view][i]["exact"])),
+                        pct_sd(stat(hd["cv_uncontradicted"][view][i]["exact"])),
+                        pct_sd(stat(hd["cv_base_uncontradicted"][view][i]["exact"])),
+                    ]
                 if adapted:
-                    cells += [pct_sd(stat(hd["cv_adapted"][view][i]["exact"])),
-                              pct_sd(stat(hd["cv_adapted_uncontradicted"][view][i]["exact"])),
-                              pct_sd(stat(hd["cv_vote"][view][i]["exact"]))]
+                    cells += [
+                        pct_sd(stat(hd["cv_adapted"][view][i]["exact"])),
+                        pct_sd(stat(hd["cv_adapted_uncontradicted"][view][i]["exact"])),
+                        pct_sd(stat(hd["cv_vote"][view][i]["exact"])),
+                    ]
                 rows.append([*cells, str(p["runs"])])
         header = ["view", "N", "fine-tuned, labels as given (%)"]
         if audited:
-            header += ["before fine-tuning, same held-out (%)", "fine-tuned, uncontradicted labels (%)",
-                       "before fine-tuning, uncontradicted (%)"]
+            header += [
+                "before fine-tuning, same held-out (%)",
+                "fine-tuned, uncontradicted labels (%)",
+                "before fine-tuning, uncontradicted (%)",
+            ]
         if adapted:
-            header += ["adapted (`xrdmtl finetune`), labels as given (%)", "adapted, uncontradicted (%)",
-                       "nearest-neighbour vote (%)"]
+            header += [
+                "adapted (`xrdmtl finetune`), labels as given (%)",
+                "adapted, uncontradicted (%)",
+                "nearest-neighbour vote (%)",
+            ]
         header.append("runs (splits × seeds)")
-        text = (f"Cross-validated fine-tuning on the paper's {hd['n']} measured patterns: fine-tune on N "
-                f"labeled, test on the other {hd['n']} − N; random splits per seed: {hd['splits']}. N = 0: "
-                "the synthetic-only models on all patterns. Exact match.")
+        text = (
+            f"Cross-validated fine-tuning on the paper's {hd['n']} measured patterns: fine-tune on N "
+            f"labeled, test on the other {hd['n']} − N; random splits per seed: {hd['splits']}. N = 0: "
+            "the synthetic-only models on all patterns. Exact match."
+        )
         if audited:
-            listed = "; ".join(f"{v}: {', '.join(names) or 'none'}" for v, names in hd["contradicted"].items())
-            text += (" *Before fine-tuning* scores the synthetic-only model on the very patterns each "
-                     "fine-tuned model is tested on: the lift of fine-tuning is the difference, since a "
-                     "split's held-out set can be harder or easier than the whole. The physics-only label "
-                     f"audit (`xrdmtl audit --no-model`) contradicts these labels ({listed}); the "
-                     "*uncontradicted* columns score only the held-out patterns whose labels it does not "
-                     "contradict (they are still fine-tuned on).")
+            listed = "; ".join(
+                f"{v}: {', '.join(names) or 'none'}" for v, names in hd["contradicted"].items()
+            )
+            text += (
+                " *Before fine-tuning* scores the synthetic-only model on the very patterns each "
+                "fine-tuned model is tested on: the lift of fine-tuning is the difference, since a "
+                "split's held-out set can be harder or easier than the whole. The physics-only label "
+                f"audit (`xrdmtl audit --no-model`) contradicts these labels ({listed}); the "
+                "*uncontradicted* columns score only the held-out patterns whose labels it does not "
+                "contradict (they are still fine-tuned on)."
+            )
         if adapted:
-            text += (" *Adapted* is what `xrdmtl finetune` does: a vote of the most similar of the N labeled "
-                     "patterns beside the synthetic-only network, weighed by leave-one-out over the N labels "
-                     "(references whose labels the audit contradicts vote or not as that scores best; "
-                     "`docs/adapt.md`); the *nearest-neighbour vote* gives each held-out pattern the labels of "
-                     "its most similar labeled pattern. Same splits, same held-out patterns.")
+            text += (
+                " *Adapted* is what `xrdmtl finetune` does: a vote of the most similar of the N labeled "
+                "patterns beside the synthetic-only network, weighed by leave-one-out over the N labels "
+                "(references whose labels the audit contradicts vote or not as that scores best; "
+                "`docs/adapt.md`); the *nearest-neighbour vote* gives each held-out pattern the labels of "
+                "its most similar labeled pattern. Same splits, same held-out patterns."
+            )
         blocks += [Para(text), Table(header, rows, "Fine-tuning on measured patterns")]
     elif not hd["available"]:
-        blocks.append(Para("The paper's measured patterns (`shared/data/hdac`) were not found: skipped."))
+        blocks.append(
+            Para("The paper's measured patterns (`shared/data/hdac`) were not found: skipped.")
+        )
     return blocks
 
 
@@ -546,7 +626,9 @@ def _finetune_lift(res: ResultsData, view: str, few_n: int) -> str:
     clean_before = stat(hd["cv_base_uncontradicted"][view][i]["exact"])
     v = verdict(tuned, before)
     lift = {"better": "a lift", "tie": "no lift beyond the spread", "worse": "a loss"}[v]
-    caps = ", ".join(f"{pct(1 - len(names) / hd['n'])}% {v_}" for v_, names in hd["contradicted"].items())
+    caps = ", ".join(
+        f"{pct(1 - len(names) / hd['n'])}% {v_}" for v_, names in hd["contradicted"].items()
+    )
     return (
         f" On the measured patterns ({view}, N = {n}) the same held-out patterns score {pct_sd(before)}% "
         f"before fine-tuning and {pct_sd(tuned)}% after ({lift}); on the held-out patterns whose labels "
@@ -578,9 +660,11 @@ def _reused_text(meta: Meta | dict[str, Any]) -> str:
         return ""
     names = {"training_runs": "training runs", "finetune_runs": "fine-tuning runs"}
     parts = [f"{k} of {n} {names.get(what, what)}" for what, (k, n) in reused.items() if n]
-    return (" " + " and ".join(parts) + " were reused from the run cache (`runs/`, same configuration "
-            "and code inputs), so the wall time above excludes them; the training times in the tables "
-            "are those measured when each run was made.")
+    return (
+        " " + " and ".join(parts) + " were reused from the run cache (`runs/`, same configuration "
+        "and code inputs), so the wall time above excludes them; the training times in the tables "
+        "are those measured when each run was made."
+    )
 
 
 def section_paper(res: ResultsData) -> list[Block]:
@@ -594,54 +678,104 @@ def section_paper(res: ResultsData) -> list[Block]:
 
     mtl, binary = comp["architecture"][0], comp["architecture"][1]
     text, v = _compare(res, mtl, binary)
-    rows.append(["MTL beats one binary CNN per phase", "yes",
-                 {"better": "yes", "tie": "no: a tie", "worse": "no: binary wins"}[v]])
-    paras.append(Para(
-        "**1. Architecture.** " + text + (
-            f" On `{comp['primary_test_set']}`, as in the paper." if v == "better" else
-            f" On `{comp['primary_test_set']}`, we differ from the paper. Our binary networks are not the paper's: each is a narrower "
-            "copy of our multi-task network with the same input channels (including the background-"
-            "removed one), sized so that all of them together have about the multi-task model's "
-            "parameters, and the three target phases rarely share reflections, so a shared trunk has "
-            "little to add."
-        ) + f" Parameters: {st[mtl]['params']:,} (multi-task) and {st[binary]['params']:,} (binary set)."
-    ))
+    rows.append(
+        [
+            "MTL beats one binary CNN per phase",
+            "yes",
+            {"better": "yes", "tie": "no: a tie", "worse": "no: binary wins"}[v],
+        ]
+    )
+    paras.append(
+        Para(
+            "**1. Architecture.** "
+            + text
+            + (
+                f" On `{comp['primary_test_set']}`, as in the paper."
+                if v == "better"
+                else f" On `{comp['primary_test_set']}`, we differ from the paper. Our binary networks are not the paper's: each is a narrower "
+                "copy of our multi-task network with the same input channels (including the background-"
+                "removed one), sized so that all of them together have about the multi-task model's "
+                "parameters, and the three target phases rarely share reflections, so a shared trunk has "
+                "little to add."
+            )
+            + f" Parameters: {st[mtl]['params']:,} (multi-task) and {st[binary]['params']:,} (binary set)."
+        )
+    )
 
     tail, plain = comp["tailored_loss"], comp["plain_loss"]
     text, v = _compare(res, tail, plain)
-    rows.append(["tailored loss beats plain CE", "yes",
-                 {"better": "yes", "tie": "no: a tie", "worse": "no: plain CE wins"}[v]])
+    rows.append(
+        [
+            "tailored loss beats plain CE",
+            "yes",
+            {"better": "yes", "tie": "no: a tie", "worse": "no: plain CE wins"}[v],
+        ]
+    )
     base_text, _ = _compare(res, comp["base"], plain)
     p_present = meta["synth"]["p_present"]
-    paras.append(Para(
-        "**2. Loss.** The paper's tailored loss is a class-weighted cross-entropy (weights from its code). "
-        + text + (
-            f" On `{comp['primary_test_set']}`, as in the paper." if v == "better" else
-            f" On `{comp['primary_test_set']}`, we differ from the paper. Our synthetic batches draw each phase as present with "
-            f"probability {p_present:.2f}, so the class imbalance the weights correct is small; the "
-            "paper trained on fixed, less balanced sets."
-        ) + " Our default loss against plain CE: " + base_text
-    ))
+    paras.append(
+        Para(
+            "**2. Loss.** The paper's tailored loss is a class-weighted cross-entropy (weights from its code). "
+            + text
+            + (
+                f" On `{comp['primary_test_set']}`, as in the paper."
+                if v == "better"
+                else f" On `{comp['primary_test_set']}`, we differ from the paper. Our synthetic batches draw each phase as present with "
+                f"probability {p_present:.2f}, so the class imbalance the weights correct is small; the "
+                "paper trained on fixed, less balanced sets."
+            )
+            + " Our default loss against plain CE: "
+            + base_text
+        )
+    )
 
     view = comp["data_efficiency_view"]
     pts = res["data_efficiency"][f"sim_{view}"]
     few = max((p for p in pts if p["n"] <= comp["few_n"]), key=lambda p: p["n"])
     so_ref = Stat(paper["synthetic_only_exact"], 0.0, 1)
     few_ref = Stat(paper["few_labeled_exact"], 0.0, 1)
-    cases = [("synthetic only", f"> {pct(so_ref.mean)}%", so_ref, stat(pts[0]["exact"]), f"simulated frames ({view})"),
-             ("with a few labeled patterns", f"≈ {pct(few_ref.mean)}%", few_ref, stat(few["exact"]),
-              f"simulated frames ({view}), N = {few['n']}")]
+    cases = [
+        (
+            "synthetic only",
+            f"> {pct(so_ref.mean)}%",
+            so_ref,
+            stat(pts[0]["exact"]),
+            f"simulated frames ({view})",
+        ),
+        (
+            "with a few labeled patterns",
+            f"≈ {pct(few_ref.mean)}%",
+            few_ref,
+            stat(few["exact"]),
+            f"simulated frames ({view}), N = {few['n']}",
+        ),
+    ]
     hd = res["hdac"]
     if hd["available"]:
-        cases.insert(1, ("synthetic only", f"> {pct(so_ref.mean)}%", so_ref,
-                         stat(hd["synthetic_only"][view]["exact"]), f"the paper's measured patterns ({view})"))
+        cases.insert(
+            1,
+            (
+                "synthetic only",
+                f"> {pct(so_ref.mean)}%",
+                so_ref,
+                stat(hd["synthetic_only"][view]["exact"]),
+                f"the paper's measured patterns ({view})",
+            ),
+        )
         source = hd["cv_adapted"] if "cv_adapted" in hd else hd["cv"]
         cv = [p for p in source.get(view, []) if p["n"] <= comp["few_n"]]
         if cv:
             best = max(cv, key=lambda p: p["n"])
             how = "adapted" if "cv_adapted" in hd else "fine-tuned"
-            cases.append(("with a few labeled patterns", f"≈ {pct(few_ref.mean)}%", few_ref, stat(best["exact"]),
-                          f"the paper's measured patterns ({view}), {how} to N = {best['n']}, cross-validated"))
+            cases.append(
+                (
+                    "with a few labeled patterns",
+                    f"≈ {pct(few_ref.mean)}%",
+                    few_ref,
+                    stat(best["exact"]),
+                    f"the paper's measured patterns ({view}), {how} to N = {best['n']}, cross-validated",
+                )
+            )
     sentences, short = [], False
     for claim, paper_txt, ref, ours, where in cases:
         v = verdict(ours, ref)
@@ -649,51 +783,71 @@ def section_paper(res: ResultsData) -> list[Block]:
         rows.append([f"{claim}: {where}", paper_txt, f"{pct_sd(ours)}%"])
         sentences.append(
             f"{claim}, {pct_sd(ours)}% on {where}, "
-            f"{ {'better': 'above', 'tie': 'level with', 'worse': 'below'}[v]} the paper's {pct(ref.mean)}%"
+            f"{ {'better': 'above', 'tie': 'level with', 'worse': 'below'}[v] } the paper's {pct(ref.mean)}%"
         )
-    paras.append(Para(
-        "**3. Data efficiency.** Exact match: " + "; ".join(sentences) + "."
-        + ("" if not short else
-           " Where we fall short of the paper, we see two reasons: this run's budget (preset "
-           f"`{meta['preset']}`, {meta['config']['steps']} training steps and {meta['config']['finetune_steps']} "
-           "fine-tuning steps per model), and what still differs between our synthesis and the measured "
-           "patterns.")
-        + _frames_vs_measured(res, view)
-        + _finetune_lift(res, view, comp["few_n"])
-    ))
+    paras.append(
+        Para(
+            "**3. Data efficiency.** Exact match: "
+            + "; ".join(sentences)
+            + "."
+            + (
+                ""
+                if not short
+                else " Where we fall short of the paper, we see two reasons: this run's budget (preset "
+                f"`{meta['preset']}`, {meta['config']['steps']} training steps and {meta['config']['finetune_steps']} "
+                "fine-tuning steps per model), and what still differs between our synthesis and the measured "
+                "patterns."
+            )
+            + _frames_vs_measured(res, view)
+            + _finetune_lift(res, view, comp["few_n"])
+        )
+    )
 
     mk = comp["masking"]
     base = st[mk["train"]["mixed"]]
     um, m = mk["test_sets"]
     su, sm = stat(base["metrics"][um]["exact"]), stat(base["metrics"][m]["exact"])
     v = verdict(su, sm)
-    rows.append(["unmasked close to masked", "yes", {"tie": "yes", "better": "yes, unmasked better",
-                 "worse": "no: masked better"}[v]])
+    rows.append(
+        [
+            "unmasked close to masked",
+            "yes",
+            {"tie": "yes", "better": "yes, unmasked better", "worse": "no: masked better"}[v],
+        ]
+    )
     extra = ""
     if hd["available"]:
         hu, hm = (stat(hd["synthetic_only"][x]["exact"]) for x in VIEWS)
-        extra = (f" On the paper's measured patterns: {pct_sd(hu)}% unmasked and {pct_sd(hm)}% masked"
-                 f" ({'within' if verdict(hu, hm) == 'tie' else 'beyond'} the spread).")
-    paras.append(Para(
-        f"**4. Masked against unmasked.** {base['label']} scores {pct_sd(su)}% exact match on `{um}` "
-        f"and {pct_sd(sm)}% on `{m}`" + {
-            "tie": " (within the spread). As in the paper, masking the anvil spots is not needed.",
-            "better": " (unmasked better, beyond the spread). As in the paper, masking is not needed.",
-            "worse": " (masked better, beyond the spread). Here we differ from the paper: unmasked "
-                     "integrations still cost accuracy, as the anvil spots that leak into them make sharp "
-                     "peaks that the model sometimes reads as a target phase.",
-        }[v] + extra
-    ))
-    return [Heading("Ours next to the paper"), Table(["claim", "paper", "ours"], rows, "Summary"), *paras]
+        extra = (
+            f" On the paper's measured patterns: {pct_sd(hu)}% unmasked and {pct_sd(hm)}% masked"
+            f" ({'within' if verdict(hu, hm) == 'tie' else 'beyond'} the spread)."
+        )
+    paras.append(
+        Para(
+            f"**4. Masked against unmasked.** {base['label']} scores {pct_sd(su)}% exact match on `{um}` "
+            f"and {pct_sd(sm)}% on `{m}`"
+            + {
+                "tie": " (within the spread). As in the paper, masking the anvil spots is not needed.",
+                "better": " (unmasked better, beyond the spread). As in the paper, masking is not needed.",
+                "worse": " (masked better, beyond the spread). Here we differ from the paper: unmasked "
+                "integrations still cost accuracy, as the anvil spots that leak into them make sharp "
+                "peaks that the model sometimes reads as a target phase.",
+            }[v]
+            + extra
+        )
+    )
+    return [
+        Heading("Ours next to the paper"),
+        Table(["claim", "paper", "ours"], rows, "Summary"),
+        *paras,
+    ]
 
 
 def section_provenance(res: ResultsData) -> list[Block]:
     meta = res["meta"]
     rows = [[k, v] for k, v in meta["versions"].items()]
     times = [[k, f"{v:.1f}"] for k, v in meta["stage_time_s"].items()]
-    sets = [
-        [t, d["kind"], str(d["n"]), d["description"]] for t, d in res["test_sets"].items()
-    ]
+    sets = [[t, d["kind"], str(d["n"]), d["description"]] for t, d in res["test_sets"].items()]
     return [
         Heading("How this report was made"),
         Para("Command:"),
@@ -745,16 +899,32 @@ def build_blocks(res: ResultsData, out: Path) -> tuple[list[Block], dict[str, by
         ),
     ]
     blocks += section_paper(res)
-    blocks.append(Figure("fig_comparisons.png", figs["fig_comparisons.png"], captions["fig_comparisons.png"]))
+    blocks.append(
+        Figure("fig_comparisons.png", figs["fig_comparisons.png"], captions["fig_comparisons.png"])
+    )
     blocks += section_architecture(res)
     blocks += section_loss(res)
-    blocks.append(Figure("fig_learning_curves.png", figs["fig_learning_curves.png"], captions["fig_learning_curves.png"]))
+    blocks.append(
+        Figure(
+            "fig_learning_curves.png",
+            figs["fig_learning_curves.png"],
+            captions["fig_learning_curves.png"],
+        )
+    )
     blocks += section_data_efficiency(res)
-    blocks.append(Figure("fig_data_efficiency.png", figs["fig_data_efficiency.png"], captions["fig_data_efficiency.png"]))
+    blocks.append(
+        Figure(
+            "fig_data_efficiency.png",
+            figs["fig_data_efficiency.png"],
+            captions["fig_data_efficiency.png"],
+        )
+    )
     blocks += section_masking(res)
     blocks += section_real(res)
     blocks.append(Heading("What the model sees"))
-    blocks.append(Figure("fig_confusion.png", figs["fig_confusion.png"], captions["fig_confusion.png"]))
+    blocks.append(
+        Figure("fig_confusion.png", figs["fig_confusion.png"], captions["fig_confusion.png"])
+    )
     blocks += [Figure(n, figs[n], captions[n]) for n in figs if n.startswith("fig_example_")]
     blocks += section_provenance(res)
     return blocks, figs
