@@ -15,8 +15,11 @@ import math
 import multiprocessing
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,9 +130,10 @@ def _run_pool(
         initargs=(predictor,),
     )
     try:
-        futures: dict[Future, int] = {
-            pool.submit(_worker_chunk, c, job): k for k, c in enumerate(chunks)
-        }
+        with _sigint_ignored():  # the forkserver and workers start ignoring Ctrl-C, even mid-import
+            futures: dict[Future, int] = {
+                pool.submit(_worker_chunk, c, job): k for k, c in enumerate(chunks)
+            }
         for fut in as_completed(futures):
             k = futures[fut]
             results[k] = fut.result()
@@ -223,6 +227,21 @@ _WORKER: dict[str, Predictor] = {}
 
 
 _PRELOAD = ["xrdmtl.inference.parallel", "xrdmtl.model.files", "xrdmtl.io.readers"]
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored in this process while it starts child processes, which inherit that (a child's
+    Python keeps an inherited SIG_IGN): a Ctrl-C while a worker is still importing then leaves no
+    traceback. Only in the main thread, where signal handlers can be set."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
