@@ -57,17 +57,8 @@ def predict_files(
     save_mask: str | Path | None = None,
     expand: bool = True,
 ) -> list[Prediction]:
-    """Predict files, folders or globs (1D patterns and 2D frames); one Prediction per pattern.
-
-    Files are read in parallel: ``workers`` processes (default: all cores) over chunks of files,
-    or, with ``scheduler`` (``'local'`` for a local Dask cluster, a scheduler address, or a
-    ``distributed.Client``), one Dask task per chunk. Every bad file or frame becomes a Prediction
-    with ``error`` set; the rest still run. ``poni`` (a pyFAI geometry) and ``mask``
-    (``none``/``auto``/a mask file) are for frames; ``plot_dir`` gets one PNG per pattern (and a
-    timeline per frame stack), ``save_integrated`` the integrated 1D patterns of frames,
-    ``save_mask`` the automatic masks (``mask='auto'``) as EDF images. Neither overwrites a file.
-    Results come in input order. As with any process pool, a script that calls this with more
-    than one worker needs the ``if __name__ == "__main__":`` guard.
+    """:meth:`Predictor.predict_files` (its docstring says what each argument does): expand the
+    inputs, read and predict them in chunks on a process pool or Dask, write plots and timelines.
     """
     if expand:
         files, bad = expand_inputs(paths, poni is not None)

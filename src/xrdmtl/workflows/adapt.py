@@ -30,8 +30,10 @@ import numpy as np
 from ..atomic import write_text
 from ..errors import LabelsError, XrdmtlError
 from ..io.labels import LabeledPatterns
+from ..io.read import ReadOptions
 from ..model.files import LoadedModel, default_model_dir, load_model, save_adapted
 from ..model.preprocess import model_input
+from ..physics.grid import QGrid
 from ..training.adapt import AdaptConfig, AdaptResult, Candidate, fit_adapter, pseudo_labeled
 from .audit import AuditTable
 
@@ -186,6 +188,7 @@ class AuditedLabels:
     skipped: list[str]
     flagged: np.ndarray  # a bool per file: a label the audit contradicts
     audit: AuditTable | None
+    grid: QGrid  # the model's, which the patterns are on
 
     @property
     def flagged_files(self) -> list[str]:
@@ -226,7 +229,7 @@ def read_and_audit(
         )  # fmt: skip
         contradicted = {r.file for r in table.flagged}
         flagged = np.array([f in contradicted for f in files], bool)
-    return AuditedLabels(data, files, skipped, flagged, table)
+    return AuditedLabels(data, files, skipped, flagged, table, base.grid)
 
 
 @dataclass
@@ -301,7 +304,7 @@ def adapt_to_labels(
     extra = None
     if unlabeled:
         extra, failed = _read_unlabeled(
-            unlabeled, files, data.intensity.shape[1], model_path, wavelength, x_unit, poni, mask
+            unlabeled, files, labeled.grid, ReadOptions(wavelength, x_unit, poni, mask)
         )
         skipped = [*skipped, *failed]
     with tempfile.TemporaryDirectory(prefix="xrdmtl-adapt-") as tmp:
@@ -334,22 +337,13 @@ def adapt_to_labels(
 
 
 def _read_unlabeled(
-    paths: Sequence[str | Path],
-    labeled: Sequence[str],
-    n_grid: int,
-    model: Path,
-    wavelength: float | None,
-    x_unit: str | None,
-    poni: str | Path | None,
-    mask: str,
+    paths: Sequence[str | Path], labeled: Sequence[str], grid: QGrid, options: ReadOptions
 ) -> tuple[tuple[np.ndarray, np.ndarray], list[str]]:
-    """Unlabeled patterns on the model's grid (the labeled files left out, so a whole run's folder
-    can be given) and one line per input that could not be read."""
-    from ..io.read import ReadOptions, expand_inputs, read_path
+    """Unlabeled patterns on ``grid`` (the labeled files left out, so a whole run's folder can be
+    given) and one line per input that could not be read."""
+    from ..io.read import expand_inputs, read_path
 
-    grid = load_model(model, device="cpu").grid
-    options = ReadOptions(wavelength, x_unit, poni, mask)
-    files, missing = expand_inputs(list(paths), frames_too=poni is not None)
+    files, missing = expand_inputs(list(paths), frames_too=options.poni is not None)
     known = {str(Path(f).resolve()) for f in labeled}
     files = [f for f in files if str(Path(f).resolve()) not in known]
     failed = [str(e) for _, e in missing]
@@ -363,5 +357,5 @@ def _read_unlabeled(
             except XrdmtlError as exc:
                 failed.append(str(exc) if label in str(exc) else f"{label}: {exc}")
     if not rows:
-        return (np.zeros((0, n_grid), np.float32), np.zeros((0, n_grid), bool)), failed
+        return (np.zeros((0, grid.n), np.float32), np.zeros((0, grid.n), bool)), failed
     return (np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])), failed
