@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import time
 from pathlib import Path
 
 import numpy as np
@@ -148,12 +147,13 @@ def test_x_unit_override(tmp_path: Path) -> None:
     assert load_pattern(path, x_unit="q_nm^-1").q == pytest.approx(q / 10, rel=1e-5)
 
 
-def test_fast_on_big_files(tmp_path: Path) -> None:
-    x = np.linspace(1, 100, 200_000)
+def test_reads_big_files_whole(tmp_path: Path) -> None:
+    x = np.linspace(
+        1, 100, 200_000
+    )  # reading speed is benchmarked in make bench, not asserted here
     path = write(tmp_path / "big.xy", "# 2th_deg I\n" + rows(x, np.sin(x) + 2))
-    start = time.perf_counter()
-    load_pattern(path, wavelength=1.0)
-    assert time.perf_counter() - start < 2.0
+    p = load_pattern(path, wavelength=1.0)
+    assert p.x.size == 200_000 and p.x[-1] == pytest.approx(100.0)
 
 
 def test_inputs_never_modified(tmp_path: Path) -> None:
