@@ -78,3 +78,25 @@ def test_unlabeled_patterns_are_read_and_bad_ones_reported(tmp_path, examples) -
     meta = json.loads((tmp_path / "out" / "model.json").read_text())
     assert meta["adaptation"]["n_unlabeled"] == 29  # the labeled examples themselves left out
     assert meta["adapter"]["n_references"] == 6 - len(report.left_out) + report.adapted.n_pseudo
+
+
+def test_labeled_files_are_read_once_for_the_grid_and_the_audit(
+    tmp_path, examples, monkeypatch
+) -> None:
+    """Adapting reads each labeled file once (a frame is integrated once), and the audit's verdicts
+    are those of a separate audit of the same CSV."""
+    import xrdmtl.io.read as read
+    from xrdmtl.workflows.adapt import read_and_audit
+    from xrdmtl.workflows.audit import audit_labels
+
+    base = toy_model(tmp_path / "base")
+    calls: list[int] = []
+    real = read.read_files
+    monkeypatch.setattr(
+        read, "read_files", lambda files, opts: calls.append(len(files)) or real(files, opts)
+    )
+    audited = read_and_audit(examples / "labels.csv", base, wavelength=0.561)
+    assert calls == [6] and len(audited.files) == 6
+    alone = audit_labels(examples / "labels.csv", wavelength=0.561, use_model=False)
+    assert audited.audit is not None
+    assert set(audited.flagged_files) == {r.file for r in alone.flagged}

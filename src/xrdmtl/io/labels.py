@@ -120,13 +120,22 @@ def load_labeled(
     (none|auto|FILE). Returns the patterns, the files read and one line per file that could not
     be read (the others are still used). :class:`LabelsError` when no file can be read.
     """
-    from .labels import read_labels
-
     files, labels = read_labels(csv_path, phases, note)
+    items = read_labeled_patterns(files, wavelength, x_unit, poni, mask)
+    return labeled_on_grid(files, items, labels, grid, csv_path)
+
+
+def labeled_on_grid(
+    files: Sequence[str],
+    items: Sequence[Pattern | XrdmtlError],
+    labels: np.ndarray,
+    grid: QGrid,
+    csv_path: str | Path,
+) -> tuple[LabeledPatterns, list[str], list[str]]:
+    """The labeled patterns ``items`` (one per file, read or not) on ``grid``, as :func:`load_labeled`
+    returns them."""
     rows, used, failed = [], [], []
-    for i, (f, item) in enumerate(
-        zip(files, read_labeled_patterns(files, wavelength, x_unit, poni, mask), strict=True)
-    ):
+    for i, (f, item) in enumerate(zip(files, items, strict=True)):
         try:
             if isinstance(item, XrdmtlError):
                 raise item

@@ -209,13 +209,13 @@ def read_and_audit(
     """Read the labeled patterns of ``labels_csv`` onto ``model``'s grid and audit their labels on
     the physics alone (model-free, so the verdicts do not depend on the model being adapted).
     :class:`LabelsError` when fewer than two patterns can be read."""
-    from ..io.labels import load_labeled
+    from ..io.labels import labeled_on_grid, read_labeled_patterns, read_labels
     from .audit import audit_labels
 
     base = load_model(model, device="cpu")
-    data, files, skipped = load_labeled(
-        labels_csv, base.phases, base.grid, wavelength, x_unit, note, poni=poni, mask=mask
-    )
+    all_files, labels = read_labels(labels_csv, base.phases, note)
+    items = read_labeled_patterns(all_files, wavelength, x_unit, poni, mask)  # read once, for both
+    data, files, skipped = labeled_on_grid(all_files, items, labels, base.grid, labels_csv)
     if len(files) < 2:
         raise LabelsError(
             f"adaptation needs at least 2 readable labeled patterns, got {len(files)}", labels_csv
@@ -225,7 +225,7 @@ def read_and_audit(
     if audit:
         table = audit_labels(
             labels_csv, model=None, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask,
-            use_model=False, phases=base.phases, note=note,
+            use_model=False, phases=base.phases, note=note, read=items,
         )  # fmt: skip
         contradicted = {r.file for r in table.flagged}
         flagged = np.array([f in contradicted for f in files], bool)

@@ -316,6 +316,7 @@ def audit_labels(
     phases: Sequence[str] | None = None,
     plot_dir: str | Path | None = None,
     note: Callable[[str], None] | None = None,
+    read: Sequence[Pattern | XrdmtlError] | None = None,
 ) -> AuditTable:
     """Audit the labels of ``labels_csv`` (``file,<phase>,…``, files relative to the CSV's folder).
 
@@ -325,6 +326,7 @@ def audit_labels(
     to audit (default: the model's, else every label column), each a library phase. Reading options as
     in ``predict`` (``wavelength`` Å, ``x_unit``, ``poni`` for 2D frames, ``mask`` none|auto|FILE).
     ``plot_dir``: one PNG per pattern with a contradicted label. ``note`` receives one-line notes.
+    ``read``: the CSV's files already read, in its order (default: read them here).
     Unreadable patterns are listed in ``errors``; a bad labels file raises :class:`LabelsError`.
     """
     from ..io.labels import read_labels
@@ -350,9 +352,9 @@ def audit_labels(
         str(labels_csv), names, [], model=None if predictor is None else _model_name(predictor)
     )
     patterns: list[tuple[int, str, Pattern]] = []
-    for i, (file, item) in enumerate(
-        zip(files, read_files(files, ReadOptions(wavelength, x_unit, poni, mask)), strict=True)
-    ):
+    if read is None:
+        read = read_files(files, ReadOptions(wavelength, x_unit, poni, mask))
+    for i, (file, item) in enumerate(zip(files, read, strict=True)):
         if isinstance(item, XrdmtlError):
             table.errors[file] = str(item)
         else:
