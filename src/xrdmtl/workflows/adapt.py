@@ -108,7 +108,7 @@ def _subset(data: LabeledPatterns, idx: np.ndarray) -> LabeledPatterns:
 
 
 def adapt_arrays(
-    model: str | Path,
+    model: str | Path | LoadedModel,
     data: LabeledPatterns,
     flagged: np.ndarray | None = None,
     config: AdaptConfig | None = None,
@@ -116,14 +116,15 @@ def adapt_arrays(
     work_dir: Path | None = None,
     unlabeled: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Adapted:
-    """Choose and fit the adaptation of ``model`` to labeled patterns on its grid.
+    """Choose and fit the adaptation of ``model`` (a folder, or one already loaded) to labeled
+    patterns on its grid.
 
     ``flagged``: a bool per pattern, True where the audit contradicts one of its labels. With
     ``tuning.steps > 0`` the fine-tuned networks are written under ``work_dir``. ``unlabeled``:
     (intensity, coverage) of unlabeled patterns of the same run; those the adapted model calls
     confidently join the references (:func:`~xrdmtl.training.adapt.pseudo_labeled`)."""
-    base_path = Path(model)
-    base = load_model(base_path, device="cpu")
+    base = model if isinstance(model, LoadedModel) else load_model(model, device="cpu")
+    base_path = Path(base.path)
     if base.adapter is not None:
         base = dataclasses.replace(base, adapter=None)
     x = model_input(data.intensity, data.coverage, base.grid.step)

@@ -229,7 +229,7 @@ def crossvalidate(
                 sub = LabeledPatterns(data.intensity[train], data.coverage[train], labels[train])
                 extra = (data.intensity[test], data.coverage[test]) if plan.transductive else None
                 adapted = adapt_arrays(
-                    model, sub, bad[train], config, tuning, Path(tmp) / f"split{j}", extra
+                    base, sub, bad[train], config, tuning, Path(tmp) / f"split{j}", extra
                 )
                 calls = {
                     "default model": base_calls[test],
