@@ -12,7 +12,8 @@ from xrdmtl.cli.app import app
 from xrdmtl.io.readers import load_pattern
 from xrdmtl.physics.grid import DEFAULT_GRID
 from xrdmtl.physics.phases import Phase, builtin_cif_dir
-from xrdmtl.synthesis.patterns import SynthConfig, Synthesizer
+from xrdmtl.physics.profiles import pseudo_voigt_area
+from xrdmtl.synthesis.patterns import SynthConfig, Synthesizer, grain_peaks
 
 # no distortion: one synchrotron wavelength, sharp peaks, no strain, texture, crystal statistics,
 # absorption, confusers, gaps or noise to speak of
@@ -102,14 +103,15 @@ def test_strain_shifts_peaks_by_the_set_fraction(calcite: Phase) -> None:
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "steps"),
     [
-        {"p_texture": 1.0, "march_r": (0.5, 0.5)},
-        {"crystals": (1.0, 1.0)},
+        ({"p_texture": 1.0, "march_r": (0.5, 0.5)}, 1),
+        # a few grains: grain peaks scatter about the ring by at most ~3 × 1.2 FWHM (~12 points)
+        ({"crystals": (1.0, 1.0)}, 14),
     ],
 )
 def test_texture_and_few_crystals_change_intensities_not_positions(
-    calcite: Phase, change: dict
+    calcite: Phase, change: dict, steps: int
 ) -> None:
     qs = _strong(calcite, 6)
     ideal = Synthesizer([calcite], distractors=[], config=IDEAL).sample(1, np.random.default_rng(3))
@@ -120,11 +122,11 @@ def test_texture_and_few_crystals_change_intensities_not_positions(
     b = syn.sample(8, np.random.default_rng(3))
     ratios = []
     for y in b.intensity:
-        peaks = [_local_peak(y, q) for q in qs]
+        peaks = [_local_peak(y, q, max(6, steps)) for q in qs]
         heights = np.array([h for _, h in peaks]) - np.median(y)  # over the background
         for (found, h), q in zip(peaks, qs, strict=True):
             if h > 0.05 * heights.max():  # visible peaks stay where they belong
-                assert abs(found - q) <= DEFAULT_GRID.step
+                assert abs(found - q) <= steps * DEFAULT_GRID.step
         ratios.append(heights / heights.max() - ref / ref.max())
     assert np.abs(ratios).max() > 0.05  # calcite, r = 0.5: 6–9 % on these reflections
 
@@ -251,7 +253,9 @@ def test_lattice_coverage_widens_every_phase_and_an_override_wins(
     calcite: Phase, rhenium: Phase
 ) -> None:
     wide = Synthesizer([calcite, rhenium], distractors=[], config=SynthConfig())
-    assert np.allclose(wide.lattice_ranges, [[0.985, 1.02], [0.985, 1.02]])  # priors (1, 1) widened
+    assert np.allclose(
+        wide.lattice_ranges, [[0.978, 1.022], [0.978, 1.022]]
+    )  # priors (1, 1) widened
     cfg = SynthConfig(lattice_coverage=(0.97, 1.03), lattice_ranges={"rhenium": (0.999, 1.001)})
     syn = Synthesizer([calcite, rhenium], distractors=[], config=cfg)
     assert np.allclose(syn.lattice_ranges, [[0.97, 1.03], [0.999, 1.001]])
@@ -283,3 +287,29 @@ def test_a_target_is_labeled_present_only_with_its_own_reflections(calcite: Phas
     hidden = dataclasses.replace(IDEAL, min_shown=3, shown_snr=1e9, max_shown_boost=1.0)
     b = Synthesizer([calcite], distractors=[], config=hidden).sample(8, np.random.default_rng(5))
     assert not b.labels.any()
+
+
+def test_grain_peaks_keep_each_reflections_intensity_and_split_only_spotty_ones():
+    """A reflection seen by few grains becomes 1–max_grain_peaks narrower peaks near it whose areas
+    add up to its own; one seen by many grains is passed through untouched."""
+    rng = np.random.default_rng(8)
+    cfg = SynthConfig()
+    n = 400
+    grains = np.r_[np.full(n // 2, 1e4), np.exp(rng.uniform(np.log(0.1), np.log(30), n // 2))]
+    q = rng.uniform(1, 4, n)
+    fwhm = rng.uniform(0.005, 0.05, n)
+    eta = rng.uniform(0, 0.8, n)
+    height = rng.uniform(1, 100, n)
+    src, q2, w2, h2 = grain_peaks(grains, q, fwhm, eta, height, cfg, rng)
+    area = np.bincount(src, h2 * pseudo_voigt_area(w2, eta[src]), minlength=n)
+    assert np.allclose(area, height * pseudo_voigt_area(fwhm, eta), rtol=1e-6)
+    count = np.bincount(src, minlength=n)
+    assert (count[: n // 2] == 1).all() and (count >= 1).all()
+    assert count.max() <= cfg.max_grain_peaks and count[n // 2 :].max() > 1
+    smooth = src < n // 2
+    assert np.array_equal(q2[smooth], q[src[smooth]]) and np.array_equal(
+        w2[smooth], fwhm[src[smooth]]
+    )
+    spotty = ~smooth
+    assert (w2[spotty] < fwhm[src[spotty]]).all()
+    assert (np.abs(q2[spotty] - q[src[spotty]]) < 5 * fwhm[src[spotty]]).all()
