@@ -159,6 +159,22 @@ def test_version_1_model_on_three_channels_still_loads_and_predicts(tmp_path) ->
     assert np.allclose(p, ref, atol=1e-4)
 
 
+def test_version_2_model_reading_the_old_contrast_channel_is_refused(tmp_path) -> None:
+    """Version 3 changed the contrast channel's unit: a version-2 model reading it would see other
+    numbers than it was trained on, so it is refused with what to do; one on channels 0–2 loads."""
+    folder, meta = _saved(tmp_path)
+    meta["preprocessing"] = {**meta["preprocessing"], "version": 2}
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="retrain"):
+        load_model(folder)
+    three = tmp_path / "v2-three-channels"
+    save_model(three, build_model("mtl", PHASES, GRID, input_channels=(0, 1, 2)))
+    meta = json.loads((three / "model.json").read_text())
+    meta["preprocessing"] = {**meta["preprocessing"], "version": 2}
+    (three / "model.json").write_text(json.dumps(meta))
+    assert load_model(three).phases == list(PHASES)
+
+
 def test_newer_preprocessing_version_is_refused(tmp_path) -> None:
     folder, meta = _saved(tmp_path)
     meta["preprocessing"] = {**meta["preprocessing"], "version": 99}

@@ -24,7 +24,7 @@ from ..errors import ModelError
 from ..physics.grid import QGrid
 from .adapter import Adapter, adapter_from
 from .networks import Network, build_model, default_device, fuse_batchnorm, n_parameters
-from .preprocess import N_CHANNELS
+from .preprocess import CONTRAST_CHANNEL, N_CHANNELS
 
 FORMAT = "xrdmtl-model"
 
@@ -32,10 +32,10 @@ FORMAT = "xrdmtl-model"
 FORMAT_VERSION = 1
 
 
-PREPROCESSING_VERSION = 2  # of the model input (model.preprocess.model_input)
+PREPROCESSING_VERSION = 3  # of the model input (model.preprocess.model_input)
 PREPROCESSING: dict[str, Any] = {
     "function": "xrdmtl.model.preprocess.model_input",
-    "version": PREPROCESSING_VERSION,  # 2 added channel 3; channels 0–2 are those of version 1
+    "version": PREPROCESSING_VERSION,  # 2 added channel 3; 3 changed its unit (0–2 as in 1)
     "channels": ["minmax", "background_removed", "coverage", "log_contrast"],
 }
 
@@ -252,6 +252,15 @@ def _validate_meta(meta: dict[str, Any], what: str, path: str | Path) -> None:
     if version > PREPROCESSING_VERSION:
         raise ModelError(
             f"model uses preprocessing version {version}, this xrdmtl has {PREPROCESSING_VERSION}",
+            path,
+        )
+    arch = meta.get("architecture")
+    kwargs = arch.get("kwargs") if isinstance(arch, dict) else None
+    channels = kwargs.get("input_channels", [CONTRAST_CHANNEL]) if isinstance(kwargs, dict) else []
+    if version == 2 and isinstance(channels, list) and CONTRAST_CHANNEL in channels:
+        raise ModelError(
+            f"{what}: the model reads the contrast channel of preprocessing version 2, whose unit "
+            f"version {PREPROCESSING_VERSION} changed; retrain it with `xrdmtl train`",
             path,
         )
 
