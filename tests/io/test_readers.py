@@ -292,6 +292,19 @@ def test_npy_orientations(tmp_path: Path, transpose: bool) -> None:
     assert p.meta["x_unit_assumed"]
 
 
+@pytest.mark.parametrize("layout", ["fortran", "big-endian float32"])
+def test_npy_memory_layouts_and_dtypes_read_alike(tmp_path: Path, layout: str) -> None:
+    arr = np.vstack([TTH, INTENSITY])
+    stored = {
+        "fortran": np.asfortranarray(arr),
+        "big-endian float32": arr.astype(">f4"),
+    }[layout]
+    np.save(tmp_path / "p.npy", stored)
+    p = load_pattern(tmp_path / "p.npy", wavelength=0.561)
+    assert p.x == pytest.approx(stored[0], rel=1e-6) and p.y == pytest.approx(stored[1], rel=1e-6)
+    p.y[0] = 1.0  # the arrays are the caller's to change
+
+
 def test_npy_x_unit(tmp_path: Path) -> None:
     d = np.linspace(6.0, 1.0, 100)
     np.save(tmp_path / "d.npy", np.vstack([d, d**2]).astype(np.float32))
