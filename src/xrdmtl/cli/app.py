@@ -892,7 +892,7 @@ def train_cmd(
         typer.Option(
             "--lattice-range",
             help="Relative lattice scales LO HI every phase's range is widened to "
-            "cover (default 0.985 1.02: −1.5…+2 %, thermal expansion and compression of a cell run).",
+            "cover (default 0.978 1.022: ±2 %, thermal expansion and compression of a cell run).",
         ),
     ] = None,
     wavelength: WavelengthOpt = None,

@@ -587,7 +587,8 @@ LIBRARY: dict[str, LibraryEntry] = {
         "HDAC patterns",
         PhasePriors(lattice_range=(0.975, 1.02), match_tolerance=0.03),
     ),
-    # issue 17: the targets' lattices cover −1.5…+2 % (calcite's c axis grows ~2 % by 500 °C, rhenium
+    # issue 17: the targets' lattices cover −1.5…+2 % (the synthesis widens every range to ±2 %:
+    # SynthConfig.lattice_coverage; calcite's c axis grows ~2 % by 500 °C, rhenium
     # compresses under load); the hdac patterns need only ±0.5 % (calcite, rhenium) and ±0.3 %
     # around the measured La-bastnaesite cell, whose range also reaches the Ce cell (−2.5 %)
     "calcite": LibraryEntry(
