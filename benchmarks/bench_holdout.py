@@ -123,6 +123,7 @@ def run(
     verbose: bool = False,
 ) -> dict[str, float]:
     from xrdmtl.inference.predictor import Predictor
+    from xrdmtl.io.read import ReadOptions
     from xrdmtl.synthesis.frames import (
         HOLDOUT,
         HOLDOUT_WAVELENGTH,
@@ -140,13 +141,19 @@ def run(
             sim = FrameSimulator(geometry=geometry_for(HOLDOUT_WAVELENGTH), config=HOLDOUT)
             simulate_frames(out, n, seed, simulator=sim)
         views = {
-            "unmasked": (out / "unmasked" / "labels.csv", {}),
-            "masked": (out / "masked" / "labels.csv", {}),
-            "frames_none": (out / "labels.csv", {"poni": out / "geometry.poni", "mask": "none"}),
-            "frames_auto": (out / "labels.csv", {"poni": out / "geometry.poni", "mask": "auto"}),
+            "unmasked": (out / "unmasked" / "labels.csv", ReadOptions()),
+            "masked": (out / "masked" / "labels.csv", ReadOptions()),
+            "frames_none": (
+                out / "labels.csv",
+                ReadOptions(poni=out / "geometry.poni", mask="none"),
+            ),
+            "frames_auto": (
+                out / "labels.csv",
+                ReadOptions(poni=out / "geometry.poni", mask="auto"),
+            ),
         }
         for view, (labels, opts) in views.items():
-            rep = evaluate_labels(predictor, labels, workers=1, progress=False, **opts)
+            rep = evaluate_labels(predictor, labels, opts, workers=1, progress=False)
             figures[f"holdout_{view}_exact"] = float(rep["exact_match"])
             for p, r in rep["phases"].items():
                 figures[f"holdout_{view}_{p}_acc"] = float(r["accuracy"])

@@ -3,7 +3,7 @@ frames/s on 768×768 detector frames (read, integrate, predict).
 
 Writes ``N_FILES`` small ``.npy`` patterns (2×2000, 2θ at 0.561 Å, random mixtures of the targets on a
 sloped background with noise) and ``N_XY`` ``.xy`` text files to a temporary folder, then times
-``predict_files(folder, wavelength=0.561)`` with all the cores this process may use (folder expansion,
+``predict_files(folder, ReadOptions(0.561))`` with all the cores this process may use (folder expansion,
 worker start-up, reading, resampling, model input, forward pass, warnings: everything but loading
 the model and starting the worker server, which a warm-up call does once per Python process). Uses the shipped default model, or a freshly initialised network of the same
 architecture when none is shipped yet (same cost).
@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,6 +83,8 @@ def make_predictor() -> object:
 def bench() -> dict[str, float]:
     """Files/s (wall clock, all cores) and CPU ms per file (one process, one thread) for .npy and
     .xy inputs and for detector frames."""
+    from xrdmtl.io.read import ReadOptions
+
     predictor = make_predictor()
     figures = {}
     with tempfile.TemporaryDirectory(prefix="xrdmtl-bench-") as tmp:
@@ -91,28 +94,30 @@ def bench() -> dict[str, float]:
         warm_up = sorted(npy.glob("*.npy"))[
             :64
         ]  # starts the worker server (once per Python process)
-        predictor.predict_files(warm_up, wavelength=WAVELENGTH, progress=False)
+        predictor.predict_files(warm_up, ReadOptions(WAVELENGTH), progress=False)
         for key, folder, n in (("predict_1d", npy, N_FILES), ("predict_xy", xy, N_XY)):
-            figures[f"{key}_files_per_s"] = n / timed(predictor, [folder], n, wavelength=WAVELENGTH)
+            figures[f"{key}_files_per_s"] = n / timed(
+                predictor, [folder], n, ReadOptions(WAVELENGTH)
+            )
             subset = sorted(folder.iterdir())[:N_CPU_SAMPLE]
             figures[f"{key}_cpu_ms_per_file"] = cpu_per_item(
-                predictor, subset, wavelength=WAVELENGTH
+                predictor, subset, ReadOptions(WAVELENGTH)
             )
     figures.update(bench_frames(predictor))
     figures["load_average_1min"] = os.getloadavg()[0]
     return figures
 
 
-def timed(predictor: object, paths: list[Path], n: int, **options: object) -> float:
+def timed(predictor: Any, paths: list[Path], n: int, options: Any) -> float:
     """Wall-clock seconds of ``predict_files`` on all cores; checks that all ``n`` results are fine."""
     start = time.perf_counter()
-    preds = predictor.predict_files(paths, progress=False, **options)
+    preds = predictor.predict_files(paths, options, progress=False)
     elapsed = time.perf_counter() - start
     assert len(preds) == n and all(p.ok for p in preds), "benchmark inputs failed"
     return elapsed
 
 
-def cpu_per_item(predictor: object, paths: list[Path], **options: object) -> float:
+def cpu_per_item(predictor: Any, paths: list[Path], options: Any) -> float:
     """CPU milliseconds per input of ``predict_files`` in this process on one thread: the cost that
     stays meaningful on a machine shared with other work (two idle cores do at most 2000 / it per s)."""
     import torch
@@ -121,7 +126,7 @@ def cpu_per_item(predictor: object, paths: list[Path], **options: object) -> flo
     torch.set_num_threads(1)
     try:
         start = time.process_time()
-        preds = predictor.predict_files(paths, workers=1, progress=False, **options)
+        preds = predictor.predict_files(paths, options, workers=1, progress=False)
         return (time.process_time() - start) / len(preds) * 1e3
     finally:
         torch.set_num_threads(threads)
@@ -132,6 +137,7 @@ def bench_frames(predictor: object) -> dict[str, float]:
     768×768 EDF frames with their geometry, no mask."""
     import fabio
 
+    from xrdmtl.io.read import ReadOptions
     from xrdmtl.synthesis.frames import FrameSimulator
 
     sim = FrameSimulator()
@@ -145,8 +151,8 @@ def bench_frames(predictor: object) -> dict[str, float]:
             fabio.edfimage.EdfImage(data=frames[i % len(frames)]).write(
                 str(folder / f"f{i:05d}.edf")
             )
-        rate = N_FRAMES / timed(predictor, [folder], N_FRAMES, poni=poni)
-        cpu = cpu_per_item(predictor, sorted(folder.glob("*.edf"))[:40], poni=poni)
+        rate = N_FRAMES / timed(predictor, [folder], N_FRAMES, ReadOptions(poni=poni))
+        cpu = cpu_per_item(predictor, sorted(folder.glob("*.edf"))[:40], ReadOptions(poni=poni))
     return {"frames_end_to_end_per_s": rate, "frames_end_to_end_cpu_ms_per_frame": cpu}
 
 

@@ -15,6 +15,7 @@ from xrdmtl.cli.app import app
 from xrdmtl.errors import LabelsError
 from xrdmtl.inference.predictor import Predictor
 from xrdmtl.io.labels import read_labels
+from xrdmtl.io.read import ReadOptions
 from xrdmtl.io.writers import csv_header
 from xrdmtl.model.files import save_model
 from xrdmtl.model.metrics import accuracy, exact_match, precision_recall_f1, roc_auc
@@ -228,16 +229,21 @@ def test_process_pool_and_dask_match_serial(tiny_model: Path, tmp_path: Path) ->
     files.insert(5, tmp_path / "data" / "missing.npy")
     pred = Predictor(tiny_model)
     serial = pred.predict_files(
-        files, wavelength=WAVELENGTH, workers=1, progress=False, expand=False
+        files, ReadOptions(wavelength=WAVELENGTH), workers=1, progress=False, expand=False
     )
     pooled = pred.predict_files(
-        files, wavelength=WAVELENGTH, workers=2, progress=False, expand=False
+        files, ReadOptions(wavelength=WAVELENGTH), workers=2, progress=False, expand=False
     )
     with Client(
         processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
     ) as client:
         dasked = pred.predict_files(
-            files, wavelength=WAVELENGTH, workers=2, progress=False, expand=False, scheduler=client
+            files,
+            ReadOptions(wavelength=WAVELENGTH),
+            workers=2,
+            progress=False,
+            expand=False,
+            scheduler=client,
         )
     for other in (pooled, dasked):
         assert [p.file for p in other] == [p.file for p in serial]

@@ -9,6 +9,7 @@ import pytest
 from toymodels import PHASES, toy_model
 
 from xrdmtl.io.labels import LabeledPatterns
+from xrdmtl.io.read import ReadOptions
 from xrdmtl.model.files import load_model
 from xrdmtl.physics.grid import QGrid
 from xrdmtl.physics.phases import LIBRARY, get_phase
@@ -84,7 +85,7 @@ def test_finetune_on_measured_patterns_at_toy_size(tmp_path, test_data) -> None:
     base = toy_model(tmp_path / "base")
     csv = _hdac_labels(test_data, tmp_path)
     result = finetune(
-        base, csv, tmp_path / "ft", steps=3, batch_size=8, wavelength=0.561, workers=0, threads=1,
+        base, csv, tmp_path / "ft", steps=3, batch_size=8, options=ReadOptions(wavelength=0.561), workers=0, threads=1,
         progress=False, adapt_lattice=True,
     )  # fmt: skip
     model = load_model(tmp_path / "ft", device="cpu")
@@ -108,7 +109,7 @@ def test_finetune_on_measured_patterns_at_toy_size(tmp_path, test_data) -> None:
 def test_finetune_keeps_the_batchnorm_statistics(tmp_path, test_data, layers) -> None:
     """A few measured patterns drawn over and over must not move the trunk's normalisation."""
     base = toy_model(tmp_path / "base")
-    finetune(base, _hdac_labels(test_data, tmp_path), tmp_path / "ft", steps=5, batch_size=8, wavelength=0.561,
+    finetune(base, _hdac_labels(test_data, tmp_path), tmp_path / "ft", steps=5, batch_size=8, options=ReadOptions(wavelength=0.561),
              workers=0, threads=1, progress=False, train_layers=layers)  # fmt: skip
     before = load_model(base, device="cpu", fuse=False).net.state_dict()
     after = load_model(tmp_path / "ft", device="cpu", fuse=False).net.state_dict()
@@ -125,7 +126,7 @@ def test_finetune_excludes_patterns_by_name(tmp_path, test_data) -> None:
     csv = _hdac_labels(test_data, tmp_path)
     drop = str(test_data / "hdac" / "masked/xy_r_98.npy")
     finetune(
-        base, csv, tmp_path / "ft", steps=2, batch_size=8, wavelength=0.561, workers=0, threads=1,
+        base, csv, tmp_path / "ft", steps=2, batch_size=8, options=ReadOptions(wavelength=0.561), workers=0, threads=1,
         progress=False, exclude={drop},
     )  # fmt: skip
     meta = load_model(tmp_path / "ft").meta

@@ -12,6 +12,7 @@ from helpers import synthetic
 
 from xrdmtl.errors import LabelsError
 from xrdmtl.inference.predictor import Prediction
+from xrdmtl.io.read import ReadOptions
 from xrdmtl.physics.peaks import PhaseEvidence
 from xrdmtl.workflows.audit import CSV_COLUMNS, audit_labels, verdict
 
@@ -44,7 +45,9 @@ def labeled(tmp_path: Path) -> Path:
 
 
 def test_flags_the_wrong_label(labeled: Path, tmp_path: Path) -> None:
-    table = audit_labels(labeled, wavelength=0.561, use_model=False, plot_dir=tmp_path / "plots")
+    table = audit_labels(
+        labeled, None, ReadOptions(wavelength=0.561), use_model=False, plot_dir=tmp_path / "plots"
+    )
     assert table.model is None
     assert not table.errors
     assert len(table.rows) == 4 * len(PHASES)
@@ -68,7 +71,7 @@ def test_flags_the_wrong_label(labeled: Path, tmp_path: Path) -> None:
 
 
 def test_outputs(labeled: Path, tmp_path: Path) -> None:
-    table = audit_labels(labeled, wavelength=0.561, use_model=False)
+    table = audit_labels(labeled, None, ReadOptions(wavelength=0.561), use_model=False)
     out = tmp_path / "out" / "audit.csv"
     text = table.to_csv(out)
     assert out.read_text() == text
@@ -86,7 +89,7 @@ def test_unreadable_pattern_is_listed_and_the_rest_audited(labeled: Path) -> Non
     (labeled.parent / "broken.npy").write_bytes(b"not numpy")
     with labeled.open("a") as fh:
         fh.write("broken.npy,0,0,0\n")
-    table = audit_labels(labeled, wavelength=0.561, use_model=False)
+    table = audit_labels(labeled, None, ReadOptions(wavelength=0.561), use_model=False)
     assert list(table.errors) == [str(labeled.parent / "broken.npy")]
     assert len(table.rows) == 4 * len(PHASES)
     assert "error" in table.to_csv().splitlines()[-1]
@@ -96,7 +99,7 @@ def test_bad_labels(tmp_path: Path) -> None:
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("file,unobtainium\na.npy,1\n")
     with pytest.raises(LabelsError, match="unobtainium"):
-        audit_labels(csv_path, wavelength=0.561, use_model=False)
+        audit_labels(csv_path, None, ReadOptions(wavelength=0.561), use_model=False)
 
 
 @dataclass
@@ -111,7 +114,7 @@ class StubPredictor:
 
 
 def test_model_probabilities_enter_the_verdict(labeled: Path) -> None:
-    table = audit_labels(labeled, model=StubPredictor(), wavelength=0.561)
+    table = audit_labels(labeled, StubPredictor(), ReadOptions(wavelength=0.561))
     assert table.model == "StubPredictor"
     assert all(r.probability is not None for r in table.rows)
     acc = table.accuracy()
@@ -162,7 +165,7 @@ def test_hdac_known_label_problems(shared_data: Path, tmp_path: Path) -> None:
     ]
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("\n".join(r.replace("masked/", f"{hdac}/masked/", 1) for r in rows) + "\n")
-    table = audit_labels(csv_path, wavelength=0.561, use_model=False)
+    table = audit_labels(csv_path, None, ReadOptions(wavelength=0.561), use_model=False)
     flagged = {(Path(r.file).stem, r.phase) for r in table.flagged}
     assert (
         "xy_c_62",
@@ -205,7 +208,10 @@ def test_frames_with_geometry(tmp_path: Path) -> None:
 
     out = simulate_frames(tmp_path / "sim", 2, seed=0)
     table = audit_labels(
-        out / "labels.csv", poni=out / "geometry.poni", mask="auto", use_model=False
+        out / "labels.csv",
+        None,
+        ReadOptions(poni=out / "geometry.poni", mask="auto"),
+        use_model=False,
     )
     assert not table.errors
     assert len(table.rows) == 2 * len(PHASES)

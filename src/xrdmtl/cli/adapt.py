@@ -115,11 +115,11 @@ def finetune_cmd(
     from ..training.adapt import AdaptConfig
     from ..workflows.adapt import adapt_to_labels
 
-    _reading_options(wavelength, poni, mask)
+    options = _reading_options(wavelength, x_unit, poni, mask)
     _check_model_out(out, model or default_model_dir(), labels)
     config = AdaptConfig(contradicted=_policy(contradicted, drop_contradicted, audit))
     report = adapt_to_labels(
-        labels, out, model, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, config=config,
+        labels, out, model, options, config=config,
         tuning=_tuning(steps, layers, seed, adapt_lattice), audit=audit, unlabeled=unlabeled or (), note=_note,
     )  # fmt: skip
     for line in report.skipped:
@@ -209,7 +209,7 @@ def crossval_cmd(
     from ..training.adapt import AdaptConfig
     from ..workflows.crossval import CrossvalPlan, crossvalidate_labels, format_table
 
-    _reading_options(wavelength, poni, mask)
+    options = _reading_options(wavelength, x_unit, poni, mask)
     try:
         counts = tuple(int(n) for n in ns.split(",") if n.strip())
     except ValueError as exc:
@@ -219,7 +219,7 @@ def crossval_cmd(
     config = AdaptConfig(contradicted=_policy(contradicted, drop_contradicted, True))
     try:
         result = crossvalidate_labels(
-            labels, model, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask, config=config,
+            labels, model, options, config=config,
             plan=CrossvalPlan(counts, splits, seed, loo, transductive), tuning=_tuning(steps, layers, seed, False),
             note=_note,
         )  # fmt: skip

@@ -12,13 +12,16 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from ..errors import XrdmtlError
 from ..progress import ProgressBar
+
+if TYPE_CHECKING:
+    from ..io.read import ReadOptions
 
 app = typer.Typer(
     name="xrdmtl",
@@ -221,9 +224,12 @@ def _predictor(model: str | None, threshold: float | None) -> Any:
     return Predictor(model, threshold=threshold)
 
 
-def _reading_options(wavelength: float | None, poni: Path | None, mask: str) -> None:
-    """Fail early, with one line, on reading options that cannot work."""
+def _reading_options(
+    wavelength: float | None, x_unit: str | None, poni: Path | None, mask: str
+) -> ReadOptions:
+    """The command's reading options; fail early, with one line, on options that cannot work."""
     from ..errors import FrameError
+    from ..io.read import ReadOptions
 
     if wavelength is not None and not wavelength > 0:
         raise XrdmtlError(f"--wavelength must be positive, got {wavelength}")
@@ -235,6 +241,7 @@ def _reading_options(wavelength: float | None, poni: Path | None, mask: str) -> 
         from ..io.read import cached_integrator
 
         cached_integrator(str(poni))
+    return ReadOptions(wavelength, x_unit, poni, mask)
 
 
 def _check_predict_outputs(
@@ -489,7 +496,7 @@ def predict_cmd(
     then the wavelength, its source and the x unit each pattern was read with."""
     from ..io.writers import write_csv
 
-    _reading_options(wavelength, poni, mask)
+    options = _reading_options(wavelength, x_unit, poni, mask)
     if save_mask is not None and mask != "auto":
         raise XrdmtlError("--save-mask saves the masks that --mask auto finds: add --mask auto")
     _check_predict_outputs(
@@ -498,10 +505,7 @@ def predict_cmd(
     predictor = _predictor(model, threshold)
     preds = predictor.predict_files(
         paths,
-        wavelength=wavelength,
-        x_unit=x_unit,
-        poni=poni,
-        mask=mask,
+        options,
         workers=workers,
         scheduler=scheduler,
         plot_dir=plot,
@@ -564,18 +568,15 @@ def evaluate_cmd(
 
     from ..workflows.evaluate import evaluate_labels
 
-    _reading_options(wavelength, poni, mask)
+    options = _reading_options(wavelength, x_unit, poni, mask)
     predictor = _predictor(model, threshold)
     result = evaluate_labels(
         predictor,
         labels,
-        note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
-        wavelength=wavelength,
-        x_unit=x_unit,
-        poni=poni,
-        mask=mask,
+        options,
         workers=workers,
         scheduler=scheduler,
+        note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
     )
     if as_json:
         sys.stdout.write(json.dumps(result, indent=1) + "\n")
@@ -699,7 +700,7 @@ def audit_cmd(
 
     from ..workflows.audit import audit_labels
 
-    _reading_options(wavelength, poni, mask)
+    options = _reading_options(wavelength, x_unit, poni, mask)
     if out is not None:
         from ..io.writers import check_output_file
 
@@ -710,11 +711,8 @@ def audit_cmd(
         check_output_folder(plot, "--plot")
     table = audit_labels(
         labels,
-        model=model,
-        wavelength=wavelength,
-        x_unit=x_unit,
-        poni=poni,
-        mask=mask,
+        model,
+        options,
         use_model=not no_model,
         plot_dir=plot,
         note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
@@ -935,7 +933,7 @@ def train_cmd(
         names = [p.name for p in synth.targets]
         note = lambda msg: err_console.print(f"note: {msg}", highlight=False)  # noqa: E731
         data, _, failed = load_labeled(
-            labels, names, synth.grid, wavelength, x_unit, note, poni=poni, mask=mask
+            labels, names, synth.grid, _reading_options(wavelength, x_unit, poni, mask), note
         )
         for line in failed:
             err_console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)

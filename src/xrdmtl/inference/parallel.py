@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +43,7 @@ from .predictor import BATCH_SIZE, Prediction, Predictor, sticks_at
 def predict_files(
     predictor: Predictor,
     paths: Sequence[str | Path],
-    wavelength: float | None = None,
-    x_unit: str | None = None,
-    poni: str | Path | None = None,
-    mask: str | Path = "none",
+    options: ReadOptions | None = None,
     workers: int | None = None,
     progress: bool = True,
     *,
@@ -60,15 +57,15 @@ def predict_files(
     """:meth:`Predictor.predict_files` (its docstring says what each argument does): expand the
     inputs, read and predict them in chunks on a process pool or Dask, write plots and timelines.
     """
+    options = options or ReadOptions()
+    if save_mask is not None:
+        options = replace(options, keep_mask=True)
     if expand:
-        files, bad = expand_inputs(paths, poni is not None)
+        files, bad = expand_inputs(paths, options.poni is not None)
     else:
         files, bad = [str(p) for p in paths], []
     job = _Job(
-        wavelength=wavelength,
-        x_unit=x_unit,
-        poni=None if poni is None else str(poni),
-        mask=str(mask),
+        read=options,
         explain=explain or plot_dir is not None,
         keep_saliency=explain,
         plot_dir=None if plot_dir is None else str(plot_dir),
@@ -202,10 +199,7 @@ def _connect(address: str) -> Any:
 class _Job:
     """Reading and output options shared by every chunk of one ``predict_files`` call."""
 
-    wavelength: float | None
-    x_unit: str | None
-    poni: str | None
-    mask: str
+    read: ReadOptions
     explain: bool
     keep_saliency: bool
     plot_dir: str | None
@@ -276,16 +270,13 @@ def _run_chunk(predictor: Predictor, chunk: Sequence[str], job: _Job) -> list[Pr
         batch.clear()
 
     for path in chunk:
-        options = ReadOptions(
-            job.wavelength, job.x_unit, job.poni, job.mask, keep_mask=job.save_mask is not None
-        )
-        for label, item in read_path(path, options):
+        for label, item in read_path(path, job.read):
             if isinstance(item, Pattern) and "mask_array" in item.meta:
                 item = _save_mask(label, item, job)
             if (
                 job.save_integrated
                 and isinstance(item, Pattern)
-                and is_frame(path, job.poni is not None)
+                and is_frame(path, job.read.poni is not None)
             ):
                 item = _save_integrated(label, item, job)
             batch.append((label, item))
@@ -423,7 +414,7 @@ def _save_integrated(label: str, pattern: Pattern, job: _Job) -> Pattern | Xrdmt
     provenance = {
         "source": label,
         "poni": meta.get("poni"),
-        "mask": meta.get("mask_file") or str(job.mask),
+        "mask": meta.get("mask_file") or str(job.read.mask),
         "masked_pixels": masked,
         "wavelength_A": pattern.wavelength,
         "xrdmtl": _version(),

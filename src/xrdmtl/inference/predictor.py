@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import PatternError, PhaseError, XrdmtlError
+from ..io.read import ReadOptions
 from ..model.files import default_model_dir
 from ..model.preprocess import model_input
 from ..physics.pattern import Pattern
@@ -431,10 +432,7 @@ class Predictor:
     def predict_files(
         self,
         paths: Sequence[str | Path],
-        wavelength: float | None = None,
-        x_unit: str | None = None,
-        poni: str | Path | None = None,
-        mask: str | Path = "none",
+        options: ReadOptions | None = None,
         workers: int | None = None,
         progress: bool = True,
         *,
@@ -450,8 +448,9 @@ class Predictor:
         Files are read in parallel: ``workers`` processes (default: all cores) over chunks of files,
         or, with ``scheduler`` (``'local'`` for a local Dask cluster, a scheduler address, or a
         ``distributed.Client``), one Dask task per chunk. Every bad file or frame becomes a Prediction
-        with ``error`` set; the rest still run. ``poni`` (a pyFAI geometry) and ``mask``
-        (``none``/``auto``/a mask file) are for frames; ``plot_dir`` gets one PNG per pattern (and a
+        with ``error`` set; the rest still run. ``options`` (:class:`~xrdmtl.io.read.ReadOptions`)
+        say how files are read: a wavelength and x unit for 1D files, a pyFAI geometry and a mask
+        (``none``/``auto``/a mask file) for frames. ``plot_dir`` gets one PNG per pattern (and a
         timeline per frame stack), ``save_integrated`` the integrated 1D patterns of frames,
         ``save_mask`` the automatic masks (``mask='auto'``) as EDF images. Neither overwrites a file.
         Results come in input order. As with any process pool, a script that calls this with more
@@ -462,10 +461,7 @@ class Predictor:
         return predict_files(
             self,
             paths,
-            wavelength,
-            x_unit,
-            poni,
-            mask,
+            options,
             workers,
             progress,
             scheduler=scheduler,

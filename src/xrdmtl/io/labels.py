@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import LabelsError, XrdmtlError
 from ..physics.grid import QGrid
 from ..physics.pattern import Pattern
+from .read import ReadOptions, read_files
 
 
 def _decode_labels(data: bytes, path: Path) -> str:
@@ -106,22 +107,18 @@ def load_labeled(
     csv_path: str | Path,
     phases: Sequence[str],
     grid: QGrid,
-    wavelength: float | None = None,
-    x_unit: str | None = None,
+    options: ReadOptions | None = None,
     note: Callable[[str], None] | None = None,
-    *,
-    poni: str | Path | None = None,
-    mask: str = "none",
 ) -> tuple[LabeledPatterns, list[str], list[str]]:
     """Read a labels CSV and its pattern files onto ``grid``.
 
-    Reading options as in ``predict``: 1D files with ``wavelength`` / ``x_unit``; detector frames
-    (``file`` or ``stack::index``) integrated with the ``poni`` geometry and ``mask``
-    (none|auto|FILE). Returns the patterns, the files read and one line per file that could not
-    be read (the others are still used). :class:`LabelsError` when no file can be read.
+    ``options``: predict's reading options (:class:`~xrdmtl.io.read.ReadOptions`: 1D files with a
+    wavelength / x unit; detector frames, ``file`` or ``stack::index``, integrated with a geometry
+    and mask). Returns the patterns, the files read and one line per file that could not be read
+    (the others are still used). :class:`LabelsError` when no file can be read.
     """
     files, labels = read_labels(csv_path, phases, note)
-    items = read_labeled_patterns(files, wavelength, x_unit, poni, mask)
+    items = read_files(files, options or ReadOptions())
     return labeled_on_grid(files, items, labels, grid, csv_path)
 
 
@@ -154,17 +151,3 @@ def labeled_on_grid(
         np.stack([r[1] for r in rows]), np.stack([r[2] for r in rows]), labels[idx]
     )
     return patterns, used, failed
-
-
-def read_labeled_patterns(
-    files: Sequence[str],
-    wavelength: float | None = None,
-    x_unit: str | None = None,
-    poni: str | Path | None = None,
-    mask: str = "none",
-) -> list[Pattern | XrdmtlError]:
-    """A :class:`~xrdmtl.physics.pattern.Pattern` or an :class:`XrdmtlError` per labeled file
-    (``file`` or ``stack::index``), read as ``predict`` reads them (:func:`xrdmtl.io.read.read_files`)."""
-    from .read import ReadOptions, read_files
-
-    return read_files(files, ReadOptions(wavelength, x_unit, poni, mask))

@@ -172,10 +172,7 @@ def finetune(
     real_fraction: float = 0.5,
     lr: float = 1e-3,
     seed: int = 0,
-    wavelength: float | None = None,
-    x_unit: str | None = None,
-    poni: str | Path | None = None,
-    mask: str = "none",
+    options: ReadOptions | None = None,
     workers: int | None = None,
     threads: int | None = None,
     progress: bool = True,
@@ -190,10 +187,10 @@ def finetune(
     """Fine-tune the model at ``model_path`` on a few labeled patterns and write it to ``out_dir``.
 
     ``patterns``: arrays on the model's grid (:class:`LabeledPatterns`) or a labels CSV (files read
-    with ``wavelength`` / ``x_unit``; unreadable files are listed in ``result.skipped``). Each batch
-    holds ``real_fraction`` augmented labeled patterns (drawn with replacement, see :func:`augment`,
-    ``augment_strength``) and synthetic ones from the model's own synthesis settings (or
-    ``synthesizer``), so the model does not forget. Frames are read with ``poni`` and ``mask``.
+    with ``options``, as ``predict`` reads them; unreadable files are listed in ``result.skipped``).
+    Each batch holds ``real_fraction`` augmented labeled patterns (drawn with replacement, see
+    :func:`augment`, ``augment_strength``) and synthetic ones from the model's own synthesis
+    settings (or ``synthesizer``), so the model does not forget.
 
     Each phase's lattice scale is fitted to the labeled patterns in which it is labeled present
     (:func:`fit_lattice_scales`; recorded in ``model.json`` as ``lattice_scales`` and in
@@ -214,7 +211,6 @@ def finetune(
         augment_strength,
         train_layers,
     )
-    read = ReadOptions(wavelength, x_unit, poni, mask)
     workers = workers if workers is not None else default_workers()
     with _torch_threads(threads or max(1, (os.cpu_count() or 1) - workers)):
         return _finetune(
@@ -222,7 +218,7 @@ def finetune(
             patterns,
             Path(out_dir),
             recipe,
-            read,
+            options or ReadOptions(),
             workers=workers,
             progress=progress,
             note=note,
@@ -252,16 +248,7 @@ def _finetune(
     files: list[str] = []
     skipped: list[str] = []
     if isinstance(patterns, (str, Path)):
-        patterns, files, skipped = load_labeled(
-            patterns,
-            phases,
-            grid,
-            read.wavelength,
-            read.x_unit,
-            note,
-            poni=read.poni,
-            mask=str(read.mask),
-        )
+        patterns, files, skipped = load_labeled(patterns, phases, grid, read, note)
         for line in skipped:
             if note is not None:
                 note(f"skipped: {line}")

@@ -30,7 +30,7 @@ import numpy as np
 from ..atomic import write_text
 from ..errors import LabelsError, XrdmtlError
 from ..io.labels import LabeledPatterns
-from ..io.read import ReadOptions
+from ..io.read import ReadOptions, expand_inputs, read_files, read_path
 from ..model.files import LoadedModel, default_model_dir, load_model, save_adapted
 from ..model.preprocess import model_input
 from ..physics.grid import QGrid
@@ -199,23 +199,20 @@ class AuditedLabels:
 def read_and_audit(
     labels_csv: str | Path,
     model: str | Path,
+    options: ReadOptions | None = None,
     *,
-    wavelength: float | None = None,
-    x_unit: str | None = None,
-    poni: str | Path | None = None,
-    mask: str = "none",
     audit: bool = True,
     note: Callable[[str], None] | None = None,
 ) -> AuditedLabels:
     """Read the labeled patterns of ``labels_csv`` onto ``model``'s grid and audit their labels on
     the physics alone (model-free, so the verdicts do not depend on the model being adapted).
     :class:`LabelsError` when fewer than two patterns can be read."""
-    from ..io.labels import labeled_on_grid, read_labeled_patterns, read_labels
+    from ..io.labels import labeled_on_grid, read_labels
     from .audit import audit_labels
 
     base = load_model(model, device="cpu")
     all_files, labels = read_labels(labels_csv, base.phases, note)
-    items = read_labeled_patterns(all_files, wavelength, x_unit, poni, mask)  # read once, for both
+    items = read_files(all_files, options or ReadOptions())  # read once, for both
     data, files, skipped = labeled_on_grid(all_files, items, labels, base.grid, labels_csv)
     if len(files) < 2:
         raise LabelsError(
@@ -225,9 +222,8 @@ def read_and_audit(
     flagged = np.zeros(len(files), bool)
     if audit:
         table = audit_labels(
-            labels_csv, model=None, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask,
-            use_model=False, phases=base.phases, note=note, read=items,
-        )  # fmt: skip
+            labels_csv, None, options, use_model=False, phases=base.phases, note=note, items=items
+        )
         contradicted = {r.file for r in table.flagged}
         flagged = np.array([f in contradicted for f in files], bool)
     return AuditedLabels(data, files, skipped, flagged, table, base.grid)
@@ -273,11 +269,8 @@ def adapt_to_labels(
     labels_csv: str | Path,
     out: str | Path,
     model: str | Path | None = None,
+    options: ReadOptions | None = None,
     *,
-    wavelength: float | None = None,
-    x_unit: str | None = None,
-    poni: str | Path | None = None,
-    mask: str = "none",
     config: AdaptConfig | None = None,
     tuning: NetworkTuning | None = None,
     audit: bool = True,
@@ -294,19 +287,15 @@ def adapt_to_labels(
     t0 = time.perf_counter()
     model_path = Path(model) if model is not None else default_model_dir()
     out = Path(out)
-    labeled = read_and_audit(
-        labels_csv, model_path, wavelength=wavelength, x_unit=x_unit, poni=poni, mask=mask,
-        audit=audit, note=note,
-    )  # fmt: skip
+    options = options or ReadOptions()
+    labeled = read_and_audit(labels_csv, model_path, options, audit=audit, note=note)
     if labeled.audit is not None:
         labeled.audit.to_csv(out / "audit.csv")
     data, files, skipped = labeled.data, labeled.files, labeled.skipped
     flagged_files = labeled.flagged_files
     extra = None
     if unlabeled:
-        extra, failed = _read_unlabeled(
-            unlabeled, files, labeled.grid, ReadOptions(wavelength, x_unit, poni, mask)
-        )
+        extra, failed = _read_unlabeled(unlabeled, files, labeled.grid, options)
         skipped = [*skipped, *failed]
     with tempfile.TemporaryDirectory(prefix="xrdmtl-adapt-") as tmp:
         adapted = adapt_arrays(model_path, data, labeled.flagged, config, tuning, Path(tmp), extra)
@@ -324,7 +313,7 @@ def adapt_to_labels(
                 "n_unlabeled": 0 if extra is None else len(extra[0]),
                 "n_pseudo_labeled": adapted.n_pseudo,
                 "chosen": _summary(adapted.fit.chosen),
-                "wavelength": wavelength,
+                "wavelength": options.wavelength,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
         }
@@ -342,7 +331,6 @@ def _read_unlabeled(
 ) -> tuple[tuple[np.ndarray, np.ndarray], list[str]]:
     """Unlabeled patterns on ``grid`` (the labeled files left out, so a whole run's folder can be
     given) and one line per input that could not be read."""
-    from ..io.read import expand_inputs, read_path
 
     files, missing = expand_inputs(list(paths), frames_too=options.poni is not None)
     known = {str(Path(f).resolve()) for f in labeled}

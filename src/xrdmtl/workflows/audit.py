@@ -27,6 +27,7 @@ import numpy as np
 
 from ..atomic import write_text
 from ..errors import LabelsError, ModelError, XrdmtlError
+from ..io.read import ReadOptions, read_files
 from ..physics.pattern import Pattern
 from ..physics.peaks import THRESHOLD, Z_FULL, Peaks, PhaseEvidence, find_pattern_peaks, match_all
 from ..physics.phases import Phase, get_phase
@@ -307,30 +308,26 @@ def verdict(label: int, evidence: PhaseEvidence, model_call: int | None) -> tupl
 def audit_labels(
     labels_csv: str | Path,
     model: Any = None,
-    wavelength: float | None = None,
-    x_unit: str | None = None,
+    options: ReadOptions | None = None,
     *,
-    poni: str | Path | None = None,
-    mask: str = "none",
     use_model: bool = True,
     phases: Sequence[str] | None = None,
     plot_dir: str | Path | None = None,
     note: Callable[[str], None] | None = None,
-    read: Sequence[Pattern | XrdmtlError] | None = None,
+    items: Sequence[Pattern | XrdmtlError] | None = None,
 ) -> AuditTable:
     """Audit the labels of ``labels_csv`` (``file,<phase>,…``, files relative to the CSV's folder).
 
     ``model``: a model folder / ``.safetensors`` file, a :class:`~xrdmtl.model.files.LoadedModel` or a
     :class:`~xrdmtl.inference.predictor.Predictor` (anything with ``phases`` and ``predict_patterns``); None takes the shipped default model, and when that does not
     exist (or ``use_model`` is False) the audit rests on peak evidence alone. ``phases``: the phases
-    to audit (default: the model's, else every label column), each a library phase. Reading options as
-    in ``predict`` (``wavelength`` Å, ``x_unit``, ``poni`` for 2D frames, ``mask`` none|auto|FILE).
+    to audit (default: the model's, else every label column), each a library phase. ``options``: how
+    the files are read, as in ``predict`` (:class:`~xrdmtl.io.read.ReadOptions`).
     ``plot_dir``: one PNG per pattern with a contradicted label. ``note`` receives one-line notes.
-    ``read``: the CSV's files already read, in its order (default: read them here).
+    ``items``: the CSV's files already read, in its order (default: read them here).
     Unreadable patterns are listed in ``errors``; a bad labels file raises :class:`LabelsError`.
     """
     from ..io.labels import read_labels
-    from ..io.read import ReadOptions, read_files
 
     note = note or (lambda _msg: None)
     predictor = _predictor(model, use_model, note)
@@ -352,9 +349,9 @@ def audit_labels(
         str(labels_csv), names, [], model=None if predictor is None else _model_name(predictor)
     )
     patterns: list[tuple[int, str, Pattern]] = []
-    if read is None:
-        read = read_files(files, ReadOptions(wavelength, x_unit, poni, mask))
-    for i, (file, item) in enumerate(zip(files, read, strict=True)):
+    if items is None:
+        items = read_files(files, options or ReadOptions())
+    for i, (file, item) in enumerate(zip(files, items, strict=True)):
         if isinstance(item, XrdmtlError):
             table.errors[file] = str(item)
         else:

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from ..io.labels import LabeledPatterns
+from ..io.read import ReadOptions
 from ..training.adapt import AdaptConfig
-from .adapt import NetworkTuning, adapt_arrays
+from .adapt import NetworkTuning, adapt_arrays, read_and_audit
 
 
 def strata_of(labels: np.ndarray) -> list[str]:
@@ -299,31 +300,19 @@ def format_table(results: dict[str, CrossvalResult]) -> str:
 def crossvalidate_labels(
     labels_csv: str | Path,
     model: str | Path | None = None,
+    options: ReadOptions | None = None,
     *,
-    wavelength: float | None = None,
-    x_unit: str | None = None,
-    poni: str | Path | None = None,
-    mask: str = "none",
     plan: CrossvalPlan | None = None,
     config: AdaptConfig | None = None,
     tuning: NetworkTuning | None = None,
     note: Callable[[str], None] | None = None,
 ) -> CrossvalResult:
-    """:func:`crossvalidate` on the patterns of a labels CSV (predict's reading options), with the
-    physics audit's verdicts; ``model`` defaults to the shipped one."""
+    """:func:`crossvalidate` on the patterns of a labels CSV, read with ``options`` as ``predict``
+    reads them, with the physics audit's verdicts; ``model`` defaults to the shipped one."""
     from ..model.files import default_model_dir
-    from .adapt import read_and_audit
 
     model_path = Path(model) if model is not None else default_model_dir()
-    labeled = read_and_audit(
-        labels_csv,
-        model_path,
-        wavelength=wavelength,
-        x_unit=x_unit,
-        poni=poni,
-        mask=mask,
-        note=note,
-    )
+    labeled = read_and_audit(labels_csv, model_path, options, note=note)
     for line in labeled.skipped:
         if note is not None:
             note(f"skipped: {line}")

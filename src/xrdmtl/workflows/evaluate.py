@@ -11,19 +11,23 @@ import numpy as np
 
 from ..inference.predictor import Predictor
 from ..io.labels import read_labels
-from ..io.read import frame_index
+from ..io.read import ReadOptions, frame_index
 
 
 def evaluate_labels(
     predictor: Predictor,
     labels_csv: str | Path,
+    options: ReadOptions | None = None,
+    *,
+    workers: int | None = None,
+    scheduler: Any = None,
+    progress: bool = True,
     note: Callable[[str], None] | None = None,
-    **read_options: Any,
 ) -> dict:
     """Predict the files of a labels CSV and score the calls against the labels.
 
-    ``read_options`` go to :meth:`Predictor.predict_files` (wavelength, x_unit, poni, mask, workers,
-    scheduler). Returns a JSON-ready dict: ``n``, ``exact_match``, per-phase metrics under
+    ``options``, ``workers``, ``scheduler`` and ``progress`` go to :meth:`Predictor.predict_files`.
+    Returns a JSON-ready dict: ``n``, ``exact_match``, per-phase metrics under
     ``phases`` (see :func:`xrdmtl.model.metrics.classification_report`), ``misclassified`` and ``failed``
     (files named as in the CSV).
     """
@@ -32,7 +36,12 @@ def evaluate_labels(
     files, labels = read_labels(labels_csv, predictor.phases, note)
     folder = Path(labels_csv).parent
     bases = list(dict.fromkeys(f.rpartition("::")[0] if frame_index(f) else f for f in files))
-    by_file = {p.file: p for p in predictor.predict_files(bases, expand=False, **read_options)}
+    by_file = {
+        p.file: p
+        for p in predictor.predict_files(
+            bases, options, workers, progress, scheduler=scheduler, expand=False
+        )
+    }
     phases = predictor.phases
     keep, failed, misclassified = [], [], []
     for i, f in enumerate(files):

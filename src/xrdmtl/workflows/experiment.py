@@ -35,6 +35,7 @@ import numpy as np
 
 from ..atomic import write_text
 from ..io.labels import LabeledPatterns
+from ..io.read import ReadOptions
 from ..model.metrics import evaluate as score
 from ..model.preprocess import model_input
 from ..physics.grid import DEFAULT_GRID, QGrid
@@ -409,7 +410,7 @@ def labeled_set(
     )
 
 
-def load_labeled(
+def csv_set(
     name: str,
     kind: Literal["simulated", "measured"],
     description: str,
@@ -461,7 +462,7 @@ def simulated_sets(
         simulate_frames(out, n, seed, wavelength=wavelength)
         _write_json(stamp, params)
     return {
-        view: load_labeled(
+        view: csv_set(
             f"{name}_{view}",
             "simulated",
             f"{description}, integrated {view}",
@@ -776,7 +777,7 @@ def run_experiment(
             tests["rruff"] = rr
         if hd is not None:
             for v in VIEWS:
-                tests[f"hdac_{v}"] = load_labeled(
+                tests[f"hdac_{v}"] = csv_set(
                     f"hdac_{v}",
                     "measured",
                     f"the paper's measured HDAC patterns, {v}, labels as given",
@@ -1043,7 +1044,7 @@ def contradicted_labels(labels_csv: Path) -> list[str]:
     """Names of the files whose labels the physics-only audit contradicts (peaks against labels)."""
     from .audit import audit_labels
 
-    table = audit_labels(labels_csv, wavelength=HDAC_WAVELENGTH, use_model=False)
+    table = audit_labels(labels_csv, None, ReadOptions(HDAC_WAVELENGTH), use_model=False)
     return sorted({Path(r.file).name for r in table.flagged})
 
 
