@@ -202,9 +202,11 @@ def test_train_config_from_dict_rejects_unknown_keys() -> None:
 
 
 def test_cli_train_lattice_range_sets_the_synthesis_coverage(tmp_path) -> None:
+    """``train --lattice-range`` widens the synthesis; ``--arch mtl`` is the shipped model's network."""
     from typer.testing import CliRunner
 
     from xrdmtl.cli.app import app
+    from xrdmtl.workflows.default_model import CONFIG
 
     args = ["train", "--out", str(tmp_path / "m"), "--steps", "2", "--eval-every", "2", "--val-size", "32",
             "--lattice-range", "0.97", "1.03"]  # fmt: skip
@@ -212,6 +214,8 @@ def test_cli_train_lattice_range_sets_the_synthesis_coverage(tmp_path) -> None:
     assert res.exit_code == 0, res.output
     meta = load_model(tmp_path / "m").meta
     assert meta["training"]["config"]["synth"]["lattice_coverage"] == [0.97, 1.03]
+    network = meta["architecture"]["kwargs"]
+    assert network["channels"] == CONFIG.arch_kwargs["channels"] == [24, 48, 64, 96, 128]
     bad = CliRunner().invoke(
         app, ["train", "--out", str(tmp_path / "m2"), "--lattice-range", "1.01", "1.03"]
     )

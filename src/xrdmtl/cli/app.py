@@ -850,7 +850,12 @@ def train_cmd(
         typer.Option("--cif", help="Extra phase from a .cif/.jcpds file (repeatable)."),
     ] = None,
     arch: Annotated[
-        str, typer.Option("--arch", help="mtl (multi-task), binary (one CNN per phase) or paper.")
+        str,
+        typer.Option(
+            "--arch",
+            help="mtl (multi-task, the shipped default model's network), "
+            "binary (one CNN per phase) or paper.",
+        ),
     ] = "mtl",
     loss: Annotated[
         str | None, typer.Option("--loss", help="ce, weighted_ce, focal, uncertainty or smoothed.")
@@ -903,6 +908,7 @@ def train_cmd(
     from ..model.losses import LOSSES
     from ..model.networks import ARCHITECTURES
     from ..training.train import TrainConfig, make_synthesizer, train
+    from ..workflows.default_model import CONFIG as DEFAULT_MODEL
 
     if arch not in ARCHITECTURES:
         raise XrdmtlError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
@@ -913,6 +919,7 @@ def train_cmd(
         phases=[p.strip() for p in phases.split(",") if p.strip()],
         cif=[str(c) for c in cif or []],
         arch=arch,
+        arch_kwargs=dict(DEFAULT_MODEL.arch_kwargs) if arch == DEFAULT_MODEL.arch else {},
         seed=seed,
         eval_every=eval_every,
         val_size=val_size,
