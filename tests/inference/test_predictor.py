@@ -222,6 +222,17 @@ def test_cli_predict_stdout_and_plots(tiny_model: Path, tmp_path: Path) -> None:
     assert csv_header(PHASES) == HEADER.split(",")
 
 
+def test_predict_files_takes_reading_options_as_one_object(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    files = write_npy_patterns(tmp_path / "data", 2)
+    pred = Predictor(tiny_model)
+    with pytest.raises(TypeError, match=r"ReadOptions\(wavelength="):
+        pred.predict_files(files, WAVELENGTH, workers=1, progress=False)  # type: ignore[arg-type]
+    preds = pred.predict_files(files, ReadOptions(WAVELENGTH), workers=1, progress=False)
+    assert [p.ok for p in preds] == [True, True] and preds[0].wavelength == WAVELENGTH
+
+
 def test_process_pool_and_dask_match_serial(tiny_model: Path, tmp_path: Path) -> None:
     from distributed import Client
 

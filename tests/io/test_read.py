@@ -60,3 +60,21 @@ def test_frames_of_a_stack_by_index_and_1d_files_alike(files: dict[str, Path]) -
 def test_a_frame_without_geometry_is_one_clear_error(files: dict[str, Path]) -> None:
     ((label, item),) = list(read_path(str(files["stack"]), ReadOptions()))
     assert label == str(files["stack"]) and isinstance(item, FrameError) and "--poni" in str(item)
+
+
+def test_reading_options_of_the_old_keyword_form_get_a_clear_error(files) -> None:
+    """A wavelength where a ReadOptions belongs (the options were once separate keywords) says
+    what to pass, before any work; None is the defaults."""
+    from xrdmtl.io.labels import load_labeled
+    from xrdmtl.io.read import checked_options
+    from xrdmtl.physics.grid import QGrid
+
+    assert checked_options(None) == ReadOptions()
+    opts = ReadOptions(wavelength=WAVELENGTH)
+    assert checked_options(opts) is opts
+    labels = files["one_d"].parent / "labels.csv"
+    labels.write_text("file,calcite\none_d.npy,1\n")
+    with pytest.raises(TypeError, match=r"ReadOptions\(wavelength=0\.561\).*float 0\.561"):
+        load_labeled(labels, ["calcite"], QGrid(), 0.561)  # type: ignore[arg-type]
+    data, used, failed = load_labeled(labels, ["calcite"], QGrid(), opts)
+    assert len(used) == 1 and not failed and data.labels.tolist() == [[1]]

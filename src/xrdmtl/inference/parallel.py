@@ -30,6 +30,7 @@ from ..atomic import write_text
 from ..errors import PatternError, XrdmtlError
 from ..io.read import (
     ReadOptions,
+    checked_options,
     expand_inputs,
     frame_index,
     is_frame,
@@ -57,7 +58,7 @@ def predict_files(
     """:meth:`Predictor.predict_files` (its docstring says what each argument does): expand the
     inputs, read and predict them in chunks on a process pool or Dask, write plots and timelines.
     """
-    options = options or ReadOptions()
+    options = checked_options(options)
     if save_mask is not None:
         options = replace(options, keep_mask=True)
     if expand:

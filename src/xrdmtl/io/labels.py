@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import LabelsError, XrdmtlError
 from ..physics.grid import QGrid
 from ..physics.pattern import Pattern
-from .read import ReadOptions, read_files
+from .read import ReadOptions, checked_options, read_files
 
 
 def _decode_labels(data: bytes, path: Path) -> str:
@@ -118,7 +118,7 @@ def load_labeled(
     (the others are still used). :class:`LabelsError` when no file can be read.
     """
     files, labels = read_labels(csv_path, phases, note)
-    items = read_files(files, options or ReadOptions())
+    items = read_files(files, checked_options(options))
     return labeled_on_grid(files, items, labels, grid, csv_path)
 
 

@@ -67,6 +67,20 @@ class ReadOptions:
         object.__setattr__(self, "mask", str(self.mask))
 
 
+def checked_options(options: ReadOptions | None) -> ReadOptions:
+    """``options``, or the defaults for None; anything else is a TypeError that says what to pass
+    (the reading options were once separate keywords: ``wavelength=`` is now
+    ``ReadOptions(wavelength=...)``)."""
+    if options is None:
+        return ReadOptions()
+    if not isinstance(options, ReadOptions):
+        raise TypeError(
+            f"reading options must be a ReadOptions, e.g. ReadOptions(wavelength=0.561), "
+            f"got {type(options).__name__} {options!r}"
+        )
+    return options
+
+
 def read_path(path: str, options: ReadOptions) -> Iterator[tuple[str, Pattern | XrdmtlError]]:
     """(label, pattern or error) for every pattern in ``path``: one for a 1D file, one per frame of a
     frame file (image formats, HDF5 stacks, a 2D ``.npy`` when there is a geometry). A file that

@@ -15,7 +15,7 @@ import torch
 
 from ..errors import LabelsError, ModelError
 from ..io.labels import LabeledPatterns, load_labeled
-from ..io.read import ReadOptions
+from ..io.read import ReadOptions, checked_options
 from ..model.files import load_model, read_meta, save_model
 from ..model.losses import make_loss
 from ..model.networks import n_parameters
@@ -218,7 +218,7 @@ def finetune(
             patterns,
             Path(out_dir),
             recipe,
-            options or ReadOptions(),
+            checked_options(options),
             workers=workers,
             progress=progress,
             note=note,

@@ -30,7 +30,7 @@ import numpy as np
 from ..atomic import write_text
 from ..errors import LabelsError, XrdmtlError
 from ..io.labels import LabeledPatterns
-from ..io.read import ReadOptions, expand_inputs, read_files, read_path
+from ..io.read import ReadOptions, checked_options, expand_inputs, read_files, read_path
 from ..model.files import LoadedModel, default_model_dir, load_model, save_adapted
 from ..model.preprocess import model_input
 from ..physics.grid import QGrid
@@ -210,9 +210,10 @@ def read_and_audit(
     from ..io.labels import labeled_on_grid, read_labels
     from .audit import audit_labels
 
+    options = checked_options(options)
     base = load_model(model, device="cpu")
     all_files, labels = read_labels(labels_csv, base.phases, note)
-    items = read_files(all_files, options or ReadOptions())  # read once, for both
+    items = read_files(all_files, options)  # read once, for both
     data, files, skipped = labeled_on_grid(all_files, items, labels, base.grid, labels_csv)
     if len(files) < 2:
         raise LabelsError(
@@ -287,7 +288,7 @@ def adapt_to_labels(
     t0 = time.perf_counter()
     model_path = Path(model) if model is not None else default_model_dir()
     out = Path(out)
-    options = options or ReadOptions()
+    options = checked_options(options)
     labeled = read_and_audit(labels_csv, model_path, options, audit=audit, note=note)
     if labeled.audit is not None:
         labeled.audit.to_csv(out / "audit.csv")

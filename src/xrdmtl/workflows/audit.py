@@ -27,7 +27,7 @@ import numpy as np
 
 from ..atomic import write_text
 from ..errors import LabelsError, ModelError, XrdmtlError
-from ..io.read import ReadOptions, read_files
+from ..io.read import ReadOptions, checked_options, read_files
 from ..physics.pattern import Pattern
 from ..physics.peaks import THRESHOLD, Z_FULL, Peaks, PhaseEvidence, find_pattern_peaks, match_all
 from ..physics.phases import Phase, get_phase
@@ -329,6 +329,7 @@ def audit_labels(
     """
     from ..io.labels import read_labels
 
+    options = checked_options(options)
     note = note or (lambda _msg: None)
     predictor = _predictor(model, use_model, note)
     names = (
@@ -350,7 +351,7 @@ def audit_labels(
     )
     patterns: list[tuple[int, str, Pattern]] = []
     if items is None:
-        items = read_files(files, options or ReadOptions())
+        items = read_files(files, options)
     for i, (file, item) in enumerate(zip(files, items, strict=True)):
         if isinstance(item, XrdmtlError):
             table.errors[file] = str(item)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..inference.predictor import Predictor
 from ..io.labels import read_labels
-from ..io.read import ReadOptions, frame_index
+from ..io.read import ReadOptions, checked_options, frame_index
 
 
 def evaluate_labels(
@@ -33,6 +33,7 @@ def evaluate_labels(
     """
     from ..model.metrics import classification_report
 
+    options = checked_options(options)
     files, labels = read_labels(labels_csv, predictor.phases, note)
     folder = Path(labels_csv).parent
     bases = list(dict.fromkeys(f.rpartition("::")[0] if frame_index(f) else f for f in files))
