@@ -29,7 +29,7 @@ import numpy as np
 
 from ..atomic import write_text
 from ..errors import LabelsError, XrdmtlError
-from ..io.labels import LabeledPatterns
+from ..io.labels import LabeledPatterns, labeled_on_grid, read_labels
 from ..io.read import ReadOptions, checked_options, expand_inputs, read_files, read_path
 from ..model.files import LoadedModel, default_model_dir, load_model, save_adapted
 from ..model.preprocess import model_input
@@ -207,7 +207,6 @@ def read_and_audit(
     """Read the labeled patterns of ``labels_csv`` onto ``model``'s grid and audit their labels on
     the physics alone (model-free, so the verdicts do not depend on the model being adapted).
     :class:`LabelsError` when fewer than two patterns can be read."""
-    from ..io.labels import labeled_on_grid, read_labels
     from .audit import audit_labels
 
     options = checked_options(options)
