@@ -10,7 +10,7 @@ import torch
 
 from xrdmtl.errors import ModelError
 from xrdmtl.model.files import load_model, probabilities, save_model
-from xrdmtl.model.networks import ARCHITECTURES, build_model, n_parameters
+from xrdmtl.model.networks import ARCHITECTURES, ConvTrunk, PairMax, build_model, n_parameters
 from xrdmtl.model.preprocess import N_CHANNELS
 from xrdmtl.physics.grid import QGrid
 
@@ -31,6 +31,34 @@ def test_forward_shape_any_number_of_phases(arch: str, n_phases: int, x: np.ndar
         out = net(torch.from_numpy(x))
     assert out.shape == (6, n_phases, 2)
     assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("width", [7, 8, 33])
+def test_pair_max_is_max_pooling(width: int) -> None:
+    x = torch.randn(3, 5, 1, width).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    ref = torch.nn.functional.max_pool2d(x, (1, 2))
+    out = PairMax()(x)
+    assert out.shape == ref.shape
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    (g_out,) = torch.autograd.grad(out.sum(), x)
+    (g_ref,) = torch.autograd.grad(ref.sum(), x)
+    torch.testing.assert_close(g_out, g_ref)
+
+
+def test_trunk_stem_folds_neighbouring_points_into_channels() -> None:
+    """The first conv sees channel ``c·fold + f`` = input channel c at point ``fold·l + f``."""
+    trunk = ConvTrunk(2, [3], [1], fold=4).eval()
+    conv, bn = trunk.blocks[0], trunk.blocks[1]
+    assert isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d)
+    x = torch.randn(2, 2, 30)  # padded to 32 points
+    with torch.no_grad():
+        folded = torch.nn.functional.pad(x, (0, 2)).reshape(2, 2, 8, 4).transpose(2, 3)
+        pre = torch.einsum("oi,bil->bol", conv.weight[:, :, 0, 0], folded.reshape(2, 8, 8))
+        ref = torch.relu(torch.nn.functional.max_pool1d(bn(pre[:, :, None])[:, :, 0], 2))
+        out = trunk(x)
+    torch.testing.assert_close(out, ref.transpose(1, 2))
 
 
 def test_binary_budget_matches_multitask() -> None:

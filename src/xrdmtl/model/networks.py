@@ -73,6 +73,20 @@ class Network(nn.Module):
         return x if self._all_channels else x.index_select(1, self._channels)
 
 
+class PairMax(nn.Module):
+    """Max over neighbouring pairs along the last axis of a channels-last ``(B, C, 1, W)`` tensor.
+
+    The same values as ``nn.MaxPool2d((1, 2))`` (an odd last point is dropped), as one elementwise
+    maximum of two strided views: on CPU about ten times faster than the pooling kernel on
+    channels-last tensors, where pooling took as long as the convolutions.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.permute(0, 2, 3, 1)  # (B, 1, W, C): the memory order of channels-last
+        w = y.shape[2] // 2 * 2
+        return torch.maximum(y[:, :, 0:w:2], y[:, :, 1:w:2]).permute(0, 3, 1, 2)
+
+
 class ConvTrunk(nn.Module):
     """Space-to-depth stem, then blocks conv(k, 'same') – BN – max-pool(2) – ReLU.
 
@@ -96,7 +110,7 @@ class ConvTrunk(nn.Module):
             layers += [
                 nn.Conv2d(c_in, c, (1, k), padding=(0, k // 2), bias=False),
                 nn.BatchNorm2d(c),
-                nn.MaxPool2d((1, 2)),
+                PairMax(),
                 nn.ReLU(inplace=True),
             ]
             c_in = c
@@ -106,8 +120,9 @@ class ConvTrunk(nn.Module):
         b, c, n = x.shape
         if n % self.fold:
             x = nn.functional.pad(x, (0, self.fold - n % self.fold))
-        x = x.reshape(b, c, -1, self.fold).transpose(2, 3).reshape(b, c * self.fold, 1, -1)
-        x = x.contiguous(memory_format=torch.channels_last)
+        # one copy into channels-last order (B, 1, L, C·fold), seen as (B, C·fold, 1, L)
+        x = x.reshape(b, c, -1, self.fold).permute(0, 2, 1, 3).reshape(b, 1, -1, c * self.fold)
+        x = x.permute(0, 3, 1, 2)
         out: torch.Tensor = self.blocks(x)
         return out.permute(0, 2, 3, 1).flatten(1, 2)
 
