@@ -215,7 +215,7 @@ def test_cli_train_lattice_range_sets_the_synthesis_coverage(tmp_path) -> None:
     meta = load_model(tmp_path / "m").meta
     assert meta["training"]["config"]["synth"]["lattice_coverage"] == [0.97, 1.03]
     network = meta["architecture"]["kwargs"]
-    assert network["channels"] == CONFIG.arch_kwargs["channels"] == [24, 48, 64, 96, 128]
+    assert network["channels"] == CONFIG.arch_kwargs["channels"] == [24, 48, 64, 96, 128, 160]
     bad = CliRunner().invoke(
         app, ["train", "--out", str(tmp_path / "m2"), "--lattice-range", "1.01", "1.03"]
     )
