@@ -76,9 +76,10 @@ class Network(nn.Module):
 class PairMax(nn.Module):
     """Max over neighbouring pairs along the last axis of a channels-last ``(B, C, 1, W)`` tensor.
 
-    The same values as ``nn.MaxPool2d((1, 2))`` (an odd last point is dropped), as one elementwise
-    maximum of two strided views: on CPU about ten times faster than the pooling kernel on
-    channels-last tensors, where pooling took as long as the convolutions.
+    The same values as ``nn.MaxPool2d((1, 2))`` (an odd last point is dropped) and the same gradients
+    (but for exact ties, which split theirs), as one elementwise maximum of two strided views: on
+    CPU about ten times faster than the pooling kernel on channels-last tensors, where pooling took
+    as long as the convolutions.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
