@@ -1,6 +1,7 @@
 """``make bench``: run every ``bench_*.py`` in this folder and print its figures against the targets.
 
-Each module defines ``bench() -> dict[str, float]`` (figure name → value, higher is better) and may
+Each module defines ``bench() -> dict[str, float]`` (figure name → value, higher is better; a name
+ending in ``_se`` is the standard error of the figure before it) and may
 define ``TARGETS: dict[str, float]`` for its own figures; the project-wide targets are below.
 ``python benchmarks/run.py [NAME...]`` runs only the modules whose name contains a NAME.
 Exit status 1 if a benchmark raised, 0 otherwise (missed targets are shown, not fatal).
