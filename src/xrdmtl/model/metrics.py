@@ -17,13 +17,15 @@ from scipy.stats import rankdata
 
 
 def accuracy(labels: np.ndarray, calls: np.ndarray) -> np.ndarray:
-    """Per-phase fraction of right calls, ``(T,)``."""
-    return np.asarray((np.asarray(labels) == np.asarray(calls)).mean(axis=0))
+    """Per-phase fraction of right calls, ``(T,)`` (NaN for no patterns)."""
+    right = np.atleast_2d(np.asarray(labels) == np.asarray(calls))
+    return right.mean(axis=0) if len(right) else np.full(right.shape[1:], np.nan)
 
 
 def exact_match(labels: np.ndarray, calls: np.ndarray) -> float:
-    """Fraction of patterns with every phase called right."""
-    return float((np.asarray(labels) == np.asarray(calls)).all(axis=1).mean())
+    """Fraction of patterns with every phase called right (NaN for no patterns)."""
+    right = np.atleast_2d(np.asarray(labels) == np.asarray(calls)).all(axis=1)
+    return float(right.mean()) if np.size(right) else float("nan")
 
 
 def precision_recall_f1(
