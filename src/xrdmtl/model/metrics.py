@@ -18,14 +18,14 @@ from scipy.stats import rankdata
 
 def accuracy(labels: np.ndarray, calls: np.ndarray) -> np.ndarray:
     """Per-phase fraction of right calls, ``(T,)`` (NaN for no patterns)."""
-    right = np.atleast_2d(np.asarray(labels) == np.asarray(calls))
+    right = np.asarray(labels) == np.asarray(calls)
     return right.mean(axis=0) if len(right) else np.full(right.shape[1:], np.nan)
 
 
 def exact_match(labels: np.ndarray, calls: np.ndarray) -> float:
     """Fraction of patterns with every phase called right (NaN for no patterns)."""
-    right = np.atleast_2d(np.asarray(labels) == np.asarray(calls)).all(axis=1)
-    return float(right.mean()) if np.size(right) else float("nan")
+    right = (np.asarray(labels) == np.asarray(calls)).all(axis=1)
+    return float(right.mean()) if len(right) else float("nan")
 
 
 def precision_recall_f1(
@@ -83,7 +83,7 @@ def evaluate(labels: np.ndarray, calls: np.ndarray, scores: np.ndarray | None = 
     n_phases = y.shape[1] if y.ndim == 2 else 0
     return Evaluation(
         n=int(len(y)),
-        exact_match=exact_match(y, c) if len(y) else float("nan"),
+        exact_match=exact_match(y, c),
         accuracy=accuracy(y, c),
         precision=precision,
         recall=recall,
