@@ -137,6 +137,25 @@ def test_pool_workers_ignore_ctrl_c() -> None:
     assert out.stdout.strip() == "True", out.stderr
 
 
+def _wait_for_workers(proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    """Wait until ``proc`` has started its worker processes (then its own Ctrl-C handling is in
+    place: a SIGINT while a loaded machine is still importing torch would kill the interpreter
+    before any handler exists), or has ended; where /proc lists no children, a fixed 8 s."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    if not children.exists():
+        time.sleep(8)
+        return
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        try:
+            if children.read_text().split():
+                time.sleep(1)
+                return
+        except OSError:
+            return
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
 def test_ctrl_c_on_a_worker_pool_prints_no_traceback(tmp_path: Path, examples: Path) -> None:
     """A real SIGINT to the whole process group (as a terminal sends it) while workers run."""
@@ -166,7 +185,7 @@ def test_ctrl_c_on_a_worker_pool_prints_no_traceback(tmp_path: Path, examples: P
         start_new_session=True,
         env=env,
     )
-    time.sleep(8)
+    _wait_for_workers(proc)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)

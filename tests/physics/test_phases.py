@@ -287,3 +287,33 @@ def test_reflection_list_phases_of_the_library() -> None:
         < 1e-9
     )
     assert get_phase("CaSO4").name == "anhydrite"
+
+
+@pytest.mark.parametrize(
+    ("name", "d_strongest"),
+    [  # the strongest line of each mineral's well-known powder pattern (Å)
+        ("zircon", 3.30),
+        ("forsterite", 2.46),
+        ("diopside", 2.99),
+        ("grossular", 2.65),
+        ("sanidine", 3.23),  # 002 (with 040 at 3.26 Å, the measured strongest blend)
+        ("larnite", 2.79),
+        ("fluorapatite", 2.80),
+        ("monazite-la", 3.12),
+        ("fluocerite-la", 3.23),
+    ],
+)
+def test_many_line_distractors_match_their_powder_patterns(name: str, d_strongest: float) -> None:
+    """The silicate, phosphate and fluoride distractors put a computed line within 1 % of the
+    strongest line of the measured pattern, among their three strongest, with no short bond."""
+    phase = get_phase(name)
+    refl = phase.reflections(CU)
+    top = refl.take(np.flatnonzero(refl.two_theta < 90)).strongest(3)
+    assert np.min(np.abs(top.d / d_strongest - 1)) < 0.01
+    assert name in ph.EXTRA_DISTRACTORS
+    structure = phase.structure
+    assert structure is not None
+    dist = structure.distance_matrix + 99 * np.eye(len(structure))
+    assert (
+        dist.min() > 1.2
+    )  # a wrong symmetry setting stacks atoms (monazite's first draft: 1.06 Å)
