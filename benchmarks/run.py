@@ -74,7 +74,7 @@ def main(argv: list[str]) -> int:
                 path.stem if i == 0 else "",
                 name,
                 f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3g}",
-                "" if target is None else f"≥ {target:,.0f}",
+                "" if target is None else f"≥ {target:,.0f}" if target >= 100 else f"≥ {target:g}",
                 mark,
                 elapsed if i == 0 else "",
             )
