@@ -27,17 +27,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-MANY_LINE = (
-    "zircon",
-    "forsterite",
-    "diopside",
-    "grossular",
-    "sanidine",
-    "larnite",
-    "fluorapatite",
-    "monazite-la",
-    "fluocerite-la",
-)
+from xrdmtl.physics.phases import MANY_LINE_DISTRACTORS
+
 SIMPLE = ("quartz", "beryl", "corundum", "magnetite", "hematite")
 N = 600
 SEED = 11
@@ -89,7 +80,7 @@ def no_call_fraction(
 def bench(model: str | None = None, n: int = N, seed: int = SEED) -> dict[str, float]:
     return {
         f"minerals_{key}_no_call": no_call_fraction(minerals, model, n, seed)[0]
-        for key, minerals in (("many_line", MANY_LINE), ("simple", SIMPLE))
+        for key, minerals in (("many_line", MANY_LINE_DISTRACTORS), ("simple", SIMPLE))
     }
 
 
