@@ -92,8 +92,13 @@ def main() -> None:
     parser.add_argument("--minerals", default=None, help="comma-separated names or files")
     args = parser.parse_args()
     if args.minerals:
+        from xrdmtl.errors import XrdmtlError
+
         names = [m.strip() for m in args.minerals.split(",") if m.strip()]
-        share, per_phase = no_call_fraction(names, args.model, args.n, args.seed)
+        try:
+            share, per_phase = no_call_fraction(names, args.model, args.n, args.seed)
+        except XrdmtlError as exc:
+            raise SystemExit(f"error: {exc}") from None
         print(f"no target called: {share:.3f}; false calls per target: {per_phase}")
         return
     for name, value in bench(args.model, args.n, args.seed).items():
