@@ -122,7 +122,7 @@ def phases_cmd(
     """The phase library (name, formula, space group, cell, source), or one phase's reflections."""
     from rich.table import Table
 
-    from ..physics.phases import DISTRACTORS, TARGETS, Phase, get_phase, library
+    from ..physics.phases import Phase, get_phase, library, library_role
 
     if wavelength is not None and not wavelength > 0:
         raise XrdmtlError(f"--wavelength must be positive, got {wavelength}")
@@ -134,7 +134,7 @@ def phases_cmd(
         for col in ("name", "role", "formula", "space group", "a b c (Å) / α β γ (°)", "source"):
             table.add_column(col, overflow="fold")
         for key, p in phases.items():
-            role = "target" if key in TARGETS else "distractor" if key in DISTRACTORS else "other"
+            role = library_role(key)
             lengths, angles = (
                 " ".join(f"{v:.{n}f}" for v in part)
                 for part, n in ((p.cell[:3], 4), (p.cell[3:], 1))

@@ -50,7 +50,7 @@ NOISE_BOX_P = (
     0.25,
     0.2,
 )  # hdac noise is correlated over 2–10 points (masked: wider)
-SYNTH_VERSION = 3  # raised whenever the generator changes beyond its SynthConfig (cached experiment runs key on it)
+SYNTH_VERSION = 4  # raised whenever the generator changes beyond its SynthConfig (cached experiment runs key on it)
 
 
 @dataclass(frozen=True)
