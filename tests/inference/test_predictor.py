@@ -147,6 +147,21 @@ def test_call_without_peak_evidence_is_flagged() -> None:
     assert bare.calls["calcite"] == 1  # a warning, not a veto
 
 
+def test_guard_withholds_a_call_the_peaks_do_not_support() -> None:
+    """A call resting on one coincident line (calcite 104 at Q 2.07 Å⁻¹) of a mineral the model does
+    not know, whose three other strong lines stay unexplained, is withheld with a warning; the
+    probability stays. A real phase keeps its call, and ``guard=False`` keeps every call."""
+    unknown = phase_pattern([], extra_q=(1.35, 1.56, 2.07, 3.62))
+    real = phase_pattern(["calcite"], extra_q=(1.35, 3.62))
+    out = Predictor(FixedModel([0.02, 0.93, 0.02])).predict_patterns([unknown, real])
+    assert out[0].calls["calcite"] == 0 and out[0].probabilities["calcite"] == pytest.approx(0.93)
+    assert "withheld" in out[0].warning and "calcite p=0.93" in out[0].warning, out[0].warning
+    assert [round(q, 2) for q in out[0].explanation.unexplained] == [1.35, 1.56, 2.07, 3.62]
+    assert out[1].calls["calcite"] == 1 and "withheld" not in out[1].warning
+    unguarded = Predictor(FixedModel([0.02, 0.93, 0.02]), guard=False)
+    assert unguarded.predict_patterns([unknown])[0].calls["calcite"] == 1
+
+
 def test_uncertain_and_coverage_checks() -> None:
     pred = Predictor(FixedModel([0.55, 0.98, 0.02]))
     p = pred.predict_patterns([phase_pattern(["calcite"])])[0]
@@ -340,6 +355,8 @@ def test_cli_evaluate_json(tiny_model: Path, tmp_path: Path) -> None:
     assert "quartz" in res.stderr
     table = CliRunner().invoke(app, args)
     assert table.exit_code == 0 and "exact match" in table.stdout
+    raw = CliRunner().invoke(app, [*args, "--json", "--no-guard"])  # the network's calls, unguarded
+    assert raw.exit_code == 0 and json.loads(raw.stdout)["n"] == 4, raw.output
     (tmp_path / "labels.csv").write_text("file,calcite\nx.npy,1\n")
     missing = CliRunner().invoke(app, [*args, "--json"])
     assert missing.exit_code == 2 and "bastnaesite" in missing.stderr

@@ -203,6 +203,14 @@ ThresholdOpt = Annotated[
         help="Call a phase present at p ≥ T (default: the model's per-phase thresholds).",
     ),
 ]
+GuardOpt = Annotated[
+    bool,
+    typer.Option(
+        "--guard/--no-guard",
+        help="Withhold a call when few of the phase's reflections have a peak while strong peaks "
+        "stay unexplained (an unknown mineral); --no-guard keeps the network's calls.",
+    ),
+]
 WorkersOpt = Annotated[
     int | None,
     typer.Option("--workers", help="Processes reading and predicting (default: all cores)."),
@@ -215,13 +223,13 @@ SchedulerOpt = Annotated[
 ]
 
 
-def _predictor(model: str | None, threshold: float | None) -> Any:
+def _predictor(model: str | None, threshold: float | None, guard: bool) -> Any:
     """The Predictor for the CLI options (checks the threshold)."""
     from ..inference.predictor import Predictor
 
     if threshold is not None and not 0.0 < threshold < 1.0:
         raise XrdmtlError(f"--threshold must lie between 0 and 1, got {threshold}")
-    return Predictor(model, threshold=threshold)
+    return Predictor(model, threshold=threshold, guard=guard)
 
 
 def _reading_options(
@@ -459,6 +467,7 @@ def predict_cmd(
     poni: PoniOpt = None,
     mask: MaskOpt = "none",
     threshold: ThresholdOpt = None,
+    guard: GuardOpt = True,
     plot: Annotated[
         Path | None,
         typer.Option(
@@ -502,7 +511,7 @@ def predict_cmd(
     _check_predict_outputs(
         paths, poni, out, plot, save_integrated, save_mask, others=_model_inputs(model, mask)
     )
-    predictor = _predictor(model, threshold)
+    predictor = _predictor(model, threshold, guard)
     preds = predictor.predict_files(
         paths,
         options,
@@ -556,6 +565,7 @@ def evaluate_cmd(
     poni: PoniOpt = None,
     mask: MaskOpt = "none",
     threshold: ThresholdOpt = None,
+    guard: GuardOpt = True,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     as_json: Annotated[
@@ -569,7 +579,7 @@ def evaluate_cmd(
     from ..workflows.evaluate import evaluate_labels
 
     options = _reading_options(wavelength, x_unit, poni, mask)
-    predictor = _predictor(model, threshold)
+    predictor = _predictor(model, threshold, guard)
     result = evaluate_labels(
         predictor,
         labels,
