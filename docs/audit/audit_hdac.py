@@ -57,14 +57,14 @@ What the audit flags, and why:
   calcite's 104 alone stands at z ≈ 12 (uncertain).
 - **xy_bc_22** (labeled bastnaesite + calcite), unmasked: no bastnaesite peak, only calcite (104 at
   z ≈ 800), whereas the masked file has bastnaesite at z ≈ 70: the two files differ by more than a mask.
-- **xy_r_98** (unmasked) and **xy_r_94** (masked), labeled rhenium only: calcite's 104, 2-10, 108 and
-  2-16 have peaks (z 11–28 in unmasked xy_r_98; 104 and 2-16 at z ≈ 14 in masked xy_r_94) beside strong
-  rhenium. Calcite is probably present in these late-stage patterns (unmasked xy_r_94 shows 104, 2-10
-  and 2-16 at z ≈ 33–41, uncertain only because 108 is missing).
+- **xy_r_98** (unmasked), labeled rhenium only: calcite's 104, 2-10, 108 and 2-16 have peaks (z 11–28)
+  beside strong rhenium, and the model agrees. xy_r_94 shows the same lines (masked 104 and 2-16 at
+  z ≈ 14; unmasked 104, 2-10 and 2-16 at z ≈ 33–41), uncertain only because 108 is missing or, masked,
+  because the model does not call calcite. Calcite is probably present in these late-stage patterns.
 
-Uncertain, worth a look: weak rhenium 002/101 peaks (z 4–10) in xy_n_56 (both processings) and masked
-xy_bc_82; masked bc patterns whose bastnaesite or calcite shows only a few reflections (few crystals in
-the beam: xy_bc_10, 51, 74, 82); masked xy_r_90/106/110, whose rhenium peaks reach only z 6–10."""
+Uncertain, worth a look: weak rhenium 002/101 peaks (z 6–13) in masked xy_bc_65 and xy_bc_82 and
+unmasked xy_bc_82; masked bc patterns whose calcite shows only one or two reflections (few crystals in
+the beam: xy_bc_74, 82); masked xy_r_110, whose rhenium 101 reaches only z 6."""
 
 
 def synthetic_threshold(n: int = 400, seed: int = 1) -> float:
