@@ -135,10 +135,15 @@ class ReferenceWindows:
         hi = np.clip(np.floor(grid.index(q + reach)), -1, grid.n - 1).astype(int)
         return cls(q, lo, hi)
 
+    @property
+    def on_grid(self) -> np.ndarray:
+        """Which reflections (bool ``(R,)``) have a window on the grid."""
+        return self.lo <= self.hi
+
     def mask(self, n: int) -> np.ndarray:
         """Grid points (bool ``(n,)``) inside any window: where the phase can explain a peak."""
         edges = np.zeros(n + 1, dtype=int)
-        ok = self.lo <= self.hi
+        ok = self.on_grid
         np.add.at(edges, self.lo[ok], 1)
         np.add.at(edges, self.hi[ok] + 1, -1)
         return np.cumsum(edges[:n]) > 0
@@ -146,8 +151,9 @@ class ReferenceWindows:
     def hits(self, peak_count: np.ndarray) -> np.ndarray:
         """Which reflections (bool ``(B, R)``) have a peak in their window; ``peak_count`` is the
         running count of detected peaks along each row, ``(B, n + 1)`` starting at 0."""
-        ok = self.lo <= self.hi
-        return ok & (peak_count[:, self.hi + 1] > peak_count[:, np.minimum(self.lo, self.hi + 1)])
+        return self.on_grid & (
+            peak_count[:, self.hi + 1] > peak_count[:, np.minimum(self.lo, self.hi + 1)]
+        )
 
 
 def saliency(net: Callable[[Any], Any], x: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -373,13 +373,13 @@ class Predictor:
         np.add.at(count, (rows, idx + 1), 1)
         count = np.cumsum(count, axis=1)
         hits = [r.windows.hits(count) for r in refs]  # per phase (B, R)
+        in_window = explains[:, idx].T  # (peaks, T): which phases could explain each peak
+        lonely = strong_peak & ~(calls[rows].astype(bool) & in_window).any(axis=1)
         withheld = np.zeros_like(calls, dtype=bool)
         if self.guard:
-            explained = (calls[rows].astype(bool) & explains[:, idx].T).any(axis=1)
-            n_lonely = np.bincount(rows[strong_peak & ~explained], minlength=len(names))
             hit_fraction = np.stack(
                 [
-                    h.sum(axis=1) / max(int((r.windows.lo <= r.windows.hi).sum()), 1)
+                    h.sum(axis=1) / max(int(r.windows.on_grid.sum()), 1)
                     for h, r in zip(hits, refs, strict=True)
                 ],
                 axis=1,
@@ -387,12 +387,15 @@ class Predictor:
             withheld = (
                 calls.astype(bool)
                 & known[None, :]
-                & (n_lonely[:, None] >= GUARD_MIN_UNEXPLAINED)
+                & (
+                    np.bincount(rows[lonely], minlength=len(names))[:, None]
+                    >= GUARD_MIN_UNEXPLAINED
+                )
                 & (hit_fraction < GUARD_MIN_HIT_FRACTION)
             )
+        if withheld.any():  # the peaks a withdrawn call explained are unexplained now
             calls = calls & ~withheld
-        explained = (calls[rows].astype(bool) & explains[:, idx].T).any(axis=1)
-        lonely = strong_peak & ~explained
+            lonely = strong_peak & ~(calls[rows].astype(bool) & in_window).any(axis=1)
         no_data = np.stack(
             [
                 ~coverage[:, r.strong].any(axis=1) if r.strong.size else np.zeros(len(names), bool)
