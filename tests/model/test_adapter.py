@@ -20,7 +20,10 @@ def test_vote_takes_the_nearest_references() -> None:
     sim = np.array([[0.9, 0.1, 0.5], [0.1, 0.2, 0.95]])
     labels = np.array([[1, 0], [0, 1], [1, 1]], np.uint8)
     vote, s_max = neighbour_vote(sim, labels, k=1)
-    assert vote.tolist() == [[1.0, 0.0], [1.0, 1.0]] and s_max.tolist() == [0.9, 0.95]
+    assert vote.tolist() == [[1.0, 0.0], [1.0, 1.0]] and s_max.tolist() == [
+        [0.9, 0.9],
+        [0.95, 0.95],
+    ]
     vote3, _ = neighbour_vote(sim, labels, k=3)
     assert vote3[0, 0] > 0.99 and vote3[0, 1] < 0.01  # far references barely count
 
@@ -28,7 +31,18 @@ def test_vote_takes_the_nearest_references() -> None:
 def test_vote_ignores_references_that_may_not_vote() -> None:
     sim = np.array([[-np.inf, 0.5]])
     vote, s_max = neighbour_vote(sim, np.array([[1], [0]], np.uint8), k=2)
-    assert vote.tolist() == [[0.0]] and s_max.tolist() == [0.5]
+    assert vote.tolist() == [[0.0]] and s_max.tolist() == [[0.5]]
+
+
+def test_vote_per_phase_skips_labels_that_may_not_vote() -> None:
+    sim = np.array([[0.9, 0.5, 0.1]])
+    labels = np.array([[1, 1], [0, 0], [0, 1]], np.uint8)
+    voting = np.array([[False, True], [True, True], [True, True]])
+    vote, s_max = neighbour_vote(sim, labels, k=1, voting=voting)
+    assert vote.tolist() == [[0.0, 1.0]] and s_max.tolist() == [[0.5, 0.9]]
+    none = np.array([[False, True]] * 3)  # nobody votes on phase 0: no vote, and no similarity
+    vote, s_max = neighbour_vote(sim, labels, k=2, voting=none)
+    assert vote[0, 0] == 0.0 and s_max[0, 0] == -np.inf
 
 
 def test_combine_blends_by_weight_and_gate() -> None:
@@ -61,3 +75,22 @@ def test_bad_settings_are_model_errors(tmp_path) -> None:
                       "k": 1, "gate": 0.5}, tmp_path, 1)  # fmt: skip
     with pytest.raises(ModelError, match="unknown adapter feature"):
         adapter_from({"feature": "pixels"}, tmp_path, 1)
+
+
+def test_voting_mask_round_trips_and_older_files_vote_on_every_label(tmp_path) -> None:
+    from safetensors.numpy import save_file
+
+    f = reference_features(_inputs(np.random.default_rng(1).normal(size=(3, 16))))
+    labels = np.array([[1, 0], [0, 1], [1, 1]], np.uint8)
+    voting = np.array([[True, True], [False, True], [True, True]])
+    adapter = Adapter(f, labels, 1.0, 1, 0.5, voting)
+    settings = adapter.settings("adapter.safetensors")
+    assert settings["n_labels_left_out"] == 1
+    save_file(adapter.tensors(), str(tmp_path / "adapter.safetensors"))
+    loaded = adapter_from(settings, tmp_path, 2)
+    np.testing.assert_array_equal(loaded.votes, voting)
+    older = {k: v for k, v in adapter.tensors().items() if k != "voting"}
+    save_file(older, str(tmp_path / "adapter.safetensors"))
+    assert adapter_from(settings, tmp_path, 2).votes.all()
+    with pytest.raises(ModelError, match="voting mask"):
+        Adapter(f, labels, 1.0, 1, 0.5, voting[:2])

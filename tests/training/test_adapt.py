@@ -51,11 +51,38 @@ def test_contradicted_references_are_left_out_when_that_scores_better() -> None:
     flagged = np.zeros(12, bool)
     flagged[0] = True
     fit = fit_adapter(x, wrong, np.full((12, 1), 0.5 - 1e-3), [0.5], flagged)
-    assert fit.chosen.drop_contradicted and fit.left_out == [0]
+    assert fit.chosen.policy == "drop" and fit.left_out == [0] and not fit.labels_left_out
     kept = fit_adapter(
         x, wrong, np.full((12, 1), 0.5 - 1e-3), [0.5], flagged, AdaptConfig(contradicted="keep")
     )
-    assert not kept.chosen.drop_contradicted and kept.left_out == []
+    assert kept.chosen.policy == "keep" and kept.left_out == []
+
+
+def test_a_contradicted_label_can_leave_the_vote_alone() -> None:
+    """A pattern with one contradicted label still votes on its other phases. Stage [1, 1] has two
+    patterns, one labeled [0, 1] (the audit contradicts its phase-0 label): dropping it would leave
+    the other to the neighbouring stage [1, 0]; keeping its label would spread the error."""
+    rng = np.random.default_rng(5)
+    c00, c10 = rng.normal(size=128), rng.normal(size=128)
+    c11 = c10 + 0.6 * rng.normal(size=128)  # a stage beside [1, 0]
+    centres = [c00] * 4 + [c10] * 4 + [c11] * 3
+    x = np.zeros((11, N_CHANNELS, 128), np.float32)
+    for i, c in enumerate(centres):
+        x[i, CONTRAST_CHANNEL] = c + 0.05 * rng.normal(size=128)
+    labels = np.array([[0, 0]] * 4 + [[1, 0]] * 4 + [[0, 1], [1, 1], [1, 1]], np.uint8)
+    contradicted = np.zeros(labels.shape, bool)
+    contradicted[8, 0] = True
+    p_net = np.full(labels.shape, 0.2)  # a network that sees nothing
+    fit = fit_adapter(x[:10], labels[:10], p_net[:10], [0.5, 0.5], contradicted[:10])
+    assert fit.chosen.policy == "drop-labels" and fit.chosen.weight > 0
+    assert fit.left_out == [] and fit.labels_left_out == [(8, 0)]
+    assert not fit.adapter.votes[8, 0] and fit.adapter.votes.sum() == 19
+    # a new pattern of that stage takes phase 0 from the other of its stage, not the wrong label
+    p = fit.adapter.combine(x[10:], np.full((1, 2), 0.2, np.float32))
+    assert (p > 0.5).tolist() == [[True, True]]
+    # one flag per pattern (every label suspect) makes the two policies the same: scored once
+    whole = fit_adapter(x[:10], labels[:10], p_net[:10], [0.5, 0.5], contradicted[:10, 0])
+    assert {c.policy for c in whole.candidates} == {"keep", "drop"}
 
 
 def test_too_few_labels_and_bad_config() -> None:

@@ -39,7 +39,8 @@ ContradictedOpt = Annotated[
     str,
     typer.Option(
         "--contradicted",
-        help="Labels the physics audit contradicts: auto (as leave-one-out scores best), drop or keep.",
+        help="Labels the physics audit contradicts: auto (as leave-one-out scores best), drop "
+        "(their patterns leave the vote), drop-labels (only those labels) or keep.",
     ),
 ]
 
@@ -52,11 +53,15 @@ def _note(msg: str) -> None:
 
 
 def _policy(contradicted: str, drop_contradicted: bool, audit: bool) -> str:
-    if contradicted not in ("auto", "drop", "keep"):
-        raise XrdmtlError(f"--contradicted must be auto, drop or keep, got {contradicted!r}")
+    from ..training.adapt import POLICIES
+
+    if contradicted not in POLICIES:
+        raise XrdmtlError(
+            f"--contradicted must be one of {', '.join(POLICIES)}, got {contradicted!r}"
+        )
     if drop_contradicted:
         contradicted = "drop"
-    if contradicted == "drop" and not audit:
+    if contradicted.startswith("drop") and not audit:
         raise XrdmtlError("dropping contradicted labels needs the audit: leave out --no-audit")
     return contradicted
 
@@ -153,6 +158,13 @@ def finetune_cmd(
         console.print(
             "left out of the vote (contradicted): "
             + ", ".join(Path(f).name for f in report.left_out),
+            highlight=False,
+            soft_wrap=True,
+        )
+    if report.labels_left_out:
+        console.print(
+            "labels left out of the vote (contradicted; their patterns vote on the other phases): "
+            + ", ".join(Path(f).name for f in report.labels_left_out),
             highlight=False,
             soft_wrap=True,
         )

@@ -10,7 +10,9 @@ with a similarity-weighted vote of its ``k`` most similar references::
 ``w`` (the vote's weight) and ``k`` are chosen by leave-one-out on the labeled set
 (:mod:`xrdmtl.training.adapt`); ``g`` fades the vote out for patterns less similar to every reference
 than the labeled patterns are to each other (``gate``), so a pattern of a stage nobody labeled is left
-to the network. ``w = 0`` is the network alone.
+to the network. ``w = 0`` is the network alone. A reference's label that the physics audit
+contradicts may be left out of its phase's vote while the reference still votes on the others
+(``Adapter.voting``); ``s_max`` and the vote are then per phase.
 
 Features: the model input's log-contrast channel (background removed, fixed log scale), L2-normalised,
 so similarity is the cosine of two background-free patterns on the model's Q grid. It is computed
@@ -41,43 +43,58 @@ def reference_features(x: np.ndarray) -> np.ndarray:
 
 
 def neighbour_vote(
-    similarity: np.ndarray, labels: np.ndarray, k: int
+    similarity: np.ndarray, labels: np.ndarray, k: int, voting: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-phase vote ``(B, T)`` in [0, 1] of the ``k`` most similar references, weighted by
-    ``exp((s - s_max) / SIMILARITY_SCALE)``, and each row's highest similarity ``(B,)``.
+    ``exp((s - s_max) / SIMILARITY_SCALE)``, and the similarity of each phase's nearest voting
+    reference ``(B, T)``.
 
-    ``similarity: (B, R)``, ``-inf`` where a reference may not vote; ``labels: (R, T)``."""
-    k = max(1, min(int(k), similarity.shape[1]))
-    if k < similarity.shape[1]:
-        idx = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    ``similarity: (B, R)``, ``-inf`` where a reference may not vote; ``labels: (R, T)``;
+    ``voting: (R, T)`` bool, False where a reference's label of that phase may not vote (each phase
+    then takes its ``k`` nearest among the references whose label of it votes)."""
+    n_refs, n_phases = labels.shape
+    if voting is not None:
+        voting = np.asarray(voting, bool)
+    s = np.broadcast_to(similarity[:, :, None], (*similarity.shape, n_phases))
+    if voting is not None and not voting.all():
+        s = np.where(voting[None], s, -np.inf)
+    k = max(1, min(int(k), n_refs))
+    if k < n_refs:
+        idx = np.argpartition(-s, k - 1, axis=1)[:, :k]
     else:
-        idx = np.broadcast_to(np.arange(k), similarity.shape)
-    s = np.take_along_axis(similarity, idx, axis=1)
-    s_max = s.max(axis=1)
-    weights = np.exp((s - s_max[:, None]) / SIMILARITY_SCALE)
-    weights = np.where(np.isfinite(s), weights, 0.0)
-    total = np.maximum(weights.sum(axis=1, keepdims=True), 1e-30)
-    vote = np.einsum("bk,bkt->bt", weights, labels[idx].astype(np.float64)) / total
-    return vote, s_max
+        idx = np.broadcast_to(np.arange(k)[None, :, None], s.shape)
+    near = np.take_along_axis(s, idx, axis=1)  # (B, k, T)
+    s_max = near.max(axis=1)
+    with np.errstate(invalid="ignore"):
+        weights = np.exp((near - s_max[:, None]) / SIMILARITY_SCALE)
+    weights = np.where(np.isfinite(near), weights, 0.0)
+    votes = np.take_along_axis(labels.astype(np.float64)[None], idx, axis=1)
+    total = np.maximum(weights.sum(axis=1), 1e-30)
+    return (weights * votes).sum(axis=1) / total, s_max
 
 
 def gate(s_max: np.ndarray, threshold: float) -> np.ndarray:
-    """Weight in (0, 1) of the vote for a pattern whose nearest reference has similarity ``s_max``."""
+    """Weight in (0, 1) of a vote whose nearest reference has similarity ``s_max`` (any shape)."""
     with np.errstate(over="ignore"):
         return 1.0 / (1.0 + np.exp(-(s_max - threshold) / SIMILARITY_SCALE))
 
 
 @dataclass(frozen=True)
 class Adapter:
-    """Reference features ``(R, G)`` and labels ``(R, T)`` with the blend chosen for them."""
+    """Reference features ``(R, G)`` and labels ``(R, T)`` with the blend chosen for them;
+    ``voting`` ``(R, T)`` bool: which labels vote (None: all; a label the audit contradicts may be
+    left out while the pattern still votes on its other phases)."""
 
     features: np.ndarray
     labels: np.ndarray
     weight: float
     k: int
     threshold: float
+    voting: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        voting = np.ones(self.labels.shape, bool) if self.voting is None else self.voting
+        object.__setattr__(self, "voting", np.asarray(voting, bool))
         if (
             self.features.ndim != 2
             or self.labels.ndim != 2
@@ -88,22 +105,31 @@ class Adapter:
             )
         if len(self.features) == 0:
             raise ModelError("the adapter has no reference pattern")
+        if self.votes.shape != self.labels.shape:
+            raise ModelError(
+                f"adapter voting mask {self.votes.shape} does not match its labels {self.labels.shape}"
+            )
         if not 0.0 <= self.weight <= 1.0 or self.k < 1 or not np.isfinite(self.threshold):
             raise ModelError(
                 f"bad adapter settings: weight {self.weight}, k {self.k}, gate {self.threshold}"
             )
 
+    @property
+    def votes(self) -> np.ndarray:
+        """Which labels vote, ``(R, T)`` bool."""
+        assert self.voting is not None  # set by __post_init__
+        return self.voting
+
     def with_references(self, features: np.ndarray, labels: np.ndarray) -> Adapter:
-        """The same blend with more references (e.g. confidently labeled patterns of the run)."""
+        """The same blend with more references (e.g. confidently labeled patterns of the run),
+        every label of which votes."""
+        labels = np.asarray(labels, np.uint8)
         return replace(
             self,
             features=np.concatenate([self.features, np.asarray(features, np.float32)]),
-            labels=np.concatenate([self.labels, np.asarray(labels, np.uint8)]),
+            labels=np.concatenate([self.labels, labels]),
+            voting=np.concatenate([self.votes, np.ones(labels.shape, bool)]),
         )
-
-    def vote_weight(self, s_max: np.ndarray) -> np.ndarray:
-        """The weight ``w · g(s_max)`` of the vote for each pattern ``(B,)``."""
-        return self.weight * gate(s_max, self.threshold)
 
     def combine(self, x: np.ndarray, p_network: np.ndarray) -> np.ndarray:
         """Probabilities ``(B, T)``: the network's ``p_network`` blended with the references' vote
@@ -115,8 +141,8 @@ class Adapter:
             raise ModelError(
                 f"input has {f.shape[1]} grid points, the adapter's references {self.features.shape[1]}"
             )
-        vote, s_max = neighbour_vote(f @ self.features.T, self.labels, self.k)
-        w = self.vote_weight(s_max)[:, None]
+        vote, s_max = neighbour_vote(f @ self.features.T, self.labels, self.k, self.votes)
+        w = self.weight * gate(s_max, self.threshold)
         blended: np.ndarray = w * vote + (1.0 - w) * np.asarray(p_network, np.float64)
         return blended.astype(p_network.dtype)
 
@@ -126,6 +152,7 @@ class Adapter:
             "feature": FEATURE,
             "file": file,
             "n_references": int(len(self.labels)),
+            "n_labels_left_out": int((~self.votes).sum()),
             "weight": float(self.weight),
             "k": int(self.k),
             "gate": float(self.threshold),
@@ -137,6 +164,7 @@ class Adapter:
         return {
             "features": np.ascontiguousarray(self.features, np.float32),
             "labels": np.ascontiguousarray(self.labels, np.uint8),
+            "voting": np.ascontiguousarray(self.votes, np.uint8),
         }
 
 
@@ -154,6 +182,7 @@ def adapter_from(settings: dict[str, Any], folder: Path, n_phases: int) -> Adapt
             float(settings["weight"]),
             int(settings["k"]),
             float(settings["gate"]),
+            arrays["voting"].astype(bool) if "voting" in arrays else None,  # older: every label
         )
     except ModelError:
         raise

@@ -1,7 +1,7 @@
 """Choose an :class:`~xrdmtl.model.adapter.Adapter` for a user's labeled patterns by leave-one-out.
 
-Every candidate blend (the vote's weight ``w``, its ``k`` neighbours, whether references whose labels
-the physics audit contradicts may vote) is scored by leave-one-out over the labeled patterns: each
+Every candidate blend (the vote's weight ``w``, its ``k`` neighbours, whether labels the physics
+audit contradicts vote, or their whole patterns, or only the patterns' other labels) is scored by leave-one-out over the labeled patterns: each
 pattern is predicted from the network and the *other* references. The choice (:func:`choose`) is
 made on the Brier score, leaning toward the vote where the labels cannot tell it from the network;
 the network alone (weight 0) is one of the candidates. This is an honest internal model selection;
@@ -19,13 +19,19 @@ import numpy as np
 from ..errors import LabelsError
 from ..model.adapter import Adapter, gate, neighbour_vote, reference_features
 
-POLICIES = ("auto", "drop", "keep")
+POLICIES = ("auto", "drop", "drop-labels", "keep")
+LEFT_OUT = {  # what each policy leaves out of the vote
+    "keep": "all labels",
+    "drop": "patterns with a contradicted label left out",
+    "drop-labels": "contradicted labels left out",
+}
 
 
 @dataclass(frozen=True)
 class AdaptConfig:
-    """The candidates tried. ``contradicted``: ``drop`` leaves references whose labels the audit
-    contradicts out of the vote, ``keep`` lets them vote, ``auto`` chooses by leave-one-out."""
+    """The candidates tried. ``contradicted``: ``drop`` leaves references with a label the audit
+    contradicts out of the vote, ``drop-labels`` only those labels (the reference still votes on its
+    other phases), ``keep`` lets them vote, ``auto`` chooses by leave-one-out."""
 
     weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     ks: tuple[int, ...] = (1, 3)
@@ -48,7 +54,7 @@ class Candidate:
 
     weight: float
     k: int
-    drop_contradicted: bool
+    policy: str  # of contradicted labels: a key of LEFT_OUT
     exact: float
     brier: float
     brier_rows: tuple[float, ...] = field(default=(), repr=False, compare=False)  # per pattern
@@ -56,8 +62,7 @@ class Candidate:
     def describe(self) -> str:
         if self.weight == 0.0:
             return "network alone"
-        refs = "contradicted labels left out" if self.drop_contradicted else "all labels"
-        return f"vote weight {self.weight:g}, k = {self.k}, {refs}"
+        return f"vote weight {self.weight:g}, k = {self.k}, {LEFT_OUT[self.policy]}"
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class AdaptResult:
     chosen: Candidate
     candidates: list[Candidate]
     left_out: list[int] = field(default_factory=list)  # indices of references not in the adapter
+    # (reference, phase) indices of labels left out of the vote while their reference votes
+    labels_left_out: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _gate_threshold(similarity: np.ndarray, config: AdaptConfig) -> float:
@@ -90,17 +97,17 @@ def score_candidates(
     labels: np.ndarray,
     p_network: np.ndarray,
     thresholds: np.ndarray,
-    voters: np.ndarray,
-    drop: bool,
+    voting: np.ndarray,
+    policy: str,
     config: AdaptConfig,
 ) -> tuple[list[Candidate], float]:
-    """Leave-one-out scores of every (weight, k) with references ``voters``, and the gate."""
-    similarity = _loo_similarity(features, voters)
+    """Leave-one-out scores of every (weight, k) with the labels ``voting`` ``(N, T)``, and the gate."""
+    similarity = _loo_similarity(features, np.asarray(voting.any(axis=1), bool))
     threshold = _gate_threshold(similarity, config)
     out = []
     for k in config.ks:
-        vote, s_max = neighbour_vote(similarity, labels, k)
-        g = gate(s_max, threshold)[:, None]
+        vote, s_max = neighbour_vote(similarity, labels, k, voting)
+        g = gate(s_max, threshold)
         for weight in config.weights:
             w = weight * g
             p = w * vote + (1.0 - w) * p_network
@@ -109,7 +116,12 @@ def score_candidates(
             rows = ((p - labels) ** 2).mean(axis=1)
             out.append(
                 Candidate(
-                    float(weight), int(k), drop, exact, float(rows.mean()), tuple(map(float, rows))
+                    float(weight),
+                    int(k),
+                    policy,
+                    exact,
+                    float(rows.mean()),
+                    tuple(map(float, rows)),
                 )
             )
     return out, threshold
@@ -153,7 +165,8 @@ def fit_adapter(
 
     ``x``: their model input ``(N, C, G)``; ``labels``: ``(N, T)`` 0/1; ``p_network``: the network's
     calibrated probabilities for them ``(N, T)`` (out of sample: the network never saw these
-    labels); ``contradicted``: a bool per pattern, True where the audit contradicts one of its labels.
+    labels); ``contradicted``: True where the audit contradicts a label, ``(N, T)``, or ``(N,)`` for
+    every label of a pattern.
     """
     config = config or AdaptConfig()
     labels = np.asarray(labels, np.uint8)
@@ -162,24 +175,42 @@ def fit_adapter(
         raise LabelsError(f"adaptation needs at least 2 labeled patterns, got {n}")
     p_network = np.asarray(p_network, np.float64)
     thresholds = np.asarray(thresholds, np.float64)
-    flagged = np.zeros(n, bool) if contradicted is None else np.asarray(contradicted, bool)
+    flags = np.zeros(labels.shape, bool)
+    if contradicted is not None:
+        c = np.asarray(contradicted, bool)
+        flags[:] = c[:, None] if c.ndim == 1 else c
+    flagged = np.asarray(flags.any(axis=1), bool)
     features = reference_features(x)
-    policies = {"auto": (False, True), "drop": (True,), "keep": (False,)}[config.contradicted]
+    voting_for = {
+        "keep": np.ones(labels.shape, bool),
+        "drop": np.repeat(~flagged[:, None], labels.shape[1], axis=1),
+        "drop-labels": ~flags,
+    }
+    policies = {"auto": ("keep", "drop", "drop-labels")}.get(
+        config.contradicted, (config.contradicted,)
+    )
     if not flagged.any() or flagged.sum() >= n - 1:
-        policies = (False,)
+        policies = ("keep",)
     candidates: list[Candidate] = []
-    gates: dict[bool, float] = {}
-    for drop in policies:
-        voters = ~flagged if drop else np.ones(n, bool)
-        scored, gates[drop] = score_candidates(
-            features, labels, p_network, thresholds, voters, drop, config
+    gates: dict[str, float] = {}
+    for policy in policies:
+        voting = voting_for[policy]
+        if any(np.array_equal(voting, voting_for[p]) for p in gates):
+            continue  # the same references as a policy already scored
+        scored, gates[policy] = score_candidates(
+            features, labels, p_network, thresholds, voting, policy, config
         )
         candidates += scored
     chosen = choose(candidates)
-    threshold = gates[chosen.drop_contradicted]
-    keep = ~flagged if chosen.drop_contradicted else np.ones(n, bool)
-    adapter = Adapter(features[keep], labels[keep], chosen.weight, chosen.k, threshold)
-    return AdaptResult(adapter, chosen, candidates, [int(i) for i in np.flatnonzero(~keep)])
+    voting = voting_for[chosen.policy]
+    keep = np.asarray(voting.any(axis=1), bool)
+    adapter = Adapter(
+        features[keep], labels[keep], chosen.weight, chosen.k, gates[chosen.policy], voting[keep]
+    )
+    abstaining = [(int(i), int(j)) for i, j in np.argwhere(~voting & keep[:, None])]
+    return AdaptResult(
+        adapter, chosen, candidates, [int(i) for i in np.flatnonzero(~keep)], abstaining
+    )
 
 
 def pseudo_labeled(

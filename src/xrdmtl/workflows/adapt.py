@@ -7,7 +7,8 @@
    for the labeled patterns come from ``folds`` fine-tunes on the other folds, so the choice below
    compares it honestly with the network as it was.
 3. Choose the blend of network and reference vote by leave-one-out
-   (:func:`~xrdmtl.training.adapt.fit_adapter`), flagged references voting or not as measured best.
+   (:func:`~xrdmtl.training.adapt.fit_adapter`), contradicted labels voting, left out alone or with
+   their whole pattern, as measured best.
 4. Write a normal model folder (network weights, ``adapter.safetensors``, ``model.json``) that
    ``predict``, ``evaluate`` and ``audit`` use unchanged, plus ``audit.csv`` and ``adaptation.json``.
 
@@ -110,7 +111,7 @@ def _subset(data: LabeledPatterns, idx: np.ndarray) -> LabeledPatterns:
 def adapt_arrays(
     model: str | Path | LoadedModel,
     data: LabeledPatterns,
-    flagged: np.ndarray | None = None,
+    contradicted: np.ndarray | None = None,
     config: AdaptConfig | None = None,
     tuning: NetworkTuning | None = None,
     work_dir: Path | None = None,
@@ -119,7 +120,8 @@ def adapt_arrays(
     """Choose and fit the adaptation of ``model`` (a folder, or one already loaded) to labeled
     patterns on its grid.
 
-    ``flagged``: a bool per pattern, True where the audit contradicts one of its labels. With
+    ``contradicted``: True where the audit contradicts a label, ``(N, T)`` (or ``(N,)``: every
+    label of the pattern). With
     ``tuning.steps > 0`` the fine-tuned networks are written under ``work_dir``. ``unlabeled``:
     (intensity, coverage) of unlabeled patterns of the same run; those the adapted model calls
     confidently join the references (:func:`~xrdmtl.training.adapt.pseudo_labeled`)."""
@@ -128,13 +130,13 @@ def adapt_arrays(
     if base.adapter is not None:
         base = dataclasses.replace(base, adapter=None)
     x = model_input(data.intensity, data.coverage, base.grid.step)
-    fit = fit_adapter(x, data.labels, base.network_proba(x), base.thresholds, flagged, config)
+    fit = fit_adapter(x, data.labels, base.network_proba(x), base.thresholds, contradicted, config)
     adapted = Adapted(dataclasses.replace(base, adapter=fit.adapter), fit, False, fit.candidates)
     if tuning is not None and tuning.steps > 0 and len(data.labels) >= 4:
         if work_dir is None:
             raise ValueError("fine-tuning the network needs a work_dir")
         adapted = _with_tuned_network(
-            base_path, data, x, flagged, config, tuning, work_dir, adapted
+            base_path, data, x, contradicted, config, tuning, work_dir, adapted
         )
     if unlabeled is not None and len(unlabeled[0]):
         xu = model_input(unlabeled[0], unlabeled[1], base.grid.step)
@@ -154,7 +156,7 @@ def _with_tuned_network(
     base_path: Path,
     data: LabeledPatterns,
     x: np.ndarray,
-    flagged: np.ndarray | None,
+    contradicted: np.ndarray | None,
     config: AdaptConfig | None,
     tuning: NetworkTuning,
     work_dir: Path,
@@ -164,7 +166,7 @@ def _with_tuned_network(
     from ..training.finetune import finetune
 
     oof = _out_of_fold(base_path, data, x, tuning, work_dir)
-    fit_tuned = fit_adapter(x, data.labels, oof, adapted.model.thresholds, flagged, config)
+    fit_tuned = fit_adapter(x, data.labels, oof, adapted.model.thresholds, contradicted, config)
     adapted.candidates_tuned = fit_tuned.candidates
     if _key(fit_tuned.chosen) <= _key(adapted.fit.chosen):
         return adapted
@@ -187,9 +189,14 @@ class AuditedLabels:
     data: LabeledPatterns
     files: list[str]
     skipped: list[str]
-    flagged: np.ndarray  # a bool per file: a label the audit contradicts
+    contradicted: np.ndarray  # (file, phase) bool: a label the audit contradicts
     audit: AuditTable | None
     grid: QGrid  # the model's, which the patterns are on
+
+    @property
+    def flagged(self) -> np.ndarray:
+        """A bool per file: one of its labels is contradicted."""
+        return np.asarray(self.contradicted.any(axis=1), bool)
 
     @property
     def flagged_files(self) -> list[str]:
@@ -219,14 +226,16 @@ def read_and_audit(
             f"adaptation needs at least 2 readable labeled patterns, got {len(files)}", labels_csv
         )
     table = None
-    flagged = np.zeros(len(files), bool)
+    contradicted = np.zeros(data.labels.shape, bool)
     if audit:
         table = audit_labels(
             labels_csv, None, options, use_model=False, phases=base.phases, note=note, items=items
         )
-        contradicted = {r.file for r in table.flagged}
-        flagged = np.array([f in contradicted for f in files], bool)
-    return AuditedLabels(data, files, skipped, flagged, table, base.grid)
+        row = {f: i for i, f in enumerate(files)}
+        for r in table.flagged:
+            if r.file in row:  # not a file skipped on the grid
+                contradicted[row[r.file], base.phases.index(r.phase)] = True
+    return AuditedLabels(data, files, skipped, contradicted, table, base.grid)
 
 
 @dataclass
@@ -238,6 +247,7 @@ class AdaptReport:
     skipped: list[str]
     flagged: list[str]  # files with a label the physics audit contradicts
     left_out: list[str]  # references not voting (flagged, when that scored better)
+    labels_left_out: list[str]  # "file: phase" of labels left out of the vote, their file voting
     adapted: Adapted
     seconds: float
 
@@ -256,6 +266,7 @@ class AdaptReport:
             "skipped": self.skipped,
             "flagged_by_audit": self.flagged,
             "left_out_of_vote": self.left_out,
+            "labels_left_out_of_vote": self.labels_left_out,
             "network_fine_tuned": self.adapted.network_tuned,
             "n_pseudo_labeled": self.adapted.n_pseudo,
             "chosen": {**_summary(self.chosen), "description": self.chosen.describe()},
@@ -298,7 +309,9 @@ def adapt_to_labels(
         extra, failed = _read_unlabeled(unlabeled, files, labeled.grid, options)
         skipped = [*skipped, *failed]
     with tempfile.TemporaryDirectory(prefix="xrdmtl-adapt-") as tmp:
-        adapted = adapt_arrays(model_path, data, labeled.flagged, config, tuning, Path(tmp), extra)
+        adapted = adapt_arrays(
+            model_path, data, labeled.contradicted, config, tuning, Path(tmp), extra
+        )
         weights = adapted.network_dir if adapted.network_tuned else model_path
         assert weights is not None
         provenance = {
@@ -318,8 +331,10 @@ def adapt_to_labels(
             }
         }
         save_adapted(out, weights, adapted.fit.adapter, provenance)
+    phases = adapted.model.phases
     report = AdaptReport(
-        out, files, skipped, flagged_files, [files[i] for i in adapted.fit.left_out], adapted,
+        out, files, skipped, flagged_files, [files[i] for i in adapted.fit.left_out],
+        [f"{files[i]}: {phases[j]}" for i, j in adapted.fit.labels_left_out], adapted,
         time.perf_counter() - t0,
     )  # fmt: skip
     write_text(out / "adaptation.json", json.dumps(report.to_dict(), indent=1) + "\n")

@@ -192,21 +192,24 @@ def crossvalidate(
     model: str | Path,
     data: LabeledPatterns,
     files: Sequence[str],
-    flagged: np.ndarray | None = None,
+    contradicted: np.ndarray | None = None,
     plan: CrossvalPlan | None = None,
     config: AdaptConfig | None = None,
     tuning: NetworkTuning | None = None,
     note: Callable[[str], None] | None = None,
 ) -> CrossvalResult:
     """Every hold-out of ``plan``, each held-out set scored by the model before adaptation, the
-    nearest-neighbour vote and the adapted model (``config``, ``tuning``: as ``finetune``'s)."""
+    nearest-neighbour vote and the adapted model (``config``, ``tuning``: as ``finetune``'s).
+    ``contradicted``: the audit's verdicts, ``(N, T)`` per label or ``(N,)`` per pattern; held-out
+    patterns without one are also scored alone (*uncontradicted*)."""
     from ..model.files import load_model
     from ..model.preprocess import model_input
 
     plan = plan or CrossvalPlan()
     labels = np.asarray(data.labels, np.uint8)
     n = len(labels)
-    bad = np.zeros(n, bool) if flagged is None else np.asarray(flagged, bool)
+    verdicts = np.zeros(n, bool) if contradicted is None else np.asarray(contradicted, bool)
+    bad = np.asarray(verdicts.any(axis=1) if verdicts.ndim == 2 else verdicts, bool)
     base = load_model(model, device="cpu")
     x = model_input(data.intensity, data.coverage, base.grid.step)
     base_calls = base.network_proba(x) > base.thresholds
@@ -230,7 +233,7 @@ def crossvalidate(
                 sub = LabeledPatterns(data.intensity[train], data.coverage[train], labels[train])
                 extra = (data.intensity[test], data.coverage[test]) if plan.transductive else None
                 adapted = adapt_arrays(
-                    base, sub, bad[train], config, tuning, Path(tmp) / f"split{j}", extra
+                    base, sub, verdicts[train], config, tuning, Path(tmp) / f"split{j}", extra
                 )
                 calls = {
                     "default model": base_calls[test],
@@ -317,7 +320,7 @@ def crossvalidate_labels(
         if note is not None:
             note(f"skipped: {line}")
     result = crossvalidate(
-        model_path, labeled.data, labeled.files, labeled.flagged, plan, config, tuning, note
+        model_path, labeled.data, labeled.files, labeled.contradicted, plan, config, tuning, note
     )
     result.labels_csv = str(labels_csv)
     return result
