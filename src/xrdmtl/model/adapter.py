@@ -52,25 +52,26 @@ def neighbour_vote(
     ``similarity: (B, R)``, ``-inf`` where a reference may not vote; ``labels: (R, T)``;
     ``voting: (R, T)`` bool, False where a reference's label of that phase may not vote (each phase
     then takes its ``k`` nearest among the references whose label of it votes)."""
-    n_refs, n_phases = labels.shape
-    if voting is not None:
-        voting = np.asarray(voting, bool)
-    s = np.broadcast_to(similarity[:, :, None], (*similarity.shape, n_phases))
-    if voting is not None and not voting.all():
-        s = np.where(voting[None], s, -np.inf)
+    n_refs = labels.shape[0]
+    if voting is None or np.all(voting):  # one neighbour set for every phase
+        s = similarity[:, :, None]
+    else:
+        s = np.where(np.asarray(voting, bool)[None], similarity[:, :, None], -np.inf)
     k = max(1, min(int(k), n_refs))
     if k < n_refs:
         idx = np.argpartition(-s, k - 1, axis=1)[:, :k]
     else:
         idx = np.broadcast_to(np.arange(k)[None, :, None], s.shape)
-    near = np.take_along_axis(s, idx, axis=1)  # (B, k, T)
+    near = np.take_along_axis(s, idx, axis=1)  # (B, k, T or 1)
     s_max = near.max(axis=1)
     with np.errstate(invalid="ignore"):
         weights = np.exp((near - s_max[:, None]) / SIMILARITY_SCALE)
     weights = np.where(np.isfinite(near), weights, 0.0)
-    votes = np.take_along_axis(labels.astype(np.float64)[None], idx, axis=1)
+    table = labels.astype(np.float64)
+    votes = table[idx[..., 0]] if s.shape[2] == 1 else np.take_along_axis(table[None], idx, axis=1)
     total = np.maximum(weights.sum(axis=1), 1e-30)
-    return (weights * votes).sum(axis=1) / total, s_max
+    vote = (weights * votes).sum(axis=1) / total
+    return vote, np.broadcast_to(s_max, vote.shape)
 
 
 def gate(s_max: np.ndarray, threshold: float) -> np.ndarray:
