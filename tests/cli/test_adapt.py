@@ -26,6 +26,23 @@ def test_finetune_writes_a_model_predict_reads(tmp_path, examples) -> None:
     assert bad.exit_code != 0 and "needs the audit" in bad.output
 
 
+def test_finetune_can_leave_contradicted_labels_alone_out_of_the_vote(tmp_path, examples) -> None:
+    base = toy_model(tmp_path / "base")
+    out = tmp_path / "ft"
+    res = invoke("finetune", "--model", base, "--labels", examples / "labels.csv", "--out", out,
+                 "--wavelength", "0.561", "--contradicted", "drop-labels")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "adaptation.json").read_text())
+    left = report["labels_left_out_of_vote"]
+    assert left and not report["left_out_of_vote"]  # the patterns stay, their labels do not vote
+    assert all(line.split(": ")[1] in ("bastnaesite", "calcite", "rhenium") for line in left)
+    assert "labels left out of the vote" in res.output
+    assert json.loads((out / "model.json").read_text())["adapter"]["n_labels_left_out"] == len(left)
+    bad = invoke("finetune", "--model", base, "--labels", examples / "labels.csv", "--out", tmp_path / "x",
+                 "--contradicted", "some")  # fmt: skip
+    assert bad.exit_code != 0 and "drop-labels" in bad.output
+
+
 def test_crossval_prints_the_baselines(tmp_path, examples) -> None:
     base = toy_model(tmp_path / "base")
     args = (

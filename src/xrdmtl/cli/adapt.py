@@ -154,20 +154,17 @@ def finetune_cmd(
             f"unlabeled patterns taken as references (confident calls): {report.adapted.n_pseudo}",
             highlight=False,
         )
-    if report.left_out:
-        console.print(
-            "left out of the vote (contradicted): "
-            + ", ".join(Path(f).name for f in report.left_out),
-            highlight=False,
-            soft_wrap=True,
-        )
-    if report.labels_left_out:
-        console.print(
-            "labels left out of the vote (contradicted; their patterns vote on the other phases): "
-            + ", ".join(Path(f).name for f in report.labels_left_out),
-            highlight=False,
-            soft_wrap=True,
-        )
+    for what, left in (
+        ("left out of the vote (contradicted)", report.left_out),
+        (
+            "labels left out of the vote (contradicted; their patterns vote on the other phases)",
+            report.labels_left_out,
+        ),
+    ):
+        if left:
+            console.print(
+                f"{what}: " + ", ".join(Path(f).name for f in left), highlight=False, soft_wrap=True
+            )
     if report.skipped:
         raise typer.Exit(1)
 
