@@ -1,12 +1,12 @@
 """Choose an :class:`~xrdmtl.model.adapter.Adapter` for a user's labeled patterns by leave-one-out.
 
-Every candidate blend (the vote's weight ``w``, its ``k`` neighbours, whether labels the physics
-audit contradicts vote, or their whole patterns, or only the patterns' other labels) is scored by leave-one-out over the labeled patterns: each
-pattern is predicted from the network and the *other* references. The choice (:func:`choose`) is
-made on the Brier score, leaning toward the vote where the labels cannot tell it from the network;
-the network alone (weight 0) is one of the candidates. This is an honest internal model selection;
-the figure of the winner is optimistic by the selection itself, which ``xrdmtl crossval`` measures
-without bias (the whole fit inside each fold). What each rule measured is in ``docs/adapt.md``.
+Every candidate blend (the vote's weight ``w``, its ``k`` neighbours, and whether labels the physics
+audit contradicts vote, leave the vote alone, or take their whole patterns with them) is scored by
+leave-one-out over the labeled patterns: each pattern is predicted from the network and the *other*
+references. The choice (:func:`choose`) is made on the Brier score, leaning toward the vote where
+the labels cannot tell it from the network; the network alone (weight 0) is one of the candidates.
+This is an honest internal model selection; the figure of the winner is optimistic by the selection
+itself, which ``xrdmtl crossval`` measures without bias (the whole fit inside each fold). What each rule measured is in ``docs/adapt.md``.
 """
 
 from __future__ import annotations
