@@ -374,7 +374,12 @@ class Predictor:
         count = np.cumsum(count, axis=1)
         hits = [r.windows.hits(count) for r in refs]  # per phase (B, R)
         in_window = explains[:, idx].T  # (peaks, T): which phases could explain each peak
-        lonely = strong_peak & ~(calls[rows].astype(bool) & in_window).any(axis=1)
+
+        def unexplained_by(called: np.ndarray) -> np.ndarray:
+            """Strong peaks (bool per detected peak) that no phase of ``called`` explains."""
+            return strong_peak & ~(called[rows].astype(bool) & in_window).any(axis=1)
+
+        lonely = unexplained_by(calls)
         withheld = np.zeros_like(calls, dtype=bool)
         if self.guard:
             hit_fraction = np.stack(
@@ -395,7 +400,7 @@ class Predictor:
             )
         if withheld.any():  # the peaks a withdrawn call explained are unexplained now
             calls = calls & ~withheld
-            lonely = strong_peak & ~(calls[rows].astype(bool) & in_window).any(axis=1)
+            lonely = unexplained_by(calls)
         no_data = np.stack(
             [
                 ~coverage[:, r.strong].any(axis=1) if r.strong.size else np.zeros(len(names), bool)
