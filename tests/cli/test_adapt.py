@@ -18,7 +18,10 @@ def test_finetune_writes_a_model_predict_reads(tmp_path, examples) -> None:
     assert "expected exact match on new patterns of this run" in res.output
     report = json.loads((out / "adaptation.json").read_text())
     assert report["n_labeled"] == 6 and report["estimate"]["n"] == 6
-    assert report["regime"]["repeats"] in (True, False) and report["network_alone"]["kind"] == "network"
+    assert (
+        report["regime"]["repeats"] in (True, False)
+        and report["network_alone"]["kind"] == "network"
+    )
     pred = invoke(
         "predict", examples / "hdac_masked_xy_r_98.npy", "--model", out, "--wavelength", "0.561"
     )
