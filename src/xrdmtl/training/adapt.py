@@ -24,6 +24,7 @@ What each rule measured is in ``docs/adapt.md``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -129,6 +130,12 @@ class Estimate:
     n: int
     kinds: dict[str, int]  # how often each kind was chosen without the held-out pattern
 
+    @classmethod
+    def of(cls, right: np.ndarray, kinds: dict[str, int]) -> Estimate:
+        """The estimate from one bool per held-out pattern."""
+        exact = float(np.mean(right))
+        return cls(exact, float(np.sqrt(exact * (1 - exact) / len(right))), len(right), kinds)
+
     def describe(self) -> str:
         return f"{self.exact:.1%} ± {self.se:.1%} (nested leave-one-out over {self.n} labels)"
 
@@ -147,6 +154,7 @@ class AdaptResult:
     # (reference, phase) indices of labels left out of the vote while their reference votes
     labels_left_out: list[tuple[int, int]] = field(default_factory=list)
     keep_would: Candidate | None = None  # the best vote with every label voting (policy "keep")
+    overruled: Candidate | None = None  # leave-one-out's choice, not above the network when nested
 
 
 # ------------------------------------------------------------------ scores and the safe choice
@@ -232,23 +240,21 @@ def choose(
 
 
 def label_regime(
-    features: np.ndarray,
+    similarity: np.ndarray,
     labels: np.ndarray,
     network: Candidate,
     votes: Sequence[Candidate],
     config: AdaptConfig,
 ) -> Regime:
     """Do the labeled patterns repeat? Their nearest-neighbour label agreement (unit-norm
-    ``features (N, G)``) is well above chance (Cohen's kappa ≥ ``repeat_kappa``; chance: the share
+    ``similarity (N, N)`` of their features) is well above chance (Cohen's kappa ≥ ``repeat_kappa``; chance: the share
     of ordered pairs of distinct patterns with the same labels), and the labels follow the
     neighbours about as well as the ``network`` predicts them: the agreement is at most
     ``repeat_slack`` below its exact match, or a vote blend of ``votes`` has a lower leave-one-out
     Brier score. Independent draws of a simulator agree with their nearest neighbour 30–80
     points below the network; a run's stages within a few points of it or above (``docs/adapt.md``)."""
     n = len(labels)
-    similarity = features @ features.T
-    np.fill_diagonal(similarity, -np.inf)
-    nearest = similarity.argmax(axis=1)
+    nearest = _loo_similarity(similarity, np.ones(n, bool)).argmax(axis=1)
     agreement = float((labels == labels[nearest]).all(axis=1).mean())
     _, counts = np.unique(labels, axis=0, return_counts=True)
     chance = float((counts * (counts - 1)).sum() / (n * (n - 1)))
@@ -271,15 +277,16 @@ def _gate_threshold(similarity: np.ndarray, config: AdaptConfig) -> float:
     return float(np.percentile(nearest, config.gate_percentile) - config.gate_margin)
 
 
-def _loo_similarity(features: np.ndarray, voters: np.ndarray) -> np.ndarray:
-    similarity: np.ndarray = features @ features.T
-    np.fill_diagonal(similarity, -np.inf)
-    similarity[:, ~voters] = -np.inf
-    return similarity
+def _loo_similarity(similarity: np.ndarray, voters: np.ndarray) -> np.ndarray:
+    """``similarity`` with each pattern's own entry and the columns of non-voters at ``-inf``."""
+    out = np.array(similarity, copy=True)
+    np.fill_diagonal(out, -np.inf)
+    out[:, ~voters] = -np.inf
+    return out
 
 
 def score_votes(
-    features: np.ndarray,
+    similarity: np.ndarray,
     labels: np.ndarray,
     p_network: np.ndarray,
     thresholds: np.ndarray,
@@ -288,8 +295,8 @@ def score_votes(
     config: AdaptConfig,
 ) -> tuple[list[Candidate], float]:
     """Leave-one-out scores of every vote blend (weight, k) with the labels ``voting`` ``(N, T)``,
-    and the gate threshold."""
-    similarity = _loo_similarity(features, np.asarray(voting.any(axis=1), bool))
+    and the gate threshold; ``similarity (N, N)``: of the patterns' features."""
+    similarity = _loo_similarity(similarity, np.asarray(voting.any(axis=1), bool))
     threshold = _gate_threshold(similarity, config)
     out = []
     for k in config.ks:
@@ -352,6 +359,7 @@ class _Choice:
     regime: Regime
     gates: dict[str, float]
     voting_for: dict[str, np.ndarray]
+    overruled: Candidate | None = None  # chosen by leave-one-out, not borne out by the nested one
 
 
 def _voting_for(
@@ -377,7 +385,7 @@ def _voting_for(
 
 
 def _select(
-    features: np.ndarray,
+    similarity: np.ndarray,
     labels: np.ndarray,
     p_network: np.ndarray,
     thresholds: np.ndarray,
@@ -392,11 +400,11 @@ def _select(
     gates: dict[str, float] = {}
     for policy, voting in voting_for.items():
         scored, gates[policy] = score_votes(
-            features, labels, p_network, thresholds, voting, policy, config
+            similarity, labels, p_network, thresholds, voting, policy, config
         )
         candidates += scored
     votes = [c for c in candidates if c.kind == "vote"]
-    regime = label_regime(features, labels, null, votes, config)
+    regime = label_regime(similarity, labels, null, votes, config)
     chosen = choose(candidates, null, config, regime.repeats)
     return _Choice(chosen, null, candidates, regime, gates, voting_for)
 
@@ -428,21 +436,20 @@ def nested_estimate(
 ) -> Estimate:
     """Exact match of the whole choice on each labeled pattern when it was made without that pattern."""
     n = len(labels)
+    similarity = features @ features.T
     right = np.zeros(n, bool)
     kinds = dict.fromkeys(KINDS, 0)
     for i in range(
         n
     ):  # the choice itself is what is cross-validated: one choice per held-out pattern
         rest = np.arange(n) != i
-        choice = _select(
-            features[rest], labels[rest], p_network[rest], thresholds, flags[rest], config
-        )
+        sub = similarity[np.ix_(rest, rest)]
+        choice = _select(sub, labels[rest], p_network[rest], thresholds, flags[rest], config)
         kinds[choice.chosen.kind] += 1
         adapter, _ = _adapter_for(choice, features[rest], labels[rest])
         p = adapter.combine_features(features[i : i + 1], p_network[i : i + 1])
         right[i] = bool(((p > thresholds) == labels[i : i + 1].astype(bool)).all())
-    exact = float(right.mean())
-    return Estimate(exact, float(np.sqrt(exact * (1 - exact) / n)), n, kinds)
+    return Estimate.of(right, kinds)
 
 
 def fit_adapter(
@@ -473,7 +480,15 @@ def fit_adapter(
         c = np.asarray(contradicted, bool)
         flags[:] = c[:, None] if c.ndim == 1 else c
     features = reference_features(x)
-    choice = _select(features, labels, p_network, thresholds, flags, config)
+    choice = _select(features @ features.T, labels, p_network, thresholds, flags, config)
+    held_out = None
+    if estimate and n >= 3:
+        held_out = nested_estimate(features, labels, p_network, thresholds, flags, config)
+        if choice.chosen.kind != "network" and held_out.exact < choice.null.exact:
+            # the choice does not hold up on patterns it was not made on: the network stays, and
+            # what to expect of it is its score on these labels (which chose nothing for it)
+            choice = dataclasses.replace(choice, chosen=choice.null, overruled=choice.chosen)
+            held_out = Estimate.of(np.asarray(choice.null.exact_rows), held_out.kinds)
     adapter, keep = _adapter_for(choice, features, labels)
     voting = choice.voting_for.get(choice.chosen.policy, np.ones(labels.shape, bool))
     abstaining = (
@@ -484,9 +499,9 @@ def fit_adapter(
     votes_keep = [c for c in choice.candidates if c.kind == "vote" and c.policy == "keep"]
     return AdaptResult(
         adapter, choice.chosen, choice.candidates, choice.regime, choice.null,
-        nested_estimate(features, labels, p_network, thresholds, flags, config) if estimate and n >= 3 else None,
+        held_out,
         [int(i) for i in np.flatnonzero(~keep)], abstaining,
-        min(votes_keep, key=lambda c: c.brier) if votes_keep else None,
+        min(votes_keep, key=lambda c: c.brier) if votes_keep else None, choice.overruled,
     )  # fmt: skip
 
 

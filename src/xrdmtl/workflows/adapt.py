@@ -122,7 +122,6 @@ def adapt_arrays(
     tuning: NetworkTuning | None = None,
     work_dir: Path | None = None,
     unlabeled: tuple[np.ndarray, np.ndarray] | None = None,
-    estimate: bool = True,
 ) -> Adapted:
     """Choose and fit the adaptation of ``model`` (a folder, or one already loaded) to labeled
     patterns on its grid.
@@ -131,23 +130,20 @@ def adapt_arrays(
     label of the pattern). With
     ``tuning.steps > 0`` the fine-tuned networks are written under ``work_dir``. ``unlabeled``:
     (intensity, coverage) of unlabeled patterns of the same run; those the adapted model calls
-    confidently join the references (:func:`~xrdmtl.training.adapt.pseudo_labeled`). ``estimate``:
-    also score the choice by nested leave-one-out (what ``finetune`` reports; cross-validation,
-    which holds patterns out itself, skips it)."""
+    confidently join the references (:func:`~xrdmtl.training.adapt.pseudo_labeled`)."""
     base = model if isinstance(model, LoadedModel) else load_model(model, device="cpu")
     base_path = Path(base.path)
     if base.adapter is not None:
         base = dataclasses.replace(base, adapter=None)
     x = model_input(data.intensity, data.coverage, base.grid.step)
     p = base.network_proba(x)
-    fit = fit_adapter(x, data.labels, p, base.thresholds, contradicted, config, estimate)
+    fit = fit_adapter(x, data.labels, p, base.thresholds, contradicted, config)
     adapted = Adapted(dataclasses.replace(base, adapter=fit.adapter), fit, False, fit.candidates)
     if tuning is not None and tuning.steps > 0 and len(data.labels) >= 4:
         if work_dir is None:
             raise ValueError("fine-tuning the network needs a work_dir")
         adapted = _with_tuned_network(
-            base_path, data, x, contradicted, config or AdaptConfig(), tuning, work_dir, adapted,
-            estimate,
+            base_path, data, x, contradicted, config or AdaptConfig(), tuning, work_dir, adapted
         )  # fmt: skip
     if unlabeled is not None and len(unlabeled[0]):
         xu = model_input(unlabeled[0], unlabeled[1], base.grid.step)
@@ -172,7 +168,6 @@ def _with_tuned_network(
     tuning: NetworkTuning,
     work_dir: Path,
     adapted: Adapted,
-    estimate: bool,
 ) -> Adapted:
     """``adapted``, or the fine-tuned network with its own adapter where that scores clearly better
     out of fold (:func:`~xrdmtl.training.adapt.clearly_better`)."""
@@ -180,7 +175,7 @@ def _with_tuned_network(
 
     oof = _out_of_fold(base_path, data, x, tuning, work_dir)
     thresholds = adapted.model.thresholds
-    fit_tuned = fit_adapter(x, data.labels, oof, thresholds, contradicted, config, estimate)
+    fit_tuned = fit_adapter(x, data.labels, oof, thresholds, contradicted, config)
     adapted.candidates_tuned = fit_tuned.candidates
     margin = margin_for(config, adapted.fit.regime.repeats)
     if not clearly_better(fit_tuned.chosen, adapted.fit.chosen, margin):

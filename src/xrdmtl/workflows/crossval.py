@@ -233,9 +233,8 @@ def crossvalidate(
                 sub = LabeledPatterns(data.intensity[train], data.coverage[train], labels[train])
                 extra = (data.intensity[test], data.coverage[test]) if plan.transductive else None
                 adapted = adapt_arrays(
-                    base, sub, verdicts[train], config, tuning, Path(tmp) / f"split{j}", extra,
-                    estimate=False,
-                )  # fmt: skip
+                    base, sub, verdicts[train], config, tuning, Path(tmp) / f"split{j}", extra
+                )
                 calls = {
                     "default model": base_calls[test],
                     "nearest-neighbour vote": nearest_neighbour_vote(

@@ -943,7 +943,6 @@ def run_experiment(
                                     hset.intensity[idx], hset.coverage[idx], hset.labels[idx]
                                 ),
                                 ~clean[idx],
-                                estimate=False,
                             ).model
                             ap = adapted.predict_proba(x_all[rest_idx])
                             adapted_runs[n].append(
