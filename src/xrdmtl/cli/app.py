@@ -325,30 +325,14 @@ def _check_model_out(out: Path, model: str | Path | None, labels: Path | None) -
 
 def _predictions_json(preds: list, predictor: Any) -> dict:
     """Predictions as one JSON-ready object: the model's phases and thresholds, then per pattern
-    the probabilities, calls, warning, error, what it was read with, and the peaks behind the calls."""
-
-    def one(p: Any) -> dict:
-        e = p.explanation
-        return {
-            "file": p.file,
-            "probabilities": {k: round(v, 4) for k, v in p.probabilities.items()},
-            "calls": p.calls,
-            "found": p.found,
-            "warning": p.warning,
-            "error": p.error,
-            "wavelength": p.wavelength,
-            "wavelength_source": p.wavelength_source,
-            "x_unit": p.x_unit,
-            "matched_q": {k: [round(q, 4) for q in v] for k, v in e.matched.items()} if e else {},
-            "unexplained_q": [round(q, 4) for q in e.unexplained] if e else [],
-        }
-
+    the probabilities, calls, warning, error, what it was read with, and the peaks behind the calls
+    (:meth:`~xrdmtl.inference.results.Prediction.to_dict`)."""
     return {
         "phases": list(predictor.phases),
         "thresholds": [float(t) for t in predictor.thresholds],
         "n": len(preds),
         "failed": sum(not p.ok for p in preds),
-        "predictions": [one(p) for p in preds],
+        "predictions": [p.to_dict() for p in preds],
     }
 
 
