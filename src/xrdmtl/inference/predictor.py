@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import PatternError, PhaseError, XrdmtlError
+from ..errors import ConfigError, PatternError, PhaseError, XrdmtlError
 from ..io.read import ReadOptions
 from ..model.files import default_model_dir
 from ..model.preprocess import model_input
@@ -166,6 +166,8 @@ class Predictor:
     ) -> None:
         from ..model.files import load_model
 
+        if threshold is not None and not 0.0 < threshold < 1.0:
+            raise ConfigError(f"threshold must lie between 0 and 1, got {threshold}")
         if model is None:
             model = load_model(default_model_dir())
         elif isinstance(model, (str, Path)):

@@ -20,13 +20,14 @@ import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..atomic import atomic_path, write_text
+from ..errors import ConfigError
 from ..physics.grid import DEFAULT_GRID, QGrid
 from ..physics.phases import Phase, lorentz_polarization
 from ..physics.profiles import pseudo_voigt, pseudo_voigt_area
@@ -234,6 +235,19 @@ class SynthConfig:
     cell_poly_sd: float = 0.08  # sd of the Chebyshev terms (degree ≤ 3) across the range
     background_floor: float = 0.02  # of the background's maximum
     p_gap_more: float = 0.5  # a pattern with a gap has another (up to three)
+
+    def __post_init__(self) -> None:
+        """Probabilities (``p_*``) lie in [0, 1], ranges run low to high, the lattice coverage
+        brackets 1 (a ConfigError names the first setting that does not)."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name.startswith("p_") and isinstance(v, (int, float)) and not 0 <= v <= 1:
+                raise ConfigError(f"{f.name} is a probability, between 0 and 1; got {v}")
+            if isinstance(v, tuple) and len(v) == 2 and not v[0] <= v[1]:
+                raise ConfigError(f"{f.name} is a range (low, high), got {v}")
+        cover = self.lattice_coverage
+        if cover is not None and not 0.5 < cover[0] <= 1.0 <= cover[1] < 2.0:
+            raise ConfigError(f"lattice_coverage needs 0.5 < low ≤ 1 ≤ high < 2, got {cover}")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import LabelsError, ModelError
+from ..errors import ConfigError, LabelsError, ModelError
 from ..io.labels import LabeledPatterns, load_labeled
 from ..io.read import ReadOptions, checked_options
 from ..model.files import load_model, read_meta, save_model
@@ -27,7 +27,6 @@ from .train import (
     VAL_SEED,
     TrainConfig,
     TrainResult,
-    _device,
     _torch_threads,
     _write_outputs,
     augment,
@@ -38,7 +37,10 @@ from .train import (
     predict_logits,
     simulated_set,
     synthetic_batches,
+    torch_device,
 )
+
+LAYERS = ("heads", "top", "all")  # what fine-tuning may train (see _trainable)
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,23 @@ class FinetuneConfig:
     adapt_lattice: bool = False
     lattice_halfwidth: float = 0.004
     augment_strength: float = 1.0
-    train_layers: str = "heads"  # heads | all
+    train_layers: str = "heads"  # heads | all | top
+
+    def __post_init__(self) -> None:
+        """Check every setting (a ConfigError names the first that cannot work)."""
+        checks = [
+            (self.steps >= 1 and self.batch_size >= 2, "steps must be at least 1, batch_size 2"),
+            (0 <= self.real_fraction <= 1, "real_fraction must lie between 0 and 1"),
+            (
+                self.lr > 0 and self.lattice_halfwidth > 0,
+                "lr and lattice_halfwidth must be positive",
+            ),
+            (self.augment_strength >= 0, "augment_strength must not be negative"),
+            (self.train_layers in LAYERS, f"train_layers must be one of {', '.join(LAYERS)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{message} (FinetuneConfig)")
 
 
 def fit_lattice_scales(
@@ -152,8 +170,6 @@ def _trainable(net: torch.nn.Module, layers: str) -> list[torch.nn.Parameter]:
     params = dict(net.named_parameters())
     if layers == "all":
         return list(params.values())
-    if layers not in ("heads", "top"):
-        raise ValueError(f"train_layers must be all, heads or top, got {layers!r}")
     trunk = [k for k in params if k.startswith("trunk.")]
     last = trunk[-2:] if layers == "top" else []  # weight and bias of the last trunk layer
     for k in trunk:
@@ -303,7 +319,7 @@ def _finetune(
     if keep.shape != (len(real.labels),) or not keep.any():
         raise LabelsError("no labeled pattern left to fine-tune on after exclusions")
     train_idx = np.flatnonzero(keep)
-    device = _device(config.device)
+    device = torch_device(config.device)
     net = base.net.to(device).train()
     _freeze_batchnorm(net)
     trainable = _trainable(net, recipe.train_layers)

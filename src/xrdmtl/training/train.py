@@ -23,14 +23,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from ..atomic import write_bytes
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from ..model.calibration import expected_calibration_error, fit_temperature
 from ..model.files import _versions, probabilities, save_model, save_tensors
 from ..model.losses import make_loss
@@ -40,6 +40,9 @@ from ..model.preprocess import model_input, noise_sigma
 from ..physics.background import smooth_background
 from ..physics.grid import QGrid
 from ..progress import ProgressBar
+
+if TYPE_CHECKING:
+    from ..synthesis.patterns import SynthConfig, Synthesizer
 
 VAL_SEED = 1_000_001  # held-out simulated validation set (never a training stream)
 CALIB_SEED = 1_000_002  # held-out simulated set for temperature scaling
@@ -81,6 +84,35 @@ class TrainConfig:
     threads: int | None = None
     device: str = "auto"
     weights_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        """Check every setting (a ConfigError names the first that cannot work)."""
+        from ..model.losses import LOSSES
+        from ..model.networks import ARCHITECTURES
+
+        checks = [
+            (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}"),
+            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
+            (bool(self.phases or self.cif), "phases (or cif) must name at least one phase"),
+            (self.weights_dtype in ("float32", "float16"), "weights_dtype must be float32 or float16"),
+            (self.unmasked_fraction is None or 0 <= self.unmasked_fraction <= 1,
+             "unmasked_fraction must lie between 0 and 1"),
+            (self.lr > 0 and self.weight_decay >= 0, "lr must be positive, weight_decay not negative"),
+            (min(self.steps, self.batch_size, self.val_size, self.calib_size, self.eval_every) >= 1,
+             "steps, batch_size, val_size, calib_size and eval_every must be at least 1"),
+            (min(self.warmup, self.patience, self.workers or 0) >= 0 and (self.threads or 1) >= 1,
+             "warmup, patience and workers must not be negative, threads at least 1"),
+        ]  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{message} (TrainConfig)")
+        try:
+            torch_device(self.device)
+        except RuntimeError:
+            raise ConfigError(
+                f"device must be auto or a torch device (cpu, cuda, cuda:1, …), got {self.device!r}"
+            ) from None
+        synth_config(self.synth, self.unmasked_fraction)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
@@ -126,19 +158,30 @@ def resolve_phases(names: Sequence[str], cif: Sequence[str | Path] = ()) -> list
     return [load_phase(n) for n in names] + [load_phase(Path(p)) for p in cif]
 
 
-def make_synthesizer(config: TrainConfig) -> Any:
-    """The Synthesizer a config describes."""
-    from ..synthesis.patterns import SynthConfig, Synthesizer
+def synth_config(overrides: Mapping[str, Any], unmasked_fraction: float | None) -> SynthConfig:
+    """The synthesis settings of a training config: the defaults with ``overrides`` (an unknown
+    name is a ConfigError) and ``unmasked_fraction`` as ``p_unmasked`` (unless None)."""
+    from ..synthesis.patterns import SynthConfig
 
-    overrides = dict(config.synth)
-    if config.unmasked_fraction is not None:
-        overrides["p_unmasked"] = float(config.unmasked_fraction)
-    known = {f.name for f in fields(SynthConfig)}
-    unknown = sorted(set(overrides) - known)
+    settings = dict(overrides)
+    if unmasked_fraction is not None:
+        settings["p_unmasked"] = float(unmasked_fraction)
+    unknown = sorted(set(settings) - {f.name for f in fields(SynthConfig)})
     if unknown:
-        raise ValueError(f"unknown synthesis settings: {', '.join(unknown)}")
+        raise ConfigError(f"unknown synthesis settings: {', '.join(unknown)}")
+    return SynthConfig(**settings)
+
+
+def make_synthesizer(config: TrainConfig) -> Synthesizer:
+    """The Synthesizer a config describes."""
+    from ..synthesis.patterns import Synthesizer
+
     phases = resolve_phases(config.phases, config.cif)
-    return Synthesizer(phases, QGrid.from_dict(config.grid), config=SynthConfig(**overrides))
+    return Synthesizer(
+        phases,
+        QGrid.from_dict(config.grid),
+        config=synth_config(config.synth, config.unmasked_fraction),
+    )
 
 
 def simulated_set(synth: Any, n: int, seed: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -424,7 +467,8 @@ def _torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _device(name: str) -> torch.device:
+def torch_device(name: str) -> torch.device:
+    """The torch device a config names (``auto``: the GPU where there is one)."""
     return default_device() if name == "auto" else torch.device(name)
 
 
@@ -461,7 +505,7 @@ def _train(
 ) -> TrainResult:
     t_start = time.perf_counter()
     ckpt = out / CHECKPOINT
-    device = _device(config.device)
+    device = torch_device(config.device)
     torch.manual_seed(config.seed)
     synth = synthesizer if synthesizer is not None else make_synthesizer(config)
     grid = synth.grid
