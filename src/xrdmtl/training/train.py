@@ -35,11 +35,12 @@ from ..model.calibration import expected_calibration_error, fit_temperature
 from ..model.files import _versions, probabilities, save_model, save_tensors
 from ..model.losses import make_loss
 from ..model.metrics import evaluate as score
-from ..model.networks import build_model, default_device, n_parameters
+from ..model.networks import Network, build_model, default_device, n_parameters
 from ..model.preprocess import model_input, noise_sigma
 from ..physics.background import smooth_background
 from ..physics.grid import QGrid
 from ..progress import ProgressBar
+from .fit import FitState, fit
 
 if TYPE_CHECKING:
     from ..synthesis.patterns import SynthConfig, Synthesizer
@@ -403,7 +404,7 @@ def _load_checkpoint(
 # --------------------------------------------------------------------------------- outputs
 
 
-def _write_outputs(out: Path, history: list[list[float]], evals: list[dict], summary: dict) -> None:
+def write_outputs(out: Path, history: list[list[float]], evals: list[dict], summary: dict) -> None:
     """``metrics.json`` (everything), ``metrics.csv`` (one row per evaluation), ``curves.png``."""
     write_bytes(
         out / "metrics.json",
@@ -457,7 +458,7 @@ def _lr_at(step: int, config: TrainConfig) -> float:
 
 
 @contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
+def torch_threads(n: int) -> Iterator[None]:
     """Run the block with ``n`` torch threads, then restore the previous count."""
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
@@ -490,8 +491,76 @@ def train(
     labeled measured patterns); reported, never used for training or stopping.
     """
     workers = config.workers if config.workers is not None else default_workers()
-    with _torch_threads(config.threads or max(1, (os.cpu_count() or 1) - workers)):
+    with torch_threads(config.threads or max(1, (os.cpu_count() or 1) - workers)):
         return _train(config, Path(out_dir), progress, resume, synthesizer, extra_val, workers)
+
+
+@dataclass
+class _Model:
+    """The network, loss and optimiser of a run, on its device."""
+
+    phases: list[str]
+    net: Network
+    loss_fn: torch.nn.Module
+    opt: torch.optim.Optimizer
+    device: torch.device
+
+
+def _build(config: TrainConfig, synth: Any) -> _Model:
+    """Seed torch, then build the network, loss and optimiser ``config`` describes."""
+    device = torch_device(config.device)
+    torch.manual_seed(config.seed)
+    phases = [p.name for p in synth.targets] if hasattr(synth, "targets") else list(config.phases)
+    net = build_model(config.arch, phases, synth.grid, **config.arch_kwargs).to(device)
+    loss_fn = make_loss(config.loss, len(phases), **config.loss_kwargs).to(device)
+    opt = torch.optim.AdamW(
+        [*net.parameters(), *loss_fn.parameters()], lr=config.lr, weight_decay=config.weight_decay
+    )
+    return _Model(phases, net, loss_fn, opt, device)
+
+
+def _start(ckpt: Path, resume: bool, m: _Model) -> tuple[FitState, dict[str, torch.Tensor]]:
+    """The state and best weights to start from: the checkpoint's with ``resume`` (if there is
+    one), else a fresh start (an old checkpoint removed)."""
+    best = {k: v.detach().clone() for k, v in m.net.state_dict().items()}
+    if resume and (ckpt / "state.json").is_file():
+        doc, best = _load_checkpoint(ckpt, m.net, m.loss_fn, m.opt)
+        return FitState.from_dict(doc), best
+    if ckpt.exists():
+        shutil.rmtree(ckpt)
+    return FitState(), best
+
+
+@dataclass
+class _Validation:
+    """What :func:`train` does after each step: every ``eval_every`` steps (and at the last) a
+    validation row, the best weights kept, early stopping decided, a checkpoint written."""
+
+    config: TrainConfig
+    m: _Model
+    x_val: np.ndarray
+    y_val: np.ndarray
+    extra_val: Mapping[str, tuple[np.ndarray, np.ndarray]] | None
+    ckpt: Path
+    bar: ProgressBar
+    best: dict[str, torch.Tensor]
+
+    def __call__(self, state: FitState) -> bool:
+        config, m = self.config, self.m
+        if state.step % config.eval_every and state.step != config.steps:
+            return False
+        t0 = time.perf_counter()
+        row = _eval_row(m.net, self.x_val, self.y_val, m.phases, m.device, state, self.extra_val)
+        state.timing["eval_s"] += time.perf_counter() - t0
+        if row["val_loss"] < state.best_loss * (1 - 1e-3):
+            state.best_loss, state.best_step, state.bad_evals = row["val_loss"], state.step, 0
+            self.best = {k: v.detach().clone() for k, v in m.net.state_dict().items()}
+        else:
+            state.bad_evals += 1
+        state.stopped_early = bool(config.patience and state.bad_evals >= config.patience)
+        _save_checkpoint(self.ckpt, m.net, m.loss_fn, m.opt, self.best, state.to_dict())
+        self.bar.update(info=f"val loss {row['val_loss']:.3f} exact {row['val_exact']:.3f}")
+        return state.stopped_early
 
 
 def _train(
@@ -505,126 +574,85 @@ def _train(
 ) -> TrainResult:
     t_start = time.perf_counter()
     ckpt = out / CHECKPOINT
-    device = torch_device(config.device)
-    torch.manual_seed(config.seed)
     synth = synthesizer if synthesizer is not None else make_synthesizer(config)
-    grid = synth.grid
-    phases = [p.name for p in synth.targets] if hasattr(synth, "targets") else list(config.phases)
-    net = build_model(config.arch, phases, grid, **config.arch_kwargs).to(device)
-    loss_fn = make_loss(config.loss, len(phases), **config.loss_kwargs).to(device)
-    opt = torch.optim.AdamW(
-        [*net.parameters(), *loss_fn.parameters()], lr=config.lr, weight_decay=config.weight_decay
-    )
-
-    state: dict[str, Any] = {
-        "step": 0,
-        "best_loss": math.inf,
-        "best_step": 0,
-        "bad_evals": 0,
-        "stopped_early": False,
-        "history": [],
-        "evals": [],
-        "timing": {"data_wait_s": 0.0, "compute_s": 0.0, "eval_s": 0.0},
-    }
-    best = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    if resume and (ckpt / "state.json").is_file():
-        doc, best = _load_checkpoint(ckpt, net, loss_fn, opt)
-        state.update({k: doc[k] for k in state if k in doc})
-    elif ckpt.exists():
-        shutil.rmtree(ckpt)
-
+    m = _build(config, synth)
+    state, best = _start(ckpt, resume, m)
     x_val, y_val = simulated_set(synth, config.val_size, VAL_SEED)
-    todo = config.steps - state["step"] if not state["stopped_early"] else 0
+    todo = config.steps - state.step if not state.stopped_early else 0
     bar = ProgressBar(config.steps, "training", progress, transient=False)
-    bar.update(completed=state["step"])
+    bar.update(completed=state.step)
+    validation = _Validation(config, m, x_val, y_val, extra_val, ckpt, bar, best)
     batches: Iterator = iter(())
     try:
         if todo > 0:
-            batches = synthetic_batches(
-                synth, config.seed, state["step"], config.batch_size, workers
-            )
-        net.train()
-        for _ in range(todo):
-            t0 = time.perf_counter()
-            xb, yb = next(batches)
-            t1 = time.perf_counter()
-            step = state["step"]
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(step, config)
-            loss = loss_fn(net(xb.to(device, non_blocking=True)), yb.to(device, non_blocking=True))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-            state["step"] = step + 1
-            state["history"].append([step + 1, round(float(loss.detach()), 6)])
-            t2 = time.perf_counter()
-            state["timing"]["data_wait_s"] += t1 - t0
-            state["timing"]["compute_s"] += t2 - t1
-            bar.update(1)
-            if state["step"] % config.eval_every == 0 or state["step"] == config.steps:
-                row = _eval_row(net, x_val, y_val, phases, device, state, extra_val)
-                state["timing"]["eval_s"] += time.perf_counter() - t2
-                if row["val_loss"] < state["best_loss"] * (1 - 1e-3):
-                    state.update(best_loss=row["val_loss"], best_step=state["step"], bad_evals=0)
-                    best = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                else:
-                    state["bad_evals"] += 1
-                state["stopped_early"] = bool(
-                    config.patience and state["bad_evals"] >= config.patience
-                )
-                _save_checkpoint(ckpt, net, loss_fn, opt, best, state)
-                bar.update(info=f"val loss {row['val_loss']:.3f} exact {row['val_exact']:.3f}")
-                if state["stopped_early"]:
-                    break
+            batches = synthetic_batches(synth, config.seed, state.step, config.batch_size, workers)
+        m.net.train()
+        fit(
+            m.net, m.loss_fn, m.opt, batches, todo,
+            lr_at=lambda step: _lr_at(step, config), clipped=list(m.net.parameters()),
+            device=m.device, state=state, bar=bar, after_step=validation,
+        )  # fmt: skip
     finally:
         del batches  # stops the generator processes
         bar.close()
+    m.net.load_state_dict(validation.best)
+    return _finish(config, out, synth, m, state, (x_val, y_val), workers, t_start)
 
-    net.load_state_dict(best)
+
+def _finish(
+    config: TrainConfig,
+    out: Path,
+    synth: Any,
+    m: _Model,
+    state: FitState,
+    val: tuple[np.ndarray, np.ndarray],
+    workers: int,
+    t_start: float,
+) -> TrainResult:
+    """Calibrate the best weights, write the model folder with its provenance and the metrics."""
     x_cal, y_cal = simulated_set(synth, config.calib_size, CALIB_SEED)
-    calibration = calibrate(predict_logits(net, x_cal, device), y_cal, phases)
-    final = evaluate(predict_logits(net, x_val, device), y_val, phases)
+    calibration = calibrate(predict_logits(m.net, x_cal, m.device), y_cal, m.phases)
+    final = evaluate(predict_logits(m.net, val[0], m.device), val[1], m.phases)
     provenance = {
         "config": asdict(config),
-        "steps_run": state["step"],
-        "best_step": state["best_step"],
-        "stopped_early": state["stopped_early"],
+        "steps_run": state.step,
+        "best_step": state.best_step,
+        "stopped_early": state.stopped_early,
         "phase_sources": {p.name: getattr(p, "source", "") for p in getattr(synth, "targets", [])},
         "synth_config": asdict(synth.config) if hasattr(synth, "config") else None,
         "validation": final,
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(time.perf_counter() - t_start, 1),
-        "device": str(device),
+        "device": str(m.device),
         "versions": _versions(),
     }
     save_model(
         out,
-        net.cpu(),
+        m.net.cpu(),
         {"calibration": calibration, "training": provenance},
         dtype=config.weights_dtype,
     )
     summary = {
-        "n_parameters": n_parameters(net),
-        "best_step": state["best_step"],
-        "stopped_early": state["stopped_early"],
+        "n_parameters": n_parameters(m.net),
+        "best_step": state.best_step,
+        "stopped_early": state.stopped_early,
         "final": final,
         "calibration": calibration,
-        "timing": state["timing"],
+        "timing": state.timing,
         "workers": workers,
         "config": asdict(config),
     }
-    _write_outputs(out, state["history"], state["evals"], summary)
+    write_outputs(out, state.history, state.evals, summary)
     return TrainResult(
         out,
-        n_parameters(net),
-        state["history"],
-        state["evals"],
-        state["best_step"],
-        state["stopped_early"],
+        n_parameters(m.net),
+        state.history,
+        state.evals,
+        state.best_step,
+        state.stopped_early,
         calibration,
         time.perf_counter() - t_start,
-        state["timing"],
+        state.timing,
         final=final,
     )
 
@@ -635,17 +663,17 @@ def _eval_row(
     y_val: np.ndarray,
     phases: Sequence[str],
     device: torch.device,
-    state: dict,
+    state: FitState,
     extra_val: Mapping[str, tuple[np.ndarray, np.ndarray]] | None,
 ) -> dict:
     row = {
-        "step": state["step"],
-        "train_loss": float(np.mean([h[1] for h in state["history"][-50:]])),
+        "step": state.step,
+        "train_loss": float(np.mean([h[1] for h in state.history[-50:]])),
     }
     row.update(evaluate(predict_logits(net, x_val, device), y_val, phases))
     for name, (x, y) in (extra_val or {}).items():
         row.update(evaluate(predict_logits(net, x, device), y, phases, prefix=name))
-    state["evals"].append(row)
+    state.evals.append(row)
     return row
 
 
