@@ -393,39 +393,7 @@ class Predictor:
         for b, name in enumerate(names):
             sl = slice(split[b], split[b + 1])
             peak_q = q[idx[sl]]
-            notes = [
-                Note(
-                    Flag.NO_DATA,
-                    f"no data where {self.phases[t]}'s strongest reflections lie "
-                    f"(Q {q[refs[t].strong].min():.2f}–{q[refs[t].strong].max():.2f} Å⁻¹)",
-                    (self.phases[t],),
-                )
-                for t in np.flatnonzero(no_data[b])
-            ]
-            if withheld[b].any():
-                notes.append(
-                    self._phase_note(
-                        Flag.WITHHELD,
-                        "withheld (few of its reflections have a peak, strong peaks unexplained: "
-                        "an unknown phase?): ",
-                        withheld[b],
-                        probs[b],
-                    )
-                )
-            if peakless[b].any():
-                notes.append(
-                    self._phase_note(
-                        Flag.NO_EVIDENCE,
-                        "called without a peak at any of its reflections: ",
-                        peakless[b],
-                    )
-                )
-            if uncertain[b].any():
-                notes.append(
-                    self._phase_note(
-                        Flag.UNCERTAIN, "uncertain (p near the threshold): ", uncertain[b], probs[b]
-                    )
-                )
+            notes = self._phase_notes(probs[b], no_data[b], withheld[b], peakless[b], uncertain[b])
             unexplained = [] if unchecked[b] else peak_q[lonely[sl]].tolist()
             if unexplained:
                 shown = ", ".join(f"{v:.2f}" for v in unexplained[:6])
@@ -459,6 +427,53 @@ class Predictor:
                 )
             )
         return out
+
+    def _phase_notes(
+        self,
+        probs: np.ndarray,
+        no_data: np.ndarray,
+        withheld: np.ndarray,
+        peakless: np.ndarray,
+        uncertain: np.ndarray,
+    ) -> list[Note]:
+        """The notes on one pattern's phases (each argument a value or bool per phase): no data
+        where its strongest reflections lie, a withheld call, a call without a peak, p near the
+        threshold."""
+        q, refs = self.grid.values, list(self.references.values())
+        notes = [
+            Note(
+                Flag.NO_DATA,
+                f"no data where {self.phases[t]}'s strongest reflections lie "
+                f"(Q {q[refs[t].strong].min():.2f}–{q[refs[t].strong].max():.2f} Å⁻¹)",
+                (self.phases[t],),
+            )
+            for t in np.flatnonzero(no_data)
+        ]
+        if withheld.any():
+            notes.append(
+                self._phase_note(
+                    Flag.WITHHELD,
+                    "withheld (few of its reflections have a peak, strong peaks unexplained: "
+                    "an unknown phase?): ",
+                    withheld,
+                    probs,
+                )
+            )
+        if peakless.any():
+            notes.append(
+                self._phase_note(
+                    Flag.NO_EVIDENCE,
+                    "called without a peak at any of its reflections: ",
+                    peakless,
+                )
+            )
+        if uncertain.any():
+            notes.append(
+                self._phase_note(
+                    Flag.UNCERTAIN, "uncertain (p near the threshold): ", uncertain, probs
+                )
+            )
+        return notes
 
     def _phase_note(
         self, flag: Flag, text: str, which: np.ndarray, probs: np.ndarray | None = None

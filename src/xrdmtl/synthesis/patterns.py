@@ -780,6 +780,10 @@ class Synthesizer:
     def _chunk(
         self, batch: SynthBatch, sl: slice, banks: np.ndarray, rng: np.random.Generator
     ) -> None:
+        """Fill ``batch[sl]``: the vectorised generator, one pass over a cache-sized chunk in the
+        stages marked ``# ---`` (per pattern, per phase, reflections, confusers, background, noise,
+        coverage). The one function in src/ over 120 lines (tests/test_function_length.py names
+        it): the stages share dozens of per-pattern arrays, which a split would pass around."""
         cfg, grid, tab = self.config, self.grid, self.table
         m = sl.stop - sl.start
         n_t, n_p = len(self.targets), len(self.lattice_ranges)
