@@ -138,7 +138,7 @@ def _run_pool(
     )
     try:
         with _sigint_ignored():  # the forkserver and workers start ignoring Ctrl-C, even mid-import
-            futures: dict[Future, int] = {
+            futures: dict[Future[list[Prediction]], int] = {
                 pool.submit(_worker_chunk, c, job): k for k, c in enumerate(chunks)
             }
         for fut in as_completed(futures):

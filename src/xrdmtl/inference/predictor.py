@@ -36,7 +36,8 @@ import numpy as np
 
 from ..errors import ConfigError, PatternError, PhaseError, XrdmtlError
 from ..io.read import ReadOptions
-from ..model.files import default_model_dir
+from ..model.files import NetworkModel, ProbabilisticModel, default_model_dir
+from ..model.networks import Network
 from ..model.preprocess import model_input
 from ..physics.pattern import Pattern
 from ..physics.phases import Reflections, lorentz_polarization
@@ -159,7 +160,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: Any = None,
+        model: ProbabilisticModel | str | Path | None = None,
         threshold: float | None = None,
         references: dict[str, tuple[Reflections, float] | None] | None = None,
         guard: bool = True,
@@ -172,7 +173,7 @@ class Predictor:
             model = load_model(default_model_dir())
         elif isinstance(model, (str, Path)):
             model = load_model(model)
-        self.model = model
+        self.model: ProbabilisticModel = model
         self.guard = guard
         self.phases: list[str] = list(model.phases)
         self.grid = model.grid
@@ -197,6 +198,14 @@ class Predictor:
             n: None if r.reflections is None else sticks_at(r.reflections, wavelength)
             for n, r in self.references.items()
         }
+
+    def _network(self) -> Network:
+        """The model's network, for saliency maps (a ConfigError for a model without one)."""
+        if not isinstance(self.model, NetworkModel):
+            raise ConfigError(
+                f"explain needs a model with a network, not a {type(self.model).__name__}"
+            )
+        return self.model.net
 
     def _reference(self, ref: tuple[Reflections, float] | None) -> _Reference:
         if ref is None:
@@ -255,7 +264,7 @@ class Predictor:
             coverage = np.stack([g[1] for g in grids])
             x = model_input(intensity, coverage, self.grid.step)
             probs = np.asarray(self.model.predict_proba(x), dtype=float)
-            sal = saliency(self.model.net, x) if explain else None
+            sal = saliency(self._network(), x) if explain else None
             done = self._finish([items[i][0] for i in good], x, probs, coverage, sal)
             for k, (i, pred) in enumerate(zip(good, done, strict=True)):
                 results[i] = pred
@@ -351,7 +360,7 @@ class Predictor:
 
         def unexplained_by(called: np.ndarray) -> np.ndarray:
             """Strong peaks (bool per detected peak) that no phase of ``called`` explains."""
-            return strong_peak & ~(called[rows].astype(bool) & in_window).any(axis=1)
+            return np.asarray(strong_peak & ~(called[rows].astype(bool) & in_window).any(axis=1))
 
         lonely = unexplained_by(calls)
         withheld = np.zeros_like(calls, dtype=bool)

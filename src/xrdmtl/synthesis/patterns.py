@@ -512,7 +512,7 @@ class _Table:
     lp: np.ndarray
 
 
-def _c_fraction(hkl: np.ndarray, cell: tuple[float, ...]) -> np.ndarray:
+def c_fraction(hkl: np.ndarray, cell: tuple[float, ...]) -> np.ndarray:
     """cos² of the angle between each reciprocal vector hkl and c*."""
     a, b, c, al, be, ga = cell
     al, be, ga = np.deg2rad([al, be, ga])
@@ -552,7 +552,7 @@ def _build_table(
         cols["q0"].append(bare.q[idx])
         cols["i"].append(bare.intensity[idx])
         cols["m"].append(bare.multiplicity[idx].astype(float))
-        cols["c"].append(_c_fraction(hkl, phase.cell) if idx.size else np.zeros(0))
+        cols["c"].append(c_fraction(hkl, phase.cell) if idx.size else np.zeros(0))
         cols["lp"].append(np.full(idx.size, needs_lp))
     cat = {k: np.concatenate(v) for k, v in cols.items()}
     return _Table(
@@ -607,7 +607,7 @@ def random_cell_reflections(
         q,
         inten / max(inten.max(initial=0.0), 1e-30) * 100,
         mult.astype(float),
-        _c_fraction(hkl, cell),
+        c_fraction(hkl, cell),
     )
 
 

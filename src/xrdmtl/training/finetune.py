@@ -21,7 +21,10 @@ from ..model.losses import make_loss
 from ..model.networks import Network, n_parameters
 from ..model.preprocess import model_input
 from ..physics.grid import QGrid
+from ..physics.phases import Phase
 from ..progress import ProgressBar
+from ..synthesis.patterns import Synthesizer
+from ..synthesis.source import PatternSource
 from .fit import FitState, fit
 from .train import (
     CALIB_SEED,
@@ -78,11 +81,11 @@ class FinetuneConfig:
 
 def fit_lattice_scales(
     patterns: LabeledPatterns,
-    phases: Sequence[Any],
+    phases: Sequence[Phase],
     grid: QGrid,
     wavelength: float | None = None,
     min_patterns: int = 2,
-) -> dict[str, dict]:
+) -> dict[str, dict[str, Any]]:
     """Each phase's lattice scale fitted to the labeled patterns in which it is labeled present.
 
     Peaks are matched per pattern with :func:`xrdmtl.physics.peaks.match_all` (which grid-searches the
@@ -120,8 +123,8 @@ def fit_lattice_scales(
 
 
 def adapt_synthesizer(
-    synth: Any, fitted: Mapping[str, Mapping], halfwidth: float = 0.004
-) -> tuple[Any, dict]:
+    synth: Synthesizer, fitted: Mapping[str, Mapping[str, Any]], halfwidth: float = 0.004
+) -> tuple[Synthesizer, dict[str, list[float]]]:
     """A copy of ``synth`` whose targets draw their lattice scale from ``fitted[name]['scale'] ±
     halfwidth`` (kept inside the range ``synth`` draws the phase from); targets without a fit keep
     their range. The adapted ranges are the synthesis' per-phase overrides
@@ -140,13 +143,13 @@ def adapt_synthesizer(
         new = (max(lo, s - halfwidth), min(hi, s + halfwidth))
         overrides[phase.name] = new
         ranges[phase.name] = [round(new[0], 5), round(new[1], 5)]
-    extra = {k: getattr(synth, k) for k in ("chunk", "workers") if hasattr(synth, k)}
     new_synth = type(synth)(
         synth.targets,
         synth.grid,
         distractors=synth.distractors,
         config=replace(synth.config, lattice_ranges=overrides),
-        **extra,
+        chunk=synth.chunk,
+        workers=synth.workers,
     )
     return new_synth, ranges
 
@@ -194,7 +197,7 @@ def finetune(
     threads: int | None = None,
     progress: bool = True,
     note: Callable[[str], None] | None = None,
-    synthesizer: Any = None,
+    synthesizer: PatternSource | None = None,
     adapt_lattice: bool = False,
     lattice_halfwidth: float = 0.004,
     augment_strength: float = 1.0,
@@ -254,7 +257,7 @@ def _finetune(
     workers: int,
     progress: bool,
     note: Callable[[str], None] | None,
-    synthesizer: Any,
+    synthesizer: PatternSource | None,
     exclude: np.ndarray | Sequence[bool] | Collection[str] | None,
 ) -> TrainResult:
     t_start = time.perf_counter()
@@ -356,16 +359,16 @@ def _labeled(
 
 def _lattice(
     real: LabeledPatterns,
-    synth: Any,
+    synth: PatternSource,
     grid: QGrid,
     recipe: FinetuneConfig,
     read: ReadOptions,
     note: Callable[[str], None] | None,
-) -> tuple[Any, dict[str, Any]]:
+) -> tuple[PatternSource, dict[str, Any]]:
     """For a Synthesizer of library/CIF phases: each phase's lattice scale fitted to the labeled
     patterns and, with ``recipe.adapt_lattice``, the synthesis drawing around it. Returns the
     synthesizer to fine-tune with and what was fitted ({} for another generator)."""
-    if not hasattr(synth, "distractors"):
+    if not isinstance(synth, Synthesizer):
         return synth, {}
     fitted = fit_lattice_scales(real, synth.targets, grid, read.wavelength)
     ranges: dict[str, list[float]] = {}
@@ -459,7 +462,7 @@ class _Run:
 def _save_finetuned(
     out: Path,
     net: Network,
-    synth: Any,
+    synth: PatternSource,
     val: tuple[np.ndarray, np.ndarray],
     meta: dict[str, Any],
     state: FitState,

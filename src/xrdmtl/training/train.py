@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from ..atomic import write_bytes
 from ..errors import ConfigError, ModelError
 from ..model.calibration import expected_calibration_error, fit_temperature
-from ..model.files import _versions, probabilities, save_model, save_tensors
+from ..model.files import probabilities, save_model, save_tensors, versions
 from ..model.losses import make_loss
 from ..model.metrics import evaluate as score
 from ..model.networks import Network, build_model, default_device, n_parameters
@@ -40,10 +40,12 @@ from ..model.preprocess import model_input, noise_sigma
 from ..physics.background import smooth_background
 from ..physics.grid import QGrid
 from ..progress import ProgressBar
-from .fit import FitState, fit
+from ..synthesis.patterns import SynthConfig, Synthesizer
+from .fit import Batch, FitState, fit
 
 if TYPE_CHECKING:
-    from ..synthesis.patterns import SynthConfig, Synthesizer
+    from ..physics.phases import Phase
+    from ..synthesis.source import PatternSource
 
 VAL_SEED = 1_000_001  # held-out simulated validation set (never a training stream)
 CALIB_SEED = 1_000_002  # held-out simulated set for temperature scaling
@@ -65,18 +67,18 @@ class TrainConfig:
     phases: list[str] = field(default_factory=lambda: ["bastnaesite", "calcite", "rhenium"])
     cif: list[str] = field(default_factory=list)
     arch: str = "mtl"
-    arch_kwargs: dict = field(default_factory=dict)
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
     loss: str = "smoothed"
-    loss_kwargs: dict = field(default_factory=dict)
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
     steps: int = 4000
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup: int = 100
     seed: int = 0
-    synth: dict = field(default_factory=dict)
+    synth: dict[str, Any] = field(default_factory=dict)
     unmasked_fraction: float | None = None
-    grid: dict = field(default_factory=lambda: QGrid().to_dict())
+    grid: dict[str, Any] = field(default_factory=lambda: QGrid().to_dict())
     val_size: int = 2000
     calib_size: int = 2000
     eval_every: int = 250
@@ -135,24 +137,23 @@ class TrainResult:
     model_dir: Path
     n_parameters: int
     history: list[list[float]]  # [step, training loss] per step
-    evals: list[
-        dict
-    ]  # one row per evaluation: step, val_loss, per-phase accuracy, exact match, ...
+    # one row per evaluation: step, val_loss, per-phase accuracy, exact match, ...
+    evals: list[dict[str, Any]]
     best_step: int
     stopped_early: bool
-    calibration: dict
+    calibration: dict[str, Any]
     seconds: float
-    timing: dict = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # fine-tuning inputs that could not be read
     # fine-tuning: fitted lattice scales and adapted ranges
-    lattice: dict = field(default_factory=dict)
+    lattice: dict[str, Any] = field(default_factory=dict)
     final: dict[str, float] = field(default_factory=dict)  # the final held-out simulated figures
 
 
 # ----------------------------------------------------------------------------------- data
 
 
-def resolve_phases(names: Sequence[str], cif: Sequence[str | Path] = ()) -> list:
+def resolve_phases(names: Sequence[str], cif: Sequence[str | Path] = ()) -> list[Phase]:
     """Phases from library names and structure files (:func:`xrdmtl.physics.phases.load_phase`)."""
     from ..physics.phases import load_phase
 
@@ -162,8 +163,6 @@ def resolve_phases(names: Sequence[str], cif: Sequence[str | Path] = ()) -> list
 def synth_config(overrides: Mapping[str, Any], unmasked_fraction: float | None) -> SynthConfig:
     """The synthesis settings of a training config: the defaults with ``overrides`` (an unknown
     name is a ConfigError) and ``unmasked_fraction`` as ``p_unmasked`` (unless None)."""
-    from ..synthesis.patterns import SynthConfig
-
     settings = dict(overrides)
     if unmasked_fraction is not None:
         settings["p_unmasked"] = float(unmasked_fraction)
@@ -175,8 +174,6 @@ def synth_config(overrides: Mapping[str, Any], unmasked_fraction: float | None) 
 
 def make_synthesizer(config: TrainConfig) -> Synthesizer:
     """The Synthesizer a config describes."""
-    from ..synthesis.patterns import Synthesizer
-
     phases = resolve_phases(config.phases, config.cif)
     return Synthesizer(
         phases,
@@ -185,16 +182,18 @@ def make_synthesizer(config: TrainConfig) -> Synthesizer:
     )
 
 
-def simulated_set(synth: Any, n: int, seed: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def simulated_set(
+    synth: PatternSource, n: int, seed: int | Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` simulated patterns as model input ``(n, C, G)`` and labels ``(n, T)``."""
     batch = synth.sample(n, np.random.default_rng(seed))
     return model_input(batch.intensity, batch.coverage, synth.grid.step), batch.labels
 
 
-class _Stream(IterableDataset):
+class _Stream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
     """Batches ``start, start + 1, …`` (batch ``k`` from ``rng([seed, 0, k])``), split over workers."""
 
-    def __init__(self, synth: Any, seed: int, start: int, batch_size: int) -> None:
+    def __init__(self, synth: PatternSource, seed: int, start: int, batch_size: int) -> None:
         self.synth, self.seed, self.start, self.batch_size = synth, seed, start, batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -208,8 +207,8 @@ class _Stream(IterableDataset):
 
 
 def synthetic_batches(
-    synth: Any, seed: int, start: int, batch_size: int, workers: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    synth: PatternSource, seed: int, start: int, batch_size: int, workers: int
+) -> Iterator[Batch]:
     """Endless batches from ``start`` on, made in ``workers`` background processes (0: inline)."""
     stream = _Stream(synth, seed, start, batch_size)
     if workers == 0:
@@ -296,7 +295,7 @@ def predict_logits(
 
 def evaluate(
     logits: np.ndarray, labels: np.ndarray, phases: Sequence[str], prefix: str = "val"
-) -> dict:
+) -> dict[str, float]:
     """Mean summed cross-entropy, per-phase accuracy and exact match at probability 0.5."""
     p = probabilities(logits)
     y = np.asarray(labels, dtype=bool)
@@ -310,7 +309,7 @@ def evaluate(
     return out
 
 
-def calibrate(logits: np.ndarray, labels: np.ndarray, phases: Sequence[str]) -> dict:
+def calibrate(logits: np.ndarray, labels: np.ndarray, phases: Sequence[str]) -> dict[str, Any]:
     """Per-phase temperatures fitted on held-out logits, with the ECE before and after."""
     temperature = fit_temperature(logits, labels)
     before, after = probabilities(logits), probabilities(logits, temperature)
@@ -341,7 +340,7 @@ def _save_checkpoint(
     loss_fn: torch.nn.Module,
     opt: torch.optim.Optimizer,
     best_state: dict[str, torch.Tensor],
-    state: dict,
+    state: dict[str, Any],
 ) -> None:
     """Write tensors under step-stamped names, then ``state.json`` (atomic) naming them."""
     step = state["step"]
@@ -370,7 +369,7 @@ def _save_checkpoint(
 
 def _load_checkpoint(
     folder: Path, net: torch.nn.Module, loss_fn: torch.nn.Module, opt: torch.optim.Optimizer
-) -> tuple[dict, dict[str, torch.Tensor]]:
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Restore model, loss, optimizer and RNG from ``folder``; returns (state, best weights)."""
     from safetensors.torch import load_file
 
@@ -384,7 +383,7 @@ def _load_checkpoint(
         ) from exc
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
     loss_fn.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("loss.")})
-    opt_state: dict[int, dict] = {}
+    opt_state: dict[int, dict[str, Any]] = {}
     for k, v in tensors.items():
         if k.startswith("opt."):
             _, idx, name = k.split(".", 2)
@@ -404,7 +403,9 @@ def _load_checkpoint(
 # --------------------------------------------------------------------------------- outputs
 
 
-def write_outputs(out: Path, history: list[list[float]], evals: list[dict], summary: dict) -> None:
+def write_outputs(
+    out: Path, history: list[list[float]], evals: list[dict[str, Any]], summary: dict[str, Any]
+) -> None:
     """``metrics.json`` (everything), ``metrics.csv`` (one row per evaluation), ``curves.png``."""
     write_bytes(
         out / "metrics.json",
@@ -419,7 +420,7 @@ def write_outputs(out: Path, history: list[list[float]], evals: list[dict], summ
     _plot_curves(out / "curves.png", history, evals)
 
 
-def _plot_curves(path: Path, history: list[list[float]], evals: list[dict]) -> None:
+def _plot_curves(path: Path, history: list[list[float]], evals: list[dict[str, Any]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -481,12 +482,12 @@ def train(
     out_dir: str | Path,
     progress: bool = True,
     resume: bool = False,
-    synthesizer: Any = None,
+    synthesizer: PatternSource | None = None,
     extra_val: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> TrainResult:
     """Train a model as ``config`` says and write it to ``out_dir`` (a model folder).
 
-    ``synthesizer``: any object with ``.grid`` and ``.sample(n, rng)`` (default: from ``config``).
+    ``synthesizer``: any :class:`~xrdmtl.synthesis.source.PatternSource` (default: from ``config``).
     ``extra_val``: named ``(model input, labels)`` sets evaluated alongside (e.g. simulated frames or
     labeled measured patterns); reported, never used for training or stopping.
     """
@@ -506,11 +507,11 @@ class _Model:
     device: torch.device
 
 
-def _build(config: TrainConfig, synth: Any) -> _Model:
+def _build(config: TrainConfig, synth: PatternSource) -> _Model:
     """Seed torch, then build the network, loss and optimiser ``config`` describes."""
     device = torch_device(config.device)
     torch.manual_seed(config.seed)
-    phases = [p.name for p in synth.targets] if hasattr(synth, "targets") else list(config.phases)
+    phases = [p.name for p in synth.targets]
     net = build_model(config.arch, phases, synth.grid, **config.arch_kwargs).to(device)
     loss_fn = make_loss(config.loss, len(phases), **config.loss_kwargs).to(device)
     opt = torch.optim.AdamW(
@@ -568,7 +569,7 @@ def _train(
     out: Path,
     progress: bool,
     resume: bool,
-    synthesizer: Any,
+    synthesizer: PatternSource | None,
     extra_val: Mapping[str, tuple[np.ndarray, np.ndarray]] | None,
     workers: int,
 ) -> TrainResult:
@@ -582,7 +583,7 @@ def _train(
     bar = ProgressBar(config.steps, "training", progress, transient=False)
     bar.update(completed=state.step)
     validation = _Validation(config, m, x_val, y_val, extra_val, ckpt, bar, best)
-    batches: Iterator = iter(())
+    batches: Iterator[Batch] = iter(())
     try:
         if todo > 0:
             batches = synthetic_batches(synth, config.seed, state.step, config.batch_size, workers)
@@ -602,7 +603,7 @@ def _train(
 def _finish(
     config: TrainConfig,
     out: Path,
-    synth: Any,
+    synth: PatternSource,
     m: _Model,
     state: FitState,
     val: tuple[np.ndarray, np.ndarray],
@@ -618,13 +619,13 @@ def _finish(
         "steps_run": state.step,
         "best_step": state.best_step,
         "stopped_early": state.stopped_early,
-        "phase_sources": {p.name: getattr(p, "source", "") for p in getattr(synth, "targets", [])},
-        "synth_config": asdict(synth.config) if hasattr(synth, "config") else None,
+        "phase_sources": _phase_sources(synth),
+        "synth_config": asdict(synth.config) if isinstance(synth, Synthesizer) else None,
         "validation": final,
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(time.perf_counter() - t_start, 1),
         "device": str(m.device),
-        "versions": _versions(),
+        "versions": versions(),
     }
     save_model(
         out,
@@ -657,6 +658,13 @@ def _finish(
     )
 
 
+def _phase_sources(synth: PatternSource) -> dict[str, str]:
+    """Where each target phase of ``synth`` came from (a library name or a CIF file; "" unknown)."""
+    if isinstance(synth, Synthesizer):
+        return {p.name: p.source for p in synth.targets}
+    return {p.name: "" for p in synth.targets}
+
+
 def _eval_row(
     net: torch.nn.Module,
     x_val: np.ndarray,
@@ -665,7 +673,7 @@ def _eval_row(
     device: torch.device,
     state: FitState,
     extra_val: Mapping[str, tuple[np.ndarray, np.ndarray]] | None,
-) -> dict:
+) -> dict[str, float]:
     row = {
         "step": state.step,
         "train_loss": float(np.mean([h[1] for h in state.history[-50:]])),
