@@ -12,8 +12,10 @@ from xrdmtl.errors import ConfigError, FrameError, XrdmtlError
 from xrdmtl.inference.predictor import Predictor
 from xrdmtl.io.read import ReadOptions
 from xrdmtl.synthesis.patterns import SynthConfig
+from xrdmtl.training.adapt import AdaptConfig
 from xrdmtl.training.finetune import FinetuneConfig
 from xrdmtl.training.train import TrainConfig
+from xrdmtl.workflows.adapt import NetworkTuning
 
 BAD = [
     (lambda: ReadOptions(wavelength=-1), "wavelength must be positive"),
@@ -29,6 +31,8 @@ BAD = [
     (lambda: FinetuneConfig(real_fraction=1.5), "real_fraction"),
     (lambda: SynthConfig(crystals=(20.0, 3.0)), "crystals is a range"),
     (lambda: SynthConfig(lattice_coverage=(1.01, 1.03)), "lattice_coverage needs"),
+    (lambda: AdaptConfig(contradicted="ignore"), "contradicted must be one of auto"),
+    (lambda: NetworkTuning(layers="top"), "layers must be heads or all"),
     (lambda: Predictor(threshold=1.5), "threshold must lie between 0 and 1"),
     (lambda: Predictor(threshold=0.0), "threshold must lie between 0 and 1"),
 ]
@@ -58,10 +62,13 @@ def test_good_settings_construct(tmp_path: Path) -> None:
         (["predict", "x.xy", "--wavelength", "-1"], "wavelength must be positive"),
         (["train", "--out", "m", "--arch", "nonsense"], "arch must be one of"),
         (["train", "--out", "m", "--loss", "hinge"], "loss must be one of"),
+        (["finetune", "--labels", "l.csv", "--out", "m", "--layers", "top"], "layers must be"),
+        (["finetune", "--labels", "l.csv", "--out", "m", "--contradicted", "x"], "contradicted"),
     ],
 )
 def test_the_cli_shows_the_api_check_as_one_line(tmp_path: Path, args, words: str) -> None:
-    args = [str(tmp_path / a) if a in ("x.xy", "m") else a for a in args]
+    (tmp_path / "l.csv").write_text("file,calcite\n")
+    args = [str(tmp_path / a) if a in ("x.xy", "m", "l.csv") else a for a in args]
     res = invoke(*args, *(["--wavelength", WAVELENGTH] if "--wavelength" not in args else []))
     assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     (line,) = error_lines(res)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import LabelsError
+from ..errors import ConfigError, LabelsError
 from ..model.adapter import Adapter, gate, neighbour_vote, reference_features
 
 POLICIES = ("auto", "drop", "drop-labels", "keep")
@@ -40,12 +40,15 @@ class AdaptConfig:
     gate_margin: float = 0.05  # … less this: below it the vote fades out
 
     def __post_init__(self) -> None:
+        """Check the candidates (a ConfigError names the first setting that cannot work)."""
         if self.contradicted not in POLICIES:
-            raise ValueError(f"contradicted must be one of {', '.join(POLICIES)}")
+            raise ConfigError(
+                f"contradicted must be one of {', '.join(POLICIES)}, got {self.contradicted!r}"
+            )
         if not self.weights or not all(0.0 <= w <= 1.0 for w in self.weights):
-            raise ValueError("weights must lie in [0, 1]")
+            raise ConfigError("weights must lie in [0, 1]")
         if not self.ks or min(self.ks) < 1:
-            raise ValueError("ks must be positive")
+            raise ConfigError("ks must be positive")
 
 
 @dataclass(frozen=True)
