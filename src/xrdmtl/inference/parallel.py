@@ -22,7 +22,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from ..physics.pattern import Pattern
 from ..physics.phases import Reflections
 from ..progress import ProgressBar
 from .results import Prediction
+
+if TYPE_CHECKING:
+    from distributed import Client, LocalCluster
 
 BATCH_SIZE = 512  # patterns per forward pass inside a chunk
 
@@ -66,7 +69,7 @@ def predict_files(
     workers: int | None = None,
     progress: bool = True,
     *,
-    scheduler: Any = None,
+    scheduler: Client | str | None = None,
     explain: bool = False,
     plot_dir: str | Path | None = None,
     save_integrated: str | Path | None = None,
@@ -158,7 +161,7 @@ def _run_dask(
     predictor: BatchPredictor,
     chunks: list[list[str]],
     job: _Job,
-    scheduler: Any,
+    scheduler: Client | str,
     workers: int,
     results: list[list[Prediction]],
     advance: Callable[[int], None],
@@ -167,7 +170,7 @@ def _run_dask(
     from distributed import Client, LocalCluster
     from distributed import as_completed as dask_completed
 
-    own: list[Any] = []
+    own: list[Client | LocalCluster] = []
     if isinstance(scheduler, Client):
         client = scheduler
     elif scheduler == "local":
@@ -197,7 +200,7 @@ def _run_dask(
             obj.close()
 
 
-def _connect(address: str) -> Any:
+def _connect(address: str) -> Client:
     """A Dask client of the scheduler at ``address``; an :class:`XrdmtlError` naming ``--scheduler``
     when the address is malformed or nothing answers there."""
     from distributed import Client

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -50,6 +50,9 @@ from .explain import (
     top_regions,
 )
 from .results import Flag, Note, Prediction
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 MIN_COVERAGE = 0.25  # fraction of the model's Q grid a pattern must cover
 N_STRONG = 3  # a phase's strongest reflections that coverage is checked against
@@ -504,7 +507,7 @@ class Predictor:
         workers: int | None = None,
         progress: bool = True,
         *,
-        scheduler: Any = None,
+        scheduler: Client | str | None = None,
         explain: bool = False,
         plot_dir: str | Path | None = None,
         save_integrated: str | Path | None = None,
