@@ -16,8 +16,8 @@ it resamples every pattern onto the model's Q grid, builds the model input with 
   phase's reflections have a peak: the network matched a few lines of a mineral it does not know.
   The probability is kept; only the call is withdrawn (``guard=False`` keeps every call).
 
-Each warning is a typed :class:`~xrdmtl.inference.results.Note` (its :class:`~xrdmtl.inference.results.Flag`
-names the check). Each :class:`Prediction` carries an :class:`~xrdmtl.inference.explain.Explanation`: the detected peaks, the
+Each warning is a typed :class:`~xrdmtl.inference.results.Note`, its
+:class:`~xrdmtl.inference.results.Flag` naming the check. Each :class:`Prediction` carries an :class:`~xrdmtl.inference.explain.Explanation`: the detected peaks, the
 reference reflections each phase matched, and (with ``explain=True``) the saliency over Q.
 
 :meth:`Predictor.predict_files` reads files in parallel (a process pool over chunks of files, or one
