@@ -53,12 +53,7 @@ def _note(msg: str) -> None:
 
 
 def _policy(contradicted: str, drop_contradicted: bool, audit: bool) -> str:
-    from ..training.adapt import POLICIES
-
-    if contradicted not in POLICIES:
-        raise XrdmtlError(
-            f"--contradicted must be one of {', '.join(POLICIES)}, got {contradicted!r}"
-        )
+    """The contradicted-label policy the options ask for (AdaptConfig checks its name)."""
     if drop_contradicted:
         contradicted = "drop"
     if contradicted.startswith("drop") and not audit:
@@ -69,8 +64,6 @@ def _policy(contradicted: str, drop_contradicted: bool, audit: bool) -> str:
 def _tuning(steps: int, layers: str, seed: int, adapt_lattice: bool) -> NetworkTuning:
     from ..workflows.adapt import NetworkTuning
 
-    if layers not in ("heads", "all"):
-        raise XrdmtlError(f"--layers must be heads or all, got {layers!r}")
     return NetworkTuning(steps=steps, layers=layers, seed=seed, adapt_lattice=adapt_lattice)
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import LabelsError
+from ..errors import ConfigError, LabelsError
 from ..model.adapter import Adapter, gate, neighbour_vote, recalibrate, reference_features
 
 POLICIES = ("auto", "drop", "drop-labels", "keep")
@@ -65,15 +65,18 @@ class AdaptConfig:
     shift_prior: float = 2.0  # ridge on those shifts (pseudo-patterns' worth of curvature)
 
     def __post_init__(self) -> None:
+        """Check the candidates (a ConfigError names the first setting that cannot work)."""
         if self.contradicted not in POLICIES:
-            raise ValueError(f"contradicted must be one of {', '.join(POLICIES)}")
+            raise ConfigError(
+                f"contradicted must be one of {', '.join(POLICIES)}, got {self.contradicted!r}"
+            )
         if not self.weights or not all(0.0 < w <= 1.0 for w in self.weights):
-            raise ValueError("vote weights must lie in (0, 1] (the network alone is always tried)")
+            raise ConfigError("vote weights must lie in (0, 1] (the network alone is always tried)")
         if not self.ks or min(self.ks) < 1:
-            raise ValueError("ks must be positive")
+            raise ConfigError("ks must be positive")
         margins = (self.z_brier, self.z_exact, self.z_repeat, self.shift_prior)
         if min(margins) < 0 or not 0 <= self.repeat_kappa <= 1:
-            raise ValueError("margins and priors must be non-negative, repeat_kappa in [0, 1]")
+            raise ConfigError("margins and priors must be non-negative, repeat_kappa in [0, 1]")
 
 
 @dataclass(frozen=True)

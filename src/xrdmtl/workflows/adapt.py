@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import write_text
-from ..errors import LabelsError, XrdmtlError
+from ..errors import ConfigError, LabelsError, XrdmtlError
 from ..io.labels import LabeledPatterns, labeled_on_grid, read_labels
 from ..io.read import ReadOptions, checked_options, expand_inputs, read_files, read_path
 from ..model.files import LoadedModel, default_model_dir, load_model, save_adapted
@@ -64,6 +64,13 @@ class NetworkTuning:
     folds: int = 5
     seed: int = 0
     adapt_lattice: bool = False
+
+    def __post_init__(self) -> None:
+        """Check the settings (a ConfigError names the first that cannot work)."""
+        if self.layers not in ("heads", "all"):
+            raise ConfigError(f"layers must be heads or all, got {self.layers!r}")
+        if self.steps < 0 or self.folds < 2:
+            raise ConfigError("steps must not be negative, folds at least 2 (NetworkTuning)")
 
 
 @dataclass
