@@ -1,0 +1,175 @@
+"""``xrdmtl watch``, ``xrdmtl timeline`` and ``xrdmtl export``: following a run at the beamline."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import XrdmtlError
+from .app import (
+    GuardOpt,
+    MaskOpt,
+    ModelOpt,
+    PoniOpt,
+    ThresholdOpt,
+    WavelengthOpt,
+    XUnitOpt,
+    _model_inputs,
+    _predictor,
+    _reading_options,
+    app,
+    clean_errors,
+    console,
+    err_console,
+)
+
+
+def _host_port(serve: str) -> tuple[str, int]:
+    """``[HOST:]PORT`` → (host, port); localhost unless a host is given."""
+    host, _, port = serve.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        raise XrdmtlError(f"--serve takes [HOST:]PORT, e.g. 8765 or 0.0.0.0:8765, got {serve!r}")
+    return host.strip("[]") or "127.0.0.1", number
+
+
+def _check_watch(folder: Path, out: Path, settle: float, poll: float | None) -> None:
+    from ..io.writers import check_output_file
+
+    if not folder.is_dir():
+        raise XrdmtlError(f"{folder}: no such folder to watch")
+    if settle < 0 or (poll is not None and poll <= 0):
+        raise XrdmtlError("--settle must be ≥ 0 and --poll > 0 seconds")
+    check_output_file(out, "--out")
+
+
+def _serve(serve: str, predictor: Any, options: Any, log: Any, title: str) -> tuple[Any, Any]:
+    """Start the page server; (server, state)."""
+    from ..workflows.livepage import PageServer, PatternViews, RunState, make_app, run_meta
+
+    state = RunState(log.header, run_meta(predictor, title))
+    if log.n_rows:  # a resumed run: the page starts with the rows it already has
+        state.add(_raw_rows(log.path))
+    host, port = _host_port(serve)
+    server = PageServer(make_app(state, PatternViews(predictor, options).view), host, port)
+    server.start()
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"page: http://{shown}:{server.port}/", highlight=False)
+    return server, state
+
+
+def _raw_rows(path: Path) -> list[list[str]]:
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.reader(fh))[1:]
+
+
+@app.command("watch")
+@clean_errors
+def watch_cmd(
+    folder: Annotated[Path, typer.Argument(help="Folder the detector or integration writes into.")],
+    model: ModelOpt = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="CSV of the run (resumed if it exists).")
+    ] = Path("run.csv"),
+    wavelength: WavelengthOpt = None,
+    x_unit: XUnitOpt = None,
+    poni: PoniOpt = None,
+    mask: MaskOpt = "none",
+    threshold: ThresholdOpt = None,
+    guard: GuardOpt = True,
+    serve: Annotated[
+        str | None,
+        typer.Option("--serve", help="Serve the run's live page on [HOST:]PORT (host: 127.0.0.1)."),
+    ] = None,
+    poll: Annotated[
+        float | None,
+        typer.Option(
+            "--poll",
+            help="List the folder every SECONDS instead of file-system events (network file systems).",
+        ),
+    ] = None,
+    settle: Annotated[
+        float,
+        typer.Option(
+            "--settle", help="Seconds a file's size and time must hold before it is read."
+        ),
+    ] = 0.5,
+) -> None:
+    """Predict each pattern or frame file as it lands in FOLDER (files already there first, in
+    order; a file still being written is waited for) and append its row to the CSV, with the
+    columns of predict's CSV. A restart with the same --out resumes: no file is predicted twice.
+    Stop with Ctrl-C."""
+    from ..inference.watch import WatchSettings, watch
+    from ..io.runlog import RunLog
+    from ..io.writers import csv_header
+
+    options = _reading_options(wavelength, x_unit, poni, mask)
+    _check_watch(folder, out, settle, poll)
+    _model_inputs(model, mask)  # a missing model file: one line now, not after the first frame
+    predictor = _predictor(model, threshold, guard)
+    log = RunLog(out, csv_header(predictor.phases))
+    server = None
+    if serve is not None:
+        server, state = _serve(serve, predictor, options, log, str(folder))
+    settings = WatchSettings(settle=settle, poll=poll)
+    stop = threading.Event()
+    resumed = f" (resuming: {log.n_rows} rows already)" if log.n_rows else ""
+    console.print(f"watching {folder}/ → {out}{resumed}; Ctrl-C stops", highlight=False)
+
+    def shown(preds: list, rows: list[list[str]]) -> None:
+        if server is not None:
+            state.add(rows)
+        for p in preds:
+            note = f"[red]{p.error}[/red]" if p.error else ", ".join(p.found) or "nothing called"
+            console.print(f"{p.file}: {note}", highlight=False, soft_wrap=True)
+
+    try:
+        report = watch(predictor, folder, log, options, settings, stop, on_rows=shown)
+    except KeyboardInterrupt:
+        stop.set()
+        report = None
+    finally:
+        if server is not None:
+            server.stop()
+    total = f"{log.n_rows} rows in {out}"
+    if report is None:
+        err_console.print(f"stopped (Ctrl-C): {total}, every one complete", highlight=False)
+    else:
+        console.print(f"stopped: {total}", highlight=False)
+
+
+@app.command("timeline")
+@clean_errors
+def timeline_cmd(
+    csv_file: Annotated[Path, typer.Argument(metavar="CSV", help="A run's (or predict's) CSV.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="FILE.png or FILE.html (default: the CSV's name, .png)."),
+    ] = None,
+) -> None:
+    """Draw a run's timeline after the run: each phase's probability per frame (and each refined
+    cell where the CSV has them), as a PNG or as the live page's HTML with the data inside."""
+    from ..io.runlog import read_run
+    from ..io.writers import check_output_file
+    from ..workflows.livepage import timeline_html, timeline_png
+
+    out = out or csv_file.with_suffix(".png")
+    if out.suffix.lower() not in (".png", ".html", ".htm"):
+        raise XrdmtlError(f"--out {out}: give a .png or .html file")
+    check_output_file(out, "--out", [csv_file])
+    table = read_run(csv_file)
+    if not table.files:
+        raise XrdmtlError(f"{csv_file} has no rows to draw")
+    if out.suffix.lower() == ".png":
+        timeline_png(table, out)
+    else:
+        timeline_html(table, out, csv_file.name)
+    console.print(f"timeline of {len(table.files)} rows: {out}", highlight=False)
