@@ -3,7 +3,6 @@ half-written; a bad file gets its error; a killed run resumes without repeats or
 
 from __future__ import annotations
 
-import csv
 import os
 import threading
 import time
@@ -11,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import synthetic
 from toymodels import toy_model
+from watchrun import csv_rows as rows
+from watchrun import pattern_bytes
 
 from xrdmtl.inference.predictor import Predictor
 from xrdmtl.inference.watch import WatchSettings, natural_key, watch
@@ -27,16 +27,6 @@ SETTINGS = WatchSettings(settle=0.3, hold=5.0)
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory: pytest.TempPathFactory) -> Predictor:
     return Predictor(toy_model(tmp_path_factory.mktemp("model") / "toy"))
-
-
-def pattern_bytes(seed: int) -> bytes:
-    p = synthetic({"calcite": 1.0} if seed % 2 else {"rhenium": 1.0}, seed=seed)
-    return "".join(f"{x:.4f} {y:.3f}\n" for x, y in zip(p.x, p.y, strict=True)).encode()
-
-
-def rows(path: Path) -> list[list[str]]:
-    with open(path, newline="") as fh:
-        return list(csv.reader(fh))[1:]
 
 
 class Running:
@@ -112,7 +102,7 @@ def test_kill_and_restart_loses_nothing(predictor: Predictor, tmp_path: Path) ->
     run.wait_rows(3)
     run.close()
     with open(out, "ab") as fh:  # what a kill in the middle of a write leaves: half a row
-        fh.write(b'run/f_3.xy,0.12')
+        fh.write(b"run/f_3.xy,0.12")
     for k in range(3, 6):
         (folder / f"f_{k}.xy").write_bytes(pattern_bytes(k))
     run = Running(predictor, folder, out)

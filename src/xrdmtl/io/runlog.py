@@ -129,8 +129,10 @@ def read_run(path: str | Path) -> RunTable:
     """Read a run's (or predict's) CSV; one clear error if it is not one."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise XrdmtlError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    except OSError as exc:
+        raise XrdmtlError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise XrdmtlError(f"{path} is not a predictions CSV (not UTF-8 text)") from None
     rows = _rows(text[: text.rfind("\n") + 1] if "\n" in text else text)
     header = rows[0] if rows else []
     phases = [h[2:] for h in header if h.startswith("p_")]
