@@ -8,9 +8,12 @@ screenshot.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -46,7 +49,9 @@ class Browser:
     def __init__(self, executable: str, width: int = 1280, height: int = 1000) -> None:
         from websockets.sync.client import connect
 
-        self.profile = tempfile.TemporaryDirectory(prefix="xrdmtl-chromium-")
+        self.profile = tempfile.TemporaryDirectory(
+            prefix="xrdmtl-chromium-", ignore_cleanup_errors=True
+        )
         self.proc = subprocess.Popen(
             [
                 executable,
@@ -58,11 +63,15 @@ class Browser:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its helper processes in one group, ended together
         )
         port = self._port(Path(self.profile.name) / "DevToolsActivePort")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
             pages = [t for t in json.load(r) if t.get("type") == "page"]
-        self.ws = connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+        self._stack = contextlib.ExitStack()
+        self.ws = self._stack.enter_context(
+            connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+        )
         self._ids = itertools.count(1)
         self.call("Page.enable")
 
@@ -119,13 +128,17 @@ class Browser:
         Path(path).write_bytes(base64.b64decode(data["data"]))
 
     def close(self) -> None:
-        self.ws.close()
-        self.proc.terminate()
+        self._stack.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        time.sleep(0.2)  # helper processes leave the profile
+        shutil.rmtree(self.profile.name, ignore_errors=True)
         self.profile.cleanup()
 
     def __enter__(self) -> Browser:

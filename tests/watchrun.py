@@ -14,6 +14,8 @@ from pathlib import Path
 
 from helpers import synthetic
 
+import xrdmtl
+
 READING = ["--wavelength", "0.561", "--x-unit", "2th_deg"]
 
 
@@ -52,8 +54,10 @@ def wait_rows(path: Path, n: int, timeout: float = 60.0) -> list[list[str]]:
 class WatchProcess:
     """``xrdmtl watch`` in its own process group; its stdout lines collected by a thread."""
 
-    def __init__(self, *args: str | Path) -> None:
-        env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
+    def __init__(self, *args: str | Path, cwd: Path | None = None) -> None:
+        source = str(Path(xrdmtl.__file__).resolve().parents[1])  # this xrdmtl, from any folder
+        path = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH")) if p)
+        env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200", PYTHONPATH=path)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "xrdmtl", "watch", *map(str, args)],
             stdout=subprocess.PIPE,
@@ -61,6 +65,7 @@ class WatchProcess:
             text=True,
             start_new_session=True,
             env=env,
+            cwd=cwd,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

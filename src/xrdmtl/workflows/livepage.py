@@ -286,6 +286,7 @@ def timeline_png(table: RunTable, path: str | Path) -> Path:
     """The run's timeline as a PNG: each phase's probability per row (failed rows marked red),
     and below it each refined cell column the CSV holds."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     from ..io.plots import phase_color, readable, save_figure
 
@@ -316,6 +317,7 @@ def timeline_png(table: RunTable, path: str | Path) -> Path:
             ax.plot(index, v, ".", color=phase_color(t))
             ax.set_ylabel(f"{col} (Å)")
         axes[-1].set_xlabel("frame")
+        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
         return save_figure(fig, path)
 
 

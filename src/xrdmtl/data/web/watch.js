@@ -100,7 +100,7 @@
     for (const c of present) {
       let cv = document.getElementById("cell-" + c);
       if (!cv) {
-        const label = document.createElement("div"); label.textContent = c; label.className = "info";
+        const label = document.createElement("div"); label.textContent = c + " (Å)"; label.className = "info";
         cv = document.createElement("canvas"); cv.id = "cell-" + c; cv.className = "plot small";
         box.append(label, cv);
       }
@@ -111,7 +111,7 @@
       const xs = scale(0, Math.max(state.rows.length - 1, 1), PAD.left + 4, w - PAD.right - 4);
       const ys = scale(lo - pad, hi + pad, h - PAD.bottom, PAD.top);
       axes(ctx, w, h, xs, ys, niceTicks(0, Math.max(state.rows.length - 1, 1), 10).filter(Number.isInteger),
-        niceTicks(lo - pad, hi + pad, 4), "frame", "Å", (v) => v.toFixed(3));
+        niceTicks(lo - pad, hi + pad, 4), "frame", "", (v) => v.toFixed(3));
       const t = state.meta.phases.findIndex((p) => c.startsWith(p + "_"));
       ctx.fillStyle = COLORS[Math.max(t, 0) % COLORS.length];
       for (const r of vals) { ctx.beginPath(); ctx.arc(xs(r.i), ys(r.cells[c]), 2.2, 0, 7); ctx.fill(); }
@@ -142,8 +142,14 @@
       for (const [q, inten] of ticks) {
         ctx.beginPath(); ctx.moveTo(xs(q), base); ctx.lineTo(xs(q), base - 2 - 7 * inten / 100); ctx.stroke();
       }
-      ctx.globalAlpha = 0.8;  // hkl of the strongest few, on the pattern
-      for (const [q, , hkl] of ticks.slice(0, 6)) ctx.fillText(hkl, xs(q), PAD.top + 10 + 11 * row);
+      ctx.globalAlpha = 0.8;  // hkl of the strongest few, on the pattern, none over another
+      const placed = [];
+      for (const [q, , hkl] of ticks.slice(0, 10)) {
+        const x = xs(q), half = ctx.measureText(hkl).width / 2 + 4;
+        if (placed.some(([a, b]) => x + half > a && x - half < b)) continue;
+        placed.push([x - half, x + half]);
+        ctx.fillText(hkl, x, PAD.top + 10 + 11 * row);
+      }
       ctx.globalAlpha = 1;
     });
   }
@@ -177,7 +183,7 @@
     for (const r of state.rows.slice(-RECENT).reverse()) {
       const tr = document.createElement("tr");
       tr.className = (r.error ? "error" : r.warning ? "warn" : "") + (r.i === state.selected ? " selected" : "");
-      tr.innerHTML = `<td>${r.i}</td><td class="file" title="${esc(r.file)}">${esc(r.file)}</td>` +
+      tr.innerHTML = `<td>${r.i}</td><td class="file" title="${esc(r.file)}">${esc(r.file.split("/").pop())}</td>` +
         `<td>${esc(r.calls.join(", "))}</td><td>${esc(r.error || r.warning)}</td>`;
       tr.onclick = () => { state.follow = r.i === state.rows.length - 1; showPattern(r.i); };
       body.append(tr);
