@@ -107,7 +107,7 @@ def watch_cmd(
     order; a file still being written is waited for) and append its row to the CSV, with the
     columns of predict's CSV. A restart with the same --out resumes: no file is predicted twice.
     Stop with Ctrl-C."""
-    from ..inference.watch import WatchSettings, watch
+    from ..inference.watch import WatchSettings, warm_up, watch
     from ..io.runlog import RunLog
     from ..io.writers import csv_header
 
@@ -119,6 +119,7 @@ def watch_cmd(
     server = None
     if serve is not None:
         server, state = _serve(serve, predictor, options, log, str(folder))
+    warm_up(predictor, options)
     settings = WatchSettings(settle=settle, poll=poll)
     stop = threading.Event()
     resumed = f" (resuming: {log.n_rows} rows already)" if log.n_rows else ""

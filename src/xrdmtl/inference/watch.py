@@ -232,6 +232,25 @@ class WatchReport:
     skipped: list[str] = field(default_factory=list)
 
 
+def warm_up(predictor: Predictor, options: ReadOptions) -> None:
+    """Pay the one-time costs before the first file lands: the network's first pass and, for
+    frames, the integration engine (and the automatic mask's pixel bins)."""
+    import numpy as np
+
+    from ..io.read import cached_integrator
+    from ..model.preprocess import N_CHANNELS
+
+    predictor.model.predict_proba(np.zeros((1, N_CHANNELS, predictor.grid.n), np.float32))
+    if options.poni is not None:
+        integrator = cached_integrator(str(options.poni))
+        blank = np.ones(integrator.shape, np.float32)
+        integrator.integrate(blank)
+        if options.mask == "auto":
+            from ..io.masking import auto_mask
+
+            auto_mask(blank, integrator)
+
+
 RowsCallback = Callable[[list[Prediction], list[list[str]]], None]
 
 
