@@ -78,6 +78,7 @@ def test_files_landing_while_watching(predictor: Predictor, tmp_path: Path) -> N
         (folder / "f_12.xy").write_bytes(b"this is not a pattern\n")
         (folder / "f_13.xy").write_bytes(pattern_bytes(13))
         (folder / "f_13.xy").unlink()  # removed before it settled: never read
+        (folder / "notes.log").write_text("not a pattern file: never read\n")
         (folder / ".f_14.xy.part").write_bytes(pattern_bytes(14))  # a writer's temporary file
         os.replace(folder / ".f_14.xy.part", folder / "f_14.xy")
         run.wait_rows(5)
@@ -124,3 +125,22 @@ def test_other_columns_refused(predictor: Predictor, tmp_path: Path) -> None:
     with pytest.raises(XrdmtlError, match="other columns"):
         RunLog(out, csv_header(predictor.phases))
     assert out.read_text() == "file,p_quartz,quartz,warning,error\n"
+
+
+def test_polling_finds_files_without_events(predictor: Predictor, tmp_path: Path) -> None:
+    folder, out = tmp_path / "run", tmp_path / "run.csv"
+    folder.mkdir()
+    log = RunLog(out, csv_header(predictor.phases))
+    stop = threading.Event()
+    settings = WatchSettings(settle=0.2, poll=0.1)
+    thread = threading.Thread(target=watch, args=(predictor, folder, log, OPTIONS, settings, stop))
+    thread.start()
+    try:
+        (folder / "a.xy").write_bytes(pattern_bytes(1))
+        end = time.monotonic() + 20
+        while log.n_rows < 1 and time.monotonic() < end:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert [Path(r[0]).name for r in rows(out)] == ["a.xy"]

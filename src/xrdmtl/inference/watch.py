@@ -11,8 +11,9 @@ still being written, for at most ``hold`` seconds, so the rows follow the run.
 :func:`watch` predicts ready files in small batches with one :class:`~xrdmtl.inference.predictor.Predictor`
 (the model loaded once), exactly as ``xrdmtl predict`` does, and appends their rows to a
 :class:`~xrdmtl.io.runlog.RunLog`. A file that changed while it was read (a writer that paused
-longer than the settle time) is read again once stable; a file removed before it is read is skipped;
-a bad file gets its row with the error. Files the log already holds are never predicted again, so a
+longer than the settle time) is read again once stable, and so is one that fails to read until it
+has not changed for ``error_grace`` seconds; a file removed before it is read is skipped; a bad file
+then gets its row with the error. Files the log already holds are never predicted again, so a
 restart resumes the run.
 """
 
@@ -27,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..io.read import ReadOptions
+from ..io.read import FRAME_EXTENSIONS, ReadOptions
+from ..io.readers import PATTERN_EXTENSIONS
 from ..io.runlog import RunLog
 from .predictor import Prediction, Predictor
 
@@ -35,6 +37,7 @@ RESCAN = 30.0  # s between full listings of the folder when file-system events a
 TICK = 0.05  # s between checks of files still settling
 IDLE_WAKE = 0.5  # s: the longest sleep, so that a stop request is seen
 EMPTY_SETTLE = 2.0  # s an empty file must stay empty before it is read (writers create, then fill)
+EXTENSIONS = PATTERN_EXTENSIONS | FRAME_EXTENSIONS
 TEMPORARY = (".tmp", ".part", ".partial", ".crdownload", ".swp", ".lock", "~")
 
 
@@ -52,6 +55,7 @@ class WatchSettings:
     poll: float | None = None  # list the folder this often instead of using file-system events
     hold: float = 10.0  # longest a ready file waits for an earlier-named one still being written
     batch: int = 16  # files per forward pass when many are ready at once
+    error_grace: float = 2.0  # a file that fails to read is read again until unchanged this long
 
 
 @dataclass
@@ -97,9 +101,11 @@ class FolderWatch:
     # ------------------------------------------------------------------ discovery
 
     def wanted(self, name: str) -> bool:
-        """A file name that may be a pattern: not hidden, not a writer's temporary file, not done."""
+        """A file name that may be a pattern (what ``predict`` reads in a folder, frames included:
+        without ``--poni`` their rows say so): not hidden, not a writer's temporary file, not done."""
         return (
             not name.startswith(".")
+            and os.path.splitext(name)[1].lower() in EXTENSIONS
             and not name.lower().endswith(TEMPORARY)
             and name not in self.done
             and os.path.realpath(self.folder / name) not in self.exclude
@@ -271,14 +277,24 @@ def _predict_batch(
     for p in preds:
         by_file.setdefault(p.file.partition("::")[0], []).append(p)
     kept: list[Prediction] = []
+    held = False  # a file is read again: the later ones too, so that the rows keep the run's order
     for f in files:
         after = _stat(f)
+        mine = by_file.get(str(f), [])
         if after is None:
             report.skipped.append(str(f))
-        elif after != before[f]:
+        elif (
+            held
+            or after != before[f]
+            or (
+                any(not p.ok for p in mine)
+                and time.time() - after[1] / 1e9 < fw.settings.error_grace
+            )
+        ):  # changed while read, or failed while it may still be written (a writer's pause)
             fw.retry(f, after)
+            held = True
         else:
-            kept.extend(by_file.get(str(f), []))
+            kept.extend(mine)
     return kept
 
 
