@@ -1,5 +1,5 @@
 """``xrdmtl watch`` as a user runs it: killed and restarted it loses no row and repeats none;
-Ctrl-C stops it cleanly; ``timeline`` draws the run."""
+Ctrl-C stops it cleanly (exit code 1 when a file failed); ``timeline`` draws the run."""
 
 from __future__ import annotations
 
@@ -30,17 +30,21 @@ def test_kill_restart_and_ctrl_c(model: Path, tmp_path: Path) -> None:
     finally:
         first.stop()
     assert out.read_bytes().endswith(b"\n") or b"\n" in out.read_bytes()
-    for k in range(4, 7):
+    for k in range(4, 6):
         land(folder / f"f_{k}.xy", pattern_bytes(k))
+    land(folder / "f_6.xy", b"1 2\n3\n")  # a bad file: its row says why, the exit code is 1
     second = WatchProcess(*args)
     try:
         wait_rows(out, 7)
         code, err = second.signal(signal.SIGINT)
     finally:
         second.stop()
-    assert code == 0 and "Traceback" not in err, err
-    assert err.strip().splitlines()[-1].startswith("stopped (Ctrl-C): 7 rows"), err
-    assert [Path(r[0]).name for r in csv_rows(out)] == [f"f_{k}.xy" for k in range(7)]
+    assert code == 1 and "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("stopped (Ctrl-C): 7 rows") and "1 file(s) failed" in last, err
+    rows = csv_rows(out)
+    assert [Path(r[0]).name for r in rows] == [f"f_{k}.xy" for k in range(7)]
+    assert [bool(r[8]) for r in rows] == [False] * 6 + [True]  # the error column
 
 
 def test_bad_options_are_one_line(model: Path, tmp_path: Path) -> None:

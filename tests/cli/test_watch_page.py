@@ -4,6 +4,7 @@ its file landing, a click on the timeline opens that pattern."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -57,5 +58,7 @@ def test_live_page(tmp_path: Path) -> None:
             assert page.js("document.getElementById('pattern-title').textContent").endswith(
                 "f_1.xy"
             )
+        code, err = watcher.signal(signal.SIGTERM)  # as a service manager stops it
+        assert code == 0 and "stopped (SIGTERM): 4 rows" in err, err
     finally:
         watcher.stop()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from ..errors import XrdmtlError
 from .app import (
@@ -49,18 +51,16 @@ def _check_watch(folder: Path, out: Path, settle: float, poll: float | None) -> 
     check_output_file(out, "--out")
 
 
-def _serve(serve: str, predictor: Any, options: Any, log: Any, title: str) -> tuple[Any, Any]:
-    """Start the page server; (server, state)."""
+def _serve(sock: Any, predictor: Any, options: Any, log: Any, title: str) -> tuple[Any, Any]:
+    """Start the page server on the bound socket; (server, state)."""
     from ..workflows.livepage import PageServer, PatternViews, RunState, make_app, run_meta
 
     state = RunState(log.header, run_meta(predictor, title))
     if log.n_rows:  # a resumed run: the page starts with the rows it already has
         state.add(_raw_rows(log.path))
-    host, port = _host_port(serve)
-    server = PageServer(make_app(state, PatternViews(predictor, options).view), host, port)
+    server = PageServer(make_app(state, PatternViews(predictor, options).view), sock)
     server.start()
-    shown = f"[{host}]" if ":" in host else host
-    console.print(f"page: http://{shown}:{server.port}/", highlight=False)
+    console.print(f"page: {server.url}", highlight=False)
     return server, state
 
 
@@ -114,37 +114,49 @@ def watch_cmd(
     options = _reading_options(wavelength, x_unit, poni, mask)
     _check_watch(folder, out, settle, poll)
     _model_inputs(model, mask)  # a missing model file: one line now, not after the first frame
+    sock = None
+    if serve is not None:
+        from ..workflows.livepage import bind
+
+        sock = bind(*_host_port(serve))
     predictor = _predictor(model, threshold, guard)
     log = RunLog(out, csv_header(predictor.phases))
     server = None
-    if serve is not None:
-        server, state = _serve(serve, predictor, options, log, str(folder))
+    if sock is not None:
+        server, state = _serve(sock, predictor, options, log, str(folder))
     warm_up(predictor, options)
     settings = WatchSettings(settle=settle, poll=poll)
     stop = threading.Event()
     resumed = f" (resuming: {log.n_rows} rows already)" if log.n_rows else ""
     console.print(f"watching {folder}/ → {out}{resumed}; Ctrl-C stops", highlight=False)
 
+    failed = 0
+
     def shown(preds: list, rows: list[list[str]]) -> None:
+        nonlocal failed
+        failed += sum(not p.ok for p in preds)
         if server is not None:
             state.add(rows)
         for p in preds:
-            note = f"[red]{p.error}[/red]" if p.error else ", ".join(p.found) or "nothing called"
-            console.print(f"{p.file}: {note}", highlight=False, soft_wrap=True)
+            note = f"[red]{escape(p.error)}[/red]" if p.error else escape(", ".join(p.found))
+            console.print(f"{escape(p.file)}: {note or 'nothing called'}", soft_wrap=True)
 
+    how = "SIGTERM"
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a service manager's stop
     try:
-        report = watch(predictor, folder, log, options, settings, stop, on_rows=shown)
+        watch(predictor, folder, log, options, settings, stop, on_rows=shown)
     except KeyboardInterrupt:
-        stop.set()
-        report = None
+        how = "Ctrl-C"
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if server is not None:
             server.stop()
-    total = f"{log.n_rows} rows in {out}"
-    if report is None:
-        err_console.print(f"stopped (Ctrl-C): {total}, every one complete", highlight=False)
-    else:
-        console.print(f"stopped: {total}", highlight=False)
+    bad = f"; {failed} file(s) failed (their rows say why)" if failed else ""
+    err_console.print(
+        f"stopped ({how}): {log.n_rows} rows in {out}, every one complete{bad}", highlight=False
+    )
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command("timeline")

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -298,6 +300,22 @@ def _predict_batch(
     return kept
 
 
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C during the block is raised when it ends (in the main thread; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda sig, _: caught.append(sig))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            raise KeyboardInterrupt
+
+
 def watch(
     predictor: Predictor,
     folder: str | Path,
@@ -328,11 +346,12 @@ def watch(
                     predictor, ready[i : i + settings.batch], options, fw, report
                 )
                 rows = [p.row(predictor.phases) for p in preds]
-                log.append(rows)
-                report.rows += len(rows)
-                report.failed += sum(not p.ok for p in preds)
-                if on_rows is not None and rows:
-                    on_rows(preds, rows)
+                with _interrupts_deferred():  # rows written, counted and shown together
+                    log.append(rows)
+                    report.rows += len(rows)
+                    report.failed += sum(not p.ok for p in preds)
+                    if on_rows is not None and rows:
+                        on_rows(preds, rows)
     finally:
         fw.stop()
     return report

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -249,37 +250,47 @@ def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-class PageServer:
-    """uvicorn serving ``app`` on ``host:port`` in a background thread."""
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (0: any free port); one clear error if it cannot be had."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        raise XrdmtlError(
+            f"cannot serve the page on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    sock.listen(64)
+    return sock
 
-    def __init__(self, app: Any, host: str, port: int) -> None:
+
+class PageServer:
+    """uvicorn serving ``app`` on a bound socket (:func:`bind`) in a background thread."""
+
+    def __init__(self, app: Any, sock: socket.socket) -> None:
         import uvicorn
 
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        self.sock = sock
+        config = uvicorn.Config(app, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="xrdmtl-page", daemon=True)
-
-    def start(self, timeout: float = 10.0) -> None:
-        """Start serving; raise a clear error if the port cannot be bound."""
-        self.thread.start()
-        waited = 0.0
-        while not self.server.started and self.thread.is_alive() and waited < timeout:
-            threading.Event().wait(0.05)
-            waited += 0.05
-        if not self.server.started:
-            raise XrdmtlError(
-                f"cannot serve the page on {self.server.config.host}:{self.server.config.port} "
-                "(port in use or not allowed?)"
-            )
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, name="xrdmtl-page", daemon=True
+        )
 
     @property
-    def port(self) -> int:
-        """The port served (the one the system chose where 0 was asked for)."""
-        return int(self.server.servers[0].sockets[0].getsockname()[1])
+    def url(self) -> str:
+        host, port = self.sock.getsockname()[:2]
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+    def start(self) -> None:
+        self.thread.start()
 
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=5)
+        self.sock.close()
 
 
 def timeline_png(table: RunTable, path: str | Path) -> Path:
