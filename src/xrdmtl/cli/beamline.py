@@ -41,21 +41,24 @@ def _host_port(serve: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", number
 
 
-def _check_watch(folder: Path, out: Path, settle: float, poll: float | None) -> None:
+def _check_watch(
+    folder: Path, out: Path, settle: float, poll: float | None, inputs: list[Any]
+) -> None:
+    """Refuse, with one line, a missing folder, bad timings or an --out that is one of ``inputs``."""
     from ..io.writers import check_output_file
 
     if not folder.is_dir():
         raise XrdmtlError(f"{folder}: no such folder to watch")
     if settle < 0 or (poll is not None and poll <= 0):
         raise XrdmtlError("--settle must be ≥ 0 and --poll > 0 seconds")
-    check_output_file(out, "--out")
+    check_output_file(out, "--out", [f for f in inputs if f is not None])
 
 
-def _serve(sock: Any, predictor: Any, options: Any, log: Any, title: str) -> tuple[Any, Any]:
+def _serve(sock: Any, predictor: Any, options: Any, log: Any, folder: Path) -> tuple[Any, Any]:
     """Start the page server on the bound socket; (server, state)."""
     from ..workflows.livepage import PageServer, PatternViews, RunState, make_app, run_meta
 
-    state = RunState(log.header, run_meta(predictor, title))
+    state = RunState(log.header, run_meta(predictor, str(folder)))
     if log.n_rows:  # a resumed run: the page starts with the rows it already has
         state.add(_raw_rows(log.path))
     server = PageServer(make_app(state, PatternViews(predictor, options).view), sock)
@@ -107,56 +110,69 @@ def watch_cmd(
     order; a file still being written is waited for) and append its row to the CSV, with the
     columns of predict's CSV. A restart with the same --out resumes: no file is predicted twice.
     Stop with Ctrl-C."""
-    from ..inference.watch import WatchSettings, warm_up, watch
+    from ..inference.watch import WatchReport, WatchSettings, warm_up
     from ..io.runlog import RunLog
     from ..io.writers import csv_header
 
     options = _reading_options(wavelength, x_unit, poni, mask)
-    _check_watch(folder, out, settle, poll)
-    _model_inputs(model, mask)  # a missing model file: one line now, not after the first frame
+    _check_watch(folder, out, settle, poll, [poni, *_model_inputs(model, mask)])
     sock = None
     if serve is not None:
         from ..workflows.livepage import bind
 
-        sock = bind(*_host_port(serve))
+        sock = bind(*_host_port(serve))  # before any work: a port in use is one line now
     predictor = _predictor(model, threshold, guard)
     log = RunLog(out, csv_header(predictor.phases))
-    server = None
-    if sock is not None:
-        server, state = _serve(sock, predictor, options, log, str(folder))
+    server, state = (None, None) if sock is None else _serve(sock, predictor, options, log, folder)
     warm_up(predictor, options)
-    settings = WatchSettings(settle=settle, poll=poll)
-    stop = threading.Event()
     resumed = f" (resuming: {log.n_rows} rows already)" if log.n_rows else ""
     console.print(f"watching {folder}/ → {out}{resumed}; Ctrl-C stops", highlight=False)
+    report = WatchReport()
+    try:
+        how = _watch_until_stopped(
+            predictor, folder, log, options, WatchSettings(settle=settle, poll=poll), report, state
+        )
+    finally:
+        if server is not None:
+            server.stop()
+    bad = f"; {report.failed} file(s) failed (their rows say why)" if report.failed else ""
+    gone = f"; {len(report.skipped)} removed before they were read" if report.skipped else ""
+    err_console.print(
+        f"stopped ({how}): {log.n_rows} rows in {out}, every one complete{bad}{gone}",
+        highlight=False,
+    )
+    if report.failed:
+        raise typer.Exit(1)
 
-    failed = 0
+
+def _watch_until_stopped(
+    predictor: Any,
+    folder: Path,
+    log: Any,
+    options: Any,
+    settings: Any,
+    report: Any,
+    state: Any,
+) -> str:
+    """Run the watch, each batch's rows printed (and sent to the page); what stopped it."""
+    from ..inference.watch import watch
 
     def shown(preds: list, rows: list[list[str]]) -> None:
-        nonlocal failed
-        failed += sum(not p.ok for p in preds)
-        if server is not None:
+        if state is not None:
             state.add(rows)
         for p in preds:
             note = f"[red]{escape(p.error)}[/red]" if p.error else escape(", ".join(p.found))
             console.print(f"{escape(p.file)}: {note or 'nothing called'}", soft_wrap=True)
 
-    how = "SIGTERM"
+    stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a service manager's stop
     try:
-        watch(predictor, folder, log, options, settings, stop, on_rows=shown)
+        watch(predictor, folder, log, options, settings, stop, on_rows=shown, report=report)
     except KeyboardInterrupt:
-        how = "Ctrl-C"
+        return "Ctrl-C"
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if server is not None:
-            server.stop()
-    bad = f"; {failed} file(s) failed (their rows say why)" if failed else ""
-    err_console.print(
-        f"stopped ({how}): {log.n_rows} rows in {out}, every one complete{bad}", highlight=False
-    )
-    if failed:
-        raise typer.Exit(1)
+    return "SIGTERM"
 
 
 @app.command("timeline")

@@ -324,13 +324,15 @@ def watch(
     settings: WatchSettings | None = None,
     stop: threading.Event | None = None,
     on_rows: RowsCallback | None = None,
+    report: WatchReport | None = None,
 ) -> WatchReport:
     """Predict every file of ``folder`` not in ``log`` as it completes, until ``stop`` is set
-    (or Ctrl-C). ``on_rows(predictions, rows)`` is called after each batch is appended."""
+    (or Ctrl-C). ``on_rows(predictions, rows)`` is called after each batch is appended; ``report``
+    (returned, or kept up to date where given: it survives a Ctrl-C) counts what was done."""
     settings = settings or WatchSettings()
     stop = stop or threading.Event()
     fw = FolderWatch(folder, log.done, settings, exclude=[log.path])
-    report = WatchReport()
+    report = report if report is not None else WatchReport()
     options = options or ReadOptions()
     fw.start()
     try:

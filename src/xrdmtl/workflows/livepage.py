@@ -160,7 +160,7 @@ class PatternViews:
     def _read(self, label: str) -> Pattern:
         base = label.partition("::")[0]
         for name, item in read_path(base, self.options):
-            if name == label or (name == base and label == base):
+            if name == label:
                 if isinstance(item, XrdmtlError):
                     raise item
                 return item
