@@ -50,7 +50,16 @@ def test_kill_restart_and_ctrl_c(model: Path, tmp_path: Path) -> None:
 def test_bad_options_are_one_line(model: Path, tmp_path: Path) -> None:
     missing = invoke("watch", tmp_path / "nope", "--model", model)
     assert missing.exit_code == 2 and "no such folder" in missing.stderr
-    bad = invoke("watch", tmp_path, "--model", model, "--serve", "localhost:http")
+    bad = invoke(
+        "watch",
+        tmp_path,
+        "--model",
+        model,
+        "--out",
+        tmp_path / "r.csv",
+        "--serve",
+        "localhost:http",
+    )
     assert bad.exit_code == 2 and "--serve takes [HOST:]PORT" in bad.stderr
 
 
