@@ -61,6 +61,7 @@ def test_bad_options_are_one_line(model: Path, tmp_path: Path) -> None:
         "localhost:http",
     )
     assert bad.exit_code == 2 and "--serve takes [HOST:]PORT" in bad.stderr
+    assert not (tmp_path / "r.csv").exists()  # refused before any work
 
 
 def test_timeline_png_and_html(tmp_path: Path) -> None:
