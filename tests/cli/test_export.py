@@ -18,6 +18,7 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 
+@pytest.mark.slow
 def test_onnx_round_trip_with_adapter(tmp_path: Path) -> None:
     base = load_model(default_model_dir(), device="cpu")
     x = _example_inputs(base)

@@ -17,6 +17,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return toy_model(tmp_path_factory.mktemp("model") / "toy")
 
 
+@pytest.mark.slow
 def test_kill_restart_and_ctrl_c(model: Path, tmp_path: Path) -> None:
     folder, out = tmp_path / "run", tmp_path / "run.csv"
     folder.mkdir()

@@ -26,6 +26,7 @@ PAINTED = """(() => {{ const c = document.getElementById({id!r});
   let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; }})()"""
 
 
+@pytest.mark.slow
 def test_live_page(tmp_path: Path) -> None:
     pytest.importorskip("websockets", reason="the page test drives chromium with websockets")
     model = toy_model(tmp_path / "toy")

@@ -52,7 +52,7 @@ class Running:
         assert not self.thread.is_alive()
 
 
-def write_slowly(path: Path, data: bytes, pieces: int = 40, pause: float = 0.02) -> None:
+def write_slowly(path: Path, data: bytes, pieces: int = 60, pause: float = 0.02) -> None:
     """Write ``data`` in pieces with pauses shorter than the settle time (one open, flushed)."""
     with open(path, "wb") as fh:
         for chunk in np.array_split(np.frombuffer(data, np.uint8), pieces):
@@ -74,13 +74,16 @@ def test_files_landing_while_watching(predictor: Predictor, tmp_path: Path) -> N
     run = Running(predictor, folder, out)
     try:
         run.wait_rows(2)
-        write_slowly(folder / "f_11.xy", pattern_bytes(11))
+        slow = threading.Thread(target=write_slowly, args=(folder / "f_11.xy", pattern_bytes(11)))
+        slow.start()  # f_11 is still being written while the next ones land complete
+        time.sleep(0.1)
         (folder / "f_12.xy").write_bytes(b"this is not a pattern\n")
         (folder / "f_13.xy").write_bytes(pattern_bytes(13))
         (folder / "f_13.xy").unlink()  # removed before it settled: never read
         (folder / "notes.log").write_text("not a pattern file: never read\n")
         (folder / ".f_14.xy.part").write_bytes(pattern_bytes(14))  # a writer's temporary file
         os.replace(folder / ".f_14.xy.part", folder / "f_14.xy")
+        slow.join()
         run.wait_rows(5)
         time.sleep(2 * SETTINGS.settle)  # nothing more may come
     finally:
