@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from pathlib import Path
 from ..atomic import write_bytes
 from ..errors import OutputError, XrdmtlError
 
-__all__ = ["RunLog", "RunTable", "file_key", "read_run"]
+__all__ = ["RunLog", "RunTable", "cell_columns", "file_key", "number", "read_run"]
 
 
 def file_key(label: str) -> str:
@@ -99,25 +100,27 @@ class RunLog:
 
 @dataclass
 class RunTable:
-    """A predictions CSV as columns: ``phases`` in the CSV's order, per row the file, each phase's
-    probability (None where the row has an error), the phases called, warning and error, and ``cells``: for each
-    ``<phase>_a``/``<phase>_c`` column the CSV holds, its values (None where empty)."""
+    """A predictions CSV: its ``header`` and ``rows``, and as columns: ``phases`` in the CSV's
+    order, per row the file, each phase's probability (None where the row has an error), the
+    error, and ``cells``: for each ``<phase>_a``/``<phase>_c`` column the CSV holds, its values
+    (None where empty)."""
 
     phases: list[str]
+    header: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)  # as read, each as long as the header
     files: list[str] = field(default_factory=list)
     probabilities: dict[str, list[float | None]] = field(default_factory=dict)
-    calls: list[list[str]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     cells: dict[str, list[float | None]] = field(default_factory=dict)
 
 
-def _number(text: str) -> float | None:
+def number(text: str) -> float | None:
+    """A CSV cell as a finite number; None where empty, not a number, NaN or infinite."""
     try:
         value = float(text)
     except ValueError:
         return None
-    return value if value == value else None  # NaN → None
+    return value if math.isfinite(value) else None
 
 
 def cell_columns(header: Sequence[str], phases: Sequence[str]) -> list[str]:
@@ -139,17 +142,16 @@ def read_run(path: str | Path) -> RunTable:
     if not header or header[0] != "file" or not phases or "error" not in header:
         raise XrdmtlError(f"{path} is not a predictions CSV (file, p_<phase>…, …, error)")
     col = {name: i for i, name in enumerate(header)}
-    table = RunTable(phases, probabilities={p: [] for p in phases})
+    table = RunTable(phases, header, probabilities={p: [] for p in phases})
     cells = cell_columns(header, phases)
     table.cells = {c: [] for c in cells}
     for row in rows[1:]:
         row = row + [""] * (len(header) - len(row))
+        table.rows.append(row)
         table.files.append(row[0])
-        table.calls.append([p for p in phases if p in col and row[col[p]] == "1"])
-        table.warnings.append(row[col["warning"]] if "warning" in col else "")
         table.errors.append(row[col["error"]])
         for p in phases:
-            table.probabilities[p].append(_number(row[col[f"p_{p}"]]))
+            table.probabilities[p].append(number(row[col[f"p_{p}"]]))
         for c in cells:
-            table.cells[c].append(_number(row[col[c]]))
+            table.cells[c].append(number(row[col[c]]))
     return table

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import XrdmtlError
 from ..inference.predictor import Predictor
 from ..io.read import ReadOptions, read_path
-from ..io.runlog import RunTable, cell_columns
+from ..io.runlog import RunTable, cell_columns, number
 from ..physics.pattern import Pattern
 
 N_TICKS = 40  # strongest reflections per phase drawn under a pattern
@@ -46,14 +46,6 @@ def render_page(data: dict[str, Any] | None) -> str:
         .replace("/*SCRIPT*/", _asset("watch.js"))
         .replace("/*DATA*/null", embedded.replace("</", "<\\/"))
     )
-
-
-def _float(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if np.isfinite(value) else None
 
 
 class RunState:
@@ -77,13 +69,13 @@ class RunState:
         return {
             "i": index,
             "file": row[0],
-            "p": [_float(row[col[f"p_{p}"]]) for p in self.phases],
+            "p": [number(row[col[f"p_{p}"]]) for p in self.phases],
             "calls": [p for p in self.phases if row[col[p]] == "1"]
             if self.phases[0] in col
             else [],
             "warning": row[col["warning"]] if "warning" in col else "",
             "error": row[col["error"]] if "error" in col else "",
-            "cells": {c: _float(row[col[c]]) for c in self._cells},
+            "cells": {c: number(row[col[c]]) for c in self._cells},
         }
 
     def add(self, rows: Sequence[Sequence[str]]) -> None:
@@ -115,24 +107,6 @@ def run_meta(predictor: Predictor, title: str) -> dict[str, Any]:
         "phases": list(predictor.phases),
         "thresholds": [float(t) for t in predictor.thresholds],
     }
-
-
-def table_data(table: RunTable, title: str) -> dict[str, Any]:
-    """Meta and records of a finished run's CSV, for a static page."""
-    records = [
-        {
-            "i": i,
-            "file": file,
-            "p": [table.probabilities[ph][i] for ph in table.phases],
-            "calls": table.calls[i],
-            "warning": table.warnings[i],
-            "error": table.errors[i],
-            "cells": {c: v[i] for c, v in table.cells.items()},
-        }
-        for i, file in enumerate(table.files)
-    ]
-    meta = {"title": title, "phases": table.phases, "thresholds": None, "cells": list(table.cells)}
-    return {"meta": meta, "rows": records}
 
 
 class PatternViews:
@@ -336,5 +310,7 @@ def timeline_html(table: RunTable, path: str | Path, title: str) -> Path:
     """The run's page with the CSV's rows embedded (no server): timeline, cells, last files."""
     from ..atomic import write_text
 
-    write_text(path, render_page(table_data(table, title)))
+    state = RunState(table.header, {"title": title, "phases": table.phases, "thresholds": None})
+    state.add(table.rows)
+    write_text(path, render_page({"meta": state.meta, "rows": state.records}))
     return Path(path)
