@@ -33,7 +33,8 @@ from typing import Any
 from ..io.read import FRAME_EXTENSIONS, ReadOptions
 from ..io.readers import PATTERN_EXTENSIONS
 from ..io.runlog import RunLog
-from .predictor import Prediction, Predictor
+from .predictor import Predictor
+from .results import Prediction
 
 RESCAN = 30.0  # s between full listings of the folder when file-system events are used
 TICK = 0.05  # s between checks of files still settling
@@ -254,9 +255,7 @@ def warm_up(predictor: Predictor, options: ReadOptions) -> None:
         blank = np.ones(integrator.shape, np.float32)
         integrator.integrate(blank)
         if options.mask == "auto":
-            from ..io.masking import auto_mask
-
-            auto_mask(blank, integrator)
+            integrator.auto_mask(blank)
 
 
 RowsCallback = Callable[[list[Prediction], list[list[str]]], None]
