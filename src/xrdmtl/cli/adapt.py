@@ -76,7 +76,13 @@ def _choice_lines(report: AdaptReport) -> list[str]:
         f"adapted model in {report.out} ({report.seconds:.0f} s, {len(report.files)} labeled "
         f"patterns): {fit.regime.describe()}",
     ]
-    if chosen.kind == "network" and not report.adapted.network_tuned:
+    if fit.overruled is not None:
+        lines.append(
+            f"kept the network alone: leave-one-out preferred {fit.overruled.describe()} "
+            f"({fit.overruled.exact:.1%}), but repeated without each labeled pattern that choice "
+            f"scored below the network ({null.exact:.1%})"
+        )
+    elif chosen.kind == "network" and not report.adapted.network_tuned:
         rivals = [c for c in fit.candidates if c is not null]
         best = min(rivals, key=lambda c: c.brier) if rivals else None
         why = (

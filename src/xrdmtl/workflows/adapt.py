@@ -287,6 +287,7 @@ class AdaptReport:
             "estimate": None if estimate is None else dataclasses.asdict(estimate),
             "network_alone": _summary(fit.network),
             "with_contradicted_kept": None if keep is None else _summary(keep),
+            "overruled": None if fit.overruled is None else _summary(fit.overruled),
             "skipped": self.skipped,
             "flagged_by_audit": self.flagged,
             "left_out_of_vote": self.left_out,
