@@ -9,6 +9,7 @@ import numpy as np
 from xrdmtl.inference.parallel import write_timelines
 from xrdmtl.inference.predictor import Prediction
 from xrdmtl.io.plots import plot_pattern, plot_timeline
+from xrdmtl.physics.miller import format_hkl
 from xrdmtl.physics.pattern import Pattern
 from xrdmtl.physics.phases import get_phase
 
@@ -101,7 +102,8 @@ def test_pattern_figure_reads_like_a_diffraction_plot() -> None:
         "scan.xy" in title and "calcite p=0.97" in title and "unexplained peaks at Q=3.61" in title
     )
     labels = {t.get_text() for ax in fig.axes for t in ax.texts}
-    hkl = {"".join(str(int(h)) for h in calcite.hkl[i]) for i in np.argsort(-calcite.intensity)[:3]}
+    hkl = {format_hkl(calcite.hkl[i], "tex") for i in np.argsort(-calcite.intensity)[:3]}
+    assert r"$2\bar{1}6$" in hkl  # a trigonal index with its overbar, never "2-16"
     assert hkl <= labels, (hkl, labels)  # the matched reflections are labelled with their hkl
     assert "?" in labels  # the unexplained peak is marked
     every = [

@@ -122,6 +122,7 @@ def phases_cmd(
     """The phase library (name, formula, space group, cell, source), or one phase's reflections."""
     from rich.table import Table
 
+    from ..physics.miller import format_hkl
     from ..physics.phases import Phase, get_phase, library, library_role
 
     if wavelength is not None and not wavelength > 0:
@@ -158,7 +159,7 @@ def phases_cmd(
     for i in range(len(refl.q)):
         tth = [f"{refl.two_theta[i]:.3f}"] if wavelength and refl.two_theta is not None else []
         table.add_row(
-            " ".join(map(str, refl.hkl[i])),
+            format_hkl(refl.hkl[i]),
             f"{refl.d[i]:.4f}",
             f"{refl.q[i]:.4f}",
             *tth,

@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..atomic import atomic_path
+from ..physics.miller import format_hkl
 from ..physics.pattern import Pattern
 from ..physics.phases import Reflections
 
@@ -107,12 +108,6 @@ def _peak_near(
         return at, float(np.interp(at, q[ok], y[ok]))
     i = np.flatnonzero(near)[np.argmax(y[near])]
     return float(q[i]), float(y[i])
-
-
-def _hkl(hkl: Any) -> str:
-    """Miller indices as a label: ``104``, ``2-10``; separated by spaces where one has two digits."""
-    parts = [str(int(h)) for h in hkl]
-    return (" " if any(len(p.lstrip("-")) > 1 for p in parts) else "").join(parts)
 
 
 def _two_theta_axis(ax: Any, wavelength: float) -> None:
@@ -291,7 +286,7 @@ def pattern_figure(
                     )
                     for j in np.argsort(-refl.intensity[idx])[:N_HKL_LABELS]:
                         ax.annotate(
-                            _hkl(refl.hkl[idx[j]]),
+                            format_hkl(refl.hkl[idx[j]], "tex"),
                             at[j],
                             xytext=(0, 7),
                             textcoords="offset points",
