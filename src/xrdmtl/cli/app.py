@@ -353,13 +353,6 @@ def _predictions_json(preds: list, predictor: Any) -> dict:
     }
 
 
-def _tail(text: str, n: int) -> str:
-    """The end of ``text`` in ``n`` characters, an ellipsis in front where cut (markup escaped)."""
-    from rich.markup import escape
-
-    return escape(text if len(text) <= n else "…" + text[len(text) - n + 1 :])
-
-
 def _clip(text: str, n: int = 60) -> str:
     """``text`` cut to ``n`` characters, with an ellipsis where cut (markup escaped)."""
     from rich.markup import escape
@@ -370,19 +363,24 @@ def _clip(text: str, n: int = 60) -> str:
 def _summary_table(preds: list, phases: list[str], title: str) -> Any:
     """A rich table: one row per pattern for small runs (probability per phase, ✓ where called),
     counts per phase for large ones."""
+    from rich.markup import escape
     from rich.table import Table
+
+    from .names import distinct_clips
 
     ok = [p for p in preds if p.ok]
     table = Table(title=title)
     if len(preds) <= 40:
         table.caption = "p per phase, ✓ = called present; full warnings in the CSV"
-        # a file name keeps one line: its end (the part that tells files apart) within the room left
+        # a file name keeps one line within the room left, cut where the names stay distinct
         room = max(16, min(60, err_console.width - sum(max(len(n), 6) + 3 for n in phases) - 28))
-        table.add_column("file", no_wrap=True, max_width=room)
+        shown = distinct_clips([p.file for p in preds], room)
+        width = max(map(len, shown), default=4)  # kept whole: rich would cut names again
+        table.add_column("file", no_wrap=True, min_width=width, max_width=room)
         for name in phases:
             table.add_column(name, justify="right", no_wrap=True, min_width=6)
         table.add_column("warning / error", overflow="fold", min_width=20)
-        for p in preds:
+        for p, file in zip(preds, map(escape, shown), strict=True):
             if p.ok:
                 cells = [
                     f"[green]{p.probabilities[n]:.2f} ✓[/green]"
@@ -391,14 +389,12 @@ def _summary_table(preds: list, phases: list[str], title: str) -> Any:
                     for n in phases
                 ]
                 table.add_row(
-                    _tail(p.file, room),
+                    file,
                     *cells,
                     f"[yellow]{_clip(p.warning)}[/yellow]" if p.warning else "",
                 )
             else:
-                table.add_row(
-                    _tail(p.file, room), *(["-"] * len(phases)), f"[red]{_clip(p.error)}[/red]"
-                )
+                table.add_row(file, *(["-"] * len(phases)), f"[red]{_clip(p.error)}[/red]")
         return table
     table.add_column("phase")
     table.add_column("found in", justify="right")
