@@ -6,7 +6,6 @@ when any input failed, after processing the rest.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Callable
@@ -500,7 +499,7 @@ def predict_cmd(
     """Call each phase of the model in every pattern: a CSV row per file (or frame) with
     p_<phase>, 0/1 calls, a warning (unexplained peaks, uncertain calls) and an error column,
     then the wavelength, its source and the x unit each pattern was read with."""
-    from ..io.writers import write_csv
+    from ..io.writers import json_text, write_csv
 
     options = _reading_options(wavelength, x_unit, poni, mask)
     if save_mask is not None and mask != "auto":
@@ -522,7 +521,7 @@ def predict_cmd(
     failed = [p for p in preds if not p.ok]
     if as_json:
         sys.stdout.write(
-            json.dumps(_predictions_json(preds, predictor), indent=1, ensure_ascii=False) + "\n"
+            json_text(_predictions_json(preds, predictor), indent=1, ensure_ascii=False) + "\n"
         )
         sys.stdout.flush()
         for p in failed:
@@ -571,8 +570,7 @@ def evaluate_cmd(
 ) -> None:
     """Predict the labeled patterns and score the calls: per-phase accuracy, F1 and ROC AUC,
     exact-match accuracy, and the misclassified files."""
-    import json
-
+    from ..io.writers import json_text
     from ..workflows.evaluate import evaluate_labels
 
     options = _reading_options(wavelength, x_unit, poni, mask)
@@ -586,7 +584,7 @@ def evaluate_cmd(
         note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
     )
     if as_json:
-        sys.stdout.write(json.dumps(result, indent=1) + "\n")
+        sys.stdout.write(json_text(result, indent=1) + "\n")
     else:
         _print_evaluation(result, predictor.phases)
     if result["failed"]:
@@ -703,8 +701,7 @@ def audit_cmd(
 ) -> None:
     """The evidence for and against each label (model probability, peak matches against the phase's
     reflections) with a verdict per label: agrees, uncertain or contradicted; a plot per flagged pattern."""
-    import json
-
+    from ..io.writers import json_text
     from ..workflows.audit import audit_labels
 
     options = _reading_options(wavelength, x_unit, poni, mask)
@@ -727,7 +724,7 @@ def audit_cmd(
     if out is not None:
         table.to_csv(out)
     if as_json:
-        sys.stdout.write(json.dumps(table.to_json(), indent=1) + "\n")
+        sys.stdout.write(json_text(table.to_json(), indent=1) + "\n")
     else:
         console.print(table.rich_table())
         for source, acc in table.accuracy().items():
