@@ -39,7 +39,9 @@ from ..model.files import default_model_dir
 from ..model.preprocess import model_input
 from ..physics.pattern import Pattern
 from ..physics.phases import Reflections, lorentz_polarization
+from ..physics.sanity import data_notes
 from ..physics.units import q_to_tth
+from . import scale
 from .explain import (
     Explanation,
     ReferenceWindows,
@@ -47,6 +49,7 @@ from .explain import (
     saliency,
     top_regions,
 )
+from .scale import ScaleCheck
 
 MIN_COVERAGE = 0.25  # fraction of the model's Q grid a pattern must cover
 N_STRONG = 3  # a phase's strongest reflections that coverage is checked against
@@ -64,6 +67,10 @@ UNIT_CHECK_MIN_PEAKS = (
 )
 UNIT_CHECK_MIN_MATCHED = (
     5  # and another unit is named only where it puts this many strong peaks on reflections
+)
+NON_FINITE = (
+    "the model's output is not a number (NaN or inf) for this pattern: a damaged model file, "
+    "or intensities it cannot read; no call made"
 )
 UNIT_CHECK_HEIGHT = 0.1  # strong peaks for that check: of the strongest background-removed peak
 
@@ -115,6 +122,25 @@ ASSUMED_UNIT_HINT = (
 )
 
 
+def _failed(label: str, problem: str) -> Prediction:
+    """A Prediction with only an error: ``problem``, naming the pattern."""
+    return Prediction(label, error=str(PatternError(problem, label)))
+
+
+def _scale_note(pred: Prediction, pattern: Pattern) -> str:
+    """The "Q scaled by k" line of ``pred`` (see :mod:`xrdmtl.inference.scale`), with the
+    wavelength that would fit where the pattern is in 2θ at a known wavelength; or ""."""
+    e = pred.explanation
+    if e is None or e.q_scale is None:
+        return ""
+    if pattern.unit != "2th_deg" or pattern.wavelength is None:
+        return e.q_scale_note
+    return (
+        f"{e.q_scale_note} (read at λ = {pattern.wavelength:g} Å; "
+        f"λ = {pattern.wavelength / e.q_scale:.4g} Å would fit)"
+    )
+
+
 def _doubtful(pred: Prediction) -> bool:
     """Whether a pattern read in an assumed 2θ answers as a pattern in another unit would: it could not
     be predicted, or no phase is called and peaks stand unexplained (the check costs two more readings,
@@ -133,7 +159,9 @@ def _provenance(pred: Prediction, pattern: Pattern) -> Prediction:
     pred.wavelength_source = meta.get("wavelength_source") or ("poni" if meta.get("poni") else "")
     pred.x_unit = f"{pattern.unit} (assumed)" if assumed else pattern.unit
     first = [
-        str(meta[k]) for k in ("unit_note", "wavelength_note") if meta.get(k)
+        str(meta[k])
+        for k in ("unit_note", "x_unit_note", "wavelength_note", "scale_note", "data_note")
+        if meta.get(k)
     ]  # change how the rest reads
     last = [ASSUMED_UNIT_HINT] if assumed and not pred.ok and not meta.get("unit_note") else []
     if pred.ok and (first or last):
@@ -223,6 +251,9 @@ class Predictor:
             else {name: _phase_reference(name, self.grid.q_max) for name in self.phases}
         )
         self.references = {name: self._reference(refs.get(name)) for name in self.phases}
+        self.scale_check = ScaleCheck.build(
+            {name: r.reflections for name, r in self.references.items()}, self.grid
+        )
 
     def _reference(self, ref: tuple[Reflections, float] | None) -> _Reference:
         if ref is None:
@@ -269,9 +300,10 @@ class Predictor:
             except XrdmtlError as exc:
                 results[i] = Prediction(label, error=str(exc))
                 continue
+            item.meta["data_note"] = "; ".join(data_notes(item, self.grid))
             problem = self._coverage_problem(coverage)
             if problem:
-                results[i] = Prediction(label, error=str(PatternError(problem, label)))
+                results[i] = _failed(label, problem)
                 continue
             good.append(i)
             grids.append((intensity, coverage))
@@ -280,13 +312,17 @@ class Predictor:
             coverage = np.stack([g[1] for g in grids])
             x = model_input(intensity, coverage, self.grid.step)
             probs = np.asarray(self.model.predict_proba(x), dtype=float)
+            finite = np.isfinite(probs).all(axis=1)  # NaN/inf: a damaged model or input, no answer
             sal = saliency(self.model.net, x) if explain else None
-            done = self._finish([items[i][0] for i in good], x, probs, coverage, sal)
+            done = self._finish(
+                [items[i][0] for i in good], x, np.where(finite[:, None], probs, 0.0), coverage, sal
+            )
             for k, (i, pred) in enumerate(zip(good, done, strict=True)):
-                results[i] = pred
-                inputs[i] = x[k]
+                results[i] = pred if finite[k] else _failed(pred.file, NON_FINITE)
+                inputs[i] = x[k] if finite[k] else None
         for (_, item), result in zip(items, results, strict=True):
             if result is not None and isinstance(item, Pattern):
+                item.meta["scale_note"] = _scale_note(result, item)
                 if item.meta.get("x_unit_assumed") and _doubtful(result):
                     item.meta["unit_note"] = self._other_unit(item)
                 _provenance(result, item)
@@ -412,6 +448,7 @@ class Predictor:
         peakless = (
             calls.astype(bool) & known[None, :] & ~np.stack([h.any(axis=1) for h in hits], axis=1)
         )
+        scales = self._q_scales(rows, idx, strong_peak, count, coverage)
         uncertain = np.abs(probs - self.thresholds[None, :]) < UNCERTAIN_MARGIN
         unchecked = (calls.astype(bool) & ~known[None, :]).any(axis=1)
         split = np.searchsorted(rows, np.arange(len(names) + 1))
@@ -458,6 +495,8 @@ class Predictor:
                     if r.reflections is not None
                 },
                 unexplained=unexplained,
+                q_scale=scales[b][0] if b in scales else None,
+                q_scale_note=scales[b][1] if b in scales else "",
             )
             if sal is not None:
                 expl.saliency = {n: sal[b, t] for t, n in enumerate(self.phases)}
@@ -470,6 +509,41 @@ class Predictor:
                     warning="; ".join(warnings),
                     explanation=expl,
                 )
+            )
+        return out
+
+    def _q_scales(
+        self,
+        rows: np.ndarray,
+        idx: np.ndarray,
+        strong: np.ndarray,
+        count: np.ndarray,
+        coverage: np.ndarray,
+    ) -> dict[int, tuple[float, str]]:
+        """Per pattern of the batch whose strong peaks fit the phases only with Q scaled by k
+        (see :mod:`xrdmtl.inference.scale`): k and the line that says so."""
+        n_rows = count.shape[0]
+        n_strong = np.bincount(rows[strong], minlength=n_rows)
+        all_q = self.grid.values[idx]
+        n_read = np.bincount(rows[strong & self.scale_check.fits(all_q)], minlength=n_rows)
+        gated = np.flatnonzero((n_strong >= scale.MIN_PEAKS) & (n_read < scale.MIN_FIT * n_strong))
+        if not gated.size:
+            return {}
+        sel = strong & np.isin(rows, gated)
+        local = np.searchsorted(gated, rows[sel])  # row of each selected peak among the gated
+        peak_q = all_q[sel]
+        best, at_best, at_one = self.scale_check.scales(
+            peak_q, local, count[gated], coverage[gated]
+        )
+        out = {}
+        for r in np.flatnonzero(np.isfinite(best)):
+            k, b = float(best[r]), int(gated[r])
+            names = self.scale_check.phases_at(peak_q[local == r], k, count[b], coverage[b])
+            out[b] = (
+                k,
+                f"the strong peaks fit {', '.join(names)} with Q scaled by k = {k:.3f} "
+                f"({at_best[r]} of {n_strong[b]}; as read {at_one[r]}): check the wavelength "
+                "or the detector distance",
             )
         return out
 
