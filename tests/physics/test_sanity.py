@@ -83,8 +83,14 @@ def test_saturated_data_gets_a_note_but_low_counts_do_not() -> None:
 def test_a_step_too_coarse_for_the_grid_gets_a_note() -> None:
     fine = np.arange(5, 40, 0.01)
     coarse = np.arange(5, 40, 0.2)  # ≈ 0.04 Å⁻¹ at 0.561 Å: 20 grid steps
-    assert coarse_note(tth_to_q(fine, WAVELENGTH), DEFAULT_GRID) == ""
-    assert "too coarse" in coarse_note(tth_to_q(coarse, WAVELENGTH), DEFAULT_GRID)
+    assert not [
+        n for n in data_notes(Pattern(fine, peaks(fine), "2th_deg", WAVELENGTH), DEFAULT_GRID)
+    ]
+    (note,) = data_notes(
+        Pattern(coarse, peaks(coarse, width=0.3), "2th_deg", WAVELENGTH), DEFAULT_GRID
+    )
+    assert note.startswith("x step too coarse for the model") and "× its grid step" in note
+    assert coarse_note(DEFAULT_GRID.step, DEFAULT_GRID) == ""
 
 
 def test_huge_intensities_read_as_the_same_pattern() -> None:

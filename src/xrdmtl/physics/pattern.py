@@ -90,11 +90,16 @@ def gap_steps(v: np.ndarray) -> np.ndarray:
     × the shorter of its two neighbouring steps. The second test keeps an axis whose step grows
     smoothly (equal steps in d seen in Q) free of gaps; the first, a slightly irregular one."""
     dv = np.abs(np.diff(v))
+    return gaps_in_steps(dv, float(np.median(dv)) if dv.size else 0.0)
+
+
+def gaps_in_steps(dv: np.ndarray, median: float) -> np.ndarray:
+    """:func:`gap_steps` from the absolute steps ``dv`` and their ``median``, computed once."""
     if dv.size < 3:
         return np.zeros(0, dtype=int)
     padded = np.concatenate(([np.inf], dv, [np.inf]))
     beside = np.minimum(padded[:-2], padded[2:])
-    return np.flatnonzero((dv > GAP_FACTOR * np.median(dv)) & (dv > GAP_FACTOR * beside))
+    return np.flatnonzero((dv > GAP_FACTOR * median) & (dv > GAP_FACTOR * beside))
 
 
 def _float32_safe(y: np.ndarray) -> np.ndarray:
@@ -115,7 +120,9 @@ def resample(q: np.ndarray, y: np.ndarray, grid: QGrid) -> tuple[np.ndarray, np.
     g = grid.values
     half = grid.step / 2.0
     covered = (g - half >= q[0]) & (g + half <= q[-1])
-    gaps = gap_steps(q)
+    dq = np.diff(q)
+    median_step = float(np.median(dq))
+    gaps = gaps_in_steps(dq, median_step)
     if gaps.size:  # bins overlapping a gap's open interval (q[i], q[i+1]) hold no data
         starts = np.searchsorted(g + half, q[gaps], side="right")
         stops = np.searchsorted(g - half, q[gaps + 1], side="left")
@@ -128,7 +135,6 @@ def resample(q: np.ndarray, y: np.ndarray, grid: QGrid) -> tuple[np.ndarray, np.
     edges = np.clip(np.concatenate((g - half, g[-1:] + half)), q[0], q[-1])
     binned = np.diff(np.interp(edges, q, area)) / grid.step
     point = np.interp(g, q, y)
-    median_step = float(np.median(np.diff(q)))
     out = binned if median_step < grid.step else point
     out = np.where(covered, out, 0.0).astype(np.float32)
     return out, covered

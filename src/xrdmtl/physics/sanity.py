@@ -11,7 +11,8 @@ pattern read against a model's Q grid. They become warnings of the pattern's pre
   :data:`SATURATED_COUNT` points in all, standing over :data:`SATURATED_SNR` noise units above the
   median (a detector's flat top; low-count patterns whose maximum repeats by chance are spared);
 - **too coarse a step**: the median step in Q over :data:`COARSE_FACTOR` × the grid's step (the
-  narrowest peaks the models learn span about two grid steps).
+  narrowest peaks the models learn span about two grid steps; at 0.561 Å that is 2θ steps over
+  about 0.09°).
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .grid import QGrid
-from .pattern import Pattern
-from .units import to_q
+from .pattern import Pattern, gaps_in_steps
 
 NEGATIVE_ALONE = 0.9  # fraction of points below zero that is worth a note whatever the peaks do
 SATURATED_RUN = 3
@@ -39,13 +39,14 @@ def x_range(pattern: Pattern, lo: float, hi: float) -> str:
     return f"Q {a:.3f}–{b:.3f} {'Å⁻¹' if pattern.unit == 'q_A^-1' else 'nm⁻¹'}"
 
 
-def gap_note(pattern: Pattern, grid: QGrid) -> str:
-    """The gaps in x inside the grid's Q range, or ""."""
-    shown = []
-    for lo, hi in pattern.gaps():
-        q = to_q(np.array([lo, hi]), pattern.unit, pattern.wavelength)
-        if q.max() > grid.q_min and q.min() < grid.q_max:
-            shown.append(x_range(pattern, lo, hi))
+def gap_note(pattern: Pattern, q: np.ndarray, gaps: np.ndarray, grid: QGrid) -> str:
+    """The gaps (step indices ``gaps`` of ``pattern.x``, whose Q is ``q``) inside the grid's Q
+    range, or ""."""
+    shown = [
+        x_range(pattern, float(pattern.x[i]), float(pattern.x[i + 1]))
+        for i in gaps
+        if max(q[i], q[i + 1]) > grid.q_min and min(q[i], q[i + 1]) < grid.q_max
+    ]
     if not shown:
         return ""
     return f"no data at {', '.join(shown)} (a gap in x: not interpolated, not counted as covered)"
@@ -85,13 +86,8 @@ def saturated_note(y: np.ndarray) -> str:
     )
 
 
-def coarse_note(q: np.ndarray, grid: QGrid) -> str:
-    """A median step in Q (inside the grid) too coarse for the grid, or ""."""
-    q = np.sort(q)
-    inside = q[(q >= grid.q_min) & (q <= grid.q_max)]
-    if inside.size < 3:
-        return ""
-    step = float(np.median(np.diff(inside)))
+def coarse_note(step: float, grid: QGrid) -> str:
+    """A median step in Q (``step``, Å⁻¹) too coarse for the grid, or ""."""
     if step <= COARSE_FACTOR * grid.step:
         return ""
     return (
@@ -101,11 +97,15 @@ def coarse_note(q: np.ndarray, grid: QGrid) -> str:
 
 
 def data_notes(pattern: Pattern, grid: QGrid) -> list[str]:
-    """Every sanity note of ``pattern`` read against ``grid`` (see the module notes)."""
+    """Every sanity note of ``pattern`` read against ``grid`` (see the module notes); Q, its steps
+    and their median are computed once."""
+    q = pattern.q
+    dq = np.abs(np.diff(q))
+    step = float(np.median(dq))
     notes = [
-        gap_note(pattern, grid),
+        gap_note(pattern, q, gaps_in_steps(dq, step), grid),
         negative_note(pattern.y),
         saturated_note(pattern.y),
-        coarse_note(pattern.q, grid),
+        coarse_note(step, grid),
     ]
     return [n for n in notes if n]
