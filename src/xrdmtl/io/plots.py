@@ -99,15 +99,65 @@ def _signed_square(v: np.ndarray) -> np.ndarray:
 
 
 def _peak_near(
-    q: np.ndarray, y: np.ndarray, ok: np.ndarray, at: float, half: float = 0.03
+    q: np.ndarray,
+    top: np.ndarray,
+    shown: np.ndarray,
+    ok: np.ndarray,
+    at: float,
+    floor: float = -np.inf,
+    half: float = 0.03,
 ) -> tuple[float, float]:
-    """(Q, height) of the highest data point within ``half`` Å⁻¹ of ``at`` (the peak a reflection
-    or an unexplained position sits on)."""
+    """(Q, height on the panel) of the peak a reflection or an unexplained position at ``at``
+    sits on: the highest point within ``half`` Å⁻¹ of the background-inclusive pattern ``top``,
+    drawn at the panel's curve ``shown`` there, never below ``floor`` (the background: 0 on a
+    background-removed panel)."""
     near = ok & (np.abs(q - at) <= half)
     if not near.any():
-        return at, float(np.interp(at, q[ok], y[ok]))
-    i = np.flatnonzero(near)[np.argmax(y[near])]
-    return float(q[i]), float(y[i])
+        return at, max(float(np.interp(at, q[ok], shown[ok])), floor)
+    i = np.flatnonzero(near)[np.argmax(top[near])]
+    return float(q[i]), max(float(shown[i]), floor)
+
+
+LABEL_ROWS = 3  # hkl labels stagger over this many rows above their peaks, else are dropped
+LABEL_CHAR_PT = 5.6  # width of one character of a 9 pt label
+AXES_WIDTH_PT = 11 * 72 * 0.85  # the main panel's width in the 11-inch figure
+
+
+def _label_width(text: str, span: float) -> float:
+    """Width in Q of a label on an axis spanning ``span`` Å⁻¹ (mathtext markup not counted)."""
+    visible = (
+        text.replace("\\bar", "").replace("\\ ", " ").strip("$").replace("{", "").replace("}", "")
+    )
+    return (len(visible) + 1) * LABEL_CHAR_PT * span / AXES_WIDTH_PT
+
+
+def _place_labels(
+    ax: Any, labels: list[tuple[float, float, str, str, float]], span: float, taken: list[float]
+) -> None:
+    """hkl labels ``(Q, y, text, colour, priority)`` above their peaks, highest priority first,
+    each on the lowest of :data:`LABEL_ROWS` rows where it overlaps no label placed before (nor,
+    on the first row, a "?" mark at the Q values ``taken``); a label with no free row is dropped."""
+    rows: list[list[tuple[float, float]]] = [
+        [(t - _label_width("?", span) / 2, t + _label_width("?", span) / 2) for t in taken]
+    ] + [[] for _ in range(LABEL_ROWS - 1)]
+    for qx, y, text, color, _ in sorted(labels, key=lambda lab: -lab[4]):
+        w = _label_width(text, span) / 2
+        row = next(
+            (r for r, used in enumerate(rows) if all(qx + w <= a or qx - w >= b for a, b in used)),
+            None,
+        )
+        if row is None:
+            continue
+        rows[row].append((qx - w, qx + w))
+        ax.annotate(
+            text,
+            (qx, y),
+            xytext=(0, 7 + 11 * row),
+            textcoords="offset points",
+            ha="center",
+            fontsize=9,
+            color=color,
+        )
 
 
 def _two_theta_axis(ax: Any, wavelength: float) -> None:
@@ -233,6 +283,8 @@ def pattern_figure(
         y_lo = float(np.nanmin(main_y[ok])) if ok.any() else 0.0
         y_hi = float(np.nanmax(main_y[ok])) if ok.any() else 1.0
         span = (y_hi - y_lo) or 1.0
+        floor = 0.0 if removed else -np.inf  # markers sit on peaks, never below the background
+        labels: list[tuple[float, float, str, str, float]] = []
         if shown:  # one row of sticks per phase found: matched reflections solid, the others faint
             stx = axes[2]
             for k, name in enumerate(shown):
@@ -274,7 +326,7 @@ def pattern_figure(
                     label=f"{label}: matched reflection",
                 )
                 if idx.size and ok.any():
-                    at = [_peak_near(q, main_y, ok, float(refl.q[i])) for i in idx]
+                    at = [_peak_near(q, y, main_y, ok, float(refl.q[i]), floor) for i in idx]
                     ax.plot(
                         [a[0] for a in at],
                         [a[1] for a in at],
@@ -284,16 +336,10 @@ def pattern_figure(
                         ms=7,
                         mew=1.3,
                     )
-                    for j in np.argsort(-refl.intensity[idx])[:N_HKL_LABELS]:
-                        ax.annotate(
-                            format_hkl(refl.hkl[idx[j]], "tex"),
-                            at[j],
-                            xytext=(0, 7),
-                            textcoords="offset points",
-                            ha="center",
-                            fontsize=9,
-                            color=color,
-                        )
+                    labels += [
+                        (*at[j], format_hkl(refl.hkl[idx[j]], "tex"), color, refl.intensity[idx[j]])
+                        for j in np.argsort(-refl.intensity[idx])[:N_HKL_LABELS]
+                    ]
             stx.set_yticks(np.arange(len(shown)) + 0.4, list(reversed(shown)))
             for tick, name in zip(stx.get_yticklabels(), reversed(shown), strict=True):
                 tick.set_color(colors.get(name, "grey"))
@@ -308,8 +354,9 @@ def pattern_figure(
                 fontsize=9,
                 color="dimgrey",
             )
+        _place_labels(ax, labels, hi - lo, [float(v) for v in unexplained or []])
         for qu in unexplained or []:
-            yu = _peak_near(q, main_y, ok, float(qu))[1] if ok.any() else y_hi
+            yu = _peak_near(q, y, main_y, ok, float(qu), floor)[1] if ok.any() else y_hi
             ax.annotate(
                 "?",
                 (qu, yu),
