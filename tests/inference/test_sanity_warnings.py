@@ -127,3 +127,24 @@ def test_a_damaged_model_gives_errors_and_valid_json(tmp_path: Path) -> None:
     (row,) = doc["predictions"]
     assert "not a number" in row["error"] and row["probabilities"] == {}
     assert torch.isnan(weights[name]).any()
+
+
+def test_predict_says_the_file_unit_won_over_the_option(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    from toymodels import toy_model
+
+    q = tth_to_q(TTH, WAVELENGTH)
+    lines = ["# q_A^-1  I"] + [
+        f"{a:.6f} {b:.3f}" for a, b in zip(q, measured(["calcite"]), strict=True)
+    ]
+    (tmp_path / "q.xy").write_text("\n".join(lines) + "\n")
+    model = toy_model(tmp_path / "model")
+    res = invoke("predict", tmp_path / "q.xy", "-m", model, "--x-unit", "2th_deg", "-w", "0.561")
+    assert res.exit_code == 0, res.output
+    (row,) = csv.DictReader(io.StringIO(res.stdout))
+    assert row["x_unit"] == "q_A^-1"
+    assert row["warning"].startswith(
+        "the file states x in q_A^-1, used instead of --x-unit 2th_deg"
+    )
