@@ -131,9 +131,7 @@ def _label_width(text: str, span: float) -> float:
     return (len(visible) + 1) * LABEL_CHAR_PT * span / AXES_WIDTH_PT
 
 
-def _place_labels(
-    ax: Any, labels: list[tuple[float, float, str, str, float]], span: float, taken: list[float]
-) -> None:
+def _place_labels(ax: Any, labels: list[Label], span: float, taken: list[float]) -> None:
     """hkl labels ``(Q, y, text, colour, priority)`` above their peaks, highest priority first,
     each on the lowest of :data:`LABEL_ROWS` rows where it overlaps no label placed before (nor,
     on the first row, a "?" mark at the Q values ``taken``); a label with no free row is dropped."""
@@ -219,6 +217,114 @@ def plot_pattern(
         return save_figure(fig, path)
 
 
+def _panel_rows(panel: Any, names: Sequence[str], colors: Mapping[str, str], offset: float) -> None:
+    """One row per name on ``panel`` (bottom up), its tick label in the phase's colour."""
+    panel.set_yticks(np.arange(len(names)) + offset, list(names))
+    for tick, name in zip(panel.get_yticklabels(), names, strict=True):
+        tick.set_color(colors.get(name, "grey"))
+    panel.set_ylim(0, max(len(names), 1) + 0.15)
+
+
+def _panel_note(panel: Any, text: str) -> None:
+    """A small grey note in the top left corner of ``panel``."""
+    panel.text(
+        0.005,
+        0.97,
+        text,
+        transform=panel.transAxes,
+        ha="left",
+        va="top",
+        fontsize=9,
+        color="dimgrey",
+    )
+
+
+def _mark_unexplained(ax: Any, qu: float, yu: float) -> None:
+    """A "?" with an arrow over a peak no called phase explains."""
+    ax.annotate(
+        "?",
+        (qu, yu),
+        xytext=(0, 14),
+        textcoords="offset points",
+        ha="center",
+        fontsize=11,
+        color="darkorange",
+        fontweight="bold",
+        arrowprops={"arrowstyle": "-|>", "color": "darkorange", "lw": 1.2},
+    )
+
+
+def _saliency_panel(
+    sax: Any,
+    phases_found: Sequence[str],
+    sal_map: Mapping[str, np.ndarray],
+    sq: np.ndarray,
+    colors: Mapping[str, str],
+) -> None:
+    """Where the model looked to call each phase: its positive saliency over ``sq``, one row each."""
+    names = [n for n in phases_found if n in sal_map]
+    for k, name in enumerate(names):
+        sal = np.clip(np.asarray(sal_map[name], dtype=float), 0.0, None)
+        sal = np.convolve(sal, np.ones(7) / 7, mode="same")
+        top = float(sal.max()) or 1.0
+        sax.fill_between(
+            sq, k, k + 0.9 * sal / top, color=colors.get(name, "grey"), alpha=0.6, lw=0
+        )
+    _panel_rows(sax, names, colors, 0.45)
+    _panel_note(sax, "where the model looked to call each phase (saliency)")
+
+
+Label = tuple[float, float, str, str, float]  # Q, y, text, colour, priority
+
+
+def _sticks_panel(
+    stx: Any,
+    ax: Any,
+    shown: Sequence[str],
+    reflections: Mapping[str, Reflections | None],
+    colors: Mapping[str, str],
+    matched: Mapping[str, Sequence[float]],
+    probabilities: Mapping[str, float] | None,
+    q_range: tuple[float, float],
+    marker_at: Any,
+) -> list[Label]:
+    """One row of reference sticks per phase of ``shown`` on ``stx`` (matched reflections solid,
+    the others faint), a marker on ``ax`` at each matched reflection's peak (``marker_at``: Q →
+    where to draw it, None when the panel has no data) and, returned, the hkl labels to place."""
+    lo, hi = q_range
+    labels: list[Label] = []
+    for k, name in enumerate(shown):
+        refl = reflections[name]
+        assert refl is not None
+        color = colors.get(name, "grey")
+        keep = (refl.q >= lo) & (refl.q <= hi) & (refl.intensity >= 0.5)
+        base = len(shown) - 1 - k
+        hits = np.asarray(matched.get(name, []), dtype=float)
+        idx = (
+            np.unique(np.argmin(np.abs(refl.q[None, :] - hits[:, None]), axis=1))
+            if hits.size
+            else np.zeros(0, int)
+        )
+        hit = np.zeros(refl.q.size, bool)
+        hit[idx] = True
+        for sel, alpha in ((keep & ~hit, 0.35), (keep & hit, 1.0)):
+            top = base + 0.1 + 0.8 * refl.intensity[sel] / 100.0
+            stx.vlines(refl.q[sel], base, top, color=color, lw=1.6, alpha=alpha)
+        p = "" if probabilities is None else f" (p={probabilities.get(name, float('nan')):.2f})"
+        marker = {"mfc": "none", "color": color, "ms": 7, "mew": 1.3}
+        ax.plot([], [], "o", **marker, label=f"{name}{p}: matched reflection")
+        if idx.size and marker_at is not None:
+            at = [marker_at(float(refl.q[i])) for i in idx]
+            ax.plot([a[0] for a in at], [a[1] for a in at], "o", **marker)
+            labels += [
+                (*at[j], format_hkl(refl.hkl[idx[j]], "tex"), color, float(refl.intensity[idx[j]]))
+                for j in np.argsort(-refl.intensity[idx])[:N_HKL_LABELS]
+            ]
+    _panel_rows(stx, list(reversed(shown)), colors, 0.4)
+    _panel_note(stx, "reference reflections (solid: a detected peak sits on it)")
+    return labels
+
+
 def pattern_figure(
     pattern: Pattern | tuple[np.ndarray, np.ndarray],
     phases_found: Sequence[str],
@@ -284,90 +390,27 @@ def pattern_figure(
         y_hi = float(np.nanmax(main_y[ok])) if ok.any() else 1.0
         span = (y_hi - y_lo) or 1.0
         floor = 0.0 if removed else -np.inf  # markers sit on peaks, never below the background
-        labels: list[tuple[float, float, str, str, float]] = []
+        labels: list[Label] = []
         if shown:  # one row of sticks per phase found: matched reflections solid, the others faint
-            stx = axes[2]
-            for k, name in enumerate(shown):
-                refl = reflections[name]
-                assert refl is not None
-                color = colors.get(name, "grey")
-                keep = (refl.q >= lo) & (refl.q <= hi) & (refl.intensity >= 0.5)
-                base = len(shown) - 1 - k
-                hits = np.asarray((matched or {}).get(name, []), dtype=float)
-                idx = (
-                    np.unique(np.argmin(np.abs(refl.q[None, :] - hits[:, None]), axis=1))
-                    if hits.size
-                    else np.zeros(0, int)
-                )
-                hit = np.zeros(refl.q.size, bool)
-                hit[idx] = True
-                for sel, alpha in ((keep & ~hit, 0.35), (keep & hit, 1.0)):
-                    stx.vlines(
-                        refl.q[sel],
-                        base,
-                        base + 0.1 + 0.8 * refl.intensity[sel] / 100.0,
-                        color=color,
-                        lw=1.6,
-                        alpha=alpha,
-                    )
-                label = (
-                    name
-                    if probabilities is None
-                    else f"{name} (p={probabilities.get(name, float('nan')):.2f})"
-                )
-                ax.plot(
-                    [],
-                    [],
-                    "o",
-                    mfc="none",
-                    color=color,
-                    ms=7,
-                    mew=1.3,
-                    label=f"{label}: matched reflection",
-                )
-                if idx.size and ok.any():
-                    at = [_peak_near(q, y, main_y, ok, float(refl.q[i]), floor) for i in idx]
-                    ax.plot(
-                        [a[0] for a in at],
-                        [a[1] for a in at],
-                        "o",
-                        mfc="none",
-                        color=color,
-                        ms=7,
-                        mew=1.3,
-                    )
-                    labels += [
-                        (*at[j], format_hkl(refl.hkl[idx[j]], "tex"), color, refl.intensity[idx[j]])
-                        for j in np.argsort(-refl.intensity[idx])[:N_HKL_LABELS]
-                    ]
-            stx.set_yticks(np.arange(len(shown)) + 0.4, list(reversed(shown)))
-            for tick, name in zip(stx.get_yticklabels(), reversed(shown), strict=True):
-                tick.set_color(colors.get(name, "grey"))
-            stx.set_ylim(0, len(shown) + 0.15)
-            stx.text(
-                0.005,
-                0.97,
-                "reference reflections (solid: a detected peak sits on it)",
-                transform=stx.transAxes,
-                ha="left",
-                va="top",
-                fontsize=9,
-                color="dimgrey",
+
+            def marker_at(at: float) -> tuple[float, float]:
+                return _peak_near(q, y, main_y, ok, at, floor)
+
+            labels = _sticks_panel(
+                axes[2],
+                ax,
+                shown,
+                reflections,
+                colors,
+                matched or {},
+                probabilities,
+                (lo, hi),
+                marker_at if ok.any() else None,
             )
         _place_labels(ax, labels, hi - lo, [float(v) for v in unexplained or []])
         for qu in unexplained or []:
             yu = _peak_near(q, y, main_y, ok, float(qu), floor)[1] if ok.any() else y_hi
-            ax.annotate(
-                "?",
-                (qu, yu),
-                xytext=(0, 14),
-                textcoords="offset points",
-                ha="center",
-                fontsize=11,
-                color="darkorange",
-                fontweight="bold",
-                arrowprops={"arrowstyle": "-|>", "color": "darkorange", "lw": 1.2},
-            )
+            _mark_unexplained(ax, float(qu), yu)
         if unexplained:
             ax.plot(
                 [],
@@ -388,27 +431,8 @@ def pattern_figure(
             frameon=False,
         )
         if show_sal:
-            sax = axes[-1]
-            sq = q if saliency_q is None else saliency_q
-            for k, name in enumerate(n for n in phases_found if n in sal_map):
-                sal = np.clip(np.asarray(sal_map[name], dtype=float), 0.0, None)
-                sal = np.convolve(sal, np.ones(7) / 7, mode="same")
-                top = float(sal.max()) or 1.0
-                sax.fill_between(
-                    sq, k, k + 0.9 * sal / top, color=colors.get(name, "grey"), alpha=0.6, lw=0
-                )
-            n_sal = sum(n in sal_map for n in phases_found)
-            sax.set_yticks(np.arange(n_sal) + 0.45, [n for n in phases_found if n in sal_map])
-            sax.set_ylim(0, max(n_sal, 1) + 0.15)
-            sax.text(
-                0.005,
-                0.97,
-                "where the model looked to call each phase (saliency)",
-                transform=sax.transAxes,
-                ha="left",
-                va="top",
-                fontsize=9,
-                color="dimgrey",
+            _saliency_panel(
+                axes[-1], phases_found, sal_map, q if saliency_q is None else saliency_q, colors
             )
         axes[-1].set_xlabel("Q (Å⁻¹)")
         _d_axis(axes[-1])
