@@ -263,7 +263,9 @@ def test_cli_reflections_and_user_phases(tmp_path: Path) -> None:
         env={"COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.output
-    assert "2θ" in result.output and "0 0 2" in result.output
+    assert "2θ" in result.output and "002" in result.output
+    assert "2 -1" not in result.output  # a trigonal index with its overbar, 21̅4
+    assert "21\u03054" in result.output
     jc = tmp_path / "myre.jcpds"
     write_jcpds(get_phase("rhenium"), jc)
     cif = ph.builtin_cif_dir() / "zincite_ZnO.cif"

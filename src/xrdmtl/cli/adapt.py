@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -265,7 +264,9 @@ def crossval_cmd(
             raise
         raise XrdmtlError(f"--n {ns}: {exc} (for the patterns these labels hold)") from None
     if as_json:
-        print(json.dumps(result.to_dict()))
+        from ..io.writers import json_text
+
+        print(json_text(result.to_dict()))
         return
     console.print(format_table({Path(labels).name: result}), highlight=False, soft_wrap=True)
     if result.flagged:

@@ -6,7 +6,6 @@ when any input failed, after processing the rest.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Callable
@@ -122,6 +121,7 @@ def phases_cmd(
     """The phase library (name, formula, space group, cell, source), or one phase's reflections."""
     from rich.table import Table
 
+    from ..physics.miller import format_hkl
     from ..physics.phases import Phase, get_phase, library, library_role
 
     if wavelength is not None and not wavelength > 0:
@@ -158,7 +158,7 @@ def phases_cmd(
     for i in range(len(refl.q)):
         tth = [f"{refl.two_theta[i]:.3f}"] if wavelength and refl.two_theta is not None else []
         table.add_row(
-            " ".join(map(str, refl.hkl[i])),
+            format_hkl(refl.hkl[i]),
             f"{refl.d[i]:.4f}",
             f"{refl.q[i]:.4f}",
             *tth,
@@ -329,13 +329,6 @@ def _predictions_json(preds: list, predictor: Any) -> dict:
     }
 
 
-def _tail(text: str, n: int) -> str:
-    """The end of ``text`` in ``n`` characters, an ellipsis in front where cut (markup escaped)."""
-    from rich.markup import escape
-
-    return escape(text if len(text) <= n else "…" + text[len(text) - n + 1 :])
-
-
 def _clip(text: str, n: int = 60) -> str:
     """``text`` cut to ``n`` characters, with an ellipsis where cut (markup escaped)."""
     from rich.markup import escape
@@ -346,19 +339,24 @@ def _clip(text: str, n: int = 60) -> str:
 def _summary_table(preds: list, phases: list[str], title: str) -> Any:
     """A rich table: one row per pattern for small runs (probability per phase, ✓ where called),
     counts per phase for large ones."""
+    from rich.markup import escape
     from rich.table import Table
+
+    from .names import distinct_clips
 
     ok = [p for p in preds if p.ok]
     table = Table(title=title)
     if len(preds) <= 40:
         table.caption = "p per phase, ✓ = called present; full warnings in the CSV"
-        # a file name keeps one line: its end (the part that tells files apart) within the room left
+        # a file name keeps one line within the room left, cut where the names stay distinct
         room = max(16, min(60, err_console.width - sum(max(len(n), 6) + 3 for n in phases) - 28))
-        table.add_column("file", no_wrap=True, max_width=room)
+        shown = distinct_clips([p.file for p in preds], room)
+        width = max(map(len, shown), default=4)  # kept whole: rich would cut names again
+        table.add_column("file", no_wrap=True, min_width=width, max_width=room)
         for name in phases:
             table.add_column(name, justify="right", no_wrap=True, min_width=6)
         table.add_column("warning / error", overflow="fold", min_width=20)
-        for p in preds:
+        for p, file in zip(preds, map(escape, shown), strict=True):
             if p.ok:
                 cells = [
                     f"[green]{p.probabilities[n]:.2f} ✓[/green]"
@@ -367,14 +365,12 @@ def _summary_table(preds: list, phases: list[str], title: str) -> Any:
                     for n in phases
                 ]
                 table.add_row(
-                    _tail(p.file, room),
+                    file,
                     *cells,
                     f"[yellow]{_clip(p.warning)}[/yellow]" if p.warning else "",
                 )
             else:
-                table.add_row(
-                    _tail(p.file, room), *(["-"] * len(phases)), f"[red]{_clip(p.error)}[/red]"
-                )
+                table.add_row(file, *(["-"] * len(phases)), f"[red]{_clip(p.error)}[/red]")
         return table
     table.add_column("phase")
     table.add_column("found in", justify="right")
@@ -480,7 +476,7 @@ def predict_cmd(
     """Call each phase of the model in every pattern: a CSV row per file (or frame) with
     p_<phase>, 0/1 calls, a warning (unexplained peaks, uncertain calls) and an error column,
     then the wavelength, its source and the x unit each pattern was read with."""
-    from ..io.writers import write_csv
+    from ..io.writers import json_text, write_csv
 
     options = _reading_options(wavelength, x_unit, poni, mask)
     if save_mask is not None and mask != "auto":
@@ -502,7 +498,7 @@ def predict_cmd(
     failed = [p for p in preds if not p.ok]
     if as_json:
         sys.stdout.write(
-            json.dumps(_predictions_json(preds, predictor), indent=1, ensure_ascii=False) + "\n"
+            json_text(_predictions_json(preds, predictor), indent=1, ensure_ascii=False) + "\n"
         )
         sys.stdout.flush()
         for p in failed:
@@ -551,8 +547,7 @@ def evaluate_cmd(
 ) -> None:
     """Predict the labeled patterns and score the calls: per-phase accuracy, F1 and ROC AUC,
     exact-match accuracy, and the misclassified files."""
-    import json
-
+    from ..io.writers import json_text
     from ..workflows.evaluate import evaluate_labels
 
     options = _reading_options(wavelength, x_unit, poni, mask)
@@ -566,7 +561,7 @@ def evaluate_cmd(
         note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
     )
     if as_json:
-        sys.stdout.write(json.dumps(result, indent=1) + "\n")
+        sys.stdout.write(json_text(result, indent=1) + "\n")
     else:
         _print_evaluation(result, predictor.phases)
     if result["failed"]:
@@ -683,8 +678,7 @@ def audit_cmd(
 ) -> None:
     """The evidence for and against each label (model probability, peak matches against the phase's
     reflections) with a verdict per label: agrees, uncertain or contradicted; a plot per flagged pattern."""
-    import json
-
+    from ..io.writers import json_text
     from ..workflows.audit import audit_labels
 
     options = _reading_options(wavelength, x_unit, poni, mask)
@@ -707,7 +701,7 @@ def audit_cmd(
     if out is not None:
         table.to_csv(out)
     if as_json:
-        sys.stdout.write(json.dumps(table.to_json(), indent=1) + "\n")
+        sys.stdout.write(json_text(table.to_json(), indent=1) + "\n")
     else:
         console.print(table.rich_table())
         for source, acc in table.accuracy().items():

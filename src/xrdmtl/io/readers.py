@@ -78,7 +78,9 @@ def load_pattern(
     its own x axis; a batch mixing ``.npy`` and pyFAI files needs the option for the first only), and
     where the two differ ``meta["wavelength_note"]`` says so. ``meta["wavelength_source"]`` is
     ``file``, ``option`` or ``default``. ``x_unit`` (2θ, Q in Å⁻¹ or nm⁻¹, d in Å; see
-    :func:`xrdmtl.physics.units.normalize_unit`) overrides the unit the file names, or 2θ, the default.
+    :func:`xrdmtl.physics.units.normalize_unit`) is for files that name no unit (or one we do not
+    know) instead of 2θ, the default: like the wavelength, a unit the file names wins, and
+    ``meta["x_unit_note"]`` says so where the two differ.
     RRUFF powder files that state no wavelength get Cu Kα (1.5418 Å). Raises
     :class:`PatternError` naming the file and the problem for any bad input; never writes.
     """
@@ -470,7 +472,11 @@ def _finish(raw: _Raw, src: str, wavelength: float | None, unit_override: str | 
     x, y = np.asarray(raw.x, dtype=float), np.asarray(raw.y, dtype=float)
     validate_xy(x, y, src)
     meta = {"format": raw.fmt, **raw.meta}
-    if unit_override is not None:
+    if unit_override is not None and raw.unit is not None and unit_override != raw.unit:
+        meta["x_unit_note"] = (
+            f"the file states x in {raw.unit}, used instead of --x-unit {unit_override}"
+        )
+    if unit_override is not None and raw.unit is None:  # the file's own unit wins (load_pattern)
         unit = unit_override
     elif raw.unknown_label is not None:
         raise PatternError(

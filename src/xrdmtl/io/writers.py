@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..atomic import write_text
 from ..errors import OutputError
@@ -115,3 +117,20 @@ def check_output_folder(path: str | Path, option: str) -> None:
     if p.exists() and not p.is_dir():
         raise OutputError(f"{option} {path} is not a folder (a file of that name is in the way)")
     _probe_folder(p, option, path)
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±inf) replaced by None, recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def json_text(obj: Any, **kwargs: Any) -> str:
+    """``obj`` as strict JSON (what ``json.dumps`` writes, ``kwargs`` passed on), with null where
+    a value is not a finite number: never a bare ``NaN`` or ``Infinity``, which JSON does not have."""
+    return json.dumps(_finite(obj), allow_nan=False, **kwargs)
