@@ -16,13 +16,14 @@ from .app import (
     PoniOpt,
     WavelengthOpt,
     XUnitOpt,
-    _check_model_out,
+    _check_seed,
     _reading_options,
     app,
     clean_errors,
     console,
     err_console,
 )
+from .outputs import ForceOpt
 
 StepsOpt = Annotated[
     int,
@@ -45,7 +46,11 @@ ContradictedOpt = Annotated[
 ]
 
 if TYPE_CHECKING:
-    from ..workflows.adapt import NetworkTuning
+    from collections.abc import Sequence
+
+    from ..io.read import ReadOptions
+    from ..training.adapt import AdaptConfig
+    from ..workflows.adapt import AdaptReport, NetworkTuning
 
 
 def _note(msg: str) -> None:
@@ -72,6 +77,57 @@ def _tuning(steps: int, layers: str, seed: int, adapt_lattice: bool) -> NetworkT
     if layers not in ("heads", "all"):
         raise XrdmtlError(f"--layers must be heads or all, got {layers!r}")
     return NetworkTuning(steps=steps, layers=layers, seed=seed, adapt_lattice=adapt_lattice)
+
+
+def _model_dir(model: str | None) -> Path:
+    """The folder of ``--model`` (or of its .safetensors file; default: the shipped model)."""
+    from ..model.files import default_model_dir
+
+    if model is None:
+        return default_model_dir()
+    return Path(model).parent if str(model).endswith(".safetensors") else Path(model)
+
+
+def _earlier_references(model: str | None) -> int:
+    """How many labeled references the model already holds (an adapted model's adapter), 0 if none."""
+    from ..model.files import read_meta
+
+    adapter = read_meta(_model_dir(model)).get("adapter")
+    return int(adapter.get("n_references", 0)) if isinstance(adapter, dict) else 0
+
+
+def _adapt(
+    labels: Path,
+    folder: Path,
+    out: Path,
+    model: str | None,
+    options: ReadOptions,
+    config: AdaptConfig,
+    tuning: NetworkTuning,
+    audit: bool,
+    unlabeled: Sequence[str],
+) -> AdaptReport:
+    """Adapt into ``folder`` (staged: it becomes ``out``), the report naming ``out``. An adapted
+    model fine-tuned again starts from its network: its earlier references are replaced, with a note."""
+    import dataclasses
+
+    from ..workflows.adapt import adapt_to_labels
+    from .outputs import rewrite_json
+
+    earlier = _earlier_references(model)
+    if earlier:
+        _note(
+            f"the model's {earlier} earlier labeled reference(s) are replaced by the patterns of "
+            f"{labels} (fine-tuning starts from its network; give every label in one labels file "
+            "to keep them all)"
+        )
+    report = adapt_to_labels(
+        labels, folder, model, options, config=config, tuning=tuning, audit=audit,
+        unlabeled=unlabeled, note=_note,
+    )  # fmt: skip
+    report = dataclasses.replace(report, out=out)
+    rewrite_json(folder / "adaptation.json", report.to_dict())
+    return report
 
 
 @app.command("finetune")
@@ -109,6 +165,7 @@ def finetune_cmd(
             "those called confidently join the references.",
         ),
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Adapt a model to your labeled patterns, so the rest of your run is labeled the way you label.
 
@@ -116,16 +173,17 @@ def finetune_cmd(
     chooses by leave-one-out over your labels how much a vote of your most similar labeled patterns
     weighs against the network, and writes a model folder that predict, evaluate and audit use as
     any other. OUT/adaptation.json has every candidate's leave-one-out score."""
-    from ..model.files import default_model_dir
     from ..training.adapt import AdaptConfig
-    from ..workflows.adapt import adapt_to_labels
+    from .outputs import check_model_out, inputs_of, write_model
 
     options = _reading_options(wavelength, x_unit, poni, mask)
-    _check_model_out(out, model or default_model_dir(), labels)
+    _check_seed(seed)
+    inputs = inputs_of(labels=labels, model=model, poni=poni, mask=mask)
+    check_model_out(out, inputs, force)
     config = AdaptConfig(contradicted=_policy(contradicted, drop_contradicted, audit))
-    report = adapt_to_labels(
-        labels, out, model, options, config=config,
-        tuning=_tuning(steps, layers, seed, adapt_lattice), audit=audit, unlabeled=unlabeled or (), note=_note,
+    tuning = _tuning(steps, layers, seed, adapt_lattice)
+    report = write_model(
+        out, False, lambda folder: _adapt(labels, folder, out, model, options, config, tuning, audit, unlabeled or ())
     )  # fmt: skip
     for line in report.skipped:
         err_console.print(f"skipped: {line}", highlight=False, soft_wrap=True)

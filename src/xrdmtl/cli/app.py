@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from ..errors import XrdmtlError
+from ..errors import OutputError, XrdmtlError
 from ..progress import ProgressBar
+from .outputs import ForceOpt
 
 if TYPE_CHECKING:
     from ..io.read import ReadOptions
@@ -223,6 +224,23 @@ SchedulerOpt = Annotated[
 ]
 
 
+def _check_seed(seed: int) -> None:
+    """A random seed is a non-negative integer (numpy and torch refuse the others)."""
+    if not 0 <= seed < 2**32:
+        raise XrdmtlError(f"--seed must be an integer from 0 to 2**32 - 1, got {seed}")
+
+
+def _phase_list(phases: str) -> list[str]:
+    """The comma-separated ``--phases``: at least one, each once."""
+    names = [p.strip() for p in phases.split(",") if p.strip()]
+    if not names:
+        raise XrdmtlError(f"--phases names no phase (got {phases!r}): e.g. --phases calcite,quartz")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise XrdmtlError(f"--phases names {', '.join(twice)} more than once")
+    return names
+
+
 def _predictor(model: str | None, threshold: float | None, guard: bool) -> Any:
     """The Predictor for the CLI options (checks the threshold)."""
     from ..inference.predictor import Predictor
@@ -259,32 +277,32 @@ def _check_predict_outputs(
     plot: Path | None,
     save_integrated: Path | None,
     save_mask: Path | None = None,
-    others: tuple[str | Path | None, ...] = (),
+    model: str | None = None,
+    mask: str = "none",
+    force: bool = False,
 ) -> None:
-    """Refuse, before any work, outputs that would destroy an input (a pattern, the geometry, the
-    mask, the model: ``others``) or cannot be written."""
+    """Refuse, before any work, outputs the output rule (docs/outputs.md) forbids: one that would
+    destroy an input (a pattern, the geometry, the mask, the model), replace a file
+    predict did not write (without ``force``), or cannot be written."""
+    from ..inference.parallel import integrated_conflicts
     from ..io.read import expand_inputs
-    from ..io.writers import check_output_file, check_output_folder
+    from ..outputs import check_folder
+    from .outputs import check_out_file, check_plots, inputs_of
 
     if out is None and plot is None and save_integrated is None and save_mask is None:
         return
     files, _ = expand_inputs(paths, poni is not None)
+    inputs = inputs_of(patterns=files, model=model, poni=poni, mask=mask)
     if out is not None:
-        check_output_file(
-            out, "--out", [*files, *(str(o) for o in (poni, *others) if o is not None)]
-        )
-    if plot is not None:
-        check_output_folder(plot, "--plot")
-    from ..errors import OutputError
-    from ..inference.parallel import integrated_conflicts
-
+        check_out_file(out, "--out", inputs, "predictions", force)
+    check_plots(plot, inputs)
     for option, folder, suffix in (
         ("--save-integrated", save_integrated, ".xy"),
         ("--save-mask", save_mask, ".edf"),
     ):
         if folder is None:
             continue
-        check_output_folder(folder, option)
+        check_folder(folder, option, inputs=inputs, alongside=True)
         taken = integrated_conflicts(files, folder, poni is not None, suffix)
         if taken:
             more = f" and {len(taken) - 3} more" if len(taken) > 3 else ""
@@ -293,34 +311,6 @@ def _check_predict_outputs(
                 f"file(s) ({', '.join(p.name for p in taken[:3])}{more}); choose a new folder "
                 "or remove them"
             )
-
-
-def _model_inputs(model: str | None, mask: str) -> tuple[str | Path | None, ...]:
-    """The files besides the patterns that a run reads: the mask file and the model's two files."""
-    from ..model.files import default_model_dir, model_files
-
-    weights, meta = model_files(model or default_model_dir())
-    return (None if mask in ("none", "auto") else mask, weights, meta)
-
-
-def _check_model_out(out: Path, model: str | Path | None, labels: Path | None) -> None:
-    """Refuse, before any work, a model ``--out`` folder that is the model being fine-tuned, the
-    labels, a file, or not writable."""
-    import os
-
-    from ..errors import OutputError
-    from ..io.writers import check_output_folder
-
-    if model is not None:
-        folder = Path(model).parent if str(model).endswith(".safetensors") else Path(model)
-        if os.path.realpath(out) == os.path.realpath(folder):
-            raise OutputError(
-                f"--out {out} is the --model folder: fine-tuning would overwrite the model it "
-                "starts from; choose another folder"
-            )
-    if labels is not None and os.path.realpath(out) == os.path.realpath(labels):
-        raise OutputError(f"--out {out} is the labels file: choose a folder for the model")
-    check_output_folder(out, "--out")
 
 
 def _predictions_json(preds: list, predictor: Any) -> dict:
@@ -422,8 +412,7 @@ def examples_cmd(
     from importlib import resources
 
     from ..atomic import write_bytes
-    from ..errors import OutputError
-    from ..io.writers import check_output_folder
+    from ..outputs import check_folder
 
     src = Path(str(resources.files("xrdmtl") / "data" / "examples"))
     files = sorted(
@@ -432,7 +421,7 @@ def examples_cmd(
         if p.is_file()
         and not any(part.startswith((".", "__")) for part in p.relative_to(src).parts)
     )
-    check_output_folder(folder, "examples FOLDER")
+    check_folder(folder, "examples FOLDER", alongside=True)
     taken = [str(p) for p in files if (folder / p).exists()]
     if taken:
         raise OutputError(
@@ -496,37 +485,45 @@ def predict_cmd(
         typer.Option(
             "--json",
             help="Print one JSON object (per-pattern results) "
-            "on stdout instead of the CSV and the table.",
+            "on stdout instead of the CSV and the table (--out FILE.json writes it there).",
         ),
     ] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Call each phase of the model in every pattern: a CSV row per file (or frame) with
     p_<phase>, 0/1 calls, a warning (unexplained peaks, uncertain calls) and an error column,
-    then the wavelength, its source and the x unit each pattern was read with."""
+    then the wavelength, its source and the x unit each pattern was read with.
+    An --out ending in .json gets the JSON object of --json instead of the CSV."""
+    from ..atomic import write_text
     from ..io.writers import write_csv
+    from .outputs import plots_into
 
     options = _reading_options(wavelength, x_unit, poni, mask)
     if save_mask is not None and mask != "auto":
         raise XrdmtlError("--save-mask saves the masks that --mask auto finds: add --mask auto")
-    _check_predict_outputs(
-        paths, poni, out, plot, save_integrated, save_mask, others=_model_inputs(model, mask)
-    )
+    _check_predict_outputs(paths, poni, out, plot, save_integrated, save_mask, model, mask, force)
     predictor = _predictor(model, threshold, guard)
-    preds = predictor.predict_files(
-        paths,
-        options,
-        workers=workers,
-        scheduler=scheduler,
-        plot_dir=plot,
-        save_integrated=save_integrated,
-        save_mask=save_mask,
-    )
-    text = write_csv(preds, predictor.phases, out)
+    with plots_into(plot) as plot_dir:
+        preds = predictor.predict_files(
+            paths,
+            options,
+            workers=workers,
+            scheduler=scheduler,
+            plot_dir=plot_dir,
+            save_integrated=save_integrated,
+            save_mask=save_mask,
+        )
+    as_text = json.dumps(_predictions_json(preds, predictor), indent=1, ensure_ascii=False) + "\n"
+    json_out = out is not None and out.suffix.lower() == ".json"
+    text = write_csv(preds, predictor.phases, None if json_out else out)
+    if json_out and out is not None:
+        try:
+            write_text(out, as_text)
+        except OSError as exc:
+            raise OutputError(f"cannot write --out {out}: {exc.strerror or exc}") from None
     failed = [p for p in preds if not p.ok]
     if as_json:
-        sys.stdout.write(
-            json.dumps(_predictions_json(preds, predictor), indent=1, ensure_ascii=False) + "\n"
-        )
+        sys.stdout.write(as_text)
         sys.stdout.flush()
         for p in failed:
             err_console.print(
@@ -541,7 +538,7 @@ def predict_cmd(
     show = console if out is not None else err_console
     warned = sum(1 for p in preds if p.ok and p.warning)
     show.print(_summary_table(preds, predictor.phases, "xrdmtl predict"))
-    where = f"; CSV: {out}" if out is not None else ""
+    where = f"; {'JSON' if json_out else 'CSV'}: {out}" if out is not None else ""
     plots = f"; plots: {plot}/" if plot is not None else ""
     show.print(
         f"{len(preds)} pattern(s), {len(failed)} failed, {warned} with warnings{where}{plots}",
@@ -661,11 +658,14 @@ def experiment_cmd(
 ) -> None:
     """Run the paper's four comparisons (multi-task vs binary CNNs, losses, data efficiency, masked vs
     unmasked) and write results.json, report.md and a self-contained report.html into --out."""
+    from ..outputs import check_folder
     from ..workflows.experiment import ExperimentConfig, run_experiment
     from ..workflows.report import write_report
+    from .outputs import is_experiment
 
     if quick and toy:
         raise typer.BadParameter("--quick and --toy exclude each other")
+    check_folder(out, "--out", ours=is_experiment)
     preset = "toy" if toy else "quick" if quick else "full"
     config = ExperimentConfig.preset(preset, seeds=seeds)
     command = " ".join(
@@ -703,30 +703,29 @@ def audit_cmd(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of tables.")
     ] = False,
+    force: ForceOpt = False,
 ) -> None:
     """The evidence for and against each label (model probability, peak matches against the phase's
     reflections) with a verdict per label: agrees, uncertain or contradicted; a plot per flagged pattern."""
     import json
 
     from ..workflows.audit import audit_labels
+    from .outputs import check_out_file, check_plots, inputs_of, plots_into
 
     options = _reading_options(wavelength, x_unit, poni, mask)
+    inputs = inputs_of(labels=labels, model=model, poni=poni, mask=mask)
     if out is not None:
-        from ..io.writers import check_output_file
-
-        check_output_file(out, "--out", labels=labels)
-    if plot is not None:
-        from ..io.writers import check_output_folder
-
-        check_output_folder(plot, "--plot")
-    table = audit_labels(
-        labels,
-        model,
-        options,
-        use_model=not no_model,
-        plot_dir=plot,
-        note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
-    )
+        check_out_file(out, "--out", inputs, "audit", force)
+    check_plots(plot, [i for i in inputs if i is not None])
+    with plots_into(plot) as plot_dir:
+        table = audit_labels(
+            labels,
+            model,
+            options,
+            use_model=not no_model,
+            plot_dir=plot_dir,
+            note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
+        )
     if out is not None:
         table.to_csv(out)
     if as_json:
@@ -780,10 +779,15 @@ def simulate_frames_cmd(
     """Simulate diamond-anvil-cell detector frames (EDF), the .poni geometry, true spot masks,
     labels.csv, and each frame integrated unmasked/ and masked/ (pyFAI text format, own labels.csv)."""
     from ..synthesis.frames import simulate_frames
+    from .outputs import simulated_into
 
-    with ProgressBar(n, "simulating frames") as bar:
+    _check_seed(seed)
+    with (
+        simulated_into(out, "simulate frames") as stage,
+        ProgressBar(n, "simulating frames") as bar,
+    ):
         simulate_frames(
-            out,
+            stage,
             n,
             seed=seed,
             wavelength=wavelength,
@@ -824,12 +828,17 @@ def simulate_patterns_cmd(
     """Simulate labeled 1D patterns of the default targets (every distortion, masked and unmasked
     looks) with labels.csv."""
     from ..synthesis.patterns import write_patterns
+    from .outputs import simulated_into
 
     if fmt not in ("xy", "h5"):
         raise typer.BadParameter("--format must be xy or h5")
-    with ProgressBar(n, "simulating patterns") as bar:
+    _check_seed(seed)
+    with (
+        simulated_into(out, "simulate patterns") as stage,
+        ProgressBar(n, "simulating patterns") as bar,
+    ):
         labels = write_patterns(
-            out,
+            stage,
             n,
             seed,
             fmt=fmt,
@@ -912,6 +921,7 @@ def train_cmd(
     x_unit: XUnitOpt = None,
     poni: PoniOpt = None,
     mask: MaskOpt = "none",
+    force: ForceOpt = False,
 ) -> None:
     """Train a model on synthetic patterns of the phases (no labeled data needed)."""
     from ..io.labels import load_labeled
@@ -919,14 +929,18 @@ def train_cmd(
     from ..model.networks import ARCHITECTURES
     from ..training.train import TrainConfig, make_synthesizer, train
     from ..workflows.default_model import CONFIG as DEFAULT_MODEL
+    from .outputs import check_model_out, inputs_of, write_model
 
     if arch not in ARCHITECTURES:
         raise XrdmtlError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
     if loss is not None and loss not in LOSSES:
         raise XrdmtlError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-    _check_model_out(out, None, labels)
+    _check_seed(seed)
+    names = _phase_list(phases)
+    inputs = inputs_of(labels=labels, poni=poni, mask=mask, cif=cif or [])
+    check_model_out(out, inputs, force, resume)
     config = TrainConfig(
-        phases=[p.strip() for p in phases.split(",") if p.strip()],
+        phases=names,
         cif=[str(c) for c in cif or []],
         arch=arch,
         arch_kwargs=dict(DEFAULT_MODEL.arch_kwargs) if arch == DEFAULT_MODEL.arch else {},
@@ -957,7 +971,13 @@ def train_cmd(
         extra = {
             "labeled": (model_input(data.intensity, data.coverage, synth.grid.step), data.labels)
         }
-    result = train(config, out, progress=True, resume=resume, synthesizer=synth, extra_val=extra)
+    result = write_model(
+        out,
+        resume,
+        lambda folder: train(
+            config, folder, progress=True, resume=resume, synthesizer=synth, extra_val=extra
+        ),
+    )
     final = result.final
     accs = ", ".join(f"{k[8:]} {v:.1%}" for k, v in final.items() if k.startswith("val_acc_"))
     console.print(
