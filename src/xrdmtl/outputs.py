@@ -157,10 +157,11 @@ def check_folder(
                 "replace it (the whole folder)"
             )
         return True
-    names = sorted(e.name for e in p.iterdir() if e.name != MARKER)
+    names = _unrecorded(p)
     shown = ", ".join(names[:3]) + (" …" if len(names) > 3 else "")
     raise OutputError(
-        f"{option} {path} holds files xrdmtl did not write for this command ({shown}): choose "
+        f"{option} {path} holds files xrdmtl did not write for this command or that changed "
+        f"since ({shown}): choose "
         "a new or empty folder (--force replaces only a folder xrdmtl wrote)"
     )
 
@@ -178,6 +179,23 @@ def _inventory(folder: Path) -> dict[str, list[int]]:
     return out
 
 
+def _recorded(folder: Path) -> tuple[str | None, dict]:
+    """The kind and the files the marker of ``folder`` records (None and {} without one)."""
+    try:
+        doc = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, {}
+    if not isinstance(doc, dict) or not isinstance(doc.get("files"), dict):
+        return None, {}
+    return doc.get("xrdmtl"), doc["files"]
+
+
+def _unrecorded(folder: Path) -> list[str]:
+    """The files of ``folder`` its marker does not record as they are now (all without a marker)."""
+    _, files = _recorded(folder)
+    return sorted(k for k, v in _inventory(folder).items() if files.get(k) != v)
+
+
 def mark(folder: Path, kind: str) -> None:
     """Record in ``folder`` that xrdmtl wrote it (as ``kind``) and which files it holds."""
     doc = {"xrdmtl": kind, "files": _inventory(folder)}
@@ -189,15 +207,8 @@ def marked(*kinds: str) -> Recognise:
     wrote there, unchanged since (same size and time)."""
 
     def recognise(folder: Path) -> bool:
-        try:
-            doc = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        if not isinstance(doc, dict) or doc.get("xrdmtl") not in kinds:
-            return False
-        files = doc.get("files")
-        now = _inventory(folder)
-        return isinstance(files, dict) and all(files.get(k) == v for k, v in now.items())
+        kind, _ = _recorded(folder)
+        return kind in kinds and not _unrecorded(folder)
 
     return recognise
 
