@@ -266,7 +266,7 @@ def _reading_options(
     if poni is not None:  # a broken geometry fails every frame: say so once, before any work
         from ..io.read import cached_integrator
 
-        cached_integrator(str(poni))
+        cached_integrator(str(poni), wavelength)
     return ReadOptions(wavelength, x_unit, poni, mask)
 
 
