@@ -237,12 +237,13 @@ def crossval_cmd(
     poni: PoniOpt = None,
     mask: MaskOpt = "none",
     ns: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--n",
-            help="Comma-separated numbers of labeled patterns for the leave-k-out curve ('' for none).",
+            help="Comma-separated numbers of labeled patterns for the leave-k-out curve ('' for "
+            "none; default 5,10,20, those the labels allow).",
         ),
-    ] = "5,10,20",
+    ] = None,
     splits: Annotated[
         int, typer.Option("--splits", min=1, help="Random stratified splits per N.")
     ] = 5,
@@ -277,8 +278,9 @@ def crossval_cmd(
     from ..workflows.crossval import CrossvalPlan, crossvalidate_labels, format_table
 
     options = _reading_options(wavelength, x_unit, poni, mask)
+    _check_seed(seed)
     try:
-        counts = tuple(int(n) for n in ns.split(",") if n.strip())
+        counts = tuple(int(n) for n in (ns or "5,10,20").split(",") if n.strip())
     except ValueError as exc:
         raise XrdmtlError(f"--n must be comma-separated integers, got {ns!r}") from exc
     if not loo and not counts:
@@ -287,7 +289,7 @@ def crossval_cmd(
     try:
         result = crossvalidate_labels(
             labels, model, options, config=config,
-            plan=CrossvalPlan(counts, splits, seed, loo, transductive), tuning=_tuning(steps, layers, seed, False),
+            plan=CrossvalPlan(counts, splits, seed, loo, transductive, default_ns=ns is None), tuning=_tuning(steps, layers, seed, False),
             note=_note,
         )  # fmt: skip
     except (
