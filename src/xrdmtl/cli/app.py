@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -92,13 +92,30 @@ def clean_errors(func: Callable[..., Any]) -> Callable[..., Any]:
                 f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True
             )
             sys.exit(2)
-        except KeyboardInterrupt:
-            err_console.print(
-                "interrupted (Ctrl-C): nothing written", highlight=False, soft_wrap=True
-            )
+        except KeyboardInterrupt as exc:
+            what = str(exc) or "nothing written"
+            err_console.print(f"interrupted (Ctrl-C): {what}", highlight=False, soft_wrap=True)
+            _quiet_shutdown()
             sys.exit(130)
 
     return wrapper
+
+
+def _quiet_shutdown() -> None:
+    """After a handled Ctrl-C, a second one while Python joins the worker pool's threads at exit
+    ends the process at once (the default action) instead of printing a traceback from
+    ``threading._shutdown``. Set at the start of that shutdown, so a test run going on in-process
+    keeps its own Ctrl-C handling."""
+    import signal
+    import threading
+
+    register = getattr(threading, "_register_atexit", None)  # runs before threads are joined
+    if register is None or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        register(signal.signal, signal.SIGINT, signal.SIG_DFL)
+    except RuntimeError:  # already shutting down
+        pass
 
 
 @app.command("phases")
@@ -129,6 +146,7 @@ def phases_cmd(
         raise XrdmtlError(f"--wavelength must be positive, got {wavelength}")
     phases = library()
     phases.update({p.name: p for p in map(Phase.from_cif, cif or [])})
+    _note_slow_phases(phases.values() if name is not None else ())
     phases.update({p.name: p for p in map(Phase.from_jcpds, jcpds or [])})
     if name is None:
         table = Table(title="xrdmtl phase library")
@@ -239,6 +257,16 @@ def _phase_list(phases: str) -> list[str]:
     if twice:
         raise XrdmtlError(f"--phases names {', '.join(twice)} more than once")
     return names
+
+
+def _note_slow_phases(phases: Iterable[Any]) -> None:
+    """A note for each phase whose reflections take long to compute (a large cell from a CIF)."""
+    from ..physics.phases import slow_table_note
+
+    for p in phases:
+        line = slow_table_note(p)
+        if line is not None:
+            err_console.print(f"note: {line}", highlight=False, soft_wrap=True)
 
 
 def _predictor(model: str | None, threshold: float | None, guard: bool) -> Any:
@@ -957,6 +985,7 @@ def train_cmd(
             raise XrdmtlError(f"--lattice-range needs 0.5 < LO ≤ 1 ≤ HI < 2, got {lo} {hi}")
         config.synth["lattice_coverage"] = [lo, hi]
     synth = make_synthesizer(config)
+    _note_slow_phases(getattr(synth, "targets", ()))
     extra = None
     if labels is not None:
         from ..model.preprocess import model_input

@@ -119,7 +119,7 @@ def _run_pool(
         initargs=(predictor,),
     )
     try:
-        with _sigint_ignored():  # the forkserver and workers start ignoring Ctrl-C, even mid-import
+        with _sigint_deferred():  # workers start deaf to Ctrl-C; one meanwhile stops the run after
             futures: dict[Future, int] = {
                 pool.submit(_worker_chunk, c, job): k for k, c in enumerate(chunks)
             }
@@ -216,18 +216,26 @@ _PRELOAD = ["xrdmtl.inference.parallel", "xrdmtl.model.files", "xrdmtl.io.reader
 
 
 @contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """SIGINT ignored in this process while it starts child processes, which inherit that (a child's
-    Python keeps an inherited SIG_IGN): a Ctrl-C while a worker is still importing then leaves no
-    traceback. Only in the main thread, where signal handlers can be set."""
+def _sigint_deferred() -> Iterator[None]:
+    """SIGINT blocked in this thread while it starts child processes, which inherit the block (a
+    Ctrl-C then never hits a worker mid-import, which would print its traceback); a Ctrl-C meanwhile
+    stays pending and is delivered when the block ends, so the run stops there, before any output
+    is written. Only in the main thread; where signals cannot be blocked, ignored instead."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not hasattr(signal, "pthread_sigmask"):
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
