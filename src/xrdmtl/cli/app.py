@@ -106,16 +106,15 @@ def _quiet_shutdown() -> None:
     ends the process at once (the default action) instead of printing a traceback from
     ``threading._shutdown``. Set at the start of that shutdown, so a test run going on in-process
     keeps its own Ctrl-C handling."""
+    import contextlib
     import signal
     import threading
 
     register = getattr(threading, "_register_atexit", None)  # runs before threads are joined
     if register is None or threading.current_thread() is not threading.main_thread():
         return
-    try:
+    with contextlib.suppress(RuntimeError):  # already shutting down
         register(signal.signal, signal.SIGINT, signal.SIG_DFL)
-    except RuntimeError:  # already shutting down
-        pass
 
 
 @app.command("phases")
