@@ -23,7 +23,8 @@ from .app import (
     console,
     err_console,
 )
-from .outputs import ForceOpt
+from .notes import contradict, unused
+from .outputs import ForceOpt, labeled_files
 
 StepsOpt = Annotated[
     int,
@@ -34,14 +35,17 @@ StepsOpt = Annotated[
     ),
 ]
 LayersOpt = Annotated[
-    str, typer.Option("--layers", help="Network layers fine-tuned with --steps: heads or all.")
+    str | None,
+    typer.Option(
+        "--layers", help="Network layers fine-tuned with --steps: heads (default) or all."
+    ),
 ]
 ContradictedOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--contradicted",
-        help="Labels the physics audit contradicts: auto (as leave-one-out scores best), drop "
-        "(their patterns leave the vote), drop-labels (only those labels) or keep.",
+        help="Labels the physics audit contradicts: auto (default: as leave-one-out scores "
+        "best), drop (their patterns leave the vote), drop-labels (only those labels) or keep.",
     ),
 ]
 
@@ -57,26 +61,37 @@ def _note(msg: str) -> None:
     err_console.print(f"note: {msg}", highlight=False, soft_wrap=True)
 
 
-def _policy(contradicted: str, drop_contradicted: bool, audit: bool) -> str:
+def _policy(contradicted: str | None, drop_contradicted: bool, audit: bool) -> str:
+    """The policy for contradicted labels; contradicting or idle options said so."""
     from ..training.adapt import POLICIES
 
-    if contradicted not in POLICIES:
+    if contradicted is not None and contradicted not in POLICIES:
         raise XrdmtlError(
             f"--contradicted must be one of {', '.join(POLICIES)}, got {contradicted!r}"
         )
-    if drop_contradicted:
-        contradicted = "drop"
-    if contradicted.startswith("drop") and not audit:
+    if drop_contradicted and contradicted not in (None, "drop"):
+        contradict("--drop-contradicted", f"--contradicted {contradicted}")
+    policy = "drop" if drop_contradicted else contradicted or "auto"
+    if policy.startswith("drop") and not audit:
         raise XrdmtlError("dropping contradicted labels needs the audit: leave out --no-audit")
-    return contradicted
+    if contradicted is not None and not audit:
+        unused("--contradicted", "with --no-audit no label is found contradicted")
+    return policy
 
 
-def _tuning(steps: int, layers: str, seed: int, adapt_lattice: bool) -> NetworkTuning:
+def _tuning(steps: int, layers: str | None, seed: int, adapt_lattice: bool) -> NetworkTuning:
+    """The network fine-tuning; --layers and --adapt-lattice without --steps said to do nothing."""
     from ..workflows.adapt import NetworkTuning
 
-    if layers not in ("heads", "all"):
+    if layers is not None and layers not in ("heads", "all"):
         raise XrdmtlError(f"--layers must be heads or all, got {layers!r}")
-    return NetworkTuning(steps=steps, layers=layers, seed=seed, adapt_lattice=adapt_lattice)
+    if steps == 0:
+        for option, given in (("--layers", layers is not None), ("--adapt-lattice", adapt_lattice)):
+            if given:
+                unused(option, "it shapes the network fine-tuning, which needs --steps N")
+    return NetworkTuning(
+        steps=steps, layers=layers or "heads", seed=seed, adapt_lattice=adapt_lattice
+    )
 
 
 def _model_dir(model: str | None) -> Path:
@@ -141,9 +156,9 @@ def finetune_cmd(
     poni: PoniOpt = None,
     mask: MaskOpt = "none",
     steps: StepsOpt = 0,
-    layers: LayersOpt = "heads",
+    layers: LayersOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (network fine-tuning).")] = 0,
-    contradicted: ContradictedOpt = "auto",
+    contradicted: ContradictedOpt = None,
     audit: Annotated[
         bool, typer.Option("--audit/--no-audit", help="Audit the labels on the physics first.")
     ] = True,
@@ -176,7 +191,7 @@ def finetune_cmd(
     from ..training.adapt import AdaptConfig
     from .outputs import check_model_out, inputs_of, write_model
 
-    options = _reading_options(wavelength, x_unit, poni, mask)
+    options = _reading_options(wavelength, x_unit, poni, mask, labeled_files(labels))
     _check_seed(seed)
     inputs = inputs_of(labels=labels, model=model, poni=poni, mask=mask)
     check_model_out(out, inputs, force)
@@ -245,15 +260,16 @@ def crossval_cmd(
         ),
     ] = None,
     splits: Annotated[
-        int, typer.Option("--splits", min=1, help="Random stratified splits per N.")
-    ] = 5,
+        int | None,
+        typer.Option("--splits", min=1, help="Random stratified splits per N (default 5)."),
+    ] = None,
     loo: Annotated[
         bool, typer.Option("--loo/--no-loo", help="Leave-one-out over all labeled patterns.")
     ] = True,
     steps: StepsOpt = 0,
-    layers: LayersOpt = "heads",
+    layers: LayersOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the splits.")] = 0,
-    contradicted: ContradictedOpt = "auto",
+    contradicted: ContradictedOpt = None,
     drop_contradicted: Annotated[
         bool, typer.Option("--drop-contradicted", help="Same as --contradicted drop.")
     ] = False,
@@ -277,19 +293,23 @@ def crossval_cmd(
     from ..training.adapt import AdaptConfig
     from ..workflows.crossval import CrossvalPlan, crossvalidate_labels, format_table
 
-    options = _reading_options(wavelength, x_unit, poni, mask)
+    options = _reading_options(wavelength, x_unit, poni, mask, labeled_files(labels))
     _check_seed(seed)
     try:
-        counts = tuple(int(n) for n in (ns or "5,10,20").split(",") if n.strip())
+        counts = tuple(
+            int(n) for n in (ns if ns is not None else "5,10,20").split(",") if n.strip()
+        )
     except ValueError as exc:
         raise XrdmtlError(f"--n must be comma-separated integers, got {ns!r}") from exc
     if not loo and not counts:
         raise XrdmtlError("nothing to do: give --n or leave --loo on")
+    if splits is not None and not counts:
+        unused("--splits", "it sets the draws of the leave-k-out curve, which --n '' turns off")
     config = AdaptConfig(contradicted=_policy(contradicted, drop_contradicted, True))
     try:
         result = crossvalidate_labels(
             labels, model, options, config=config,
-            plan=CrossvalPlan(counts, splits, seed, loo, transductive, default_ns=ns is None), tuning=_tuning(steps, layers, seed, False),
+            plan=CrossvalPlan(counts, splits or 5, seed, loo, transductive, default_ns=ns is None), tuning=_tuning(steps, layers, seed, False),
             note=_note,
         )  # fmt: skip
     except (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,6 +19,7 @@ from rich.console import Console
 
 from ..errors import OutputError, XrdmtlError
 from ..progress import ProgressBar
+from .notes import contradict, unused
 from .outputs import ForceOpt
 
 if TYPE_CHECKING:
@@ -133,8 +134,9 @@ def phases_cmd(
         list[Path] | None, typer.Option("--jcpds", help="Add a Dioptas .jcpds phase.")
     ] = None,
     max_rows: Annotated[
-        int, typer.Option("--max", help="Show at most N reflections, the strongest.")
-    ] = 40,
+        int | None,
+        typer.Option("--max", help="Show at most N reflections, the strongest (default 40)."),
+    ] = None,
 ) -> None:
     """The phase library (name, formula, space group, cell, source), or one phase's reflections."""
     from rich.table import Table
@@ -143,6 +145,11 @@ def phases_cmd(
 
     if wavelength is not None and not wavelength > 0:
         raise XrdmtlError(f"--wavelength must be positive, got {wavelength}")
+    if name is None:
+        for option, value in (("--wavelength", wavelength), ("--max", max_rows)):
+            if value is not None:
+                unused(option, "it shapes one phase's reflection table: name the phase")
+    max_rows = 40 if max_rows is None else max_rows
     phases = library()
     phases.update({p.name: p for p in map(Phase.from_cif, cif or [])})
     _note_slow_phases(phases.values() if name is not None else ())
@@ -278,11 +285,17 @@ def _predictor(model: str | None, threshold: float | None, guard: bool) -> Any:
 
 
 def _reading_options(
-    wavelength: float | None, x_unit: str | None, poni: Path | None, mask: str
+    wavelength: float | None,
+    x_unit: str | None,
+    poni: Path | None,
+    mask: str,
+    files: Sequence[str] = (),
 ) -> ReadOptions:
-    """The command's reading options; fail early, with one line, on options that cannot work."""
+    """The command's reading options; fail early, with one line, on options that cannot work,
+    and note those that none of the run's ``files`` uses."""
     from ..errors import FrameError
     from ..io.read import ReadOptions
+    from .notes import mask_without_geometry, reading_notes
 
     if wavelength is not None and not wavelength > 0:
         raise XrdmtlError(f"--wavelength must be positive, got {wavelength}")
@@ -294,6 +307,8 @@ def _reading_options(
         from ..io.read import cached_integrator
 
         cached_integrator(str(poni), wavelength)
+    mask_without_geometry(poni, mask)
+    reading_notes(files, poni, mask, x_unit)
     return ReadOptions(wavelength, x_unit, poni, mask)
 
 
@@ -522,10 +537,14 @@ def predict_cmd(
     then the wavelength, its source and the x unit each pattern was read with.
     An --out ending in .json gets the JSON object of --json instead of the CSV."""
     from ..atomic import write_text
+    from ..io.read import expand_inputs, is_frame
     from ..io.writers import write_csv
     from .outputs import plots_into
 
-    options = _reading_options(wavelength, x_unit, poni, mask)
+    files = expand_inputs(paths, poni is not None)[0]
+    options = _reading_options(wavelength, x_unit, poni, mask, files)
+    if save_integrated is not None and files and not any(is_frame(f, True) for f in files):
+        unused("--save-integrated", "no input is a 2D frame (it saves the integrated frames)")
     if save_mask is not None and mask != "auto":
         raise XrdmtlError("--save-mask saves the masks that --mask auto finds: add --mask auto")
     _check_predict_outputs(paths, poni, out, plot, save_integrated, save_mask, model, mask, force)
@@ -601,8 +620,9 @@ def evaluate_cmd(
     import json
 
     from ..workflows.evaluate import evaluate_labels
+    from .outputs import labeled_files
 
-    options = _reading_options(wavelength, x_unit, poni, mask)
+    options = _reading_options(wavelength, x_unit, poni, mask, labeled_files(labels))
     predictor = _predictor(model, threshold, guard)
     result = evaluate_labels(
         predictor,
@@ -737,9 +757,11 @@ def audit_cmd(
     import json
 
     from ..workflows.audit import audit_labels
-    from .outputs import check_out_file, check_plots, inputs_of, plots_into
+    from .outputs import check_out_file, check_plots, inputs_of, labeled_files, plots_into
 
-    options = _reading_options(wavelength, x_unit, poni, mask)
+    options = _reading_options(wavelength, x_unit, poni, mask, labeled_files(labels))
+    if no_model and model is not None:
+        unused("--model", "--no-model weighs the peak evidence alone")
     inputs = inputs_of(labels=labels, model=model, poni=poni, mask=mask)
     if out is not None:
         check_out_file(out, "--out", inputs, "audit", force)
@@ -876,6 +898,19 @@ def simulate_patterns_cmd(
     console.print(f"{n} patterns in {out} ({labels.name})", highlight=False)
 
 
+def _train_reading_notes(
+    labels: Path | None, wavelength: float | None, x_unit: str | None, poni: Path | None, mask: str
+) -> None:
+    """train reads patterns only for --labels: its reading options do nothing without."""
+    given = [
+        o
+        for o, v in (("--wavelength", wavelength), ("--x-unit", x_unit), ("--poni", poni))
+        if v is not None
+    ] + (["--mask"] if mask != "none" else [])
+    if labels is None and given:
+        unused(", ".join(given), "train reads patterns only for --labels (training is synthetic)")
+
+
 @app.command("train")
 @clean_errors
 def train_cmd(
@@ -956,7 +991,7 @@ def train_cmd(
     from ..model.networks import ARCHITECTURES
     from ..training.train import TrainConfig, make_synthesizer, train
     from ..workflows.default_model import CONFIG as DEFAULT_MODEL
-    from .outputs import check_model_out, inputs_of, write_model
+    from .outputs import check_model_out, inputs_of, labeled_files, write_model
 
     if arch not in ARCHITECTURES:
         raise XrdmtlError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
@@ -964,6 +999,9 @@ def train_cmd(
         raise XrdmtlError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     _check_seed(seed)
     names = _phase_list(phases)
+    if epochs is not None and steps is not None:
+        contradict("--epochs", "--steps")
+    _train_reading_notes(labels, wavelength, x_unit, poni, mask)
     inputs = inputs_of(labels=labels, poni=poni, mask=mask, cif=cif or [])
     check_model_out(out, inputs, force, resume)
     config = TrainConfig(
@@ -992,7 +1030,11 @@ def train_cmd(
         names = [p.name for p in synth.targets]
         note = lambda msg: err_console.print(f"note: {msg}", highlight=False)  # noqa: E731
         data, _, failed = load_labeled(
-            labels, names, synth.grid, _reading_options(wavelength, x_unit, poni, mask), note
+            labels,
+            names,
+            synth.grid,
+            _reading_options(wavelength, x_unit, poni, mask, labeled_files(labels)),
+            note,
         )
         for line in failed:
             err_console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)

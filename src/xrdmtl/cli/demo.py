@@ -67,7 +67,24 @@ def main() -> int:
     print(
         f"\nPredictions: {OUT / 'predictions.csv'}   plots: {OUT / 'plots'}/   adapted model: {OUT / 'adapted'}/"
     )
+    print(_on_path())
     return 0
+
+
+def _on_path() -> str:
+    """How to type ``xrdmtl`` yourself: the command lives in the virtual environment's bin/."""
+    import os
+    import shutil
+
+    where = Path(sys.executable).parent
+    rel = Path(os.path.relpath(where))
+    shown = rel if not rel.parts or rel.parts[0] != ".." else where
+    if shutil.which("xrdmtl") == str(where / "xrdmtl"):
+        return "xrdmtl is on your PATH: try `xrdmtl --help`."
+    return (
+        f"To type `xrdmtl` yourself: `source {shown / 'activate'}` (then `xrdmtl --help`), "
+        f"or run it as {shown / 'xrdmtl'}."
+    )
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def is_experiment(folder: Path) -> bool:
     return any((folder / p).is_file() for p in ("results.json", "runs/.gitignore"))
 
 
-def _labeled_files(labels: Path | None) -> list[str]:
+def labeled_files(labels: Path | None) -> list[str]:
     """The pattern files a labels CSV names (none when there is no labels file or it is unreadable:
     reading it later says why)."""
     if labels is None or not labels.is_file():
@@ -99,7 +99,7 @@ def inputs_of(
     no model), the geometry, a mask file, structure files."""
     from ..model.files import default_model_dir, model_files
 
-    out: list[Input] = [("pattern", f) for f in [*patterns, *_labeled_files(labels)]]
+    out: list[Input] = [("pattern", f) for f in [*patterns, *labeled_files(labels)]]
     out += [(option, p) for option, p in (("--labels", labels), ("--poni", poni)) if p is not None]
     out += [("--cif", c) for c in cif]
     if mask not in ("none", "auto"):
