@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -166,9 +167,13 @@ def check_folder(
     )
 
 
-def _inventory(folder: Path) -> dict[str, list[int]]:
-    """Every file below ``folder`` (the marker aside): relative path → [size, mtime in ns]."""
-    out = {}
+HASHED = 1 << 16  # bytes: files up to this size (labels, tables, geometry) are recorded by content
+
+
+def _inventory(folder: Path) -> dict[str, list[int | str]]:
+    """Every file below ``folder`` (the marker aside): relative path → [size, mtime in ns], and the
+    SHA-256 of small files (an edit within the clock's tick keeps the time; a label flip, the size)."""
+    out: dict[str, list[int | str]] = {}
     for root, _, files in os.walk(folder):
         for name in files:
             f = Path(root) / name
@@ -176,6 +181,8 @@ def _inventory(folder: Path) -> dict[str, list[int]]:
             if rel != MARKER:
                 st = f.lstat()
                 out[rel] = [st.st_size, st.st_mtime_ns]
+                if st.st_size <= HASHED and f.is_file():
+                    out[rel].append(hashlib.sha256(f.read_bytes()).hexdigest())
     return out
 
 

@@ -193,10 +193,9 @@ def finetune_cmd(
 
     options = _reading_options(wavelength, x_unit, poni, mask, labeled_files(labels))
     _check_seed(seed)
-    inputs = inputs_of(labels=labels, model=model, poni=poni, mask=mask)
-    check_model_out(out, inputs, force)
     config = AdaptConfig(contradicted=_policy(contradicted, drop_contradicted, audit))
     tuning = _tuning(steps, layers, seed, adapt_lattice)
+    check_model_out(out, inputs_of(labels=labels, model=model, poni=poni, mask=mask), force)
     report = write_model(
         out, False, lambda folder: _adapt(labels, folder, out, model, options, config, tuning, audit, unlabeled or ())
     )  # fmt: skip

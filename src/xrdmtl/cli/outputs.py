@@ -67,8 +67,14 @@ def is_model_folder(folder: Path) -> bool:
 
 
 def is_experiment(folder: Path) -> bool:
-    """A folder ``xrdmtl experiment`` wrote (its results or its caches), which it continues."""
-    return any((folder / p).is_file() for p in ("results.json", "runs/.gitignore"))
+    """A folder ``xrdmtl experiment`` wrote (its results, or its two caches), which it continues."""
+    if all((folder / c / ".gitignore").is_file() for c in ("data", "runs")):
+        return True
+    try:
+        doc = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"meta", "settings"} <= set(doc)
 
 
 def labeled_files(labels: Path | None) -> list[str]:
@@ -155,7 +161,7 @@ def write_model(out: Path, resume: bool, work: Callable[[Path], T]) -> T:
         try:
             return work(out)
         except KeyboardInterrupt:
-            raise KeyboardInterrupt(_left_after_interrupt(out, existed=True)) from None
+            raise KeyboardInterrupt(_left_after_interrupt(out, old_kept=False)) from None
     existed = out.is_dir() and any(out.iterdir())
 
     def keep_checkpoint(stage: Path) -> None:
@@ -168,12 +174,15 @@ def write_model(out: Path, resume: bool, work: Callable[[Path], T]) -> T:
         with staged_folder(out, "model", on_interrupt=keep_checkpoint) as stage:
             return work(stage)
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(_left_after_interrupt(out, existed)) from None
+        raise KeyboardInterrupt(_left_after_interrupt(out, old_kept=existed)) from None
 
 
-def _left_after_interrupt(out: Path, existed: bool) -> str:
-    """What an interrupted training left in ``out``, in words."""
+def _left_after_interrupt(out: Path, old_kept: bool) -> str:
+    """What an interrupted training left in ``out``, in words (``old_kept``: an old folder there,
+    left as it was)."""
     state = out / "checkpoint" / "state.json"
+    if old_kept:
+        return f"nothing written ({out} unchanged)"
     if state.is_file():
         try:
             step = json.loads(state.read_text(encoding="utf-8")).get("step", "?")
@@ -183,7 +192,7 @@ def _left_after_interrupt(out: Path, existed: bool) -> str:
             f"no new model written; the checkpoint of step {step} is in {out / 'checkpoint'} "
             "(the same command with --resume continues it)"
         )
-    return f"nothing written{f' ({out} unchanged)' if existed else ''}"
+    return "nothing written"
 
 
 def rewrite_json(path: Path, doc: dict) -> None:
