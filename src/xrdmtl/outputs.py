@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from .errors import OutputError
 
 __all__ = [
     "MARKER",
+    "check_apart",
     "check_file",
     "check_folder",
     "csv_starts_with",
@@ -168,6 +169,23 @@ def check_folder(
 
 
 HASHED = 1 << 16  # bytes: files up to this size (labels, tables, geometry) are recorded by content
+
+
+def check_apart(
+    option: str, folder: str | Path | None, others: Mapping[str, str | Path | None]
+) -> None:
+    """Refuse, with one line, an output of the run that is or lies inside (or around) the output
+    ``folder`` written whole (it would be removed when the folder is swapped in, or left in it as a
+    file xrdmtl did not write there)."""
+    if folder is None:
+        return
+    for other, path in others.items():
+        if path is not None and (
+            _inside(Path(path), Path(folder)) or _inside(Path(folder), Path(path))
+        ):
+            raise OutputError(
+                f"{option} {folder} and {other} {path} overlap: give them separate places"
+            )
 
 
 def _inventory(folder: Path) -> dict[str, list[int | str]]:

@@ -279,3 +279,13 @@ def test_an_input_is_never_an_output_even_with_force(shared_examples: Path, comm
         res = invoke(*FILE_COMMANDS[command](target, shared_examples), "--force")
         _refused(res, "input")
         assert digest(target) == before
+
+
+def test_an_output_inside_the_plot_folder_is_refused(examples: Path, tmp_path: Path) -> None:
+    """The plot folder is swapped in whole: a CSV or saved patterns inside it would be lost."""
+    plots = tmp_path / "plots"
+    for option in ("--out", "--save-integrated"):
+        res = invoke("predict", examples / SCAN, "-w", WAVELENGTH, "--plot", plots, option,
+                     plots / "x.csv")  # fmt: skip
+        _refused(res, "--plot", option, "overlap")
+    assert not plots.exists()

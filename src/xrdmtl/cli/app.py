@@ -328,11 +328,13 @@ def _check_predict_outputs(
     predict did not write (without ``force``), or cannot be written."""
     from ..inference.parallel import integrated_conflicts
     from ..io.read import expand_inputs
-    from ..outputs import check_folder
+    from ..outputs import check_apart, check_folder
     from .outputs import check_out_file, check_plots, inputs_of
 
     if out is None and plot is None and save_integrated is None and save_mask is None:
         return
+    others = {"--out": out, "--save-integrated": save_integrated, "--save-mask": save_mask}
+    check_apart("--plot", plot, others)
     files, _ = expand_inputs(paths, poni is not None)
     inputs = inputs_of(patterns=files, model=model, poni=poni, mask=mask)
     if out is not None:
@@ -756,6 +758,7 @@ def audit_cmd(
     reflections) with a verdict per label: agrees, uncertain or contradicted; a plot per flagged pattern."""
     import json
 
+    from ..outputs import check_apart
     from ..workflows.audit import audit_labels
     from .outputs import check_out_file, check_plots, inputs_of, labeled_files, plots_into
 
@@ -763,6 +766,7 @@ def audit_cmd(
     if no_model and model is not None:
         unused("--model", "--no-model weighs the peak evidence alone")
     inputs = inputs_of(labels=labels, model=model, poni=poni, mask=mask)
+    check_apart("--plot", plot, {"--out": out})
     if out is not None:
         check_out_file(out, "--out", inputs, "audit", force)
     check_plots(plot, [i for i in inputs if i is not None])
