@@ -155,8 +155,8 @@ def check_folder(
     if ours is not None and ours(p):
         if precious and not force:
             raise OutputError(
-                f"{option} {path} already holds a model: choose a new folder, or add --force to "
-                "replace it (the whole folder)"
+                f"{option} {path} already holds a model (or a training checkpoint): choose a new "
+                "folder, or add --force to replace it (the whole folder)"
             )
         return True
     names = _unrecorded(p)
