@@ -289,3 +289,27 @@ def test_an_output_inside_the_plot_folder_is_refused(examples: Path, tmp_path: P
                      plots / "x.csv")  # fmt: skip
         _refused(res, "--plot", option, "overlap")
     assert not plots.exists()
+
+
+def test_an_interrupted_then_resumed_training_folder_stays_xrdmtls_own(tmp_path: Path) -> None:
+    """The checkpoint an interruption leaves is kept in --out; --resume continues there, and the
+    folder stays one xrdmtl wrote (so --force may replace it later)."""
+    from xrdmtl.cli.outputs import is_model_folder, write_model
+
+    out = tmp_path / "m"
+
+    def interrupted(folder: Path) -> int:
+        (folder / "checkpoint").mkdir()
+        (folder / "checkpoint" / "state.json").write_text('{"step": 2}')
+        raise KeyboardInterrupt
+
+    def resumed(folder: Path) -> int:
+        (folder / "checkpoint" / "state.json").write_text('{"step": 5}')
+        (folder / "model.json").write_text("{}")
+        return 5
+
+    with pytest.raises(KeyboardInterrupt, match="checkpoint of step 2"):
+        write_model(out, False, interrupted)
+    assert is_model_folder(out) and not (out / "model.json").exists()
+    assert write_model(out, True, resumed) == 5
+    assert is_model_folder(out) and (out / "model.json").is_file()

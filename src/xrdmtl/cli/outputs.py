@@ -162,6 +162,8 @@ def write_model(out: Path, resume: bool, work: Callable[[Path], T]) -> T:
             return work(out)
         except KeyboardInterrupt:
             raise KeyboardInterrupt(_left_after_interrupt(out, old_kept=False)) from None
+        finally:
+            mark(out, "model")  # the folder as xrdmtl left it, checkpoint and all
     existed = out.is_dir() and any(out.iterdir())
 
     def keep_checkpoint(stage: Path) -> None:
