@@ -64,7 +64,7 @@ def test_predict_out_replaces_its_own_csv_but_no_other_file_without_force(
     assert again.exit_code == 0, again.output
 
 
-def test_predict_json_out_writes_json(examples: Path, tmp_path: Path) -> None:
+def test_a_json_out_gets_json(examples: Path, tmp_path: Path) -> None:
     out = tmp_path / "preds.json"
     res = invoke(
         "predict", examples / SCAN, "-w", WAVELENGTH, "--workers", "1", "--json", "--out", out
@@ -73,6 +73,11 @@ def test_predict_json_out_writes_json(examples: Path, tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
     assert doc["n"] == 1 and doc["predictions"][0]["file"].endswith(SCAN)
     assert json.loads(res.stdout) == doc
+    audit = tmp_path / "audit.json"
+    res = invoke("audit", "--labels", examples / "labels.csv", "--no-model", "-w", WAVELENGTH,
+                 "--out", audit)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert {"labels", "phases", "flagged"} <= set(json.loads(audit.read_text()))
 
 
 def _old_model(folder: Path) -> Path:

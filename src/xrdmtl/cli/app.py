@@ -747,7 +747,10 @@ def audit_cmd(
         Path | None, typer.Option("--plot", help="Folder for a PNG per flagged pattern.")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="CSV to write: one row per label.")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="CSV to write: one row per label (FILE.json: the --json object)."
+        ),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of tables.")
@@ -779,10 +782,15 @@ def audit_cmd(
             plot_dir=plot_dir,
             note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
         )
-    if out is not None:
+    doc = json.dumps(table.to_json(), indent=1) + "\n"
+    if out is not None and out.suffix.lower() == ".json":
+        from ..atomic import write_text
+
+        write_text(out, doc)
+    elif out is not None:
         table.to_csv(out)
     if as_json:
-        sys.stdout.write(json.dumps(table.to_json(), indent=1) + "\n")
+        sys.stdout.write(doc)
     else:
         console.print(table.rich_table())
         for source, acc in table.accuracy().items():

@@ -44,13 +44,17 @@ _MODEL_FILES = {
 }  # fmt: skip
 
 
-def predictions_json(path: Path) -> bool:
-    """``path`` holds the JSON object ``predict`` writes (phases and predictions)."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and {"phases", "predictions"} <= set(doc)
+def json_with(*keys: str) -> Callable[[Path], bool]:
+    """A recogniser of a JSON object holding ``keys`` (what a command's --out FILE.json holds)."""
+
+    def recognise(path: Path) -> bool:
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(doc, dict) and set(keys) <= set(doc)
+
+    return recognise
 
 
 def is_model_folder(folder: Path) -> bool:
@@ -119,9 +123,10 @@ def inputs_of(
 
 def check_out_file(out: Path, option: str, inputs: Sequence[Input], kind: str, force: bool) -> None:
     """An output file of ``kind`` (predictions, audit): the rule of :func:`xrdmtl.outputs.check_file`."""
+    as_json = out.suffix.lower() == ".json"
     ours = {
-        "predictions": predictions_json if out.suffix.lower() == ".json" else PREDICTIONS_CSV,
-        "audit": AUDIT_CSV,
+        "predictions": json_with("phases", "predictions") if as_json else PREDICTIONS_CSV,
+        "audit": json_with("labels", "phases", "flagged") if as_json else AUDIT_CSV,
     }[kind]
     check_file(out, option, inputs=inputs, ours=ours, force=force)
 
