@@ -217,10 +217,11 @@ _PRELOAD = ["xrdmtl.inference.parallel", "xrdmtl.model.files", "xrdmtl.io.reader
 
 @contextmanager
 def _sigint_deferred() -> Iterator[None]:
-    """SIGINT blocked in this thread while it starts child processes, which inherit the block (a
-    Ctrl-C then never hits a worker mid-import, which would print its traceback); a Ctrl-C meanwhile
-    stays pending and is delivered when the block ends, so the run stops there, before any output
-    is written. Only in the main thread; where signals cannot be blocked, ignored instead."""
+    """Ctrl-C deferred while this process starts child processes: SIGINT is blocked in this thread,
+    which the children inherit (a Ctrl-C then never hits a worker mid-import, which would print its
+    traceback), and one that another thread receives meanwhile is only recorded. Either way the
+    run stops with KeyboardInterrupt when the start is over, before any output is written. Only in
+    the main thread; where signals cannot be blocked, they are ignored while the workers start."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -231,11 +232,16 @@ def _sigint_deferred() -> Iterator[None]:
         finally:
             signal.signal(signal.SIGINT, previous)
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    caught: list[int] = []
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # one still pending is raised here
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
