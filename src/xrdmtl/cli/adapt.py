@@ -94,20 +94,12 @@ def _tuning(steps: int, layers: str | None, seed: int, adapt_lattice: bool) -> N
     )
 
 
-def _model_dir(model: str | None) -> Path:
-    """The folder of ``--model`` (or of its .safetensors file; default: the shipped model)."""
-    from ..model.files import default_model_dir
-
-    if model is None:
-        return default_model_dir()
-    return Path(model).parent if str(model).endswith(".safetensors") else Path(model)
-
-
 def _earlier_references(model: str | None) -> int:
     """How many labeled references the model already holds (an adapted model's adapter), 0 if none."""
     from ..model.files import read_meta
+    from .outputs import model_dir
 
-    adapter = read_meta(_model_dir(model)).get("adapter")
+    adapter = read_meta(model_dir(model)).get("adapter")
     return int(adapter.get("n_references", 0)) if isinstance(adapter, dict) else 0
 
 

@@ -313,7 +313,7 @@ def _reading_options(
 
 
 def _check_predict_outputs(
-    paths: list[str],
+    files: list[str],
     poni: Path | None,
     out: Path | None,
     plot: Path | None,
@@ -327,7 +327,6 @@ def _check_predict_outputs(
     destroy an input (a pattern, the geometry, the mask, the model), replace a file
     predict did not write (without ``force``), or cannot be written."""
     from ..inference.parallel import integrated_conflicts
-    from ..io.read import expand_inputs
     from ..outputs import check_apart, check_folder
     from .outputs import check_out_file, check_plots, inputs_of
 
@@ -335,7 +334,6 @@ def _check_predict_outputs(
         return
     others = {"--out": out, "--save-integrated": save_integrated, "--save-mask": save_mask}
     check_apart("--plot", plot, others)
-    files, _ = expand_inputs(paths, poni is not None)
     inputs = inputs_of(patterns=files, model=model, poni=poni, mask=mask)
     if out is not None:
         check_out_file(out, "--out", inputs, "predictions", force)
@@ -549,7 +547,7 @@ def predict_cmd(
         unused("--save-integrated", "no input is a 2D frame (it saves the integrated frames)")
     if save_mask is not None and mask != "auto":
         raise XrdmtlError("--save-mask saves the masks that --mask auto finds: add --mask auto")
-    _check_predict_outputs(paths, poni, out, plot, save_integrated, save_mask, model, mask, force)
+    _check_predict_outputs(files, poni, out, plot, save_integrated, save_mask, model, mask, force)
     predictor = _predictor(model, threshold, guard)
     with plots_into(plot) as plot_dir:
         preds = predictor.predict_files(
@@ -772,7 +770,7 @@ def audit_cmd(
     check_apart("--plot", plot, {"--out": out})
     if out is not None:
         check_out_file(out, "--out", inputs, "audit", force)
-    check_plots(plot, [i for i in inputs if i is not None])
+    check_plots(plot, inputs)
     with plots_into(plot) as plot_dir:
         table = audit_labels(
             labels,

@@ -107,7 +107,7 @@ def inputs_of(
     """Everything a run reads, each named for the messages: the patterns (and those the labels
     list), the labels, the model folder and its files (``model=None``: the shipped one; ``False``:
     no model), the geometry, a mask file, structure files."""
-    from ..model.files import default_model_dir, model_files
+    from ..model.files import model_files
 
     out: list[Input] = [("pattern", f) for f in [*patterns, *labeled_files(labels)]]
     out += [(option, p) for option, p in (("--labels", labels), ("--poni", poni)) if p is not None]
@@ -115,10 +115,18 @@ def inputs_of(
     if mask not in ("none", "auto"):
         out.append(("--mask", mask))
     if model is not False:
-        folder = Path(model) if model is not None else default_model_dir()
-        folder = folder.parent if folder.suffix == ".safetensors" else folder
+        folder = model_dir(model)
         out += [("--model", folder), *(("--model", f) for f in model_files(folder))]
     return out
+
+
+def model_dir(model: str | None) -> Path:
+    """The folder of ``--model`` (or of its .safetensors file; None: the shipped model)."""
+    from ..model.files import default_model_dir
+
+    if model is None:
+        return default_model_dir()
+    return Path(model).parent if Path(model).suffix == ".safetensors" else Path(model)
 
 
 def check_out_file(out: Path, option: str, inputs: Sequence[Input], kind: str, force: bool) -> None:
