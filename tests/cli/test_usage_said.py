@@ -180,3 +180,24 @@ def test_a_ctrl_c_while_workers_start_stops_the_run_once_they_have_started() -> 
         reached = True
     assert reached and child.stdout.strip() == "True", child.stderr
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_second_ctrl_c_while_python_exits_prints_no_traceback() -> None:
+    """After a handled Ctrl-C, Python joins the remaining threads (a worker pool's) at exit; a
+    second Ctrl-C then used to print a KeyboardInterrupt traceback from threading._shutdown."""
+    code = (
+        "import importlib, os, signal, threading, time\n"
+        "app = importlib.import_module('xrdmtl.cli.app')\n"
+        "def late():\n"
+        "    time.sleep(1.0)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(1.0)\n"
+        "@app.clean_errors\n"
+        "def run():\n"
+        "    threading.Thread(target=late).start()\n"
+        "    raise KeyboardInterrupt\n"
+        "run()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode in (130, -signal.SIGINT), out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.startswith("interrupted"), out.stderr
