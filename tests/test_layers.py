@@ -1,7 +1,7 @@
 """The package's layers: a module may import its own layer and the layers below it, never one above.
 
-``errors``, ``atomic`` and ``progress`` (error types, atomic file writes, the progress bar) are the
-foundation every layer uses.
+``errors``, ``atomic``, ``progress`` and ``outputs`` (error types, atomic file writes, the progress
+bar, the output rule) are the foundation every layer uses.
 Every import counts, at module level or inside a function, ``TYPE_CHECKING`` blocks included.
 """
 
@@ -17,6 +17,7 @@ LAYERS = (
     "errors",
     "atomic",
     "progress",
+    "outputs",
     "physics",
     "io",
     "synthesis",
@@ -30,7 +31,8 @@ RANK = {
     "errors": 0,
     "atomic": 0,
     "progress": 0,
-    **{name: i for i, name in enumerate(LAYERS) if i >= 3},
+    "outputs": 0,
+    **{name: i for i, name in enumerate(LAYERS) if i >= 4},
 }
 
 

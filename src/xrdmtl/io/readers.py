@@ -248,6 +248,12 @@ def _parse_npy(data: bytes, src: str) -> _Raw:
         x, y = arr[0], arr[1]
     elif arr.shape[1] in (2, 3):
         x, y = arr[:, 0], arr[:, 1]
+    elif min(arr.shape) >= 16:  # a detector image, not a table of columns
+        raise PatternError(
+            f"a 2D image of {arr.shape[0]}×{arr.shape[1]} pixels, not a 1D pattern (2×N or N×2): "
+            "give its detector geometry with --poni FILE to integrate it",
+            src,
+        )
     else:
         raise PatternError(f"array of shape {arr.shape}, expected 2×N or N×2 (x, intensity)", src)
     return _Raw(x, y, "npy", meta={"shape": list(arr.shape)})
