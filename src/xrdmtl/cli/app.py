@@ -906,6 +906,18 @@ def _train_reading_notes(
         unused(", ".join(given), "train reads patterns only for --labels (training is synthetic)")
 
 
+def _print_trained(out: Path, result: Any) -> None:
+    """The one line train ends with: where the model is, its size, and its held-out figures."""
+    final = result.final
+    accs = ", ".join(f"{k[8:]} {v:.1%}" for k, v in final.items() if k.startswith("val_acc_"))
+    console.print(
+        f"model in {out} ({result.n_parameters:,} parameters, best step {result.best_step}, "
+        f"{result.seconds:.0f} s): held-out simulated exact match {final['val_exact']:.1%} ({accs}); "
+        f"ECE {result.calibration['ece_before']:.3f} → {result.calibration['ece_after']:.3f}",
+        highlight=False,
+    )
+
+
 @app.command("train")
 @clean_errors
 def train_cmd(
@@ -1021,11 +1033,4 @@ def train_cmd(
             config, folder, progress=True, resume=resume, synthesizer=synth, extra_val=extra
         ),
     )
-    final = result.final
-    accs = ", ".join(f"{k[8:]} {v:.1%}" for k, v in final.items() if k.startswith("val_acc_"))
-    console.print(
-        f"model in {out} ({result.n_parameters:,} parameters, best step {result.best_step}, "
-        f"{result.seconds:.0f} s): held-out simulated exact match {final['val_exact']:.1%} ({accs}); "
-        f"ECE {result.calibration['ece_before']:.3f} → {result.calibration['ece_after']:.3f}",
-        highlight=False,
-    )
+    _print_trained(out, result)

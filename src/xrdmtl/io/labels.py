@@ -106,7 +106,11 @@ def _check_repeats(rows: list[list[str]], header: list[str], path: Path) -> None
     for i, row in enumerate(rows[1:]):
         base, _, frame = row[0].strip().partition("::")
         full = Path(base) if Path(base).is_absolute() else path.parent / base
-        key = (os.path.normcase(os.path.realpath(full)), frame)
+        try:
+            real = os.path.realpath(full)
+        except (OSError, ValueError):  # a name no file system takes (a NUL): compare it as written
+            real = os.path.normpath(full)
+        key = (os.path.normcase(real), frame)
         if key in seen:
             repeats.append((seen[key], i + 1))
         else:
