@@ -22,15 +22,15 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks experiments
+	$(BIN)/ruff format --check src tests benchmarks experiments
 	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 model: $(STAMP)
-	$(BIN)/python -m xrdmtl.workflows.default_model
+	$(BIN)/python -m experiments.default_model
 
 experiment: $(STAMP)
 	$(BIN)/xrdmtl experiment --out docs/report

@@ -45,7 +45,6 @@ _EXPORTS = {
     "Predictor": "inference.predictor",
     "Prediction": "inference.predictor",
     "audit_labels": "workflows.audit",
-    "run_experiment": "workflows.experiment",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -642,46 +642,6 @@ def _print_evaluation(result: dict, phases: list[str]) -> None:
         console.print("no misclassified pattern")
 
 
-@app.command("experiment")
-@clean_errors
-def experiment_cmd(
-    out: Annotated[
-        Path,
-        typer.Option("--out", help="Folder for results.json, the report, cached data and models."),
-    ],
-    quick: Annotated[
-        bool, typer.Option("--quick", help="Smaller budgets: at most 10 minutes on 2 cores.")
-    ] = False,
-    toy: Annotated[
-        bool, typer.Option("--toy", help="Tiny budgets: a smoke test of the pipeline (seconds).")
-    ] = False,
-    seeds: Annotated[
-        int | None, typer.Option("--seeds", min=1, help="Seeds per setting (default: 3; --toy: 2).")
-    ] = None,
-) -> None:
-    """Run the paper's four comparisons (multi-task vs binary CNNs, losses, data efficiency, masked vs
-    unmasked) and write results.json, report.md and a self-contained report.html into --out."""
-    from ..workflows.experiment import ExperimentConfig, run_experiment
-    from ..workflows.report import write_report
-
-    if quick and toy:
-        raise typer.BadParameter("--quick and --toy exclude each other")
-    preset = "toy" if toy else "quick" if quick else "full"
-    config = ExperimentConfig.preset(preset, seeds=seeds)
-    command = " ".join(
-        ["xrdmtl experiment --out", str(out)]
-        + [f"--{preset}"] * (preset != "full")
-        + ([f"--seeds {seeds}"] if seeds is not None else [])
-    )
-    results = run_experiment(out, config, progress=True, command=command)
-    md = write_report(results, out)
-    console.print(
-        f"results: {results.path}\nreport: {md} and {md.with_suffix('.html')} "
-        f"({results.data['meta']['wall_time_s']:.0f} s)",
-        highlight=False,
-    )
-
-
 @app.command("audit")
 @clean_errors
 def audit_cmd(
@@ -916,9 +876,8 @@ def train_cmd(
     """Train a model on synthetic patterns of the phases (no labeled data needed)."""
     from ..io.labels import load_labeled
     from ..model.losses import LOSSES
-    from ..model.networks import ARCHITECTURES
+    from ..model.networks import ARCHITECTURES, SHIPPED_MTL_KWARGS
     from ..training.train import TrainConfig, make_synthesizer, train
-    from ..workflows.default_model import CONFIG as DEFAULT_MODEL
 
     if arch not in ARCHITECTURES:
         raise XrdmtlError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
@@ -929,7 +888,7 @@ def train_cmd(
         phases=[p.strip() for p in phases.split(",") if p.strip()],
         cif=[str(c) for c in cif or []],
         arch=arch,
-        arch_kwargs=dict(DEFAULT_MODEL.arch_kwargs) if arch == DEFAULT_MODEL.arch else {},
+        arch_kwargs=dict(SHIPPED_MTL_KWARGS) if arch == "mtl" else {},
         seed=seed,
         eval_every=eval_every,
         val_size=val_size,

@@ -1,4 +1,5 @@
-"""The paper's four comparisons in one run (``xrdmtl experiment``), saved as ``results.json``.
+"""The paper's four comparisons in one run (``xrdmtl experiment``, ``make experiment``), saved as
+``results.json``. Part of the research harness beside the package (``experiments/``, not installed).
 
 A *setting* (architecture, loss, synthetic view) is trained by :func:`run_setting` for several seeds
 on the same synthetic data and budget; every trained model is evaluated on the same test sets:
@@ -33,13 +34,13 @@ from typing import Any, Literal, TypedDict
 
 import numpy as np
 
-from ..atomic import write_text
-from ..io.labels import LabeledPatterns
-from ..io.read import ReadOptions
-from ..model.metrics import evaluate as score
-from ..model.preprocess import model_input
-from ..physics.grid import DEFAULT_GRID, QGrid
-from ..progress import ProgressBar
+from xrdmtl.atomic import write_text
+from xrdmtl.io.labels import LabeledPatterns
+from xrdmtl.io.read import ReadOptions
+from xrdmtl.model.metrics import evaluate as score
+from xrdmtl.model.preprocess import model_input
+from xrdmtl.physics.grid import DEFAULT_GRID, QGrid
+from xrdmtl.progress import ProgressBar
 
 PAPER: Paper = {
     "source": "Li et al., arXiv 2403.10042 (Adv. Intell. Syst. 6(12), 2024)",
@@ -357,29 +358,24 @@ HDAC_ENV = "XRDMTL_HDAC"  # folder of the paper's measured patterns (labels_unma
 RRUFF_ENV = "XRDMTL_RRUFF"  # folder of measured RRUFF powder patterns (rruff_<mineral>_<id>.txt)
 
 
-def source_checkout() -> Path | None:
-    """The repository root when this package runs from a source checkout (``src/`` layout), else None."""
-    root = Path(__file__).resolve().parents[3]
-    return (
-        root if (root / "pyproject.toml").is_file() and (root / "src" / "xrdmtl").is_dir() else None
-    )
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository this harness lives in (``experiments/`` sits beside ``src/`` and ``tests/``)."""
 
 
 def hdac_dir() -> Path | None:
     """The paper's measured patterns: the folder ``$XRDMTL_HDAC`` names, else ``../shared/data/hdac``
-    next to a source checkout; None when neither holds them (the experiment then leaves them out)."""
-    env, root = os.environ.get(HDAC_ENV), source_checkout()
-    d = Path(env) if env else root.parent / "shared" / "data" / "hdac" if root else None
-    return d if d is not None and (d / "labels_unmasked.csv").is_file() else None
+    next to the repository; None when neither holds them (the experiment then leaves them out)."""
+    env = os.environ.get(HDAC_ENV)
+    d = Path(env) if env else ROOT.parent / "shared" / "data" / "hdac"
+    return d if (d / "labels_unmasked.csv").is_file() else None
 
 
 def rruff_files() -> list[Path]:
     """Measured RRUFF powder patterns ``rruff_<mineral>_<id>.txt`` in the folder ``$XRDMTL_RRUFF`` names,
-    else in a source checkout's ``tests/data`` (DIF peak lists, computed rather than measured, left out);
-    none when neither exists."""
-    env, root = os.environ.get(RRUFF_ENV), source_checkout()
-    folder = Path(env) if env else root / "tests" / "data" if root else None
-    if folder is None or not folder.is_dir():
+    else in the repository's ``tests/data`` (DIF peak lists, computed rather than measured, left out)."""
+    env = os.environ.get(RRUFF_ENV)
+    folder = Path(env) if env else ROOT / "tests" / "data"
+    if not folder.is_dir():
         return []
     return sorted(f for f in folder.glob("rruff_*.txt") if "_DIF" not in f.name)
 
@@ -394,7 +390,7 @@ def labeled_set(
     wavelength: float | None,
 ) -> LabeledSet:
     """Read ``files`` onto ``grid``."""
-    from ..io.readers import load_pattern
+    from xrdmtl.io.readers import load_pattern
 
     on_grid = [load_pattern(f, wavelength=wavelength).on_grid(grid) for f in files]
     return LabeledSet(
@@ -420,7 +416,7 @@ def csv_set(
     wavelength: float | None,
 ) -> LabeledSet:
     """Read every file of a labels CSV onto ``grid``."""
-    from ..io.labels import read_labels
+    from xrdmtl.io.labels import read_labels
 
     files, labels = read_labels(labels_csv, phases)
     return labeled_set(name, kind, description, files, labels, grid, wavelength)
@@ -454,7 +450,7 @@ def simulated_sets(
     description: str,
 ) -> dict[str, LabeledSet]:
     """Simulated frames integrated unmasked and masked (generated once; reused when cached)."""
-    from ..synthesis.frames import simulate_frames
+    from xrdmtl.synthesis.frames import simulate_frames
 
     params = {"n": n, "seed": seed, "wavelength": wavelength}
     stamp = out / "params.json"
@@ -498,7 +494,7 @@ def predict_sets(
     model_path: Path, sets: dict[str, LabeledSet]
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Probabilities of a saved model on every set, and its per-phase thresholds."""
-    from ..model.files import load_model
+    from xrdmtl.model.files import load_model
 
     model = load_model(model_path, device="cpu")
     return {k: model.predict_proba(s.x) for k, s in sets.items()}, model.thresholds
@@ -552,7 +548,7 @@ def run_setting(
     setting: Setting, seed: int, config: ExperimentConfig, phases: Sequence[str], out_dir: Path
 ) -> dict:
     """Train one setting at one seed (reused when ``out_dir`` already holds it); its run record."""
-    from ..training.train import CHECKPOINT, TrainConfig, train
+    from xrdmtl.training.train import CHECKPOINT, TrainConfig, train
 
     record_path = out_dir / "record.json"
     tc = TrainConfig(
@@ -601,7 +597,7 @@ def run_finetune(
 ) -> tuple[Path, bool]:
     """Fine-tune ``base_model`` on the patterns ``idx`` of ``pool`` (reused when ``out_dir`` already
     holds that run); the new model's folder, and whether it was reused."""
-    from ..training.finetune import finetune
+    from xrdmtl.training.finetune import finetune
 
     model = out_dir / "model"
     stamp = out_dir / "stamp.json"
@@ -631,8 +627,8 @@ def run_finetune(
 
 def _inputs_version() -> dict:
     """What else decides a run's outcome: the synthesis defaults and the model input's version."""
-    from ..model.files import PREPROCESSING
-    from ..synthesis.patterns import SYNTH_VERSION, SynthConfig
+    from xrdmtl.model.files import PREPROCESSING
+    from xrdmtl.synthesis.patterns import SYNTH_VERSION, SynthConfig
 
     return {
         "synth": asdict(SynthConfig()),
@@ -644,7 +640,7 @@ def _inputs_version() -> dict:
 def _finetune_recipe() -> dict:
     """The fine-tuning recipe the experiment relies on (:class:`~xrdmtl.training.finetune.FinetuneConfig`'s
     defaults) and the fine-tuning version."""
-    from ..training.finetune import FINETUNE_VERSION, FinetuneConfig
+    from xrdmtl.training.finetune import FINETUNE_VERSION, FinetuneConfig
 
     return {"version": FINETUNE_VERSION, **asdict(FinetuneConfig())}
 
@@ -709,11 +705,11 @@ def run_experiment(
     Data sets and trained models are cached in ``out_dir`` (``data/``, ``runs/``, each git-ignored), so
     a rerun with the same configuration reuses them.
     """
-    from ..model.losses import LOSSES
-    from ..model.networks import default_device
-    from ..physics.phases import TARGETS
-    from ..synthesis.patterns import SynthConfig
-    from ..training.train import TrainConfig
+    from xrdmtl.model.losses import LOSSES
+    from xrdmtl.model.networks import default_device
+    from xrdmtl.physics.phases import TARGETS
+    from xrdmtl.synthesis.patterns import SynthConfig
+    from xrdmtl.training.train import TrainConfig
 
     config = config or ExperimentConfig()
     out = Path(out_dir)
@@ -869,8 +865,12 @@ def run_experiment(
         t0 = time.perf_counter()
         hdac: HdacResults = {"available": hd is not None, "cv": {}}
         if hd is not None:
-            from .adapt import adapt_arrays
-            from .crossval import nearest_neighbour_vote, training_draw, vote_features
+            from xrdmtl.workflows.adapt import adapt_arrays
+            from xrdmtl.workflows.crossval import (
+                nearest_neighbour_vote,
+                training_draw,
+                vote_features,
+            )
 
             hdac["n"] = len(tests["hdac_unmasked"])
             hdac["splits"] = config.hdac_splits
@@ -1042,7 +1042,7 @@ def _loss_key(loss: str, base_loss: str) -> str:
 
 def contradicted_labels(labels_csv: Path) -> list[str]:
     """Names of the files whose labels the physics-only audit contradicts (peaks against labels)."""
-    from .audit import audit_labels
+    from xrdmtl.workflows.audit import audit_labels
 
     table = audit_labels(labels_csv, None, ReadOptions(HDAC_WAVELENGTH), use_model=False)
     return sorted({Path(r.file).name for r in table.flagged})
@@ -1077,9 +1077,9 @@ def make_examples(
     model_path: Path, tests: dict[str, LabeledSet], k: int, phases: Sequence[str]
 ) -> list[dict]:
     """Up to ``k`` test patterns per set kind (one per phase where possible), with what drove the call."""
-    from ..inference.explain import saliency
-    from ..model.files import load_model
-    from ..physics.phases import get_phase
+    from xrdmtl.inference.explain import saliency
+    from xrdmtl.model.files import load_model
+    from xrdmtl.physics.phases import get_phase
 
     model = load_model(model_path, device="cpu")
     grid = model.grid

@@ -20,7 +20,8 @@ from typing import Any, TypedDict, cast
 
 import numpy as np
 
-from ..atomic import write_bytes
+from xrdmtl.atomic import write_bytes
+
 from .experiment import (
     VIEWS,
     ExperimentResults,
@@ -306,8 +307,8 @@ def fig_confusion(res: ResultsData, key: str) -> bytes:
 def fig_example(res: ResultsData, e: dict, path: Path) -> bytes:
     """One test pattern (background-removed channel) with the reference sticks of the phases the model
     called and the saliency that drove each call, drawn by :func:`xrdmtl.io.plots.plot_pattern`."""
-    from ..io.plots import plot_pattern
-    from ..physics.phases import Reflections
+    from xrdmtl.io.plots import plot_pattern
+    from xrdmtl.physics.phases import Reflections
 
     phases = res["meta"]["phases"]
     refl = {}
