@@ -25,6 +25,7 @@ _EXPORTS = {
     "DEFAULT_GRID": "physics.grid",
     "Pattern": "physics.pattern",
     "load_pattern": "io.readers",
+    "examples_dir": "io.examples",
     "ReadOptions": "io.read",
     "Phase": "physics.phases",
     "get_phase": "physics.phases",
@@ -45,6 +46,8 @@ _EXPORTS = {
     "Predictor": "inference.predictor",
     "Prediction": "inference.predictor",
     "audit_labels": "workflows.audit",
+    "evaluate_labels": "workflows.evaluate",
+    "adapt_to_labels": "workflows.adapt",
 }
 
 __all__ = ["__version__", *_EXPORTS]

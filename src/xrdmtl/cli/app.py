@@ -419,13 +419,12 @@ def examples_cmd(
     """Copy the bundled example patterns into a folder: six of the paper's measured HDAC patterns
     (.npy, 2θ at 0.561 Å: give --wavelength 0.561) and their labels.csv, as the README tour uses them.
     Never overwrites a file."""
-    from importlib import resources
-
     from ..atomic import write_bytes
     from ..errors import OutputError
+    from ..io.examples import examples_dir
     from ..io.writers import check_output_folder
 
-    src = Path(str(resources.files("xrdmtl") / "data" / "examples"))
+    src = examples_dir()
     files = sorted(
         p.relative_to(src)
         for p in src.rglob("*")
