@@ -2,7 +2,7 @@
 and when it should not.
 
 - ``wavelength_hdac_flagged_{0.54,0.58,0.60}``: share of the measured HDAC patterns
-  (:func:`xrdmtl.workflows.experiment.hdac_dir`, λ = 0.561 Å, 36 of 58 with a target) read at a wrong wavelength that
+  (:func:`experiments.experiment.hdac_dir`, λ = 0.561 Å, 36 of 58 with a target) read at a wrong wavelength that
   get the warning with k within 0.005 of λ used / λ true (skipped when the data is absent);
 - ``wavelength_hdac_quiet``: share read at the right wavelength without it;
 - ``wavelength_minerals_quiet`` / ``wavelength_synthetic_quiet``: share of synthetic lab patterns of
@@ -71,9 +71,10 @@ def bench(n: int = N, model: str | None = None) -> dict[str, float]:
     from xrdmtl.inference.predictor import Predictor
     from xrdmtl.io.read import ReadOptions, read_files
     from xrdmtl.physics.phases import load_phase
-    from xrdmtl.workflows.experiment import hdac_dir
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the research harness
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from experiments.experiment import hdac_dir
     from bench_minerals import SETS
 
     predictor = Predictor(model)

@@ -423,12 +423,11 @@ def examples_cmd(
     """Copy the bundled example patterns into a folder: six of the paper's measured HDAC patterns
     (.npy, 2θ at 0.561 Å: give --wavelength 0.561) and their labels.csv, as the README tour uses them.
     Never overwrites a file."""
-    from importlib import resources
-
     from ..atomic import write_bytes
+    from ..io.examples import examples_dir
     from ..outputs import check_folder
 
-    src = Path(str(resources.files("xrdmtl") / "data" / "examples"))
+    src = examples_dir()
     files = sorted(
         p.relative_to(src)
         for p in src.rglob("*")
@@ -655,49 +654,6 @@ def _print_evaluation(result: dict, phases: list[str]) -> None:
         console.print(mis)
     else:
         console.print("no misclassified pattern")
-
-
-@app.command("experiment")
-@clean_errors
-def experiment_cmd(
-    out: Annotated[
-        Path,
-        typer.Option("--out", help="Folder for results.json, the report, cached data and models."),
-    ],
-    quick: Annotated[
-        bool, typer.Option("--quick", help="Smaller budgets: at most 10 minutes on 2 cores.")
-    ] = False,
-    toy: Annotated[
-        bool, typer.Option("--toy", help="Tiny budgets: a smoke test of the pipeline (seconds).")
-    ] = False,
-    seeds: Annotated[
-        int | None, typer.Option("--seeds", min=1, help="Seeds per setting (default: 3; --toy: 2).")
-    ] = None,
-) -> None:
-    """Run the paper's four comparisons (multi-task vs binary CNNs, losses, data efficiency, masked vs
-    unmasked) and write results.json, report.md and a self-contained report.html into --out."""
-    from ..outputs import check_folder
-    from ..workflows.experiment import ExperimentConfig, run_experiment
-    from ..workflows.report import write_report
-    from .outputs import is_experiment
-
-    if quick and toy:
-        raise typer.BadParameter("--quick and --toy exclude each other")
-    check_folder(out, "--out", ours=is_experiment)
-    preset = "toy" if toy else "quick" if quick else "full"
-    config = ExperimentConfig.preset(preset, seeds=seeds)
-    command = " ".join(
-        ["xrdmtl experiment --out", str(out)]
-        + [f"--{preset}"] * (preset != "full")
-        + ([f"--seeds {seeds}"] if seeds is not None else [])
-    )
-    results = run_experiment(out, config, progress=True, command=command)
-    md = write_report(results, out)
-    console.print(
-        f"results: {results.path}\nreport: {md} and {md.with_suffix('.html')} "
-        f"({results.data['meta']['wall_time_s']:.0f} s)",
-        highlight=False,
-    )
 
 
 @app.command("audit")
@@ -993,8 +949,8 @@ def train_cmd(
     force: ForceOpt = False,
 ) -> None:
     """Train a model on synthetic patterns of the phases (no labeled data needed)."""
+    from ..model.networks import SHIPPED_MTL_KWARGS
     from ..training.train import TrainConfig, make_synthesizer, train
-    from ..workflows.default_model import CONFIG as DEFAULT_MODEL
     from .outputs import check_model_out, inputs_of, labeled_files, write_model
 
     _check_seed(seed)
@@ -1009,7 +965,7 @@ def train_cmd(
         phases=names,
         cif=[str(c) for c in cif or []],
         arch=arch,
-        arch_kwargs=dict(DEFAULT_MODEL.arch_kwargs) if arch == DEFAULT_MODEL.arch else {},
+        arch_kwargs=dict(SHIPPED_MTL_KWARGS) if arch == "mtl" else {},
         loss=loss or TrainConfig.loss,
         steps=steps or TrainConfig.steps,
         seed=seed,

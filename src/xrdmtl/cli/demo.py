@@ -19,17 +19,12 @@ replaces the model an earlier demo wrote).
 from __future__ import annotations
 
 import sys
-from importlib import resources
 from pathlib import Path
 
+from ..io.examples import examples_dir
 from .app import app
 
 OUT = Path("demo_out")
-
-
-def examples_dir() -> Path:
-    """Folder of the example patterns shipped with the package."""
-    return Path(str(resources.files("xrdmtl") / "data" / "examples"))
 
 
 def _run(args: list[str], ex: Path, title: str = "") -> int:

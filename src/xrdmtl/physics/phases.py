@@ -54,7 +54,7 @@ DISTRACTORS = (
 )
 # rock-forming silicates, phosphates and REE fluorides with many low-symmetry lines (soils, clinker,
 # rocks and the REE products of bastnaesite experiments): without them 37 % of lab patterns of
-# zircon + forsterite drew a false call (README, "Measured results")
+# zircon + forsterite drew a false call (docs/results.md)
 MANY_LINE_DISTRACTORS = (
     "zircon",
     "forsterite",
@@ -68,7 +68,7 @@ MANY_LINE_DISTRACTORS = (
 )
 # plagioclase (Na and Ca end members), orthopyroxene, mica and ilmenite: rock-forming minerals of
 # soils, basalts and granites; without them 31 % of lab patterns of these five drew a false call
-# (README, "Measured results")
+# (docs/results.md)
 ROCK_DISTRACTORS = ("albite", "anorthite", "enstatite", "muscovite", "ilmenite")
 # in the library but in no default training set: the minerals on which `bench_minerals` measures
 # false calls on minerals a model has never seen

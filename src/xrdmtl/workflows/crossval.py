@@ -225,7 +225,7 @@ def crossvalidate(
     bad = np.asarray(verdicts.any(axis=1) if verdicts.ndim == 2 else verdicts, bool)
     base = load_model(model, device="cpu")
     x = model_input(data.intensity, data.coverage, base.grid.step)
-    base_calls = base.network_proba(x) > base.thresholds
+    base_calls = base.network_proba(x) >= base.thresholds
     votes = vote_features(data.intensity, data.coverage)
     result = CrossvalResult("", list(files), [f for f, b in zip(files, bad, strict=True) if b])
     plans: list[tuple[Scheme, list[np.ndarray]]] = []
@@ -250,7 +250,7 @@ def crossvalidate(
                     "nearest-neighbour vote": nearest_neighbour_vote(
                         votes[train], labels[train], votes[test]
                     ),
-                    "adapted": adapted.model.predict_proba(x[test]) > adapted.model.thresholds,
+                    "adapted": adapted.model.predict_proba(x[test]) >= adapted.model.thresholds,
                 }
                 scheme.chosen.append(
                     adapted.fit.chosen.describe()
