@@ -74,8 +74,9 @@ def bench(n: int = N, model: str | None = None) -> dict[str, float]:
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the research harness
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from experiments.experiment import hdac_dir
     from bench_minerals import SETS
+
+    from experiments.experiment import hdac_dir
 
     predictor = Predictor(model)
     out: dict[str, float] = {}
