@@ -229,10 +229,10 @@ def finetune_cmd(
     for line in report.skipped:
         err_console.print(f"skipped: {line}", highlight=False, soft_wrap=True)
     if audit:
-        names = ", ".join(Path(f).name for f in report.flagged) or "none"
+        said = [f"{Path(c.split(': ')[0]).name}: {c.split(': ')[1]}" for c in report.contradicted]
         console.print(
-            f"label audit: {len(report.flagged)} pattern(s) with a contradicted label ({names}); "
-            f"table in {out / 'audit.csv'}",
+            f"label audit: {len(report.contradicted)} label(s) contradicted by the patterns "
+            f"({', '.join(said) or 'none'}); table in {out / 'audit.csv'}",
             highlight=False,
             soft_wrap=True,
         )
