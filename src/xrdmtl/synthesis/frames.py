@@ -627,12 +627,15 @@ def simulate_frames(
         integ.save(s.frame, out / "unmasked" / f"{name}.dat", source=name)
         integ.save(s.frame, out / "masked" / f"{name}.dat", mask=s.spot_mask, source=name)
         labels.append((name, s.labels))
-        scales = {p: v["lattice_scale"] for p, v in s.info.items() if isinstance(v, dict)}
+        per_phase = {p: v for p, v in s.info.items() if isinstance(v, dict)}
         truth.append(
             [
                 f"frames/{name}.edf",
                 " ".join(s.info["phases"]),
-                " ".join(f"{p}={v}" for p, v in scales.items()),
+                *(
+                    " ".join(f"{p}={v[key]}" for p, v in per_phase.items())
+                    for key in ("lattice_scale", "aniso", "spots_per_ring")
+                ),
                 int(s.spot_mask.sum()),
             ]
         )
@@ -645,7 +648,11 @@ def simulate_frames(
     ):
         rows = [[f"{prefix}{name}{ext}", *map(int, lab)] for name, lab in labels]
         _write_csv(out / folder / "labels.csv", ["file", *names], rows)
-    _write_csv(out / "truth.csv", ["file", "phases", "lattice_scales", "spot_pixels"], truth)
+    _write_csv(
+        out / "truth.csv",
+        ["file", "phases", "lattice_scales", "aniso", "spots_per_ring", "spot_pixels"],
+        truth,
+    )
     if plot:
         plot_frames(out)
     return out
