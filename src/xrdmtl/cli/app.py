@@ -211,6 +211,14 @@ GuardOpt = Annotated[
         "stay unexplained (an unknown mineral); --no-guard keeps the network's calls.",
     ),
 ]
+VerifyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verify/--no-verify",
+        help="Refine each phase against the pattern (cell, width, zero) and decide each call with "
+        "the network; the refined cells go in the CSV. --no-verify: the network alone.",
+    ),
+]
 WorkersOpt = Annotated[
     int | None,
     typer.Option("--workers", help="Processes reading and predicting (default: all cores)."),
@@ -223,13 +231,13 @@ SchedulerOpt = Annotated[
 ]
 
 
-def _predictor(model: str | None, threshold: float | None, guard: bool) -> Any:
+def _predictor(model: str | None, threshold: float | None, guard: bool, verify: bool = True) -> Any:
     """The Predictor for the CLI options (checks the threshold)."""
     from ..inference.predictor import Predictor
 
     if threshold is not None and not 0.0 < threshold < 1.0:
         raise XrdmtlError(f"--threshold must lie between 0 and 1, got {threshold}")
-    return Predictor(model, threshold=threshold, guard=guard)
+    return Predictor(model, threshold=threshold, guard=guard, verify=verify)
 
 
 def _reading_options(
@@ -341,6 +349,7 @@ def _predictions_json(preds: list, predictor: Any) -> dict:
             "x_unit": p.x_unit,
             "matched_q": {k: [round(q, 4) for q in v] for k, v in e.matched.items()} if e else {},
             "unexplained_q": [round(q, 4) for q in e.unexplained] if e else [],
+            "verification": p.verification.to_json(p.calls) if p.verification else None,
         }
 
     return {
@@ -468,6 +477,7 @@ def predict_cmd(
     mask: MaskOpt = "none",
     threshold: ThresholdOpt = None,
     guard: GuardOpt = True,
+    verify: VerifyOpt = True,
     plot: Annotated[
         Path | None,
         typer.Option(
@@ -511,7 +521,7 @@ def predict_cmd(
     _check_predict_outputs(
         paths, poni, out, plot, save_integrated, save_mask, others=_model_inputs(model, mask)
     )
-    predictor = _predictor(model, threshold, guard)
+    predictor = _predictor(model, threshold, guard, verify)
     preds = predictor.predict_files(
         paths,
         options,
@@ -566,6 +576,7 @@ def evaluate_cmd(
     mask: MaskOpt = "none",
     threshold: ThresholdOpt = None,
     guard: GuardOpt = True,
+    verify: VerifyOpt = True,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     as_json: Annotated[
@@ -579,7 +590,7 @@ def evaluate_cmd(
     from ..workflows.evaluate import evaluate_labels
 
     options = _reading_options(wavelength, x_unit, poni, mask)
-    predictor = _predictor(model, threshold, guard)
+    predictor = _predictor(model, threshold, guard, verify)
     result = evaluate_labels(
         predictor,
         labels,

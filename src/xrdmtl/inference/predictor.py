@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import PatternError, PhaseError, XrdmtlError
 from ..io.read import ReadOptions
+from ..io.writers import cell_columns
 from ..model.files import default_model_dir
 from ..model.preprocess import model_input
 from ..physics.pattern import Pattern
@@ -47,6 +48,7 @@ from .explain import (
     saliency,
     top_regions,
 )
+from .verify import Verification, Verifier
 
 MIN_COVERAGE = 0.25  # fraction of the model's Q grid a pattern must cover
 N_STRONG = 3  # a phase's strongest reflections that coverage is checked against
@@ -85,6 +87,7 @@ class Prediction:
     wavelength: float | None = None  # Å, the one the pattern was read with (None: not known)
     wavelength_source: str = ""  # file, option, default or poni
     x_unit: str = ""  # the x unit read, "2th_deg (assumed)" where the file names none
+    verification: Verification | None = None  # the physics check (None: --no-verify)
 
     @property
     def ok(self) -> bool:
@@ -96,17 +99,27 @@ class Prediction:
         return [name for name, c in self.calls.items() if c]
 
     def row(self, phases: Sequence[str]) -> list[str]:
-        """The CSV row: file, p_<phase>…, <phase>…, warning, error, wavelength, wavelength_source, x_unit."""
+        """The CSV row: file, p_<phase>…, <phase>…, warning, error, wavelength, wavelength_source, x_unit,
+        then each phase's refined cell (``<phase>_a``, ``_a_err``, ``_c``, ``_c_err``; empty unless called)."""
         provenance = [
             "" if self.wavelength is None else f"{self.wavelength:g}",
             self.wavelength_source,
             self.x_unit,
         ]
+        v = self.verification
+        cells = v.cell_values(phases, self.calls) if v else [""] * len(cell_columns(phases))
         if self.error:
-            return [self.file, *([""] * (2 * len(phases))), self.warning, self.error, *provenance]
+            return [
+                self.file,
+                *([""] * (2 * len(phases))),
+                self.warning,
+                self.error,
+                *provenance,
+                *cells,
+            ]
         probs = [f"{self.probabilities[p]:.4f}" for p in phases]
         calls = [str(int(self.calls[p])) for p in phases]
-        return [self.file, *probs, *calls, self.warning, self.error, *provenance]
+        return [self.file, *probs, *calls, self.warning, self.error, *provenance, *cells]
 
 
 ASSUMED_UNIT_HINT = (
@@ -190,6 +203,9 @@ class Predictor:
     model's, default 0.5). ``references`` maps phase names to (reflections, relative Q tolerance)
     (default: the phase library, looked up by name; a phase without one gets no sticks and no
     unknown-peak check). ``guard``: withhold calls the peaks do not support (see the module notes).
+    ``verify``: refine each phase against the pattern and decide each call with the network
+    (:mod:`~xrdmtl.inference.verify`; the probabilities are then the combined ones); False: the
+    network alone.
     """
 
     def __init__(
@@ -198,6 +214,7 @@ class Predictor:
         threshold: float | None = None,
         references: dict[str, tuple[Reflections, float] | None] | None = None,
         guard: bool = True,
+        verify: bool = True,
     ) -> None:
         from ..model.files import load_model
 
@@ -223,6 +240,7 @@ class Predictor:
             else {name: _phase_reference(name, self.grid.q_max) for name in self.phases}
         )
         self.references = {name: self._reference(refs.get(name)) for name in self.phases}
+        self.verifier = Verifier(self.phases, self.grid) if verify else None
 
     def _reference(self, ref: tuple[Reflections, float] | None) -> _Reference:
         if ref is None:
@@ -280,9 +298,13 @@ class Predictor:
             coverage = np.stack([g[1] for g in grids])
             x = model_input(intensity, coverage, self.grid.step)
             probs = np.asarray(self.model.predict_proba(x), dtype=float)
+            checks = self.verifier.check(x, probs) if self.verifier else None
             sal = saliency(self.model.net, x) if explain else None
-            done = self._finish([items[i][0] for i in good], x, probs, coverage, sal)
+            done = self._finish(
+                [items[i][0] for i in good], x, checks[0] if checks else probs, coverage, sal
+            )
             for k, (i, pred) in enumerate(zip(good, done, strict=True)):
+                pred.verification = checks[1][k] if checks else None
                 results[i] = pred
                 inputs[i] = x[k]
         for (_, item), result in zip(items, results, strict=True):

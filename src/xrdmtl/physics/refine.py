@@ -57,6 +57,8 @@ POSITION_TOLERANCE = 0.15  # FWHM: a line may sit this far from its peak in the 
 POSITION_WIDTH = 1  # index of WIDTHS_Q: the widest filter line positions are read from
 ZERO_SIGMA = 0.003
 POWDER_CAP = 10.0  # z: a line's most weight in the powder fit
+N_STRONG = 3  # the strongest lines a present phase cannot lack all of
+Z_ABSENT = 2.0  # a line under this z is absent
 OWNER_EVIDENCE = 3.0  # a phase this evident takes its supporting lines from the others  # Å⁻¹: prior on the zero shift (in Q) of the position fit
 
 
@@ -129,6 +131,7 @@ class Refinement:
     zero: np.ndarray  # Å⁻¹
     z: np.ndarray  # (B, K) reflection significance at the refined cell
     q: np.ndarray  # (B, K) reflection Q at the refined cell (zero included)
+    strong_absent: np.ndarray  # the strongest lines on the data (unclaimed) all absent
 
     @property
     def support(self) -> np.ndarray:
@@ -145,7 +148,7 @@ class Refinement:
 
     @property
     def fwhm(self) -> np.ndarray:
-        return np.asarray(WIDTHS_Q)[self.width]
+        return np.asarray(np.asarray(WIDTHS_Q)[self.width])
 
 
 def significance(residual: np.ndarray, coverage: np.ndarray, grid: QGrid) -> np.ndarray:
@@ -208,7 +211,7 @@ def _line_gain(ids: np.ndarray, gains: np.ndarray, q: np.ndarray, grid: QGrid) -
     line per peak. ``ids``, ``gains``: (B, W, G+1) peak index and that peak's gain at each point."""
     idx = np.rint(grid.index(q)).astype(np.intp)
     idx = np.where((idx >= 0) & (idx < grid.n), idx, grid.n)
-    return _one_line_per_peak(ids[..., idx], gains[..., idx]).sum(-1)
+    return np.asarray(_one_line_per_peak(ids[..., idx], gains[..., idx]).sum(-1))
 
 
 def _gain(z: np.ndarray) -> np.ndarray:
@@ -216,7 +219,7 @@ def _gain(z: np.ndarray) -> np.ndarray:
     zc = np.clip(z, 0.0, Z_CAP)
     zc *= zc
     zc -= HEIGHT_COST
-    return np.maximum(zc, 0.0, out=zc)
+    return np.asarray(np.maximum(zc, 0.0, out=zc))
 
 
 def _gather(zmap: np.ndarray, q: np.ndarray, grid: QGrid) -> np.ndarray:
@@ -243,6 +246,7 @@ class PeakMaps:
     z: np.ndarray  # (B, W, G), from :func:`significance`
     ids: np.ndarray  # (B, W, G+1), from :func:`peak_index`
     gains: np.ndarray  # (B, W, G+1): the capped, charged gain of that peak (0: none)
+    usable: np.ndarray  # (B, G): covered and not claimed by another phase
 
     @classmethod
     def build(cls, residual: np.ndarray, coverage: np.ndarray, grid: QGrid) -> PeakMaps:
@@ -250,7 +254,7 @@ class PeakMaps:
         z = significance(residual, coverage, grid)
         ids = peak_index(z, grid)
         heights = np.concatenate([z, np.zeros((*z.shape[:-1], 1), z.dtype)], axis=-1)
-        return cls(grid, z, ids, _gain(np.take_along_axis(heights, ids, axis=-1)))
+        return cls(grid, z, ids, _gain(np.take_along_axis(heights, ids, axis=-1)), coverage)
 
     def without(self, claimed: np.ndarray) -> PeakMaps:
         """The maps with the grid points ``claimed`` (B, G) taken out (lines there gain nothing)."""
@@ -260,6 +264,7 @@ class PeakMaps:
             np.where(claimed[:, None], np.float32(0), self.z),
             np.where(out, self.grid.n, self.ids),
             np.where(out, np.float32(0), self.gains),
+            self.usable & ~claimed,
         )
 
 
@@ -289,6 +294,7 @@ def refine_phase(maps: PeakMaps, lines: PhaseLines) -> Refinement:
     fine = np.minimum(w, POSITION_WIDTH)  # positions read where neighbouring lines stay apart
     fit = _fit_positions(zmaps[rows, fine], grid, lines, fa, fc, np.asarray(WIDTHS_Q)[fine])
     q = lines.positions(fit[0], fit[1]) + fit[4][:, None]
+    z_lines = _gather_rows(zsel, q, grid)
     return Refinement(
         lines,
         np.where(on_data, evidence_w[rows, w], np.nan),
@@ -298,8 +304,9 @@ def refine_phase(maps: PeakMaps, lines: PhaseLines) -> Refinement:
         w,
         *fit[:4],
         fit[4],
-        _gather_rows(zsel, q, grid),
+        z_lines,
         q,
+        _strong_absent(lines, z_lines, _gather_rows(maps.usable, q, grid) > 0),
     )
 
 
@@ -317,6 +324,17 @@ def _powder_evidence(
 
     null = np.mean([best(f) for f in NULL_FACTORS], axis=0)
     return np.asarray((best(1.0) - null).max(-1))
+
+
+def _strong_absent(lines: PhaseLines, z: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """(B,) bool: of the :data:`N_STRONG` most intense lines on usable data, all are
+    checked (all of them) and none reaches :data:`Z_ABSENT` (a phase whose strongest lines are missing)."""
+    order = np.argsort(-lines.intensity, kind="stable")
+    use = usable[:, order]
+    rank = np.cumsum(use, axis=1)
+    checked = use & (rank <= N_STRONG)
+    seen = (checked & (z[:, order] >= Z_ABSENT)).any(axis=1)
+    return np.asarray((checked.sum(axis=1) >= N_STRONG) & ~seen)
 
 
 def _gather_rows(zsel: np.ndarray, q: np.ndarray, grid: QGrid) -> np.ndarray:
@@ -474,7 +492,7 @@ def claims(refinements: list[Refinement], grid: QGrid, owner: np.ndarray) -> np.
         np.add.at(taken[k], (rows, hi.ravel()), -1)
     covered = np.cumsum(taken, axis=-1)[..., : grid.n] > 0  # (P, B, G)
     total = covered.sum(0)
-    return (total - covered) > 0
+    return np.asarray((total - covered) > 0)
 
 
 def refine_phases(maps: PeakMaps, phases: list[PhaseLines]) -> list[Refinement]:
