@@ -27,7 +27,8 @@ from xrdmtl.physics.phases import get_phase
 PHASES = ["bastnaesite", "calcite", "rhenium"]
 HEADER = (
     "file,p_bastnaesite,p_calcite,p_rhenium,bastnaesite,calcite,rhenium,warning,error,"
-    "wavelength,wavelength_source,x_unit"
+    "wavelength,wavelength_source,x_unit,"
+    + ",".join(f"{p}_{f}" for p in PHASES for f in ("a", "a_err", "c", "c_err"))
 )
 WAVELENGTH = 0.561
 
@@ -114,7 +115,7 @@ def test_predict_patterns_batched(tiny_model: Path) -> None:
 
 
 def test_unknown_phase_warning() -> None:
-    pred = Predictor(FixedModel([0.02, 0.98, 0.02]))
+    pred = Predictor(FixedModel([0.02, 0.98, 0.02]), verify=False)
     clean, dirty = pred.predict_patterns(
         [phase_pattern(["calcite"]), phase_pattern(["calcite"], extra_q=(1.35, 3.62), seed=3)]
     )
@@ -123,7 +124,7 @@ def test_unknown_phase_warning() -> None:
     assert "unexplained peaks at Q=1.35, 3.62" in dirty.warning, dirty.warning
     assert [round(q, 2) for q in dirty.explanation.unexplained] == [1.35, 3.62]
     # nothing called: the calcite peaks themselves are unexplained
-    none_called = Predictor(FixedModel([0.02, 0.02, 0.02])).predict_patterns(
+    none_called = Predictor(FixedModel([0.02, 0.02, 0.02]), verify=False).predict_patterns(
         [phase_pattern(["calcite"])]
     )[0]
     assert "unexplained peaks" in none_called.warning
@@ -133,12 +134,14 @@ def test_unknown_phase_warning() -> None:
     flat = Pattern(q, 100 + rng.normal(0, 1.0, q.size), unit="q_A^-1")
     assert (
         "unexplained"
-        not in Predictor(FixedModel([0.02, 0.02, 0.02])).predict_patterns([flat])[0].warning
+        not in Predictor(FixedModel([0.02, 0.02, 0.02]), verify=False)
+        .predict_patterns([flat])[0]
+        .warning
     )
 
 
 def test_call_without_peak_evidence_is_flagged() -> None:
-    pred = Predictor(FixedModel([0.02, 0.98, 0.02]))
+    pred = Predictor(FixedModel([0.02, 0.98, 0.02]), verify=False)
     backed, bare = pred.predict_patterns(
         [phase_pattern(["calcite"]), phase_pattern([], extra_q=(1.35,))]
     )
@@ -153,17 +156,17 @@ def test_guard_withholds_a_call_the_peaks_do_not_support() -> None:
     probability stays. A real phase keeps its call, and ``guard=False`` keeps every call."""
     unknown = phase_pattern([], extra_q=(1.35, 1.56, 2.07, 3.62))
     real = phase_pattern(["calcite"], extra_q=(1.35, 3.62))
-    out = Predictor(FixedModel([0.02, 0.93, 0.02])).predict_patterns([unknown, real])
+    out = Predictor(FixedModel([0.02, 0.93, 0.02]), verify=False).predict_patterns([unknown, real])
     assert out[0].calls["calcite"] == 0 and out[0].probabilities["calcite"] == pytest.approx(0.93)
     assert "withheld" in out[0].warning and "calcite p=0.93" in out[0].warning, out[0].warning
     assert [round(q, 2) for q in out[0].explanation.unexplained] == [1.35, 1.56, 2.07, 3.62]
     assert out[1].calls["calcite"] == 1 and "withheld" not in out[1].warning
-    unguarded = Predictor(FixedModel([0.02, 0.93, 0.02]), guard=False)
+    unguarded = Predictor(FixedModel([0.02, 0.93, 0.02]), guard=False, verify=False)
     assert unguarded.predict_patterns([unknown])[0].calls["calcite"] == 1
 
 
 def test_uncertain_and_coverage_checks() -> None:
-    pred = Predictor(FixedModel([0.55, 0.98, 0.02]))
+    pred = Predictor(FixedModel([0.55, 0.98, 0.02]), verify=False)
     p = pred.predict_patterns([phase_pattern(["calcite"])])[0]
     assert "uncertain (p near the threshold): bastnaesite p=0.55" in p.warning
     q = np.linspace(4.4, 5.2, 500)  # 14% of the 0.8–5.0 grid

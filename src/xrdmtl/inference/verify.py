@@ -8,7 +8,8 @@ verdicts of the check — ``lines``, the lines beyond chance with free heights (
 probability ``σ(w_p·logit p + w_l·lines + w_w·powder + b)``. The weights (:data:`COMBINE`) were fitted
 by logistic regression on the development family only (``benchmarks/bench_verify.py --fit``; the
 verdict families were never used to choose them). Two verdicts override it: a phase with
-:data:`LINES_CALL` lines beyond chance is called whatever the network says, and a phase whose three
+:data:`CLEAN_CALL` clean lines and :data:`LINES_CALL` lines beyond chance is called whatever the
+network says, and a phase whose three
 strongest lines are all absent from the data it covers (lines another, evident phase owns aside) and
 that has under :data:`LINES_REFUTE` lines beyond chance is not (a call on a coincident line). A phase
 none of whose lines lies on the data keeps the network's probability. Each pattern gets a :class:`Verification`: per phase, the verdicts, the
@@ -42,11 +43,13 @@ COMBINE: dict[str, tuple[float, float, float, float]] = {
     "rhenium": (1.07, 1.65, -0.02, -1.24),
 }
 GENERIC = (0.96, 0.43, 0.1, -1.08)
-# two physical verdicts override the fit: a phase with this many lines beyond chance is present
-# (on the development family no absent phase reached 4), and a phase whose strongest lines are all
-# absent from the data (lines another phase owns aside) with under LINES_REFUTE lines beyond chance
-# is not (a call resting on a coincident line)
-LINES_CALL = 6.0
+# two physical verdicts override the fit: a phase with CLEAN_CALL clean lines (z ≥ 5, on no other
+# evident phase's line) and LINES_CALL lines beyond chance is present (on the development family no
+# absent phase had both, in either view), and a phase whose strongest lines are all absent from the
+# data (lines another evident phase owns aside) with under LINES_REFUTE lines beyond chance is not
+# (a call resting on a coincident line)
+CLEAN_CALL = 10
+LINES_CALL = 4.0
 P_VERIFIED = 0.95
 LINES_REFUTE = 1.0
 P_REFUTED = 0.05
@@ -137,7 +140,8 @@ def decide(p: np.ndarray, r: Refinement, weights: Sequence[float]) -> np.ndarray
     """The final probability of one phase: :func:`combine`, then the two overriding verdicts."""
     lines = np.nan_to_num(r.evidence, nan=0.0)
     final = combine(p, r.evidence, r.powder, weights)
-    final = np.where(lines >= LINES_CALL, np.maximum(final, P_VERIFIED), final)
+    verified = (r.clean >= CLEAN_CALL) & (lines >= LINES_CALL)
+    final = np.where(verified, np.maximum(final, P_VERIFIED), final)
     return np.where(r.strong_absent & (lines < LINES_REFUTE), np.minimum(final, P_REFUTED), final)
 
 

@@ -55,10 +55,12 @@ C_OVER_A_COARSE = (-0.01, 0.0, 0.01)
 NULL_FACTORS = (0.93, 1.07)  # look-elsewhere null: the same scan at lattices 7 % off
 POSITION_TOLERANCE = 0.15  # FWHM: a line may sit this far from its peak in the scan
 POSITION_WIDTH = 1  # index of WIDTHS_Q: the widest filter line positions are read from
-ZERO_SIGMA = 0.003
+ZERO_SIGMA = 0.001  # Å⁻¹: prior on the zero shift (in Q) of the position fit
+POSITION_REACH = 0.25  # FWHM: a line takes the peak position within this of its prediction
 POWDER_CAP = 10.0  # z: a line's most weight in the powder fit
+Z_CLEAN = 5.0  # a clean line: this significant, on no other evident phase's line
 N_STRONG = 3  # the strongest lines a present phase cannot lack all of
-Z_ABSENT = 2.0  # a line under this z is absent
+Z_ABSENT = 3.0  # a line under this z is absent
 OWNER_EVIDENCE = 3.0  # a phase this evident takes its supporting lines from the others  # Å⁻¹: prior on the zero shift (in Q) of the position fit
 
 
@@ -132,6 +134,7 @@ class Refinement:
     z: np.ndarray  # (B, K) reflection significance at the refined cell
     q: np.ndarray  # (B, K) reflection Q at the refined cell (zero included)
     strong_absent: np.ndarray  # the strongest lines on the data (unclaimed) all absent
+    clean: np.ndarray  # lines at z ≥ Z_CLEAN on unclaimed data, one per peak
 
     @property
     def support(self) -> np.ndarray:
@@ -290,23 +293,28 @@ def refine_phase(maps: PeakMaps, lines: PhaseLines) -> Refinement:
     cell = best_c[rows, w]
     zsel = zmaps[rows, w]  # (B, G)
     on_data = (_gather_rows(zsel, lines.positions(sa[cell], sc[cell]), grid) != 0).any(-1)
-    fa, fc = _local_scan(zsel, ids[rows, w], grid, lines, sa[cell], sc[cell])
+    fa, fc, t_local = _local_scan(
+        zsel, ids[rows, w], maps.gains[rows, w], grid, lines, sa[cell], sc[cell]
+    )
+    t_best = np.maximum(best[rows, w], t_local)
     fine = np.minimum(w, POSITION_WIDTH)  # positions read where neighbouring lines stay apart
     fit = _fit_positions(zmaps[rows, fine], grid, lines, fa, fc, np.asarray(WIDTHS_Q)[fine])
     q = lines.positions(fit[0], fit[1]) + fit[4][:, None]
     z_lines = _gather_rows(zsel, q, grid)
+    usable = _gather_rows(maps.usable, q, grid) > 0
     return Refinement(
         lines,
-        np.where(on_data, evidence_w[rows, w], np.nan),
+        np.where(on_data, (t_best - null[rows, w]) / LINE, np.nan),
         np.where(on_data, powder, np.nan),
-        best[rows, w],
+        t_best,
         null[rows, w],
         w,
         *fit[:4],
         fit[4],
         z_lines,
         q,
-        _strong_absent(lines, z_lines, _gather_rows(maps.usable, q, grid) > 0),
+        _strong_absent(lines, z_lines, usable),
+        _clean_lines(q, z_lines, usable, np.asarray(WIDTHS_Q)[w]),
     )
 
 
@@ -324,6 +332,17 @@ def _powder_evidence(
 
     null = np.mean([best(f) for f in NULL_FACTORS], axis=0)
     return np.asarray((best(1.0) - null).max(-1))
+
+
+def _clean_lines(q: np.ndarray, z: np.ndarray, usable: np.ndarray, fwhm: np.ndarray) -> np.ndarray:
+    """(B,) the lines at :data:`Z_CLEAN` or more on unclaimed data, lines closer than half a FWHM
+    to the previous one counted once."""
+    order = np.argsort(q, axis=1)
+    qs = np.take_along_axis(q, order, 1)
+    ok = np.take_along_axis((z >= Z_CLEAN) & usable, order, 1)
+    apart = np.ones(q.shape, bool)
+    apart[:, 1:] = np.diff(qs, axis=1) >= 0.5 * fwhm[:, None]
+    return np.asarray((ok & apart).sum(axis=1))
 
 
 def _strong_absent(lines: PhaseLines, z: np.ndarray, usable: np.ndarray) -> np.ndarray:
@@ -347,15 +366,17 @@ def _gather_rows(zsel: np.ndarray, q: np.ndarray, grid: QGrid) -> np.ndarray:
 def _local_scan(
     zsel: np.ndarray,
     ids: np.ndarray,
+    gains: np.ndarray,
     grid: QGrid,
     lines: PhaseLines,
     sa: np.ndarray,
     sc: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The best (sa, sc) per pattern on a fine grid around the coarse scan's cell: the most
-    significance at the lines' exact positions, one line per peak."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The best (sa, sc) per pattern on a fine grid around the coarse scan's cell (the c/a steps
+    between the coarse values included): the most significance at the lines' exact positions, one
+    line per peak; and the best statistic T on that grid."""
     da = np.arange(-4, 5) * SCALE_STEP
-    dc = np.arange(-8, 9) * SCALE_STEP if lines.free_c else np.zeros(1)
+    dc = np.arange(-12, 13) * SCALE_STEP if lines.free_c else np.zeros(1)
     ga = (sa[:, None, None] + da[None, :, None]) * np.ones((1, 1, dc.size))
     gc = sc[:, None, None] + dc[None, None, :] + (ga - sa[:, None, None]) if lines.free_c else ga
     pos = lines.positions(ga, gc).reshape(sa.size, -1, lines.q0.size)  # (B, C, K)
@@ -366,8 +387,10 @@ def _local_scan(
     z = np.take_along_axis(padded, idx, axis=1).reshape(pos.shape)
     value = np.where(got < grid.n, np.minimum(z, 10 * Z_CAP), 0.0)
     best = _one_line_per_peak(got, value).sum(-1).argmax(-1)
+    gain = np.take_along_axis(gains, idx, axis=1).reshape(pos.shape)
+    stat = _one_line_per_peak(got, gain).sum(-1).max(-1)
     rows = np.arange(sa.size)
-    return ga.reshape(sa.size, -1)[rows, best], gc.reshape(sa.size, -1)[rows, best]
+    return ga.reshape(sa.size, -1)[rows, best], gc.reshape(sa.size, -1)[rows, best], stat
 
 
 def _fit_positions(
@@ -384,7 +407,7 @@ def _fit_positions(
     with σ ≈ 0.6 FWHM / z. Returns sa, sc, their standard errors, and the zero shift (Å⁻¹)."""
     n_b, n_k = sa.size, lines.q0.size
     pred = lines.positions(sa, sc)  # (B, K)
-    reach = np.maximum(np.rint(0.5 * fwhm / grid.step).astype(int), 2)  # (B,)
+    reach = np.maximum(np.rint(POSITION_REACH * fwhm / grid.step).astype(int), 1)  # (B,)
     offs = np.arange(-int(reach.max()), int(reach.max()) + 1)
     centre = np.rint(grid.index(pred)).astype(np.intp)
     win = centre[..., None] + offs  # (B, K, O)
