@@ -62,6 +62,7 @@ Z_CLEAN = 5.0  # a clean line: this significant, on no other evident phase's lin
 N_STRONG = 3  # the strongest lines a present phase cannot lack all of
 Z_ABSENT = 3.0  # a line under this z is absent
 OWNER_EVIDENCE = 3.0  # a phase this evident takes its supporting lines from the others  # Å⁻¹: prior on the zero shift (in Q) of the position fit
+CLAIM_REACH = 1.0  # FWHM: how far around its supporting lines a phase takes the pattern
 
 
 @dataclass(frozen=True)
@@ -486,26 +487,27 @@ def _gauss_newton(
 
 
 def fit_profile(
-    residual: np.ndarray, coverage: np.ndarray, grid: QGrid, q: np.ndarray, fwhm: float
+    residual: np.ndarray, coverage: np.ndarray, grid: QGrid, q: np.ndarray, fwhm: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Non-negative heights (K,) of Gaussian peaks of ``fwhm`` at ``q`` fitted to one pattern's
-    ``residual`` (G,) where covered, and the fitted curve (G,)."""
+    """Non-negative heights (K,) of Gaussian lines at ``q`` (FWHM ``fwhm``, one per line or one for
+    all) fitted to one pattern's ``residual`` (G,) where covered (NNLS), and the fitted curve (G,)."""
     x = grid.values
+    width = np.broadcast_to(np.asarray(fwhm, dtype=float), q.shape)
     inside = (q >= grid.q_min) & (q <= grid.q_max)
-    design = np.exp(-4 * np.log(2) * ((x[:, None] - q[None, inside]) / fwhm) ** 2)
+    design = np.exp(-4 * np.log(2) * ((x[:, None] - q[None, inside]) / width[None, inside]) ** 2)
     heights = np.zeros(q.size)
     if inside.any() and coverage.any():
-        heights[inside] = nnls(design[coverage], residual[coverage], maxiter=200)[0]
+        heights[inside] = nnls(design[coverage], residual[coverage], maxiter=50 * q.size)[0]
     return heights, design @ heights[inside]
 
 
 def claims(refinements: list[Refinement], grid: QGrid, owner: np.ndarray) -> np.ndarray:
     """(P, B, G) bool: for each phase, the grid points the supporting lines of the *other* phases
-    that ``owner`` (P, B) marks take (±half a FWHM around each)."""
+    that ``owner`` (P, B) marks take (±CLAIM_REACH FWHM around each)."""
     n_p, n_b = len(refinements), owner.shape[1]
     taken = np.zeros((n_p, n_b, grid.n + 1), np.int32)
     for k, r in enumerate(refinements):
-        half = np.rint(0.5 * r.fwhm / grid.step).astype(int)[:, None]  # (B, 1)
+        half = np.rint(CLAIM_REACH * r.fwhm / grid.step).astype(int)[:, None]  # (B, 1)
         centre = np.rint(grid.index(r.q)).astype(int)
         use = r.support & owner[k][:, None]
         lo = np.clip(np.where(use, centre - half, grid.n), 0, grid.n)
