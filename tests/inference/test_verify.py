@@ -88,3 +88,25 @@ def test_refined_cell_columns_only_for_called_phases() -> None:
     assert 0 < a_err < 0.01 and 0 < c_err < 0.05
     (plain,) = Predictor(_Network([0.02, 0.97, 0.02]), verify=False).predict_patterns([pattern])
     assert plain.verification is None and plain.row(PHASES)[-12:] == [""] * 12
+
+
+def test_the_plot_shows_the_fit_its_residual_and_the_refined_lines() -> None:
+    from xrdmtl.inference.verify import fitted_curve, refined_sticks
+    from xrdmtl.io.plots import pattern_figure
+
+    calcite = PhaseLines.build(get_phase("calcite"), GRID)
+    x = model_x([(calcite.q0 / 1.008, 4.0 * calcite.intensity)])
+    _, (check,) = Verifier(PHASES, GRID).check(x, np.array([[0.02, 0.97, 0.02]]))
+    fit = fitted_curve(check, ["calcite"], x[0], GRID)
+    assert np.nanmax(fit) > 0.5 * x[0, 1].max()  # the lines at the refined cell carry the pattern
+    sticks = refined_sticks(check.phases["calcite"], get_phase("calcite").reflections(None))
+    assert np.allclose(np.sort(sticks.q), np.sort(calcite.q0 / 1.008), atol=0.004)
+    fig = pattern_figure(
+        (GRID.values, x[0, 0]),
+        ["calcite"],
+        {"calcite": sticks},
+        background_removed=x[0, 1],
+        fit=fit,
+    )
+    labels = {line.get_label() for ax in fig.axes for line in ax.get_lines()}
+    assert {"fit at the refined cells", "residual"} <= labels

@@ -32,7 +32,7 @@ Everything is vectorised over the batch, the widths and the cells (NumPy); :func
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -134,8 +134,9 @@ class Refinement:
     zero: np.ndarray  # Å⁻¹
     z: np.ndarray  # (B, K) reflection significance at the refined cell
     q: np.ndarray  # (B, K) reflection Q at the refined cell (zero included)
-    strong_absent: np.ndarray  # the strongest lines on the data (unclaimed) all absent
+    strong_absent: np.ndarray  # a strongest line on another phase's, the others absent
     clean: np.ndarray  # lines at z ≥ Z_CLEAN on unclaimed data, one per peak
+    lent: np.ndarray | None = None  # evidence lost to the lines of other evident phases
 
     @property
     def support(self) -> np.ndarray:
@@ -251,6 +252,7 @@ class PeakMaps:
     ids: np.ndarray  # (B, W, G+1), from :func:`peak_index`
     gains: np.ndarray  # (B, W, G+1): the capped, charged gain of that peak (0: none)
     usable: np.ndarray  # (B, G): covered and not claimed by another phase
+    covered: np.ndarray  # (B, G): where the pattern has data
 
     @classmethod
     def build(cls, residual: np.ndarray, coverage: np.ndarray, grid: QGrid) -> PeakMaps:
@@ -258,7 +260,8 @@ class PeakMaps:
         z = significance(residual, coverage, grid)
         ids = peak_index(z, grid)
         heights = np.concatenate([z, np.zeros((*z.shape[:-1], 1), z.dtype)], axis=-1)
-        return cls(grid, z, ids, _gain(np.take_along_axis(heights, ids, axis=-1)), coverage)
+        gains = _gain(np.take_along_axis(heights, ids, axis=-1))
+        return cls(grid, z, ids, gains, coverage, coverage)
 
     def without(self, claimed: np.ndarray) -> PeakMaps:
         """The maps with the grid points ``claimed`` (B, G) taken out (lines there gain nothing)."""
@@ -269,6 +272,7 @@ class PeakMaps:
             np.where(out, self.grid.n, self.ids),
             np.where(out, np.float32(0), self.gains),
             self.usable & ~claimed,
+            self.covered,
         )
 
 
@@ -314,7 +318,7 @@ def refine_phase(maps: PeakMaps, lines: PhaseLines) -> Refinement:
         fit[4],
         z_lines,
         q,
-        _strong_absent(lines, z_lines, usable),
+        _strong_absent(lines, z_lines, usable, _gather_rows(maps.covered, q, grid) > 0),
         _clean_lines(q, z_lines, usable, np.asarray(WIDTHS_Q)[w]),
     )
 
@@ -346,15 +350,19 @@ def _clean_lines(q: np.ndarray, z: np.ndarray, usable: np.ndarray, fwhm: np.ndar
     return np.asarray((ok & apart).sum(axis=1))
 
 
-def _strong_absent(lines: PhaseLines, z: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    """(B,) bool: of the :data:`N_STRONG` most intense lines on usable data, all are
-    checked (all of them) and none reaches :data:`Z_ABSENT` (a phase whose strongest lines are missing)."""
+def _strong_absent(
+    lines: PhaseLines, z: np.ndarray, usable: np.ndarray, covered: np.ndarray
+) -> np.ndarray:
+    """(B,) bool: a phase resting on another's line. Of its :data:`N_STRONG` most intense lines on
+    the data, at least one lies on a line of another evident phase, and none of the others reaches
+    :data:`Z_ABSENT` (at least one of them checked)."""
     order = np.argsort(-lines.intensity, kind="stable")
-    use = usable[:, order]
-    rank = np.cumsum(use, axis=1)
-    checked = use & (rank <= N_STRONG)
-    seen = (checked & (z[:, order] >= Z_ABSENT)).any(axis=1)
-    return np.asarray((checked.sum(axis=1) >= N_STRONG) & ~seen)
+    on_data = covered[:, order]
+    top = on_data & (np.cumsum(on_data, axis=1) <= N_STRONG)
+    free = top & usable[:, order]
+    seen = (free & (z[:, order] >= Z_ABSENT)).any(axis=1)
+    shared = (top & ~usable[:, order]).any(axis=1)
+    return np.asarray(shared & free.any(axis=1) & ~seen)
 
 
 def _gather_rows(zsel: np.ndarray, q: np.ndarray, grid: QGrid) -> np.ndarray:
@@ -526,9 +534,11 @@ def refine_phases(maps: PeakMaps, phases: list[PhaseLines]) -> list[Refinement]:
     first = [refine_phase(maps, lines) for lines in phases]
     owner = np.stack([np.nan_to_num(r.evidence) >= OWNER_EVIDENCE for r in first])
     if not owner.any():
-        return first
+        return [replace(r, lent=np.zeros_like(r.stat)) for r in first]
     taken = claims(first, maps.grid, owner)
-    return [
-        refine_phase(maps.without(taken[k]), lines) if taken[k].any() else first[k]
-        for k, lines in enumerate(phases)
-    ]
+    out = []
+    for k, lines in enumerate(phases):
+        second = refine_phase(maps.without(taken[k]), lines) if taken[k].any() else first[k]
+        lent = np.nan_to_num(first[k].evidence) - np.nan_to_num(second.evidence)
+        out.append(replace(second, lent=np.maximum(lent, 0.0)))
+    return out
