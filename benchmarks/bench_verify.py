@@ -139,7 +139,7 @@ def run(folder: Path, frames: bool = False) -> dict[str, float]:
             }
             preds = predictor.predict_files(files, options, workers=1, progress=False)
             for key, value in score(preds, labels, truth, predictor.phases).items():
-                figures[f"{view}_{'verify' if verify else 'network'}_{key}"] = float(value)
+                figures[f"verify_{view}_{'checked' if verify else 'network'}_{key}"] = float(value)
     return figures
 
 
