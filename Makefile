@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench model experiment clean
+.PHONY: setup demo test lint bench model experiment clean browser
 
 setup: $(STAMP)
 
@@ -25,6 +25,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+
+# Debian's chromium for the watch page's browser test (tests/cli/test_watch_page.py); needs root
+browser:
+	command -v chromium >/dev/null 2>&1 || (apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

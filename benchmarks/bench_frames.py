@@ -26,7 +26,6 @@ def bench(n_sim: int = 20, n_read: int = 200, n_mask: int = 50) -> dict[str, flo
     import fabio
 
     from xrdmtl.io.frames import Integrator, read_frames
-    from xrdmtl.io.masking import auto_mask
     from xrdmtl.synthesis.frames import FrameSimulator
 
     sim = FrameSimulator()
@@ -57,7 +56,7 @@ def bench(n_sim: int = 20, n_read: int = 200, n_mask: int = 50) -> dict[str, flo
     recall, kept, ring_total, ring_masked = [], [], 0, 0
     t = time.perf_counter()
     for s in samples[:n_mask]:
-        m = auto_mask(s.frame, integ)
+        m = integ.auto_mask(s.frame)
         recall.append(float((s.spot_counts * m).sum() / s.spot_counts.sum()))
         rings = s.ring_pixels & ~s.spot_mask
         ring_total += int(rings.sum())

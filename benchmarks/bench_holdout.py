@@ -81,7 +81,6 @@ def score_external(predictor, shared: Path = SHARED) -> tuple[float, int, list[s
 def mask_quality(n: int = N_MASK, seed: int = SEED + 1) -> dict[str, float]:
     """Auto mask on HOLDOUT frames whose sample rings are spotty (few crystallites)."""
     from xrdmtl.io.frames import Integrator
-    from xrdmtl.io.masking import auto_mask
     from xrdmtl.synthesis.frames import (
         HOLDOUT,
         HOLDOUT_WAVELENGTH,
@@ -105,7 +104,7 @@ def mask_quality(n: int = N_MASK, seed: int = SEED + 1) -> dict[str, float]:
         if not spotty:
             continue
         frames += 1
-        m = auto_mask(s.frame, integ)
+        m = integ.auto_mask(s.frame)
         if s.spot_counts.sum() > 0:
             recall.append(float((s.spot_counts * m).sum() / s.spot_counts.sum()))
         ring = s.ring_counts * ~s.spot_mask

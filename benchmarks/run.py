@@ -3,6 +3,7 @@
 Each module defines ``bench() -> dict[str, float]`` (figure name → value, higher is better; a name
 ending in ``_se`` is the standard error of the figure before it) and may
 define ``TARGETS: dict[str, float]`` for its own figures; the project-wide targets are below.
+``MAXIMA`` for figures where lower is better (latencies).
 ``python benchmarks/run.py [NAME...]`` runs only the modules whose name contains a NAME.
 Exit status 1 if a benchmark raised, 0 otherwise (missed targets are shown, not fatal).
 """
@@ -57,6 +58,7 @@ def main(argv: list[str]) -> int:
             module = load(path)
             figures = module.bench()
             targets = {**TARGETS, **getattr(module, "TARGETS", {})}
+            maxima: dict[str, float] = getattr(module, "MAXIMA", {})
         except Exception:  # report and go on with the other benchmarks
             failed += 1
             console.print(traceback.format_exc(), style="red", highlight=False)
@@ -66,15 +68,19 @@ def main(argv: list[str]) -> int:
             continue
         elapsed = f"{time.perf_counter() - start:.1f}"
         for i, (name, value) in enumerate(figures.items()):
-            target = targets.get(name)
-            mark = (
-                "" if target is None else "[green]✓[/green]" if value >= target else "[red]✗[/red]"
-            )
+            target = targets.get(name, maxima.get(name))
+            met = value <= target if name in maxima else target is not None and value >= target
+            mark = "" if target is None else "[green]✓[/green]" if met else "[red]✗[/red]"
+            sign = "≤" if name in maxima else "≥"
             table.add_row(
                 path.stem if i == 0 else "",
                 name,
                 f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3g}",
-                "" if target is None else f"≥ {target:,.0f}" if target >= 100 else f"≥ {target:g}",
+                ""
+                if target is None
+                else f"{sign} {target:,.0f}"
+                if target >= 100
+                else f"{sign} {target:g}",
                 mark,
                 elapsed if i == 0 else "",
             )

@@ -83,3 +83,60 @@ def test_no_module_imports_a_higher_layer() -> None:
             if other is not None and RANK[other] > RANK[own]:
                 bad.append(f"{path.relative_to(PACKAGE)}:{line}: {own} imports {module} ({other})")
     assert not bad, "\n".join(bad)
+
+
+def _module_name(path: Path) -> str:
+    """``xrdmtl/io/read.py`` → ``xrdmtl.io.read``; a package's ``__init__.py`` → the package."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module → the package's modules it imports (``from .pkg import mod`` counts as ``pkg.mod``)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        if name == "xrdmtl":  # the lazy public names sit on top of everything
+            continue
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = {m for _, m in _imports(path) if m in modules}
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                module = ".".join(filter(None, [base, node.module]))
+                edges |= {f"{module}.{a.name}" for a in node.names} & modules.keys()
+        graph[name] = edges - {name}
+    return graph
+
+
+def test_no_import_cycle() -> None:
+    """No module imports, directly or through others, a module that imports it back (every import
+    counts, inside functions too): each module can be read, and changed, below its importers."""
+    graph = _import_graph()
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    assert not cycles, "\n".join(" → ".join(c) for c in cycles)
+
+
+def test_the_import_graph_holds_known_edges() -> None:
+    """The graph holds the edges the cycle check needs (a known import in each direction)."""
+    graph = _import_graph()
+    assert "xrdmtl.inference.results" in graph["xrdmtl.inference.parallel"]
+    assert "xrdmtl.inference.parallel" in graph["xrdmtl.inference.predictor"]  # inside a function
+    assert "xrdmtl.io.masking" in graph["xrdmtl.io.frames"]

@@ -43,7 +43,8 @@ _EXPORTS = {
     "FinetuneConfig": "training.finetune",
     "TrainConfig": "training.train",
     "Predictor": "inference.predictor",
-    "Prediction": "inference.predictor",
+    "Prediction": "inference.results",
+    "Flag": "inference.results",
     "audit_labels": "workflows.audit",
     "run_experiment": "workflows.experiment",
 }

@@ -36,3 +36,7 @@ class LabelsError(XrdmtlError):
 
 class OutputError(XrdmtlError):
     """An output path that cannot be written, or whose writing would destroy an input or a folder."""
+
+
+class ConfigError(XrdmtlError, ValueError):
+    """A setting out of its range: a config field, an option, a constructor argument."""

@@ -14,8 +14,14 @@ def test_finetune_writes_a_model_predict_reads(tmp_path, examples) -> None:
     res = invoke("finetune", "--model", base, "--labels", examples / "labels.csv", "--out", out,
                  "--wavelength", "0.561")  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert "label audit" in res.output and "leave-one-out exact match" in res.output
-    assert json.loads((out / "adaptation.json").read_text())["n_labeled"] == 6
+    assert "label audit" in res.output and "the labeled patterns" in res.output
+    assert "expected exact match on new patterns of this run" in res.output
+    report = json.loads((out / "adaptation.json").read_text())
+    assert report["n_labeled"] == 6 and report["estimate"]["n"] == 6
+    assert (
+        report["regime"]["repeats"] in (True, False)
+        and report["network_alone"]["kind"] == "network"
+    )
     pred = invoke(
         "predict", examples / "hdac_masked_xy_r_98.npy", "--model", out, "--wavelength", "0.561"
     )

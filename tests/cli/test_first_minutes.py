@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from xrdmtl import __version__
 from xrdmtl.cli import app
+from xrdmtl.inference.results import Flag
 
 
 def test_version() -> None:
@@ -46,6 +47,8 @@ def test_predict_json(examples: Path) -> None:
         assert p["wavelength"] == 0.561 and p["wavelength_source"] == "option"
         assert p["x_unit"] == "2th_deg (assumed)"
         assert p["matched_q"]["calcite"]  # the peaks behind the call
+        assert set(p["flags"]) <= {f.value for f in Flag}  # typed, beside the warning text
+        assert bool(p["flags"]) == bool(p["warning"])
     assert "nope.xy" in res.stderr
 
 

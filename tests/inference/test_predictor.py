@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from xrdmtl.cli.app import app
 from xrdmtl.errors import LabelsError
 from xrdmtl.inference.predictor import Predictor
+from xrdmtl.inference.results import Flag
 from xrdmtl.io.labels import read_labels
 from xrdmtl.io.read import ReadOptions
 from xrdmtl.io.writers import csv_header
@@ -115,38 +116,36 @@ def test_predict_patterns_batched(tiny_model: Path) -> None:
 
 
 def test_unknown_phase_warning() -> None:
-    pred = Predictor(FixedModel([0.02, 0.98, 0.02]), verify=False)
+    pred = Predictor(FixedModel([0.02, 0.98, 0.02]))
     clean, dirty = pred.predict_patterns(
         [phase_pattern(["calcite"]), phase_pattern(["calcite"], extra_q=(1.35, 3.62), seed=3)]
     )
     assert clean.calls == {"bastnaesite": 0, "calcite": 1, "rhenium": 0}
-    assert "unexplained" not in clean.warning, clean.warning
-    assert "unexplained peaks at Q=1.35, 3.62" in dirty.warning, dirty.warning
+    assert Flag.UNEXPLAINED_PEAKS not in clean.flags, clean.warning
+    assert Flag.UNEXPLAINED_PEAKS in dirty.flags, dirty.warning
+    assert "unexplained peaks at Q=1.35, 3.62" in dirty.warning  # the text names them
     assert [round(q, 2) for q in dirty.explanation.unexplained] == [1.35, 3.62]
     # nothing called: the calcite peaks themselves are unexplained
-    none_called = Predictor(FixedModel([0.02, 0.02, 0.02]), verify=False).predict_patterns(
+    none_called = Predictor(FixedModel([0.02, 0.02, 0.02])).predict_patterns(
         [phase_pattern(["calcite"])]
     )[0]
-    assert "unexplained peaks" in none_called.warning
+    assert Flag.UNEXPLAINED_PEAKS in none_called.flags
     # a featureless pattern gives no peak warning (noise is not a phase)
     rng = np.random.default_rng(1)
     q = np.linspace(0.7, 5.2, 3000)
     flat = Pattern(q, 100 + rng.normal(0, 1.0, q.size), unit="q_A^-1")
-    assert (
-        "unexplained"
-        not in Predictor(FixedModel([0.02, 0.02, 0.02]), verify=False)
-        .predict_patterns([flat])[0]
-        .warning
-    )
+    quiet = Predictor(FixedModel([0.02, 0.02, 0.02])).predict_patterns([flat])[0]
+    assert Flag.UNEXPLAINED_PEAKS not in quiet.flags and quiet.explanation.unexplained == []
 
 
 def test_call_without_peak_evidence_is_flagged() -> None:
-    pred = Predictor(FixedModel([0.02, 0.98, 0.02]), verify=False)
+    pred = Predictor(FixedModel([0.02, 0.98, 0.02]))
     backed, bare = pred.predict_patterns(
         [phase_pattern(["calcite"]), phase_pattern([], extra_q=(1.35,))]
     )
-    assert "without a peak" not in backed.warning, backed.warning
-    assert "called without a peak at any of its reflections: calcite" in bare.warning, bare.warning
+    assert Flag.NO_EVIDENCE not in backed.flags, backed.warning
+    assert bare.flagged(Flag.NO_EVIDENCE) == ["calcite"], bare.warning
+    assert "called without a peak at any of its reflections: calcite" in bare.warning
     assert bare.calls["calcite"] == 1  # a warning, not a veto
 
 
@@ -156,18 +155,20 @@ def test_guard_withholds_a_call_the_peaks_do_not_support() -> None:
     probability stays. A real phase keeps its call, and ``guard=False`` keeps every call."""
     unknown = phase_pattern([], extra_q=(1.35, 1.56, 2.07, 3.62))
     real = phase_pattern(["calcite"], extra_q=(1.35, 3.62))
-    out = Predictor(FixedModel([0.02, 0.93, 0.02]), verify=False).predict_patterns([unknown, real])
+    out = Predictor(FixedModel([0.02, 0.93, 0.02])).predict_patterns([unknown, real])
     assert out[0].calls["calcite"] == 0 and out[0].probabilities["calcite"] == pytest.approx(0.93)
-    assert "withheld" in out[0].warning and "calcite p=0.93" in out[0].warning, out[0].warning
+    assert out[0].flagged(Flag.WITHHELD) == ["calcite"], out[0].warning
+    assert "calcite p=0.93" in out[0].warning
     assert [round(q, 2) for q in out[0].explanation.unexplained] == [1.35, 1.56, 2.07, 3.62]
-    assert out[1].calls["calcite"] == 1 and "withheld" not in out[1].warning
-    unguarded = Predictor(FixedModel([0.02, 0.93, 0.02]), guard=False, verify=False)
+    assert out[1].calls["calcite"] == 1 and Flag.WITHHELD not in out[1].flags
+    unguarded = Predictor(FixedModel([0.02, 0.93, 0.02]), guard=False)
     assert unguarded.predict_patterns([unknown])[0].calls["calcite"] == 1
 
 
 def test_uncertain_and_coverage_checks() -> None:
-    pred = Predictor(FixedModel([0.55, 0.98, 0.02]), verify=False)
+    pred = Predictor(FixedModel([0.55, 0.98, 0.02]))
     p = pred.predict_patterns([phase_pattern(["calcite"])])[0]
+    assert p.flagged(Flag.UNCERTAIN) == ["bastnaesite"], p.warning
     assert "uncertain (p near the threshold): bastnaesite p=0.55" in p.warning
     q = np.linspace(4.4, 5.2, 500)  # 14% of the 0.8–5.0 grid
     narrow = Pattern(q, 100 + np.sin(q * 40) ** 2, unit="q_A^-1", source="narrow.xy")

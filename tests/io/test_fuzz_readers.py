@@ -11,6 +11,8 @@ from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -79,10 +81,30 @@ NPY_HEADERS = st.sampled_from(
 
 
 def _load_pattern(path: Path, **kw: object) -> None:
+    """Read ``path``: a PatternError, or a pattern a model can use (checked here), and the file
+    left as it was."""
     from xrdmtl.io.readers import load_pattern
+    from xrdmtl.physics.units import UNITS, normalize_unit
 
-    with suppress(PatternError):
-        load_pattern(path, **kw)  # type: ignore[arg-type]
+    before = path.read_bytes()
+    try:
+        p = load_pattern(path, **kw)  # type: ignore[arg-type]
+    except PatternError:
+        assert path.read_bytes() == before
+        return
+    assert path.read_bytes() == before
+    assert p.x.ndim == 1 and p.x.shape == p.y.shape and p.x.size >= 10, (p.x.shape, p.y.shape)
+    assert p.x.dtype.kind == p.y.dtype.kind == "f"
+    assert np.isfinite(p.x).all() and np.isfinite(p.y).all()
+    dx = np.diff(p.x)
+    assert (dx > 0).all() or (dx < 0).all(), "x must be strictly sorted"
+    assert np.ptp(p.y) > 0
+    assert p.unit in UNITS
+    if kw.get("x_unit"):
+        assert p.unit == normalize_unit(str(kw["x_unit"]))
+    if p.unit == "2th_deg":  # 2θ is usable only with a plausible wavelength
+        assert p.wavelength is not None and 0.01 < p.wavelength < 10
+    assert np.isfinite(p.q).all()
 
 
 @FUZZ
@@ -108,6 +130,69 @@ def test_pattern_reader_text_like_patterns(
         path = d / f"f{ext}"
         path.write_text(text, encoding="utf-8")
         _load_pattern(path, wavelength=wavelength, x_unit=x_unit)
+
+
+GOOD_HEADERS = {  # header → x unit it names (None: the reader assumes 2θ)
+    "": None,
+    "# 2th_deg I": "2th_deg",
+    "# q_nm^-1 I": "q_nm^-1",
+    "# q_A^-1 I": "q_A^-1",
+    "2theta,intensity": "2th_deg",
+}
+MUTATIONS = ["none", "swap", "nan", "duplicate", "inf", "flat", "short"]
+
+
+def _near_valid(n: int, start: float, step: float, seed: int, mutation: str) -> np.ndarray:
+    """An ``(n, 2)`` pattern with sorted x, then one ``mutation`` (``none``: left valid)."""
+    rng = np.random.default_rng(seed)
+    xy = np.column_stack([start + step * np.arange(n), 100 + 50 * rng.random(n)])
+    k = int(rng.integers(1, n - 1))
+    if mutation == "swap":
+        xy[[k, k + 1], 0] = xy[[k + 1, k], 0]
+    elif mutation in ("nan", "inf"):
+        xy[k, int(rng.integers(0, 2))] = np.nan if mutation == "nan" else np.inf
+    elif mutation == "duplicate":
+        xy[k, 0] = xy[k - 1, 0]
+    elif mutation == "flat":
+        xy[:, 1] = 7.0
+    elif mutation == "short":
+        xy = xy[:5]
+    return xy
+
+
+@FUZZ
+@given(
+    header=st.sampled_from(sorted(GOOD_HEADERS)),
+    sep=st.sampled_from([" ", ",", "\t"]),
+    n=st.integers(12, 80),
+    start=st.floats(0.5, 20.0),
+    seed=st.integers(0, 1000),
+    mutation=st.one_of(st.just("none"), st.sampled_from(MUTATIONS[1:])),  # half of them valid
+    npy=st.booleans(),
+)
+def test_pattern_reader_near_valid_patterns(
+    header: str, sep: str, n: int, start: float, seed: int, mutation: str, npy: bool
+) -> None:
+    """Valid patterns and patterns one defect away: a valid one reads (and satisfies what every
+    read must), a defective one is a PatternError."""
+    from xrdmtl.io.readers import load_pattern
+
+    xy = _near_valid(n, start, 0.05, seed, mutation)
+    with folder() as d:
+        if npy:
+            path = d / "f.npy"
+            np.save(path, xy.T if seed % 2 else xy)
+        else:
+            path = d / "f.xy"
+            rows = [sep.join(f"{v:.6g}" for v in row) for row in xy]
+            path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+        kw = {"wavelength": 0.561}
+        _load_pattern(path, **kw)
+        if mutation == "none":  # a valid pattern must read
+            load_pattern(path, **kw)
+        else:
+            with pytest.raises(PatternError):
+                load_pattern(path, **kw)
 
 
 @FUZZ
@@ -144,12 +229,16 @@ def test_frame_reader(data: bytes, ext: str, prefix: bytes) -> None:
         path = d / f"f{ext}"
         path.write_bytes(prefix + data)
         try:
-            for _ in read_frames(path):
-                pass
+            for label, frame in read_frames(path):  # every frame read is a 2D image of numbers
+                assert label.startswith(str(path))
+                assert frame.ndim == 2 and frame.size > 0 and frame.dtype.kind in "iuf"
         except FrameError:
             pass
-        with suppress(FrameError):
-            load_mask(path)
+        try:
+            mask = load_mask(path)
+        except FrameError:
+            return
+        assert mask.dtype == bool and mask.ndim == 2
 
 
 @FUZZ
@@ -171,8 +260,13 @@ def test_labels_reader(data: bytes, header: bytes) -> None:
     with folder() as d:
         path = d / "labels.csv"
         path.write_bytes(header + data)
-        with suppress(LabelsError):
-            read_labels(path, ["bastnaesite", "calcite", "rhenium"])
+        try:
+            files, labels = read_labels(path, ["bastnaesite", "calcite", "rhenium"])
+        except LabelsError:
+            return
+        assert labels.shape == (len(files), 3) and len(files) >= 1
+        assert labels.dtype == np.uint8 and set(np.unique(labels)) <= {0, 1}
+        assert all(isinstance(f, str) and f for f in files)
 
 
 PONI_KEYS = [

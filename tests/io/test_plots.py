@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from xrdmtl.inference.parallel import write_timelines
-from xrdmtl.inference.predictor import Prediction
+from xrdmtl.inference.results import Prediction
 from xrdmtl.io.plots import plot_pattern, plot_timeline
 from xrdmtl.physics.pattern import Pattern
 from xrdmtl.physics.phases import get_phase

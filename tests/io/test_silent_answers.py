@@ -213,3 +213,23 @@ def test_bad_model_json_is_a_model_error(tmp_path: Path, case: str) -> None:
     assert "Traceback" not in res.output
     lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "model.json" in lines[0] and word in lines[0], res.stderr
+
+
+def test_unit_doubt_is_a_flag_and_the_pattern_is_left_alone(tmp_path: Path) -> None:
+    """The API says the same as the CSV, typed (``Flag.X_UNIT``), and writes nothing into the
+    caller's pattern."""
+    from xrdmtl import Flag, Predictor, load_pattern
+    from xrdmtl.io.writers import csv_header
+
+    xy = np.load(_examples() / "hdac_unmasked_xy_bc_10.npy")
+    tth, y = (xy[0], xy[1]) if xy.shape[0] == 2 else (xy[:, 0], xy[:, 1])
+    keep = tth > 2
+    q_nm = 10 * 4 * np.pi * np.sin(np.radians(tth[keep] / 2)) / 0.561
+    np.savetxt(tmp_path / "q.xy", np.column_stack([q_nm, y[keep]]), fmt="%.6f")
+    pattern = load_pattern(tmp_path / "q.xy", wavelength=0.561)
+    before = dict(pattern.meta)
+    (pred,) = Predictor().predict_patterns([pattern])
+    assert pattern.meta == before
+    assert Flag.X_UNIT in pred.flags and "looks like q_nm^-1" in pred.warning, pred
+    row = dict(zip(csv_header(["calcite"]), pred.row(["calcite"]), strict=True))
+    assert pred.to_dict()["flags"][0] == "x_unit" and row["warning"] == pred.warning

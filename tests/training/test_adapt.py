@@ -25,9 +25,13 @@ def test_vote_wins_where_the_labels_follow_neighbours() -> None:
     x = _clusters(rng, labels)
     p_net = np.full(labels.shape, 0.2)  # a network that sees nothing
     fit = fit_adapter(x, labels, p_net, [0.5, 0.5])
-    assert fit.chosen.weight > 0 and fit.chosen.exact == 1.0
-    assert len(fit.candidates) == len(AdaptConfig().weights) * len(AdaptConfig().ks)
+    assert fit.regime.repeats and fit.chosen.kind == "vote" and fit.chosen.exact == 1.0
+    # the network, the network recalibrated, and every vote blend
+    assert len(fit.candidates) == 2 + len(AdaptConfig().weights) * len(AdaptConfig().ks)
     assert fit.adapter.features.shape == (15, 128) and not fit.left_out
+    assert (
+        fit.estimate is not None and fit.estimate.exact == 1.0 and fit.estimate.kinds["vote"] == 15
+    )
 
 
 def test_network_wins_where_neighbours_say_nothing() -> None:
@@ -38,6 +42,114 @@ def test_network_wins_where_neighbours_say_nothing() -> None:
     p_net = np.where(labels == 1, 0.9, 0.1)  # a network that is right
     fit = fit_adapter(x, labels, p_net, [0.5, 0.5])
     assert fit.chosen.weight == 0.0 and fit.chosen.exact == 1.0
+
+
+def _independent(rng: np.random.Generator, n: int, t: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Independent draws: each phase adds its own peaks on a random grid of intensities, so a
+    pattern's nearest neighbour shares some phases but its label combination only by chance."""
+    labels = rng.integers(0, 2, size=(n, t)).astype(np.uint8)
+    signatures = rng.normal(size=(t, 128))
+    x = np.zeros((n, N_CHANNELS, 128), np.float32)
+    x[:, CONTRAST_CHANNEL] = labels @ signatures * 0.3 + rng.normal(size=(n, 128))
+    return x, labels
+
+
+def _a_decent_network(rng: np.random.Generator, labels: np.ndarray, wrong: float) -> np.ndarray:
+    """Probabilities of a network that is right on each label with probability ``1 − wrong``."""
+    right = rng.random(labels.shape) > wrong
+    sure = rng.uniform(0.6, 0.95, size=labels.shape)
+    return np.where(right == labels.astype(bool), sure, 1 - sure)
+
+
+def test_independent_patterns_keep_the_network_and_the_estimate_does_not_flatter() -> None:
+    """Labels that do not follow their neighbours: no vote and no shift beats the network clearly
+    (over many draws the adapted model is never worse on new patterns), and the nested estimate
+    lies near what the network scores on new patterns."""
+    rng = np.random.default_rng(7)
+    outcomes, estimates, truths = [], [], []
+    for _ in range(6):
+        x, labels = _independent(rng, 450)
+        p = _a_decent_network(rng, labels, 0.07)
+        fit = fit_adapter(x[:50], labels[:50], p[:50], [0.5, 0.5, 0.5])
+        assert not fit.regime.repeats and "independent" in fit.regime.describe()
+        adapted = fit.adapter.combine(x[50:], p[50:].astype(np.float32)) > 0.5
+        new = (adapted == labels[50:].astype(bool)).all(axis=1).mean()
+        network = ((p[50:] > 0.5) == labels[50:].astype(bool)).all(axis=1).mean()
+        outcomes.append(new - network)
+        assert fit.estimate is not None
+        estimates.append(fit.estimate.exact)
+        truths.append(new)
+    assert min(outcomes) >= 0.0
+    assert abs(np.mean(estimates) - np.mean(truths)) < 0.05
+
+
+def test_a_blend_that_only_looks_better_is_not_taken() -> None:
+    """A candidate a little better than the network on a few labels is noise: the margin grows as
+    the evidence thins, so with 8 labels one more right pattern does not replace the network."""
+    from xrdmtl.training.adapt import Candidate, Margin, clearly_better
+
+    def cand(rows: list[float], right: list[bool]) -> Candidate:
+        return Candidate("vote", 0.5, 1, "keep", float(np.mean(right)), float(np.mean(rows)),
+                         (), tuple(rows), tuple(right))  # fmt: skip
+
+    null = cand([0.10] * 8, [True] * 6 + [False] * 2)
+    slightly = cand([0.09, 0.11, 0.08, 0.12, 0.09, 0.10, 0.07, 0.10], [True] * 7 + [False])
+    strict = Margin(2.0, 1.0, 1)
+    assert not clearly_better(slightly, null, strict)
+    much = cand([0.01] * 8, [True] * 8)
+    assert clearly_better(much, null, strict)
+    worse = cand([0.2] * 8, [True] * 8)  # more right calls but a worse proper score
+    assert not clearly_better(worse, null, strict)
+
+
+def test_recalibration_is_taken_where_the_network_is_biased() -> None:
+    """A network whose probabilities sit below the threshold for a present phase (a new beamline's
+    weaker peaks) is shifted back; leave-one-out of the shift matches refitting without each."""
+    from xrdmtl.model.adapter import recalibrate
+    from xrdmtl.training.adapt import fit_shifts, score_recalibrated
+
+    rng = np.random.default_rng(11)
+    x, labels = _independent(rng, 60, 2)
+    p = _a_decent_network(rng, labels, 0.02)
+    p[:, 1] = np.where(labels[:, 1] == 1, 0.35, 0.05)  # phase 1 present reads 0.35: always missed
+    fit = fit_adapter(x, labels, p, [0.5, 0.5])
+    assert fit.chosen.kind == "recalibrated" and fit.chosen.shift[1] > 0.7
+    assert fit.chosen.exact > fit.network.exact
+    shifted = fit.adapter.combine(x, p.astype(np.float32))
+    assert ((shifted > 0.5) == labels.astype(bool)).mean() > 0.95
+    loo = score_recalibrated(p, labels, np.array([0.5, 0.5]), AdaptConfig())
+    by_refit = np.array(
+        [recalibrate(p[i], fit_shifts(np.delete(p, i, 0), np.delete(labels, i, 0), 2.0))
+         for i in range(60)]
+    )  # fmt: skip
+    assert np.allclose(
+        np.asarray(loo.brier_rows), ((by_refit - labels) ** 2).mean(axis=1), atol=1e-3
+    )
+
+
+def test_the_nested_estimate_repeats_the_whole_choice() -> None:
+    """With labels that are pure noise, the best candidate's leave-one-out figure is flattered by
+    the choice among many; the nested estimate is not."""
+    from xrdmtl.model.adapter import reference_features
+    from xrdmtl.training.adapt import nested_estimate
+
+    rng = np.random.default_rng(12)
+    labels = rng.integers(0, 2, size=(30, 1)).astype(np.uint8)
+    x = np.zeros((30, N_CHANNELS, 64), np.float32)
+    x[:, CONTRAST_CHANNEL] = rng.normal(size=(30, 64))
+    p = rng.uniform(0.3, 0.7, size=(30, 1))
+    fit = fit_adapter(x, labels, p, [0.5])
+    best = max(c.exact for c in fit.candidates)
+    assert fit.estimate is not None and fit.estimate.exact <= best
+    again = nested_estimate(
+        reference_features(x),
+        labels,
+        p,
+        np.array([0.5]),
+        np.zeros(labels.shape, bool),
+        AdaptConfig(),
+    )
+    assert again == fit.estimate and sum(again.kinds.values()) == 30
 
 
 def test_contradicted_references_are_left_out_when_that_scores_better() -> None:
@@ -92,6 +204,10 @@ def test_too_few_labels_and_bad_config() -> None:
         )
     with pytest.raises(ValueError):
         AdaptConfig(contradicted="maybe")
+    with pytest.raises(ValueError, match="vote weights"):
+        AdaptConfig(weights=(0.0, 0.5))
+    with pytest.raises(ValueError, match="non-negative"):
+        AdaptConfig(z_brier=-1.0)
 
 
 def test_confident_unlabeled_patterns_join_the_references() -> None:

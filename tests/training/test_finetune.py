@@ -138,3 +138,30 @@ def test_finetune_excludes_patterns_by_name(tmp_path, test_data) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([__file__])
+
+
+def test_exclude_on_arrays_is_a_bool_per_pattern_never_ignored(tmp_path) -> None:
+    """Patterns given as arrays carry no file names: names in ``exclude`` are an error (they once
+    excluded nothing), a bool per pattern leaves those patterns out."""
+    from xrdmtl.errors import LabelsError
+
+    base = toy_model(tmp_path / "base")
+    batch = Synthesizer([get_phase(p) for p in PHASES], GRID).sample(4, np.random.default_rng(0))
+    data = LabeledPatterns(batch.intensity, batch.coverage, batch.labels)
+    kw = dict(steps=1, batch_size=4, workers=0, threads=1, progress=False)
+    with pytest.raises(LabelsError, match="bool per pattern"):
+        finetune(base, data, tmp_path / "a", exclude=["a.npy"], **kw)
+    with pytest.raises(LabelsError, match="bool per labeled pattern"):
+        finetune(base, data, tmp_path / "b", exclude=[True, False], **kw)
+    finetune(base, data, tmp_path / "c", exclude=[True, False, True, False], **kw)
+    assert load_model(tmp_path / "c").meta["training"]["finetune"]["n_excluded"] == 2
+
+
+def test_exclude_names_a_labeled_file(tmp_path, test_data) -> None:
+    from xrdmtl.errors import LabelsError
+
+    csv = _hdac_labels(test_data, tmp_path)
+    with pytest.raises(LabelsError, match="names no labeled file: nope.npy"):
+        finetune(toy_model(tmp_path / "base"), csv, tmp_path / "ft", steps=1, batch_size=4,
+                 options=ReadOptions(wavelength=0.561), workers=0, threads=1, progress=False,
+                 exclude=["nope.npy"])  # fmt: skip

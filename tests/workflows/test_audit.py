@@ -11,7 +11,7 @@ import pytest
 from helpers import synthetic
 
 from xrdmtl.errors import LabelsError
-from xrdmtl.inference.predictor import Prediction
+from xrdmtl.inference.results import Prediction
 from xrdmtl.io.read import ReadOptions
 from xrdmtl.physics.peaks import PhaseEvidence
 from xrdmtl.workflows.audit import CSV_COLUMNS, audit_labels, verdict

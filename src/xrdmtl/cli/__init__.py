@@ -1,6 +1,7 @@
 """The ``xrdmtl`` command line (typer): it parses arguments and prints; the work is in the layers below."""
 
 from . import adapt as _adapt  # noqa: F401  (registers finetune and crossval)
+from . import beamline as _beamline  # noqa: F401  (registers watch, timeline and export)
 from .app import app
 
 __all__ = ["app"]

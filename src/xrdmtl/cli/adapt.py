@@ -45,7 +45,7 @@ ContradictedOpt = Annotated[
 ]
 
 if TYPE_CHECKING:
-    from ..workflows.adapt import NetworkTuning
+    from ..workflows.adapt import AdaptReport, NetworkTuning
 
 
 def _note(msg: str) -> None:
@@ -53,12 +53,7 @@ def _note(msg: str) -> None:
 
 
 def _policy(contradicted: str, drop_contradicted: bool, audit: bool) -> str:
-    from ..training.adapt import POLICIES
-
-    if contradicted not in POLICIES:
-        raise XrdmtlError(
-            f"--contradicted must be one of {', '.join(POLICIES)}, got {contradicted!r}"
-        )
+    """The contradicted-label policy the options ask for (AdaptConfig checks its name)."""
     if drop_contradicted:
         contradicted = "drop"
     if contradicted.startswith("drop") and not audit:
@@ -69,9 +64,44 @@ def _policy(contradicted: str, drop_contradicted: bool, audit: bool) -> str:
 def _tuning(steps: int, layers: str, seed: int, adapt_lattice: bool) -> NetworkTuning:
     from ..workflows.adapt import NetworkTuning
 
-    if layers not in ("heads", "all"):
-        raise XrdmtlError(f"--layers must be heads or all, got {layers!r}")
     return NetworkTuning(steps=steps, layers=layers, seed=seed, adapt_lattice=adapt_lattice)
+
+
+def _choice_lines(report: AdaptReport) -> list[str]:
+    """What finetune chose and why, the estimate to expect, and what --contradicted keep would do."""
+    fit = report.adapted.fit
+    chosen, null = fit.chosen, fit.network
+    tuned = ", network fine-tuned" if report.adapted.network_tuned else ""
+    lines = [
+        f"adapted model in {report.out} ({report.seconds:.0f} s, {len(report.files)} labeled "
+        f"patterns): {fit.regime.describe()}",
+    ]
+    if chosen.kind == "network" and not report.adapted.network_tuned:
+        rivals = [c for c in fit.candidates if c is not null]
+        best = min(rivals, key=lambda c: c.brier) if rivals else None
+        why = (
+            f" (best other: {best.describe()}, leave-one-out {best.exact:.1%}, Brier {best.brier:.3f})"
+            if best
+            else ""
+        )
+        lines.append(
+            f"kept the network alone: nothing beat it clearly on your labels{why}; network alone "
+            f"{null.exact:.1%}, Brier {null.brier:.3f}"
+        )
+    else:
+        lines.append(
+            f"chosen: {chosen.describe()}{tuned}: leave-one-out {chosen.exact:.1%}, Brier "
+            f"{chosen.brier:.3f} (network alone {null.exact:.1%}, Brier {null.brier:.3f})"
+        )
+    if fit.estimate is not None:
+        lines.append(f"expected exact match on new patterns of this run: {fit.estimate.describe()}")
+    if report.flagged and chosen.kind == "vote" and fit.keep_would is not None:
+        keep = fit.keep_would
+        lines.append(
+            f"with --contradicted keep the best vote would score leave-one-out {keep.exact:.1%}, "
+            f"Brier {keep.brier:.3f} ({keep.describe()})"
+        )
+    return lines
 
 
 @app.command("finetune")
@@ -137,18 +167,8 @@ def finetune_cmd(
             highlight=False,
             soft_wrap=True,
         )
-    chosen = report.chosen
-    base = max(
-        (c for c in report.adapted.candidates_base if c.weight == 0.0), key=lambda c: c.exact
-    )
-    console.print(
-        f"adapted model in {out} ({report.seconds:.0f} s, {len(report.files)} labeled patterns): "
-        f"{chosen.describe()}{', network fine-tuned' if report.adapted.network_tuned else ''}; "
-        f"leave-one-out exact match {chosen.exact:.1%} (network alone {base.exact:.1%}; "
-        f"`xrdmtl crossval` measures it without the selection)",
-        highlight=False,
-        soft_wrap=True,
-    )
+    for line in _choice_lines(report):
+        console.print(line, highlight=False, soft_wrap=True)
     if unlabeled:
         console.print(
             f"unlabeled patterns taken as references (confident calls): {report.adapted.n_pseudo}",

@@ -185,7 +185,7 @@ def saliency(net: Callable[[Any], Any], x: np.ndarray, batch_size: int = 256) ->
             out.append(np.stack(maps, axis=1))
     sal = uniform_filter1d(np.concatenate(out).astype(np.float32), 5, axis=2, mode="nearest")
     scale = np.abs(sal).max(axis=2, keepdims=True)
-    return sal / np.where(scale > 0, scale, 1.0)
+    return np.asarray(sal / np.where(scale > 0, scale, 1.0))
 
 
 def top_regions(

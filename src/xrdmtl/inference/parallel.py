@@ -22,7 +22,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -36,20 +36,41 @@ from ..io.read import (
     is_frame,
     read_path,
 )
+from ..physics.grid import QGrid
 from ..physics.pattern import Pattern
+from ..physics.phases import Reflections
 from ..progress import ProgressBar
-from .predictor import BATCH_SIZE, Prediction, Predictor, sticks_at
+from .results import Prediction
 from .verify import fitted_curve, refined_sticks
+
+if TYPE_CHECKING:
+    from distributed import Client, LocalCluster
+
+BATCH_SIZE = 512  # patterns per forward pass inside a chunk
+
+
+class BatchPredictor(Protocol):
+    """What prediction over files needs of a :class:`~xrdmtl.inference.predictor.Predictor`."""
+
+    phases: list[str]
+    thresholds: np.ndarray
+    grid: QGrid
+
+    def predict_items(
+        self, items: Sequence[tuple[str, Pattern | XrdmtlError]], explain: bool
+    ) -> tuple[list[Prediction], list[np.ndarray | None]]: ...
+
+    def sticks(self, wavelength: float | None) -> dict[str, Reflections | None]: ...
 
 
 def predict_files(
-    predictor: Predictor,
+    predictor: BatchPredictor,
     paths: Sequence[str | Path],
     options: ReadOptions | None = None,
     workers: int | None = None,
     progress: bool = True,
     *,
-    scheduler: Any = None,
+    scheduler: Client | str | None = None,
     explain: bool = False,
     plot_dir: str | Path | None = None,
     save_integrated: str | Path | None = None,
@@ -104,7 +125,7 @@ def predict_files(
 
 
 def _run_pool(
-    predictor: Predictor,
+    predictor: BatchPredictor,
     chunks: list[list[str]],
     job: _Job,
     workers: int,
@@ -121,7 +142,7 @@ def _run_pool(
     )
     try:
         with _sigint_ignored():  # the forkserver and workers start ignoring Ctrl-C, even mid-import
-            futures: dict[Future, int] = {
+            futures: dict[Future[list[Prediction]], int] = {
                 pool.submit(_worker_chunk, c, job): k for k, c in enumerate(chunks)
             }
         for fut in as_completed(futures):
@@ -138,10 +159,10 @@ def _run_pool(
 
 
 def _run_dask(
-    predictor: Predictor,
+    predictor: BatchPredictor,
     chunks: list[list[str]],
     job: _Job,
-    scheduler: Any,
+    scheduler: Client | str,
     workers: int,
     results: list[list[Prediction]],
     advance: Callable[[int], None],
@@ -150,7 +171,7 @@ def _run_dask(
     from distributed import Client, LocalCluster
     from distributed import as_completed as dask_completed
 
-    own: list[Any] = []
+    own: list[Client | LocalCluster] = []
     if isinstance(scheduler, Client):
         client = scheduler
     elif scheduler == "local":
@@ -180,7 +201,7 @@ def _run_dask(
             obj.close()
 
 
-def _connect(address: str) -> Any:
+def _connect(address: str) -> Client:
     """A Dask client of the scheduler at ``address``; an :class:`XrdmtlError` naming ``--scheduler``
     when the address is malformed or nothing answers there."""
     from distributed import Client
@@ -210,10 +231,15 @@ class _Job:
     names: dict[str, str]  # input file → distinct base name for its plots and integrated files
 
 
-_WORKER: dict[str, Predictor] = {}
+_WORKER: dict[str, BatchPredictor] = {}
 
 
-_PRELOAD = ["xrdmtl.inference.parallel", "xrdmtl.model.files", "xrdmtl.io.readers"]
+_PRELOAD = [
+    "xrdmtl.inference.parallel",
+    "xrdmtl.inference.predictor",
+    "xrdmtl.model.files",
+    "xrdmtl.io.readers",
+]
 
 
 @contextmanager
@@ -242,7 +268,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
-def _init_worker(predictor: Predictor) -> None:
+def _init_worker(predictor: BatchPredictor) -> None:
     import signal
 
     import torch
@@ -256,13 +282,13 @@ def _worker_chunk(chunk: list[str], job: _Job) -> list[Prediction]:
     return _run_chunk(_WORKER["predictor"], chunk, job)
 
 
-def _run_chunk(predictor: Predictor, chunk: Sequence[str], job: _Job) -> list[Prediction]:
+def _run_chunk(predictor: BatchPredictor, chunk: Sequence[str], job: _Job) -> list[Prediction]:
     """Read, predict, plot and save one chunk of files, in order (the unit of parallel work)."""
     out: list[Prediction] = []
     batch: list[tuple[str, Pattern | XrdmtlError]] = []
 
     def flush() -> None:
-        preds, inputs = predictor._predict_items(batch, job.explain)
+        preds, inputs = predictor.predict_items(batch, job.explain)
         for (_, item), pred, x in zip(batch, preds, inputs, strict=True):
             if job.plot_dir is not None and x is not None and isinstance(item, Pattern):
                 _plot_prediction(predictor, pred, item, x, job)
@@ -319,7 +345,7 @@ def _file_names(files: Sequence[str]) -> dict[str, str]:
 
 
 def _plot_prediction(
-    predictor: Predictor, pred: Prediction, pattern: Pattern, x: np.ndarray, job: _Job
+    predictor: BatchPredictor, pred: Prediction, pattern: Pattern, x: np.ndarray, job: _Job
 ) -> None:
     """One PNG: the pattern on the model's grid, reference sticks of the phases found, saliency."""
     from ..io.plots import plot_pattern
@@ -327,10 +353,7 @@ def _plot_prediction(
     name = _output_name(pred.file, job.names)
     cov = x[2] > 0.5
     y = np.where(cov, x[0], np.nan)
-    refs = {
-        n: (None if r.reflections is None else sticks_at(r.reflections, pattern.wavelength))
-        for n, r in predictor.references.items()
-    }
+    refs = predictor.sticks(pattern.wavelength)
     q = predictor.grid.values
     qs = q[cov]
     e = pred.explanation

@@ -16,7 +16,8 @@ it resamples every pattern onto the model's Q grid, builds the model input with 
   phase's reflections have a peak: the network matched a few lines of a mineral it does not know.
   The probability is kept; only the call is withdrawn (``guard=False`` keeps every call).
 
-Each :class:`Prediction` carries an :class:`~xrdmtl.inference.explain.Explanation`: the detected peaks, the
+Each warning is a typed :class:`~xrdmtl.inference.results.Note`, its
+:class:`~xrdmtl.inference.results.Flag` naming the check. Each :class:`Prediction` carries an :class:`~xrdmtl.inference.explain.Explanation`: the detected peaks, the
 reference reflections each phase matched, and (with ``explain=True``) the saliency over Q.
 
 :meth:`Predictor.predict_files` reads files in parallel (a process pool over chunks of files, or one
@@ -27,16 +28,16 @@ goes on with the rest; 2D frames go through :func:`xrdmtl.io.frames.patterns_fro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import PatternError, PhaseError, XrdmtlError
+from ..errors import ConfigError, PatternError, PhaseError, XrdmtlError
 from ..io.read import ReadOptions
-from ..io.writers import cell_columns
-from ..model.files import default_model_dir
+from ..model.files import NetworkModel, ProbabilisticModel, default_model_dir
+from ..model.networks import Network
 from ..model.preprocess import model_input
 from ..physics.pattern import Pattern
 from ..physics.phases import Reflections, lorentz_polarization
@@ -48,7 +49,11 @@ from .explain import (
     saliency,
     top_regions,
 )
-from .verify import Verification, Verifier
+from .results import Flag, Note, Prediction
+from .verify import Verifier
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 MIN_COVERAGE = 0.25  # fraction of the model's Q grid a pattern must cover
 N_STRONG = 3  # a phase's strongest reflections that coverage is checked against
@@ -60,7 +65,6 @@ UNEXPLAINED_MIN_SNR = 8.0  # noise units
 # points; its neighbours (2 and 20 %, 4 and 40 %) measure alike
 GUARD_MIN_UNEXPLAINED = 3  # strong peaks no called phase explains
 GUARD_MIN_HIT_FRACTION = 0.3  # of the phase's reflections with a detected peak
-BATCH_SIZE = 512  # patterns per forward pass inside a chunk
 UNIT_CHECK_MIN_PEAKS = (
     3  # a 2θ only assumed that explains fewer strong peaks than this is checked against Q
 )
@@ -68,58 +72,6 @@ UNIT_CHECK_MIN_MATCHED = (
     5  # and another unit is named only where it puts this many strong peaks on reflections
 )
 UNIT_CHECK_HEIGHT = 0.1  # strong peaks for that check: of the strongest background-removed peak
-
-
-@dataclass
-class Prediction:
-    """The result for one pattern (a file, or one frame ``stack.h5::17``).
-
-    ``probabilities`` and ``calls`` (0/1) are keyed by phase in the model's order; both are empty when
-    ``error`` is set. ``warning`` and ``error`` are one line each ("" when none).
-    """
-
-    file: str
-    probabilities: dict[str, float] = field(default_factory=dict)
-    calls: dict[str, int] = field(default_factory=dict)
-    warning: str = ""
-    error: str = ""
-    explanation: Explanation | None = None
-    wavelength: float | None = None  # Å, the one the pattern was read with (None: not known)
-    wavelength_source: str = ""  # file, option, default or poni
-    x_unit: str = ""  # the x unit read, "2th_deg (assumed)" where the file names none
-    verification: Verification | None = None  # the physics check (None: --no-verify)
-
-    @property
-    def ok(self) -> bool:
-        return not self.error
-
-    @property
-    def found(self) -> list[str]:
-        """Names of the phases called present."""
-        return [name for name, c in self.calls.items() if c]
-
-    def row(self, phases: Sequence[str]) -> list[str]:
-        """The CSV row: file, p_<phase>…, <phase>…, warning, error, wavelength, wavelength_source, x_unit,
-        then each phase's refined cell (``<phase>_a``, ``_a_err``, ``_c``, ``_c_err``; empty unless called)."""
-        provenance = [
-            "" if self.wavelength is None else f"{self.wavelength:g}",
-            self.wavelength_source,
-            self.x_unit,
-        ]
-        v = self.verification
-        cells = v.cell_values(phases, self.calls) if v else [""] * len(cell_columns(phases))
-        if self.error:
-            return [
-                self.file,
-                *([""] * (2 * len(phases))),
-                self.warning,
-                self.error,
-                *provenance,
-                *cells,
-            ]
-        probs = [f"{self.probabilities[p]:.4f}" for p in phases]
-        calls = [str(int(self.calls[p])) for p in phases]
-        return [self.file, *probs, *calls, self.warning, self.error, *provenance, *cells]
 
 
 ASSUMED_UNIT_HINT = (
@@ -137,22 +89,27 @@ def _doubtful(pred: Prediction) -> bool:
     return not pred.found and pred.explanation is not None and bool(pred.explanation.unexplained)
 
 
-def _provenance(pred: Prediction, pattern: Pattern) -> Prediction:
+def _provenance(pred: Prediction, pattern: Pattern, unit_note: str = "") -> Prediction:
     """``pred`` with the wavelength, its source and the x unit ``pattern`` was read with, the reader's
-    wavelength note among the warnings, and a hint where a 2θ that was only assumed may be wrong."""
+    wavelength note and ``unit_note`` (a better-fitting x unit) among the notes, and a hint where a
+    2θ that was only assumed may be wrong."""
     meta = pattern.meta
     assumed = bool(meta.get("x_unit_assumed"))
     pred.wavelength = pattern.wavelength
     pred.wavelength_source = meta.get("wavelength_source") or ("poni" if meta.get("poni") else "")
     pred.x_unit = f"{pattern.unit} (assumed)" if assumed else pattern.unit
-    first = [
-        str(meta[k]) for k in ("unit_note", "wavelength_note") if meta.get(k)
-    ]  # change how the rest reads
-    last = [ASSUMED_UNIT_HINT] if assumed and not pred.ok and not meta.get("unit_note") else []
-    if pred.ok and (first or last):
-        pred.warning = "; ".join([*first, *([pred.warning] if pred.warning else []), *last])
+    first = [  # change how the rest reads
+        Note(flag, str(text))
+        for flag, text in ((Flag.X_UNIT, unit_note), (Flag.WAVELENGTH, meta.get("wavelength_note")))
+        if text
+    ]
+    last = (
+        [Note(Flag.X_UNIT, ASSUMED_UNIT_HINT)] if assumed and not pred.ok and not unit_note else []
+    )
+    if pred.ok:
+        pred.notes = [*first, *pred.notes, *last]
     elif first or last:
-        pred.error = f"{pred.error} ({'; '.join(first + last)})"
+        pred.error = f"{pred.error} ({'; '.join(n.text for n in first + last)})"
     return pred
 
 
@@ -203,26 +160,29 @@ class Predictor:
     model's, default 0.5). ``references`` maps phase names to (reflections, relative Q tolerance)
     (default: the phase library, looked up by name; a phase without one gets no sticks and no
     unknown-peak check). ``guard``: withhold calls the peaks do not support (see the module notes).
-    ``verify``: refine each phase against the pattern and decide each call with the network
-    (:mod:`~xrdmtl.inference.verify`; the probabilities are then the combined ones); False: the
-    network alone.
+    ``verify``: opt-in (it measures 1–2 points lower exact match on held-out data, docs/verify.md):
+    refine each phase against the pattern and decide each call with the network
+    (:mod:`~xrdmtl.inference.verify`; the probabilities are then the combined ones); False (the
+    default): the network alone.
     """
 
     def __init__(
         self,
-        model: Any = None,
+        model: ProbabilisticModel | str | Path | None = None,
         threshold: float | None = None,
         references: dict[str, tuple[Reflections, float] | None] | None = None,
         guard: bool = True,
-        verify: bool = True,
+        verify: bool = False,
     ) -> None:
         from ..model.files import load_model
 
+        if threshold is not None and not 0.0 < threshold < 1.0:
+            raise ConfigError(f"threshold must lie between 0 and 1, got {threshold}")
         if model is None:
             model = load_model(default_model_dir())
         elif isinstance(model, (str, Path)):
             model = load_model(model)
-        self.model = model
+        self.model: ProbabilisticModel = model
         self.guard = guard
         self.phases: list[str] = list(model.phases)
         self.grid = model.grid
@@ -241,6 +201,21 @@ class Predictor:
         )
         self.references = {name: self._reference(refs.get(name)) for name in self.phases}
         self.verifier = Verifier(self.phases, self.grid) if verify else None
+
+    def sticks(self, wavelength: float | None) -> dict[str, Reflections | None]:
+        """Each phase's reference reflections as seen at ``wavelength`` (see :func:`sticks_at`)."""
+        return {
+            n: None if r.reflections is None else sticks_at(r.reflections, wavelength)
+            for n, r in self.references.items()
+        }
+
+    def _network(self) -> Network:
+        """The model's network, for saliency maps (a ConfigError for a model without one)."""
+        if not isinstance(self.model, NetworkModel):
+            raise ConfigError(
+                f"explain needs a model with a network, not a {type(self.model).__name__}"
+            )
+        return self.model.net
 
     def _reference(self, ref: tuple[Reflections, float] | None) -> _Reference:
         if ref is None:
@@ -268,12 +243,13 @@ class Predictor:
         ``explain`` adds the saliency maps (one backward pass per phase for the batch).
         """
         names = list(labels) if labels is not None else [p.source for p in patterns]
-        return self._predict_items(list(zip(names, patterns, strict=True)), explain)[0]
+        return self.predict_items(list(zip(names, patterns, strict=True)), explain)[0]
 
-    def _predict_items(
+    def predict_items(
         self, items: Sequence[tuple[str, Pattern | XrdmtlError]], explain: bool
     ) -> tuple[list[Prediction], list[np.ndarray | None]]:
-        """Predictions for (label, pattern or error) items, and each one's model input (None if failed)."""
+        """Predictions for (label, pattern or error) items, and each one's model input (None if failed):
+        what :mod:`~xrdmtl.inference.parallel` runs per batch of files read."""
         results: list[Prediction | None] = [None] * len(items)
         inputs: list[np.ndarray | None] = [None] * len(items)
         good: list[int] = []
@@ -299,7 +275,7 @@ class Predictor:
             x = model_input(intensity, coverage, self.grid.step)
             probs = np.asarray(self.model.predict_proba(x), dtype=float)
             checks = self.verifier.check(x, probs) if self.verifier else None
-            sal = saliency(self.model.net, x) if explain else None
+            sal = saliency(self._network(), x) if explain else None
             done = self._finish(
                 [items[i][0] for i in good], x, checks[0] if checks else probs, coverage, sal
             )
@@ -309,9 +285,8 @@ class Predictor:
                 inputs[i] = x[k]
         for (_, item), result in zip(items, results, strict=True):
             if result is not None and isinstance(item, Pattern):
-                if item.meta.get("x_unit_assumed") and _doubtful(result):
-                    item.meta["unit_note"] = self._other_unit(item)
-                _provenance(result, item)
+                doubt = item.meta.get("x_unit_assumed") and _doubtful(result)
+                _provenance(result, item, self._other_unit(item) if doubt else "")
         return [r for r in results if r is not None], inputs
 
     def _strong_explained(self, pattern: Pattern) -> tuple[int, int] | None:
@@ -399,7 +374,7 @@ class Predictor:
 
         def unexplained_by(called: np.ndarray) -> np.ndarray:
             """Strong peaks (bool per detected peak) that no phase of ``called`` explains."""
-            return strong_peak & ~(called[rows].astype(bool) & in_window).any(axis=1)
+            return np.asarray(strong_peak & ~(called[rows].astype(bool) & in_window).any(axis=1))
 
         lonely = unexplained_by(calls)
         withheld = np.zeros_like(calls, dtype=bool)
@@ -441,36 +416,17 @@ class Predictor:
         for b, name in enumerate(names):
             sl = slice(split[b], split[b + 1])
             peak_q = q[idx[sl]]
-            warnings = [
-                f"no data where {self.phases[t]}'s strongest reflections lie "
-                f"(Q {q[refs[t].strong].min():.2f}–{q[refs[t].strong].max():.2f} Å⁻¹)"
-                for t in np.flatnonzero(no_data[b])
-            ]
-            if withheld[b].any():
-                warnings.append(
-                    "withheld (few of its reflections have a peak, strong peaks unexplained: "
-                    "an unknown phase?): "
-                    + ", ".join(
-                        f"{self.phases[t]} p={probs[b, t]:.2f}" for t in np.flatnonzero(withheld[b])
-                    )
-                )
-            if peakless[b].any():
-                warnings.append(
-                    "called without a peak at any of its reflections: "
-                    + ", ".join(self.phases[t] for t in np.flatnonzero(peakless[b]))
-                )
-            if uncertain[b].any():
-                near = ", ".join(
-                    f"{self.phases[t]} p={probs[b, t]:.2f}" for t in np.flatnonzero(uncertain[b])
-                )
-                warnings.append(f"uncertain (p near the threshold): {near}")
+            notes = self._phase_notes(probs[b], no_data[b], withheld[b], peakless[b], uncertain[b])
             unexplained = [] if unchecked[b] else peak_q[lonely[sl]].tolist()
             if unexplained:
                 shown = ", ".join(f"{v:.2f}" for v in unexplained[:6])
                 more = f" and {len(unexplained) - 6} more" if len(unexplained) > 6 else ""
-                warnings.append(
-                    f"unexplained peaks at Q={shown}{more} Å⁻¹ "
-                    "(not from the phases called: an unknown phase?)"
+                notes.append(
+                    Note(
+                        Flag.UNEXPLAINED_PEAKS,
+                        f"unexplained peaks at Q={shown}{more} Å⁻¹ "
+                        "(not from the phases called: an unknown phase?)",
+                    )
                 )
             expl = Explanation(
                 peaks=list(zip(peak_q.tolist(), height[sl].tolist(), strict=True)),
@@ -489,11 +445,69 @@ class Predictor:
                     name,
                     probabilities=dict(zip(self.phases, probs[b].tolist(), strict=True)),
                     calls=dict(zip(self.phases, calls[b].tolist(), strict=True)),
-                    warning="; ".join(warnings),
+                    notes=notes,
                     explanation=expl,
                 )
             )
         return out
+
+    def _phase_notes(
+        self,
+        probs: np.ndarray,
+        no_data: np.ndarray,
+        withheld: np.ndarray,
+        peakless: np.ndarray,
+        uncertain: np.ndarray,
+    ) -> list[Note]:
+        """The notes on one pattern's phases (each argument a value or bool per phase): no data
+        where its strongest reflections lie, a withheld call, a call without a peak, p near the
+        threshold."""
+        q, refs = self.grid.values, list(self.references.values())
+        notes = [
+            Note(
+                Flag.NO_DATA,
+                f"no data where {self.phases[t]}'s strongest reflections lie "
+                f"(Q {q[refs[t].strong].min():.2f}–{q[refs[t].strong].max():.2f} Å⁻¹)",
+                (self.phases[t],),
+            )
+            for t in np.flatnonzero(no_data)
+        ]
+        if withheld.any():
+            notes.append(
+                self._phase_note(
+                    Flag.WITHHELD,
+                    "withheld (few of its reflections have a peak, strong peaks unexplained: "
+                    "an unknown phase?): ",
+                    withheld,
+                    probs,
+                )
+            )
+        if peakless.any():
+            notes.append(
+                self._phase_note(
+                    Flag.NO_EVIDENCE,
+                    "called without a peak at any of its reflections: ",
+                    peakless,
+                )
+            )
+        if uncertain.any():
+            notes.append(
+                self._phase_note(
+                    Flag.UNCERTAIN, "uncertain (p near the threshold): ", uncertain, probs
+                )
+            )
+        return notes
+
+    def _phase_note(
+        self, flag: Flag, text: str, which: np.ndarray, probs: np.ndarray | None = None
+    ) -> Note:
+        """A note on the phases where ``which`` is set: ``text`` then each phase (with its p)."""
+        phases = tuple(self.phases[t] for t in np.flatnonzero(which))
+        shown = [
+            name if probs is None else f"{name} p={probs[self.phases.index(name)]:.2f}"
+            for name in phases
+        ]
+        return Note(flag, text + ", ".join(shown), phases)
 
     # ------------------------------------------------------------------------------ files
 
@@ -504,7 +518,7 @@ class Predictor:
         workers: int | None = None,
         progress: bool = True,
         *,
-        scheduler: Any = None,
+        scheduler: Client | str | None = None,
         explain: bool = False,
         plot_dir: str | Path | None = None,
         save_integrated: str | Path | None = None,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -90,11 +91,11 @@ class Verification:
             out += [_number(values.get(f, float("nan"))) for f in CELL_FIELDS]
         return out
 
-    def to_json(self, calls: dict[str, int]) -> dict[str, dict]:
+    def to_json(self, calls: dict[str, int]) -> dict[str, dict[str, Any]]:
         """Per phase: the verdicts and network probability; the cell and supporting lines if called."""
-        out: dict[str, dict] = {}
+        out: dict[str, dict[str, Any]] = {}
         for name, c in self.phases.items():
-            item: dict = {
+            item: dict[str, Any] = {
                 "lines": _rounded(c.lines, 2),
                 "powder": _rounded(c.powder, 2),
                 "p_network": round(c.p_network, 4),

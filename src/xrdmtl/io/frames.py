@@ -23,7 +23,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import FrameError
 from ..physics.pattern import Pattern
-from .masking import auto_mask, mask_bins
+from .masking import MaskGeometry, auto_mask
 
 DUMMY = np.float32(-1e30)  # value of excluded pixels handed to pyFAI (``dummy``)
 DELTA_DUMMY = 1e28
@@ -283,14 +283,18 @@ class Integrator:
         self._engines: dict[int, tuple[Any, np.ndarray]] = {}
 
     @cached_property
-    def annuli(self) -> np.ndarray:
-        """Index of each pixel's one-pixel-wide annulus in 2θ."""
-        return np.asarray((self.two_theta / self.pixel_deg).astype(np.int32))
+    def mask_geometry(self) -> MaskGeometry:
+        """Pixel bins of :func:`~xrdmtl.io.masking.auto_mask` (computed once per geometry)."""
+        chi = self.ai.center_array(self.shape, unit="chi_rad", scale=False)
+        return MaskGeometry.build(
+            self.two_theta, np.asarray(chi), self.pixel_deg, self.detector_mask
+        )
 
-    @cached_property
-    def mask_bins(self) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, int]:
-        """Pixel bins of :func:`auto_mask` (computed once per geometry)."""
-        return mask_bins(self)
+    def auto_mask(self, frame: np.ndarray, source: str = "<frame>", **options: Any) -> np.ndarray:
+        """:func:`~xrdmtl.io.masking.auto_mask` of ``frame`` on this detector (``options``: its
+        thresholds); a frame of the wrong shape is a FrameError."""
+        _, valid = self.prepare(frame, source=source)
+        return auto_mask(np.asarray(frame), valid, self.mask_geometry, **options)
 
     def _engine(self, npt: int) -> tuple[Any, np.ndarray]:
         """(pyFAI's CSR matrix as scipy ``csr_matrix``, bin centres in degrees) for ``npt`` points,
@@ -425,7 +429,7 @@ def patterns_from_frames(
             return
         try:
             m = (
-                auto_mask(frame, integrator, source=label)
+                integrator.auto_mask(frame, source=label)
                 if isinstance(mask, str) and mask == "auto"
                 else None
                 if isinstance(mask, str)

@@ -1,18 +1,63 @@
-"""Automatic masking of single-crystal diamond-anvil spots and hot pixels in a detector frame."""
+"""Automatic masking of single-crystal diamond-anvil spots and hot pixels in a detector frame.
+
+:func:`auto_mask` works on arrays: the frame, its valid pixels and a :class:`MaskGeometry` (what it
+needs of the detector geometry); :meth:`xrdmtl.io.frames.Integrator.auto_mask` supplies them.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .frames import Integrator
+from dataclasses import dataclass
 
 import numpy as np
+
+_SUB = 3  # 2θ bins of the auto mask's ring profile per pixel width
+_SECTORS = 32  # most azimuthal sectors per annulus (each holds ≥ 48 pixels)
+
+
+@dataclass(frozen=True)
+class MaskGeometry:
+    """The pixel bins :func:`auto_mask` works in: 2θ per pixel (flat), a fine 2θ bin per pixel
+    (``n_fine`` bins of a third of a pixel width), an annulus-sector cell per pixel (``n_cell``),
+    the angular pixel width (degrees) and the detector's own mask (bool, the frame's shape)."""
+
+    two_theta: np.ndarray
+    fine: np.ndarray
+    n_fine: int
+    cell: np.ndarray
+    n_cell: int
+    pixel_deg: float
+    detector_mask: np.ndarray
+
+    @classmethod
+    def build(
+        cls,
+        two_theta: np.ndarray,
+        chi: np.ndarray,
+        pixel_deg: float,
+        detector_mask: np.ndarray,
+    ) -> MaskGeometry:
+        """The bins of a detector from its per-pixel 2θ (degrees) and azimuth ``chi`` (radians)."""
+        tth = np.asarray(two_theta, dtype=np.float64).ravel()
+        fine = (tth / (pixel_deg / _SUB)).astype(np.int64)
+        ann = (np.asarray(two_theta) / pixel_deg).astype(np.int32).ravel()  # one-pixel annuli
+        ns = np.clip(np.bincount(ann) // 48, 1, _SECTORS)
+        sector = (((np.ravel(chi) + np.pi) / (2 * np.pi)) * ns[ann]).astype(np.int64) % ns[ann]
+        cell = np.r_[0, np.cumsum(ns)[:-1]][ann] + sector
+        return cls(
+            tth,
+            fine,
+            int(fine.max()) + 1,
+            cell,
+            int(cell.max()) + 1,
+            pixel_deg,
+            np.asarray(detector_mask, dtype=bool),
+        )
 
 
 def auto_mask(
     frame: np.ndarray,
-    integrator: Integrator,
+    valid: np.ndarray,
+    geometry: MaskGeometry,
     *,
     z_seed: float = 8.0,
     z_grow: float = 4.0,
@@ -26,9 +71,11 @@ def auto_mask(
     hot_ratio: float = 8.0,
     dilate: int = 2,
     min_peak_contrast: float = 20.0,
-    source: str = "<frame>",
 ) -> np.ndarray:
     """Single-crystal (diamond-anvil) spots and hot pixels of ``frame`` as a bool mask.
+
+    ``frame`` holds the raw counts, ``valid`` (bool, its shape) the pixels that count (not flagged,
+    not NaN); ``geometry`` the detector's pixel bins.
 
     All thresholds are relative to the frame itself. The local level of every pixel is its ring's
     azimuthal profile (iterated 3σ-clipped mean in 2θ bins of a third of a pixel, interpolated)
@@ -58,22 +105,24 @@ def auto_mask(
     """
     from scipy import ndimage
 
-    data, valid = integrator.prepare(frame, source=source)
-    valid &= ~integrator.detector_mask
+    g = geometry
+    valid = np.asarray(valid, dtype=bool)
+    data = np.where(valid, frame, 0).astype(np.float32)
+    valid = valid & ~g.detector_mask
     shape = data.shape
-    tth, fine, n_fine, cell, n_cell = integrator.mask_bins
+    tth, fine, n_fine, cell, n_cell = g.two_theta, g.fine, g.n_fine, g.cell, g.n_cell
     v = data.ravel().astype(np.float64)
     ok = valid.ravel()
     mean, _, count = _clipped_stats(fine, n_fine, v, ok)
     filled = count >= 5
-    centres = (np.arange(n_fine) + 0.5) * integrator.pixel_deg / _SUB
+    centres = (np.arange(n_fine) + 0.5) * g.pixel_deg / _SUB
     profile = np.interp(tth, centres[filled], mean[filled])
     offset, spread, _ = _clipped_stats(cell, n_cell, v - profile, ok)
     level = profile + offset[cell]
     sigma = np.sqrt(np.maximum(spread[cell] ** 2, np.maximum(level, 1.0)))
     excess = np.where(ok, v - level, 0.0)
     z = excess / sigma
-    width = max(3, int(round(2.0 / (integrator.pixel_deg / _SUB))))  # rings are < 1° wide
+    width = max(3, int(round(2.0 / (g.pixel_deg / _SUB))))  # rings are < 1° wide
     background = float(np.percentile(ndimage.grey_opening(mean[filled], size=width), 99))
 
     padded = np.pad(np.where(valid, data, 0.0), 1)
@@ -122,28 +171,7 @@ def auto_mask(
         mask |= keep[labels]
     if dilate and mask.any():
         mask = ndimage.binary_dilation(mask, np.ones((3, 3), bool), iterations=dilate)
-    return np.asarray(mask & ~integrator.detector_mask)
-
-
-_SUB = 3  # 2θ bins of the auto mask's ring profile per pixel width
-
-
-_SECTORS = 32  # most azimuthal sectors per annulus (each holds ≥ 48 pixels)
-
-
-def mask_bins(integrator: Integrator) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, int]:
-    """(2θ per pixel, fine 2θ bin per pixel, number of fine bins, annulus-sector cell per pixel,
-    number of cells) for :func:`auto_mask`."""
-    tth = integrator.two_theta.ravel().astype(np.float64)
-    fine = (tth / (integrator.pixel_deg / _SUB)).astype(np.int64)
-    chi = np.asarray(
-        integrator.ai.center_array(integrator.shape, unit="chi_rad", scale=False)
-    ).ravel()
-    ann = integrator.annuli.ravel()
-    ns = np.clip(np.bincount(ann) // 48, 1, _SECTORS)
-    sector = (((chi + np.pi) / (2 * np.pi)) * ns[ann]).astype(np.int64) % ns[ann]
-    cell = np.r_[0, np.cumsum(ns)[:-1]][ann] + sector
-    return tth, fine, int(fine.max()) + 1, cell, int(cell.max()) + 1
+    return np.asarray(mask & ~g.detector_mask)
 
 
 def _clipped_stats(

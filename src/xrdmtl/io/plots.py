@@ -9,6 +9,7 @@ temporary file in the target folder, then ``os.replace``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,6 +21,7 @@ from ..physics.pattern import Pattern
 from ..physics.phases import Reflections
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.typing import RcKeyType
 
 PHASE_COLORS = (
@@ -240,104 +242,10 @@ def pattern_figure(
         y_lo = float(np.nanmin(main_y[ok])) if ok.any() else 0.0
         y_hi = float(np.nanmax(main_y[ok])) if ok.any() else 1.0
         span = (y_hi - y_lo) or 1.0
+        panel = _Panel(ax, q, main_y, ok, lo, hi)
         if shown:  # one row of sticks per phase found: matched reflections solid, the others faint
-            stx = axes[2]
-            for k, name in enumerate(shown):
-                refl = reflections[name]
-                assert refl is not None
-                color = colors.get(name, "grey")
-                keep = (refl.q >= lo) & (refl.q <= hi) & (refl.intensity >= 0.5)
-                base = len(shown) - 1 - k
-                hits = np.asarray((matched or {}).get(name, []), dtype=float)
-                idx = (
-                    np.unique(np.argmin(np.abs(refl.q[None, :] - hits[:, None]), axis=1))
-                    if hits.size
-                    else np.zeros(0, int)
-                )
-                hit = np.zeros(refl.q.size, bool)
-                hit[idx] = True
-                for sel, alpha in ((keep & ~hit, 0.35), (keep & hit, 1.0)):
-                    stx.vlines(
-                        refl.q[sel],
-                        base,
-                        base + 0.1 + 0.8 * refl.intensity[sel] / 100.0,
-                        color=color,
-                        lw=1.6,
-                        alpha=alpha,
-                    )
-                label = (
-                    name
-                    if probabilities is None
-                    else f"{name} (p={probabilities.get(name, float('nan')):.2f})"
-                )
-                ax.plot(
-                    [],
-                    [],
-                    "o",
-                    mfc="none",
-                    color=color,
-                    ms=7,
-                    mew=1.3,
-                    label=f"{label}: matched reflection",
-                )
-                if idx.size and ok.any():
-                    at = [_peak_near(q, main_y, ok, float(refl.q[i])) for i in idx]
-                    ax.plot(
-                        [a[0] for a in at],
-                        [a[1] for a in at],
-                        "o",
-                        mfc="none",
-                        color=color,
-                        ms=7,
-                        mew=1.3,
-                    )
-                    for j in np.argsort(-refl.intensity[idx])[:N_HKL_LABELS]:
-                        ax.annotate(
-                            _hkl(refl.hkl[idx[j]]),
-                            at[j],
-                            xytext=(0, 7),
-                            textcoords="offset points",
-                            ha="center",
-                            fontsize=9,
-                            color=color,
-                        )
-            stx.set_yticks(np.arange(len(shown)) + 0.4, list(reversed(shown)))
-            for tick, name in zip(stx.get_yticklabels(), reversed(shown), strict=True):
-                tick.set_color(colors.get(name, "grey"))
-            stx.set_ylim(0, len(shown) + 0.15)
-            stx.text(
-                0.005,
-                0.97,
-                "reference reflections (solid: a detected peak sits on it)",
-                transform=stx.transAxes,
-                ha="left",
-                va="top",
-                fontsize=9,
-                color="dimgrey",
-            )
-        for qu in unexplained or []:
-            yu = _peak_near(q, main_y, ok, float(qu))[1] if ok.any() else y_hi
-            ax.annotate(
-                "?",
-                (qu, yu),
-                xytext=(0, 14),
-                textcoords="offset points",
-                ha="center",
-                fontsize=11,
-                color="darkorange",
-                fontweight="bold",
-                arrowprops={"arrowstyle": "-|>", "color": "darkorange", "lw": 1.2},
-            )
-        if unexplained:
-            ax.plot(
-                [],
-                [],
-                marker="$?$",
-                ls="none",
-                color="darkorange",
-                ms=9,
-                label="peak no called phase explains",
-            )
+            _draw_sticks(panel, axes[2], shown, reflections, colors, matched, probabilities)
+        _draw_unexplained(panel, unexplained or [], y_hi)
         if fit is not None:
             y_lo = _draw_fit(ax, q, main_y, fit, y_lo, span)
         ax.set_ylim(y_lo - 0.03 * span, y_hi + 0.45 * span)  # room above the peaks for labels
@@ -350,27 +258,9 @@ def pattern_figure(
             frameon=False,
         )
         if show_sal:
-            sax = axes[-1]
-            sq = q if saliency_q is None else saliency_q
-            for k, name in enumerate(n for n in phases_found if n in sal_map):
-                sal = np.clip(np.asarray(sal_map[name], dtype=float), 0.0, None)
-                sal = np.convolve(sal, np.ones(7) / 7, mode="same")
-                top = float(sal.max()) or 1.0
-                sax.fill_between(
-                    sq, k, k + 0.9 * sal / top, color=colors.get(name, "grey"), alpha=0.6, lw=0
-                )
-            n_sal = sum(n in sal_map for n in phases_found)
-            sax.set_yticks(np.arange(n_sal) + 0.45, [n for n in phases_found if n in sal_map])
-            sax.set_ylim(0, max(n_sal, 1) + 0.15)
-            sax.text(
-                0.005,
-                0.97,
-                "where the model looked to call each phase (saliency)",
-                transform=sax.transAxes,
-                ha="left",
-                va="top",
-                fontsize=9,
-                color="dimgrey",
+            sal_q = q if saliency_q is None else saliency_q
+            _draw_saliency(
+                axes[-1], sal_q, [n for n in phases_found if n in sal_map], sal_map, colors
             )
         axes[-1].set_xlabel("Q (Å⁻¹)")
         _d_axis(axes[-1])
@@ -381,7 +271,7 @@ def pattern_figure(
 
 
 def _draw_fit(
-    ax: Any, q: np.ndarray, data: np.ndarray, fit: np.ndarray, y_lo: float, span: float
+    ax: Axes, q: np.ndarray, data: np.ndarray, fit: np.ndarray, y_lo: float, span: float
 ) -> float:
     """The fitted curve over the data and the residual (data − fit) in a band under them; returns
     the new lower limit of the panel."""
@@ -391,6 +281,132 @@ def _draw_fit(
     base = y_lo - 0.12 * span
     ax.plot(q, base + 0.1 * span * resid / (amp or 1.0), color="grey", lw=0.6, label="residual")
     return base - 0.12 * span
+
+
+@dataclass(frozen=True)
+class _Panel:
+    """The main panel of :func:`pattern_figure`: its axes, the curve drawn (Q, y), where it has
+    data inside the Q range shown, and that range."""
+
+    ax: Axes
+    q: np.ndarray
+    y: np.ndarray
+    ok: np.ndarray
+    lo: float
+    hi: float
+
+
+def _draw_sticks(
+    panel: _Panel,
+    stx: Axes,
+    shown: Sequence[str],
+    reflections: Mapping[str, Reflections | None],
+    colors: Mapping[str, Any],
+    matched: Mapping[str, Sequence[float]] | None,
+    probabilities: Mapping[str, float] | None,
+) -> None:
+    """One row of reference sticks per phase in ``shown`` on ``stx`` (matched reflections solid),
+    their matched peaks circled and the strongest labelled hkl on the main panel."""
+    for k, name in enumerate(shown):
+        refl = reflections[name]
+        assert refl is not None
+        color = colors.get(name, "grey")
+        keep = (refl.q >= panel.lo) & (refl.q <= panel.hi) & (refl.intensity >= 0.5)
+        base = len(shown) - 1 - k
+        hits = np.asarray((matched or {}).get(name, []), dtype=float)
+        idx = (
+            np.unique(np.argmin(np.abs(refl.q[None, :] - hits[:, None]), axis=1))
+            if hits.size
+            else np.zeros(0, int)
+        )
+        hit = np.zeros(refl.q.size, bool)
+        hit[idx] = True
+        for sel, alpha in ((keep & ~hit, 0.35), (keep & hit, 1.0)):
+            stx.vlines(
+                refl.q[sel],
+                base,
+                base + 0.1 + 0.8 * refl.intensity[sel] / 100.0,
+                color=color,
+                lw=1.6,
+                alpha=alpha,
+            )
+        label = (
+            name
+            if probabilities is None
+            else f"{name} (p={probabilities.get(name, float('nan')):.2f})"
+        )
+        circle = {"mfc": "none", "color": color, "ms": 7, "mew": 1.3}
+        panel.ax.plot([], [], "o", **circle, label=f"{label}: matched reflection")
+        if idx.size and panel.ok.any():
+            at = [_peak_near(panel.q, panel.y, panel.ok, float(refl.q[i])) for i in idx]
+            panel.ax.plot([a[0] for a in at], [a[1] for a in at], "o", **circle)
+            for j in np.argsort(-refl.intensity[idx])[:N_HKL_LABELS]:
+                panel.ax.annotate(
+                    _hkl(refl.hkl[idx[j]]),
+                    at[j],
+                    xytext=(0, 7),
+                    textcoords="offset points",
+                    ha="center",
+                    fontsize=9,
+                    color=color,
+                )
+    stx.set_yticks(np.arange(len(shown)) + 0.4, list(reversed(shown)))
+    for tick, name in zip(stx.get_yticklabels(), reversed(shown), strict=True):
+        tick.set_color(colors.get(name, "grey"))
+    stx.set_ylim(0, len(shown) + 0.15)
+    _corner_note(stx, "reference reflections (solid: a detected peak sits on it)")
+
+
+def _corner_note(ax: Axes, text: str) -> None:
+    """A small grey note in the upper left corner of ``ax``."""
+    ax.text(
+        0.005, 0.97, text, transform=ax.transAxes, ha="left", va="top", fontsize=9, color="dimgrey"
+    )
+
+
+def _draw_unexplained(panel: _Panel, unexplained: Sequence[float], y_hi: float) -> None:
+    """An orange ? over each peak no called phase explains (and its legend entry)."""
+    for qu in unexplained:
+        yu = _peak_near(panel.q, panel.y, panel.ok, float(qu))[1] if panel.ok.any() else y_hi
+        panel.ax.annotate(
+            "?",
+            (qu, yu),
+            xytext=(0, 14),
+            textcoords="offset points",
+            ha="center",
+            fontsize=11,
+            color="darkorange",
+            fontweight="bold",
+            arrowprops={"arrowstyle": "-|>", "color": "darkorange", "lw": 1.2},
+        )
+    if unexplained:
+        panel.ax.plot(
+            [],
+            [],
+            marker="$?$",
+            ls="none",
+            color="darkorange",
+            ms=9,
+            label="peak no called phase explains",
+        )
+
+
+def _draw_saliency(
+    sax: Axes,
+    q: np.ndarray,
+    names: Sequence[str],
+    sal_map: Mapping[str, np.ndarray],
+    colors: Mapping[str, Any],
+) -> None:
+    """One row per phase in ``names``: where its saliency over ``q`` raised the call."""
+    for k, name in enumerate(names):
+        sal = np.clip(np.asarray(sal_map[name], dtype=float), 0.0, None)
+        sal = np.convolve(sal, np.ones(7) / 7, mode="same")
+        top = float(sal.max()) or 1.0
+        sax.fill_between(q, k, k + 0.9 * sal / top, color=colors.get(name, "grey"), alpha=0.6, lw=0)
+    sax.set_yticks(np.arange(len(names)) + 0.45, list(names))
+    sax.set_ylim(0, max(len(names), 1) + 0.15)
+    _corner_note(sax, "where the model looked to call each phase (saliency)")
 
 
 def plot_timeline(

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FrameError, PatternError, XrdmtlError
+from ..errors import ConfigError, FrameError, PatternError, XrdmtlError
 from ..physics.pattern import Pattern
+from ..physics.units import normalize_unit
 
 FRAME_EXTENSIONS = frozenset(
     {
@@ -62,9 +63,23 @@ class ReadOptions:
     mask: str | Path = "none"
     keep_mask: bool = False  # frames with an auto mask keep it in meta["mask_array"] (--save-mask)
 
-    def __post_init__(self) -> None:  # paths as strings: picklable, hashable, comparable
+    def __post_init__(self) -> None:
+        """Check the options; paths become strings (picklable, hashable, comparable)."""
         object.__setattr__(self, "poni", None if self.poni is None else str(self.poni))
         object.__setattr__(self, "mask", str(self.mask))
+        if self.wavelength is not None and not (
+            np.isfinite(self.wavelength) and self.wavelength > 0
+        ):
+            raise ConfigError(f"wavelength must be positive (Å), got {self.wavelength}")
+        if self.x_unit is not None:
+            try:
+                normalize_unit(self.x_unit)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        if self.poni is not None and not Path(self.poni).is_file():
+            raise FrameError("no such geometry file (--poni)", self.poni)
+        if self.mask not in ("none", "auto") and not Path(self.mask).is_file():
+            raise FrameError("--mask is neither none, auto nor an existing mask file", self.mask)
 
 
 def checked_options(options: ReadOptions | None) -> ReadOptions:

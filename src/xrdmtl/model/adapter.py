@@ -7,7 +7,9 @@ with a similarity-weighted vote of its ``k`` most similar references::
 
     p = w · g(s_max) · vote + (1 − w · g(s_max)) · p_network
 
-``w`` (the vote's weight) and ``k`` are chosen by leave-one-out on the labeled set
+The network's probabilities may first be recalibrated to the user's labels: per-phase logit shifts
+``b`` (``p_network ← σ(logit p_network + b)``, :func:`recalibrate`), the adaptation of choice where
+the labeled patterns do not repeat. ``w`` (the vote's weight) and ``k`` are chosen by leave-one-out on the labeled set
 (:mod:`xrdmtl.training.adapt`); ``g`` fades the vote out for patterns less similar to every reference
 than the labeled patterns are to each other (``gate``), so a pattern of a stage nobody labeled is left
 to the network. ``w = 0`` is the network alone. A reference's label that the physics audit
@@ -74,6 +76,13 @@ def neighbour_vote(
     return vote, np.broadcast_to(s_max, vote.shape)
 
 
+def recalibrate(p: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``σ(logit p + shift)``: probabilities ``p`` with per-phase logit shifts (broadcast)."""
+    q = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-(np.log(q / (1 - q)) + shift)))
+    return out
+
+
 def gate(s_max: np.ndarray, threshold: float) -> np.ndarray:
     """Weight in (0, 1) of a vote whose nearest reference has similarity ``s_max`` (any shape)."""
     with np.errstate(over="ignore"):
@@ -84,7 +93,8 @@ def gate(s_max: np.ndarray, threshold: float) -> np.ndarray:
 class Adapter:
     """Reference features ``(R, G)`` and labels ``(R, T)`` with the blend chosen for them;
     ``voting`` ``(R, T)`` bool: which labels vote (None: all; a label the audit contradicts may be
-    left out while the pattern still votes on its other phases)."""
+    left out while the pattern still votes on its other phases); ``shift`` ``(T,)``: logit shifts of
+    the network's probabilities (None: none)."""
 
     features: np.ndarray
     labels: np.ndarray
@@ -92,10 +102,13 @@ class Adapter:
     k: int
     threshold: float
     voting: np.ndarray | None = None
+    shift: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         voting = np.ones(self.labels.shape, bool) if self.voting is None else self.voting
         object.__setattr__(self, "voting", np.asarray(voting, bool))
+        shift = np.zeros(self.labels.shape[1]) if self.shift is None else self.shift
+        object.__setattr__(self, "shift", np.asarray(shift, np.float64).reshape(-1))
         if (
             self.features.ndim != 2
             or self.labels.ndim != 2
@@ -110,6 +123,8 @@ class Adapter:
             raise ModelError(
                 f"adapter voting mask {self.votes.shape} does not match its labels {self.labels.shape}"
             )
+        if self.shifts.shape != (self.labels.shape[1],) or not np.isfinite(self.shifts).all():
+            raise ModelError(f"adapter logit shifts {self.shifts.shape} do not match its labels")
         if not 0.0 <= self.weight <= 1.0 or self.k < 1 or not np.isfinite(self.threshold):
             raise ModelError(
                 f"bad adapter settings: weight {self.weight}, k {self.k}, gate {self.threshold}"
@@ -120,6 +135,12 @@ class Adapter:
         """Which labels vote, ``(R, T)`` bool."""
         assert self.voting is not None  # set by __post_init__
         return self.voting
+
+    @property
+    def shifts(self) -> np.ndarray:
+        """Per-phase logit shifts of the network's probabilities ``(T,)``."""
+        assert self.shift is not None  # set by __post_init__
+        return self.shift
 
     def with_references(self, features: np.ndarray, labels: np.ndarray) -> Adapter:
         """The same blend with more references (e.g. confidently labeled patterns of the run),
@@ -135,16 +156,24 @@ class Adapter:
     def combine(self, x: np.ndarray, p_network: np.ndarray) -> np.ndarray:
         """Probabilities ``(B, T)``: the network's ``p_network`` blended with the references' vote
         for model input ``x: (B, C, G)``."""
-        if self.weight == 0.0:
+        if self.weight == 0.0 and not self.shifts.any():
             return p_network
-        f = reference_features(x)
+        return self.combine_features(reference_features(x), p_network)
+
+    def combine_features(self, f: np.ndarray, p_network: np.ndarray) -> np.ndarray:
+        """:meth:`combine` for unit-norm features ``f: (B, G)`` (:func:`reference_features`)."""
+        p = np.asarray(p_network, np.float64)
+        if self.shifts.any():
+            p = recalibrate(p, self.shifts)
+        if self.weight == 0.0:
+            return p.astype(p_network.dtype)
         if f.shape[1] != self.features.shape[1]:
             raise ModelError(
                 f"input has {f.shape[1]} grid points, the adapter's references {self.features.shape[1]}"
             )
         vote, s_max = neighbour_vote(f @ self.features.T, self.labels, self.k, self.votes)
         w = self.weight * gate(s_max, self.threshold)
-        blended: np.ndarray = w * vote + (1.0 - w) * np.asarray(p_network, np.float64)
+        blended: np.ndarray = w * vote + (1.0 - w) * p
         return blended.astype(p_network.dtype)
 
     def settings(self, file: str) -> dict[str, Any]:
@@ -158,6 +187,7 @@ class Adapter:
             "k": int(self.k),
             "gate": float(self.threshold),
             "similarity_scale": SIMILARITY_SCALE,
+            "logit_shifts": [float(v) for v in self.shifts],
         }
 
     def tensors(self) -> dict[str, np.ndarray]:
@@ -166,6 +196,7 @@ class Adapter:
             "features": np.ascontiguousarray(self.features, np.float32),
             "labels": np.ascontiguousarray(self.labels, np.uint8),
             "voting": np.ascontiguousarray(self.votes, np.uint8),
+            "shift": np.ascontiguousarray(self.shifts, np.float64),
         }
 
 
@@ -184,6 +215,7 @@ def adapter_from(settings: dict[str, Any], folder: Path, n_phases: int) -> Adapt
             int(settings["k"]),
             float(settings["gate"]),
             arrays["voting"].astype(bool) if "voting" in arrays else None,  # older: every label
+            arrays["shift"].astype(np.float64) if "shift" in arrays else None,  # older: none
         )
     except ModelError:
         raise

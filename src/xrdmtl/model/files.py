@@ -11,10 +11,11 @@ import json
 import math
 import platform
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -49,7 +50,8 @@ META_FILE = "model.json"
 ADAPTER_FILE = "adapter.safetensors"
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """The versions of the packages a model was made with (xrdmtl, torch, numpy, …)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -98,7 +100,7 @@ def save_model(
         "n_parameters": n_parameters(net),
         "weights_dtype": dtype,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "versions": _versions(),
+        "versions": versions(),
         **(meta or {}),
     }
     for key in ("thresholds",):
@@ -113,6 +115,30 @@ def save_model(
     save_tensors(folder / WEIGHTS_FILE, tensors, {"format": "pt"})
     write_bytes(folder / META_FILE, (json.dumps(doc, indent=1) + "\n").encode())
     return folder
+
+
+class ProbabilisticModel(Protocol):
+    """What a predictor needs of a model: its phases in order, its Q grid, its metadata (per-phase
+    ``thresholds``, default 0.5) and the probability of each phase for a batch of model inputs."""
+
+    @property
+    def phases(self) -> list[str]: ...
+
+    @property
+    def grid(self) -> QGrid: ...
+
+    @property
+    def meta(self) -> Mapping[str, Any]: ...
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
+
+
+@runtime_checkable
+class NetworkModel(ProbabilisticModel, Protocol):
+    """A model whose network can be differentiated (for saliency maps): a :class:`LoadedModel`."""
+
+    @property
+    def net(self) -> Network: ...
 
 
 @dataclass

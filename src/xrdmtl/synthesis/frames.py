@@ -299,7 +299,7 @@ class FrameSimulator:
     def _reflections(self) -> dict[int, tuple[np.ndarray, ...]]:
         """Per phase (by id): unstrained Q, relative intensity, multiplicity at the wavelength and
         cos² of each reflection's angle to c*."""
-        from .patterns import _c_fraction
+        from .patterns import c_fraction
 
         out: dict[int, tuple[np.ndarray, ...]] = {}
         for p in self.targets + self.distractors:
@@ -309,7 +309,7 @@ class FrameSimulator:
                 np.asarray(r.q),
                 np.asarray(r.intensity) / 100.0,
                 np.asarray(r.multiplicity, dtype=float),
-                _c_fraction(hkl, p.cell) if len(hkl) else np.zeros(0),
+                c_fraction(hkl, p.cell) if len(hkl) else np.zeros(0),
             )
         return out
 

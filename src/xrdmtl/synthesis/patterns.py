@@ -20,13 +20,14 @@ import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..atomic import atomic_path, write_text
+from ..errors import ConfigError
 from ..physics.grid import DEFAULT_GRID, QGrid
 from ..physics.phases import Phase, lorentz_polarization
 from ..physics.profiles import pseudo_voigt, pseudo_voigt_area
@@ -234,6 +235,19 @@ class SynthConfig:
     cell_poly_sd: float = 0.08  # sd of the Chebyshev terms (degree ≤ 3) across the range
     background_floor: float = 0.02  # of the background's maximum
     p_gap_more: float = 0.5  # a pattern with a gap has another (up to three)
+
+    def __post_init__(self) -> None:
+        """Probabilities (``p_*``) lie in [0, 1], ranges run low to high, the lattice coverage
+        brackets 1 (a ConfigError names the first setting that does not)."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name.startswith("p_") and isinstance(v, (int, float)) and not 0 <= v <= 1:
+                raise ConfigError(f"{f.name} is a probability, between 0 and 1; got {v}")
+            if isinstance(v, tuple) and len(v) == 2 and not v[0] <= v[1]:
+                raise ConfigError(f"{f.name} is a range (low, high), got {v}")
+        cover = self.lattice_coverage
+        if cover is not None and not 0.5 < cover[0] <= 1.0 <= cover[1] < 2.0:
+            raise ConfigError(f"lattice_coverage needs 0.5 < low ≤ 1 ≤ high < 2, got {cover}")
 
 
 @dataclass
@@ -498,7 +512,7 @@ class _Table:
     lp: np.ndarray
 
 
-def _c_fraction(hkl: np.ndarray, cell: tuple[float, ...]) -> np.ndarray:
+def c_fraction(hkl: np.ndarray, cell: tuple[float, ...]) -> np.ndarray:
     """cos² of the angle between each reciprocal vector hkl and c*."""
     a, b, c, al, be, ga = cell
     al, be, ga = np.deg2rad([al, be, ga])
@@ -538,7 +552,7 @@ def _build_table(
         cols["q0"].append(bare.q[idx])
         cols["i"].append(bare.intensity[idx])
         cols["m"].append(bare.multiplicity[idx].astype(float))
-        cols["c"].append(_c_fraction(hkl, phase.cell) if idx.size else np.zeros(0))
+        cols["c"].append(c_fraction(hkl, phase.cell) if idx.size else np.zeros(0))
         cols["lp"].append(np.full(idx.size, needs_lp))
     cat = {k: np.concatenate(v) for k, v in cols.items()}
     return _Table(
@@ -593,7 +607,7 @@ def random_cell_reflections(
         q,
         inten / max(inten.max(initial=0.0), 1e-30) * 100,
         mult.astype(float),
-        _c_fraction(hkl, cell),
+        c_fraction(hkl, cell),
     )
 
 
@@ -766,6 +780,10 @@ class Synthesizer:
     def _chunk(
         self, batch: SynthBatch, sl: slice, banks: np.ndarray, rng: np.random.Generator
     ) -> None:
+        """Fill ``batch[sl]``: the vectorised generator, one pass over a cache-sized chunk in the
+        stages marked ``# ---`` (per pattern, per phase, reflections, confusers, background, noise,
+        coverage). The one function in src/ over 120 lines (tests/test_function_length.py names
+        it): the stages share dozens of per-pattern arrays, which a split would pass around."""
         cfg, grid, tab = self.config, self.grid, self.table
         m = sl.stop - sl.start
         n_t, n_p = len(self.targets), len(self.lattice_ranges)

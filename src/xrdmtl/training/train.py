@@ -23,23 +23,29 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from ..atomic import write_bytes
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from ..model.calibration import expected_calibration_error, fit_temperature
-from ..model.files import _versions, probabilities, save_model, save_tensors
+from ..model.files import probabilities, save_model, save_tensors, versions
 from ..model.losses import make_loss
 from ..model.metrics import evaluate as score
-from ..model.networks import build_model, default_device, n_parameters
+from ..model.networks import Network, build_model, default_device, n_parameters
 from ..model.preprocess import model_input, noise_sigma
 from ..physics.background import smooth_background
 from ..physics.grid import QGrid
 from ..progress import ProgressBar
+from ..synthesis.patterns import SynthConfig, Synthesizer
+from .fit import Batch, FitState, fit
+
+if TYPE_CHECKING:
+    from ..physics.phases import Phase
+    from ..synthesis.source import PatternSource
 
 VAL_SEED = 1_000_001  # held-out simulated validation set (never a training stream)
 CALIB_SEED = 1_000_002  # held-out simulated set for temperature scaling
@@ -61,18 +67,18 @@ class TrainConfig:
     phases: list[str] = field(default_factory=lambda: ["bastnaesite", "calcite", "rhenium"])
     cif: list[str] = field(default_factory=list)
     arch: str = "mtl"
-    arch_kwargs: dict = field(default_factory=dict)
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
     loss: str = "smoothed"
-    loss_kwargs: dict = field(default_factory=dict)
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
     steps: int = 4000
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup: int = 100
     seed: int = 0
-    synth: dict = field(default_factory=dict)
+    synth: dict[str, Any] = field(default_factory=dict)
     unmasked_fraction: float | None = None
-    grid: dict = field(default_factory=lambda: QGrid().to_dict())
+    grid: dict[str, Any] = field(default_factory=lambda: QGrid().to_dict())
     val_size: int = 2000
     calib_size: int = 2000
     eval_every: int = 250
@@ -81,6 +87,35 @@ class TrainConfig:
     threads: int | None = None
     device: str = "auto"
     weights_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        """Check every setting (a ConfigError names the first that cannot work)."""
+        from ..model.losses import LOSSES
+        from ..model.networks import ARCHITECTURES
+
+        checks = [
+            (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}"),
+            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
+            (bool(self.phases or self.cif), "phases (or cif) must name at least one phase"),
+            (self.weights_dtype in ("float32", "float16"), "weights_dtype must be float32 or float16"),
+            (self.unmasked_fraction is None or 0 <= self.unmasked_fraction <= 1,
+             "unmasked_fraction must lie between 0 and 1"),
+            (self.lr > 0 and self.weight_decay >= 0, "lr must be positive, weight_decay not negative"),
+            (min(self.steps, self.batch_size, self.val_size, self.calib_size, self.eval_every) >= 1,
+             "steps, batch_size, val_size, calib_size and eval_every must be at least 1"),
+            (min(self.warmup, self.patience, self.workers or 0) >= 0 and (self.threads or 1) >= 1,
+             "warmup, patience and workers must not be negative, threads at least 1"),
+        ]  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{message} (TrainConfig)")
+        try:
+            torch_device(self.device)
+        except RuntimeError:
+            raise ConfigError(
+                f"device must be auto or a torch device (cpu, cuda, cuda:1, …), got {self.device!r}"
+            ) from None
+        synth_config(self.synth, self.unmasked_fraction)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
@@ -102,55 +137,63 @@ class TrainResult:
     model_dir: Path
     n_parameters: int
     history: list[list[float]]  # [step, training loss] per step
-    evals: list[
-        dict
-    ]  # one row per evaluation: step, val_loss, per-phase accuracy, exact match, ...
+    # one row per evaluation: step, val_loss, per-phase accuracy, exact match, ...
+    evals: list[dict[str, Any]]
     best_step: int
     stopped_early: bool
-    calibration: dict
+    calibration: dict[str, Any]
     seconds: float
-    timing: dict = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # fine-tuning inputs that could not be read
     # fine-tuning: fitted lattice scales and adapted ranges
-    lattice: dict = field(default_factory=dict)
+    lattice: dict[str, Any] = field(default_factory=dict)
     final: dict[str, float] = field(default_factory=dict)  # the final held-out simulated figures
 
 
 # ----------------------------------------------------------------------------------- data
 
 
-def resolve_phases(names: Sequence[str], cif: Sequence[str | Path] = ()) -> list:
+def resolve_phases(names: Sequence[str], cif: Sequence[str | Path] = ()) -> list[Phase]:
     """Phases from library names and structure files (:func:`xrdmtl.physics.phases.load_phase`)."""
     from ..physics.phases import load_phase
 
     return [load_phase(n) for n in names] + [load_phase(Path(p)) for p in cif]
 
 
-def make_synthesizer(config: TrainConfig) -> Any:
-    """The Synthesizer a config describes."""
-    from ..synthesis.patterns import SynthConfig, Synthesizer
-
-    overrides = dict(config.synth)
-    if config.unmasked_fraction is not None:
-        overrides["p_unmasked"] = float(config.unmasked_fraction)
-    known = {f.name for f in fields(SynthConfig)}
-    unknown = sorted(set(overrides) - known)
+def synth_config(overrides: Mapping[str, Any], unmasked_fraction: float | None) -> SynthConfig:
+    """The synthesis settings of a training config: the defaults with ``overrides`` (an unknown
+    name is a ConfigError) and ``unmasked_fraction`` as ``p_unmasked`` (unless None)."""
+    settings = dict(overrides)
+    if unmasked_fraction is not None:
+        settings["p_unmasked"] = float(unmasked_fraction)
+    unknown = sorted(set(settings) - {f.name for f in fields(SynthConfig)})
     if unknown:
-        raise ValueError(f"unknown synthesis settings: {', '.join(unknown)}")
+        raise ConfigError(f"unknown synthesis settings: {', '.join(unknown)}")
+    return SynthConfig(**settings)
+
+
+def make_synthesizer(config: TrainConfig) -> Synthesizer:
+    """The Synthesizer a config describes."""
     phases = resolve_phases(config.phases, config.cif)
-    return Synthesizer(phases, QGrid.from_dict(config.grid), config=SynthConfig(**overrides))
+    return Synthesizer(
+        phases,
+        QGrid.from_dict(config.grid),
+        config=synth_config(config.synth, config.unmasked_fraction),
+    )
 
 
-def simulated_set(synth: Any, n: int, seed: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def simulated_set(
+    synth: PatternSource, n: int, seed: int | Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` simulated patterns as model input ``(n, C, G)`` and labels ``(n, T)``."""
     batch = synth.sample(n, np.random.default_rng(seed))
     return model_input(batch.intensity, batch.coverage, synth.grid.step), batch.labels
 
 
-class _Stream(IterableDataset):
+class _Stream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
     """Batches ``start, start + 1, …`` (batch ``k`` from ``rng([seed, 0, k])``), split over workers."""
 
-    def __init__(self, synth: Any, seed: int, start: int, batch_size: int) -> None:
+    def __init__(self, synth: PatternSource, seed: int, start: int, batch_size: int) -> None:
         self.synth, self.seed, self.start, self.batch_size = synth, seed, start, batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -164,8 +207,8 @@ class _Stream(IterableDataset):
 
 
 def synthetic_batches(
-    synth: Any, seed: int, start: int, batch_size: int, workers: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    synth: PatternSource, seed: int, start: int, batch_size: int, workers: int
+) -> Iterator[Batch]:
     """Endless batches from ``start`` on, made in ``workers`` background processes (0: inline)."""
     stream = _Stream(synth, seed, start, batch_size)
     if workers == 0:
@@ -252,7 +295,7 @@ def predict_logits(
 
 def evaluate(
     logits: np.ndarray, labels: np.ndarray, phases: Sequence[str], prefix: str = "val"
-) -> dict:
+) -> dict[str, float]:
     """Mean summed cross-entropy, per-phase accuracy and exact match at probability 0.5."""
     p = probabilities(logits)
     y = np.asarray(labels, dtype=bool)
@@ -266,7 +309,7 @@ def evaluate(
     return out
 
 
-def calibrate(logits: np.ndarray, labels: np.ndarray, phases: Sequence[str]) -> dict:
+def calibrate(logits: np.ndarray, labels: np.ndarray, phases: Sequence[str]) -> dict[str, Any]:
     """Per-phase temperatures fitted on held-out logits, with the ECE before and after."""
     temperature = fit_temperature(logits, labels)
     before, after = probabilities(logits), probabilities(logits, temperature)
@@ -297,7 +340,7 @@ def _save_checkpoint(
     loss_fn: torch.nn.Module,
     opt: torch.optim.Optimizer,
     best_state: dict[str, torch.Tensor],
-    state: dict,
+    state: dict[str, Any],
 ) -> None:
     """Write tensors under step-stamped names, then ``state.json`` (atomic) naming them."""
     step = state["step"]
@@ -326,7 +369,7 @@ def _save_checkpoint(
 
 def _load_checkpoint(
     folder: Path, net: torch.nn.Module, loss_fn: torch.nn.Module, opt: torch.optim.Optimizer
-) -> tuple[dict, dict[str, torch.Tensor]]:
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Restore model, loss, optimizer and RNG from ``folder``; returns (state, best weights)."""
     from safetensors.torch import load_file
 
@@ -340,7 +383,7 @@ def _load_checkpoint(
         ) from exc
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
     loss_fn.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("loss.")})
-    opt_state: dict[int, dict] = {}
+    opt_state: dict[int, dict[str, Any]] = {}
     for k, v in tensors.items():
         if k.startswith("opt."):
             _, idx, name = k.split(".", 2)
@@ -360,7 +403,9 @@ def _load_checkpoint(
 # --------------------------------------------------------------------------------- outputs
 
 
-def _write_outputs(out: Path, history: list[list[float]], evals: list[dict], summary: dict) -> None:
+def write_outputs(
+    out: Path, history: list[list[float]], evals: list[dict[str, Any]], summary: dict[str, Any]
+) -> None:
     """``metrics.json`` (everything), ``metrics.csv`` (one row per evaluation), ``curves.png``."""
     write_bytes(
         out / "metrics.json",
@@ -375,7 +420,7 @@ def _write_outputs(out: Path, history: list[list[float]], evals: list[dict], sum
     _plot_curves(out / "curves.png", history, evals)
 
 
-def _plot_curves(path: Path, history: list[list[float]], evals: list[dict]) -> None:
+def _plot_curves(path: Path, history: list[list[float]], evals: list[dict[str, Any]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -414,7 +459,7 @@ def _lr_at(step: int, config: TrainConfig) -> float:
 
 
 @contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
+def torch_threads(n: int) -> Iterator[None]:
     """Run the block with ``n`` torch threads, then restore the previous count."""
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
@@ -424,7 +469,8 @@ def _torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _device(name: str) -> torch.device:
+def torch_device(name: str) -> torch.device:
+    """The torch device a config names (``auto``: the GPU where there is one)."""
     return default_device() if name == "auto" else torch.device(name)
 
 
@@ -436,18 +482,86 @@ def train(
     out_dir: str | Path,
     progress: bool = True,
     resume: bool = False,
-    synthesizer: Any = None,
+    synthesizer: PatternSource | None = None,
     extra_val: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> TrainResult:
     """Train a model as ``config`` says and write it to ``out_dir`` (a model folder).
 
-    ``synthesizer``: any object with ``.grid`` and ``.sample(n, rng)`` (default: from ``config``).
+    ``synthesizer``: any :class:`~xrdmtl.synthesis.source.PatternSource` (default: from ``config``).
     ``extra_val``: named ``(model input, labels)`` sets evaluated alongside (e.g. simulated frames or
     labeled measured patterns); reported, never used for training or stopping.
     """
     workers = config.workers if config.workers is not None else default_workers()
-    with _torch_threads(config.threads or max(1, (os.cpu_count() or 1) - workers)):
+    with torch_threads(config.threads or max(1, (os.cpu_count() or 1) - workers)):
         return _train(config, Path(out_dir), progress, resume, synthesizer, extra_val, workers)
+
+
+@dataclass
+class _Model:
+    """The network, loss and optimiser of a run, on its device."""
+
+    phases: list[str]
+    net: Network
+    loss_fn: torch.nn.Module
+    opt: torch.optim.Optimizer
+    device: torch.device
+
+
+def _build(config: TrainConfig, synth: PatternSource) -> _Model:
+    """Seed torch, then build the network, loss and optimiser ``config`` describes."""
+    device = torch_device(config.device)
+    torch.manual_seed(config.seed)
+    phases = [p.name for p in synth.targets]
+    net = build_model(config.arch, phases, synth.grid, **config.arch_kwargs).to(device)
+    loss_fn = make_loss(config.loss, len(phases), **config.loss_kwargs).to(device)
+    opt = torch.optim.AdamW(
+        [*net.parameters(), *loss_fn.parameters()], lr=config.lr, weight_decay=config.weight_decay
+    )
+    return _Model(phases, net, loss_fn, opt, device)
+
+
+def _start(ckpt: Path, resume: bool, m: _Model) -> tuple[FitState, dict[str, torch.Tensor]]:
+    """The state and best weights to start from: the checkpoint's with ``resume`` (if there is
+    one), else a fresh start (an old checkpoint removed)."""
+    best = {k: v.detach().clone() for k, v in m.net.state_dict().items()}
+    if resume and (ckpt / "state.json").is_file():
+        doc, best = _load_checkpoint(ckpt, m.net, m.loss_fn, m.opt)
+        return FitState.from_dict(doc), best
+    if ckpt.exists():
+        shutil.rmtree(ckpt)
+    return FitState(), best
+
+
+@dataclass
+class _Validation:
+    """What :func:`train` does after each step: every ``eval_every`` steps (and at the last) a
+    validation row, the best weights kept, early stopping decided, a checkpoint written."""
+
+    config: TrainConfig
+    m: _Model
+    x_val: np.ndarray
+    y_val: np.ndarray
+    extra_val: Mapping[str, tuple[np.ndarray, np.ndarray]] | None
+    ckpt: Path
+    bar: ProgressBar
+    best: dict[str, torch.Tensor]
+
+    def __call__(self, state: FitState) -> bool:
+        config, m = self.config, self.m
+        if state.step % config.eval_every and state.step != config.steps:
+            return False
+        t0 = time.perf_counter()
+        row = _eval_row(m.net, self.x_val, self.y_val, m.phases, m.device, state, self.extra_val)
+        state.timing["eval_s"] += time.perf_counter() - t0
+        if row["val_loss"] < state.best_loss * (1 - 1e-3):
+            state.best_loss, state.best_step, state.bad_evals = row["val_loss"], state.step, 0
+            self.best = {k: v.detach().clone() for k, v in m.net.state_dict().items()}
+        else:
+            state.bad_evals += 1
+        state.stopped_early = bool(config.patience and state.bad_evals >= config.patience)
+        _save_checkpoint(self.ckpt, m.net, m.loss_fn, m.opt, self.best, state.to_dict())
+        self.bar.update(info=f"val loss {row['val_loss']:.3f} exact {row['val_exact']:.3f}")
+        return state.stopped_early
 
 
 def _train(
@@ -455,134 +569,100 @@ def _train(
     out: Path,
     progress: bool,
     resume: bool,
-    synthesizer: Any,
+    synthesizer: PatternSource | None,
     extra_val: Mapping[str, tuple[np.ndarray, np.ndarray]] | None,
     workers: int,
 ) -> TrainResult:
     t_start = time.perf_counter()
     ckpt = out / CHECKPOINT
-    device = _device(config.device)
-    torch.manual_seed(config.seed)
     synth = synthesizer if synthesizer is not None else make_synthesizer(config)
-    grid = synth.grid
-    phases = [p.name for p in synth.targets] if hasattr(synth, "targets") else list(config.phases)
-    net = build_model(config.arch, phases, grid, **config.arch_kwargs).to(device)
-    loss_fn = make_loss(config.loss, len(phases), **config.loss_kwargs).to(device)
-    opt = torch.optim.AdamW(
-        [*net.parameters(), *loss_fn.parameters()], lr=config.lr, weight_decay=config.weight_decay
-    )
-
-    state: dict[str, Any] = {
-        "step": 0,
-        "best_loss": math.inf,
-        "best_step": 0,
-        "bad_evals": 0,
-        "stopped_early": False,
-        "history": [],
-        "evals": [],
-        "timing": {"data_wait_s": 0.0, "compute_s": 0.0, "eval_s": 0.0},
-    }
-    best = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    if resume and (ckpt / "state.json").is_file():
-        doc, best = _load_checkpoint(ckpt, net, loss_fn, opt)
-        state.update({k: doc[k] for k in state if k in doc})
-    elif ckpt.exists():
-        shutil.rmtree(ckpt)
-
+    m = _build(config, synth)
+    state, best = _start(ckpt, resume, m)
     x_val, y_val = simulated_set(synth, config.val_size, VAL_SEED)
-    todo = config.steps - state["step"] if not state["stopped_early"] else 0
+    todo = config.steps - state.step if not state.stopped_early else 0
     bar = ProgressBar(config.steps, "training", progress, transient=False)
-    bar.update(completed=state["step"])
-    batches: Iterator = iter(())
+    bar.update(completed=state.step)
+    validation = _Validation(config, m, x_val, y_val, extra_val, ckpt, bar, best)
+    batches: Iterator[Batch] = iter(())
     try:
         if todo > 0:
-            batches = synthetic_batches(
-                synth, config.seed, state["step"], config.batch_size, workers
-            )
-        net.train()
-        for _ in range(todo):
-            t0 = time.perf_counter()
-            xb, yb = next(batches)
-            t1 = time.perf_counter()
-            step = state["step"]
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(step, config)
-            loss = loss_fn(net(xb.to(device, non_blocking=True)), yb.to(device, non_blocking=True))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-            state["step"] = step + 1
-            state["history"].append([step + 1, round(float(loss.detach()), 6)])
-            t2 = time.perf_counter()
-            state["timing"]["data_wait_s"] += t1 - t0
-            state["timing"]["compute_s"] += t2 - t1
-            bar.update(1)
-            if state["step"] % config.eval_every == 0 or state["step"] == config.steps:
-                row = _eval_row(net, x_val, y_val, phases, device, state, extra_val)
-                state["timing"]["eval_s"] += time.perf_counter() - t2
-                if row["val_loss"] < state["best_loss"] * (1 - 1e-3):
-                    state.update(best_loss=row["val_loss"], best_step=state["step"], bad_evals=0)
-                    best = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                else:
-                    state["bad_evals"] += 1
-                state["stopped_early"] = bool(
-                    config.patience and state["bad_evals"] >= config.patience
-                )
-                _save_checkpoint(ckpt, net, loss_fn, opt, best, state)
-                bar.update(info=f"val loss {row['val_loss']:.3f} exact {row['val_exact']:.3f}")
-                if state["stopped_early"]:
-                    break
+            batches = synthetic_batches(synth, config.seed, state.step, config.batch_size, workers)
+        m.net.train()
+        fit(
+            m.net, m.loss_fn, m.opt, batches, todo,
+            lr_at=lambda step: _lr_at(step, config), clipped=list(m.net.parameters()),
+            device=m.device, state=state, bar=bar, after_step=validation,
+        )  # fmt: skip
     finally:
         del batches  # stops the generator processes
         bar.close()
+    m.net.load_state_dict(validation.best)
+    return _finish(config, out, synth, m, state, (x_val, y_val), workers, t_start)
 
-    net.load_state_dict(best)
+
+def _finish(
+    config: TrainConfig,
+    out: Path,
+    synth: PatternSource,
+    m: _Model,
+    state: FitState,
+    val: tuple[np.ndarray, np.ndarray],
+    workers: int,
+    t_start: float,
+) -> TrainResult:
+    """Calibrate the best weights, write the model folder with its provenance and the metrics."""
     x_cal, y_cal = simulated_set(synth, config.calib_size, CALIB_SEED)
-    calibration = calibrate(predict_logits(net, x_cal, device), y_cal, phases)
-    final = evaluate(predict_logits(net, x_val, device), y_val, phases)
+    calibration = calibrate(predict_logits(m.net, x_cal, m.device), y_cal, m.phases)
+    final = evaluate(predict_logits(m.net, val[0], m.device), val[1], m.phases)
     provenance = {
         "config": asdict(config),
-        "steps_run": state["step"],
-        "best_step": state["best_step"],
-        "stopped_early": state["stopped_early"],
-        "phase_sources": {p.name: getattr(p, "source", "") for p in getattr(synth, "targets", [])},
-        "synth_config": asdict(synth.config) if hasattr(synth, "config") else None,
+        "steps_run": state.step,
+        "best_step": state.best_step,
+        "stopped_early": state.stopped_early,
+        "phase_sources": _phase_sources(synth),
+        "synth_config": asdict(synth.config) if isinstance(synth, Synthesizer) else None,
         "validation": final,
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(time.perf_counter() - t_start, 1),
-        "device": str(device),
-        "versions": _versions(),
+        "device": str(m.device),
+        "versions": versions(),
     }
     save_model(
         out,
-        net.cpu(),
+        m.net.cpu(),
         {"calibration": calibration, "training": provenance},
         dtype=config.weights_dtype,
     )
     summary = {
-        "n_parameters": n_parameters(net),
-        "best_step": state["best_step"],
-        "stopped_early": state["stopped_early"],
+        "n_parameters": n_parameters(m.net),
+        "best_step": state.best_step,
+        "stopped_early": state.stopped_early,
         "final": final,
         "calibration": calibration,
-        "timing": state["timing"],
+        "timing": state.timing,
         "workers": workers,
         "config": asdict(config),
     }
-    _write_outputs(out, state["history"], state["evals"], summary)
+    write_outputs(out, state.history, state.evals, summary)
     return TrainResult(
         out,
-        n_parameters(net),
-        state["history"],
-        state["evals"],
-        state["best_step"],
-        state["stopped_early"],
+        n_parameters(m.net),
+        state.history,
+        state.evals,
+        state.best_step,
+        state.stopped_early,
         calibration,
         time.perf_counter() - t_start,
-        state["timing"],
+        state.timing,
         final=final,
     )
+
+
+def _phase_sources(synth: PatternSource) -> dict[str, str]:
+    """Where each target phase of ``synth`` came from (a library name or a CIF file; "" unknown)."""
+    if isinstance(synth, Synthesizer):
+        return {p.name: p.source for p in synth.targets}
+    return {p.name: "" for p in synth.targets}
 
 
 def _eval_row(
@@ -591,17 +671,17 @@ def _eval_row(
     y_val: np.ndarray,
     phases: Sequence[str],
     device: torch.device,
-    state: dict,
+    state: FitState,
     extra_val: Mapping[str, tuple[np.ndarray, np.ndarray]] | None,
-) -> dict:
+) -> dict[str, float]:
     row = {
-        "step": state["step"],
-        "train_loss": float(np.mean([h[1] for h in state["history"][-50:]])),
+        "step": state.step,
+        "train_loss": float(np.mean([h[1] for h in state.history[-50:]])),
     }
     row.update(evaluate(predict_logits(net, x_val, device), y_val, phases))
     for name, (x, y) in (extra_val or {}).items():
         row.update(evaluate(predict_logits(net, x, device), y, phases, prefix=name))
-    state["evals"].append(row)
+    state.evals.append(row)
     return row
 
 

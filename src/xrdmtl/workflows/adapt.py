@@ -6,9 +6,10 @@
 2. Optionally fine-tune the network (``NetworkTuning.steps > 0``): its out-of-fold probabilities
    for the labeled patterns come from ``folds`` fine-tunes on the other folds, so the choice below
    compares it honestly with the network as it was.
-3. Choose the blend of network and reference vote by leave-one-out
-   (:func:`~xrdmtl.training.adapt.fit_adapter`), contradicted labels voting, left out alone or with
-   their whole pattern, as measured best.
+3. Choose by leave-one-out (:func:`~xrdmtl.training.adapt.fit_adapter`) between the network alone,
+   the network recalibrated to the labels and (where the labeled patterns repeat) blends with a vote
+   of the most similar labeled patterns; anything but the network must beat it clearly, and the
+   whole choice is scored once more by nested leave-one-out for the figure the user is shown.
 4. Write a normal model folder (network weights, ``adapter.safetensors``, ``model.json``) that
    ``predict``, ``evaluate`` and ``audit`` use unchanged, plus ``audit.csv`` and ``adaptation.json``.
 
@@ -29,16 +30,24 @@ from typing import Any
 import numpy as np
 
 from ..atomic import write_text
-from ..errors import LabelsError, XrdmtlError
+from ..errors import ConfigError, LabelsError, XrdmtlError
 from ..io.labels import LabeledPatterns, labeled_on_grid, read_labels
 from ..io.read import ReadOptions, checked_options, expand_inputs, read_files, read_path
 from ..model.files import LoadedModel, default_model_dir, load_model, save_adapted
 from ..model.preprocess import model_input
 from ..physics.grid import QGrid
-from ..training.adapt import AdaptConfig, AdaptResult, Candidate, fit_adapter, pseudo_labeled
+from ..training.adapt import (
+    AdaptConfig,
+    AdaptResult,
+    Candidate,
+    clearly_better,
+    fit_adapter,
+    margin_for,
+    pseudo_labeled,
+)
 from .audit import AuditTable
 
-ADAPT_VERSION = 1
+ADAPT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,13 @@ class NetworkTuning:
     seed: int = 0
     adapt_lattice: bool = False
 
+    def __post_init__(self) -> None:
+        """Check the settings (a ConfigError names the first that cannot work)."""
+        if self.layers not in ("heads", "all"):
+            raise ConfigError(f"layers must be heads or all, got {self.layers!r}")
+        if self.steps < 0 or self.folds < 2:
+            raise ConfigError("steps must not be negative, folds at least 2 (NetworkTuning)")
+
 
 @dataclass
 class Adapted:
@@ -71,12 +87,9 @@ class Adapted:
 
 
 def _summary(c: Candidate) -> dict[str, Any]:
-    """A candidate's settings and scores (without the per-pattern Brier scores)."""
-    return {k: v for k, v in dataclasses.asdict(c).items() if k != "brier_rows"}
-
-
-def _key(c: Candidate) -> float:
-    return -c.brier
+    """A candidate's settings and scores (without the per-pattern rows)."""
+    rows = ("brier_rows", "exact_rows")
+    return {k: v for k, v in dataclasses.asdict(c).items() if k not in rows}
 
 
 def _out_of_fold(
@@ -130,14 +143,15 @@ def adapt_arrays(
     if base.adapter is not None:
         base = dataclasses.replace(base, adapter=None)
     x = model_input(data.intensity, data.coverage, base.grid.step)
-    fit = fit_adapter(x, data.labels, base.network_proba(x), base.thresholds, contradicted, config)
+    p = base.network_proba(x)
+    fit = fit_adapter(x, data.labels, p, base.thresholds, contradicted, config)
     adapted = Adapted(dataclasses.replace(base, adapter=fit.adapter), fit, False, fit.candidates)
     if tuning is not None and tuning.steps > 0 and len(data.labels) >= 4:
         if work_dir is None:
             raise ValueError("fine-tuning the network needs a work_dir")
         adapted = _with_tuned_network(
-            base_path, data, x, contradicted, config, tuning, work_dir, adapted
-        )
+            base_path, data, x, contradicted, config or AdaptConfig(), tuning, work_dir, adapted
+        )  # fmt: skip
     if unlabeled is not None and len(unlabeled[0]):
         xu = model_input(unlabeled[0], unlabeled[1], base.grid.step)
         network = dataclasses.replace(adapted.model, adapter=None)
@@ -157,18 +171,21 @@ def _with_tuned_network(
     data: LabeledPatterns,
     x: np.ndarray,
     contradicted: np.ndarray | None,
-    config: AdaptConfig | None,
+    config: AdaptConfig,
     tuning: NetworkTuning,
     work_dir: Path,
     adapted: Adapted,
 ) -> Adapted:
-    """``adapted``, or the fine-tuned network with its own adapter where that scores better out of fold."""
+    """``adapted``, or the fine-tuned network with its own adapter where that scores clearly better
+    out of fold (:func:`~xrdmtl.training.adapt.clearly_better`)."""
     from ..training.finetune import finetune
 
     oof = _out_of_fold(base_path, data, x, tuning, work_dir)
-    fit_tuned = fit_adapter(x, data.labels, oof, adapted.model.thresholds, contradicted, config)
+    thresholds = adapted.model.thresholds
+    fit_tuned = fit_adapter(x, data.labels, oof, thresholds, contradicted, config)
     adapted.candidates_tuned = fit_tuned.candidates
-    if _key(fit_tuned.chosen) <= _key(adapted.fit.chosen):
+    margin = margin_for(config, adapted.fit.regime.repeats)
+    if not clearly_better(fit_tuned.chosen, adapted.fit.chosen, margin):
         return adapted
     out = work_dir / "network"
     finetune(
@@ -259,10 +276,17 @@ class AdaptReport:
         def rows(cands: list[Candidate]) -> list[dict[str, Any]]:
             return [_summary(c) for c in cands]
 
+        fit = self.adapted.fit
+        estimate = fit.estimate
+        keep = fit.keep_would
         return {
             "version": ADAPT_VERSION,
             "model": str(self.out),
             "n_labeled": len(self.files),
+            "regime": {**dataclasses.asdict(fit.regime), "description": fit.regime.describe()},
+            "estimate": None if estimate is None else dataclasses.asdict(estimate),
+            "network_alone": _summary(fit.network),
+            "with_contradicted_kept": None if keep is None else _summary(keep),
             "skipped": self.skipped,
             "flagged_by_audit": self.flagged,
             "left_out_of_vote": self.left_out,

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -31,6 +31,10 @@ from ..io.read import ReadOptions, checked_options, read_files
 from ..physics.pattern import Pattern
 from ..physics.peaks import THRESHOLD, Z_FULL, Peaks, PhaseEvidence, find_pattern_peaks, match_all
 from ..physics.phases import Phase, get_phase
+
+if TYPE_CHECKING:
+    from ..inference.results import Prediction
+    from ..model.files import ProbabilisticModel
 
 NO_EVIDENCE = 0.2  # peak-match score below which a phase has no peak evidence
 STRONG_Z = 10.0  # strong evidence needs a matched peak this many noise units high
@@ -307,7 +311,7 @@ def verdict(label: int, evidence: PhaseEvidence, model_call: int | None) -> tupl
 
 def audit_labels(
     labels_csv: str | Path,
-    model: Any = None,
+    model: PatternPredictor | ProbabilisticModel | str | Path | None = None,
     options: ReadOptions | None = None,
     *,
     use_model: bool = True,
@@ -335,7 +339,7 @@ def audit_labels(
     names = (
         list(phases)
         if phases is not None
-        else predictor.phases
+        else list(predictor.phases)
         if predictor
         else _label_columns(labels_csv)
     )
@@ -393,13 +397,30 @@ def audit_labels(
     return table
 
 
-def _predictor(model: Any, use_model: bool, note: Callable[[str], None]) -> Any:
+@runtime_checkable
+class PatternPredictor(Protocol):
+    """What the audit asks of a model: its phases and probabilities for labeled patterns (a
+    :class:`~xrdmtl.inference.predictor.Predictor`, or a stand-in)."""
+
+    @property
+    def phases(self) -> Sequence[str]: ...
+
+    def predict_patterns(
+        self, patterns: Sequence[Pattern], *, labels: Sequence[str]
+    ) -> list[Prediction]: ...
+
+
+def _predictor(
+    model: PatternPredictor | ProbabilisticModel | str | Path | None,
+    use_model: bool,
+    note: Callable[[str], None],
+) -> PatternPredictor | None:
     """A Predictor for ``model``, or None (peak evidence only) when asked or no default model exists."""
     from ..inference.predictor import Predictor
 
     if not use_model:
         return None
-    if hasattr(model, "predict_patterns"):
+    if isinstance(model, PatternPredictor):
         return model
     if model is None:
         try:
@@ -410,8 +431,14 @@ def _predictor(model: Any, use_model: bool, note: Callable[[str], None]) -> Any:
     return Predictor(model)
 
 
-def _model_name(predictor: Any) -> str:
-    return str(getattr(getattr(predictor, "model", None), "path", type(predictor).__name__))
+def _model_name(predictor: PatternPredictor) -> str:
+    """The model folder behind ``predictor``, else its type's name."""
+    from ..inference.predictor import Predictor
+    from ..model.files import LoadedModel
+
+    if isinstance(predictor, Predictor) and isinstance(predictor.model, LoadedModel):
+        return str(predictor.model.path)
+    return type(predictor).__name__
 
 
 def _label_columns(labels_csv: str | Path) -> list[str]:

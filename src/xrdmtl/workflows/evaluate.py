@@ -13,6 +13,8 @@ from ..inference.predictor import Predictor
 from ..io.labels import read_labels
 from ..io.read import ReadOptions, checked_options, frame_index
 
+_MISCLASSIFIED = ("probabilities", "warning", "flags")  # of a misclassified pattern's prediction
+
 
 def evaluate_labels(
     predictor: Predictor,
@@ -58,9 +60,8 @@ def evaluate_labels(
                 {
                     "file": shown,
                     "labels": [n for n, v in zip(phases, labels[i], strict=True) if v],
+                    **{k: v for k, v in pred.to_dict().items() if k in _MISCLASSIFIED},
                     "calls": pred.found,
-                    "probabilities": {n: round(pred.probabilities[n], 4) for n in phases},
-                    "warning": pred.warning,
                 }
             )
     if not keep:
