@@ -59,9 +59,24 @@ def distribution(
             clean[i].get(phases[j], 0) for i in range(len(clean)) for j in cols if labels[i, j]
         ]
         for lo, hi in BINS:
-            key = f"{lo}" if lo == hi else f"{lo}-{hi}" if hi < 10**6 else f">={lo}"
-            out[f"{phase}_clean_{key}"] = float(sum(lo <= c <= hi for c in counts))
+            out[f"{phase}_clean_{_bin_key(lo, hi)}"] = float(sum(lo <= c <= hi for c in counts))
     return out
+
+
+def _bin_key(lo: int, hi: int) -> str:
+    return f"{lo}" if lo == hi else f"{lo}-{hi}" if hi < 10**6 else f">={lo}"
+
+
+def misses_by_clean(
+    calls: np.ndarray, drawn: np.ndarray, phases: list[str], clean: list[dict[str, int]]
+) -> dict[str, float]:
+    """The drawn phases missed, by their clean reflections (0, 1–2, 3–9, ≥ 10)."""
+    counts = np.array([[c.get(p, 0) for p in phases] for c in clean])
+    missed = drawn & ~calls
+    return {
+        f"missed_clean_{_bin_key(lo, hi)}": float((missed & (counts >= lo) & (counts <= hi)).sum())
+        for lo, hi in BINS
+    }
 
 
 def scores(calls: np.ndarray, labels: dict[str, np.ndarray]) -> dict[str, float]:
@@ -96,10 +111,20 @@ def run(folder: Path, n: int, seed: int) -> dict[str, float]:
                 )
             labels = {"drawn": drawn}
             labels.update({f"clean{k}": visible_labels(drawn, phases, per_frame, k) for k in KS})
+            if not verify:  # frames a method that sees only clean reflections must get wrong
+                figures.update(
+                    {
+                        f"{view}_frames_relabelled_{k}": float((lab != drawn).any(axis=1).sum())
+                        for k, lab in labels.items()
+                        if k != "drawn"
+                    }
+                )
             preds = predictor.predict_files(files, workers=1, progress=False)
             calls = np.array([[bool(p.calls.get(ph, 0)) for ph in phases] for p in preds])
             tag = "verified" if verify else "network"
             figures.update({f"{view}_{tag}_{k}": v for k, v in scores(calls, labels).items()})
+            by_clean = misses_by_clean(calls, drawn, phases, per_frame)
+            figures.update({f"{view}_{tag}_{k}": v for k, v in by_clean.items()})
     return figures
 
 
