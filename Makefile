@@ -22,8 +22,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks experiments
+	$(BIN)/ruff format --check src tests benchmarks experiments
 	$(BIN)/mypy
 
 # Debian's chromium for the watch page's browser test (tests/cli/test_watch_page.py); needs root
@@ -35,7 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 model: $(STAMP)
-	$(BIN)/python -m xrdmtl.workflows.default_model
+	$(BIN)/python -m experiments.default_model
 
 experiment: $(STAMP)
 	$(BIN)/xrdmtl experiment --out docs/report

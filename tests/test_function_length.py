@@ -11,8 +11,6 @@ PACKAGE = Path(xrdmtl.__file__).parent
 MAX_LINES = 120
 # the synthesis generator's vectorised pass, its stages marked (see its docstring)
 EXCEPTIONS = {("synthesis/patterns.py", "Synthesizer._chunk")}
-# the research harness, on its way out of the package (issue 30): skipped while it is still here
-LEAVING = {"workflows/experiment.py", "workflows/report.py", "workflows/default_model.py"}
 
 
 def _functions(path: Path) -> list[tuple[str, int]]:
@@ -38,7 +36,6 @@ def _lengths() -> dict[tuple[str, str], int]:
     return {
         (path.relative_to(PACKAGE).as_posix(), name): n
         for path in sorted(PACKAGE.rglob("*.py"))
-        if path.relative_to(PACKAGE).as_posix() not in LEAVING
         for name, n in _functions(path)
     }
 

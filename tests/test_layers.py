@@ -1,7 +1,7 @@
 """The package's layers: a module may import its own layer and the layers below it, never one above.
 
-``errors``, ``atomic`` and ``progress`` (error types, atomic file writes, the progress bar) are the
-foundation every layer uses.
+``errors``, ``atomic``, ``progress`` and ``outputs`` (error types, atomic file writes, the progress
+bar, the output rule) are the foundation every layer uses.
 Every import counts, at module level or inside a function, ``TYPE_CHECKING`` blocks included.
 """
 
@@ -17,6 +17,7 @@ LAYERS = (
     "errors",
     "atomic",
     "progress",
+    "outputs",
     "physics",
     "io",
     "synthesis",
@@ -30,7 +31,8 @@ RANK = {
     "errors": 0,
     "atomic": 0,
     "progress": 0,
-    **{name: i for i, name in enumerate(LAYERS) if i >= 3},
+    "outputs": 0,
+    **{name: i for i, name in enumerate(LAYERS) if i >= 4},
 }
 
 
@@ -140,3 +142,21 @@ def test_the_import_graph_holds_known_edges() -> None:
     assert "xrdmtl.inference.results" in graph["xrdmtl.inference.parallel"]
     assert "xrdmtl.inference.parallel" in graph["xrdmtl.inference.predictor"]  # inside a function
     assert "xrdmtl.io.masking" in graph["xrdmtl.io.frames"]
+
+
+def test_the_package_never_imports_the_research_harness() -> None:
+    """``experiments/`` (beside ``src/``, not installed) imports the package, never the reverse; only
+    ``xrdmtl experiment`` loads it, by name, from a source checkout."""
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+            bad += [f"{path.relative_to(PACKAGE)}:{node.lineno}: {n}" for n in names
+                    if n.split(".")[0] == "experiments"]  # fmt: skip
+    assert not bad, "\n".join(bad)

@@ -25,6 +25,7 @@ _EXPORTS = {
     "DEFAULT_GRID": "physics.grid",
     "Pattern": "physics.pattern",
     "load_pattern": "io.readers",
+    "examples_dir": "io.examples",
     "ReadOptions": "io.read",
     "Phase": "physics.phases",
     "get_phase": "physics.phases",
@@ -46,7 +47,8 @@ _EXPORTS = {
     "Prediction": "inference.results",
     "Flag": "inference.results",
     "audit_labels": "workflows.audit",
-    "run_experiment": "workflows.experiment",
+    "evaluate_labels": "workflows.evaluate",
+    "adapt_to_labels": "workflows.adapt",
 }
 
 __all__ = ["__version__", *_EXPORTS]

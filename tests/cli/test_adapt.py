@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import torch
 from clitools import invoke
 from toymodels import toy_model
 
@@ -33,12 +34,15 @@ def test_finetune_writes_a_model_predict_reads(tmp_path, examples) -> None:
 
 
 def test_finetune_can_leave_contradicted_labels_alone_out_of_the_vote(tmp_path, examples) -> None:
+    torch.manual_seed(0)  # the toy network's weights: what the choice weighs the vote against
     base = toy_model(tmp_path / "base")
     out = tmp_path / "ft"
-    res = invoke("finetune", "--model", base, "--labels", examples / "labels.csv", "--out", out,
-                 "--wavelength", "0.561", "--contradicted", "drop-labels")  # fmt: skip
+    # 15 patterns of one run, every other one labeled: stages repeat, so a vote is taken
+    res = invoke("finetune", "--model", base, "--labels", examples / "run" / "labels_every_other.csv",
+                 "--out", out, "--wavelength", "0.561", "--contradicted", "drop-labels")  # fmt: skip
     assert res.exit_code == 0, res.output
     report = json.loads((out / "adaptation.json").read_text())
+    assert report["regime"]["repeats"] and report["chosen"]["kind"] == "vote"
     left = report["labels_left_out_of_vote"]
     assert left and not report["left_out_of_vote"]  # the patterns stay, their labels do not vote
     assert all(line.split(": ")[1] in ("bastnaesite", "calcite", "rhenium") for line in left)
@@ -47,6 +51,21 @@ def test_finetune_can_leave_contradicted_labels_alone_out_of_the_vote(tmp_path, 
     bad = invoke("finetune", "--model", base, "--labels", examples / "labels.csv", "--out", tmp_path / "x",
                  "--contradicted", "some")  # fmt: skip
     assert bad.exit_code != 0 and "drop-labels" in bad.output
+
+
+def test_finetune_says_when_the_nested_check_overrules_the_vote(tmp_path, examples) -> None:
+    """Six patterns of six stages: leave-one-out prefers a vote, the nested check does not bear it
+    out, and the network stays, with a line that says so."""
+    torch.manual_seed(0)  # the toy network's weights: what the choice weighs the vote against
+    base = toy_model(tmp_path / "base")
+    out = tmp_path / "ft"
+    res = invoke("finetune", "--model", base, "--labels", examples / "labels.csv", "--out", out,
+                 "--wavelength", "0.561", "--contradicted", "drop-labels")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "adaptation.json").read_text())
+    assert report["overruled"]["kind"] == "vote" and report["chosen"]["kind"] == "network"
+    assert "scored below the network" in res.output
+    assert json.loads((out / "model.json").read_text())["adapter"]["weight"] == 0.0
 
 
 def test_crossval_prints_the_baselines(tmp_path, examples) -> None:

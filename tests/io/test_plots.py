@@ -9,6 +9,7 @@ import numpy as np
 from xrdmtl.inference.parallel import write_timelines
 from xrdmtl.inference.results import Prediction
 from xrdmtl.io.plots import plot_pattern, plot_timeline
+from xrdmtl.physics.miller import format_hkl
 from xrdmtl.physics.pattern import Pattern
 from xrdmtl.physics.phases import get_phase
 
@@ -101,7 +102,8 @@ def test_pattern_figure_reads_like_a_diffraction_plot() -> None:
         "scan.xy" in title and "calcite p=0.97" in title and "unexplained peaks at Q=3.61" in title
     )
     labels = {t.get_text() for ax in fig.axes for t in ax.texts}
-    hkl = {"".join(str(int(h)) for h in calcite.hkl[i]) for i in np.argsort(-calcite.intensity)[:3]}
+    hkl = {format_hkl(calcite.hkl[i], "tex") for i in np.argsort(-calcite.intensity)[:3]}
+    assert r"$2\bar{1}6$" in hkl  # a trigonal index with its overbar, never "2-16"
     assert hkl <= labels, (hkl, labels)  # the matched reflections are labelled with their hkl
     assert "?" in labels  # the unexplained peak is marked
     every = [
@@ -128,3 +130,38 @@ def test_plot_pattern_without_saliency_or_calls(tmp_path: Path) -> None:
         (q, y), [], refs, path=tmp_path / "p.png", probabilities={"calcite": 0.1}, warning="x" * 500
     )
     assert out.read_bytes()[:4] == PNG
+
+
+def _two_phase_figure(background_removed: np.ndarray | None = None):
+    from xrdmtl.io.plots import pattern_figure
+
+    q = np.linspace(0.8, 5.0, 2048)
+    refs = {n: get_phase(n).reflections(None, q_max=5.0) for n in ("bastnaesite", "calcite")}
+    matched = {n: list(r.q[r.intensity >= 5]) for n, r in refs.items()}  # many, close together
+    y = 1.0 + sum(np.exp(-0.5 * ((q - c) / 0.008) ** 2) for qs in matched.values() for c in qs)
+    removed = y - 1.0 if background_removed is None else background_removed
+    fig = pattern_figure(
+        (q, y), list(refs), refs, background_removed=removed, matched=matched, unexplained=[]
+    )
+    return fig, fig.axes[1]
+
+
+def test_hkl_labels_do_not_collide() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig, ax = _two_phase_figure()
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text().startswith("$")]
+    assert len(boxes) >= 6  # labels are kept where there is room
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert a.intersection(a, b) is None or a.intersection(a, b).width < 1, (a, b)
+
+
+def test_matched_markers_never_sit_below_the_background() -> None:
+    q = np.linspace(0.8, 5.0, 2048)
+    dips = -0.5 * np.ones_like(q)  # a background-removed curve below the background everywhere
+    _, ax = _two_phase_figure(background_removed=dips)
+    marks = [ln for ln in ax.lines if ln.get_marker() == "o" and len(ln.get_ydata())]
+    assert marks and all(np.min(ln.get_ydata()) >= 0.0 for ln in marks)

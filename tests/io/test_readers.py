@@ -388,6 +388,7 @@ def test_bad_npy(tmp_path: Path) -> None:
         "zeros.npy": (np.vstack([TTH, 0 * TTH]), "constant"),
         "complex.npy": (np.vstack([TTH, INTENSITY]).astype(complex), "dtype"),
         "square.npy": (np.ones((5, 5)), "shape"),
+        "image.npy": (np.ones((64, 80)), "2D image of 64×80 pixels.*--poni"),
         "strings.npy": (np.array([["1", "2"]] * 20), "dtype"),
     }
     for name, (arr, message) in cases.items():

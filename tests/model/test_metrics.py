@@ -29,3 +29,15 @@ def test_an_empty_set_has_no_exact_match() -> None:
         ]
         is None
     )
+
+
+def test_a_phase_with_nothing_to_count_is_not_a_perfect_score() -> None:
+    """No positive label and no call: precision, recall and F1 are n/a (None), not 1.0; a phase
+    called once without a positive has precision 0 and recall n/a."""
+    labels = np.array([[1, 0, 0], [0, 0, 0], [1, 0, 0]])
+    calls = np.array([[1, 0, 1], [0, 0, 0], [1, 0, 0]])
+    phases = classification_report(labels, calls, calls.astype(float), ["a", "b", "c"])["phases"]
+    assert phases["a"]["precision"] == 1.0 and phases["a"]["f1"] == 1.0
+    assert [phases["b"][k] for k in ("precision", "recall", "f1")] == [None, None, None]
+    assert phases["c"]["precision"] == 0.0 and phases["c"]["recall"] is None
+    assert phases["c"]["f1"] == 0.0 and phases["b"]["accuracy"] == 1.0

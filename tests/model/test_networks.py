@@ -164,6 +164,41 @@ def test_unknown_architecture_and_bad_lists(tmp_path) -> None:
         load_model(folder)
 
 
+def test_model_json_that_disagrees_with_the_weights_or_is_from_the_future(tmp_path) -> None:
+    """Swapped phase names would send every call to the wrong phase; one phase too many or few does
+    not fit the heads; a newer format version or another format is not silently read."""
+    folder, meta = _saved(tmp_path)
+    cases = {
+        "trained for bastnaesite, calcite, rhenium": {
+            "phases": ["calcite", "bastnaesite", "rhenium"]
+        },
+        "rhenium, quartz but the weights": {
+            "phases": [*PHASES, "quartz"],
+            "thresholds": [0.5] * 4,
+            "calibration": {"temperature": [1.0] * 4},
+        },
+        "format version 99": {"format_version": 99},
+        "is not 'xrdmtl-model'": {"format": "other"},
+    }
+    for words, change in cases.items():
+        (folder / "model.json").write_text(json.dumps({**meta, **change}))
+        with pytest.raises(ModelError) as err:
+            load_model(folder)
+        assert words in str(err.value) and "\n" not in str(err.value)
+    (folder / "model.json").write_text(json.dumps(meta))
+    assert load_model(folder).phases == PHASES
+
+
+def test_the_shipped_model_states_its_phases_in_the_weights() -> None:
+    from safetensors import safe_open
+
+    from xrdmtl.model.files import default_model_dir
+
+    with safe_open(str(default_model_dir() / "model.safetensors"), "pt") as fh:
+        phases = json.loads(fh.metadata()["phases"])
+    assert phases == load_model(default_model_dir()).phases == PHASES
+
+
 def test_wrong_input_shape(tmp_path) -> None:
     folder, _ = _saved(tmp_path)
     model = load_model(folder, device="cpu")

@@ -263,7 +263,9 @@ def test_cli_reflections_and_user_phases(tmp_path: Path) -> None:
         env={"COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.output
-    assert "2θ" in result.output and "0 0 2" in result.output
+    assert "2θ" in result.output and "002" in result.output
+    assert "2 -1" not in result.output  # a trigonal index with its overbar, 21̅4
+    assert "21\u03054" in result.output
     jc = tmp_path / "myre.jcpds"
     write_jcpds(get_phase("rhenium"), jc)
     cif = ph.builtin_cif_dir() / "zincite_ZnO.cif"
@@ -345,3 +347,27 @@ def test_library_roles_keep_the_unseen_minerals_out_of_training() -> None:
 
     drawn = {p.name for p in default_distractors([get_phase(t) for t in ph.TARGETS])}
     assert drawn.isdisjoint(ph.UNSEEN_MINERALS) and set(ph.ROCK_DISTRACTORS) <= drawn
+
+
+def _cubic_cif(path: Path, a: float) -> Path:
+    path.write_text(
+        "data_x\n"
+        + "".join(f"_cell_length_{k} {a}\n" for k in "abc")
+        + "".join(f"_cell_angle_{k} 90\n" for k in ("alpha", "beta", "gamma"))
+        + "_symmetry_space_group_name_H-M 'P 1'\nloop_\n_atom_site_label\n_atom_site_type_symbol\n"
+        "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\nSi1 Si 0 0 0\n"
+    )
+    return path
+
+
+def test_a_cell_too_large_to_tabulate_is_one_line_and_a_large_one_a_note(tmp_path: Path) -> None:
+    """A 500 Å cell has ~10⁹ reflections below Q = 8 Å⁻¹ (pymatgen: days): refused at once; a
+    20 Å cell (~70,000, about 10 s) is computed, after a note saying so."""
+    from xrdmtl.physics.phases import Phase, slow_table_note
+
+    with pytest.raises(PhaseError, match="500.0 × 500.0 × 500.0 Å.*supercell") as err:
+        Phase.from_cif(_cubic_cif(tmp_path / "huge.cif", 500))
+    assert "\n" not in str(err.value)
+    note = slow_table_note(Phase.from_cif(_cubic_cif(tmp_path / "big.cif", 20)))
+    assert note is not None and "big: a large cell" in note and "s, once" in note
+    assert slow_table_note(Phase.from_cif(_cubic_cif(tmp_path / "small.cif", 5))) is None

@@ -225,3 +225,16 @@ def test_confident_unlabeled_patterns_join_the_references() -> None:
     assert len(grown.labels) == 20 and grown.weight == fit.adapter.weight
     network_only = type(fit.adapter)(fit.adapter.features, fit.adapter.labels, 0.0, 1, 0.5)
     assert not pseudo_labeled(network_only, x[10:], p_net, [0.5])[2].any()
+
+
+def test_a_choice_the_nested_check_does_not_bear_out_is_overruled() -> None:
+    """14 independent patterns whose neighbours happen to agree: leave-one-out prefers a vote, but
+    made without each pattern in turn that choice scores below the network, so the network stays."""
+    rng = np.random.default_rng(0)
+    x, labels = _independent(rng, 14)
+    p = _a_decent_network(rng, labels, 0.1)
+    fit = fit_adapter(x, labels, p, [0.5] * 3)
+    assert fit.overruled is not None and fit.overruled.kind == "vote"
+    assert fit.chosen.kind == "network" and fit.adapter.weight == 0.0
+    assert fit.estimate is not None and fit.estimate.exact == fit.network.exact
+    assert fit.estimate.kinds["vote"] > 0  # the vote was chosen in some of the nested choices

@@ -206,7 +206,7 @@ def test_cli_train_lattice_range_sets_the_synthesis_coverage(tmp_path) -> None:
     from typer.testing import CliRunner
 
     from xrdmtl.cli.app import app
-    from xrdmtl.workflows.default_model import CONFIG
+    from xrdmtl.model.networks import SHIPPED_MTL_KWARGS
 
     args = ["train", "--out", str(tmp_path / "m"), "--steps", "2", "--eval-every", "2", "--val-size", "32",
             "--lattice-range", "0.97", "1.03"]  # fmt: skip
@@ -215,7 +215,7 @@ def test_cli_train_lattice_range_sets_the_synthesis_coverage(tmp_path) -> None:
     meta = load_model(tmp_path / "m").meta
     assert meta["training"]["config"]["synth"]["lattice_coverage"] == [0.97, 1.03]
     network = meta["architecture"]["kwargs"]
-    assert network["channels"] == CONFIG.arch_kwargs["channels"] == [24, 48, 64, 96, 128, 160]
+    assert network["channels"] == SHIPPED_MTL_KWARGS["channels"] == [24, 48, 64, 96, 128, 160]
     bad = CliRunner().invoke(
         app, ["train", "--out", str(tmp_path / "m2"), "--lattice-range", "1.01", "1.03"]
     )

@@ -12,6 +12,7 @@ from xrdmtl.workflows.crossval import (
     ROWS,
     CrossvalPlan,
     crossvalidate,
+    distinct_splits,
     format_table,
     nearest_neighbour_vote,
     strata_of,
@@ -91,3 +92,22 @@ def test_one_training_draw_for_crossval_and_the_experiment() -> None:
     assert np.array_equal(a, training_draw(labels, 8, seed=1, split=2))
     assert not np.array_equal(a, training_draw(labels, 8, seed=1, split=3))
     assert len(a) == 8 and len(np.unique(a)) == 8
+
+
+def test_splits_beyond_the_distinct_ones_are_capped_and_a_default_n_that_cannot_fit_is_dropped(
+    tmp_path,
+) -> None:
+    """3 stages × 2 patterns: N = 3 (one per stage) has 2³ = 8 distinct draws (N = 5: the stratum
+    short of one is fixed, 2); asking 1000 splits
+    scores each of the 8 once, with a note; the default curve's N = 10 is dropped with a note."""
+    base = toy_model(tmp_path / "base")
+    data = _run_like(2)
+    assert distinct_splits(data.labels, 3) == 8 and distinct_splits(data.labels, 5) == 2
+    notes: list[str] = []
+    plan = CrossvalPlan(ns=(3, 10), splits=1000, leave_one_out=False, default_ns=True)
+    res = crossvalidate(base, data, [f"p{i}" for i in range(6)], plan=plan, note=notes.append)
+    (curve,) = res.schemes
+    assert len(curve.exact["adapted"]) == 8 and curve.held_out == 8 * 3
+    assert any("N = 10" in n for n in notes) and any("only 8 different" in n for n in notes)
+    with pytest.raises(ValueError, match="got 10"):  # an N the user chose is not dropped
+        crossvalidate(base, data, [f"p{i}" for i in range(6)], plan=CrossvalPlan(ns=(10,)))

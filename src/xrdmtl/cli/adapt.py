@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,13 +15,15 @@ from .app import (
     PoniOpt,
     WavelengthOpt,
     XUnitOpt,
-    _check_model_out,
+    _check_seed,
     _reading_options,
     app,
     clean_errors,
     console,
     err_console,
 )
+from .notes import contradict, unused
+from .outputs import ForceOpt, labeled_files
 
 StepsOpt = Annotated[
     int,
@@ -33,18 +34,25 @@ StepsOpt = Annotated[
     ),
 ]
 LayersOpt = Annotated[
-    str, typer.Option("--layers", help="Network layers fine-tuned with --steps: heads or all.")
+    str | None,
+    typer.Option(
+        "--layers", help="Network layers fine-tuned with --steps: heads (default) or all."
+    ),
 ]
 ContradictedOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--contradicted",
-        help="Labels the physics audit contradicts: auto (as leave-one-out scores best), drop "
-        "(their patterns leave the vote), drop-labels (only those labels) or keep.",
+        help="Labels the physics audit contradicts: auto (default: as leave-one-out scores "
+        "best), drop (their patterns leave the vote), drop-labels (only those labels) or keep.",
     ),
 ]
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..io.read import ReadOptions
+    from ..training.adapt import AdaptConfig
     from ..workflows.adapt import AdaptReport, NetworkTuning
 
 
@@ -52,19 +60,73 @@ def _note(msg: str) -> None:
     err_console.print(f"note: {msg}", highlight=False, soft_wrap=True)
 
 
-def _policy(contradicted: str, drop_contradicted: bool, audit: bool) -> str:
-    """The contradicted-label policy the options ask for (AdaptConfig checks its name)."""
-    if drop_contradicted:
-        contradicted = "drop"
-    if contradicted.startswith("drop") and not audit:
+def _policy(contradicted: str | None, drop_contradicted: bool, audit: bool) -> str:
+    """The policy for contradicted labels (AdaptConfig checks its name); contradicting or idle
+    options said so."""
+    if drop_contradicted and contradicted not in (None, "drop"):
+        contradict("--drop-contradicted", f"--contradicted {contradicted}")
+    policy = "drop" if drop_contradicted else contradicted or "auto"
+    if policy.startswith("drop") and not audit:
         raise XrdmtlError("dropping contradicted labels needs the audit: leave out --no-audit")
-    return contradicted
+    if contradicted is not None and not audit:
+        unused("--contradicted", "with --no-audit no label is found contradicted")
+    return policy
 
 
-def _tuning(steps: int, layers: str, seed: int, adapt_lattice: bool) -> NetworkTuning:
+def _tuning(steps: int, layers: str | None, seed: int, adapt_lattice: bool) -> NetworkTuning:
+    """The network fine-tuning; --layers and --adapt-lattice without --steps said to do nothing."""
     from ..workflows.adapt import NetworkTuning
 
-    return NetworkTuning(steps=steps, layers=layers, seed=seed, adapt_lattice=adapt_lattice)
+    if steps == 0:
+        for option, given in (("--layers", layers is not None), ("--adapt-lattice", adapt_lattice)):
+            if given:
+                unused(option, "it shapes the network fine-tuning, which needs --steps N")
+    return NetworkTuning(
+        steps=steps, layers=layers or "heads", seed=seed, adapt_lattice=adapt_lattice
+    )
+
+
+def _earlier_references(model: str | None) -> int:
+    """How many labeled references the model already holds (an adapted model's adapter), 0 if none."""
+    from ..model.files import read_meta
+    from .outputs import model_dir
+
+    adapter = read_meta(model_dir(model)).get("adapter")
+    return int(adapter.get("n_references", 0)) if isinstance(adapter, dict) else 0
+
+
+def _adapt(
+    labels: Path,
+    folder: Path,
+    out: Path,
+    model: str | None,
+    options: ReadOptions,
+    config: AdaptConfig,
+    tuning: NetworkTuning,
+    audit: bool,
+    unlabeled: Sequence[str],
+) -> AdaptReport:
+    """Adapt into ``folder`` (staged: it becomes ``out``), the report naming ``out``. An adapted
+    model fine-tuned again starts from its network: its earlier references are replaced, with a note."""
+    import dataclasses
+
+    from ..workflows.adapt import adapt_to_labels
+    from .outputs import rewrite_json
+
+    earlier = _earlier_references(model)
+    if earlier:
+        _note(
+            f"the model's {earlier} earlier labeled reference(s) are replaced by the patterns of "
+            f"{labels} (fine-tuning starts from its network; give every label in one labels file "
+            "to keep them all)"
+        )
+    report = adapt_to_labels(
+        labels, folder, model, options, config=config, tuning=tuning, audit=audit,
+        unlabeled=unlabeled, note=_note,
+    )  # fmt: skip
+    report = dataclasses.replace(report, out=out)
+    rewrite_json(folder / "adaptation.json", report.to_dict())
+    return report
 
 
 def _choice_lines(report: AdaptReport) -> list[str]:
@@ -76,7 +138,13 @@ def _choice_lines(report: AdaptReport) -> list[str]:
         f"adapted model in {report.out} ({report.seconds:.0f} s, {len(report.files)} labeled "
         f"patterns): {fit.regime.describe()}",
     ]
-    if chosen.kind == "network" and not report.adapted.network_tuned:
+    if fit.overruled is not None:
+        lines.append(
+            f"kept the network alone: leave-one-out preferred {fit.overruled.describe()} "
+            f"({fit.overruled.exact:.1%}), but repeated without each labeled pattern that choice "
+            f"scored below the network ({null.exact:.1%})"
+        )
+    elif chosen.kind == "network" and not report.adapted.network_tuned:
         rivals = [c for c in fit.candidates if c is not null]
         best = min(rivals, key=lambda c: c.brier) if rivals else None
         why = (
@@ -115,9 +183,9 @@ def finetune_cmd(
     poni: PoniOpt = None,
     mask: MaskOpt = "none",
     steps: StepsOpt = 0,
-    layers: LayersOpt = "heads",
+    layers: LayersOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (network fine-tuning).")] = 0,
-    contradicted: ContradictedOpt = "auto",
+    contradicted: ContradictedOpt = None,
     audit: Annotated[
         bool, typer.Option("--audit/--no-audit", help="Audit the labels on the physics first.")
     ] = True,
@@ -139,6 +207,7 @@ def finetune_cmd(
             "those called confidently join the references.",
         ),
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Adapt a model to your labeled patterns, so the rest of your run is labeled the way you label.
 
@@ -146,24 +215,24 @@ def finetune_cmd(
     chooses by leave-one-out over your labels how much a vote of your most similar labeled patterns
     weighs against the network, and writes a model folder that predict, evaluate and audit use as
     any other. OUT/adaptation.json has every candidate's leave-one-out score."""
-    from ..model.files import default_model_dir
     from ..training.adapt import AdaptConfig
-    from ..workflows.adapt import adapt_to_labels
+    from .outputs import check_model_out, inputs_of, write_model
 
-    options = _reading_options(wavelength, x_unit, poni, mask)
-    _check_model_out(out, model or default_model_dir(), labels)
+    options = _reading_options(wavelength, x_unit, poni, mask, labeled_files(labels))
+    _check_seed(seed)
     config = AdaptConfig(contradicted=_policy(contradicted, drop_contradicted, audit))
-    report = adapt_to_labels(
-        labels, out, model, options, config=config,
-        tuning=_tuning(steps, layers, seed, adapt_lattice), audit=audit, unlabeled=unlabeled or (), note=_note,
+    tuning = _tuning(steps, layers, seed, adapt_lattice)
+    check_model_out(out, inputs_of(labels=labels, model=model, poni=poni, mask=mask), force)
+    report = write_model(
+        out, False, lambda folder: _adapt(labels, folder, out, model, options, config, tuning, audit, unlabeled or ())
     )  # fmt: skip
     for line in report.skipped:
         err_console.print(f"skipped: {line}", highlight=False, soft_wrap=True)
     if audit:
-        names = ", ".join(Path(f).name for f in report.flagged) or "none"
+        said = [f"{Path(c.split(': ')[0]).name}: {c.split(': ')[1]}" for c in report.contradicted]
         console.print(
-            f"label audit: {len(report.flagged)} pattern(s) with a contradicted label ({names}); "
-            f"table in {out / 'audit.csv'}",
+            f"label audit: {len(report.contradicted)} label(s) contradicted by the patterns "
+            f"({', '.join(said) or 'none'}); table in {out / 'audit.csv'}",
             highlight=False,
             soft_wrap=True,
         )
@@ -199,22 +268,24 @@ def crossval_cmd(
     poni: PoniOpt = None,
     mask: MaskOpt = "none",
     ns: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--n",
-            help="Comma-separated numbers of labeled patterns for the leave-k-out curve ('' for none).",
+            help="Comma-separated numbers of labeled patterns for the leave-k-out curve ('' for "
+            "none; default 5,10,20, those the labels allow).",
         ),
-    ] = "5,10,20",
+    ] = None,
     splits: Annotated[
-        int, typer.Option("--splits", min=1, help="Random stratified splits per N.")
-    ] = 5,
+        int | None,
+        typer.Option("--splits", min=1, help="Random stratified splits per N (default 5)."),
+    ] = None,
     loo: Annotated[
         bool, typer.Option("--loo/--no-loo", help="Leave-one-out over all labeled patterns.")
     ] = True,
     steps: StepsOpt = 0,
-    layers: LayersOpt = "heads",
+    layers: LayersOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the splits.")] = 0,
-    contradicted: ContradictedOpt = "auto",
+    contradicted: ContradictedOpt = None,
     drop_contradicted: Annotated[
         bool, typer.Option("--drop-contradicted", help="Same as --contradicted drop.")
     ] = False,
@@ -238,18 +309,23 @@ def crossval_cmd(
     from ..training.adapt import AdaptConfig
     from ..workflows.crossval import CrossvalPlan, crossvalidate_labels, format_table
 
-    options = _reading_options(wavelength, x_unit, poni, mask)
+    options = _reading_options(wavelength, x_unit, poni, mask, labeled_files(labels))
+    _check_seed(seed)
     try:
-        counts = tuple(int(n) for n in ns.split(",") if n.strip())
+        counts = tuple(
+            int(n) for n in (ns if ns is not None else "5,10,20").split(",") if n.strip()
+        )
     except ValueError as exc:
         raise XrdmtlError(f"--n must be comma-separated integers, got {ns!r}") from exc
     if not loo and not counts:
         raise XrdmtlError("nothing to do: give --n or leave --loo on")
+    if splits is not None and not counts:
+        unused("--splits", "it sets the draws of the leave-k-out curve, which --n '' turns off")
     config = AdaptConfig(contradicted=_policy(contradicted, drop_contradicted, True))
     try:
         result = crossvalidate_labels(
             labels, model, options, config=config,
-            plan=CrossvalPlan(counts, splits, seed, loo, transductive), tuning=_tuning(steps, layers, seed, False),
+            plan=CrossvalPlan(counts, splits or 5, seed, loo, transductive, default_ns=ns is None), tuning=_tuning(steps, layers, seed, False),
             note=_note,
         )  # fmt: skip
     except (
@@ -259,7 +335,9 @@ def crossval_cmd(
             raise
         raise XrdmtlError(f"--n {ns}: {exc} (for the patterns these labels hold)") from None
     if as_json:
-        print(json.dumps(result.to_dict()))
+        from ..io.writers import json_text
+
+        print(json_text(result.to_dict()))
         return
     console.print(format_table({Path(labels).name: result}), highlight=False, soft_wrap=True)
     if result.flagged:

@@ -6,10 +6,9 @@ when any input failed, after processing the rest.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,8 +16,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from ..errors import XrdmtlError
+from ..errors import OutputError, XrdmtlError
 from ..progress import ProgressBar
+from .notes import contradict, unused
+from .outputs import ForceOpt
 
 if TYPE_CHECKING:
     from ..io.read import ReadOptions
@@ -91,13 +92,29 @@ def clean_errors(func: Callable[..., Any]) -> Callable[..., Any]:
                 f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True
             )
             sys.exit(2)
-        except KeyboardInterrupt:
-            err_console.print(
-                "interrupted (Ctrl-C): nothing written", highlight=False, soft_wrap=True
-            )
+        except KeyboardInterrupt as exc:
+            what = str(exc) or "nothing written"
+            err_console.print(f"interrupted (Ctrl-C): {what}", highlight=False, soft_wrap=True)
+            _quiet_shutdown()
             sys.exit(130)
 
     return wrapper
+
+
+def _quiet_shutdown() -> None:
+    """After a handled Ctrl-C, a second one while Python joins the worker pool's threads at exit
+    ends the process at once (the default action) instead of printing a traceback from
+    ``threading._shutdown``. Set at the start of that shutdown, so a test run going on in-process
+    keeps its own Ctrl-C handling."""
+    import contextlib
+    import signal
+    import threading
+
+    register = getattr(threading, "_register_atexit", None)  # runs before threads are joined
+    if register is None or threading.current_thread() is not threading.main_thread():
+        return
+    with contextlib.suppress(RuntimeError):  # already shutting down
+        register(signal.signal, signal.SIGINT, signal.SIG_DFL)
 
 
 @app.command("phases")
@@ -116,18 +133,26 @@ def phases_cmd(
         list[Path] | None, typer.Option("--jcpds", help="Add a Dioptas .jcpds phase.")
     ] = None,
     max_rows: Annotated[
-        int, typer.Option("--max", help="Show at most N reflections, the strongest.")
-    ] = 40,
+        int | None,
+        typer.Option("--max", help="Show at most N reflections, the strongest (default 40)."),
+    ] = None,
 ) -> None:
     """The phase library (name, formula, space group, cell, source), or one phase's reflections."""
     from rich.table import Table
 
+    from ..physics.miller import format_hkl
     from ..physics.phases import Phase, get_phase, library, library_role
 
     if wavelength is not None and not wavelength > 0:
         raise XrdmtlError(f"--wavelength must be positive, got {wavelength}")
+    if name is None:
+        for option, value in (("--wavelength", wavelength), ("--max", max_rows)):
+            if value is not None:
+                unused(option, "it shapes one phase's reflection table: name the phase")
+    max_rows = 40 if max_rows is None else max_rows
     phases = library()
     phases.update({p.name: p for p in map(Phase.from_cif, cif or [])})
+    _note_slow_phases(phases.values() if name is not None else ())
     phases.update({p.name: p for p in map(Phase.from_jcpds, jcpds or [])})
     if name is None:
         table = Table(title="xrdmtl phase library")
@@ -158,7 +183,7 @@ def phases_cmd(
     for i in range(len(refl.q)):
         tth = [f"{refl.two_theta[i]:.3f}"] if wavelength and refl.two_theta is not None else []
         table.add_row(
-            " ".join(map(str, refl.hkl[i])),
+            format_hkl(refl.hkl[i]),
             f"{refl.d[i]:.4f}",
             f"{refl.q[i]:.4f}",
             *tth,
@@ -232,6 +257,33 @@ SchedulerOpt = Annotated[
 ]
 
 
+def _check_seed(seed: int) -> None:
+    """A random seed is a non-negative integer (numpy and torch refuse the others)."""
+    if not 0 <= seed < 2**32:
+        raise XrdmtlError(f"--seed must be an integer from 0 to 2**32 - 1, got {seed}")
+
+
+def _phase_list(phases: str) -> list[str]:
+    """The comma-separated ``--phases``: at least one, each once."""
+    names = [p.strip() for p in phases.split(",") if p.strip()]
+    if not names:
+        raise XrdmtlError(f"--phases names no phase (got {phases!r}): e.g. --phases calcite,quartz")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise XrdmtlError(f"--phases names {', '.join(twice)} more than once")
+    return names
+
+
+def _note_slow_phases(phases: Iterable[Any]) -> None:
+    """A note for each phase whose reflections take long to compute (a large cell from a CIF)."""
+    from ..physics.phases import slow_table_note
+
+    for p in phases:
+        line = slow_table_note(p)
+        if line is not None:
+            err_console.print(f"note: {line}", highlight=False, soft_wrap=True)
+
+
 def _predictor(
     model: str | None, threshold: float | None, guard: bool, verify: bool = False
 ) -> Any:
@@ -242,53 +294,60 @@ def _predictor(
 
 
 def _reading_options(
-    wavelength: float | None, x_unit: str | None, poni: Path | None, mask: str
+    wavelength: float | None,
+    x_unit: str | None,
+    poni: Path | None,
+    mask: str,
+    files: Sequence[str] = (),
 ) -> ReadOptions:
     """The command's reading options (ReadOptions checks them); fail early, with one line, on
-    options that cannot work."""
+    options that cannot work, and note those that none of the run's ``files`` uses."""
     from ..io.read import ReadOptions
+    from .notes import mask_without_geometry, reading_notes
 
     options = ReadOptions(wavelength, x_unit, poni, mask)
     if poni is not None:  # a broken geometry fails every frame: say so once, before any work
         from ..io.read import cached_integrator
 
-        cached_integrator(str(poni))
+        cached_integrator(str(poni), wavelength)
+    mask_without_geometry(poni, mask)
+    reading_notes(files, poni, mask, x_unit)
     return options
 
 
 def _check_predict_outputs(
-    paths: list[str],
+    files: list[str],
     poni: Path | None,
     out: Path | None,
     plot: Path | None,
     save_integrated: Path | None,
     save_mask: Path | None = None,
-    others: tuple[str | Path | None, ...] = (),
+    model: str | None = None,
+    mask: str = "none",
+    force: bool = False,
 ) -> None:
-    """Refuse, before any work, outputs that would destroy an input (a pattern, the geometry, the
-    mask, the model: ``others``) or cannot be written."""
-    from ..io.read import expand_inputs
-    from ..io.writers import check_output_file, check_output_folder
+    """Refuse, before any work, outputs the output rule (docs/outputs.md) forbids: one that would
+    destroy an input (a pattern, the geometry, the mask, the model), replace a file
+    predict did not write (without ``force``), or cannot be written."""
+    from ..inference.parallel import integrated_conflicts
+    from ..outputs import check_apart, check_folder
+    from .outputs import check_out_file, check_plots, inputs_of
 
     if out is None and plot is None and save_integrated is None and save_mask is None:
         return
-    files, _ = expand_inputs(paths, poni is not None)
+    others = {"--out": out, "--save-integrated": save_integrated, "--save-mask": save_mask}
+    check_apart("--plot", plot, others)
+    inputs = inputs_of(patterns=files, model=model, poni=poni, mask=mask)
     if out is not None:
-        check_output_file(
-            out, "--out", [*files, *(str(o) for o in (poni, *others) if o is not None)]
-        )
-    if plot is not None:
-        check_output_folder(plot, "--plot")
-    from ..errors import OutputError
-    from ..inference.parallel import integrated_conflicts
-
+        check_out_file(out, "--out", inputs, "predictions", force)
+    check_plots(plot, inputs)
     for option, folder, suffix in (
         ("--save-integrated", save_integrated, ".xy"),
         ("--save-mask", save_mask, ".edf"),
     ):
         if folder is None:
             continue
-        check_output_folder(folder, option)
+        check_folder(folder, option, inputs=inputs, alongside=True)
         taken = integrated_conflicts(files, folder, poni is not None, suffix)
         if taken:
             more = f" and {len(taken) - 3} more" if len(taken) > 3 else ""
@@ -297,34 +356,6 @@ def _check_predict_outputs(
                 f"file(s) ({', '.join(p.name for p in taken[:3])}{more}); choose a new folder "
                 "or remove them"
             )
-
-
-def _model_inputs(model: str | None, mask: str) -> tuple[str | Path | None, ...]:
-    """The files besides the patterns that a run reads: the mask file and the model's two files."""
-    from ..model.files import default_model_dir, model_files
-
-    weights, meta = model_files(model or default_model_dir())
-    return (None if mask in ("none", "auto") else mask, weights, meta)
-
-
-def _check_model_out(out: Path, model: str | Path | None, labels: Path | None) -> None:
-    """Refuse, before any work, a model ``--out`` folder that is the model being fine-tuned, the
-    labels, a file, or not writable."""
-    import os
-
-    from ..errors import OutputError
-    from ..io.writers import check_output_folder
-
-    if model is not None:
-        folder = Path(model).parent if str(model).endswith(".safetensors") else Path(model)
-        if os.path.realpath(out) == os.path.realpath(folder):
-            raise OutputError(
-                f"--out {out} is the --model folder: fine-tuning would overwrite the model it "
-                "starts from; choose another folder"
-            )
-    if labels is not None and os.path.realpath(out) == os.path.realpath(labels):
-        raise OutputError(f"--out {out} is the labels file: choose a folder for the model")
-    check_output_folder(out, "--out")
 
 
 def _predictions_json(preds: list, predictor: Any) -> dict:
@@ -340,13 +371,6 @@ def _predictions_json(preds: list, predictor: Any) -> dict:
     }
 
 
-def _tail(text: str, n: int) -> str:
-    """The end of ``text`` in ``n`` characters, an ellipsis in front where cut (markup escaped)."""
-    from rich.markup import escape
-
-    return escape(text if len(text) <= n else "…" + text[len(text) - n + 1 :])
-
-
 def _clip(text: str, n: int = 60) -> str:
     """``text`` cut to ``n`` characters, with an ellipsis where cut (markup escaped)."""
     from rich.markup import escape
@@ -357,19 +381,24 @@ def _clip(text: str, n: int = 60) -> str:
 def _summary_table(preds: list, phases: list[str], title: str) -> Any:
     """A rich table: one row per pattern for small runs (probability per phase, ✓ where called),
     counts per phase for large ones."""
+    from rich.markup import escape
     from rich.table import Table
+
+    from .names import distinct_clips
 
     ok = [p for p in preds if p.ok]
     table = Table(title=title)
     if len(preds) <= 40:
         table.caption = "p per phase, ✓ = called present; full warnings in the CSV"
-        # a file name keeps one line: its end (the part that tells files apart) within the room left
+        # a file name keeps one line within the room left, cut where the names stay distinct
         room = max(16, min(60, err_console.width - sum(max(len(n), 6) + 3 for n in phases) - 28))
-        table.add_column("file", no_wrap=True, max_width=room)
+        shown = distinct_clips([p.file for p in preds], room)
+        width = max(map(len, shown), default=4)  # kept whole: rich would cut names again
+        table.add_column("file", no_wrap=True, min_width=width, max_width=room)
         for name in phases:
             table.add_column(name, justify="right", no_wrap=True, min_width=6)
         table.add_column("warning / error", overflow="fold", min_width=20)
-        for p in preds:
+        for p, file in zip(preds, map(escape, shown), strict=True):
             if p.ok:
                 cells = [
                     f"[green]{p.probabilities[n]:.2f} ✓[/green]"
@@ -378,14 +407,12 @@ def _summary_table(preds: list, phases: list[str], title: str) -> Any:
                     for n in phases
                 ]
                 table.add_row(
-                    _tail(p.file, room),
+                    file,
                     *cells,
                     f"[yellow]{_clip(p.warning)}[/yellow]" if p.warning else "",
                 )
             else:
-                table.add_row(
-                    _tail(p.file, room), *(["-"] * len(phases)), f"[red]{_clip(p.error)}[/red]"
-                )
+                table.add_row(file, *(["-"] * len(phases)), f"[red]{_clip(p.error)}[/red]")
         return table
     table.add_column("phase")
     table.add_column("found in", justify="right")
@@ -407,20 +434,18 @@ def examples_cmd(
     """Copy the bundled example patterns into a folder: six of the paper's measured HDAC patterns
     (.npy, 2θ at 0.561 Å: give --wavelength 0.561) and their labels.csv, as the README tour uses them.
     Never overwrites a file."""
-    from importlib import resources
-
     from ..atomic import write_bytes
-    from ..errors import OutputError
-    from ..io.writers import check_output_folder
+    from ..io.examples import examples_dir
+    from ..outputs import check_folder
 
-    src = Path(str(resources.files("xrdmtl") / "data" / "examples"))
+    src = examples_dir()
     files = sorted(
         p.relative_to(src)
         for p in src.rglob("*")
         if p.is_file()
         and not any(part.startswith((".", "__")) for part in p.relative_to(src).parts)
     )
-    check_output_folder(folder, "examples FOLDER")
+    check_folder(folder, "examples FOLDER", alongside=True)
     taken = [str(p) for p in files if (folder / p).exists()]
     if taken:
         raise OutputError(
@@ -485,37 +510,49 @@ def predict_cmd(
         typer.Option(
             "--json",
             help="Print one JSON object (per-pattern results) "
-            "on stdout instead of the CSV and the table.",
+            "on stdout instead of the CSV and the table (--out FILE.json writes it there).",
         ),
     ] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Call each phase of the model in every pattern: a CSV row per file (or frame) with
     p_<phase>, 0/1 calls, a warning (unexplained peaks, uncertain calls) and an error column,
-    then the wavelength, its source and the x unit each pattern was read with."""
-    from ..io.writers import write_csv
+    then the wavelength, its source and the x unit each pattern was read with.
+    An --out ending in .json gets the JSON object of --json instead of the CSV."""
+    from ..atomic import write_text
+    from ..io.read import expand_inputs, is_frame
+    from ..io.writers import json_text, write_csv
+    from .outputs import plots_into
 
-    options = _reading_options(wavelength, x_unit, poni, mask)
+    files = expand_inputs(paths, poni is not None)[0]
+    options = _reading_options(wavelength, x_unit, poni, mask, files)
+    if save_integrated is not None and files and not any(is_frame(f, True) for f in files):
+        unused("--save-integrated", "no input is a 2D frame (it saves the integrated frames)")
     if save_mask is not None and mask != "auto":
         raise XrdmtlError("--save-mask saves the masks that --mask auto finds: add --mask auto")
-    _check_predict_outputs(
-        paths, poni, out, plot, save_integrated, save_mask, others=_model_inputs(model, mask)
-    )
+    _check_predict_outputs(files, poni, out, plot, save_integrated, save_mask, model, mask, force)
     predictor = _predictor(model, threshold, guard, verify)
-    preds = predictor.predict_files(
-        paths,
-        options,
-        workers=workers,
-        scheduler=scheduler,
-        plot_dir=plot,
-        save_integrated=save_integrated,
-        save_mask=save_mask,
-    )
-    text = write_csv(preds, predictor.phases, out)
+    with plots_into(plot) as plot_dir:
+        preds = predictor.predict_files(
+            paths,
+            options,
+            workers=workers,
+            scheduler=scheduler,
+            plot_dir=plot_dir,
+            save_integrated=save_integrated,
+            save_mask=save_mask,
+        )
+    as_text = json_text(_predictions_json(preds, predictor), indent=1, ensure_ascii=False) + "\n"
+    json_out = out is not None and out.suffix.lower() == ".json"
+    text = write_csv(preds, predictor.phases, None if json_out else out)
+    if json_out and out is not None:
+        try:
+            write_text(out, as_text)
+        except OSError as exc:
+            raise OutputError(f"cannot write --out {out}: {exc.strerror or exc}") from None
     failed = [p for p in preds if not p.ok]
     if as_json:
-        sys.stdout.write(
-            json.dumps(_predictions_json(preds, predictor), indent=1, ensure_ascii=False) + "\n"
-        )
+        sys.stdout.write(as_text)
         sys.stdout.flush()
         for p in failed:
             err_console.print(
@@ -530,7 +567,7 @@ def predict_cmd(
     show = console if out is not None else err_console
     warned = sum(1 for p in preds if p.ok and p.warning)
     show.print(_summary_table(preds, predictor.phases, "xrdmtl predict"))
-    where = f"; CSV: {out}" if out is not None else ""
+    where = f"; {'JSON' if json_out else 'CSV'}: {out}" if out is not None else ""
     plots = f"; plots: {plot}/" if plot is not None else ""
     show.print(
         f"{len(preds)} pattern(s), {len(failed)} failed, {warned} with warnings{where}{plots}",
@@ -564,11 +601,11 @@ def evaluate_cmd(
 ) -> None:
     """Predict the labeled patterns and score the calls: per-phase accuracy, F1 and ROC AUC,
     exact-match accuracy, and the misclassified files."""
-    import json
-
+    from ..io.writers import json_text
     from ..workflows.evaluate import evaluate_labels
+    from .outputs import labeled_files
 
-    options = _reading_options(wavelength, x_unit, poni, mask)
+    options = _reading_options(wavelength, x_unit, poni, mask, labeled_files(labels))
     predictor = _predictor(model, threshold, guard, verify)
     result = evaluate_labels(
         predictor,
@@ -579,7 +616,7 @@ def evaluate_cmd(
         note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
     )
     if as_json:
-        sys.stdout.write(json.dumps(result, indent=1) + "\n")
+        sys.stdout.write(json_text(result, indent=1) + "\n")
     else:
         _print_evaluation(result, predictor.phases)
     if result["failed"]:
@@ -632,46 +669,6 @@ def _print_evaluation(result: dict, phases: list[str]) -> None:
         console.print("no misclassified pattern")
 
 
-@app.command("experiment")
-@clean_errors
-def experiment_cmd(
-    out: Annotated[
-        Path,
-        typer.Option("--out", help="Folder for results.json, the report, cached data and models."),
-    ],
-    quick: Annotated[
-        bool, typer.Option("--quick", help="Smaller budgets: at most 10 minutes on 2 cores.")
-    ] = False,
-    toy: Annotated[
-        bool, typer.Option("--toy", help="Tiny budgets: a smoke test of the pipeline (seconds).")
-    ] = False,
-    seeds: Annotated[
-        int | None, typer.Option("--seeds", min=1, help="Seeds per setting (default: 3; --toy: 2).")
-    ] = None,
-) -> None:
-    """Run the paper's four comparisons (multi-task vs binary CNNs, losses, data efficiency, masked vs
-    unmasked) and write results.json, report.md and a self-contained report.html into --out."""
-    from ..workflows.experiment import ExperimentConfig, run_experiment
-    from ..workflows.report import write_report
-
-    if quick and toy:
-        raise typer.BadParameter("--quick and --toy exclude each other")
-    preset = "toy" if toy else "quick" if quick else "full"
-    config = ExperimentConfig.preset(preset, seeds=seeds)
-    command = " ".join(
-        ["xrdmtl experiment --out", str(out)]
-        + [f"--{preset}"] * (preset != "full")
-        + ([f"--seeds {seeds}"] if seeds is not None else [])
-    )
-    results = run_experiment(out, config, progress=True, command=command)
-    md = write_report(results, out)
-    console.print(
-        f"results: {results.path}\nreport: {md} and {md.with_suffix('.html')} "
-        f"({results.data['meta']['wall_time_s']:.0f} s)",
-        highlight=False,
-    )
-
-
 @app.command("audit")
 @clean_errors
 def audit_cmd(
@@ -688,39 +685,49 @@ def audit_cmd(
         Path | None, typer.Option("--plot", help="Folder for a PNG per flagged pattern.")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="CSV to write: one row per label.")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="CSV to write: one row per label (FILE.json: the --json object)."
+        ),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of tables.")
     ] = False,
+    force: ForceOpt = False,
 ) -> None:
     """The evidence for and against each label (model probability, peak matches against the phase's
     reflections) with a verdict per label: agrees, uncertain or contradicted; a plot per flagged pattern."""
-    import json
-
+    from ..io.writers import json_text
+    from ..outputs import check_apart
     from ..workflows.audit import audit_labels
+    from .outputs import check_out_file, check_plots, inputs_of, labeled_files, plots_into
 
-    options = _reading_options(wavelength, x_unit, poni, mask)
+    options = _reading_options(wavelength, x_unit, poni, mask, labeled_files(labels))
+    if no_model and model is not None:
+        unused("--model", "--no-model weighs the peak evidence alone")
+    inputs = inputs_of(labels=labels, model=model, poni=poni, mask=mask)
+    check_apart("--plot", plot, {"--out": out})
     if out is not None:
-        from ..io.writers import check_output_file
+        check_out_file(out, "--out", inputs, "audit", force)
+    check_plots(plot, inputs)
+    with plots_into(plot) as plot_dir:
+        table = audit_labels(
+            labels,
+            model,
+            options,
+            use_model=not no_model,
+            plot_dir=plot_dir,
+            note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
+        )
+    doc = json_text(table.to_json(), indent=1) + "\n"
+    if out is not None and out.suffix.lower() == ".json":
+        from ..atomic import write_text
 
-        check_output_file(out, "--out", labels=labels)
-    if plot is not None:
-        from ..io.writers import check_output_folder
-
-        check_output_folder(plot, "--plot")
-    table = audit_labels(
-        labels,
-        model,
-        options,
-        use_model=not no_model,
-        plot_dir=plot,
-        note=lambda msg: err_console.print(f"note: {msg}", highlight=False),
-    )
-    if out is not None:
+        write_text(out, doc)
+    elif out is not None:
         table.to_csv(out)
     if as_json:
-        sys.stdout.write(json.dumps(table.to_json(), indent=1) + "\n")
+        sys.stdout.write(doc)
     else:
         console.print(table.rich_table())
         for source, acc in table.accuracy().items():
@@ -770,10 +777,15 @@ def simulate_frames_cmd(
     """Simulate diamond-anvil-cell detector frames (EDF), the .poni geometry, true spot masks,
     labels.csv, and each frame integrated unmasked/ and masked/ (pyFAI text format, own labels.csv)."""
     from ..synthesis.frames import simulate_frames
+    from .outputs import simulated_into
 
-    with ProgressBar(n, "simulating frames") as bar:
+    _check_seed(seed)
+    with (
+        simulated_into(out, "simulate frames") as stage,
+        ProgressBar(n, "simulating frames") as bar,
+    ):
         simulate_frames(
-            out,
+            stage,
             n,
             seed=seed,
             wavelength=wavelength,
@@ -814,12 +826,17 @@ def simulate_patterns_cmd(
     """Simulate labeled 1D patterns of the default targets (every distortion, masked and unmasked
     looks) with labels.csv."""
     from ..synthesis.patterns import write_patterns
+    from .outputs import simulated_into
 
     if fmt not in ("xy", "h5"):
         raise typer.BadParameter("--format must be xy or h5")
-    with ProgressBar(n, "simulating patterns") as bar:
+    _check_seed(seed)
+    with (
+        simulated_into(out, "simulate patterns") as stage,
+        ProgressBar(n, "simulating patterns") as bar,
+    ):
         labels = write_patterns(
-            out,
+            stage,
             n,
             seed,
             fmt=fmt,
@@ -843,6 +860,31 @@ def _labeled_inputs(
     for line in failed:
         err_console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
     return model_input(data.intensity, data.coverage, grid.step), data.labels
+
+
+def _train_reading_notes(
+    labels: Path | None, wavelength: float | None, x_unit: str | None, poni: Path | None, mask: str
+) -> None:
+    """train reads patterns only for --labels: its reading options do nothing without."""
+    given = [
+        o
+        for o, v in (("--wavelength", wavelength), ("--x-unit", x_unit), ("--poni", poni))
+        if v is not None
+    ] + (["--mask"] if mask != "none" else [])
+    if labels is None and given:
+        unused(", ".join(given), "train reads patterns only for --labels (training is synthetic)")
+
+
+def _print_trained(out: Path, result: Any) -> None:
+    """The one line train ends with: where the model is, its size, and its held-out figures."""
+    final = result.final
+    accs = ", ".join(f"{k[8:]} {v:.1%}" for k, v in final.items() if k.startswith("val_acc_"))
+    console.print(
+        f"model in {out} ({result.n_parameters:,} parameters, best step {result.best_step}, "
+        f"{result.seconds:.0f} s): held-out simulated exact match {final['val_exact']:.1%} ({accs}); "
+        f"ECE {result.calibration['ece_before']:.3f} → {result.calibration['ece_after']:.3f}",
+        highlight=False,
+    )
 
 
 @app.command("train")
@@ -917,18 +959,26 @@ def train_cmd(
     x_unit: XUnitOpt = None,
     poni: PoniOpt = None,
     mask: MaskOpt = "none",
+    force: ForceOpt = False,
 ) -> None:
     """Train a model on synthetic patterns of the phases (no labeled data needed)."""
+    from ..model.networks import SHIPPED_MTL_KWARGS
     from ..training.train import TrainConfig, make_synthesizer, train
-    from ..workflows.default_model import CONFIG as DEFAULT_MODEL
+    from .outputs import check_model_out, inputs_of, labeled_files, write_model
 
-    _check_model_out(out, None, labels)
+    _check_seed(seed)
+    names = _phase_list(phases)
+    if epochs is not None and steps is not None:
+        contradict("--epochs", "--steps")
+    _train_reading_notes(labels, wavelength, x_unit, poni, mask)
+    inputs = inputs_of(labels=labels, poni=poni, mask=mask, cif=cif or [])
+    check_model_out(out, inputs, force, resume)
     steps = epochs * eval_every if epochs is not None else steps
     config = TrainConfig(  # it checks the settings
-        phases=[p.strip() for p in phases.split(",") if p.strip()],
+        phases=names,
         cif=[str(c) for c in cif or []],
         arch=arch,
-        arch_kwargs=dict(DEFAULT_MODEL.arch_kwargs) if arch == DEFAULT_MODEL.arch else {},
+        arch_kwargs=dict(SHIPPED_MTL_KWARGS) if arch == "mtl" else {},
         loss=loss or TrainConfig.loss,
         steps=steps or TrainConfig.steps,
         seed=seed,
@@ -938,18 +988,18 @@ def train_cmd(
         synth={"lattice_coverage": list(lattice_range)} if lattice_range else {},
     )
     synth = make_synthesizer(config)
+    _note_slow_phases(getattr(synth, "targets", ()))
     extra = None
     if labels is not None:
-        options = _reading_options(wavelength, x_unit, poni, mask)
+        options = _reading_options(wavelength, x_unit, poni, mask, labeled_files(labels))
         extra = {
             "labeled": _labeled_inputs(labels, [p.name for p in synth.targets], synth.grid, options)
         }
-    result = train(config, out, progress=True, resume=resume, synthesizer=synth, extra_val=extra)
-    final = result.final
-    accs = ", ".join(f"{k[8:]} {v:.1%}" for k, v in final.items() if k.startswith("val_acc_"))
-    console.print(
-        f"model in {out} ({result.n_parameters:,} parameters, best step {result.best_step}, "
-        f"{result.seconds:.0f} s): held-out simulated exact match {final['val_exact']:.1%} ({accs}); "
-        f"ECE {result.calibration['ece_before']:.3f} → {result.calibration['ece_after']:.3f}",
-        highlight=False,
+    result = write_model(
+        out,
+        resume,
+        lambda folder: train(
+            config, folder, progress=True, resume=resume, synthesizer=synth, extra_val=extra
+        ),
     )
+    _print_trained(out, result)

@@ -19,7 +19,6 @@ from .app import (
     ThresholdOpt,
     WavelengthOpt,
     XUnitOpt,
-    _model_inputs,
     _predictor,
     _reading_options,
     app,
@@ -27,6 +26,7 @@ from .app import (
     console,
     err_console,
 )
+from .outputs import ForceOpt, inputs_of
 
 
 def _host_port(serve: str) -> tuple[str, int]:
@@ -44,14 +44,16 @@ def _host_port(serve: str) -> tuple[str, int]:
 def _check_watch(
     folder: Path, out: Path, settle: float, poll: float | None, inputs: list[Any]
 ) -> None:
-    """Refuse, with one line, a missing folder, bad timings or an --out that is one of ``inputs``."""
-    from ..io.writers import check_output_file
+    """Refuse, with one line, a missing folder, bad timings, or an --out that is one of ``inputs``
+    or an existing file that is not a predictions CSV (which a restart continues)."""
+    from ..outputs import check_file
+    from .outputs import PREDICTIONS_CSV
 
     if not folder.is_dir():
         raise XrdmtlError(f"{folder}: no such folder to watch")
     if settle < 0 or (poll is not None and poll <= 0):
         raise XrdmtlError("--settle must be ≥ 0 and --poll > 0 seconds")
-    check_output_file(out, "--out", [f for f in inputs if f is not None])
+    check_file(out, "--out", inputs=inputs, ours=PREDICTIONS_CSV)
 
 
 def _serve(sock: Any, predictor: Any, options: Any, log: Any, folder: Path) -> tuple[Any, Any]:
@@ -115,7 +117,7 @@ def watch_cmd(
     from ..io.writers import csv_header
 
     options = _reading_options(wavelength, x_unit, poni, mask)
-    _check_watch(folder, out, settle, poll, [poni, *_model_inputs(model, mask)])
+    _check_watch(folder, out, settle, poll, inputs_of(model=model, poni=poni, mask=mask))
     sock = None
     if serve is not None:
         from ..workflows.livepage import bind
@@ -183,17 +185,18 @@ def timeline_cmd(
         Path | None,
         typer.Option("--out", "-o", help="FILE.png or FILE.html (default: the CSV's name, .png)."),
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Draw a run's timeline after the run: each phase's probability per frame (and each refined
     cell where the CSV has them), as a PNG or as the live page's HTML with the data inside."""
     from ..io.runlog import read_run
-    from ..io.writers import check_output_file
+    from ..outputs import check_file
     from ..workflows.livepage import timeline_html, timeline_png
 
     out = out or csv_file.with_suffix(".png")
     if out.suffix.lower() not in (".png", ".html", ".htm"):
         raise XrdmtlError(f"--out {out}: give a .png or .html file")
-    check_output_file(out, "--out", [csv_file])
+    check_file(out, "--out", inputs=[("CSV", csv_file)], force=force)
     table = read_run(csv_file)
     if not table.files:
         raise XrdmtlError(f"{csv_file} has no rows to draw")
@@ -227,15 +230,16 @@ def _example_inputs(model: Any) -> Any:
 def export_cmd(
     onnx: Annotated[Path, typer.Option("--onnx", help="ONNX file to write.")],
     model: ModelOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Write the model as one ONNX graph for control systems: model input (batch, 4, n) on the
     model's Q grid in, calibrated probabilities out, with a stored adapter's vote blended in the same
     graph. Checked with onnxruntime against the model on the shipped examples."""
-    from ..io.writers import check_output_file
     from ..model.export import export_onnx, onnx_difference
     from ..model.files import default_model_dir, load_model
+    from ..outputs import check_file
 
-    check_output_file(onnx, "--onnx", [f for f in _model_inputs(model, "none") if f is not None])
+    check_file(onnx, "--onnx", inputs=inputs_of(model=model), force=force)
     loaded = load_model(model or default_model_dir(), device="cpu")
     with console.status("exporting to ONNX"):
         export_onnx(loaded, onnx)

@@ -9,26 +9,22 @@ then, on a run of 29 raw integrations of the paper's experiment (``<examples>/ru
 labeled every other one::
 
     xrdmtl evaluate --labels <run>/labels_rest.csv --wavelength 0.561
-    xrdmtl finetune --labels <run>/labels_every_other.csv --wavelength 0.561 --unlabeled <run> --out demo_out/adapted
+    xrdmtl finetune --labels <run>/labels_every_other.csv --wavelength 0.561 --unlabeled <run> --out demo_out/adapted --force
     xrdmtl evaluate --labels <run>/labels_rest.csv --wavelength 0.561 --model demo_out/adapted
 
-(the default model, then the adapted one, on the 14 patterns nobody labeled for it).
+(the default model, then the adapted one, on the 14 patterns nobody labeled for it; ``--force``
+replaces the model an earlier demo wrote).
 """
 
 from __future__ import annotations
 
 import sys
-from importlib import resources
 from pathlib import Path
 
+from ..io.examples import examples_dir
 from .app import app
 
 OUT = Path("demo_out")
-
-
-def examples_dir() -> Path:
-    """Folder of the example patterns shipped with the package."""
-    return Path(str(resources.files("xrdmtl") / "data" / "examples"))
 
 
 def _run(args: list[str], ex: Path, title: str = "") -> int:
@@ -55,7 +51,7 @@ def main() -> int:
         (["evaluate", "--labels", str(run / "labels_rest.csv"), *w],
          "A run of 29 raw patterns; you labeled every other one. The default model on the 14 others"),
         (["finetune", "--labels", str(run / "labels_every_other.csv"), *w, "--unlabeled", str(run),
-          "--out", str(OUT / "adapted")],
+          "--out", str(OUT / "adapted"), "--force"],
          "Adapt it to your 15 labels (the rest of the run given unlabeled)"),
         (["evaluate", "--labels", str(run / "labels_rest.csv"), *w, "--model", str(OUT / "adapted")],
          "The adapted model on the same 14 patterns"),
@@ -67,7 +63,24 @@ def main() -> int:
     print(
         f"\nPredictions: {OUT / 'predictions.csv'}   plots: {OUT / 'plots'}/   adapted model: {OUT / 'adapted'}/"
     )
+    print(_on_path())
     return 0
+
+
+def _on_path() -> str:
+    """How to type ``xrdmtl`` yourself: the command lives in the virtual environment's bin/."""
+    import os
+    import shutil
+
+    where = Path(sys.executable).parent
+    rel = Path(os.path.relpath(where))
+    shown = rel if not rel.parts or rel.parts[0] != ".." else where
+    if shutil.which("xrdmtl") == str(where / "xrdmtl"):
+        return "xrdmtl is on your PATH: try `xrdmtl --help`."
+    return (
+        f"To type `xrdmtl` yourself: `source {shown / 'activate'}` (then `xrdmtl --help`), "
+        f"or run it as {shown / 'xrdmtl'}."
+    )
 
 
 if __name__ == "__main__":

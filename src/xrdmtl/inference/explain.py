@@ -39,7 +39,9 @@ class Explanation:
     ``matched``: per phase, the reference reflections (Q) that a detected peak sits on;
     ``unexplained``: strong peaks that no called phase explains;
     ``saliency``: per phase, input × gradient over the grid (normalised to max |·| = 1), or None;
-    ``regions``: per phase, the Q intervals that pushed the call up most (from the saliency).
+    ``regions``: per phase, the Q intervals that pushed the call up most (from the saliency);
+    ``q_scale``: where the strong peaks fit the phases only with Q scaled by k (a wrong wavelength
+    or distance, see :mod:`xrdmtl.inference.scale`), that k, and the line that says so.
     """
 
     peaks: list[tuple[float, float]] = field(default_factory=list)
@@ -47,6 +49,8 @@ class Explanation:
     unexplained: list[float] = field(default_factory=list)
     saliency: dict[str, np.ndarray] | None = None
     regions: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    q_scale: float | None = None
+    q_scale_note: str = ""
 
     def summary(self, phases: Sequence[str]) -> str:
         """One short line: the matched reference peaks (and top saliency region) of ``phases``."""

@@ -141,7 +141,7 @@ def _run_pool(
         initargs=(predictor,),
     )
     try:
-        with _sigint_ignored():  # the forkserver and workers start ignoring Ctrl-C, even mid-import
+        with _sigint_deferred():  # workers start deaf to Ctrl-C; one meanwhile stops the run after
             futures: dict[Future[list[Prediction]], int] = {
                 pool.submit(_worker_chunk, c, job): k for k, c in enumerate(chunks)
             }
@@ -243,18 +243,32 @@ _PRELOAD = [
 
 
 @contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """SIGINT ignored in this process while it starts child processes, which inherit that (a child's
-    Python keeps an inherited SIG_IGN): a Ctrl-C while a worker is still importing then leaves no
-    traceback. Only in the main thread, where signal handlers can be set."""
+def _sigint_deferred() -> Iterator[None]:
+    """Ctrl-C deferred while this process starts child processes: SIGINT is blocked in this thread,
+    which the children inherit (a Ctrl-C then never hits a worker mid-import, which would print its
+    traceback), and one that another thread receives meanwhile is only recorded. Either way the
+    run stops with KeyboardInterrupt when the start is over, before any output is written. Only in
+    the main thread; where signals cannot be blocked, they are ignored while the workers start."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not hasattr(signal, "pthread_sigmask"):
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return
+    caught: list[int] = []
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # one still pending is raised here
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:

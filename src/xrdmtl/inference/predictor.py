@@ -41,7 +41,9 @@ from ..model.networks import Network
 from ..model.preprocess import model_input
 from ..physics.pattern import Pattern
 from ..physics.phases import Reflections, lorentz_polarization
+from ..physics.sanity import data_notes
 from ..physics.units import q_to_tth
+from . import scale
 from .explain import (
     Explanation,
     ReferenceWindows,
@@ -50,6 +52,7 @@ from .explain import (
     top_regions,
 )
 from .results import Flag, Note, Prediction
+from .scale import ScaleCheck
 from .verify import Verifier
 
 if TYPE_CHECKING:
@@ -71,6 +74,10 @@ UNIT_CHECK_MIN_PEAKS = (
 UNIT_CHECK_MIN_MATCHED = (
     5  # and another unit is named only where it puts this many strong peaks on reflections
 )
+NON_FINITE = (
+    "the model's output is not a number (NaN or inf) for this pattern: a damaged model file, "
+    "or intensities it cannot read; no call made"
+)
 UNIT_CHECK_HEIGHT = 0.1  # strong peaks for that check: of the strongest background-removed peak
 
 
@@ -78,6 +85,25 @@ ASSUMED_UNIT_HINT = (
     "the file names no x unit, read as 2θ: if x is Q, give --x-unit q_A^-1 or q_nm^-1 "
     "(or d_A for d-spacings)"
 )
+
+
+def _failed(label: str, problem: str) -> Prediction:
+    """A Prediction with only an error: ``problem``, naming the pattern."""
+    return Prediction(label, error=str(PatternError(problem, label)))
+
+
+def _scale_note(pred: Prediction, pattern: Pattern) -> str:
+    """The "Q scaled by k" line of ``pred`` (see :mod:`xrdmtl.inference.scale`), with the
+    wavelength that would fit where the pattern is in 2θ at a known wavelength; or ""."""
+    e = pred.explanation
+    if e is None or e.q_scale is None:
+        return ""
+    if pattern.unit != "2th_deg" or pattern.wavelength is None:
+        return e.q_scale_note
+    return (
+        f"{e.q_scale_note} (read at λ = {pattern.wavelength:g} Å; "
+        f"λ = {pattern.wavelength / e.q_scale:.4g} Å would fit)"
+    )
 
 
 def _doubtful(pred: Prediction) -> bool:
@@ -89,10 +115,17 @@ def _doubtful(pred: Prediction) -> bool:
     return not pred.found and pred.explanation is not None and bool(pred.explanation.unexplained)
 
 
-def _provenance(pred: Prediction, pattern: Pattern, unit_note: str = "") -> Prediction:
-    """``pred`` with the wavelength, its source and the x unit ``pattern`` was read with, the reader's
-    wavelength note and ``unit_note`` (a better-fitting x unit) among the notes, and a hint where a
-    2θ that was only assumed may be wrong."""
+def _provenance(
+    pred: Prediction,
+    pattern: Pattern,
+    unit_note: str = "",
+    scale_note: str = "",
+    data_note: str = "",
+) -> Prediction:
+    """``pred`` with the wavelength, its source and the x unit ``pattern`` was read with; among its
+    notes the reader's (x unit, wavelength), ``unit_note`` (a better-fitting x unit),
+    ``scale_note`` (peaks that fit only with Q scaled) and ``data_note`` (gaps, sign, saturation,
+    step), and a hint where a 2θ that was only assumed may be wrong."""
     meta = pattern.meta
     assumed = bool(meta.get("x_unit_assumed"))
     pred.wavelength = pattern.wavelength
@@ -100,7 +133,13 @@ def _provenance(pred: Prediction, pattern: Pattern, unit_note: str = "") -> Pred
     pred.x_unit = f"{pattern.unit} (assumed)" if assumed else pattern.unit
     first = [  # change how the rest reads
         Note(flag, str(text))
-        for flag, text in ((Flag.X_UNIT, unit_note), (Flag.WAVELENGTH, meta.get("wavelength_note")))
+        for flag, text in (
+            (Flag.X_UNIT, unit_note),
+            (Flag.X_UNIT, meta.get("x_unit_note")),
+            (Flag.WAVELENGTH, meta.get("wavelength_note")),
+            (Flag.Q_SCALE, scale_note),
+            (Flag.DATA, data_note),
+        )
         if text
     ]
     last = (
@@ -201,6 +240,9 @@ class Predictor:
         )
         self.references = {name: self._reference(refs.get(name)) for name in self.phases}
         self.verifier = Verifier(self.phases, self.grid) if verify else None
+        self.scale_check = ScaleCheck.build(
+            {name: r.reflections for name, r in self.references.items()}, self.grid
+        )
 
     def sticks(self, wavelength: float | None) -> dict[str, Reflections | None]:
         """Each phase's reference reflections as seen at ``wavelength`` (see :func:`sticks_at`)."""
@@ -254,6 +296,7 @@ class Predictor:
         inputs: list[np.ndarray | None] = [None] * len(items)
         good: list[int] = []
         grids: list[tuple[np.ndarray, np.ndarray]] = []
+        data_note: dict[int, str] = {}  # the data's own sanity notes (physics.sanity)
         for i, (label, item) in enumerate(items):
             if isinstance(item, XrdmtlError):
                 results[i] = Prediction(label, error=str(item))
@@ -263,9 +306,10 @@ class Predictor:
             except XrdmtlError as exc:
                 results[i] = Prediction(label, error=str(exc))
                 continue
+            data_note[i] = "; ".join(data_notes(item, self.grid))
             problem = self._coverage_problem(coverage)
             if problem:
-                results[i] = Prediction(label, error=str(PatternError(problem, label)))
+                results[i] = _failed(label, problem)
                 continue
             good.append(i)
             grids.append((intensity, coverage))
@@ -274,6 +318,8 @@ class Predictor:
             coverage = np.stack([g[1] for g in grids])
             x = model_input(intensity, coverage, self.grid.step)
             probs = np.asarray(self.model.predict_proba(x), dtype=float)
+            finite = np.isfinite(probs).all(axis=1)  # NaN/inf: a damaged model or input, no answer
+            probs = np.where(finite[:, None], probs, 0.0)
             checks = self.verifier.check(x, probs) if self.verifier else None
             sal = saliency(self._network(), x) if explain else None
             done = self._finish(
@@ -281,12 +327,14 @@ class Predictor:
             )
             for k, (i, pred) in enumerate(zip(good, done, strict=True)):
                 pred.verification = checks[1][k] if checks else None
-                results[i] = pred
-                inputs[i] = x[k]
-        for (_, item), result in zip(items, results, strict=True):
+                results[i] = pred if finite[k] else _failed(pred.file, NON_FINITE)
+                inputs[i] = x[k] if finite[k] else None
+        for i, ((_, item), result) in enumerate(zip(items, results, strict=True)):
             if result is not None and isinstance(item, Pattern):
                 doubt = item.meta.get("x_unit_assumed") and _doubtful(result)
-                _provenance(result, item, self._other_unit(item) if doubt else "")
+                unit_note = self._other_unit(item) if doubt else ""
+                notes = (unit_note, _scale_note(result, item), data_note.get(i, ""))
+                _provenance(result, item, *notes)
         return [r for r in results if r is not None], inputs
 
     def _strong_explained(self, pattern: Pattern) -> tuple[int, int] | None:
@@ -409,6 +457,7 @@ class Predictor:
         peakless = (
             calls.astype(bool) & known[None, :] & ~np.stack([h.any(axis=1) for h in hits], axis=1)
         )
+        scales = self._q_scales(rows, idx, strong_peak, count, coverage)
         uncertain = np.abs(probs - self.thresholds[None, :]) < UNCERTAIN_MARGIN
         unchecked = (calls.astype(bool) & ~known[None, :]).any(axis=1)
         split = np.searchsorted(rows, np.arange(len(names) + 1))
@@ -436,6 +485,8 @@ class Predictor:
                     if r.reflections is not None
                 },
                 unexplained=unexplained,
+                q_scale=scales[b][0] if b in scales else None,
+                q_scale_note=scales[b][1] if b in scales else "",
             )
             if sal is not None:
                 expl.saliency = {n: sal[b, t] for t, n in enumerate(self.phases)}
@@ -508,6 +559,41 @@ class Predictor:
             for name in phases
         ]
         return Note(flag, text + ", ".join(shown), phases)
+
+    def _q_scales(
+        self,
+        rows: np.ndarray,
+        idx: np.ndarray,
+        strong: np.ndarray,
+        count: np.ndarray,
+        coverage: np.ndarray,
+    ) -> dict[int, tuple[float, str]]:
+        """Per pattern of the batch whose strong peaks fit the phases only with Q scaled by k
+        (see :mod:`xrdmtl.inference.scale`): k and the line that says so."""
+        n_rows = count.shape[0]
+        n_strong = np.bincount(rows[strong], minlength=n_rows)
+        all_q = self.grid.values[idx]
+        n_read = np.bincount(rows[strong & self.scale_check.fits(all_q)], minlength=n_rows)
+        gated = np.flatnonzero((n_strong >= scale.MIN_PEAKS) & (n_read < scale.MIN_FIT * n_strong))
+        if not gated.size:
+            return {}
+        sel = strong & np.isin(rows, gated)
+        local = np.searchsorted(gated, rows[sel])  # row of each selected peak among the gated
+        peak_q = all_q[sel]
+        best, at_best, at_one = self.scale_check.scales(
+            peak_q, local, count[gated], coverage[gated]
+        )
+        out = {}
+        for r in np.flatnonzero(np.isfinite(best)):
+            k, b = float(best[r]), int(gated[r])
+            names = self.scale_check.phases_at(peak_q[local == r], k, count[b], coverage[b])
+            out[b] = (
+                k,
+                f"the strong peaks fit {', '.join(names)} with Q scaled by k = {k:.3f} "
+                f"({at_best[r]} of {n_strong[b]}; as read {at_one[r]}): check the wavelength "
+                "or the detector distance",
+            )
+        return out
 
     # ------------------------------------------------------------------------------ files
 

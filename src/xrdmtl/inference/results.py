@@ -28,6 +28,8 @@ class Flag(str, enum.Enum):
     UNEXPLAINED_PEAKS = "unexplained_peaks"  # strong peaks no called phase explains
     WAVELENGTH = "wavelength"  # the reader's note on the wavelength (e.g. file and option differ)
     X_UNIT = "x_unit"  # the x unit read may be wrong (a better-fitting unit, or an assumed 2θ)
+    Q_SCALE = "q_scale"  # the peaks fit the phases only with Q scaled: check λ or the distance
+    DATA = "data"  # the data itself looks wrong (gaps, sign-flipped, saturated, too coarse a step)
 
 
 @dataclass(frozen=True)

@@ -206,6 +206,10 @@ def _poni_why(exc: BaseException, log: list[logging.LogRecord]) -> str:
 
 
 def _why(exc: BaseException) -> str:
+    """The reader's reason in one line; a slip inside the reader on a broken file (an
+    AttributeError deep in fabio) is said as what it means: the file is corrupt."""
+    if isinstance(exc, (AttributeError, TypeError, KeyError, IndexError, AssertionError)):
+        return f"corrupt or not an image of this format (the reader failed: {type(exc).__name__})"
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
@@ -250,7 +254,9 @@ class Integrator:
     NaN are excluded. ``npt`` defaults to about two points per pixel along the radius.
     """
 
-    def __init__(self, poni_path: str | Path, npt: int | None = None) -> None:
+    def __init__(
+        self, poni_path: str | Path, npt: int | None = None, wavelength: float | None = None
+    ) -> None:
         self.poni_path = Path(poni_path)
         if not self.poni_path.is_file():
             raise FrameError("geometry file not found", self.poni_path)
@@ -264,8 +270,16 @@ class Integrator:
                 raise FrameError(
                     f"cannot read geometry: {_poni_why(exc, log)}", self.poni_path
                 ) from None
-        if not self.ai.wavelength or not np.isfinite(self.ai.dist) or self.ai.dist <= 0:
-            raise FrameError("geometry lacks a wavelength or a positive distance", self.poni_path)
+        if not np.isfinite(self.ai.dist) or self.ai.dist <= 0:
+            raise FrameError("geometry lacks a positive distance", self.poni_path)
+        self.wavelength_source = "poni"
+        if not self.ai.wavelength:  # a geometry without one: --wavelength (Å) serves
+            if not wavelength:
+                raise FrameError(
+                    "geometry states no wavelength: give it with --wavelength (Å)", self.poni_path
+                )
+            self.ai.wavelength = wavelength * 1e-10
+            self.wavelength_source = "option"
         self.wavelength = float(self.ai.wavelength) * 1e10
         shape = self.ai.detector.shape
         if shape is None:
@@ -374,6 +388,7 @@ class Integrator:
             source=source,
             meta={
                 "poni": str(self.poni_path),
+                "wavelength_source": self.wavelength_source,
                 "masked_pixels": None if mask is None else int(np.count_nonzero(mask)),
             },
         )

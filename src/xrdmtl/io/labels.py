@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -72,6 +73,7 @@ def read_labels(
     extra = [c for c in header[1:] if c not in phases]
     if extra and note is not None:
         note(f"{path}: ignoring column(s) {', '.join(extra)} (not phases of the model)")
+    _check_repeats(rows, header, path)
     cols = [header.index(p) for p in phases]
     files: list[str] = []
     labels = np.zeros((len(rows) - 1, len(phases)), dtype=np.uint8)
@@ -93,6 +95,38 @@ def read_labels(
     if not files:
         raise LabelsError("no labeled rows", path)
     return files, labels
+
+
+def _check_repeats(rows: list[list[str]], header: list[str], path: Path) -> None:
+    """A :class:`LabelsError` naming the lines where one pattern (file, or frame of a stack) is
+    listed twice, under any spelling of its path: with the same labels it would be counted twice
+    (a leave-one-out then scores its copy), with others it is labeled two ways."""
+    seen: dict[tuple[str, str], int] = {}
+    repeats: list[tuple[int, int]] = []
+    for i, row in enumerate(rows[1:]):
+        base, _, frame = row[0].strip().partition("::")
+        full = Path(base) if Path(base).is_absolute() else path.parent / base
+        try:
+            real = os.path.realpath(full)
+        except (OSError, ValueError):  # a name no file system takes (a NUL): compare it as written
+            real = os.path.normpath(full)
+        key = (os.path.normcase(real), frame)
+        if key in seen:
+            repeats.append((seen[key], i + 1))
+        else:
+            seen[key] = i + 1
+    if not repeats:
+        return
+    first, again = repeats[0]
+    a, b = ([c.strip() for c in rows[k][1 : len(header)]] for k in (first, again))
+    differ = [f"{h} {x} vs {y}" for h, x, y in zip(header[1:], a, b, strict=False) if x != y]
+    how = f"with different labels ({', '.join(differ)})" if differ else "with the same labels"
+    more = f" ({len(repeats) - 1} more repeated row(s) follow)" if len(repeats) > 1 else ""
+    raise LabelsError(
+        f"line {again + 1} ({rows[again][0].strip()}) is the pattern of line {first + 1} "
+        f"({rows[first][0].strip()}) again, {how}{more}: list each pattern once",
+        path,
+    )
 
 
 class LabeledPatterns(NamedTuple):

@@ -9,7 +9,6 @@ temporary file in the target folder, then ``os.replace``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,11 +16,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..atomic import atomic_path
+from ..physics.miller import format_hkl
 from ..physics.pattern import Pattern
 from ..physics.phases import Reflections
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
     from matplotlib.typing import RcKeyType
 
 PHASE_COLORS = (
@@ -100,21 +99,63 @@ def _signed_square(v: np.ndarray) -> np.ndarray:
 
 
 def _peak_near(
-    q: np.ndarray, y: np.ndarray, ok: np.ndarray, at: float, half: float = 0.03
+    q: np.ndarray,
+    top: np.ndarray,
+    shown: np.ndarray,
+    ok: np.ndarray,
+    at: float,
+    floor: float = -np.inf,
+    half: float = 0.03,
 ) -> tuple[float, float]:
-    """(Q, height) of the highest data point within ``half`` Å⁻¹ of ``at`` (the peak a reflection
-    or an unexplained position sits on)."""
+    """(Q, height on the panel) of the peak a reflection or an unexplained position at ``at``
+    sits on: the highest point within ``half`` Å⁻¹ of the background-inclusive pattern ``top``,
+    drawn at the panel's curve ``shown`` there, never below ``floor`` (the background: 0 on a
+    background-removed panel)."""
     near = ok & (np.abs(q - at) <= half)
     if not near.any():
-        return at, float(np.interp(at, q[ok], y[ok]))
-    i = np.flatnonzero(near)[np.argmax(y[near])]
-    return float(q[i]), float(y[i])
+        return at, max(float(np.interp(at, q[ok], shown[ok])), floor)
+    i = np.flatnonzero(near)[np.argmax(top[near])]
+    return float(q[i]), max(float(shown[i]), floor)
 
 
-def _hkl(hkl: Any) -> str:
-    """Miller indices as a label: ``104``, ``2-10``; separated by spaces where one has two digits."""
-    parts = [str(int(h)) for h in hkl]
-    return (" " if any(len(p.lstrip("-")) > 1 for p in parts) else "").join(parts)
+LABEL_ROWS = 3  # hkl labels stagger over this many rows above their peaks, else are dropped
+LABEL_CHAR_PT = 5.6  # width of one character of a 9 pt label
+AXES_WIDTH_PT = 11 * 72 * 0.85  # the main panel's width in the 11-inch figure
+
+
+def _label_width(text: str, span: float) -> float:
+    """Width in Q of a label on an axis spanning ``span`` Å⁻¹ (mathtext markup not counted)."""
+    visible = (
+        text.replace("\\bar", "").replace("\\ ", " ").strip("$").replace("{", "").replace("}", "")
+    )
+    return (len(visible) + 1) * LABEL_CHAR_PT * span / AXES_WIDTH_PT
+
+
+def _place_labels(ax: Any, labels: list[Label], span: float, taken: list[float]) -> None:
+    """hkl labels ``(Q, y, text, colour, priority)`` above their peaks, highest priority first,
+    each on the lowest of :data:`LABEL_ROWS` rows where it overlaps no label placed before (nor,
+    on the first row, a "?" mark at the Q values ``taken``); a label with no free row is dropped."""
+    rows: list[list[tuple[float, float]]] = [
+        [(t - _label_width("?", span) / 2, t + _label_width("?", span) / 2) for t in taken]
+    ] + [[] for _ in range(LABEL_ROWS - 1)]
+    for qx, y, text, color, _ in sorted(labels, key=lambda lab: -lab[4]):
+        w = _label_width(text, span) / 2
+        row = next(
+            (r for r, used in enumerate(rows) if all(qx + w <= a or qx - w >= b for a, b in used)),
+            None,
+        )
+        if row is None:
+            continue
+        rows[row].append((qx - w, qx + w))
+        ax.annotate(
+            text,
+            (qx, y),
+            xytext=(0, 7 + 11 * row),
+            textcoords="offset points",
+            ha="center",
+            fontsize=9,
+            color=color,
+        )
 
 
 def _two_theta_axis(ax: Any, wavelength: float) -> None:
@@ -174,6 +215,114 @@ def plot_pattern(
     with _rc():
         fig = pattern_figure(pattern, phases_found, reflections, saliency, **options)
         return save_figure(fig, path)
+
+
+def _panel_rows(panel: Any, names: Sequence[str], colors: Mapping[str, str], offset: float) -> None:
+    """One row per name on ``panel`` (bottom up), its tick label in the phase's colour."""
+    panel.set_yticks(np.arange(len(names)) + offset, list(names))
+    for tick, name in zip(panel.get_yticklabels(), names, strict=True):
+        tick.set_color(colors.get(name, "grey"))
+    panel.set_ylim(0, max(len(names), 1) + 0.15)
+
+
+def _panel_note(panel: Any, text: str) -> None:
+    """A small grey note in the top left corner of ``panel``."""
+    panel.text(
+        0.005,
+        0.97,
+        text,
+        transform=panel.transAxes,
+        ha="left",
+        va="top",
+        fontsize=9,
+        color="dimgrey",
+    )
+
+
+def _mark_unexplained(ax: Any, qu: float, yu: float) -> None:
+    """A "?" with an arrow over a peak no called phase explains."""
+    ax.annotate(
+        "?",
+        (qu, yu),
+        xytext=(0, 14),
+        textcoords="offset points",
+        ha="center",
+        fontsize=11,
+        color="darkorange",
+        fontweight="bold",
+        arrowprops={"arrowstyle": "-|>", "color": "darkorange", "lw": 1.2},
+    )
+
+
+def _saliency_panel(
+    sax: Any,
+    phases_found: Sequence[str],
+    sal_map: Mapping[str, np.ndarray],
+    sq: np.ndarray,
+    colors: Mapping[str, str],
+) -> None:
+    """Where the model looked to call each phase: its positive saliency over ``sq``, one row each."""
+    names = [n for n in phases_found if n in sal_map]
+    for k, name in enumerate(names):
+        sal = np.clip(np.asarray(sal_map[name], dtype=float), 0.0, None)
+        sal = np.convolve(sal, np.ones(7) / 7, mode="same")
+        top = float(sal.max()) or 1.0
+        sax.fill_between(
+            sq, k, k + 0.9 * sal / top, color=colors.get(name, "grey"), alpha=0.6, lw=0
+        )
+    _panel_rows(sax, names, colors, 0.45)
+    _panel_note(sax, "where the model looked to call each phase (saliency)")
+
+
+Label = tuple[float, float, str, str, float]  # Q, y, text, colour, priority
+
+
+def _sticks_panel(
+    stx: Any,
+    ax: Any,
+    shown: Sequence[str],
+    reflections: Mapping[str, Reflections | None],
+    colors: Mapping[str, str],
+    matched: Mapping[str, Sequence[float]],
+    probabilities: Mapping[str, float] | None,
+    q_range: tuple[float, float],
+    marker_at: Any,
+) -> list[Label]:
+    """One row of reference sticks per phase of ``shown`` on ``stx`` (matched reflections solid,
+    the others faint), a marker on ``ax`` at each matched reflection's peak (``marker_at``: Q →
+    where to draw it, None when the panel has no data) and, returned, the hkl labels to place."""
+    lo, hi = q_range
+    labels: list[Label] = []
+    for k, name in enumerate(shown):
+        refl = reflections[name]
+        assert refl is not None
+        color = colors.get(name, "grey")
+        keep = (refl.q >= lo) & (refl.q <= hi) & (refl.intensity >= 0.5)
+        base = len(shown) - 1 - k
+        hits = np.asarray(matched.get(name, []), dtype=float)
+        idx = (
+            np.unique(np.argmin(np.abs(refl.q[None, :] - hits[:, None]), axis=1))
+            if hits.size
+            else np.zeros(0, int)
+        )
+        hit = np.zeros(refl.q.size, bool)
+        hit[idx] = True
+        for sel, alpha in ((keep & ~hit, 0.35), (keep & hit, 1.0)):
+            top = base + 0.1 + 0.8 * refl.intensity[sel] / 100.0
+            stx.vlines(refl.q[sel], base, top, color=color, lw=1.6, alpha=alpha)
+        p = "" if probabilities is None else f" (p={probabilities.get(name, float('nan')):.2f})"
+        marker = {"mfc": "none", "color": color, "ms": 7, "mew": 1.3}
+        ax.plot([], [], "o", **marker, label=f"{name}{p}: matched reflection")
+        if idx.size and marker_at is not None:
+            at = [marker_at(float(refl.q[i])) for i in idx]
+            ax.plot([a[0] for a in at], [a[1] for a in at], "o", **marker)
+            labels += [
+                (*at[j], format_hkl(refl.hkl[idx[j]], "tex"), color, float(refl.intensity[idx[j]]))
+                for j in np.argsort(-refl.intensity[idx])[:N_HKL_LABELS]
+            ]
+    _panel_rows(stx, list(reversed(shown)), colors, 0.4)
+    _panel_note(stx, "reference reflections (solid: a detected peak sits on it)")
+    return labels
 
 
 def pattern_figure(
@@ -242,10 +391,38 @@ def pattern_figure(
         y_lo = float(np.nanmin(main_y[ok])) if ok.any() else 0.0
         y_hi = float(np.nanmax(main_y[ok])) if ok.any() else 1.0
         span = (y_hi - y_lo) or 1.0
-        panel = _Panel(ax, q, main_y, ok, lo, hi)
+        floor = 0.0 if removed else -np.inf  # markers sit on peaks, never below the background
+        labels: list[Label] = []
         if shown:  # one row of sticks per phase found: matched reflections solid, the others faint
-            _draw_sticks(panel, axes[2], shown, reflections, colors, matched, probabilities)
-        _draw_unexplained(panel, unexplained or [], y_hi)
+
+            def marker_at(at: float) -> tuple[float, float]:
+                return _peak_near(q, y, main_y, ok, at, floor)
+
+            labels = _sticks_panel(
+                axes[2],
+                ax,
+                shown,
+                reflections,
+                colors,
+                matched or {},
+                probabilities,
+                (lo, hi),
+                marker_at if ok.any() else None,
+            )
+        _place_labels(ax, labels, hi - lo, [float(v) for v in unexplained or []])
+        for qu in unexplained or []:
+            yu = _peak_near(q, y, main_y, ok, float(qu), floor)[1] if ok.any() else y_hi
+            _mark_unexplained(ax, float(qu), yu)
+        if unexplained:
+            ax.plot(
+                [],
+                [],
+                marker="$?$",
+                ls="none",
+                color="darkorange",
+                ms=9,
+                label="peak no called phase explains",
+            )
         if fit is not None:
             y_lo = _draw_fit(ax, q, main_y, fit, y_lo, span)
         ax.set_ylim(y_lo - 0.03 * span, y_hi + 0.45 * span)  # room above the peaks for labels
@@ -258,9 +435,8 @@ def pattern_figure(
             frameon=False,
         )
         if show_sal:
-            sal_q = q if saliency_q is None else saliency_q
-            _draw_saliency(
-                axes[-1], sal_q, [n for n in phases_found if n in sal_map], sal_map, colors
+            _saliency_panel(
+                axes[-1], phases_found, sal_map, q if saliency_q is None else saliency_q, colors
             )
         axes[-1].set_xlabel("Q (Å⁻¹)")
         _d_axis(axes[-1])
@@ -271,7 +447,7 @@ def pattern_figure(
 
 
 def _draw_fit(
-    ax: Axes, q: np.ndarray, data: np.ndarray, fit: np.ndarray, y_lo: float, span: float
+    ax: Any, q: np.ndarray, data: np.ndarray, fit: np.ndarray, y_lo: float, span: float
 ) -> float:
     """The fitted curve over the data and the residual (data − fit) in a band under them; returns
     the new lower limit of the panel."""
@@ -281,132 +457,6 @@ def _draw_fit(
     base = y_lo - 0.12 * span
     ax.plot(q, base + 0.1 * span * resid / (amp or 1.0), color="grey", lw=0.6, label="residual")
     return base - 0.12 * span
-
-
-@dataclass(frozen=True)
-class _Panel:
-    """The main panel of :func:`pattern_figure`: its axes, the curve drawn (Q, y), where it has
-    data inside the Q range shown, and that range."""
-
-    ax: Axes
-    q: np.ndarray
-    y: np.ndarray
-    ok: np.ndarray
-    lo: float
-    hi: float
-
-
-def _draw_sticks(
-    panel: _Panel,
-    stx: Axes,
-    shown: Sequence[str],
-    reflections: Mapping[str, Reflections | None],
-    colors: Mapping[str, Any],
-    matched: Mapping[str, Sequence[float]] | None,
-    probabilities: Mapping[str, float] | None,
-) -> None:
-    """One row of reference sticks per phase in ``shown`` on ``stx`` (matched reflections solid),
-    their matched peaks circled and the strongest labelled hkl on the main panel."""
-    for k, name in enumerate(shown):
-        refl = reflections[name]
-        assert refl is not None
-        color = colors.get(name, "grey")
-        keep = (refl.q >= panel.lo) & (refl.q <= panel.hi) & (refl.intensity >= 0.5)
-        base = len(shown) - 1 - k
-        hits = np.asarray((matched or {}).get(name, []), dtype=float)
-        idx = (
-            np.unique(np.argmin(np.abs(refl.q[None, :] - hits[:, None]), axis=1))
-            if hits.size
-            else np.zeros(0, int)
-        )
-        hit = np.zeros(refl.q.size, bool)
-        hit[idx] = True
-        for sel, alpha in ((keep & ~hit, 0.35), (keep & hit, 1.0)):
-            stx.vlines(
-                refl.q[sel],
-                base,
-                base + 0.1 + 0.8 * refl.intensity[sel] / 100.0,
-                color=color,
-                lw=1.6,
-                alpha=alpha,
-            )
-        label = (
-            name
-            if probabilities is None
-            else f"{name} (p={probabilities.get(name, float('nan')):.2f})"
-        )
-        circle = {"mfc": "none", "color": color, "ms": 7, "mew": 1.3}
-        panel.ax.plot([], [], "o", **circle, label=f"{label}: matched reflection")
-        if idx.size and panel.ok.any():
-            at = [_peak_near(panel.q, panel.y, panel.ok, float(refl.q[i])) for i in idx]
-            panel.ax.plot([a[0] for a in at], [a[1] for a in at], "o", **circle)
-            for j in np.argsort(-refl.intensity[idx])[:N_HKL_LABELS]:
-                panel.ax.annotate(
-                    _hkl(refl.hkl[idx[j]]),
-                    at[j],
-                    xytext=(0, 7),
-                    textcoords="offset points",
-                    ha="center",
-                    fontsize=9,
-                    color=color,
-                )
-    stx.set_yticks(np.arange(len(shown)) + 0.4, list(reversed(shown)))
-    for tick, name in zip(stx.get_yticklabels(), reversed(shown), strict=True):
-        tick.set_color(colors.get(name, "grey"))
-    stx.set_ylim(0, len(shown) + 0.15)
-    _corner_note(stx, "reference reflections (solid: a detected peak sits on it)")
-
-
-def _corner_note(ax: Axes, text: str) -> None:
-    """A small grey note in the upper left corner of ``ax``."""
-    ax.text(
-        0.005, 0.97, text, transform=ax.transAxes, ha="left", va="top", fontsize=9, color="dimgrey"
-    )
-
-
-def _draw_unexplained(panel: _Panel, unexplained: Sequence[float], y_hi: float) -> None:
-    """An orange ? over each peak no called phase explains (and its legend entry)."""
-    for qu in unexplained:
-        yu = _peak_near(panel.q, panel.y, panel.ok, float(qu))[1] if panel.ok.any() else y_hi
-        panel.ax.annotate(
-            "?",
-            (qu, yu),
-            xytext=(0, 14),
-            textcoords="offset points",
-            ha="center",
-            fontsize=11,
-            color="darkorange",
-            fontweight="bold",
-            arrowprops={"arrowstyle": "-|>", "color": "darkorange", "lw": 1.2},
-        )
-    if unexplained:
-        panel.ax.plot(
-            [],
-            [],
-            marker="$?$",
-            ls="none",
-            color="darkorange",
-            ms=9,
-            label="peak no called phase explains",
-        )
-
-
-def _draw_saliency(
-    sax: Axes,
-    q: np.ndarray,
-    names: Sequence[str],
-    sal_map: Mapping[str, np.ndarray],
-    colors: Mapping[str, Any],
-) -> None:
-    """One row per phase in ``names``: where its saliency over ``q`` raised the call."""
-    for k, name in enumerate(names):
-        sal = np.clip(np.asarray(sal_map[name], dtype=float), 0.0, None)
-        sal = np.convolve(sal, np.ones(7) / 7, mode="same")
-        top = float(sal.max()) or 1.0
-        sax.fill_between(q, k, k + 0.9 * sal / top, color=colors.get(name, "grey"), alpha=0.6, lw=0)
-    sax.set_yticks(np.arange(len(names)) + 0.45, list(names))
-    sax.set_ylim(0, max(len(names), 1) + 0.15)
-    _corner_note(sax, "where the model looked to call each phase (saliency)")
 
 
 def plot_timeline(

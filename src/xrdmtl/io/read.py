@@ -110,7 +110,7 @@ def read_path(path: str, options: ReadOptions) -> Iterator[tuple[str, Pattern | 
         try:
             yield from patterns_from_frames(
                 path,
-                cached_integrator(poni),
+                cached_integrator(poni, options.wavelength),
                 mask_arg(str(options.mask)),
                 keep_mask=options.keep_mask,
             )
@@ -171,16 +171,18 @@ def _cached_mask(path: str, loader: Callable[[str], Any]) -> Any:
     return _MASKS[path]
 
 
-_INTEGRATORS: dict[str, Any] = {}
+_INTEGRATORS: dict[tuple[str, float | None], Any] = {}
 
 
-def cached_integrator(poni: str) -> Any:
-    """One integrator per geometry file per process, built on first use."""
-    if poni not in _INTEGRATORS:
+def cached_integrator(poni: str, wavelength: float | None = None) -> Any:
+    """One integrator per geometry file (and ``--wavelength``, used where the geometry states
+    none) per process, built on first use."""
+    key = (poni, wavelength)
+    if key not in _INTEGRATORS:
         from .frames import Integrator
 
-        _INTEGRATORS[poni] = Integrator(poni)
-    return _INTEGRATORS[poni]
+        _INTEGRATORS[key] = Integrator(poni, wavelength=wavelength)
+    return _INTEGRATORS[key]
 
 
 def is_frame(path: str, have_geometry: bool) -> bool:

@@ -78,7 +78,9 @@ def load_pattern(
     its own x axis; a batch mixing ``.npy`` and pyFAI files needs the option for the first only), and
     where the two differ ``meta["wavelength_note"]`` says so. ``meta["wavelength_source"]`` is
     ``file``, ``option`` or ``default``. ``x_unit`` (2θ, Q in Å⁻¹ or nm⁻¹, d in Å; see
-    :func:`xrdmtl.physics.units.normalize_unit`) overrides the unit the file names, or 2θ, the default.
+    :func:`xrdmtl.physics.units.normalize_unit`) is for files that name no unit (or one we do not
+    know) instead of 2θ, the default: like the wavelength, a unit the file names wins, and
+    ``meta["x_unit_note"]`` says so where the two differ.
     RRUFF powder files that state no wavelength get Cu Kα (1.5418 Å). Raises
     :class:`PatternError` naming the file and the problem for any bad input; never writes.
     """
@@ -246,6 +248,12 @@ def _parse_npy(data: bytes, src: str) -> _Raw:
         x, y = arr[0], arr[1]
     elif arr.shape[1] in (2, 3):
         x, y = arr[:, 0], arr[:, 1]
+    elif min(arr.shape) >= 16:  # a detector image, not a table of columns
+        raise PatternError(
+            f"a 2D image of {arr.shape[0]}×{arr.shape[1]} pixels, not a 1D pattern (2×N or N×2): "
+            "give its detector geometry with --poni FILE to integrate it",
+            src,
+        )
     else:
         raise PatternError(f"array of shape {arr.shape}, expected 2×N or N×2 (x, intensity)", src)
     return _Raw(x, y, "npy", meta={"shape": list(arr.shape)})
@@ -470,7 +478,11 @@ def _finish(raw: _Raw, src: str, wavelength: float | None, unit_override: str | 
     x, y = np.asarray(raw.x, dtype=float), np.asarray(raw.y, dtype=float)
     validate_xy(x, y, src)
     meta = {"format": raw.fmt, **raw.meta}
-    if unit_override is not None:
+    if unit_override is not None and raw.unit is not None and unit_override != raw.unit:
+        meta["x_unit_note"] = (
+            f"the file states x in {raw.unit}, used instead of --x-unit {unit_override}"
+        )
+    if unit_override is not None and raw.unit is None:  # the file's own unit wins (load_pattern)
         unit = unit_override
     elif raw.unknown_label is not None:
         raise PatternError(

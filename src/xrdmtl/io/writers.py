@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
-from collections.abc import Iterable, Sequence
+import json
+import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..atomic import write_text
 from ..errors import OutputError
@@ -62,71 +62,18 @@ def write_csv(
     return text
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.realpath(a) == os.path.realpath(b)
+def _finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±inf) replaced by None, recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
-def _nearest_existing(folder: Path) -> Path:
-    folder = Path(os.path.abspath(folder))
-    while not folder.exists() and folder.parent != folder:
-        folder = folder.parent
-    return folder
-
-
-def _probe_folder(folder: Path, option: str, shown: str | Path) -> None:
-    """Raise :class:`OutputError` unless a file can be created in ``folder`` (or, where it does not
-    exist yet, unless it can be made): tried for real, so read-only mounts are caught too."""
-    base = _nearest_existing(folder)
-    if not base.is_dir():
-        raise OutputError(f"cannot write {option} {shown}: {base} is a file, not a folder")
-    try:
-        if base == Path(os.path.abspath(folder)):
-            fd, name = tempfile.mkstemp(dir=base, prefix=".xrdmtl-probe-")
-            os.close(fd)
-            os.unlink(name)
-        else:
-            os.rmdir(tempfile.mkdtemp(dir=base, prefix=".xrdmtl-probe-"))
-    except OSError as exc:
-        raise OutputError(f"cannot write {option} {shown}: {exc.strerror or exc}") from None
-
-
-def check_output_file(
-    path: str | Path,
-    option: str,
-    inputs: Iterable[str | Path] = (),
-    labels: str | Path | None = None,
-) -> None:
-    """Refuse, before any work and with one line, an output file that would replace an input or the
-    labels (any spelling of it, a link to it), that is a folder, or whose folder cannot be written.
-    A device or FIFO (``/dev/stdout``) is fine: it is written into, never replaced."""
-    p = Path(path)
-    if p.is_dir():
-        raise OutputError(
-            f"{option} {path} is a folder: give a file name, e.g. {p / 'predictions.csv'}"
-        )
-    if p.exists():
-        if labels is not None and _same_file(p, Path(labels)):
-            raise OutputError(
-                f"{option} {path} is the labels file {labels}: writing it would destroy the "
-                "labels; choose another file"
-            )
-        for item in inputs:
-            if _same_file(p, Path(item)):
-                raise OutputError(
-                    f"{option} {path} is one of the inputs ({item}): writing it would destroy "
-                    "it; choose another file"
-                )
-        if not p.is_file():
-            return
-    _probe_folder(p.parent, option, path)
-
-
-def check_output_folder(path: str | Path, option: str) -> None:
-    """Refuse, before any work and with one line, an output folder that is a file or cannot be written."""
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise OutputError(f"{option} {path} is not a folder (a file of that name is in the way)")
-    _probe_folder(p, option, path)
+def json_text(obj: Any, **kwargs: Any) -> str:
+    """``obj`` as strict JSON (what ``json.dumps`` writes, ``kwargs`` passed on), with null where
+    a value is not a finite number: never a bare ``NaN`` or ``Infinity``, which JSON does not have."""
+    return json.dumps(_finite(obj), allow_nan=False, **kwargs)

@@ -112,7 +112,9 @@ def save_model(
     tensors = {
         k: (v.half() if half and v.is_floating_point() else v) for k, v in net.state_dict().items()
     }
-    save_tensors(folder / WEIGHTS_FILE, tensors, {"format": "pt"})
+    save_tensors(
+        folder / WEIGHTS_FILE, tensors, {"format": "pt", "phases": json.dumps(list(net.phases))}
+    )
     write_bytes(folder / META_FILE, (json.dumps(doc, indent=1) + "\n").encode())
     return folder
 
@@ -226,6 +228,15 @@ def _numbers(values: Any, n: int) -> bool:
 def _validate_meta(meta: dict[str, Any], what: str, path: str | Path) -> None:
     """Check (and complete with defaults) the fields of ``model.json`` that prediction relies on:
     phases, thresholds in [0, 1], positive temperatures, the Q grid, the preprocessing version."""
+    version = meta.get("format_version", FORMAT_VERSION)
+    if meta.get("format", FORMAT) != FORMAT:
+        raise ModelError(f"{what}: format {str(meta['format'])[:40]!r} is not {FORMAT!r}", path)
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+        raise ModelError(
+            f"{what}: model format version {str(version)[:20]}, this xrdmtl reads version "
+            f"{FORMAT_VERSION} and older: use the xrdmtl that wrote it, or a newer one",
+            path,
+        )
     phases = meta["phases"]
     if (
         not isinstance(phases, list)
@@ -313,6 +324,25 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def _check_weights_phases(weights: Path, phases: list[str], path: str | Path) -> None:
+    """:class:`ModelError` where the weights say which phases (in which order) they were trained
+    for and model.json lists others: every call would go to the wrong phase."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as fh:
+        stored = (fh.metadata() or {}).get("phases")
+    try:
+        trained = json.loads(stored) if stored else None
+    except ValueError:
+        trained = None
+    if isinstance(trained, list) and trained != list(phases):
+        raise ModelError(
+            f"{META_FILE} lists the phases {', '.join(map(str, phases))} but the weights were "
+            f"trained for {', '.join(map(str, trained))} (in that order): restore {META_FILE}",
+            path,
+        )
+
+
 def load_model(
     path: str | Path, device: str | torch.device | None = None, fuse: bool = True
 ) -> LoadedModel:
@@ -340,6 +370,7 @@ def load_model(
         state = load_file(str(weights_path))
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise ModelError(f"corrupt weights file {weights_path.name}: {exc}", path) from exc
+    _check_weights_phases(weights_path, meta["phases"], path)
     expected = net.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

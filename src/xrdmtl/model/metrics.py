@@ -97,9 +97,16 @@ def evaluate(labels: np.ndarray, calls: np.ndarray, scores: np.ndarray | None = 
 def classification_report(
     labels: np.ndarray, calls: np.ndarray, scores: np.ndarray, phases: Sequence[str]
 ) -> dict[str, Any]:
-    """All metrics as a JSON-ready dict: per phase accuracy, precision, recall, F1, ROC AUC; exact match."""
+    """All metrics as a JSON-ready dict: per phase accuracy, precision, recall, F1, ROC AUC; exact
+    match. A ratio with nothing to count (precision with no call, recall and F1 with no positive
+    label and no call) is None ("n/a"), never a perfect 1."""
     ev = evaluate(labels, calls, scores)
-    acc, precision, recall, f1, auc = ev.accuracy, ev.precision, ev.recall, ev.f1, ev.roc_auc
+    tp, fp, fn = (ev.confusion[:, k] for k in range(3))
+    undefined = np.full(len(tp), np.nan)
+    acc, auc = ev.accuracy, ev.roc_auc
+    precision = np.where(tp + fp > 0, ev.precision, undefined)
+    recall = np.where(tp + fn > 0, ev.recall, undefined)
+    f1 = np.where(2 * tp + fp + fn > 0, ev.f1, undefined)
 
     def num(v: float) -> float | None:
         return None if np.isnan(v) else round(float(v), 4)

@@ -11,6 +11,8 @@ from ..errors import PatternError
 from .grid import QGrid
 from .units import UNITS, to_q
 
+GAP_FACTOR = 5.0  # a step in x this many times the typical one is a gap (see gap_steps)
+
 
 @dataclass
 class Pattern:
@@ -49,8 +51,13 @@ class Pattern:
         return to_q(self.x, self.unit, self.wavelength)
 
     def on_grid(self, grid: QGrid) -> tuple[np.ndarray, np.ndarray]:
-        """Intensity on ``grid`` (float32) and its coverage mask (True where the pattern has data)."""
+        """Intensity on ``grid`` (float32) and its coverage mask (True where the pattern has data;
+        False outside its range and inside its gaps, see :func:`gap_steps`)."""
         return resample(self.q, self.y, grid)
+
+    def gaps(self) -> list[tuple[float, float]]:
+        """The gaps in x (see :func:`gap_steps`) as (x before, x after) pairs, in x order."""
+        return [(float(self.x[i]), float(self.x[i + 1])) for i in gap_steps(self.q)]
 
 
 def validate_xy(x: np.ndarray, y: np.ndarray, source: str = "<memory>") -> None:
@@ -77,20 +84,57 @@ def validate_xy(x: np.ndarray, y: np.ndarray, source: str = "<memory>") -> None:
         raise PatternError("intensity is constant (an empty or all-zero pattern)", source)
 
 
+def gap_steps(v: np.ndarray) -> np.ndarray:
+    """Indices ``i`` of the steps ``v[i] → v[i+1]`` of a monotonic axis that are gaps (no data
+    between them): longer than :data:`GAP_FACTOR` × the median step *and* than :data:`GAP_FACTOR`
+    × the shorter of its two neighbouring steps. The second test keeps an axis whose step grows
+    smoothly (equal steps in d seen in Q) free of gaps; the first, a slightly irregular one."""
+    dv = np.abs(np.diff(v))
+    return gaps_in_steps(dv, float(np.median(dv)) if dv.size else 0.0)
+
+
+def gaps_in_steps(dv: np.ndarray, median: float) -> np.ndarray:
+    """:func:`gap_steps` from the absolute steps ``dv`` and their ``median``, computed once."""
+    if dv.size < 3:
+        return np.zeros(0, dtype=int)
+    padded = np.concatenate(([np.inf], dv, [np.inf]))
+    beside = np.minimum(padded[:-2], padded[2:])
+    return np.flatnonzero((dv > GAP_FACTOR * median) & (dv > GAP_FACTOR * beside))
+
+
+def _float32_safe(y: np.ndarray) -> np.ndarray:
+    """``y`` scaled by a power of two (exact, and every input channel is scale-free) where its
+    magnitude would overflow or underflow float32 (intensities ×1e300 or ×1e-300)."""
+    top = float(np.abs(y).max())
+    if top == 0.0 or 1e-30 < top < 1e30:
+        return y
+    return np.asarray(np.ldexp(y, -int(np.frexp(top)[1])))
+
+
 def resample(q: np.ndarray, y: np.ndarray, grid: QGrid) -> tuple[np.ndarray, np.ndarray]:
     """Area-preserving resampling of (q, y) onto ``grid``: bin averages where the data is finer than
-    the grid, linear interpolation where it is coarser. Returns (intensity, coverage)."""
+    the grid, linear interpolation where it is coarser. Returns (intensity, coverage); no bin that
+    reaches into a gap (:func:`gap_steps`) is covered: a gap is never interpolated across."""
     order = np.argsort(q)
-    q, y = q[order], y[order]
+    q, y = q[order], _float32_safe(y[order])
     g = grid.values
     half = grid.step / 2.0
     covered = (g - half >= q[0]) & (g + half <= q[-1])
+    dq = np.diff(q)
+    median_step = float(np.median(dq))
+    gaps = gaps_in_steps(dq, median_step)
+    if gaps.size:  # bins overlapping a gap's open interval (q[i], q[i+1]) hold no data
+        starts = np.searchsorted(g + half, q[gaps], side="right")
+        stops = np.searchsorted(g - half, q[gaps + 1], side="left")
+        inside = np.zeros(g.size + 1, dtype=np.int32)
+        np.add.at(inside, starts, 1)
+        np.add.at(inside, stops, -1)
+        covered &= np.cumsum(inside[:-1]) == 0
     # cumulative trapezoid integral of y over q, read at the grid's bin edges
     area = np.concatenate(([0.0], np.cumsum(0.5 * (y[1:] + y[:-1]) * np.diff(q))))
     edges = np.clip(np.concatenate((g - half, g[-1:] + half)), q[0], q[-1])
     binned = np.diff(np.interp(edges, q, area)) / grid.step
     point = np.interp(g, q, y)
-    median_step = float(np.median(np.diff(q)))
     out = binned if median_step < grid.step else point
     out = np.where(covered, out, 0.0).astype(np.float32)
     return out, covered

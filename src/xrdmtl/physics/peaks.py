@@ -22,6 +22,7 @@ from scipy.signal import find_peaks
 
 from .background import smooth_background
 from .grid import QGrid
+from .miller import format_hkl
 from .pattern import Pattern, resample
 from .phases import Phase, Reflections
 
@@ -104,7 +105,8 @@ class PhaseEvidence:
 
 
 def _hkl(hkl: tuple[int, ...]) -> str:
-    return "".join(str(v) for v in hkl)
+    """(2 -1 6): this line lands in CSVs too, so the plain form, in parentheses."""
+    return f"({format_hkl(hkl, 'plain')})"
 
 
 def find_pattern_peaks(pattern: Pattern, z_detect: float = Z_DETECT) -> Peaks:

@@ -54,7 +54,7 @@ DISTRACTORS = (
 )
 # rock-forming silicates, phosphates and REE fluorides with many low-symmetry lines (soils, clinker,
 # rocks and the REE products of bastnaesite experiments): without them 37 % of lab patterns of
-# zircon + forsterite drew a false call (README, "Measured results")
+# zircon + forsterite drew a false call (docs/results.md)
 MANY_LINE_DISTRACTORS = (
     "zircon",
     "forsterite",
@@ -68,7 +68,7 @@ MANY_LINE_DISTRACTORS = (
 )
 # plagioclase (Na and Ca end members), orthopyroxene, mica and ilmenite: rock-forming minerals of
 # soils, basalts and granites; without them 31 % of lab patterns of these five drew a false call
-# (README, "Measured results")
+# (docs/results.md)
 ROCK_DISTRACTORS = ("albite", "anorthite", "enstatite", "muscovite", "ilmenite")
 # in the library but in no default training set: the minerals on which `bench_minerals` measures
 # false calls on minerals a model has never seen
@@ -323,6 +323,15 @@ class Phase:
             raise PhaseError(f"cannot read structure: {type(exc).__name__}: {exc}", path) from exc
         if len(structure) == 0:
             raise PhaseError("the CIF holds no atoms", path)
+        points = lattice_points(structure.lattice.volume)
+        if points > MAX_LATTICE_POINTS:
+            a, b, c = (f"{v:.1f}" for v in structure.lattice.abc)
+            raise PhaseError(
+                f"a cell of {a} × {b} × {c} Å has about {points:,.0f} reflections below "
+                f"Q = {Q_MAX:g} Å⁻¹, more than xrdmtl computes ({MAX_LATTICE_POINTS:,}: hours): "
+                "is it a supercell, or are the lengths not in Å?",
+                path,
+            )
         return cls(
             name=name or path.stem,
             structure=structure,
@@ -414,6 +423,30 @@ class Phase:
 
     def __hash__(self) -> int:
         return id(self)
+
+
+SLOW_LATTICE_POINTS = 50_000  # reciprocal lattice points below Q_MAX: pymatgen takes ≈ 7 s
+MAX_LATTICE_POINTS = 2_000_000  # ≈ 5 min (measured: 233,000 points of a 30 Å cube, 33 s)
+SECONDS_PER_POINT = 1.4e-4
+
+
+def lattice_points(volume: float, q_max: float = Q_MAX) -> float:
+    """About how many reciprocal lattice points (hkl) a cell of ``volume`` Å³ has with Q ≤ ``q_max``:
+    what pymatgen's structure-factor table costs (V Q³ / 6π²)."""
+    return float(volume) * q_max**3 / (6 * np.pi**2)
+
+
+def slow_table_note(phase: Phase) -> str | None:
+    """A line saying that the phase's reflections (not yet cached) take a while, or None."""
+    if phase.structure is None or phase.table is not None:
+        return None
+    points = lattice_points(phase.structure.lattice.volume)
+    if points < SLOW_LATTICE_POINTS:
+        return None
+    return (
+        f"{phase.name}: a large cell (about {points:,.0f} reflections below Q = {Q_MAX:g} Å⁻¹): "
+        f"computing them takes up to {points * SECONDS_PER_POINT:.0f} s, once (then cached)"
+    )
 
 
 def _volume(cell: tuple[float, ...]) -> float:

@@ -1,2 +1,2 @@
-"""Workflows over the layers below: file prediction, evaluation, label audit, cross-validation,
-the paper experiment and its report."""
+"""Workflows over the layers below: file prediction, evaluation, label audit, adaptation and
+cross-validation. (The paper's experiment and its report live beside the package, in ``experiments/``.)"""

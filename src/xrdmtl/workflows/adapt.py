@@ -267,6 +267,7 @@ class AdaptReport:
     labels_left_out: list[str]  # "file: phase" of labels left out of the vote, their file voting
     adapted: Adapted
     seconds: float
+    contradicted: list[str] = field(default_factory=list)  # "file: phase" the audit contradicts
 
     @property
     def chosen(self) -> Candidate:
@@ -287,8 +288,10 @@ class AdaptReport:
             "estimate": None if estimate is None else dataclasses.asdict(estimate),
             "network_alone": _summary(fit.network),
             "with_contradicted_kept": None if keep is None else _summary(keep),
+            "overruled": None if fit.overruled is None else _summary(fit.overruled),
             "skipped": self.skipped,
             "flagged_by_audit": self.flagged,
+            "contradicted_labels": self.contradicted,
             "left_out_of_vote": self.left_out,
             "labels_left_out_of_vote": self.labels_left_out,
             "network_fine_tuned": self.adapted.network_tuned,
@@ -360,6 +363,7 @@ def adapt_to_labels(
         out, files, skipped, flagged_files, [files[i] for i in adapted.fit.left_out],
         [f"{files[i]}: {phases[j]}" for i, j in adapted.fit.labels_left_out], adapted,
         time.perf_counter() - t0,
+        [f"{files[i]}: {phases[j]}" for i, j in np.argwhere(labeled.contradicted)],
     )  # fmt: skip
     write_text(out / "adaptation.json", json.dumps(report.to_dict(), indent=1) + "\n")
     return report

@@ -15,6 +15,7 @@ audit does not contradict.
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,20 @@ def training_draw(labels: np.ndarray, n: int, seed: int, split: int) -> np.ndarr
 def stratified_split(strata: Sequence[str], n: int, rng: np.random.Generator) -> np.ndarray:
     """Indices of ``n`` items drawn so each stratum is represented in proportion to its size (at
     least one of each stratum while ``n`` allows, largest remainders first), sorted."""
+    groups, take = _quotas(strata, n)
+    picked = [int(i) for key, t in take.items() for i in rng.permutation(groups[key])[:t]]
+    return np.sort(np.array(picked, dtype=int))
+
+
+def distinct_splits(labels: np.ndarray, n: int) -> int:
+    """How many different draws of ``n`` patterns :func:`training_draw` can make (the product over
+    strata of the ways to pick each stratum's share)."""
+    groups, take = _quotas(strata_of(labels), n)
+    return math.prod(math.comb(len(groups[k]), t) for k, t in take.items())
+
+
+def _quotas(strata: Sequence[str], n: int) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """The items of each stratum and how many of them a stratified draw of ``n`` takes."""
     strata = list(strata)
     if not 0 < n < len(strata):
         raise ValueError(f"N must lie between 1 and {len(strata) - 1}, got {n}")
@@ -67,10 +82,7 @@ def stratified_split(strata: Sequence[str], n: int, rng: np.random.Generator) ->
         if take[j] < sizes[j]:
             take[j] += 1
         k += 1
-    picked = [
-        int(i) for key, t in zip(keys, take, strict=True) for i in rng.permutation(groups[key])[:t]
-    ]
-    return np.sort(np.array(picked, dtype=int))
+    return groups, {key: int(t) for key, t in zip(keys, take, strict=True)}
 
 
 ROWS = ("default model", "nearest-neighbour vote", "adapted")
@@ -186,6 +198,7 @@ class CrossvalPlan:
     seed: int = 0
     leave_one_out: bool = True
     transductive: bool = False
+    default_ns: bool = False  # ns are the default curve: those the labels cannot split are dropped
 
 
 def crossvalidate(
@@ -212,17 +225,14 @@ def crossvalidate(
     bad = np.asarray(verdicts.any(axis=1) if verdicts.ndim == 2 else verdicts, bool)
     base = load_model(model, device="cpu")
     x = model_input(data.intensity, data.coverage, base.grid.step)
-    base_calls = base.network_proba(x) > base.thresholds
+    base_calls = base.network_proba(x) >= base.thresholds
     votes = vote_features(data.intensity, data.coverage)
     result = CrossvalResult("", list(files), [f for f, b in zip(files, bad, strict=True) if b])
     plans: list[tuple[Scheme, list[np.ndarray]]] = []
     if plan.leave_one_out:
         plans.append((Scheme(n - 1, True), [np.setdiff1d(np.arange(n), [i]) for i in range(n)]))
-    for k in plan.ns:
-        if not 1 < k < n:
-            raise ValueError(f"N must lie between 2 and {n - 1}, got {k}")
-        draws = [training_draw(labels, k, plan.seed, j) for j in range(plan.splits)]
-        plans.append((Scheme(k, False), draws))
+    for k in _fitting(plan, n, note):
+        plans.append((Scheme(k, False), _draws(labels, k, plan, note)))
     for scheme, draws in plans:
         t0 = time.perf_counter()
         pooled: dict[str, list[np.ndarray]] = {r: [] for r in ROWS}
@@ -240,7 +250,7 @@ def crossvalidate(
                     "nearest-neighbour vote": nearest_neighbour_vote(
                         votes[train], labels[train], votes[test]
                     ),
-                    "adapted": adapted.model.predict_proba(x[test]) > adapted.model.thresholds,
+                    "adapted": adapted.model.predict_proba(x[test]) >= adapted.model.thresholds,
                 }
                 scheme.chosen.append(
                     adapted.fit.chosen.describe()
@@ -275,6 +285,37 @@ def crossvalidate(
                 f"default {scheme.pooled('default model'):.1%} ({scheme.seconds:.0f} s)"
             )
     return result
+
+
+def _fitting(plan: CrossvalPlan, n: int, note: Callable[[str], None] | None) -> list[int]:
+    """The N of ``plan`` that ``n`` patterns can split (2 ≤ N < n): an N the user chose that does
+    not fit is a ValueError; the default curve's (``plan.default_ns``) are left out with a note."""
+    unfit = [k for k in plan.ns if not 1 < k < n]
+    if unfit and not plan.default_ns:
+        raise ValueError(f"N must lie between 2 and {n - 1}, got {unfit[0]}")
+    if unfit and note is not None:
+        note(
+            f"the leave-k-out curve leaves out N = {', '.join(map(str, unfit))}: "
+            f"{n} labeled patterns hold no such split"
+        )
+    return [k for k in plan.ns if 1 < k < n]
+
+
+def _draws(
+    labels: np.ndarray, k: int, plan: CrossvalPlan, note: Callable[[str], None] | None
+) -> list[np.ndarray]:
+    """``plan.splits`` different stratified draws of ``k`` patterns, or all there are where
+    fewer exist (with a note): a split drawn twice would be scored twice."""
+    want = min(plan.splits, distinct_splits(labels, k))
+    if want < plan.splits and note is not None:
+        note(f"N = {k}: only {want} different split(s) exist, not {plan.splits}; using those")
+    seen: dict[tuple[int, ...], np.ndarray] = {}
+    for j in range(max(1000, 20 * plan.splits)):
+        if len(seen) == want:
+            break
+        draw = training_draw(labels, k, plan.seed, j)
+        seen.setdefault(tuple(draw.tolist()), draw)
+    return list(seen.values())
 
 
 def format_table(results: dict[str, CrossvalResult]) -> str:

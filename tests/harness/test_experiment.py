@@ -9,14 +9,14 @@ import pytest
 from helpers import check_tables
 from typer.testing import CliRunner
 
-from xrdmtl.cli.app import app
-from xrdmtl.workflows.experiment import (
+from experiments.experiment import (
     ExperimentConfig,
     ExperimentResults,
     hdac_dir,
     run_experiment,
 )
-from xrdmtl.workflows.report import write_report
+from experiments.report import write_report
+from xrdmtl.cli.app import app
 
 pytestmark = pytest.mark.slow  # a toy run of the whole experiment (≈ 30 s)
 
@@ -118,3 +118,26 @@ def test_presets_and_cli_flags(tmp_path: Path):
         ExperimentConfig.preset("huge")
     r = CliRunner().invoke(app, ["experiment", "--out", str(tmp_path), "--quick", "--toy"])
     assert r.exit_code != 0 and not (tmp_path / "results.json").exists()
+
+
+def test_cli_without_the_harness_says_so_in_one_line(monkeypatch, tmp_path: Path):
+    """An installed package has no experiments/ beside it: one clear line, nothing written."""
+    import xrdmtl.cli.experiment as cli_experiment
+
+    monkeypatch.setattr(cli_experiment, "checkout_root", lambda: tmp_path)
+    r = CliRunner().invoke(app, ["experiment", "--out", str(tmp_path / "out"), "--toy"])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert "experiments/" in r.output and "source checkout" in r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_recipe_builds_the_shipped_network():
+    """``make model``'s recipe, ``xrdmtl train --arch mtl`` and the shipped model share one network."""
+    from experiments.default_model import CONFIG
+    from xrdmtl.model.files import default_model_dir, load_model
+    from xrdmtl.model.networks import SHIPPED_MTL_KWARGS
+
+    shipped = load_model(default_model_dir()).meta["architecture"]
+    assert CONFIG.arch == shipped["name"] == "mtl"
+    assert CONFIG.arch_kwargs == SHIPPED_MTL_KWARGS
+    assert {k: shipped["kwargs"][k] for k in SHIPPED_MTL_KWARGS} == SHIPPED_MTL_KWARGS

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from helpers import check_tables
 
-from xrdmtl.workflows.experiment import Stat, verdict
-from xrdmtl.workflows.report import write_report
+from experiments.experiment import Stat, verdict
+from experiments.report import write_report
 
 PHASES = ["bastnaesite", "calcite", "rhenium"]
 

@@ -1,4 +1,4 @@
-"""``python -m xrdmtl.workflows.default_model`` (``make model``): train the shipped default model, reproducibly.
+"""``python -m experiments.default_model`` (``make model``): train the shipped default model, reproducibly.
 
 Synthetic data only (never the measured patterns), fixed seed, about 16 minutes on 2 CPU cores (one
 core generates batches, the other runs SGD). Writes ``src/xrdmtl/data/models/default/``: the model
@@ -13,15 +13,13 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from ..training.train import CHECKPOINT, TrainConfig, train
+from xrdmtl.model.networks import SHIPPED_MTL_KWARGS
+from xrdmtl.training.train import CHECKPOINT, TrainConfig, train
 
 CONFIG = TrainConfig(
     phases=["bastnaesite", "calcite", "rhenium"],
     arch="mtl",
-    # six conv blocks (the network's defaults have four): on every simulated family the model was not
-    # tuned on the fifth block scored 0.4–2.7 points above four and the sixth 0.2–1.5 above five, at
-    # ~93 % of the five-block network's inference speed (README, "Measured results")
-    arch_kwargs={"channels": [24, 48, 64, 96, 128, 160], "kernels": [3, 5, 3, 3, 3, 3]},
+    arch_kwargs=dict(SHIPPED_MTL_KWARGS),
     steps=18000,
     batch_size=128,
     lr=2e-3,
@@ -35,7 +33,7 @@ CONFIG = TrainConfig(
 
 def default_dir() -> Path:
     """Where the shipped model lives in the source tree."""
-    return Path(__file__).resolve().parents[1] / "data" / "models" / "default"
+    return Path(__file__).resolve().parents[1] / "src" / "xrdmtl" / "data" / "models" / "default"
 
 
 def main(argv: list[str] | None = None) -> None:

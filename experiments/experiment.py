@@ -1,4 +1,5 @@
-"""The paper's four comparisons in one run (``xrdmtl experiment``), saved as ``results.json``.
+"""The paper's four comparisons in one run (``xrdmtl experiment``, ``make experiment``), saved as
+``results.json``. Part of the research harness beside the package (``experiments/``, not installed).
 
 A *setting* (architecture, loss, synthetic view) is trained by :func:`run_setting` for several seeds
 on the same synthetic data and budget; every trained model is evaluated on the same test sets:
@@ -9,10 +10,13 @@ on the same synthetic data and budget; every trained model is evaluated on the s
 - ``hdac_unmasked`` / ``hdac_masked``: the paper's 29 measured patterns, when
   ``<repo>/../shared/data/hdac`` exists.
 
-The comparisons are thin loops over :func:`run_setting` and :func:`run_finetune`: (1) multi-task
-against binary CNNs and the paper's network, (2) every loss, (3) data efficiency, fine-tuning on N
-labeled simulated frames (our stand-in for labeled beamline data) and, on the measured patterns, by
-cross-validation, (4) training and testing on masked and unmasked data. Seeds give mean ± sd, and
+:func:`run_experiment` runs one function per comparison, each a thin loop over :func:`run_setting` and
+:func:`run_finetune`: :func:`train_settings` for (1) multi-task against binary CNNs and the paper's
+network, (2) every loss and (4) training and testing on masked and unmasked data; for (3) data
+efficiency, :func:`data_efficiency` fine-tunes on N labeled simulated frames (our stand-in for labeled
+beamline data) and :func:`measured_patterns` cross-validates on the measured patterns, fine-tuning
+(:func:`finetuned_cv`) and adapting as ``xrdmtl finetune`` does (:func:`adapted_cv`, which is
+:func:`xrdmtl.workflows.crossval.crossvalidate` on the same splits). Seeds give mean ± sd, and
 :func:`verdict` calls a difference a win only when it is larger than the spread.
 """
 
@@ -25,21 +29,21 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, TypeVar
 
 import numpy as np
 
-from ..atomic import write_text
-from ..io.labels import LabeledPatterns
-from ..io.read import ReadOptions
-from ..model.metrics import evaluate as score
-from ..model.preprocess import model_input
-from ..physics.grid import DEFAULT_GRID, QGrid
-from ..progress import ProgressBar
+from xrdmtl.atomic import write_text
+from xrdmtl.io.labels import LabeledPatterns
+from xrdmtl.io.read import ReadOptions
+from xrdmtl.model.metrics import evaluate as score
+from xrdmtl.model.preprocess import model_input
+from xrdmtl.physics.grid import DEFAULT_GRID, QGrid
+from xrdmtl.progress import ProgressBar
 
 PAPER: Paper = {
     "source": "Li et al., arXiv 2403.10042 (Adv. Intell. Syst. 6(12), 2024)",
@@ -52,6 +56,7 @@ VIEWS: tuple[Literal["unmasked", "masked"], ...] = ("unmasked", "masked")
 HDAC_WAVELENGTH = 0.561  # Å, see shared/data/hdac/PROVENANCE.md
 RRUFF_WAVELENGTH = 1.5418  # Å, Cu Kα: RRUFF powder patterns state none
 HISTORY_POINTS = 100  # learning-curve points kept per run
+T = TypeVar("T")
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -357,29 +362,24 @@ HDAC_ENV = "XRDMTL_HDAC"  # folder of the paper's measured patterns (labels_unma
 RRUFF_ENV = "XRDMTL_RRUFF"  # folder of measured RRUFF powder patterns (rruff_<mineral>_<id>.txt)
 
 
-def source_checkout() -> Path | None:
-    """The repository root when this package runs from a source checkout (``src/`` layout), else None."""
-    root = Path(__file__).resolve().parents[3]
-    return (
-        root if (root / "pyproject.toml").is_file() and (root / "src" / "xrdmtl").is_dir() else None
-    )
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository this harness lives in (``experiments/`` sits beside ``src/`` and ``tests/``)."""
 
 
 def hdac_dir() -> Path | None:
     """The paper's measured patterns: the folder ``$XRDMTL_HDAC`` names, else ``../shared/data/hdac``
-    next to a source checkout; None when neither holds them (the experiment then leaves them out)."""
-    env, root = os.environ.get(HDAC_ENV), source_checkout()
-    d = Path(env) if env else root.parent / "shared" / "data" / "hdac" if root else None
-    return d if d is not None and (d / "labels_unmasked.csv").is_file() else None
+    next to the repository; None when neither holds them (the experiment then leaves them out)."""
+    env = os.environ.get(HDAC_ENV)
+    d = Path(env) if env else ROOT.parent / "shared" / "data" / "hdac"
+    return d if (d / "labels_unmasked.csv").is_file() else None
 
 
 def rruff_files() -> list[Path]:
     """Measured RRUFF powder patterns ``rruff_<mineral>_<id>.txt`` in the folder ``$XRDMTL_RRUFF`` names,
-    else in a source checkout's ``tests/data`` (DIF peak lists, computed rather than measured, left out);
-    none when neither exists."""
-    env, root = os.environ.get(RRUFF_ENV), source_checkout()
-    folder = Path(env) if env else root / "tests" / "data" if root else None
-    if folder is None or not folder.is_dir():
+    else in the repository's ``tests/data`` (DIF peak lists, computed rather than measured, left out)."""
+    env = os.environ.get(RRUFF_ENV)
+    folder = Path(env) if env else ROOT / "tests" / "data"
+    if not folder.is_dir():
         return []
     return sorted(f for f in folder.glob("rruff_*.txt") if "_DIF" not in f.name)
 
@@ -394,7 +394,7 @@ def labeled_set(
     wavelength: float | None,
 ) -> LabeledSet:
     """Read ``files`` onto ``grid``."""
-    from ..io.readers import load_pattern
+    from xrdmtl.io.readers import load_pattern
 
     on_grid = [load_pattern(f, wavelength=wavelength).on_grid(grid) for f in files]
     return LabeledSet(
@@ -420,7 +420,7 @@ def csv_set(
     wavelength: float | None,
 ) -> LabeledSet:
     """Read every file of a labels CSV onto ``grid``."""
-    from ..io.labels import read_labels
+    from xrdmtl.io.labels import read_labels
 
     files, labels = read_labels(labels_csv, phases)
     return labeled_set(name, kind, description, files, labels, grid, wavelength)
@@ -454,7 +454,7 @@ def simulated_sets(
     description: str,
 ) -> dict[str, LabeledSet]:
     """Simulated frames integrated unmasked and masked (generated once; reused when cached)."""
-    from ..synthesis.frames import simulate_frames
+    from xrdmtl.synthesis.frames import simulate_frames
 
     params = {"n": n, "seed": seed, "wavelength": wavelength}
     stamp = out / "params.json"
@@ -498,7 +498,7 @@ def predict_sets(
     model_path: Path, sets: dict[str, LabeledSet]
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Probabilities of a saved model on every set, and its per-phase thresholds."""
-    from ..model.files import load_model
+    from xrdmtl.model.files import load_model
 
     model = load_model(model_path, device="cpu")
     return {k: model.predict_proba(s.x) for k, s in sets.items()}, model.thresholds
@@ -552,7 +552,7 @@ def run_setting(
     setting: Setting, seed: int, config: ExperimentConfig, phases: Sequence[str], out_dir: Path
 ) -> dict:
     """Train one setting at one seed (reused when ``out_dir`` already holds it); its run record."""
-    from ..training.train import CHECKPOINT, TrainConfig, train
+    from xrdmtl.training.train import CHECKPOINT, TrainConfig, train
 
     record_path = out_dir / "record.json"
     tc = TrainConfig(
@@ -601,7 +601,7 @@ def run_finetune(
 ) -> tuple[Path, bool]:
     """Fine-tune ``base_model`` on the patterns ``idx`` of ``pool`` (reused when ``out_dir`` already
     holds that run); the new model's folder, and whether it was reused."""
-    from ..training.finetune import finetune
+    from xrdmtl.training.finetune import finetune
 
     model = out_dir / "model"
     stamp = out_dir / "stamp.json"
@@ -631,8 +631,8 @@ def run_finetune(
 
 def _inputs_version() -> dict:
     """What else decides a run's outcome: the synthesis defaults and the model input's version."""
-    from ..model.files import PREPROCESSING
-    from ..synthesis.patterns import SYNTH_VERSION, SynthConfig
+    from xrdmtl.model.files import PREPROCESSING
+    from xrdmtl.synthesis.patterns import SYNTH_VERSION, SynthConfig
 
     return {
         "synth": asdict(SynthConfig()),
@@ -644,7 +644,7 @@ def _inputs_version() -> dict:
 def _finetune_recipe() -> dict:
     """The fine-tuning recipe the experiment relies on (:class:`~xrdmtl.training.finetune.FinetuneConfig`'s
     defaults) and the fine-tuning version."""
-    from ..training.finetune import FINETUNE_VERSION, FinetuneConfig
+    from xrdmtl.training.finetune import FINETUNE_VERSION, FinetuneConfig
 
     return {"version": FINETUNE_VERSION, **asdict(FinetuneConfig())}
 
@@ -698,6 +698,29 @@ def _summary(values: Sequence[dict[str, Any]], phases: Sequence[str]) -> SetSumm
     }
 
 
+@dataclass
+class Run:
+    """What the comparisons of one experiment run share: its budgets, folder, phases and seeds, the
+    progress bar, which runs came from the cache and how long each stage took."""
+
+    config: ExperimentConfig
+    out: Path
+    phases: list[str]
+    seeds: list[int]
+    bar: ProgressBar
+    reused: dict[str, list[bool]] = field(
+        default_factory=lambda: {"training_runs": [], "finetune_runs": []}
+    )
+    stage: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, stage: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, its wall time kept as stage ``stage``."""
+        t0 = time.perf_counter()
+        out = fn(*args)
+        self.stage[stage] = time.perf_counter() - t0
+        return out
+
+
 def run_experiment(
     out_dir: str | Path,
     config: ExperimentConfig | None = None,
@@ -709,307 +732,47 @@ def run_experiment(
     Data sets and trained models are cached in ``out_dir`` (``data/``, ``runs/``, each git-ignored), so
     a rerun with the same configuration reuses them.
     """
-    from ..model.losses import LOSSES
-    from ..model.networks import default_device
-    from ..physics.phases import TARGETS
-    from ..synthesis.patterns import SynthConfig
-    from ..training.train import TrainConfig
+    from xrdmtl.model.losses import LOSSES
+    from xrdmtl.physics.phases import TARGETS
+    from xrdmtl.training.train import TrainConfig
 
     config = config or ExperimentConfig()
     out = Path(out_dir)
-    for cache in (
-        "data",
-        "runs",
-    ):  # caches of frames and models: kept out of git when out_dir is committed
+    for cache in ("data", "runs"):  # frames and models: kept out of git when out_dir is committed
         (out / cache).mkdir(parents=True, exist_ok=True)
         (out / cache / ".gitignore").write_text("*\n")
     t_start, started = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
-    stage: dict[str, float] = {}
-    phases = [getattr(p, "name", p) for p in TARGETS]
-    grid = config.grid
-    seeds = list(range(config.seeds))
     base_loss = TrainConfig().loss
     losses = list(
         dict.fromkeys([*(config.losses or LOSSES), config.tailored_loss, config.plain_loss])
     )
     settings = build_settings(config, base_loss, losses)
     hd = hdac_dir()
-    n_hdac_ft = len(VIEWS) * len(seeds) * config.hdac_splits * len(config.hdac_ns) if hd else 0
-    bar = ProgressBar(
-        1
-        + len(settings) * len(seeds)
-        + len(VIEWS) * len(seeds) * len(config.finetune_ns)
-        + n_hdac_ft,
-        "experiment",
-        progress,
-        transient=False,
-    )
+    seeds = list(range(config.seeds))
+    bar = ProgressBar(_n_steps(config, len(settings), hd), "experiment", progress, transient=False)
+    run = Run(config, out, [getattr(p, "name", p) for p in TARGETS], seeds, bar)
     try:
-        # -- data
-        t0 = time.perf_counter()
-        bar.update(description="simulating test and pool frames")
-        data = out / "data"
-        tests = {
-            f"sim_{v}": s
-            for v, s in simulated_sets(
-                "sim",
-                data / "test",
-                config.n_test,
-                config.test_seed,
-                config.test_wavelength,
-                phases,
-                grid,
-                f"simulated frames, held-out seed {config.test_seed} and λ = {config.test_wavelength} Å",
-            ).items()
-        }
-        pool = simulated_sets(
-            "pool",
-            data / "pool",
-            config.n_pool,
-            config.pool_seed,
-            config.pool_wavelength,
-            phases,
-            grid,
-            f"labeled simulated frames (fine-tuning pool), seed {config.pool_seed}, λ = {config.pool_wavelength} Å",
-        )
-        rr = rruff_set(phases, grid)
-        if rr is not None:
-            tests["rruff"] = rr
-        if hd is not None:
-            for v in VIEWS:
-                tests[f"hdac_{v}"] = csv_set(
-                    f"hdac_{v}",
-                    "measured",
-                    f"the paper's measured HDAC patterns, {v}, labels as given",
-                    hd / f"labels_{v}.csv",
-                    phases,
-                    grid,
-                    HDAC_WAVELENGTH,
-                )
-        stage["data"] = time.perf_counter() - t0
+        tests, pool = run.timed("data", load_sets, run, hd)
         bar.update(1, description="data ready")
-
-        # -- the settings of comparisons 1, 2 and 4
-        t0 = time.perf_counter()
-        settings_out: dict[str, SettingResult] = {}
-        reused: dict[str, list[bool]] = {
-            "training_runs": [],
-            "finetune_runs": [],
-        }  # from the run cache
-        base_models: dict[int, Path] = {}
-        for key, setting in settings.items():
-            records: list[dict[str, Any]] = []
-            evals: dict[str, list[dict[str, Any]]] = {t: [] for t in tests}
-            probs_sum = {t: np.zeros(tests[t].labels.shape) for t in tests}
-            for seed in seeds:
-                bar.update(description=f"train {key} seed {seed}")
-                rec = run_setting(setting, seed, config, phases, out / "runs" / key / f"seed{seed}")
-                reused["training_runs"].append(rec.pop("reused"))
-                probs, thr = predict_sets(Path(rec["model"]), tests)
-                for t, p in probs.items():
-                    evals[t].append(evaluate(p, tests[t].labels, thr, phases))
-                    probs_sum[t] += p
-                records.append(rec)
-                if key == "mtl":
-                    base_models[seed] = Path(rec["model"])
-                bar.update(1, description=f"trained {key} seed {seed}")
-            settings_out[key] = {
-                "label": setting.label,
-                "arch": setting.arch,
-                "loss": setting.loss,
-                "train_view": setting.train_view,
-                "params": records[0]["params"],
-                "train_time_s": Stat.of([r["train_time_s"] for r in records]).to_dict(),
-                "history": [r["history"] for r in records],
-                "val_curve": [r["val_curve"] for r in records],
-                "metrics": {t: _summary(evals[t], phases) for t in tests},
-                "confusion": {
-                    t: {p: _confusion_sum([e["confusion"][p] for e in evals[t]]) for p in phases}
-                    for t in tests
-                },
-                "per_file": {
-                    t: _per_file(tests[t], probs_sum[t] / len(seeds), thr, phases)
-                    for t in tests
-                    if tests[t].kind == "measured" and key == "mtl"
-                },
-            }
-        stage["training"] = time.perf_counter() - t0
-
-        # -- comparison 3: data efficiency on simulated frames
-        t0 = time.perf_counter()
-        data_eff: dict[str, list[EfficiencyPoint]] = {}
-        for v in VIEWS:
-            ts = f"sim_{v}"
-            base = settings_out["mtl"]["metrics"][ts]
-            pts: list[EfficiencyPoint] = [{"n": 0, "exact": base["exact"], "f1": base["f1"]}]
-            for n in config.finetune_ns:
-                ex, f1 = [], []
-                for seed in seeds:
-                    bar.update(description=f"fine-tune {v} N={n} seed {seed}")
-                    idx = np.random.default_rng([seed, n]).permutation(len(pool[v]))[:n]
-                    model, was_reused = run_finetune(
-                        base_models[seed],
-                        pool[v],
-                        idx,
-                        seed,
-                        config,
-                        out / "runs" / f"finetune_{v}" / f"n{n}_seed{seed}",
-                    )
-                    reused["finetune_runs"].append(was_reused)
-                    probs, thr = predict_sets(model, {ts: tests[ts]})
-                    e = evaluate(probs[ts], tests[ts].labels, thr, phases)
-                    ex.append(e["exact"])
-                    f1.append(e["f1"])
-                    bar.update(1, description=f"fine-tuned {v} N={n} seed {seed}")
-                pts.append({"n": n, "exact": Stat.of(ex).to_dict(), "f1": Stat.of(f1).to_dict()})
-            data_eff[ts] = pts
-        stage["finetune_simulated"] = time.perf_counter() - t0
-
-        # -- the paper's measured patterns: cross-validated fine-tuning
-        t0 = time.perf_counter()
-        hdac: HdacResults = {"available": hd is not None, "cv": {}}
-        if hd is not None:
-            from .adapt import adapt_arrays
-            from .crossval import nearest_neighbour_vote, training_draw, vote_features
-
-            hdac["n"] = len(tests["hdac_unmasked"])
-            hdac["splits"] = config.hdac_splits
-            hdac["synthetic_only"] = {v: settings_out["mtl"]["metrics"][f"hdac_{v}"] for v in VIEWS}
-            # labels the physics-only audit contradicts (model-free, so the same for every model)
-            hdac["contradicted"] = {v: contradicted_labels(hd / f"labels_{v}.csv") for v in VIEWS}
-            hdac["synthetic_only_uncontradicted"] = {}
-            hdac["cv_uncontradicted"] = {}
-            hdac["cv_base"] = {}  # the base models on the same held-out patterns
-            hdac["cv_base_uncontradicted"] = {}
-            hdac["cv_adapted"], hdac["cv_adapted_uncontradicted"], hdac["cv_vote"] = {}, {}, {}
-            for v in VIEWS:
-                hset = tests[f"hdac_{v}"]
-                clean = np.array([f.name not in hdac["contradicted"][v] for f in hset.files])
-                base_out = {seed: predict_sets(base_models[seed], {"all": hset}) for seed in seeds}
-                so_clean = [
-                    evaluate(probs["all"][clean], hset.labels[clean], thr, phases)["exact"]
-                    for probs, thr in base_out.values()
-                ]
-                hdac["synthetic_only_uncontradicted"][v] = {
-                    "exact": Stat.of(so_clean).to_dict(),
-                    "n": int(clean.sum()),
-                }
-                runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
-                runs_clean: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
-                base_runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
-                base_clean: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
-                adapted_runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
-                adapted_clean: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
-                vote_runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
-                x_all, votes = hset.x, vote_features(hset.intensity, hset.coverage)
-                for seed in seeds:
-                    base_probs, base_thr = base_out[seed]
-                    for split in range(config.hdac_splits):
-                        for n in config.hdac_ns:
-                            # stratified by label combination; the same split for both views
-                            idx = training_draw(hset.labels, n, seed, split)
-                            bar.update(description=f"cv {v} N={n} seed {seed} split {split}")
-                            model, was_reused = run_finetune(
-                                base_models[seed],
-                                hset,
-                                idx,
-                                seed,
-                                config,
-                                out / "runs" / f"cv_{v}" / f"n{n}_seed{seed}_split{split}",
-                            )
-                            reused["finetune_runs"].append(was_reused)
-                            rest_idx = np.setdiff1d(np.arange(len(hset)), idx)
-                            rest = _subset(hset, rest_idx)
-                            probs, thr = predict_sets(model, {"rest": rest})
-                            runs[n].append(
-                                evaluate(probs["rest"], rest.labels, thr, phases)["exact"]
-                            )
-                            keep = clean[rest_idx]
-                            runs_clean[n].append(
-                                evaluate(probs["rest"][keep], rest.labels[keep], thr, phases)[
-                                    "exact"
-                                ]
-                            )
-                            bp = base_probs["all"][rest_idx]
-                            base_runs[n].append(
-                                evaluate(bp, rest.labels, base_thr, phases)["exact"]
-                            )
-                            base_clean[n].append(
-                                evaluate(bp[keep], rest.labels[keep], base_thr, phases)["exact"]
-                            )
-                            adapted = adapt_arrays(
-                                base_models[seed],
-                                LabeledPatterns(
-                                    hset.intensity[idx], hset.coverage[idx], hset.labels[idx]
-                                ),
-                                ~clean[idx],
-                            ).model
-                            ap = adapted.predict_proba(x_all[rest_idx])
-                            adapted_runs[n].append(
-                                evaluate(ap, rest.labels, adapted.thresholds, phases)["exact"]
-                            )
-                            adapted_clean[n].append(
-                                evaluate(ap[keep], rest.labels[keep], adapted.thresholds, phases)[
-                                    "exact"
-                                ]
-                            )
-                            vote = nearest_neighbour_vote(
-                                votes[idx], hset.labels[idx], votes[rest_idx]
-                            )
-                            vote_runs[n].append(float((vote == rest.labels).all(axis=1).mean()))
-                            bar.update(1, description=f"cv {v} N={n} seed {seed} split {split}")
-                hdac["cv"][v] = _cv_points(runs)
-                hdac["cv_uncontradicted"][v] = _cv_points(runs_clean)
-                hdac["cv_base"][v] = _cv_points(base_runs)
-                hdac["cv_base_uncontradicted"][v] = _cv_points(base_clean)
-                hdac["cv_adapted"][v] = _cv_points(adapted_runs)
-                hdac["cv_adapted_uncontradicted"][v] = _cv_points(adapted_clean)
-                hdac["cv_vote"][v] = _cv_points(vote_runs)
-        stage["finetune_measured"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        examples = make_examples(base_models[seeds[0]], tests, config.n_examples, phases)
-        stage["examples"] = time.perf_counter() - t0
+        settings_out, base_models = run.timed("training", train_settings, run, settings, tests)
+        data_eff = run.timed(
+            "finetune_simulated", data_efficiency, run, pool, tests, base_models, settings_out
+        )
+        hdac = run.timed(
+            "finetune_measured", measured_patterns, run, hd, tests, base_models, settings_out
+        )
+        examples = run.timed(
+            "examples", make_examples, base_models[seeds[0]], tests, config.n_examples, run.phases
+        )
     finally:
         bar.close()
-
     data_out: ResultsData = {
         "schema": 1,
-        "meta": {
-            "command": command
-            or f"run_experiment({str(out)!r}, ExperimentConfig.preset({config.preset_name!r}))",
-            "preset": config.preset_name,
-            "config": config.to_dict(),
-            "versions": package_versions(),
-            "seeds": seeds,
-            "phases": phases,
-            "started": started,
-            "wall_time_s": round(time.perf_counter() - t_start, 1),
-            "stage_time_s": {k: round(v, 1) for k, v in stage.items()},
-            "reused_runs": {k: [int(sum(v)), len(v)] for k, v in reused.items()},
-            "cpus": os.cpu_count() or 1,
-            "synth": {
-                k: v for k, v in asdict(SynthConfig()).items() if k in ("p_present", "p_unmasked")
-            },
-            "device": str(default_device()),
-        },
+        "meta": _meta(run, command, started, time.perf_counter() - t_start),
         "paper": PAPER,
         "test_sets": {t: s.info() for t, s in tests.items()},
         "settings": settings_out,
-        "comparisons": {
-            "primary_test_set": "sim_unmasked",
-            "base": "mtl",
-            "architecture": ["mtl", *[a for a in config.archs if a != "mtl"]],
-            "loss": ["mtl", *[f"mtl_{x}" for x in losses if x != base_loss]],
-            "tailored_loss": _loss_key(config.tailored_loss, base_loss),
-            "plain_loss": _loss_key(config.plain_loss, base_loss),
-            "masking": {
-                "train": {"mixed": "mtl", **{str(v): f"mtl_{v}_only" for v in VIEWS}},
-                "test_sets": [f"sim_{v}" for v in VIEWS],
-            },
-            "data_efficiency_view": "unmasked",
-            "few_n": config.few_n,
-        },
+        "comparisons": _comparisons(config, losses, base_loss),
         "data_efficiency": data_eff,
         "hdac": hdac,
         "examples": examples,
@@ -1017,6 +780,307 @@ def run_experiment(
     path = out / "results.json"
     _write_json(path, data_out)
     return ExperimentResults(data_out, path)
+
+
+def _n_steps(config: ExperimentConfig, n_settings: int, hd: Path | None) -> int:
+    """The progress bar's units: the data, each training run and each fine-tuning run."""
+    n_hdac = len(VIEWS) * config.seeds * config.hdac_splits * len(config.hdac_ns) if hd else 0
+    return 1 + (n_settings + len(VIEWS) * len(config.finetune_ns)) * config.seeds + n_hdac
+
+
+def load_sets(run: Run, hd: Path | None) -> tuple[dict[str, LabeledSet], dict[str, LabeledSet]]:
+    """The test sets (simulated frames, RRUFF, the paper's measured patterns) and the simulated
+    fine-tuning pool, per view."""
+    config, phases, grid, data = run.config, run.phases, run.config.grid, run.out / "data"
+    run.bar.update(description="simulating test and pool frames")
+    test_what = (
+        f"simulated frames, held-out seed {config.test_seed} and λ = {config.test_wavelength} Å"
+    )
+    sim = simulated_sets(
+        "sim", data / "test", config.n_test, config.test_seed, config.test_wavelength, phases, grid,
+        test_what,
+    )  # fmt: skip
+    pool_what = (
+        f"labeled simulated frames (fine-tuning pool), seed {config.pool_seed}, "
+        f"λ = {config.pool_wavelength} Å"
+    )
+    pool = simulated_sets(
+        "pool", data / "pool", config.n_pool, config.pool_seed, config.pool_wavelength, phases,
+        grid, pool_what,
+    )  # fmt: skip
+    tests = {f"sim_{v}": s for v, s in sim.items()}
+    rr = rruff_set(phases, grid)
+    if rr is not None:
+        tests["rruff"] = rr
+    if hd is not None:
+        for v in VIEWS:
+            tests[f"hdac_{v}"] = csv_set(
+                f"hdac_{v}", "measured", f"the paper's measured HDAC patterns, {v}, labels as given",
+                hd / f"labels_{v}.csv", phases, grid, HDAC_WAVELENGTH,
+            )  # fmt: skip
+    return tests, pool
+
+
+# ------------------------------------------------- comparisons 1, 2 and 4: architecture, loss, masking
+
+
+def train_settings(
+    run: Run, settings: dict[str, Setting], tests: dict[str, LabeledSet]
+) -> tuple[dict[str, SettingResult], dict[int, Path]]:
+    """Every setting trained at every seed and scored on every test set; the base setting's models
+    per seed (the starting point of every fine-tuning)."""
+    out: dict[str, SettingResult] = {}
+    base_models: dict[int, Path] = {}
+    for key, setting in settings.items():
+        out[key], models = train_setting(run, setting, tests)
+        if key == "mtl":
+            base_models = dict(zip(run.seeds, models, strict=True))
+    return out, base_models
+
+
+def train_setting(
+    run: Run, setting: Setting, tests: dict[str, LabeledSet]
+) -> tuple[SettingResult, list[Path]]:
+    """One setting at every seed, scored on every test set (the measured sets pattern by pattern for
+    the base setting); its models per seed."""
+    phases, key = run.phases, setting.key
+    records: list[dict[str, Any]] = []
+    evals: dict[str, list[dict[str, Any]]] = {t: [] for t in tests}
+    probs_sum = {t: np.zeros(tests[t].labels.shape) for t in tests}
+    for seed in run.seeds:
+        run.bar.update(description=f"train {key} seed {seed}")
+        rec = run_setting(setting, seed, run.config, phases, run.out / "runs" / key / f"seed{seed}")
+        run.reused["training_runs"].append(rec.pop("reused"))
+        probs, thr = predict_sets(Path(rec["model"]), tests)
+        for t, p in probs.items():
+            evals[t].append(evaluate(p, tests[t].labels, thr, phases))
+            probs_sum[t] += p
+        records.append(rec)
+        run.bar.update(1, description=f"trained {key} seed {seed}")
+    result: SettingResult = {
+        "label": setting.label,
+        "arch": setting.arch,
+        "loss": setting.loss,
+        "train_view": setting.train_view,
+        "params": records[0]["params"],
+        "train_time_s": Stat.of([r["train_time_s"] for r in records]).to_dict(),
+        "history": [r["history"] for r in records],
+        "val_curve": [r["val_curve"] for r in records],
+        "metrics": {t: _summary(evals[t], phases) for t in tests},
+        "confusion": {
+            t: {p: _confusion_sum([e["confusion"][p] for e in evals[t]]) for p in phases}
+            for t in tests
+        },
+        "per_file": {  # the seed mean, called at the last seed's thresholds
+            t: _per_file(tests[t], probs_sum[t] / len(run.seeds), thr, phases)
+            for t in tests
+            if tests[t].kind == "measured" and key == "mtl"
+        },
+    }
+    return result, [Path(r["model"]) for r in records]
+
+
+# ------------------------------------------------------------ comparison 3: data efficiency, simulated
+
+
+def data_efficiency(
+    run: Run,
+    pool: dict[str, LabeledSet],
+    tests: dict[str, LabeledSet],
+    base_models: dict[int, Path],
+    settings: dict[str, SettingResult],
+) -> dict[str, list[EfficiencyPoint]]:
+    """Per view, the base models (N = 0) and the base models fine-tuned on N labeled pool frames,
+    scored on the simulated test frames of that view."""
+    out: dict[str, list[EfficiencyPoint]] = {}
+    for v in VIEWS:
+        ts = f"sim_{v}"
+        base = settings["mtl"]["metrics"][ts]
+        first: EfficiencyPoint = {"n": 0, "exact": base["exact"], "f1": base["f1"]}
+        out[ts] = [first] + [
+            _finetuned_point(run, pool[v], tests[ts], base_models, n, v)
+            for n in run.config.finetune_ns
+        ]
+    return out
+
+
+def _finetuned_point(
+    run: Run, pool: LabeledSet, test: LabeledSet, base_models: dict[int, Path], n: int, view: str
+) -> EfficiencyPoint:
+    """The base model of each seed fine-tuned on ``n`` frames of ``pool`` drawn by that seed."""
+    exact, f1 = [], []
+    for seed in run.seeds:
+        run.bar.update(description=f"fine-tune {view} N={n} seed {seed}")
+        idx = np.random.default_rng([seed, n]).permutation(len(pool))[:n]
+        folder = run.out / "runs" / f"finetune_{view}" / f"n{n}_seed{seed}"
+        model, was_reused = run_finetune(base_models[seed], pool, idx, seed, run.config, folder)
+        run.reused["finetune_runs"].append(was_reused)
+        probs, thr = predict_sets(model, {"test": test})
+        e = evaluate(probs["test"], test.labels, thr, run.phases)
+        exact.append(e["exact"])
+        f1.append(e["f1"])
+        run.bar.update(1, description=f"fine-tuned {view} N={n} seed {seed}")
+    return {"n": n, "exact": Stat.of(exact).to_dict(), "f1": Stat.of(f1).to_dict()}
+
+
+# ---------------------------------------------- comparison 3 on the paper's measured patterns
+
+
+CV_ROWS: dict[str, tuple[str, bool]] = {
+    "cv_base": ("default model", False),
+    "cv_base_uncontradicted": ("default model", True),
+    "cv_adapted": ("adapted", False),
+    "cv_adapted_uncontradicted": ("adapted", True),
+    "cv_vote": ("nearest-neighbour vote", False),
+}
+"""The results' cross-validation rows taken from :func:`~xrdmtl.workflows.crossval.crossvalidate`:
+its row, and whether on the uncontradicted held-out patterns only."""
+
+
+def measured_patterns(
+    run: Run,
+    hd: Path | None,
+    tests: dict[str, LabeledSet],
+    base_models: dict[int, Path],
+    settings: dict[str, SettingResult],
+) -> HdacResults:
+    """The base models on the paper's measured patterns, and what N of their labels buy, cross-
+    validated: the base model fine-tuned on them, and adapted to them as ``xrdmtl finetune`` does,
+    next to a nearest-neighbour vote; every figure also on the labels the physics audit does not
+    contradict."""
+    hdac: HdacResults = {"available": hd is not None, "cv": {}}
+    if hd is None:
+        return hdac
+    hdac["n"] = len(tests["hdac_unmasked"])
+    hdac["splits"] = run.config.hdac_splits
+    hdac["synthetic_only"] = {v: settings["mtl"]["metrics"][f"hdac_{v}"] for v in VIEWS}
+    # labels the physics-only audit contradicts (model-free, so the same for every model)
+    hdac["contradicted"] = {v: contradicted_labels(hd / f"labels_{v}.csv") for v in VIEWS}
+    clean = {
+        v: np.array([f.name not in hdac["contradicted"][v] for f in tests[f"hdac_{v}"].files])
+        for v in VIEWS
+    }
+    hdac["synthetic_only_uncontradicted"] = {
+        v: _synthetic_only_clean(run, tests[f"hdac_{v}"], clean[v], base_models) for v in VIEWS
+    }
+    tuned = {v: finetuned_cv(run, tests[f"hdac_{v}"], clean[v], base_models, v) for v in VIEWS}
+    adapted = {v: adapted_cv(run, tests[f"hdac_{v}"], clean[v], base_models, v) for v in VIEWS}
+    hdac["cv"] = {v: tuned[v][0] for v in VIEWS}
+    hdac["cv_uncontradicted"] = {v: tuned[v][1] for v in VIEWS}
+    hdac["cv_base"] = {v: adapted[v]["cv_base"] for v in VIEWS}
+    hdac["cv_base_uncontradicted"] = {v: adapted[v]["cv_base_uncontradicted"] for v in VIEWS}
+    hdac["cv_adapted"] = {v: adapted[v]["cv_adapted"] for v in VIEWS}
+    hdac["cv_adapted_uncontradicted"] = {v: adapted[v]["cv_adapted_uncontradicted"] for v in VIEWS}
+    hdac["cv_vote"] = {v: adapted[v]["cv_vote"] for v in VIEWS}
+    return hdac
+
+
+def _synthetic_only_clean(
+    run: Run, hset: LabeledSet, clean: np.ndarray, base_models: dict[int, Path]
+) -> CleanSummary:
+    """The base models on the patterns whose labels the audit does not contradict."""
+    exact = []
+    for seed in run.seeds:
+        probs, thr = predict_sets(base_models[seed], {"all": hset})
+        exact.append(evaluate(probs["all"][clean], hset.labels[clean], thr, run.phases)["exact"])
+    return {"exact": Stat.of(exact).to_dict(), "n": int(clean.sum())}
+
+
+def finetuned_cv(
+    run: Run, hset: LabeledSet, clean: np.ndarray, base_models: dict[int, Path], view: str
+) -> tuple[list[CvPoint], list[CvPoint]]:
+    """The base model fine-tuned on N labeled measured patterns (the splits of
+    :func:`~xrdmtl.workflows.crossval.training_draw`, as ``crossval``'s), scored on the others: on
+    all of them and on the uncontradicted ones."""
+    from xrdmtl.workflows.crossval import training_draw
+
+    config = run.config
+    runs: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
+    runs_clean: dict[int, list[float]] = {n: [] for n in config.hdac_ns}
+    for seed in run.seeds:
+        for split in range(config.hdac_splits):
+            for n in config.hdac_ns:
+                run.bar.update(description=f"cv {view} N={n} seed {seed} split {split}")
+                idx = training_draw(hset.labels, n, seed, split)
+                folder = run.out / "runs" / f"cv_{view}" / f"n{n}_seed{seed}_split{split}"
+                model, was_reused = run_finetune(base_models[seed], hset, idx, seed, config, folder)
+                run.reused["finetune_runs"].append(was_reused)
+                rest_idx = np.setdiff1d(np.arange(len(hset)), idx)
+                rest, keep = _subset(hset, rest_idx), clean[rest_idx]
+                probs, thr = predict_sets(model, {"rest": rest})
+                p = probs["rest"]
+                runs[n].append(evaluate(p, rest.labels, thr, run.phases)["exact"])
+                runs_clean[n].append(evaluate(p[keep], rest.labels[keep], thr, run.phases)["exact"])
+                run.bar.update(1, description=f"cv {view} N={n} seed {seed} split {split}")
+    return _cv_points(runs), _cv_points(runs_clean)
+
+
+def adapted_cv(
+    run: Run, hset: LabeledSet, clean: np.ndarray, base_models: dict[int, Path], view: str
+) -> dict[str, list[CvPoint]]:
+    """:func:`~xrdmtl.workflows.crossval.crossvalidate` of each seed's base model on the same splits
+    as :func:`finetuned_cv`: the base model, the adapted one and the vote (:data:`CV_ROWS`)."""
+    from xrdmtl.workflows.crossval import CrossvalPlan, crossvalidate
+
+    config = run.config
+    data = LabeledPatterns(hset.intensity, hset.coverage, hset.labels)
+    files = [f.name for f in hset.files]
+    rows: dict[str, dict[int, list[float]]] = {k: {n: [] for n in config.hdac_ns} for k in CV_ROWS}
+    for seed in run.seeds:
+        run.bar.update(description=f"cv {view} seed {seed}: adapting")
+        plan = CrossvalPlan(config.hdac_ns, config.hdac_splits, seed, leave_one_out=False)
+        for scheme in crossvalidate(base_models[seed], data, files, ~clean, plan).schemes:
+            for key, (row, uncontradicted) in CV_ROWS.items():
+                values = scheme.exact_uncontradicted if uncontradicted else scheme.exact
+                rows[key][scheme.n_labeled] += values[row]
+    return {key: _cv_points(runs) for key, runs in rows.items()}
+
+
+# ------------------------------------------------------------------------------------- the record
+
+
+def _meta(run: Run, command: str | None, started: str, wall_time_s: float) -> Meta:
+    """How the run was made: command, configuration, versions, seeds, timings, cache use, machine."""
+    from xrdmtl.model.networks import default_device
+    from xrdmtl.synthesis.patterns import SynthConfig
+
+    config = run.config
+    return {
+        "command": command
+        or f"run_experiment({str(run.out)!r}, ExperimentConfig.preset({config.preset_name!r}))",
+        "preset": config.preset_name,
+        "config": config.to_dict(),
+        "versions": package_versions(),
+        "seeds": run.seeds,
+        "phases": run.phases,
+        "started": started,
+        "wall_time_s": round(wall_time_s, 1),
+        "stage_time_s": {k: round(v, 1) for k, v in run.stage.items()},
+        "reused_runs": {k: [int(sum(v)), len(v)] for k, v in run.reused.items()},
+        "cpus": os.cpu_count() or 1,
+        "synth": {
+            k: v for k, v in asdict(SynthConfig()).items() if k in ("p_present", "p_unmasked")
+        },
+        "device": str(default_device()),
+    }
+
+
+def _comparisons(config: ExperimentConfig, losses: Sequence[str], base_loss: str) -> Comparisons:
+    """Which settings each comparison sets side by side."""
+    return {
+        "primary_test_set": "sim_unmasked",
+        "base": "mtl",
+        "architecture": ["mtl", *[a for a in config.archs if a != "mtl"]],
+        "loss": ["mtl", *[f"mtl_{x}" for x in losses if x != base_loss]],
+        "tailored_loss": _loss_key(config.tailored_loss, base_loss),
+        "plain_loss": _loss_key(config.plain_loss, base_loss),
+        "masking": {
+            "train": {"mixed": "mtl", **{str(v): f"mtl_{v}_only" for v in VIEWS}},
+            "test_sets": [f"sim_{v}" for v in VIEWS],
+        },
+        "data_efficiency_view": "unmasked",
+        "few_n": config.few_n,
+    }
 
 
 def _confusion_sum(parts: Sequence[dict[str, int]]) -> Confusion:
@@ -1042,7 +1106,7 @@ def _loss_key(loss: str, base_loss: str) -> str:
 
 def contradicted_labels(labels_csv: Path) -> list[str]:
     """Names of the files whose labels the physics-only audit contradicts (peaks against labels)."""
-    from .audit import audit_labels
+    from xrdmtl.workflows.audit import audit_labels
 
     table = audit_labels(labels_csv, None, ReadOptions(HDAC_WAVELENGTH), use_model=False)
     return sorted({Path(r.file).name for r in table.flagged})
@@ -1077,9 +1141,9 @@ def make_examples(
     model_path: Path, tests: dict[str, LabeledSet], k: int, phases: Sequence[str]
 ) -> list[dict]:
     """Up to ``k`` test patterns per set kind (one per phase where possible), with what drove the call."""
-    from ..inference.explain import saliency
-    from ..model.files import load_model
-    from ..physics.phases import get_phase
+    from xrdmtl.inference.explain import saliency
+    from xrdmtl.model.files import load_model
+    from xrdmtl.physics.phases import get_phase
 
     model = load_model(model_path, device="cpu")
     grid = model.grid
