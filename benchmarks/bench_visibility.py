@@ -125,7 +125,7 @@ def run(folder: Path, n: int, seed: int) -> dict[str, float]:
             figures.update({f"{view}_{tag}_{k}": v for k, v in scores(calls, labels).items()})
             by_clean = misses_by_clean(calls, drawn, phases, per_frame)
             figures.update({f"{view}_{tag}_{k}": v for k, v in by_clean.items()})
-    return figures
+    return {f"visibility_{k}": v for k, v in figures.items()}
 
 
 def simulate(folder: Path, n: int, seed: int) -> Path:
