@@ -8,6 +8,9 @@ worker start-up, reading, resampling, model input, forward pass, warnings: every
 the model and starting the worker server, which a warm-up call does once per Python process). Uses the shipped default model, or a freshly initialised network of the same
 architecture when none is shipped yet (same cost).
 
+With the physics check (``predict --verify``, opt-in): ``N_VERIFY`` of the ``.npy`` files; every
+other figure is the network alone (the default).
+
 Frames: ``N_FRAMES`` EDF files of the frame simulator with its geometry, ``--mask none``.
 
 Besides the wall-clock rates it reports the CPU time per file in one process on one thread, which
@@ -29,8 +32,10 @@ N_FILES = 4000
 N_XY = 1000
 N_POINTS = 2000
 N_FRAMES = 200
+N_VERIFY = 1000  # files timed with the physics check
 N_CPU_SAMPLE = 500  # files timed in one process for the CPU cost
 WAVELENGTH = 0.561
+TARGETS = {"predict_1d_verify_files_per_s": 200.0}  # issue 29: with the check, on 2 cores
 
 
 def write_patterns(folder: Path, n: int, suffix: str, seed: int = 0) -> None:
@@ -67,17 +72,19 @@ def write_patterns(folder: Path, n: int, suffix: str, seed: int = 0) -> None:
             )
 
 
-def make_predictor() -> object:
-    """Predictor with the shipped model, else an untrained network of the default architecture."""
+def make_predictor(verify: bool = False) -> object:
+    """Predictor with the shipped model, else an untrained network of the default architecture;
+    ``verify``: with the physics check (``predict --verify``; the other figures: the network alone)."""
     from xrdmtl.inference.predictor import Predictor
     from xrdmtl.model.files import default_model_dir, save_model
     from xrdmtl.model.networks import MultiTaskCNN
     from xrdmtl.physics.phases import TARGETS
 
     if (default_model_dir() / "model.json").is_file():
-        return Predictor()
+        return Predictor(verify=verify)
     with tempfile.TemporaryDirectory(prefix="xrdmtl-bench-model-") as tmp:
-        return Predictor(save_model(Path(tmp) / "model", MultiTaskCNN(list(TARGETS))))
+        model = save_model(Path(tmp) / "model", MultiTaskCNN(list(TARGETS)))
+        return Predictor(model, verify=verify)
 
 
 def bench() -> dict[str, float]:
@@ -103,9 +110,23 @@ def bench() -> dict[str, float]:
             figures[f"{key}_cpu_ms_per_file"] = cpu_per_item(
                 predictor, subset, ReadOptions(WAVELENGTH)
             )
+        figures.update(bench_verify(npy))
     figures.update(bench_frames(predictor))
     figures["load_average_1min"] = os.getloadavg()[0]
     return figures
+
+
+def bench_verify(folder: Path, n: int = N_VERIFY) -> dict[str, float]:
+    """Files/s (all cores) and CPU ms per file (one process) of ``predict_files`` with the physics
+    check on the first ``n`` files of ``folder`` (.npy)."""
+    from xrdmtl.io.read import ReadOptions
+
+    predictor = make_predictor(verify=True)
+    files = sorted(folder.glob("*.npy"))[:n]
+    predictor.predict_files(files[:64], ReadOptions(WAVELENGTH), progress=False)  # warm-up
+    rate = n / timed(predictor, files, n, ReadOptions(WAVELENGTH))
+    cpu = cpu_per_item(predictor, files[:N_CPU_SAMPLE], ReadOptions(WAVELENGTH))
+    return {"predict_1d_verify_files_per_s": rate, "predict_1d_verify_cpu_ms_per_file": cpu}
 
 
 def timed(predictor: Any, paths: list[Path], n: int, options: Any) -> float:

@@ -126,8 +126,10 @@ def test_the_wavelength_option_serves_a_poni_that_states_none(
     _one_line(res, "states no wavelength", "--wavelength")
     res = invoke("predict", frame, "--poni", poni, "-w", "0.561", "--workers", "1")
     assert res.exit_code == 0, res.output
-    row = res.stdout.splitlines()[1].split(",")
-    assert row[-3:] == ["0.561", "option", "2th_deg"], row
+    header, line = res.stdout.splitlines()[:2]
+    row = dict(zip(header.split(","), line.split(","), strict=True))
+    got = [row["wavelength"], row["wavelength_source"], row["x_unit"]]
+    assert got == ["0.561", "option", "2th_deg"], row
 
 
 def test_a_labels_file_with_a_pattern_twice_is_refused_naming_the_lines(examples: Path) -> None:

@@ -28,7 +28,8 @@ from xrdmtl.physics.phases import get_phase
 PHASES = ["bastnaesite", "calcite", "rhenium"]
 HEADER = (
     "file,p_bastnaesite,p_calcite,p_rhenium,bastnaesite,calcite,rhenium,warning,error,"
-    "wavelength,wavelength_source,x_unit"
+    "wavelength,wavelength_source,x_unit,"
+    + ",".join(f"{p}_{f}" for p in PHASES for f in ("a", "a_err", "c", "c_err"))
 )
 WAVELENGTH = 0.561
 

@@ -105,7 +105,12 @@ def test_file_wavelength_wins_over_the_option_with_a_note(tmp_path: Path) -> Non
         "--workers",
         "1",
     )
-    assert res.stdout.splitlines()[0].split(",") == FIXED + PROVENANCE
+    cells = [
+        f"{p}_{f}"
+        for p in ("bastnaesite", "calcite", "rhenium")
+        for f in ("a", "a_err", "c", "c_err")
+    ]
+    assert res.stdout.splitlines()[0].split(",") == FIXED + PROVENANCE + cells
     rows = {Path(r["file"]).name: r for r in _rows(res.stdout)}
     assert (
         rows["pyfai.xy"]["wavelength"] == "0.561"

@@ -41,6 +41,7 @@ from ..physics.pattern import Pattern
 from ..physics.phases import Reflections
 from ..progress import ProgressBar
 from .results import Prediction
+from .verify import fitted_curve, refined_sticks
 
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
@@ -370,6 +371,15 @@ def _plot_prediction(
     q = predictor.grid.values
     qs = q[cov]
     e = pred.explanation
+    matched = e.matched if e else None
+    v, fit = pred.verification, None
+    if v is not None:  # sticks at the refined cells, marked where a line supports the call
+        refs = {
+            n: refined_sticks(v.phases[n], r) if n in v.phases and r is not None else r
+            for n, r in refs.items()
+        }
+        matched = {n: [s[1] for s in c.support] for n, c in v.phases.items()}
+        fit = fitted_curve(v, pred.found, x, predictor.grid)
     plot_pattern(
         (q, y),
         pred.found,
@@ -381,9 +391,10 @@ def _plot_prediction(
         q_range=(float(qs.min()), float(qs.max())),
         background_removed=x[1],
         wavelength=pattern.wavelength,
-        matched=e.matched if e else None,
+        matched=matched,
         unexplained=e.unexplained if e else None,
         warning=pred.warning,
+        fit=fit,
     )
 
 

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..io.writers import cell_columns
 from .explain import Explanation
+from .verify import Verification
 
 
 class Flag(str, enum.Enum):
@@ -57,6 +59,7 @@ class Prediction:
     wavelength: float | None = None  # Å, the one the pattern was read with (None: not known)
     wavelength_source: str = ""  # file, option, default or poni
     x_unit: str = ""  # the x unit read, "2th_deg (assumed)" where the file names none
+    verification: Verification | None = None  # the physics check (None: not verified)
 
     @property
     def ok(self) -> bool:
@@ -83,7 +86,8 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (probabilities to 4 decimals): file, probabilities, calls, found,
-        warning, flags, error, what the pattern was read with, and the peaks behind the calls."""
+        warning, flags, error, what the pattern was read with, the peaks behind the calls, and the
+        physics check (None where not verified)."""
         e = self.explanation
         return {
             "file": self.file,
@@ -98,10 +102,13 @@ class Prediction:
             "x_unit": self.x_unit,
             "matched_q": {k: [round(q, 4) for q in v] for k, v in e.matched.items()} if e else {},
             "unexplained_q": [round(q, 4) for q in e.unexplained] if e else [],
+            "verification": self.verification.to_json(self.calls) if self.verification else None,
         }
 
     def row(self, phases: Sequence[str]) -> list[str]:
-        """The CSV row: file, p_<phase>…, <phase>…, warning, error, wavelength, wavelength_source, x_unit."""
+        """The CSV row (:func:`~xrdmtl.io.writers.csv_header`): file, p_<phase>…, <phase>…, warning,
+        error, wavelength, wavelength_source, x_unit, then each phase's refined cell
+        (``<phase>_a``, ``_a_err``, ``_c``, ``_c_err``; empty unless verified and called)."""
         d = self.to_dict()
         provenance = [
             "" if d["wavelength"] is None else f"{d['wavelength']:g}",
@@ -113,4 +120,6 @@ class Prediction:
         else:
             probs = [f"{d['probabilities'][p]:.4f}" for p in phases]
             calls = [str(int(d["calls"][p])) for p in phases]
-        return [d["file"], *probs, *calls, d["warning"], d["error"], *provenance]
+        v = self.verification
+        cells = v.cell_values(phases, self.calls) if v else [""] * len(cell_columns(phases))
+        return [d["file"], *probs, *calls, d["warning"], d["error"], *provenance, *cells]

@@ -340,6 +340,7 @@ def pattern_figure(
     matched: Mapping[str, Sequence[float]] | None = None,
     unexplained: Sequence[float] | None = None,
     warning: str = "",
+    fit: np.ndarray | None = None,
 ) -> Figure:
     """A pattern as a diffraction scientist reads it: against Q (Å⁻¹) with 2θ at ``wavelength``
     on top and d (Å) below; the reference sticks of ``phases_found`` under the data, matched
@@ -352,7 +353,8 @@ def pattern_figure(
     measured pattern above it;
     ``reflections``: reference tables by phase name, in the model's order (which fixes the colours);
     ``matched``: per phase, the reference Q values a detected peak sits on; ``saliency``: per phase,
-    a map over ``saliency_q`` (default: the pattern's Q) drawn as the regions that raised each call.
+    a map over ``saliency_q`` (default: the pattern's Q) drawn as the regions that raised each call;
+    ``fit``: the fitted curve on the same Q as the main panel, drawn over it with the residual.
     """
     if isinstance(pattern, Pattern):
         q, y = pattern.q, pattern.y
@@ -421,6 +423,8 @@ def pattern_figure(
                 ms=9,
                 label="peak no called phase explains",
             )
+        if fit is not None:
+            y_lo = _draw_fit(ax, q, main_y, fit, y_lo, span)
         ax.set_ylim(y_lo - 0.03 * span, y_hi + 0.45 * span)  # room above the peaks for labels
         ax.set_yscale("function", functions=(_signed_sqrt, _signed_square))
         ax.set_ylabel("intensity − background (√ scale)" if removed else "intensity (√ scale)")
@@ -440,6 +444,19 @@ def pattern_figure(
             _title(title, phases_found, probabilities, warning), fontsize=11, ha="left", x=0.01
         )
     return fig
+
+
+def _draw_fit(
+    ax: Any, q: np.ndarray, data: np.ndarray, fit: np.ndarray, y_lo: float, span: float
+) -> float:
+    """The fitted curve over the data and the residual (data − fit) in a band under them; returns
+    the new lower limit of the panel."""
+    ax.plot(q, fit, color="crimson", lw=0.9, alpha=0.8, label="fit at the refined cells")
+    resid = data - fit
+    amp = float(np.nanmax(np.abs(resid))) if np.isfinite(resid).any() else 1.0
+    base = y_lo - 0.12 * span
+    ax.plot(q, base + 0.1 * span * resid / (amp or 1.0), color="grey", lw=0.6, label="residual")
+    return base - 0.12 * span
 
 
 def plot_timeline(

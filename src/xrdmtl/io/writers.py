@@ -21,13 +21,28 @@ class CsvRow(Protocol):
 
 
 PROVENANCE_COLUMNS = ("wavelength", "wavelength_source", "x_unit")
+CELL_FIELDS = ("a", "a_err", "c", "c_err")  # a phase's refined cell (Å), last in the CSV
+
+
+def cell_columns(phases: Sequence[str]) -> list[str]:
+    """The CSV columns of the refined cells: ``<phase>_a, <phase>_a_err, <phase>_c, <phase>_c_err``."""
+    return [f"{p}_{f}" for p in phases for f in CELL_FIELDS]
 
 
 def csv_header(phases: Sequence[str]) -> list[str]:
     """Columns of the predictions CSV: the fixed contract ones, then what each pattern was read
     with (the wavelength in Å, its source: file, option, default or poni; the x unit, with
-    ``(assumed)`` where the file names none)."""
-    return ["file", *(f"p_{p}" for p in phases), *phases, "warning", "error", *PROVENANCE_COLUMNS]
+    ``(assumed)`` where the file names none), then each phase's refined cell and its uncertainty
+    (Å, empty where the phase is not called or not verified)."""
+    return [
+        "file",
+        *(f"p_{p}" for p in phases),
+        *phases,
+        "warning",
+        "error",
+        *PROVENANCE_COLUMNS,
+        *cell_columns(phases),
+    ]
 
 
 def write_csv(

@@ -229,6 +229,10 @@ class FrameSample:
     ring_counts: np.ndarray | None = (
         None  # expected counts of the sample's rings and crystallite spots
     )
+    # with ``FrameSimulator(keep_parts=True)``: expected counts per pixel (flat, gaps 0) of each
+    # phase drawn (rings and its crystallite spots) and of the smooth background
+    phase_counts: dict[str, np.ndarray] | None = None
+    background_counts: np.ndarray | None = None
 
 
 class FrameSimulator:
@@ -245,7 +249,11 @@ class FrameSimulator:
         distractors: Sequence[Phase] | None = None,
         geometry: FrameGeometry | None = None,
         config: FrameConfig | None = None,
+        keep_parts: bool = False,
     ) -> None:
+        self.keep_parts = (
+            keep_parts  # record each phase's expected counts (FrameSample.phase_counts)
+        )
         self.targets = list(targets) if targets is not None else [get_phase(n) for n in TARGETS]
         self.distractors = (
             list(distractors) if distractors is not None else [get_phase(n) for n in DISTRACTORS]
@@ -344,6 +352,7 @@ class FrameSimulator:
         npix = self.tth.size
         rings = np.zeros(npix, np.float32)
         spot_pos, spot_amp, spot_sig = [], [], []
+        parts: dict[str, np.ndarray] = {}
         info: dict[str, Any] = {"phases": [p.name for p in phases], "background": round(base, 2)}
         items = [
             (
@@ -370,6 +379,9 @@ class FrameSimulator:
             spot_amp.append(amp)
             spot_sig.append(sig)
             info[name] = meta
+            if self.keep_parts:  # the same counts as below, phase by phase (no random draw)
+                part = (smooth + _splat(self.shape, pos, amp, sig, 3)) * self.gain
+                parts[name] = np.where(self.gap, 0, part).astype(np.float32)
         clean = iso[self.gidx].astype(np.float32) + rings
         if spot_pos:
             grains = _splat(
@@ -404,6 +416,8 @@ class FrameSimulator:
             ring_pixels.reshape(self.shape),
             info,
             np.where(self.gap, 0, rings * self.gain).reshape(self.shape).astype(np.float32),
+            parts if self.keep_parts else None,
+            np.where(self.gap, 0, iso[self.gidx] * self.gain) if self.keep_parts else None,
         )
 
     def _isotropic(self, q: np.ndarray, base: float, rng: np.random.Generator) -> np.ndarray:
@@ -507,6 +521,7 @@ class FrameSimulator:
             "ratio": round(ratio, 4),
             "visible": int((snr >= cfg.visible_snr).sum()),
             "spots_per_ring": round(float(expected.max(initial=0.0)), 1),
+            "fwhm_deg": round(float(np.degrees(fwhm)), 5),
         }
         return rings, pos, amp_spots, sig, meta
 
@@ -627,12 +642,15 @@ def simulate_frames(
         integ.save(s.frame, out / "unmasked" / f"{name}.dat", source=name)
         integ.save(s.frame, out / "masked" / f"{name}.dat", mask=s.spot_mask, source=name)
         labels.append((name, s.labels))
-        scales = {p: v["lattice_scale"] for p, v in s.info.items() if isinstance(v, dict)}
+        per_phase = {p: v for p, v in s.info.items() if isinstance(v, dict)}
         truth.append(
             [
                 f"frames/{name}.edf",
                 " ".join(s.info["phases"]),
-                " ".join(f"{p}={v}" for p, v in scales.items()),
+                *(
+                    " ".join(f"{p}={v[key]}" for p, v in per_phase.items())
+                    for key in ("lattice_scale", "aniso", "spots_per_ring")
+                ),
                 int(s.spot_mask.sum()),
             ]
         )
@@ -645,7 +663,11 @@ def simulate_frames(
     ):
         rows = [[f"{prefix}{name}{ext}", *map(int, lab)] for name, lab in labels]
         _write_csv(out / folder / "labels.csv", ["file", *names], rows)
-    _write_csv(out / "truth.csv", ["file", "phases", "lattice_scales", "spot_pixels"], truth)
+    _write_csv(
+        out / "truth.csv",
+        ["file", "phases", "lattice_scales", "aniso", "spots_per_ring", "spot_pixels"],
+        truth,
+    )
     if plot:
         plot_frames(out)
     return out

@@ -1,0 +1,219 @@
+"""Propose and verify on held-out frames: the network alone vs with the physics check, and the refined cells.
+
+Frames of the frame simulator's ``HOLDOUT`` preset (see ``bench_holdout.py``), scored on the pyFAI 1D
+integrations unmasked and with the true spot mask (and, with ``--frames``, on the EDF frames with
+``--mask none`` and ``--mask auto``): exact match without and with verification, recall on the
+few-crystal subset (a present phase whose rings hold fewer than ``SMOOTH_SPOTS`` crystallite spots),
+false calls, and the refined cells: the share of correctly called phases whose a and c both lie within
+0.2 % of the drawn cell (``truth.csv``: lattice scale s and c-vs-a strain e, a = a₀ s / (1 + e/3),
+c = c₀ s / (1 − 2e/3)).
+
+``--fit`` instead fits the combination weights of :mod:`xrdmtl.inference.verify` (logistic regression
+of each label on the network's logit and the two verdicts) on the given family, both 1D views pooled,
+and prints them. They were fitted on the development family (seed 170017, 240 frames) and are judged
+on the verdict family (seed 271828), which nothing was chosen on.
+
+``python benchmarks/bench_verify.py [--n 300] [--seed 271828] [--folder DIR] [--frames] [--fit]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+SEED = 271828  # the verdict family (bench_holdout.py): never used to choose anything here
+DEV_SEED = 170017  # the development family: the combination weights were fitted on it
+N_FRAMES = 300
+CELL_TOLERANCE = 0.002
+
+
+def simulate(folder: Path, n: int, seed: int) -> Path:
+    """The HOLDOUT family's frames, 1D views and truth in ``folder`` (kept if already there)."""
+    from xrdmtl.synthesis.frames import (
+        HOLDOUT,
+        HOLDOUT_WAVELENGTH,
+        FrameSimulator,
+        geometry_for,
+        simulate_frames,
+    )
+
+    if not (folder / "truth.csv").is_file():
+        sim = FrameSimulator(geometry=geometry_for(HOLDOUT_WAVELENGTH), config=HOLDOUT)
+        simulate_frames(folder, n, seed, simulator=sim)
+    return folder
+
+
+def read_truth(folder: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """Per frame name: per phase drawn, its lattice scale, c-vs-a strain and spots per ring."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    with open(folder / "truth.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            name = Path(row["file"]).stem
+            per: dict[str, dict[str, float]] = {}
+            for key, col in (("s", "lattice_scales"), ("e", "aniso"), ("spots", "spots_per_ring")):
+                for item in row[col].split():
+                    phase, value = item.split("=")
+                    per.setdefault(phase, {})[key] = float(value)
+            out[name] = per
+    return out
+
+
+def true_cell(phase: str, drawn: dict[str, float]) -> tuple[float, float]:
+    from xrdmtl.physics.phases import get_phase
+
+    cell = get_phase(phase).cell
+    s, e = drawn["s"], drawn["e"]
+    return cell[0] * s / (1 + e / 3), cell[2] * s / (1 - 2 * e / 3)
+
+
+def score(preds: list, labels: dict[str, dict[str, int]], truth: dict, phases: list[str]) -> dict:
+    """Exact match, few-crystal recall, false calls and refined-cell accuracy of ``preds``."""
+    from xrdmtl.synthesis.frames import SMOOTH_SPOTS
+
+    exact, few_hit, few_n, false, cells_ok, cells_n = 0, 0, 0, 0, 0, 0
+    for pred in preds:
+        name = Path(pred.file.split("::")[0]).stem
+        lab = labels[name]
+        exact += all(pred.calls.get(p, 0) == lab[p] for p in phases)
+        for p in phases:
+            called = pred.calls.get(p, 0)
+            false += called and not lab[p]
+            drawn = truth[name].get(p)
+            if lab[p] and drawn and drawn["spots"] < SMOOTH_SPOTS:
+                few_n += 1
+                few_hit += called
+            if lab[p] and called and pred.verification and p in pred.verification.phases:
+                check = pred.verification.phases[p]
+                a, c = true_cell(p, drawn or {"s": 1.0, "e": 0.0})
+                cells_n += 1
+                cells_ok += (
+                    abs(check.a / a - 1) < CELL_TOLERANCE and abs(check.c / c - 1) < CELL_TOLERANCE
+                )
+    n = len(preds)
+    return {
+        "exact": exact / n,
+        "few_crystal_recall": few_hit / max(few_n, 1),
+        "few_crystal_n": few_n,
+        "false_calls": false,
+        "cell_within_0.2%": cells_ok / max(cells_n, 1),
+        "cells_n": cells_n,
+        "n": n,
+    }
+
+
+def views(folder: Path, frames: bool) -> dict[str, tuple[Path, object]]:
+    from xrdmtl.io.read import ReadOptions
+
+    out: dict[str, tuple[Path, object]] = {
+        "unmasked": (folder / "unmasked" / "labels.csv", ReadOptions()),
+        "masked": (folder / "masked" / "labels.csv", ReadOptions()),
+    }
+    if frames:
+        for mask in ("none", "auto"):
+            out[f"frames_{mask}"] = (
+                folder / "labels.csv",
+                ReadOptions(poni=folder / "geometry.poni", mask=mask),
+            )
+    return out
+
+
+def run(folder: Path, frames: bool = False) -> dict[str, float]:
+    """Both predictors on each view of ``folder``."""
+    from xrdmtl.inference.predictor import Predictor
+    from xrdmtl.io.labels import read_labels
+
+    truth = read_truth(folder)
+    figures: dict[str, float] = {}
+    for verify in (False, True):
+        predictor = Predictor(verify=verify)
+        for view, (labels_csv, options) in views(folder, frames).items():
+            files, marks = read_labels(labels_csv, predictor.phases)
+            labels = {
+                Path(f).stem: dict(zip(predictor.phases, row, strict=True))
+                for f, row in zip(files, marks.tolist(), strict=True)
+            }
+            preds = predictor.predict_files(files, options, workers=1, progress=False)
+            for key, value in score(preds, labels, truth, predictor.phases).items():
+                figures[f"verify_{view}_{'checked' if verify else 'network'}_{key}"] = float(value)
+    return figures
+
+
+def fit(folder: Path) -> dict[str, list[float]]:
+    """Combination weights per phase (and pooled, ``generic``) by logistic regression on ``folder``."""
+    from xrdmtl.inference.predictor import Predictor
+    from xrdmtl.inference.verify import LINES_CLIP, POWDER_CLIP, _logit
+    from xrdmtl.io.labels import read_labels
+    from xrdmtl.io.read import ReadOptions, read_files
+    from xrdmtl.model.preprocess import model_input
+
+    predictor = Predictor(verify=True)
+    assert predictor.verifier is not None
+    rows: dict[str, list[np.ndarray]] = {p: [] for p in predictor.phases}
+    ys: dict[str, list[np.ndarray]] = {p: [] for p in predictor.phases}
+    for view in ("unmasked", "masked"):
+        files, marks = read_labels(folder / view / "labels.csv", predictor.phases)
+        patterns = read_files(files, ReadOptions())
+        grids = [p.on_grid(predictor.grid) for p in patterns]  # type: ignore[union-attr]
+        x = model_input(
+            np.stack([g[0] for g in grids]), np.stack([g[1] for g in grids]), predictor.grid.step
+        )
+        probs = np.asarray(predictor.model.predict_proba(x), dtype=float)
+        refined = predictor.verifier.refine(x)
+        for t, phase in enumerate(predictor.phases):
+            r = refined[phase]
+            rows[phase].append(
+                np.stack(
+                    [
+                        _logit(probs[:, t]),
+                        np.clip(np.nan_to_num(r.evidence), *LINES_CLIP),
+                        np.clip(np.nan_to_num(r.powder), *POWDER_CLIP),
+                        np.ones(len(probs)),
+                    ],
+                    axis=1,
+                )
+            )
+            ys[phase].append(marks[:, t].astype(float))
+    out = {p: _logistic(np.concatenate(rows[p]), np.concatenate(ys[p])) for p in predictor.phases}
+    out["generic"] = _logistic(
+        np.concatenate([np.concatenate(rows[p]) for p in predictor.phases]),
+        np.concatenate([np.concatenate(ys[p]) for p in predictor.phases]),
+    )
+    return {k: [round(float(v), 2) for v in w] for k, w in out.items()}
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, l2: float = 0.01) -> np.ndarray:
+    """Weights of a ridge-regularised logistic regression (Newton's method)."""
+    w = np.zeros(x.shape[1])
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-x @ w))
+        hess = (x * (p * (1 - p))[:, None]).T @ x + l2 * np.eye(x.shape[1])
+        w -= np.linalg.solve(hess, x.T @ (p - y) + l2 * w)
+    return w
+
+
+def bench() -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="xrdmtl-verify-") as tmp:
+        return run(simulate(Path(tmp), 100, SEED))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=N_FRAMES)
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--folder", default=None, help="keep (or reuse) the simulated frames here")
+    parser.add_argument("--frames", action="store_true", help="also the EDF frames, mask none/auto")
+    parser.add_argument("--fit", action="store_true", help="fit the combination weights instead")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="xrdmtl-verify-") as tmp:
+        folder = simulate(Path(args.folder or tmp), args.n, args.seed)
+        result = fit(folder) if args.fit else run(folder, args.frames)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,544 @@
+"""Refine one phase against a batch of background-removed patterns on a Q grid, and weigh the evidence.
+
+The check behind every call (``docs/verify.md``). For a phase and each pattern:
+
+1. **Noise at peak scale.** The background-removed pattern is smoothed with Gaussians of a few widths
+   (:data:`WIDTHS_Q`, FWHM in Å⁻¹). At each width the smoothed value at Q is the least-squares height
+   of one peak of that width centred there (a matched filter), and its noise is read from the smoothed
+   pattern itself: the spread of its lower half (peaks only raise values), so noise correlated over a
+   peak's width, as in expert-masked integrations, is measured where a point-to-point estimate reads
+   far too low. ``z`` is that height in noise units.
+2. **Free heights, charged.** At a cell, every reflection (of the strongest :data:`N_REFLECTIONS`, at
+   least :data:`MIN_INTENSITY` % of the strongest) gets its own non-negative height, so few crystals
+   and texture (lines missing, the rest at erratic heights) fit as well as a powder; a height is kept
+   only where it pays for itself (the gain ``z²`` over a BIC charge :data:`HEIGHT_COST`), and each
+   line's gain is capped at ``Z_CAP²``, so one strong coincident line cannot carry a phase.
+   The statistic ``T`` is the sum over reflections.
+3. **The cell.** ``T`` is scanned over the lattice scale (the phase's prior range, widened to
+   :data:`SCALE_COVERAGE`) and, for phases whose c axis is free (hexagonal, trigonal, tetragonal),
+   c/a within :data:`C_OVER_A_RANGE`; then a local 2D scan and a weighted Gauss–Newton fit of the
+   supporting lines' positions give the a and c scales, a zero shift (with a prior, :data:`ZERO_SIGMA`)
+   and their uncertainties.
+4. **Look-elsewhere null, per pattern.** The same scan, cell for cell, at lattices 7 % smaller and
+   larger (:data:`NULL_FACTORS`), where the phase is not, measures how much ``T`` this pattern gives
+   the phase's line list by chance — many foreign peaks give a high null. ``evidence =
+   (T_best − mean of the two windows' best T) / line``, with ``line = Z_CAP² − HEIGHT_COST`` the most
+   one line can add: the evidence counts lines beyond chance.
+
+Lines on a reflection of another phase that owns them (``claimed``, grid points) count for neither.
+Everything is vectorised over the batch, the widths and the cells (NumPy); :func:`fit_profile`
+(the fitted curve, NNLS heights) is for plots and reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+from scipy.optimize import nnls
+
+from .grid import QGrid
+from .phases import Phase
+
+WIDTHS_Q = (0.006, 0.012, 0.024, 0.048)  # Å⁻¹ FWHM of the matched filters
+N_REFLECTIONS = 40  # strongest reflections inside the grid, per phase
+MIN_INTENSITY = 2.0  # % of the strongest (Q-space intensities, no Lorentz–polarisation)
+Z_CAP = 8.0  # a line's gain is capped at Z_CAP² (one coincident line cannot carry a phase)
+HEIGHT_COST = 16.0  # BIC charge of one free height (≈ ln of the independent points of a pattern)
+LINE = Z_CAP**2 - HEIGHT_COST  # the most one line adds to T: the unit of the evidence
+Z_SUPPORT = 4.0  # a reflection with z at least this supports the call
+SCALE_STEP = 0.0005
+SCALE_COVERAGE = (0.98, 1.02)  # the scan covers at least this lattice-scale range
+C_OVER_A_RANGE = 0.015  # ± relative change of c/a scanned for phases whose c axis is free
+C_OVER_A_COARSE = (-0.01, 0.0, 0.01)
+NULL_FACTORS = (0.93, 1.07)  # look-elsewhere null: the same scan at lattices 7 % off
+POSITION_TOLERANCE = 0.15  # FWHM: a line may sit this far from its peak in the scan
+POSITION_WIDTH = 1  # index of WIDTHS_Q: the widest filter line positions are read from
+ZERO_SIGMA = 0.001  # Å⁻¹: prior on the zero shift (in Q) of the position fit
+POSITION_REACH = 0.25  # FWHM: a line takes the peak position within this of its prediction
+POWDER_CAP = 10.0  # z: a line's most weight in the powder fit
+Z_CLEAN = 5.0  # a clean line: this significant, on no other evident phase's line
+N_STRONG = 3  # the strongest lines a present phase cannot lack all of
+Z_ABSENT = 3.0  # a line under this z is absent
+OWNER_EVIDENCE = 3.0  # a phase this evident takes its supporting lines from the others  # Å⁻¹: prior on the zero shift (in Q) of the position fit
+CLAIM_REACH = 1.0  # FWHM: how far around its supporting lines a phase takes the pattern
+
+
+@dataclass(frozen=True)
+class PhaseLines:
+    """A phase's reflections for the check: Q at the reference cell, the c-axis share of each Q²."""
+
+    name: str
+    hkl: tuple[tuple[int, ...], ...]
+    q0: np.ndarray  # Å⁻¹ at the reference cell
+    c_frac: np.ndarray  # cos² of the angle to c* (0 where the c axis is not free)
+    intensity: np.ndarray  # relative, strongest = 100
+    a0: float
+    c0: float
+    free_c: bool  # c/a refined
+    scale_range: tuple[float, float]
+
+    @classmethod
+    def build(cls, phase: Phase, grid: QGrid) -> PhaseLines:
+        """The strongest reflections of ``phase`` that can fall on ``grid``."""
+        lo, hi = phase.priors.lattice_range
+        lo, hi = min(lo, SCALE_COVERAGE[0]), max(hi, SCALE_COVERAGE[1])
+        refl = phase.reflections(None, q_max=grid.q_max / lo * 1.02)
+        ok = (refl.q >= grid.q_min / hi * 0.98) & (refl.intensity >= MIN_INTENSITY)
+        idx = np.flatnonzero(ok)[np.argsort(-refl.intensity[ok], kind="stable")][:N_REFLECTIONS]
+        idx = np.sort(idx)
+        cell = phase.cell
+        free_c = (
+            abs(cell[3] - 90) < 1e-3 and abs(cell[4] - 90) < 1e-3 and abs(cell[2] - cell[0]) > 1e-3
+        )
+        hkl = tuple(refl.hkl[i] for i in idx)
+        l_index = np.array([h[-1] for h in hkl], dtype=float)
+        c_frac = (l_index * refl.d[idx] / cell[2]) ** 2 if free_c else np.zeros(idx.size)
+        return cls(
+            phase.name,
+            hkl,
+            refl.q[idx],
+            np.clip(c_frac, 0.0, 1.0),
+            refl.intensity[idx],
+            float(cell[0]),
+            float(cell[2]),
+            bool(free_c),
+            (float(lo), float(hi)),
+        )
+
+    def positions(self, sa: np.ndarray, sc: np.ndarray) -> np.ndarray:
+        """Reflection Q (..., K) for a- and c-axis scales ``sa``, ``sc`` of any shape."""
+        sa, sc = np.asarray(sa)[..., None], np.asarray(sc)[..., None]
+        return np.asarray(self.q0 * np.sqrt((1 - self.c_frac) / sa**2 + self.c_frac / sc**2))
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """One phase refined against a batch of patterns (arrays over the batch, ``(B,)`` unless noted)."""
+
+    lines: PhaseLines
+    evidence: (
+        np.ndarray
+    )  # lines beyond the look-elsewhere null (module notes); NaN: no line on data
+    powder: (
+        np.ndarray
+    )  # z of one common height for all lines (a powder's intensities) over its null
+    stat: np.ndarray  # T at the best cell
+    null: np.ndarray  # the null's NULL_QUANTILE
+    width: np.ndarray  # index into WIDTHS_Q
+    scale_a: np.ndarray
+    scale_c: np.ndarray
+    scale_a_err: np.ndarray
+    scale_c_err: np.ndarray
+    zero: np.ndarray  # Å⁻¹
+    z: np.ndarray  # (B, K) reflection significance at the refined cell
+    q: np.ndarray  # (B, K) reflection Q at the refined cell (zero included)
+    strong_absent: np.ndarray  # a strongest line on another phase's, the others absent
+    clean: np.ndarray  # lines at z ≥ Z_CLEAN on unclaimed data, one per peak
+    lent: np.ndarray | None = None  # evidence lost to the lines of other evident phases
+
+    @property
+    def support(self) -> np.ndarray:
+        """(B, K) bool: the reflections that support the phase."""
+        return self.z >= Z_SUPPORT
+
+    @property
+    def a(self) -> np.ndarray:
+        return self.lines.a0 * self.scale_a
+
+    @property
+    def c(self) -> np.ndarray:
+        return self.lines.c0 * self.scale_c
+
+    @property
+    def fwhm(self) -> np.ndarray:
+        return np.asarray(np.asarray(WIDTHS_Q)[self.width])
+
+
+def significance(residual: np.ndarray, coverage: np.ndarray, grid: QGrid) -> np.ndarray:
+    """``z`` maps ``(B, W, G)``: the background-removed ``residual`` (B, G) smoothed at each of
+    :data:`WIDTHS_Q`, less its median, in units of its noise; 0 where not covered.
+
+    The noise is read from differences of the smoothed pattern one FWHM apart (nearly independent
+    for noise, however correlated from bin to bin; peaks are few, so the median ignores them, and
+    background left over, wider than a peak, cancels in them)."""
+    res = np.where(coverage, residual, 0.0).astype(np.float32)
+    out = np.empty((res.shape[0], len(WIDTHS_Q), res.shape[1]), np.float32)
+    for w, fwhm in enumerate(WIDTHS_Q):
+        sigma = fwhm / 2.3548 / grid.step
+        smooth = gaussian_filter1d(res, sigma, axis=1, mode="constant")
+        lag = max(2, int(round(fwhm / grid.step)))
+        med = _covered_median(smooth, coverage)
+        valid = coverage[:, lag:] & coverage[:, :-lag]
+        diff = np.abs(smooth[:, lag:] - smooth[:, :-lag])
+        noise = _covered_median(diff, valid) / (0.6745 * np.sqrt(2.0))
+        noise = np.maximum(noise, 1e-12 * (np.abs(med) + 1e-30))
+        out[:, w] = np.where(coverage, (smooth - med) / noise, 0.0)
+    return out
+
+
+def _covered_median(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Median of each row of ``x`` over its ``valid`` points, as a column (B, 1)."""
+    n = np.maximum(valid.sum(axis=1), 1)
+    ranked = np.sort(np.where(valid, x, np.inf), axis=1)
+    return np.take_along_axis(ranked, ((n - 1) // 2)[:, None], axis=1)
+
+
+def peak_index(zmaps: np.ndarray, grid: QGrid) -> np.ndarray:
+    """For each point of ``zmaps`` (B, W, G): the grid index of the nearest local maximum of z that
+    reaches :data:`Z_SUPPORT` within :data:`POSITION_TOLERANCE` FWHM, else G; one more column, G,
+    for positions off the grid. A line is fitted where the pattern has a peak near it, not on the wing
+    of a strong foreign peak, and one peak serves one line."""
+    n = zmaps.shape[-1]
+    inner = zmaps[..., 1:-1]
+    top = np.zeros(zmaps.shape, bool)
+    top[..., 1:-1] = (inner >= zmaps[..., :-2]) & (inner > zmaps[..., 2:]) & (inner >= Z_SUPPORT)
+    at = np.arange(n, dtype=np.int32)
+    left = np.maximum.accumulate(np.where(top, at, -(10**6)), axis=-1)
+    right = np.flip(np.minimum.accumulate(np.flip(np.where(top, at, 10**6), -1), axis=-1), -1)
+    near = np.where(at - left <= right - at, left, right)
+    tol = np.array([max(1, round(POSITION_TOLERANCE * f / grid.step)) for f in WIDTHS_Q])
+    ids = np.where(np.abs(near - at) <= tol[:, None], near, n).astype(np.int32)
+    return np.concatenate([ids, np.full((*ids.shape[:-1], 1), n, np.int32)], axis=-1)
+
+
+def _one_line_per_peak(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` (..., K) with a line zeroed where a line just before it (in Q order) landed on the
+    same peak (``ids``): two reflections on one peak are one line. In place; returned."""
+    for lag in (1, 2):
+        values[..., lag:] *= ids[..., lag:] != ids[..., :-lag]
+    return values
+
+
+def _line_gain(ids: np.ndarray, gains: np.ndarray, q: np.ndarray, grid: QGrid) -> np.ndarray:
+    """T at each cell: the gain of the peak each reflection (positions ``q``, (C, K)) lands on, one
+    line per peak. ``ids``, ``gains``: (B, W, G+1) peak index and that peak's gain at each point."""
+    idx = np.rint(grid.index(q)).astype(np.intp)
+    idx = np.where((idx >= 0) & (idx < grid.n), idx, grid.n)
+    return np.asarray(_one_line_per_peak(ids[..., idx], gains[..., idx]).sum(-1))
+
+
+def _gain(z: np.ndarray) -> np.ndarray:
+    """Each line's gain: ``min(z, Z_CAP)² − HEIGHT_COST`` where positive, else 0 (height dropped)."""
+    zc = np.clip(z, 0.0, Z_CAP)
+    zc *= zc
+    zc -= HEIGHT_COST
+    return np.asarray(np.maximum(zc, 0.0, out=zc))
+
+
+def _gather(zmap: np.ndarray, q: np.ndarray, grid: QGrid) -> np.ndarray:
+    """``zmap`` (..., G) at the nearest grid point of each Q (q broadcast as (..., C, K)); 0 off grid."""
+    idx = np.rint(grid.index(q)).astype(np.intp)
+    idx = np.where((idx >= 0) & (idx < grid.n), idx, grid.n)
+    padded = np.concatenate([zmap, np.zeros((*zmap.shape[:-1], 1), zmap.dtype)], axis=-1)
+    return padded[..., idx]
+
+
+def _scan_cells(lines: PhaseLines) -> tuple[np.ndarray, np.ndarray]:
+    """(sa, sc) of the coarse scan: the lattice range, at a few c/a values where c is free."""
+    lo, hi = lines.scale_range
+    s = np.arange(lo, hi + SCALE_STEP / 2, SCALE_STEP)
+    ratios = np.array(C_OVER_A_COARSE if lines.free_c else (0.0,))
+    return np.repeat(s, ratios.size), np.repeat(s, ratios.size) * (1 + np.tile(ratios, s.size))
+
+
+@dataclass(frozen=True)
+class PeakMaps:
+    """A batch's significance maps and, at each point, the peak a line there would take and its gain."""
+
+    grid: QGrid
+    z: np.ndarray  # (B, W, G), from :func:`significance`
+    ids: np.ndarray  # (B, W, G+1), from :func:`peak_index`
+    gains: np.ndarray  # (B, W, G+1): the capped, charged gain of that peak (0: none)
+    usable: np.ndarray  # (B, G): covered and not claimed by another phase
+    covered: np.ndarray  # (B, G): where the pattern has data
+
+    @classmethod
+    def build(cls, residual: np.ndarray, coverage: np.ndarray, grid: QGrid) -> PeakMaps:
+        """Maps of background-removed patterns ``residual`` (B, G) on ``grid``."""
+        z = significance(residual, coverage, grid)
+        ids = peak_index(z, grid)
+        heights = np.concatenate([z, np.zeros((*z.shape[:-1], 1), z.dtype)], axis=-1)
+        gains = _gain(np.take_along_axis(heights, ids, axis=-1))
+        return cls(grid, z, ids, gains, coverage, coverage)
+
+    def without(self, claimed: np.ndarray) -> PeakMaps:
+        """The maps with the grid points ``claimed`` (B, G) taken out (lines there gain nothing)."""
+        out = np.concatenate([claimed, np.zeros((claimed.shape[0], 1), bool)], axis=1)[:, None]
+        return PeakMaps(
+            self.grid,
+            np.where(claimed[:, None], np.float32(0), self.z),
+            np.where(out, self.grid.n, self.ids),
+            np.where(out, np.float32(0), self.gains),
+            self.usable & ~claimed,
+            self.covered,
+        )
+
+
+def refine_phase(maps: PeakMaps, lines: PhaseLines) -> Refinement:
+    """Refine ``lines`` against every pattern of ``maps``."""
+    grid, zmaps, ids = maps.grid, maps.z, maps.ids
+    n_b = zmaps.shape[0]
+    sa, sc = _scan_cells(lines)
+    stat = _line_gain(ids, maps.gains, lines.positions(sa, sc), grid)  # (B, W, C)
+    null = np.mean(
+        [
+            _line_gain(ids, maps.gains, lines.positions(sa * f, sc * f), grid).max(-1)
+            for f in NULL_FACTORS
+        ],
+        axis=0,
+    )
+    powder = _powder_evidence(zmaps, lines, sa, sc, grid)
+    best_c = stat.argmax(-1)  # (B, W)
+    best = np.take_along_axis(stat, best_c[..., None], -1)[..., 0]
+    evidence_w = (best - null) / LINE
+    w = evidence_w.argmax(-1)
+    rows = np.arange(n_b)
+    cell = best_c[rows, w]
+    zsel = zmaps[rows, w]  # (B, G)
+    on_data = (_gather_rows(zsel, lines.positions(sa[cell], sc[cell]), grid) != 0).any(-1)
+    fa, fc, t_local = _local_scan(
+        zsel, ids[rows, w], maps.gains[rows, w], grid, lines, sa[cell], sc[cell]
+    )
+    t_best = np.maximum(best[rows, w], t_local)
+    fine = np.minimum(w, POSITION_WIDTH)  # positions read where neighbouring lines stay apart
+    fit = _fit_positions(zmaps[rows, fine], grid, lines, fa, fc, np.asarray(WIDTHS_Q)[fine])
+    q = lines.positions(fit[0], fit[1]) + fit[4][:, None]
+    z_lines = _gather_rows(zsel, q, grid)
+    usable = _gather_rows(maps.usable, q, grid) > 0
+    return Refinement(
+        lines,
+        np.where(on_data, (t_best - null[rows, w]) / LINE, np.nan),
+        np.where(on_data, powder, np.nan),
+        t_best,
+        null[rows, w],
+        w,
+        *fit[:4],
+        fit[4],
+        z_lines,
+        q,
+        _strong_absent(lines, z_lines, usable, _gather_rows(maps.covered, q, grid) > 0),
+        _clean_lines(q, z_lines, usable, np.asarray(WIDTHS_Q)[w]),
+    )
+
+
+def _powder_evidence(
+    zmaps: np.ndarray, lines: PhaseLines, sa: np.ndarray, sc: np.ndarray, grid: QGrid
+) -> np.ndarray:
+    """The fit of one height for all lines in the reference intensities (a powder): at each cell
+    the intensity-weighted z of the lines (each capped at :data:`POWDER_CAP`), best cell over
+    the mean of the null windows' best, at the best width (B,)."""
+    weight = (lines.intensity / np.sqrt((lines.intensity**2).sum())).astype(np.float32)
+
+    def best(f: float) -> np.ndarray:
+        z = np.clip(_gather(zmaps, lines.positions(sa * f, sc * f), grid), -POWDER_CAP, POWDER_CAP)
+        return np.asarray((z @ weight).max(-1))  # (B, W)
+
+    null = np.mean([best(f) for f in NULL_FACTORS], axis=0)
+    return np.asarray((best(1.0) - null).max(-1))
+
+
+def _clean_lines(q: np.ndarray, z: np.ndarray, usable: np.ndarray, fwhm: np.ndarray) -> np.ndarray:
+    """(B,) the lines at :data:`Z_CLEAN` or more on unclaimed data, lines closer than half a FWHM
+    to the previous one counted once."""
+    order = np.argsort(q, axis=1)
+    qs = np.take_along_axis(q, order, 1)
+    ok = np.take_along_axis((z >= Z_CLEAN) & usable, order, 1)
+    apart = np.ones(q.shape, bool)
+    apart[:, 1:] = np.diff(qs, axis=1) >= 0.5 * fwhm[:, None]
+    return np.asarray((ok & apart).sum(axis=1))
+
+
+def _strong_absent(
+    lines: PhaseLines, z: np.ndarray, usable: np.ndarray, covered: np.ndarray
+) -> np.ndarray:
+    """(B,) bool: a phase resting on another's line. Of its :data:`N_STRONG` most intense lines on
+    the data, at least one lies on a line of another evident phase, and none of the others reaches
+    :data:`Z_ABSENT` (at least one of them checked)."""
+    order = np.argsort(-lines.intensity, kind="stable")
+    on_data = covered[:, order]
+    top = on_data & (np.cumsum(on_data, axis=1) <= N_STRONG)
+    free = top & usable[:, order]
+    seen = (free & (z[:, order] >= Z_ABSENT)).any(axis=1)
+    shared = (top & ~usable[:, order]).any(axis=1)
+    return np.asarray(shared & free.any(axis=1) & ~seen)
+
+
+def _gather_rows(zsel: np.ndarray, q: np.ndarray, grid: QGrid) -> np.ndarray:
+    """``zsel`` (B, G) at Q (B, K), row by row."""
+    idx = np.rint(grid.index(q)).astype(np.intp)
+    ok = (idx >= 0) & (idx < grid.n)
+    return np.where(ok, np.take_along_axis(zsel, np.clip(idx, 0, grid.n - 1), axis=1), 0.0)
+
+
+def _local_scan(
+    zsel: np.ndarray,
+    ids: np.ndarray,
+    gains: np.ndarray,
+    grid: QGrid,
+    lines: PhaseLines,
+    sa: np.ndarray,
+    sc: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The best (sa, sc) per pattern on a fine grid around the coarse scan's cell (the c/a steps
+    between the coarse values included): the most significance at the lines' exact positions, one
+    line per peak; and the best statistic T on that grid."""
+    da = np.arange(-4, 5) * SCALE_STEP
+    dc = np.arange(-12, 13) * SCALE_STEP if lines.free_c else np.zeros(1)
+    ga = (sa[:, None, None] + da[None, :, None]) * np.ones((1, 1, dc.size))
+    gc = sc[:, None, None] + dc[None, None, :] + (ga - sa[:, None, None]) if lines.free_c else ga
+    pos = lines.positions(ga, gc).reshape(sa.size, -1, lines.q0.size)  # (B, C, K)
+    idx = np.rint(grid.index(pos)).astype(np.intp)
+    idx = np.where((idx >= 0) & (idx < grid.n), idx, grid.n).reshape(sa.size, -1)
+    got = np.take_along_axis(ids, idx, axis=1).reshape(pos.shape)
+    padded = np.concatenate([zsel, np.zeros((sa.size, 1), zsel.dtype)], axis=1)
+    z = np.take_along_axis(padded, idx, axis=1).reshape(pos.shape)
+    value = np.where(got < grid.n, np.minimum(z, 10 * Z_CAP), 0.0)
+    best = _one_line_per_peak(got, value).sum(-1).argmax(-1)
+    gain = np.take_along_axis(gains, idx, axis=1).reshape(pos.shape)
+    stat = _one_line_per_peak(got, gain).sum(-1).max(-1)
+    rows = np.arange(sa.size)
+    return ga.reshape(sa.size, -1)[rows, best], gc.reshape(sa.size, -1)[rows, best], stat
+
+
+def _fit_positions(
+    zsel: np.ndarray,
+    grid: QGrid,
+    lines: PhaseLines,
+    sa: np.ndarray,
+    sc: np.ndarray,
+    fwhm: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted Gauss–Newton fit of (sa, sc, zero) to the supporting lines' peak positions.
+
+    Each supporting reflection's position is the sub-grid maximum of ``z`` near its predicted Q,
+    with σ ≈ 0.6 FWHM / z. Returns sa, sc, their standard errors, and the zero shift (Å⁻¹)."""
+    n_b, n_k = sa.size, lines.q0.size
+    pred = lines.positions(sa, sc)  # (B, K)
+    reach = np.maximum(np.rint(POSITION_REACH * fwhm / grid.step).astype(int), 1)  # (B,)
+    offs = np.arange(-int(reach.max()), int(reach.max()) + 1)
+    centre = np.rint(grid.index(pred)).astype(np.intp)
+    win = centre[..., None] + offs  # (B, K, O)
+    inside = (win >= 1) & (win < grid.n - 1) & (np.abs(offs) <= reach[:, None, None])
+    flat = np.clip(win, 1, grid.n - 2).reshape(n_b, -1)
+    zw = np.where(inside, np.take_along_axis(zsel, flat, 1).reshape(win.shape), -np.inf)
+    k = zw.argmax(-1)
+    at = np.take_along_axis(win, k[..., None], -1)[..., 0].clip(1, grid.n - 2)
+    z_peak = np.take_along_axis(zw, k[..., None], -1)[..., 0]
+    left = np.take_along_axis(zsel, at - 1, 1)
+    mid = np.take_along_axis(zsel, at, 1)
+    right = np.take_along_axis(zsel, at + 1, 1)
+    curv = left - 2 * mid + right
+    frac = np.where(curv < 0, 0.5 * (left - right) / np.where(curv < 0, curv, -1), 0.0)
+    q_obs = grid.q_min + (at + np.clip(frac, -0.5, 0.5)) * grid.step
+    shared = np.zeros(at.shape, bool)  # two lines on one peak: neither places the cell
+    shared[:, 1:] |= at[:, 1:] == at[:, :-1]
+    shared[:, :-1] |= at[:, 1:] == at[:, :-1]
+    use = (z_peak >= Z_SUPPORT) & np.isfinite(z_peak) & ~shared
+    weight = np.where(use, (np.minimum(z_peak, 3 * Z_CAP) / (0.6 * fwhm[:, None])) ** 2, 0.0)
+    return _gauss_newton(lines, sa, sc, q_obs, weight, n_k)
+
+
+def _gauss_newton(
+    lines: PhaseLines,
+    sa: np.ndarray,
+    sc: np.ndarray,
+    q_obs: np.ndarray,
+    weight: np.ndarray,
+    n_k: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Three Gauss–Newton steps on (1/sa², 1/sc², zero), batched; patterns with too few lines keep
+    the scan's cell (uncertainty: NaN)."""
+    n_par = 3 if lines.free_c else 2
+    n_used = (weight > 0).sum(1)
+    ok = n_used >= n_par + 1
+    u, v, zero = 1 / sa**2, 1 / sc**2, np.zeros_like(sa)
+    prior = np.zeros((n_par, n_par))
+    prior[-1, -1] = 1 / ZERO_SIGMA**2
+    cov = np.full((sa.size, n_par, n_par), np.nan)
+    for _ in range(3):
+        root = np.sqrt(
+            np.maximum((1 - lines.c_frac) * u[:, None] + lines.c_frac * v[:, None], 1e-9)
+        )
+        model = lines.q0 * root + zero[:, None]
+        du = lines.q0 * (1 - lines.c_frac) / (2 * root)
+        dv = lines.q0 * lines.c_frac / (2 * root)
+        cols = [du, dv] if lines.free_c else [du + dv]
+        jac = np.stack([*cols, np.ones_like(du)], axis=-1)  # (B, K, P)
+        jtw = jac * weight[..., None]
+        normal = np.einsum("bkp,bkq->bpq", jtw, jac) + prior
+        rhs = np.einsum("bkp,bk->bp", jtw, q_obs - model) - prior[-1] * zero[:, None]
+        normal[~ok] = np.eye(n_par)
+        rhs[~ok] = 0.0
+        step = np.linalg.solve(normal, rhs[..., None])[..., 0]
+        u = u + step[:, 0]
+        v = v + (step[:, 1] if lines.free_c else step[:, 0])
+        zero = zero + step[:, -1]
+        cov = np.linalg.inv(normal)
+    resid = q_obs - (
+        lines.q0 * np.sqrt((1 - lines.c_frac) * u[:, None] + lines.c_frac * v[:, None])
+        + zero[:, None]
+    )
+    chi2 = (weight * resid**2).sum(1) / np.maximum(n_used - n_par, 1)
+    cov = cov * np.maximum(chi2, 1.0)[:, None, None]
+    u, v = np.where(ok, u, 1 / sa**2), np.where(ok, v, 1 / sc**2)
+    new_a, new_c = 1 / np.sqrt(u), 1 / np.sqrt(v)
+    # d(1/sqrt(u)) = -0.5 u^{-3/2} du
+    err_a = np.where(ok, 0.5 * u**-1.5 * np.sqrt(cov[:, 0, 0]), np.nan)
+    err_c = np.where(
+        ok,
+        0.5 * v**-1.5 * np.sqrt(cov[:, 1 if lines.free_c else 0, 1 if lines.free_c else 0]),
+        np.nan,
+    )
+    return new_a, new_c, err_a, err_c, np.where(ok, zero, 0.0)
+
+
+def fit_profile(
+    residual: np.ndarray, coverage: np.ndarray, grid: QGrid, q: np.ndarray, fwhm: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative heights (K,) of Gaussian lines at ``q`` (FWHM ``fwhm``, one per line or one for
+    all) fitted to one pattern's ``residual`` (G,) where covered (NNLS), and the fitted curve (G,)."""
+    x = grid.values
+    width = np.broadcast_to(np.asarray(fwhm, dtype=float), q.shape)
+    inside = (q >= grid.q_min) & (q <= grid.q_max)
+    design = np.exp(-4 * np.log(2) * ((x[:, None] - q[None, inside]) / width[None, inside]) ** 2)
+    heights = np.zeros(q.size)
+    if inside.any() and coverage.any():
+        heights[inside] = nnls(design[coverage], residual[coverage], maxiter=50 * q.size)[0]
+    return heights, design @ heights[inside]
+
+
+def claims(refinements: list[Refinement], grid: QGrid, owner: np.ndarray) -> np.ndarray:
+    """(P, B, G) bool: for each phase, the grid points the supporting lines of the *other* phases
+    that ``owner`` (P, B) marks take (±CLAIM_REACH FWHM around each)."""
+    n_p, n_b = len(refinements), owner.shape[1]
+    taken = np.zeros((n_p, n_b, grid.n + 1), np.int32)
+    for k, r in enumerate(refinements):
+        half = np.rint(CLAIM_REACH * r.fwhm / grid.step).astype(int)[:, None]  # (B, 1)
+        centre = np.rint(grid.index(r.q)).astype(int)
+        use = r.support & owner[k][:, None]
+        lo = np.clip(np.where(use, centre - half, grid.n), 0, grid.n)
+        hi = np.clip(np.where(use, centre + half + 1, grid.n), 0, grid.n)
+        rows = np.repeat(np.arange(n_b), centre.shape[1])
+        np.add.at(taken[k], (rows, lo.ravel()), 1)
+        np.add.at(taken[k], (rows, hi.ravel()), -1)
+    covered = np.cumsum(taken, axis=-1)[..., : grid.n] > 0  # (P, B, G)
+    total = covered.sum(0)
+    return np.asarray((total - covered) > 0)
+
+
+def refine_phases(maps: PeakMaps, phases: list[PhaseLines]) -> list[Refinement]:
+    """Refine every phase; then again with the lines of each phase whose evidence reaches
+    :data:`OWNER_EVIDENCE` taken from the others (a line two phases share supports neither)."""
+    first = [refine_phase(maps, lines) for lines in phases]
+    owner = np.stack([np.nan_to_num(r.evidence) >= OWNER_EVIDENCE for r in first])
+    if not owner.any():
+        return [replace(r, lent=np.zeros_like(r.stat)) for r in first]
+    taken = claims(first, maps.grid, owner)
+    out = []
+    for k, lines in enumerate(phases):
+        second = refine_phase(maps.without(taken[k]), lines) if taken[k].any() else first[k]
+        lent = np.nan_to_num(first[k].evidence) - np.nan_to_num(second.evidence)
+        out.append(replace(second, lent=np.maximum(lent, 0.0)))
+    return out

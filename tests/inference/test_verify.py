@@ -1,0 +1,113 @@
+"""Propose and verify: a few-crystal phase the network misses is called, a coincident line calls
+nothing, and the refined cells reach the CSV only for called phases."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xrdmtl.inference.predictor import Predictor
+from xrdmtl.inference.verify import Verifier
+from xrdmtl.model.preprocess import model_input
+from xrdmtl.physics.grid import QGrid
+from xrdmtl.physics.pattern import Pattern
+from xrdmtl.physics.phases import get_phase
+from xrdmtl.physics.refine import PhaseLines
+
+GRID = QGrid()
+PHASES = ["bastnaesite", "calcite", "rhenium"]
+
+
+def model_x(lines: list[tuple[np.ndarray, np.ndarray]], seed: int = 0) -> np.ndarray:
+    """Model input of one pattern on GRID: Gaussian lines (positions, heights; FWHM 0.012 Å⁻¹) on
+    a sloped background with Poisson noise."""
+    rng = np.random.default_rng(seed)
+    q = GRID.values
+    y = 2000.0 - 150.0 * q
+    for pos, height in lines:
+        y = y + (height[:, None] * np.exp(-4 * np.log(2) * ((q - pos[:, None]) / 0.012) ** 2)).sum(
+            0
+        )
+    y = rng.normal(y, np.sqrt(y))
+    return model_input(y[None], np.ones((1, GRID.n), bool), GRID.step)
+
+
+def test_a_few_crystal_phase_the_network_misses_is_called() -> None:
+    calcite = PhaseLines.build(get_phase("calcite"), GRID)
+    rng = np.random.default_rng(3)
+    on_grid = np.flatnonzero(calcite.q0 < GRID.q_max)
+    kept = rng.choice(on_grid, 14, replace=False)  # half its lines missing, the rest erratic
+    x = model_x([(calcite.q0[kept] * 0.995, rng.uniform(150.0, 900.0, kept.size))])
+    probs = np.array([[0.01, 0.02, 0.01]])
+    final, (check,) = Verifier(PHASES, GRID).check(x, probs)
+    assert final[0, 1] >= 0.9, check.phases["calcite"]
+    assert final[0, 0] < 0.5 and final[0, 2] < 0.5
+    assert len(check.phases["calcite"].support) >= 10
+
+
+def test_a_single_coincident_line_makes_no_call() -> None:
+    """Bastnaesite 300 sits on rhenium 101: a bastnaesite powder neither makes rhenium when the
+    network doubts it nor keeps a confident network call of it."""
+    bastnaesite = PhaseLines.build(get_phase("bastnaesite"), GRID)
+    x = model_x([(bastnaesite.q0, 8.0 * bastnaesite.intensity)])
+    verifier = Verifier(PHASES, GRID)
+    doubting, _ = verifier.check(x, np.array([[0.95, 0.02, 0.1]]))
+    confident, (check,) = verifier.check(x, np.array([[0.95, 0.02, 0.95]]))
+    assert doubting[0, 2] < 0.5 and confident[0, 2] < 0.5, check.phases["rhenium"]
+    assert doubting[0, 0] > 0.9
+
+
+class _Network:
+    """Stand-in network: the same probabilities for every pattern."""
+
+    def __init__(self, probs: list[float]) -> None:
+        self.phases, self.grid = list(PHASES), GRID
+        self.meta = {"thresholds": [0.5] * 3}
+        self.probs = np.asarray(probs, dtype=np.float32)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return np.tile(self.probs, (len(x), 1))
+
+
+def test_refined_cell_columns_only_for_called_phases() -> None:
+    calcite = get_phase("calcite").reflections(None, q_max=5.2)
+    q = np.linspace(0.7, 5.2, 4000)
+    y = 500.0 + (
+        4.0
+        * calcite.intensity[:, None]
+        * np.exp(-0.5 * ((q - calcite.q[:, None] / 1.01) / 0.006) ** 2)
+    ).sum(0)
+    pattern = Pattern(q, np.random.default_rng(0).normal(y, np.sqrt(y)), unit="q_A^-1", source="c")
+    (pred,) = Predictor(_Network([0.02, 0.97, 0.02]), verify=True).predict_patterns([pattern])
+    row = dict(
+        zip(PHASES, [pred.row(PHASES)[-12:][4 * k : 4 * k + 4] for k in range(3)], strict=True)
+    )
+    assert pred.found == ["calcite"]
+    assert row["bastnaesite"] == ["", "", "", ""] and row["rhenium"] == ["", "", "", ""]
+    a, a_err, c, c_err = (float(v) for v in row["calcite"])
+    assert abs(a / (4.99 * 1.01) - 1) < 0.002 and abs(c / (17.0615 * 1.01) - 1) < 0.002
+    assert 0 < a_err < 0.01 and 0 < c_err < 0.05
+    (plain,) = Predictor(_Network([0.02, 0.97, 0.02])).predict_patterns([pattern])  # default
+    assert plain.verification is None and plain.row(PHASES)[-12:] == [""] * 12
+    assert plain.to_dict()["verification"] is None and pred.to_dict()["verification"]["calcite"]
+
+
+def test_the_plot_shows_the_fit_its_residual_and_the_refined_lines() -> None:
+    from xrdmtl.inference.verify import fitted_curve, refined_sticks
+    from xrdmtl.io.plots import pattern_figure
+
+    calcite = PhaseLines.build(get_phase("calcite"), GRID)
+    x = model_x([(calcite.q0 / 1.008, 4.0 * calcite.intensity)])
+    _, (check,) = Verifier(PHASES, GRID).check(x, np.array([[0.02, 0.97, 0.02]]))
+    fit = fitted_curve(check, ["calcite"], x[0], GRID)
+    assert np.nanmax(fit) > 0.5 * x[0, 1].max()  # the lines at the refined cell carry the pattern
+    sticks = refined_sticks(check.phases["calcite"], get_phase("calcite").reflections(None))
+    assert np.allclose(np.sort(sticks.q), np.sort(calcite.q0 / 1.008), atol=0.004)
+    fig = pattern_figure(
+        (GRID.values, x[0, 0]),
+        ["calcite"],
+        {"calcite": sticks},
+        background_removed=x[0, 1],
+        fit=fit,
+    )
+    labels = {line.get_label() for ax in fig.axes for line in ax.get_lines()}
+    assert {"fit at the refined cells", "residual"} <= labels

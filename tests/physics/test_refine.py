@@ -1,0 +1,47 @@
+"""The refinement behind the physics check: a strained cell recovered, a lone line no evidence."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xrdmtl.physics.grid import QGrid
+from xrdmtl.physics.phases import get_phase
+from xrdmtl.physics.refine import PeakMaps, PhaseLines, refine_phase
+
+GRID = QGrid()
+
+
+def lines_pattern(
+    q: np.ndarray, heights: np.ndarray, fwhm: float = 0.012, level: float = 1000.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Background-removed pattern on GRID: Gaussian lines over a flat ``level`` with Poisson noise."""
+    rng = np.random.default_rng(seed)
+    x = GRID.values
+    y = level + (heights[:, None] * np.exp(-4 * np.log(2) * ((x - q[:, None]) / fwhm) ** 2)).sum(0)
+    y = rng.normal(y, np.sqrt(y))
+    return (y - level)[None], np.ones((1, GRID.n), bool)
+
+
+def strained(lines: PhaseLines, s: float, e: float) -> np.ndarray:
+    """Line positions for lattice scale ``s`` and c-vs-a strain ``e`` (the frame simulator's rule)."""
+    return lines.q0 / s * (1 - e * (lines.c_frac - 1 / 3))
+
+
+def test_refined_cell_of_a_strained_calcite_within_0_2_percent() -> None:
+    lines = PhaseLines.build(get_phase("calcite"), GRID)
+    s, e = 1.012, 0.006
+    residual, coverage = lines_pattern(strained(lines, s, e), 3.0 * lines.intensity)
+    r = refine_phase(PeakMaps.build(residual, coverage, GRID), lines)
+    a, c = lines.a0 * s / (1 + e / 3), lines.c0 * s / (1 - 2 * e / 3)
+    assert abs(r.a[0] / a - 1) < 0.002 and abs(r.c[0] / c - 1) < 0.002, (r.a, a, r.c, c)
+    assert r.evidence[0] > 2 and r.support[0].sum() >= 10
+    assert 0 < r.scale_a_err[0] < 0.002
+
+
+def test_a_lone_line_is_no_evidence() -> None:
+    lines = PhaseLines.build(get_phase("rhenium"), GRID)
+    strongest = int(np.argmax(lines.intensity))
+    residual, coverage = lines_pattern(lines.q0[[strongest]], np.array([400.0]))
+    r = refine_phase(PeakMaps.build(residual, coverage, GRID), lines)
+    assert r.evidence[0] < 1.0
+    assert r.support[0].sum() == 1

@@ -1,0 +1,49 @@
+"""Clean reflections from the simulator's truth: the parts add up to the frame's expected counts
+without changing the draw, a bright smooth phase has many clean lines, a faint one or one buried
+under a brighter phase has none, and the overlap-aware labels keep only what is visible."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xrdmtl.synthesis.frames import FrameConfig, FrameSimulator
+from xrdmtl.synthesis.visibility import (
+    clean_counts,
+    clean_reflections,
+    line_windows,
+    visible_labels,
+)
+
+CONFIG = FrameConfig(
+    p_target=1.0,
+    p_distractor=0.0,
+    ring_ratio=(4.0, 4.0),
+    ring_ratio_phase=(("rhenium", (0.001, 0.001)),),  # rhenium far below the noise
+    background=(200.0, 200.0),
+    spots_per_ring=(2e4, 2e4),
+    spots_phase=(),
+    anvil_spots=(0, 0),
+    stray_spots=(0, 0),
+    p_unknown=0.0,
+)
+
+
+def test_parts_add_up_and_count_the_visible_phases() -> None:
+    plain = FrameSimulator(config=CONFIG).sample(np.random.default_rng(3))
+    sim = FrameSimulator(config=CONFIG, keep_parts=True)
+    s = sim.sample(np.random.default_rng(3))
+    assert np.array_equal(s.frame, plain.frame) and plain.phase_counts is None  # the same draw
+    assert s.phase_counts is not None and s.ring_counts is not None
+    assert np.allclose(sum(s.phase_counts.values()), s.ring_counts.ravel(), rtol=1e-4, atol=1e-3)
+    clean = clean_reflections(sim, s)
+    assert clean["bastnaesite"] >= 10 and clean["calcite"] >= 5 and clean["rhenium"] == 0
+    assert clean_reflections(sim, s, mask=np.ones(s.frame.shape, bool)) == dict.fromkeys(clean, 0)
+
+
+def test_windows_merge_and_dominance() -> None:
+    assert np.allclose(line_windows(np.array([10.0, 5.0, 5.1]), 0.1), [[4.9, 5.2], [9.9, 10.1]])
+    signal, total = np.array([100.0, 100.0, 10.0]), np.array([400.0, 400.0, 400.0])
+    assert clean_counts(signal, total, np.array([[10.0, 60.0, 0.0]]), 5.0, 2.0) == 1
+    labels = np.array([[1, 1], [0, 1]])
+    clean = [{"a": 3, "b": 0}, {"b": 12}]
+    assert visible_labels(labels, ["a", "b"], clean, 3).tolist() == [[True, False], [False, True]]
