@@ -28,9 +28,9 @@ from xrdmtl.physics.phases import get_phase
 PHASES = ["bastnaesite", "calcite", "rhenium"]
 HEADER = (
     "file,p_bastnaesite,p_calcite,p_rhenium,bastnaesite,calcite,rhenium,warning,error,"
-    "wavelength,wavelength_source,x_unit,"
-    + ",".join(f"{p}_{f}" for p in PHASES for f in ("a", "a_err", "c", "c_err"))
+    "wavelength,wavelength_source,x_unit"
 )
+CELLS = [f"{p}_{f}" for p in PHASES for f in ("a", "a_err", "c", "c_err")]
 WAVELENGTH = 0.561
 
 
@@ -239,6 +239,7 @@ def test_cli_predict_stdout_and_plots(tiny_model: Path, tmp_path: Path) -> None:
     assert len(read_csv_text(res.stdout)) == 2
     assert sorted(p.name for p in plots.glob("*.png")) == ["p000.png", "p001.png"]
     assert csv_header(PHASES) == HEADER.split(",")
+    assert csv_header(PHASES, cells=True) == HEADER.split(",") + CELLS  # with --verify
 
 
 def test_predict_files_takes_reading_options_as_one_object(

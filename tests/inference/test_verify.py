@@ -79,7 +79,9 @@ def test_refined_cell_columns_only_for_called_phases() -> None:
     pattern = Pattern(q, np.random.default_rng(0).normal(y, np.sqrt(y)), unit="q_A^-1", source="c")
     (pred,) = Predictor(_Network([0.02, 0.97, 0.02]), verify=True).predict_patterns([pattern])
     row = dict(
-        zip(PHASES, [pred.row(PHASES)[-12:][4 * k : 4 * k + 4] for k in range(3)], strict=True)
+        zip(
+            PHASES, [pred.row(PHASES, True)[-12:][4 * k : 4 * k + 4] for k in range(3)], strict=True
+        )
     )
     assert pred.found == ["calcite"]
     assert row["bastnaesite"] == ["", "", "", ""] and row["rhenium"] == ["", "", "", ""]
@@ -87,7 +89,11 @@ def test_refined_cell_columns_only_for_called_phases() -> None:
     assert abs(a / (4.99 * 1.01) - 1) < 0.002 and abs(c / (17.0615 * 1.01) - 1) < 0.002
     assert 0 < a_err < 0.01 and 0 < c_err < 0.05
     (plain,) = Predictor(_Network([0.02, 0.97, 0.02])).predict_patterns([pattern])  # default
-    assert plain.verification is None and plain.row(PHASES)[-12:] == [""] * 12
+    assert (
+        plain.verification is None
+        and plain.row(PHASES, True)[-12:] == [""] * 12
+        and len(plain.row(PHASES)) == 12
+    )
     assert plain.to_dict()["verification"] is None and pred.to_dict()["verification"]["calcite"]
 
 

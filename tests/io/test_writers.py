@@ -9,7 +9,7 @@ from xrdmtl.io.writers import csv_header, write_csv
 
 
 class _Row:
-    def row(self, phases: Sequence[str]) -> list[str]:
+    def row(self, phases: Sequence[str], cells: bool = False) -> list[str]:
         return ["a.xy", *["0.5000"] * len(phases), *["1"] * len(phases), "", ""]
 
 

@@ -544,7 +544,7 @@ def predict_cmd(
         )
     as_text = json_text(_predictions_json(preds, predictor), indent=1, ensure_ascii=False) + "\n"
     json_out = out is not None and out.suffix.lower() == ".json"
-    text = write_csv(preds, predictor.phases, None if json_out else out)
+    text = write_csv(preds, predictor.phases, None if json_out else out, predictor.verify)
     if json_out and out is not None:
         try:
             write_text(out, as_text)

@@ -124,7 +124,7 @@ def watch_cmd(
 
         sock = bind(*_host_port(serve))  # before any work: a port in use is one line now
     predictor = _predictor(model, threshold, guard)
-    log = RunLog(out, csv_header(predictor.phases))
+    log = RunLog(out, csv_header(predictor.phases, predictor.verify))
     server, state = (None, None) if sock is None else _serve(sock, predictor, options, log, folder)
     warm_up(predictor, options)
     resumed = f" (resuming: {log.n_rows} rows already)" if log.n_rows else ""

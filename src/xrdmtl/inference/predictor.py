@@ -244,6 +244,11 @@ class Predictor:
             {name: r.reflections for name, r in self.references.items()}, self.grid
         )
 
+    @property
+    def verify(self) -> bool:
+        """Whether every call is checked against the pattern (and the refined cells reported)."""
+        return self.verifier is not None
+
     def sticks(self, wavelength: float | None) -> dict[str, Reflections | None]:
         """Each phase's reference reflections as seen at ``wavelength`` (see :func:`sticks_at`)."""
         return {

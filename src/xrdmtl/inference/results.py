@@ -105,9 +105,9 @@ class Prediction:
             "verification": self.verification.to_json(self.calls) if self.verification else None,
         }
 
-    def row(self, phases: Sequence[str]) -> list[str]:
+    def row(self, phases: Sequence[str], cells: bool = False) -> list[str]:
         """The CSV row (:func:`~xrdmtl.io.writers.csv_header`): file, p_<phase>…, <phase>…, warning,
-        error, wavelength, wavelength_source, x_unit, then each phase's refined cell
+        error, wavelength, wavelength_source, x_unit, then with ``cells`` each phase's refined cell
         (``<phase>_a``, ``_a_err``, ``_c``, ``_c_err``; empty unless verified and called)."""
         d = self.to_dict()
         provenance = [
@@ -121,5 +121,7 @@ class Prediction:
             probs = [f"{d['probabilities'][p]:.4f}" for p in phases]
             calls = [str(int(d["calls"][p])) for p in phases]
         v = self.verification
-        cells = v.cell_values(phases, self.calls) if v else [""] * len(cell_columns(phases))
-        return [d["file"], *probs, *calls, d["warning"], d["error"], *provenance, *cells]
+        values = v.cell_values(phases, self.calls) if v else [""] * len(cell_columns(phases))
+        return [
+            d["file"], *probs, *calls, d["warning"], d["error"], *provenance, *(values if cells else []),
+        ]  # fmt: skip

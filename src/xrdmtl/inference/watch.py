@@ -346,7 +346,7 @@ def watch(
                 preds = _predict_batch(
                     predictor, ready[i : i + settings.batch], options, fw, report
                 )
-                rows = [p.row(predictor.phases) for p in preds]
+                rows = [p.row(predictor.phases, predictor.verify) for p in preds]
                 with _interrupts_deferred():  # rows written, counted and shown together
                     log.append(rows)
                     report.rows += len(rows)

@@ -17,7 +17,7 @@ from ..errors import OutputError
 class CsvRow(Protocol):
     """A result that renders as one row of the predictions CSV (a :class:`~xrdmtl.inference.Prediction`)."""
 
-    def row(self, phases: Sequence[str]) -> list[str]: ...
+    def row(self, phases: Sequence[str], cells: bool = ...) -> list[str]: ...
 
 
 PROVENANCE_COLUMNS = ("wavelength", "wavelength_source", "x_unit")
@@ -29,11 +29,11 @@ def cell_columns(phases: Sequence[str]) -> list[str]:
     return [f"{p}_{f}" for p in phases for f in CELL_FIELDS]
 
 
-def csv_header(phases: Sequence[str]) -> list[str]:
+def csv_header(phases: Sequence[str], cells: bool = False) -> list[str]:
     """Columns of the predictions CSV: the fixed contract ones, then what each pattern was read
     with (the wavelength in Å, its source: file, option, default or poni; the x unit, with
-    ``(assumed)`` where the file names none), then each phase's refined cell and its uncertainty
-    (Å, empty where the phase is not called or not verified)."""
+    ``(assumed)`` where the file names none), then, with ``cells`` (``--verify``), each phase's
+    refined cell and its uncertainty (Å, empty where the phase is not called)."""
     return [
         "file",
         *(f"p_{p}" for p in phases),
@@ -41,18 +41,22 @@ def csv_header(phases: Sequence[str]) -> list[str]:
         "warning",
         "error",
         *PROVENANCE_COLUMNS,
-        *cell_columns(phases),
+        *(cell_columns(phases) if cells else []),
     ]
 
 
 def write_csv(
-    predictions: Sequence[CsvRow], phases: Sequence[str], out: str | Path | None = None
+    predictions: Sequence[CsvRow],
+    phases: Sequence[str],
+    out: str | Path | None = None,
+    cells: bool = False,
 ) -> str:
-    """The predictions as CSV text; written atomically to ``out`` (temp file + ``os.replace``) if given."""
+    """The predictions as CSV text (``cells``: with the refined-cell columns); written atomically
+    to ``out`` (temp file + ``os.replace``) if given."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(csv_header(phases))
-    writer.writerows(p.row(phases) for p in predictions)
+    writer.writerow(csv_header(phases, cells))
+    writer.writerows(p.row(phases, cells) for p in predictions)
     text = buf.getvalue()
     if out is not None:
         try:
