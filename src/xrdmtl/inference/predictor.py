@@ -159,6 +159,7 @@ class _Reference:
     reflections: Reflections | None
     windows: ReferenceWindows  # where each strong reflection may show up on the grid
     strong: np.ndarray  # grid indices of the strongest reflections inside the grid
+    tolerance: float = 0.0  # relative Q the phase's own lattice range (strain) may move it
 
 
 def _phase_reference(name: str, q_max: float) -> tuple[Reflections, float] | None:
@@ -274,7 +275,7 @@ class Predictor:
             :N_STRONG
         ]
         strong = np.clip(np.round(self.grid.index(refl.q[order])).astype(int), 0, self.grid.n - 1)
-        return _Reference(refl, ReferenceWindows.build(refl, self.grid, tol), strong)
+        return _Reference(refl, ReferenceWindows.build(refl, self.grid, tol), strong, tol)
 
     # ------------------------------------------------------------------------------ patterns
 
@@ -592,6 +593,8 @@ class Predictor:
         for r in np.flatnonzero(np.isfinite(best)):
             k, b = float(best[r]), int(gated[r])
             names = self.scale_check.phases_at(peak_q[local == r], k, count[b], coverage[b])
+            if abs(k - 1.0) <= max((self.references[n].tolerance for n in names), default=0.0):
+                continue  # within the phases' own lattice range: their strain, not λ or distance
             out[b] = (
                 k,
                 f"the strong peaks fit {', '.join(names)} with Q scaled by k = {k:.3f} "
