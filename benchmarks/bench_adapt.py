@@ -17,6 +17,7 @@ Session 11 chose its rule on seeds 2601 and 2602 and judged it on 2603 (docs/ada
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
@@ -35,18 +36,12 @@ def _family(folder: Path, n: int, seed: int, view: str) -> tuple[np.ndarray, ...
     from xrdmtl.io.read import ReadOptions
     from xrdmtl.model.files import default_model_dir, load_model
     from xrdmtl.model.preprocess import model_input
-    from xrdmtl.synthesis.frames import (
-        HOLDOUT,
-        HOLDOUT_WAVELENGTH,
-        FrameSimulator,
-        geometry_for,
-        simulate_frames,
-    )
     from xrdmtl.workflows.adapt import read_and_audit
 
-    if not (folder / view / "labels.csv").exists():
-        sim = FrameSimulator(geometry=geometry_for(HOLDOUT_WAVELENGTH), config=HOLDOUT)
-        simulate_frames(folder, n, seed, simulator=sim)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_verify import simulate
+
+    simulate(folder, n, seed)
     base = load_model(default_model_dir(), device="cpu")
     labeled = read_and_audit(folder / view / "labels.csv", default_model_dir(), ReadOptions())
     x = model_input(labeled.data.intensity, labeled.data.coverage, base.grid.step)

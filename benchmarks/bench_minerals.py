@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +53,41 @@ SETS: dict[str, Sequence[str]] = {
 TARGETS: dict[str, float] = {f"minerals_{key}_no_call": 0.95 for key in SETS}
 
 
+def synthetic_patterns(
+    predictor: Any, n: int, seed: int, distractors: Sequence[Any] | None = None
+) -> list[Any]:
+    """``n`` synthetic patterns on ``predictor``'s grid: of the default synthesis, or, with
+    ``distractors``, lab patterns of one or two of them and no target."""
+    from xrdmtl.physics.pattern import Pattern
+    from xrdmtl.physics.phases import load_phase
+    from xrdmtl.synthesis.patterns import SynthConfig, Synthesizer
+
+    config = SynthConfig()
+    if distractors:
+        config = dataclasses.replace(
+            config,
+            p_present=0.0,
+            p_lab=1.0,
+            random_phases=0,
+            p_random_phase=(1.0,),
+            p_random_peaks=0.0,
+            p_spots=0.0,
+            p_decoy=0.0,
+            p_amorphous=0.0,
+            p_distractor_phase=(0.0, 0.5, 0.5) if len(distractors) > 1 else (0.0, 1.0),
+        )
+    targets = [load_phase(name) for name in predictor.phases]
+    synth = Synthesizer(
+        targets, grid=predictor.grid, distractors=distractors, config=config, workers=1
+    )
+    batch = synth.sample(n, np.random.default_rng(seed))
+    q = predictor.grid.values
+    return [
+        Pattern(q[c], y[c], unit="q_A^-1", wavelength=float(w))
+        for y, c, w in zip(batch.intensity, batch.coverage, batch.wavelength, strict=True)
+    ]
+
+
 def no_call_fraction(
     minerals: Sequence[str],
     model: str | None = None,
@@ -62,32 +98,10 @@ def no_call_fraction(
     """Share of ``n`` lab patterns of one or two of ``minerals`` (library names or structure
     files) with no target called, and each target's false-call rate."""
     from xrdmtl.inference.predictor import Predictor
-    from xrdmtl.physics.pattern import Pattern
     from xrdmtl.physics.phases import load_phase
-    from xrdmtl.synthesis.patterns import SynthConfig, Synthesizer
 
     predictor = Predictor(model, guard=guard)
-    phases = [load_phase(m) for m in minerals]
-    config = dataclasses.replace(
-        SynthConfig(),
-        p_present=0.0,
-        p_lab=1.0,
-        random_phases=0,
-        p_random_phase=(1.0,),
-        p_random_peaks=0.0,
-        p_spots=0.0,
-        p_decoy=0.0,
-        p_amorphous=0.0,
-        p_distractor_phase=(0.0, 0.5, 0.5) if len(phases) > 1 else (0.0, 1.0),
-    )
-    targets = [load_phase(name) for name in predictor.phases]
-    synth = Synthesizer(targets, grid=predictor.grid, distractors=phases, config=config, workers=1)
-    batch = synth.sample(n, np.random.default_rng(seed))
-    q = predictor.grid.values
-    patterns = [
-        Pattern(q[c], y[c], unit="q_A^-1", wavelength=float(w))
-        for y, c, w in zip(batch.intensity, batch.coverage, batch.wavelength, strict=True)
-    ]
+    patterns = synthetic_patterns(predictor, n, seed, [load_phase(m) for m in minerals])
     results = predictor.predict_patterns(patterns)
     calls = np.array([[r.calls.get(p, 0) for p in predictor.phases] for r in results], bool)
     per_phase = {p: float(v) for p, v in zip(predictor.phases, calls.mean(axis=0), strict=True)}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -130,18 +131,10 @@ def run(folder: Path, n: int, seed: int) -> dict[str, float]:
 
 def simulate(folder: Path, n: int, seed: int) -> Path:
     """The HOLDOUT family's frames and 1D views in ``folder`` (kept if already there)."""
-    from xrdmtl.synthesis.frames import (
-        HOLDOUT,
-        HOLDOUT_WAVELENGTH,
-        FrameSimulator,
-        geometry_for,
-        simulate_frames,
-    )
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_verify import simulate as holdout_family
 
-    if not (folder / "truth.csv").is_file():
-        sim = FrameSimulator(geometry=geometry_for(HOLDOUT_WAVELENGTH), config=HOLDOUT)
-        simulate_frames(folder, n, seed, simulator=sim)
-    return folder
+    return holdout_family(folder, n, seed)
 
 
 def bench() -> dict[str, float]:

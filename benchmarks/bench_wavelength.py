@@ -16,7 +16,6 @@ Issue 27 (shipped model, --n 200): flagged 0.207 / 0.207 / 0.241 (at 0.54 / 0.58
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,37 +35,6 @@ def _flagged(predictor: Any, patterns: Sequence[Any]) -> list[float | None]:
     ]
 
 
-def _synthetic(predictor: Any, n: int, distractors: Sequence[Any] | None, seed: int) -> list[Any]:
-    from xrdmtl.physics.pattern import Pattern
-    from xrdmtl.physics.phases import load_phase
-    from xrdmtl.synthesis.patterns import SynthConfig, Synthesizer
-
-    config = SynthConfig()
-    if distractors:
-        config = dataclasses.replace(
-            config,
-            p_present=0.0,
-            p_lab=1.0,
-            random_phases=0,
-            p_random_phase=(1.0,),
-            p_random_peaks=0.0,
-            p_spots=0.0,
-            p_decoy=0.0,
-            p_amorphous=0.0,
-            p_distractor_phase=(0.0, 0.5, 0.5) if len(distractors) > 1 else (0.0, 1.0),
-        )
-    targets = [load_phase(name) for name in predictor.phases]
-    synth = Synthesizer(
-        targets, grid=predictor.grid, distractors=distractors, config=config, workers=1
-    )
-    batch = synth.sample(n, np.random.default_rng(seed))
-    q = predictor.grid.values
-    return [
-        Pattern(q[c], y[c], unit="q_A^-1", wavelength=float(w))
-        for y, c, w in zip(batch.intensity, batch.coverage, batch.wavelength, strict=True)
-    ]
-
-
 def bench(n: int = N, model: str | None = None) -> dict[str, float]:
     from xrdmtl.inference.predictor import Predictor
     from xrdmtl.io.read import ReadOptions, read_files
@@ -74,7 +42,7 @@ def bench(n: int = N, model: str | None = None) -> dict[str, float]:
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the research harness
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_minerals import SETS
+    from bench_minerals import SETS, synthetic_patterns
 
     from experiments.experiment import hdac_dir
 
@@ -92,9 +60,9 @@ def bench(n: int = N, model: str | None = None) -> dict[str, float]:
     minerals = []
     for i, names in enumerate(SETS.values()):
         phases = [load_phase(m) for m in names]
-        minerals += _flagged(predictor, _synthetic(predictor, n, phases, 5 + i))
+        minerals += _flagged(predictor, synthetic_patterns(predictor, n, 5 + i, phases))
     out["wavelength_minerals_quiet"] = float(np.mean([k is None for k in minerals]))
-    synthetic = _flagged(predictor, _synthetic(predictor, n, None, 6))
+    synthetic = _flagged(predictor, synthetic_patterns(predictor, n, 6, None))
     out["wavelength_synthetic_quiet"] = float(np.mean([k is None for k in synthetic]))
     return out
 

@@ -17,6 +17,7 @@ from .app import (
     ModelOpt,
     PoniOpt,
     ThresholdOpt,
+    VerifyOpt,
     WavelengthOpt,
     XUnitOpt,
     _predictor,
@@ -90,6 +91,7 @@ def watch_cmd(
     mask: MaskOpt = "none",
     threshold: ThresholdOpt = None,
     guard: GuardOpt = True,
+    verify: VerifyOpt = False,
     serve: Annotated[
         str | None,
         typer.Option("--serve", help="Serve the run's live page on [HOST:]PORT (host: 127.0.0.1)."),
@@ -123,7 +125,7 @@ def watch_cmd(
         from ..workflows.livepage import bind
 
         sock = bind(*_host_port(serve))  # before any work: a port in use is one line now
-    predictor = _predictor(model, threshold, guard)
+    predictor = _predictor(model, threshold, guard, verify)
     log = RunLog(out, csv_header(predictor.phases, predictor.verify))
     server, state = (None, None) if sock is None else _serve(sock, predictor, options, log, folder)
     warm_up(predictor, options)
