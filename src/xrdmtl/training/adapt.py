@@ -164,18 +164,22 @@ class AdaptResult:
 
 
 def _candidate(
-    kind: str, p: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, **settings: object
+    kind: str,
+    p: np.ndarray,
+    labels: np.ndarray,
+    thresholds: np.ndarray,
+    weight: float = 0.0,
+    k: int = 1,
+    policy: str = "keep",
+    shift: tuple[float, ...] = (),
 ) -> Candidate:
+    """The candidate that predicts ``p`` for the labeled patterns, with its scores."""
     right = ((p > thresholds) == labels.astype(bool)).all(axis=1)
     rows = ((p - labels) ** 2).mean(axis=1)
     return Candidate(
-        kind=kind,
-        exact=float(right.mean()),
-        brier=float(rows.mean()),
-        brier_rows=tuple(map(float, rows)),
-        exact_rows=tuple(map(bool, right)),
-        **settings,  # type: ignore[arg-type]
-    )
+        kind, weight, k, policy, float(right.mean()), float(rows.mean()), shift,
+        tuple(map(float, rows)), tuple(map(bool, right)),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -437,15 +441,15 @@ def nested_estimate(
     thresholds: np.ndarray,
     flags: np.ndarray,
     config: AdaptConfig,
+    similarity: np.ndarray | None = None,
 ) -> Estimate:
-    """Exact match of the whole choice on each labeled pattern when it was made without that pattern."""
+    """Exact match of the whole choice on each labeled pattern when it was made without that
+    pattern (``similarity``: ``features @ features.T`` where the caller has it)."""
     n = len(labels)
-    similarity = features @ features.T
+    similarity = features @ features.T if similarity is None else similarity
     right = np.zeros(n, bool)
     kinds = dict.fromkeys(KINDS, 0)
-    for i in range(
-        n
-    ):  # the choice itself is what is cross-validated: one choice per held-out pattern
+    for i in range(n):  # the choice itself is cross-validated: one choice per held-out pattern
         rest = np.arange(n) != i
         sub = similarity[np.ix_(rest, rest)]
         choice = _select(sub, labels[rest], p_network[rest], thresholds, flags[rest], config)
@@ -484,10 +488,13 @@ def fit_adapter(
         c = np.asarray(contradicted, bool)
         flags[:] = c[:, None] if c.ndim == 1 else c
     features = reference_features(x)
-    choice = _select(features @ features.T, labels, p_network, thresholds, flags, config)
+    similarity = features @ features.T
+    choice = _select(similarity, labels, p_network, thresholds, flags, config)
     held_out = None
     if estimate and n >= 3:
-        held_out = nested_estimate(features, labels, p_network, thresholds, flags, config)
+        held_out = nested_estimate(
+            features, labels, p_network, thresholds, flags, config, similarity
+        )
         if choice.chosen.kind != "network" and held_out.exact < choice.null.exact:
             # the choice does not hold up on patterns it was not made on: the network stays, and
             # what to expect of it is its score on these labels (which chose nothing for it)
