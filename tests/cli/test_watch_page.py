@@ -1,11 +1,12 @@
 """The live page of ``xrdmtl watch --serve`` in a real headless browser (Debian's chromium; skipped
-where it is absent: ``make browser`` installs it): the timeline draws, a frame shows up within 2 s of
-its file landing, a click on the timeline opens that pattern."""
+where it is absent: ``make browser`` installs it): the timeline draws, a frame shows up once its file
+lands (pushed by the server, no reload), a click on the timeline opens that pattern. How fast is
+measured by ``make bench`` (``benchmarks/bench_watch.py``), not here: a loaded machine would fail a
+timed test."""
 
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,6 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
     reason="no chromium on PATH: `make browser` installs Debian's chromium (as root)",
 )
-LANDED_WITHIN = 2.0  # s from a file landing to its frame on the page
 
 # painted pixels of a canvas (its 2D context is cleared to transparent before each drawing)
 PAINTED = """(() => {{ const c = document.getElementById({id!r});
@@ -46,10 +46,8 @@ def test_live_page(tmp_path: Path) -> None:
             page.wait_for("document.body.dataset.shown === '2'")  # the latest pattern, drawn
             assert page.js(PAINTED.format(id="timeline")) > 2000
             assert page.js(PAINTED.format(id="pattern")) > 2000
-            landed = land(folder / "f_3.xy", pattern_bytes(3))
-            page.wait_for("document.body.dataset.frames === '4'", timeout=10)
-            seen = time.monotonic() - landed
-            assert seen <= LANDED_WITHIN, f"frame shown {seen:.2f} s after its file landed"
+            land(folder / "f_3.xy", pattern_bytes(3))
+            page.wait_for("document.body.dataset.frames === '4'", timeout=60)  # a hang guard
             x, y = page.js(
                 "(() => { const r = document.getElementById('timeline').getBoundingClientRect();"
                 " return [r.left + xrdmtl.timelineX(1), r.top + r.height / 2]; })()"
