@@ -50,7 +50,9 @@ def _family(folder: Path, n: int, seed: int, view: str) -> tuple[np.ndarray, ...
 
 
 def _exact(p: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> float:
-    return float(((p > thresholds) == labels.astype(bool)).all(axis=1).mean())
+    from xrdmtl.model.metrics import exact_match
+
+    return exact_match(labels.astype(bool), p > thresholds)
 
 
 def score(

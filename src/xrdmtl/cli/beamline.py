@@ -211,15 +211,13 @@ def timeline_cmd(
 
 def _example_inputs(model: Any) -> Any:
     """Model inputs of the shipped example patterns (2θ at 0.561 Å)."""
-    from importlib import resources
-
     import numpy as np
 
+    from ..io.examples import examples_dir
     from ..io.read import ReadOptions, read_files
     from ..model.preprocess import model_input
 
-    folder = Path(str(resources.files("xrdmtl") / "data" / "examples"))
-    files = sorted(str(p) for p in folder.rglob("*.npy"))
+    files = sorted(str(p) for p in examples_dir().rglob("*.npy"))
     patterns = read_files(files, ReadOptions(wavelength=0.561))
     grids = [p.on_grid(model.grid) for p in patterns if not isinstance(p, Exception)]
     intensity = np.stack([g[0] for g in grids])
