@@ -42,6 +42,23 @@ def test_onnx_round_trip_with_adapter(tmp_path: Path) -> None:
     assert json.loads(meta["xrdmtl.phases"]) == model.phases
 
 
+@pytest.mark.slow
+def test_onnx_round_trip_with_a_recalibrated_network(tmp_path: Path) -> None:
+    """An adapter that only shifts the network's logits (finetune's choice on independent
+    patterns) is in the graph too."""
+    from xrdmtl.model.export import export_onnx, onnx_difference
+
+    base = load_model(default_model_dir(), device="cpu")
+    x = _example_inputs(base)
+    labels = np.zeros((len(x), len(base.phases)), np.uint8)
+    shift = np.array([0.7, -1.2, 0.4])
+    adapter = Adapter(reference_features(x), labels, 0.0, 1, 1.0, None, shift)
+    model = load_model(save_adapted(tmp_path / "recal", default_model_dir(), adapter, {}))
+    assert np.max(np.abs(model.predict_proba(x) - base.predict_proba(x))) > 0.01
+    out = export_onnx(model, tmp_path / "recal.onnx")
+    assert onnx_difference(out, model, x) <= 1e-5
+
+
 def test_export_refuses_a_folder(tmp_path: Path) -> None:
     result = invoke("export", "--onnx", tmp_path)
     assert result.exit_code == 2 and "is a folder" in result.stderr

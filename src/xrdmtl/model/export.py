@@ -64,20 +64,28 @@ class AdapterVote(nn.Module):
 
 
 class Probabilities(nn.Module):
-    """Model input → (calibrated probabilities, blended with the adapter's vote; raw logits)."""
+    """Model input → (calibrated probabilities, recalibrated and blended with the adapter's vote
+    as :meth:`Adapter.combine` does; raw logits)."""
 
     temperature: torch.Tensor
+    shift: torch.Tensor
 
     def __init__(self, model: LoadedModel) -> None:
         super().__init__()
         self.net = model.net
         self.register_buffer("temperature", torch.from_numpy(model.temperature.copy()))
         self.vote = None if model.adapter is None else AdapterVote(model.adapter)
+        shift = np.zeros(len(model.phases)) if model.adapter is None else model.adapter.shifts
+        self.register_buffer("shift", torch.from_numpy(np.asarray(shift, np.float32)))
+        self.recalibrated = bool(np.any(shift))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.net(x)
         d = (logits[..., 1] - logits[..., 0]) / self.temperature
         p = torch.sigmoid(torch.clamp(d, -60.0, 60.0))
+        if self.recalibrated:  # adapter.recalibrate: the clipped logit, shifted
+            q = torch.clamp(p, 1e-6, 1.0 - 1e-6)
+            p = torch.sigmoid(torch.log(q / (1.0 - q)) + self.shift)
         if self.vote is not None:
             p = self.vote(x, p)
         return p, logits
