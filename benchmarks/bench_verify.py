@@ -32,9 +32,11 @@ N_FRAMES = 300
 CELL_TOLERANCE = 0.002
 
 
-def simulate(folder: Path, n: int, seed: int) -> Path:
-    """The HOLDOUT family's frames, 1D views and truth in ``folder`` (kept if already there)."""
+def simulate(folder: Path, n: int, seed: int, preset: str = "holdout") -> Path:
+    """A held-out family's frames (``preset``: ``holdout``, or ``few`` for the few-crystal
+    family), 1D views and truth in ``folder`` (kept if already there)."""
     from xrdmtl.synthesis.frames import (
+        FEW_CRYSTAL,
         HOLDOUT,
         HOLDOUT_WAVELENGTH,
         FrameSimulator,
@@ -43,7 +45,8 @@ def simulate(folder: Path, n: int, seed: int) -> Path:
     )
 
     if not (folder / "truth.csv").is_file():
-        sim = FrameSimulator(geometry=geometry_for(HOLDOUT_WAVELENGTH), config=HOLDOUT)
+        config = {"holdout": HOLDOUT, "few": FEW_CRYSTAL}[preset]
+        sim = FrameSimulator(geometry=geometry_for(HOLDOUT_WAVELENGTH), config=config)
         simulate_frames(folder, n, seed, simulator=sim)
     return folder
 

@@ -201,3 +201,41 @@ def test_holdout_preset_draws_strained_textured_frames_with_unknown_rings() -> N
     assert any(p.startswith("unknown") for p in s.info["phases"])
     assert s.ring_counts is not None and s.ring_counts.shape == s.frame.shape
     assert s.ring_counts[s.ring_pixels].min() > 0
+
+
+def test_few_crystal_preset_puts_each_grain_spot_on_its_ring() -> None:
+    """FEW_CRYSTAL (issue 29): a handful of grains, each spot at its reflection's exact 2θ (within
+    its pixel), where HOLDOUT scatters spots about a FWHM off their ring."""
+    import dataclasses
+
+    from xrdmtl.synthesis.frames import FEW_CRYSTAL, HOLDOUT_WAVELENGTH
+
+    def offset(scatter: float) -> float:
+        cfg = dataclasses.replace(
+            FEW_CRYSTAL,
+            p_target=1.0,
+            p_unknown=0.0,
+            p_distractor=0.0,
+            hot_pixels=(0, 0),
+            anvil_spots=(0, 0),
+            stray_spots=(0, 0),
+            fwhm_q=(0.08, 0.08),
+            grain_scatter=scatter,
+            grain_profile=0.0,  # narrow spots: the offset measures the scatter alone
+        )
+        sim0 = FrameSimulator(geometry=geometry_for(HOLDOUT_WAVELENGTH), config=cfg)
+        calcite = sim0.targets[1]
+        sim = FrameSimulator([calcite], [], sim0.geometry, cfg, keep_parts=True)
+        s = sim.sample(np.random.default_rng(5))
+        assert s.info["calcite"]["spots_per_ring"] <= 30.0
+        assert s.phase_counts is not None
+        counts = s.phase_counts["calcite"]
+        meta = s.info["calcite"]
+        refl = calcite.reflections(sim.geometry.wavelength)
+        tth = q_to_tth(np.asarray(refl.q) / meta["lattice_scale"], sim.geometry.wavelength)
+        near = np.abs(sim.tth[:, None] - tth[np.isfinite(tth)][None]).min(axis=1)
+        bright = counts > 0.2 * counts.max()  # the grain spots' cores
+        return float(np.average(near[bright], weights=counts[bright]))
+
+    exact, scattered = offset(0.0), offset(1.0)
+    assert exact < 0.5 * scattered

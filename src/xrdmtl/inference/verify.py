@@ -138,12 +138,19 @@ def combine(
 
 
 def decide(p: np.ndarray, r: Refinement, weights: Sequence[float]) -> np.ndarray:
-    """The final probability of one phase: :func:`combine`, then the two overriding verdicts."""
+    """The final probability of one phase: :func:`combine`, then the overriding verdicts.
+
+    Verified: :data:`CLEAN_CALL` clean lines and :data:`LINES_CALL` lines beyond chance at a cell
+    in the phase's range. Refuted: no clean line of its own, under :data:`LINES_REFUTE` lines
+    beyond chance, and either its strongest lines absent (a call on a coincident line) or its best
+    cell outside its range. A cell outside the range never raises the network's probability."""
     lines = np.nan_to_num(r.evidence, nan=0.0)
     final = combine(p, r.evidence, r.powder, weights)
-    verified = (r.clean >= CLEAN_CALL) & (lines >= LINES_CALL)
+    verified = (r.clean >= CLEAN_CALL) & (lines >= LINES_CALL) & r.in_range
     final = np.where(verified, np.maximum(final, P_VERIFIED), final)
-    return np.where(r.strong_absent & (lines < LINES_REFUTE), np.minimum(final, P_REFUTED), final)
+    refuted = (r.strong_absent | ~r.in_range) & (lines < LINES_REFUTE) & (r.clean == 0)
+    final = np.where(refuted, np.minimum(final, P_REFUTED), final)
+    return np.where(r.in_range, final, np.minimum(final, p))
 
 
 class Verifier:

@@ -52,7 +52,8 @@ SCALE_STEP = 0.0005
 SCALE_COVERAGE = (0.98, 1.02)  # the scan covers at least this lattice-scale range
 C_OVER_A_RANGE = 0.015  # ± relative change of c/a scanned for phases whose c axis is free
 C_OVER_A_COARSE = (-0.01, 0.0, 0.01)
-NULL_FACTORS = (0.93, 1.07)  # look-elsewhere null: the same scan at lattices 7 % off
+NULL_FACTORS = (0.89, 0.93, 1.07, 1.11)  # look-elsewhere null: the same scan 7 and 11 % off
+NULL_STRIDE = 2  # the null windows are scanned at every second lattice step
 POSITION_TOLERANCE = 0.15  # FWHM: a line may sit this far from its peak in the scan
 POSITION_WIDTH = 1  # index of WIDTHS_Q: the widest filter line positions are read from
 ZERO_SIGMA = 0.001  # Å⁻¹: prior on the zero shift (in Q) of the position fit
@@ -155,6 +156,14 @@ class Refinement:
     def fwhm(self) -> np.ndarray:
         return np.asarray(np.asarray(WIDTHS_Q)[self.width])
 
+    @property
+    def in_range(self) -> np.ndarray:
+        """(B,) bool: the refined cell lies in the range scanned for the phase (its prior, c/a
+        within :data:`C_OVER_A_RANGE`); a cell the fit pushed beyond it is another phase's."""
+        lo, hi = self.lines.scale_range
+        ok_a = (self.scale_a >= lo) & (self.scale_a <= hi)
+        return np.asarray(ok_a & (np.abs(self.scale_c / self.scale_a - 1) <= C_OVER_A_RANGE))
+
 
 def significance(residual: np.ndarray, coverage: np.ndarray, grid: QGrid) -> np.ndarray:
     """``z`` maps ``(B, W, G)``: the background-removed ``residual`` (B, G) smoothed at each of
@@ -235,10 +244,11 @@ def _gather(zmap: np.ndarray, q: np.ndarray, grid: QGrid) -> np.ndarray:
     return padded[..., idx]
 
 
-def _scan_cells(lines: PhaseLines) -> tuple[np.ndarray, np.ndarray]:
-    """(sa, sc) of the coarse scan: the lattice range, at a few c/a values where c is free."""
+def _scan_cells(lines: PhaseLines, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(sa, sc) of the coarse scan: the lattice range in steps of ``stride`` × :data:`SCALE_STEP`,
+    at a few c/a values where c is free."""
     lo, hi = lines.scale_range
-    s = np.arange(lo, hi + SCALE_STEP / 2, SCALE_STEP)
+    s = np.arange(lo, hi + SCALE_STEP / 2, stride * SCALE_STEP)
     ratios = np.array(C_OVER_A_COARSE if lines.free_c else (0.0,))
     return np.repeat(s, ratios.size), np.repeat(s, ratios.size) * (1 + np.tile(ratios, s.size))
 
@@ -281,15 +291,16 @@ def refine_phase(maps: PeakMaps, lines: PhaseLines) -> Refinement:
     grid, zmaps, ids = maps.grid, maps.z, maps.ids
     n_b = zmaps.shape[0]
     sa, sc = _scan_cells(lines)
+    na, nc = _scan_cells(lines, NULL_STRIDE)
     stat = _line_gain(ids, maps.gains, lines.positions(sa, sc), grid)  # (B, W, C)
     null = np.mean(
         [
-            _line_gain(ids, maps.gains, lines.positions(sa * f, sc * f), grid).max(-1)
+            _line_gain(ids, maps.gains, lines.positions(na * f, nc * f), grid).max(-1)
             for f in NULL_FACTORS
         ],
         axis=0,
     )
-    powder = _powder_evidence(zmaps, lines, sa, sc, grid)
+    powder = _powder_evidence(zmaps, lines, (sa, sc), (na, nc), grid)
     best_c = stat.argmax(-1)  # (B, W)
     best = np.take_along_axis(stat, best_c[..., None], -1)[..., 0]
     evidence_w = (best - null) / LINE
@@ -324,19 +335,24 @@ def refine_phase(maps: PeakMaps, lines: PhaseLines) -> Refinement:
 
 
 def _powder_evidence(
-    zmaps: np.ndarray, lines: PhaseLines, sa: np.ndarray, sc: np.ndarray, grid: QGrid
+    zmaps: np.ndarray,
+    lines: PhaseLines,
+    cells: tuple[np.ndarray, np.ndarray],
+    null_cells: tuple[np.ndarray, np.ndarray],
+    grid: QGrid,
 ) -> np.ndarray:
-    """The fit of one height for all lines in the reference intensities (a powder): at each cell
-    the intensity-weighted z of the lines (each capped at :data:`POWDER_CAP`), best cell over
-    the mean of the null windows' best, at the best width (B,)."""
+    """The fit of one height for all lines in the reference intensities (a powder): at each of
+    ``cells`` (sa, sc) the intensity-weighted z of the lines (each capped at :data:`POWDER_CAP`),
+    best cell over the mean of the null windows' best (``null_cells`` scaled), at the best width (B,)."""
     weight = (lines.intensity / np.sqrt((lines.intensity**2).sum())).astype(np.float32)
+    capped = np.clip(zmaps, -POWDER_CAP, POWDER_CAP)
 
-    def best(f: float) -> np.ndarray:
-        z = np.clip(_gather(zmaps, lines.positions(sa * f, sc * f), grid), -POWDER_CAP, POWDER_CAP)
-        return np.asarray((z @ weight).max(-1))  # (B, W)
+    def best(sa: np.ndarray, sc: np.ndarray) -> np.ndarray:
+        return np.asarray((_gather(capped, lines.positions(sa, sc), grid) @ weight).max(-1))
 
-    null = np.mean([best(f) for f in NULL_FACTORS], axis=0)
-    return np.asarray((best(1.0) - null).max(-1))
+    na, nc = null_cells
+    null = np.mean([best(na * f, nc * f) for f in NULL_FACTORS], axis=0)
+    return np.asarray((best(*cells) - null).max(-1))  # (B, W) → (B,)
 
 
 def _clean_lines(q: np.ndarray, z: np.ndarray, usable: np.ndarray, fwhm: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,12 @@ class FrameConfig:
     spots_phase: tuple[tuple[str, tuple[float, float]], ...] = (("rhenium", (1000.0, 20000.0)),)
     grain_spot_max: float = 50.0  # cap of one crystallite spot's counts / base counts per pixel
     grain_sigma: tuple[float, float] = (0.6, 1.1)  # pixels
+    grain_scatter: float = (
+        1.0  # a crystallite spot's radial scatter, in units of the default (≈ FWHM)
+    )
+    grain_profile: float = (
+        0.0  # a spot's σ at least this × the ring's FWHM σ (1: a line's normal width)
+    )
     fwhm_q: tuple[float, float] = (0.012, 0.032)  # Å⁻¹ pseudo-Voigt FWHM before the pixel box
     fwhm_q_phase: tuple[tuple[str, tuple[float, float]], ...] = (("rhenium", (0.038, 0.058)),)
     eta: tuple[float, float] = (0.1, 0.7)  # Lorentzian fraction of the pseudo-Voigt
@@ -210,6 +216,15 @@ HOLDOUT = FrameConfig(
     stray_spots=(0, 2),
     p_unknown=0.15,
     min_visible=5,
+)
+FEW_CRYSTAL = replace(
+    # The HOLDOUT family with every phase from a handful of crystallites (issue 29): about half of
+    # each phase's reflections missing at random, the rest at erratic (exponential) heights, each
+    # at its exact position and with a line's normal width (no radial scatter of the spots).
+    HOLDOUT,
+    spots_per_ring=(1.0, 30.0),
+    grain_scatter=0.0,
+    grain_profile=1.0,
 )
 
 
@@ -502,12 +517,14 @@ class FrameSimulator:
             iso[fidx].max(initial=1.0)
         )  # a grain is far smaller than an anvil
         each = np.minimum(total[ring] / expected[ring] * rng.exponential(1.0, ring.size), cap)
-        radial = tth[ring] + rng.normal(0, kernel.size * FINE_STEP / 20, ring.size)
+        scatter = cfg.grain_scatter * kernel.size * FINE_STEP / 20
+        radial = tth[ring] + rng.normal(0, scatter, ring.size)
         pix, keep = self._pixels_at(radial, rng)
         rows, cols = np.divmod(pix, self.shape[1])
         pos = np.stack([rows, cols], 1) + rng.uniform(-0.5, 0.5, (pix.size, 2))
         amp_spots = (each[keep] * texture[self.cidx[pix]]).astype(np.float32)
         sig = rng.uniform(*cfg.grain_sigma, pix.size)
+        sig = np.maximum(sig, cfg.grain_profile * np.degrees(fwhm) / self.pixel_deg / 2.3548)
         # reflections visible in the 1D integration: realised height over the Poisson noise of a bin
         # (two bins per pixel width, ``density`` pixels per degree along the ring)
         realised = np.where(
