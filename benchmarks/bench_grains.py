@@ -8,7 +8,8 @@ few-crystal recall, false calls, on all frames and on those with strong anvil sp
 mask of at least ``STRONG_SPOT_PIXELS`` pixels: the top quarter of the development family); and the
 spots spared per frame and the reading time per frame.
 
-``python benchmarks/bench_grains.py --folder DIR --seed SEED --n N``
+``python benchmarks/bench_grains.py --folder DIR --seed SEED --n N`` (``make bench``: 60 frames of the
+verdict family)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_verify import read_truth, score, simulate
+from bench_verify import SEED, read_truth, score, simulate
 
 STRONG_SPOT_PIXELS = 150
 VIEWS = {  # (mask, keep_grains)
@@ -64,9 +65,15 @@ def run(folder: Path) -> dict[str, float]:
             subset = [p for p in preds if Path(p.file).stem in strong]
             for part, chosen in (("", preds), ("strong_anvil_", subset)):
                 for key, value in score(chosen, labels, truth, network.phases).items():
-                    if not key.startswith("cell"):
+                    if not key.startswith("cell") and key != "n":
                         figures[f"grains_{view}_{name}_{part}{key}"] = float(value)
     return figures
+
+
+def bench() -> dict[str, float]:
+    """``make bench``: 60 frames of the verdict family (``bench_verify.SEED``)."""
+    with tempfile.TemporaryDirectory(prefix="xrdmtl-grains-") as tmp:
+        return run(simulate(Path(tmp), 60, SEED))
 
 
 def main() -> None:
