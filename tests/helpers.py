@@ -11,6 +11,7 @@ from xrdmtl.physics.phases import get_phase
 from xrdmtl.physics.units import tth_to_q
 
 WAVELENGTH = 0.561  # Å, of the synthetic patterns
+TARGETS = ("bastnaesite", "calcite", "rhenium")  # the default model's phases
 
 
 def synthetic(
@@ -85,3 +86,49 @@ def check_tables(md: str, results: dict) -> int:
         for tok in NUMBER.findall(rest):
             assert tok in nums, f"number {tok} in cell {cell!r} is not in results.json"
     return len(cells)
+
+
+def grain_frame(poni: str, phase: str = "calcite", seed: int = 0) -> tuple[np.ndarray, ...]:
+    """A tiny frame for the detector of ``poni`` (written here, 360² Pilatus pixels at 70 mm,
+    0.561 Å): a flat background with a few-crystal ``phase`` (three bright compact spots on each
+    of its eight strongest lines) and one bright anvil spot off every line of ``targets``. Returns
+    the frame (int32), the grain spots' pixels and the anvil spot's pixels (bool)."""
+    import pyFAI.detectors
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator
+
+    from xrdmtl.physics.units import q_to_tth
+
+    shape = (360, 360)
+    ai = AzimuthalIntegrator(
+        0.07,
+        180 * 172e-6,
+        180 * 172e-6,
+        detector=pyFAI.detectors.Detector(172e-6, 172e-6, max_shape=shape),
+        wavelength=WAVELENGTH * 1e-10,
+    )
+    ai.write(poni)
+    tth = ai.array_from_unit(shape, "center", "2th_deg")
+    chi = ai.center_array(shape, unit="chi_rad", scale=False)
+    rows, cols = np.indices(shape)
+    rng = np.random.default_rng(seed)
+
+    def spot(two_theta: float, azimuth: float, counts: float) -> np.ndarray:
+        near = np.abs(tth - two_theta) + 0.05 * np.abs(np.angle(np.exp(1j * (chi - azimuth))))
+        r, c = np.unravel_index(np.argmin(near), shape)
+        return counts * np.exp(-((rows - r) ** 2 + (cols - c) ** 2) / (2 * 1.3**2))
+
+    refl = get_phase(phase).reflections(WAVELENGTH)
+    lines = q_to_tth(refl.q, WAVELENGTH)
+    grains = sum(
+        spot(float(lines[k]), float(azimuth), 3e3 * (0.5 + refl.intensity[k] / 100))
+        for k in np.argsort(-refl.intensity)[:8]
+        for azimuth in rng.uniform(-np.pi, np.pi, 3)
+    )
+    every = np.concatenate(
+        [q_to_tth(get_phase(n).reflections(WAVELENGTH).q, WAVELENGTH) for n in TARGETS]
+    )
+    free = np.arange(8.0, 20.0, 0.01)
+    off = float(free[np.argmax(np.abs(free[:, None] - every[None, :]).min(axis=1))])
+    anvil = spot(off, 1.0, 6e3)
+    frame = rng.poisson(20.0 + grains + anvil)
+    return frame.astype(np.int32), np.asarray(grains > 50), np.asarray(anvil > 50)

@@ -10,9 +10,12 @@ import h5py
 import hdf5plugin
 import numpy as np
 import pytest
+from helpers import WAVELENGTH, grain_frame
 
 from xrdmtl.errors import FrameError
 from xrdmtl.io.frames import Integrator, load_mask, patterns_from_frames, read_frames
+from xrdmtl.physics.phases import get_phase
+from xrdmtl.physics.units import q_to_tth
 from xrdmtl.synthesis.frames import FrameConfig, FrameSimulator
 
 
@@ -151,3 +154,19 @@ def test_auto_mask_patterns(sim: FrameSimulator, integrator: Integrator, tmp_pat
     ((_, none),) = patterns_from_frames(path, integrator, mask="none")
     ((_, true),) = patterns_from_frames(path, integrator, mask=s.spot_mask)
     assert np.abs(auto.y - true.y).max() < 0.1 * np.abs(none.y - true.y).max()
+
+
+def test_grain_spots_on_named_lines_are_kept(tmp_path: Path) -> None:
+    """The auto mask takes bright compact crystallite spots for anvil spots; with the sample's lines
+    named (here calcite's, at its reference cell) those on a line are kept, the anvil spot off every
+    line is still masked, and naming no line gives the auto mask of before."""
+    frame, grains, anvil = grain_frame(str(tmp_path / "tiny.poni"))
+    integrator = Integrator(tmp_path / "tiny.poni")
+    before = integrator.auto_mask(frame)
+    assert before[grains].mean() > 0.9 and before[anvil].all()
+    lines = q_to_tth(get_phase("calcite").reflections(WAVELENGTH).q, WAVELENGTH)
+    kept, spared = integrator.grain_mask(frame, lambda _: (lines, np.zeros(lines.size)))
+    assert kept[grains].mean() < 0.05 and kept[anvil].all()
+    assert spared >= 20  # of the 24 spots, three on each of eight lines
+    none, spared = integrator.grain_mask(frame, lambda _: (np.zeros(0), np.zeros(0)))
+    assert np.array_equal(none, before) and spared == 0

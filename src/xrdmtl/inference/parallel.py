@@ -46,6 +46,8 @@ from .verify import fitted_curve, refined_sticks
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
 
+    from ..io.frames import SpotLines
+
 BATCH_SIZE = 512  # patterns per forward pass inside a chunk
 
 
@@ -61,6 +63,9 @@ class BatchPredictor(Protocol):
     ) -> tuple[list[Prediction], list[np.ndarray | None]]: ...
 
     def sticks(self, wavelength: float | None) -> dict[str, Reflections | None]: ...
+
+    @property
+    def grain_lines(self) -> SpotLines: ...
 
 
 def predict_files(
@@ -311,8 +316,10 @@ def _run_chunk(predictor: BatchPredictor, chunk: Sequence[str], job: _Job) -> li
         out.extend(preds)
         batch.clear()
 
+    grains = job.read.mask == "auto" and job.read.keep_grains and job.read.poni is not None
+    spot_lines = predictor.grain_lines if grains else None
     for path in chunk:
-        for label, item in read_path(path, job.read):
+        for label, item in read_path(path, job.read, spot_lines):
             if isinstance(item, Pattern) and "mask_array" in item.meta:
                 item = _save_mask(label, item, job)
             if (

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,7 @@ from .explain import (
     saliency,
     top_regions,
 )
+from .grains import GrainLines
 from .results import Flag, Note, Prediction
 from .scale import ScaleCheck
 from .verify import Verifier
@@ -244,6 +246,12 @@ class Predictor:
         self.scale_check = ScaleCheck.build(
             {name: r.reflections for name, r in self.references.items()}, self.grid
         )
+
+    @cached_property
+    def grain_lines(self) -> GrainLines:
+        """The sample's lines in a frame (:mod:`~xrdmtl.inference.grains`): the spots ``--mask auto``
+        spares (built on first use)."""
+        return GrainLines(self.verifier or Verifier(self.phases, self.grid))
 
     @property
     def verify(self) -> bool:

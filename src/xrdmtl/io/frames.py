@@ -4,15 +4,16 @@
 multi-frame file, ``path::index``) and for HDF5 image stacks (Eiger master files included: their
 compressed data need ``hdf5plugin``). :class:`Integrator` builds pyFAI's CSR engine once per geometry
 and reuses it; per-frame masks are applied as dummy values so that the engine is never rebuilt.
-:func:`auto_mask` finds single-crystal diamond spots and hot pixels; :func:`patterns_from_frames`
-turns a frame file into 1D patterns, yielding errors per frame so that a batch goes on.
+:func:`~xrdmtl.io.masking.auto_mask` finds single-crystal diamond spots and hot pixels;
+:func:`patterns_from_frames` turns a frame file into 1D patterns, yielding errors per frame so that a
+batch goes on (with ``spot_lines``, the auto mask spares the spots on the sample's lines).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -23,8 +24,11 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import FrameError
 from ..physics.pattern import Pattern
-from .masking import MaskGeometry, auto_mask
+from .masking import MaskGeometry, Spots, find_spots, on_lines
 
+# the sample's lines in a frame's pattern: 2θ centres and half widths (degrees) of the lines whose
+# spots are sample signal, not anvil spots (the inference layer supplies it: it knows the phases)
+SpotLines = Callable[[Pattern], tuple[np.ndarray, np.ndarray]]
 DUMMY = np.float32(-1e30)  # value of excluded pixels handed to pyFAI (``dummy``)
 DELTA_DUMMY = 1e28
 METHOD = ("no", "csr", "cython")  # no pixel splitting: a pure sparse matrix-vector product
@@ -307,8 +311,30 @@ class Integrator:
     def auto_mask(self, frame: np.ndarray, source: str = "<frame>", **options: Any) -> np.ndarray:
         """:func:`~xrdmtl.io.masking.auto_mask` of ``frame`` on this detector (``options``: its
         thresholds); a frame of the wrong shape is a FrameError."""
+        return self.find_spots(frame, source, **options).mask()
+
+    def find_spots(self, frame: np.ndarray, source: str = "<frame>", **options: Any) -> Spots:
+        """:func:`~xrdmtl.io.masking.find_spots` of ``frame`` on this detector (``options``: its
+        thresholds); a frame of the wrong shape is a FrameError."""
         _, valid = self.prepare(frame, source=source)
-        return auto_mask(np.asarray(frame), valid, self.mask_geometry, **options)
+        return find_spots(np.asarray(frame), valid, self.mask_geometry, **options)
+
+    def grain_mask(
+        self,
+        frame: np.ndarray,
+        spot_lines: SpotLines,
+        npt: int | None = None,
+        source: str = "<frame>",
+    ) -> tuple[np.ndarray, int]:
+        """The auto mask of ``frame`` without the spots (anvil-like blobs, compact spots with a hot
+        core) that lie on a line ``spot_lines`` names in the frame integrated unmasked (within its
+        half width, at least one pixel), and how many spots it spared."""
+        spots = self.find_spots(frame, source)
+        if not spots.blobs.size:
+            return spots.mask(), 0
+        centres, half = spot_lines(self.integrate(frame, None, npt, source))
+        spare = on_lines(spots.two_theta, centres, np.maximum(half, self.pixel_deg))
+        return spots.mask(spare), int(spare.sum())
 
     def _engine(self, npt: int) -> tuple[Any, np.ndarray]:
         """(pyFAI's CSR matrix as scipy ``csr_matrix``, bin centres in degrees) for ``npt`` points,
@@ -428,10 +454,13 @@ def patterns_from_frames(
     mask: Literal["none", "auto"] | np.ndarray = "none",
     npt: int | None = None,
     keep_mask: bool = False,
+    spot_lines: SpotLines | None = None,
 ) -> Iterator[tuple[str, Pattern | FrameError]]:
     """Integrate every frame of ``path`` (``mask``: none, auto, or a bool image), yielding
     ``(label, Pattern)`` or ``(label, FrameError)`` per frame so that a batch goes on. With
-    ``keep_mask`` each pattern of an ``auto`` mask holds the mask in ``meta["mask"]`` (to save it)."""
+    ``spot_lines`` the auto mask spares the spots on the lines it names (:meth:`Integrator.grain_mask`;
+    ``meta["spared_spots"]`` counts them). With ``keep_mask`` each pattern of an ``auto`` mask holds
+    the mask in ``meta["mask"]`` (to save it)."""
     frames = read_frames(path)
     label = str(path)
     while True:
@@ -443,15 +472,19 @@ def patterns_from_frames(
             yield (exc.source or label), exc
             return
         try:
-            m = (
-                integrator.auto_mask(frame, source=label)
-                if isinstance(mask, str) and mask == "auto"
-                else None
-                if isinstance(mask, str)
-                else mask
-            )
+            spared: int | None = None
+            m: np.ndarray | None = None
+            auto = isinstance(mask, str) and mask == "auto"
+            if auto and spot_lines is not None:
+                m, spared = integrator.grain_mask(frame, spot_lines, npt, label)
+            elif auto:
+                m = integrator.auto_mask(frame, source=label)
+            elif not isinstance(mask, str):
+                m = mask
             pattern = integrator.integrate(frame, mask=m, npt=npt, source=label)
             pattern.meta["mask"] = str(mask) if isinstance(mask, str) else "file"
+            if spared is not None:
+                pattern.meta["spared_spots"] = spared
             if keep_mask and m is not None and isinstance(mask, str):
                 pattern.meta["mask_array"] = m
             yield label, pattern

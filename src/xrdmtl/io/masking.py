@@ -1,12 +1,15 @@
 """Automatic masking of single-crystal diamond-anvil spots and hot pixels in a detector frame.
 
-:func:`auto_mask` works on arrays: the frame, its valid pixels and a :class:`MaskGeometry` (what it
-needs of the detector geometry); :meth:`xrdmtl.io.frames.Integrator.auto_mask` supplies them.
+:func:`find_spots` works on arrays: the frame, its valid pixels and a :class:`MaskGeometry` (what it
+needs of the detector geometry); :meth:`xrdmtl.io.frames.Integrator.find_spots` supplies them. Its
+:class:`Spots` make the mask (:func:`auto_mask`), sparing the spots :func:`on_lines` puts on a ring
+of the sample where asked.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +57,60 @@ class MaskGeometry:
         )
 
 
+@dataclass(frozen=True)
+class Spots:
+    """What :func:`find_spots` found in a frame: hot pixels (bool image) and the blobs it masks
+    (``labels``: blob number per pixel, 0 for none; ``blobs``: the numbers of the blobs taken for
+    anvil spots, ``whole`` True, and of the other blobs that hold a hot pixel, the core of a compact
+    spot, ``whole`` False; ``two_theta``: each one's excess-weighted mean 2θ in degrees), with the
+    detector's mask and the dilation."""
+
+    hot: np.ndarray
+    labels: np.ndarray
+    blobs: np.ndarray
+    whole: np.ndarray
+    two_theta: np.ndarray
+    detector_mask: np.ndarray
+    dilate: int
+
+    def mask(self, spare: np.ndarray | None = None) -> np.ndarray:
+        """The hot pixels and anvil blobs as a bool mask, dilated; ``spare`` (bool per blob of
+        ``blobs``) leaves those blobs, their hot pixels included, out (sample spots: see
+        :func:`on_lines`)."""
+        from scipy import ndimage
+
+        spare = np.zeros(self.blobs.size, bool) if spare is None else np.asarray(spare, bool)
+        n = int(self.labels.max()) + 1
+        taken, spared = np.zeros(n, bool), np.zeros(n, bool)
+        taken[self.blobs[self.whole & ~spare]] = True
+        spared[self.blobs[spare]] = True
+        taken[0] = spared[0] = False
+        mask = (self.hot & ~spared[self.labels]) | taken[self.labels]
+        if self.dilate and mask.any():
+            mask = ndimage.binary_dilation(mask, np.ones((3, 3), bool), iterations=self.dilate)
+        return np.asarray(mask & ~self.detector_mask)
+
+
+def on_lines(two_theta: np.ndarray, centres: np.ndarray, half_widths: np.ndarray) -> np.ndarray:
+    """Per spot at ``two_theta`` (degrees): whether it lies within ``half_widths`` of a line at
+    ``centres`` (degrees)."""
+    tth = np.asarray(two_theta, dtype=np.float64)
+    centres = np.asarray(centres, dtype=np.float64)
+    if not tth.size or not centres.size:
+        return np.zeros(tth.shape, bool)
+    near = np.abs(tth[:, None] - centres[None, :]) <= np.asarray(half_widths)[None, :]
+    return np.asarray(near.any(axis=1))
+
+
 def auto_mask(
+    frame: np.ndarray, valid: np.ndarray, geometry: MaskGeometry, **thresholds: Any
+) -> np.ndarray:
+    """Single-crystal (diamond-anvil) spots and hot pixels of ``frame`` as a bool mask: every spot
+    :func:`find_spots` (``thresholds``: its keywords) finds, dilated."""
+    return find_spots(frame, valid, geometry, **thresholds).mask()
+
+
+def find_spots(
     frame: np.ndarray,
     valid: np.ndarray,
     geometry: MaskGeometry,
@@ -71,8 +127,8 @@ def auto_mask(
     hot_ratio: float = 8.0,
     dilate: int = 2,
     min_peak_contrast: float = 20.0,
-) -> np.ndarray:
-    """Single-crystal (diamond-anvil) spots and hot pixels of ``frame`` as a bool mask.
+) -> Spots:
+    """Single-crystal (diamond-anvil) spots and hot pixels of ``frame`` (:class:`Spots`).
 
     ``frame`` holds the raw counts, ``valid`` (bool, its shape) the pixels that count (not flagged,
     not NaN); ``geometry`` the detector's pixel bins.
@@ -100,6 +156,8 @@ def auto_mask(
     the default model's exact match with ``--mask auto`` went from 69.5 % (no peak-contrast rule) to
     75.5 %, above ``--mask none`` (73.0 %); on the default simulated frames 95.75 → 96.0 %. The cost:
     faint anvil spots (peak under 20× the local level) stay, which the model is trained to ignore.
+    Bright crystallites of a few-crystal ring still pass for anvil spots by these rules alone; the
+    prediction spares those on an evident phase's line (:mod:`xrdmtl.inference.grains`).
 
     Single pixels far above all four neighbours are hot pixels. The mask is dilated by ``dilate``.
     """
@@ -110,30 +168,10 @@ def auto_mask(
     data = np.where(valid, frame, 0).astype(np.float32)
     valid = valid & ~g.detector_mask
     shape = data.shape
-    tth, fine, n_fine, cell, n_cell = g.two_theta, g.fine, g.n_fine, g.cell, g.n_cell
-    v = data.ravel().astype(np.float64)
-    ok = valid.ravel()
-    mean, _, count = _clipped_stats(fine, n_fine, v, ok)
-    filled = count >= 5
-    centres = (np.arange(n_fine) + 0.5) * g.pixel_deg / _SUB
-    profile = np.interp(tth, centres[filled], mean[filled])
-    offset, spread, _ = _clipped_stats(cell, n_cell, v - profile, ok)
-    level = profile + offset[cell]
-    sigma = np.sqrt(np.maximum(spread[cell] ** 2, np.maximum(level, 1.0)))
-    excess = np.where(ok, v - level, 0.0)
-    z = excess / sigma
-    width = max(3, int(round(2.0 / (g.pixel_deg / _SUB))))  # rings are < 1° wide
-    background = float(np.percentile(ndimage.grey_opening(mean[filled], size=width), 99))
-
-    padded = np.pad(np.where(valid, data, 0.0), 1)
-    sides = [padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
-    high, low = np.maximum.reduce(sides), np.minimum.reduce(sides)
-    noise = np.sqrt(np.maximum(high, 1.0))
-    mask = (
-        valid & (data - high > z_seed * noise) & (data - low > hot_ratio * (high - low + 3 * noise))
-    )
-
+    level, excess, z, background = _local_level(data, valid, g)
+    hot = _hot_pixels(data, valid, z_seed, hot_ratio)
     labels, n = ndimage.label((z > z_grow).reshape(shape), np.ones((3, 3), bool))
+    blobs, whole, tth = np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0)
     if n:
         flat = labels.ravel()
         pix = np.flatnonzero(flat)
@@ -155,8 +193,10 @@ def auto_mask(
         pk, s = peak[ids], total[ids]
         contrast = s / np.maximum(level[pk], 1.0)
         peak_contrast = excess[pk] / np.maximum(level[pk], 1.0)
-        siblings = _siblings(tth[pk], s, np.divmod(pk, shape[1]), ring_width, sibling_fraction)
-        anvil = (
+        siblings = _siblings(
+            g.two_theta[pk], s, np.divmod(pk, shape[1]), ring_width, sibling_fraction
+        )
+        is_anvil = (
             (saturated[ids] >= 2)
             | (s >= crystallite_max * background)
             | (
@@ -166,12 +206,46 @@ def auto_mask(
             )
             | ((siblings <= few_siblings) & (contrast >= high_contrast))
         )
-        keep = np.zeros(n + 1, bool)
-        keep[ids[anvil]] = True
-        mask |= keep[labels]
-    if dilate and mask.any():
-        mask = ndimage.binary_dilation(mask, np.ones((3, 3), bool), iterations=dilate)
-    return np.asarray(mask & ~g.detector_mask)
+        cores = np.setdiff1d(np.unique(labels[hot]), np.r_[0, ids[is_anvil]])
+        blobs = np.r_[ids[is_anvil], cores].astype(np.int64)
+        whole = np.r_[np.ones(int(is_anvil.sum()), bool), np.zeros(cores.size, bool)]
+        weighted = np.bincount(blob, excess[pix] * g.two_theta[pix], minlength=n + 1)
+        tth = weighted[blobs] / np.maximum(total[blobs], 1e-12)
+    return Spots(hot, labels, blobs, whole, tth, g.detector_mask, dilate)
+
+
+def _local_level(
+    data: np.ndarray, valid: np.ndarray, g: MaskGeometry
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Per pixel (flat): the local level (ring profile + sector offset), the excess over it and its
+    z score; and the frame's background (upper envelope of the ring profile with rings removed)."""
+    from scipy import ndimage
+
+    tth, fine, n_fine, cell, n_cell = g.two_theta, g.fine, g.n_fine, g.cell, g.n_cell
+    v = data.ravel().astype(np.float64)
+    ok = valid.ravel()
+    mean, _, count = _clipped_stats(fine, n_fine, v, ok)
+    filled = count >= 5
+    centres = (np.arange(n_fine) + 0.5) * g.pixel_deg / _SUB
+    profile = np.interp(tth, centres[filled], mean[filled])
+    offset, spread, _ = _clipped_stats(cell, n_cell, v - profile, ok)
+    level = profile + offset[cell]
+    sigma = np.sqrt(np.maximum(spread[cell] ** 2, np.maximum(level, 1.0)))
+    excess = np.where(ok, v - level, 0.0)
+    width = max(3, int(round(2.0 / (g.pixel_deg / _SUB))))  # rings are < 1° wide
+    background = float(np.percentile(ndimage.grey_opening(mean[filled], size=width), 99))
+    return level, excess, excess / sigma, background
+
+
+def _hot_pixels(data: np.ndarray, valid: np.ndarray, z_seed: float, hot_ratio: float) -> np.ndarray:
+    """Single pixels far above all four neighbours."""
+    padded = np.pad(np.where(valid, data, 0.0), 1)
+    sides = [padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
+    high, low = np.maximum.reduce(sides), np.minimum.reduce(sides)
+    noise = np.sqrt(np.maximum(high, 1.0))
+    return np.asarray(
+        valid & (data - high > z_seed * noise) & (data - low > hot_ratio * (high - low + 3 * noise))
+    )
 
 
 def _clipped_stats(

@@ -18,13 +18,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ConfigError, FrameError, PatternError, XrdmtlError
 from ..physics.pattern import Pattern
 from ..physics.units import normalize_unit
+
+if TYPE_CHECKING:
+    from .frames import SpotLines
 
 FRAME_EXTENSIONS = frozenset(
     {
@@ -54,7 +57,7 @@ class ReadOptions:
 
     ``wavelength`` (Å) and ``x_unit`` are for 1D files (a file that states its own wavelength keeps
     it); ``poni`` (a pyFAI geometry file) makes 2D frames readable, integrated with ``mask``
-    (``none``, ``auto`` or a mask file).
+    (``none``, ``auto`` or a mask file); ``keep_grains``: see :func:`read_path`.
     """
 
     wavelength: float | None = None
@@ -62,6 +65,9 @@ class ReadOptions:
     poni: str | Path | None = None
     mask: str | Path = "none"
     keep_mask: bool = False  # frames with an auto mask keep it in meta["mask_array"] (--save-mask)
+    # mask auto where a model checks the frame (predict, evaluate): spots on an evident phase's line
+    # are kept (issue 29); False: every spot the auto mask finds is masked, the mask of before
+    keep_grains: bool = True
 
     def __post_init__(self) -> None:
         """Check the options; paths become strings (picklable, hashable, comparable)."""
@@ -96,10 +102,14 @@ def checked_options(options: ReadOptions | None) -> ReadOptions:
     return options
 
 
-def read_path(path: str, options: ReadOptions) -> Iterator[tuple[str, Pattern | XrdmtlError]]:
+def read_path(
+    path: str, options: ReadOptions, spot_lines: SpotLines | None = None
+) -> Iterator[tuple[str, Pattern | XrdmtlError]]:
     """(label, pattern or error) for every pattern in ``path``: one for a 1D file, one per frame of a
     frame file (image formats, HDF5 stacks, a 2D ``.npy`` when there is a geometry). A file that
-    cannot be read gives its error as the item, never an exception."""
+    cannot be read gives its error as the item, never an exception. With ``mask='auto'``,
+    ``keep_grains`` and ``spot_lines`` (a model's check of the sample's lines), the auto mask spares
+    the spots on those lines (:meth:`~xrdmtl.io.frames.Integrator.grain_mask`)."""
     poni = None if options.poni is None else str(options.poni)
     if is_frame(path, poni is not None):
         if poni is None:
@@ -113,6 +123,7 @@ def read_path(path: str, options: ReadOptions) -> Iterator[tuple[str, Pattern | 
                 cached_integrator(poni, options.wavelength),
                 mask_arg(str(options.mask)),
                 keep_mask=options.keep_mask,
+                spot_lines=spot_lines if options.keep_grains else None,
             )
         except XrdmtlError as exc:
             yield path, exc

@@ -133,7 +133,7 @@ class PatternViews:
 
     def _read(self, label: str) -> Pattern:
         base = label.partition("::")[0]
-        for name, item in read_path(base, self.options):
+        for name, item in read_path(base, self.options, self.predictor.grain_lines):
             if name == label:
                 if isinstance(item, XrdmtlError):
                     raise item
