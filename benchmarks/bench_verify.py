@@ -13,7 +13,13 @@ of each label on the network's logit and the two verdicts) on the given family, 
 and prints them. They were fitted on the development family (seed 170017, 240 frames) and are judged
 on the verdict family (seed 271828), which nothing was chosen on.
 
-``python benchmarks/bench_verify.py [--n 300] [--seed 271828] [--folder DIR] [--frames] [--fit]``
+``--preset few`` draws the few-crystal family instead (``FEW_CRYSTAL``: every phase from a handful
+of grains, each spot at its reflection's exact 2θ with a line's width); ``--hdac`` scores the measured
+hdac patterns of ``../shared`` against their labels as they stand and against the labels the audit
+does not contradict.
+
+``python benchmarks/bench_verify.py [--n 300] [--seed 271828] [--folder DIR] [--frames] [--fit]
+[--preset holdout|few] [--model DIR] [--hdac]``
 """
 
 from __future__ import annotations
@@ -125,7 +131,7 @@ def views(folder: Path, frames: bool) -> dict[str, tuple[Path, object]]:
     return out
 
 
-def run(folder: Path, frames: bool = False) -> dict[str, float]:
+def run(folder: Path, frames: bool = False, model: str | None = None) -> dict[str, float]:
     """Both predictors on each view of ``folder``."""
     from xrdmtl.inference.predictor import Predictor
     from xrdmtl.io.labels import read_labels
@@ -133,7 +139,7 @@ def run(folder: Path, frames: bool = False) -> dict[str, float]:
     truth = read_truth(folder)
     figures: dict[str, float] = {}
     for verify in (False, True):
-        predictor = Predictor(verify=verify)
+        predictor = Predictor(model, verify=verify)
         for view, (labels_csv, options) in views(folder, frames).items():
             files, marks = read_labels(labels_csv, predictor.phases)
             labels = {
@@ -143,6 +149,45 @@ def run(folder: Path, frames: bool = False) -> dict[str, float]:
             preds = predictor.predict_files(files, options, workers=1, progress=False)
             for key, value in score(preds, labels, truth, predictor.phases).items():
                 figures[f"verify_{view}_{'checked' if verify else 'network'}_{key}"] = float(value)
+    return figures
+
+
+def hdac(model: str | None = None, shared: Path | None = None) -> dict[str, float]:
+    """Exact match of both predictors on the measured hdac patterns of ``../shared``, against the
+    labels as they stand and against the labels the audit (network alone) does not contradict: a
+    pattern counts as right when every label of it that stands is matched."""
+    from xrdmtl.inference.predictor import Predictor
+    from xrdmtl.io.labels import read_labels
+    from xrdmtl.io.read import ReadOptions
+    from xrdmtl.workflows.audit import audit_labels
+
+    root = shared or Path(__file__).resolve().parents[2] / "shared" / "data" / "hdac"
+    options = ReadOptions(wavelength=0.561)
+    figures: dict[str, float] = {}
+    for view in ("unmasked", "masked"):
+        labels_csv = root / f"labels_{view}.csv"
+        network = Predictor(model)
+        table = audit_labels(labels_csv, network, options)
+        contradicted = {(Path(r.file).name, r.phase) for r in table.flagged}
+        figures[f"hdac_{view}_contradicted_labels"] = float(len(contradicted))
+        for verify in (False, True):
+            predictor = Predictor(model, verify=verify)
+            files, marks = read_labels(labels_csv, predictor.phases)
+            preds = predictor.predict_files(files, options, workers=1, progress=False)
+            raw = standing = 0
+            for f, row, pred in zip(files, marks.tolist(), preds, strict=True):
+                hits = [
+                    pred.calls.get(p, 0) == v for p, v in zip(predictor.phases, row, strict=True)
+                ]
+                raw += all(hits)
+                standing += all(
+                    h
+                    for p, h in zip(predictor.phases, hits, strict=True)
+                    if (Path(f).name, p) not in contradicted
+                )
+            key = f"hdac_{view}_{'checked' if verify else 'network'}"
+            figures[f"{key}_exact"] = raw / len(files)
+            figures[f"{key}_exact_standing_labels"] = standing / len(files)
     return figures
 
 
@@ -211,10 +256,18 @@ def main() -> None:
     parser.add_argument("--folder", default=None, help="keep (or reuse) the simulated frames here")
     parser.add_argument("--frames", action="store_true", help="also the EDF frames, mask none/auto")
     parser.add_argument("--fit", action="store_true", help="fit the combination weights instead")
+    parser.add_argument("--preset", choices=("holdout", "few"), default="holdout")
+    parser.add_argument("--model", default=None, help="a model folder (default: the shipped one)")
+    parser.add_argument(
+        "--hdac", action="store_true", help="score the measured hdac patterns of ../shared instead"
+    )
     args = parser.parse_args()
+    if args.hdac:
+        print(json.dumps(hdac(args.model), indent=1))
+        return
     with tempfile.TemporaryDirectory(prefix="xrdmtl-verify-") as tmp:
-        folder = simulate(Path(args.folder or tmp), args.n, args.seed)
-        result = fit(folder) if args.fit else run(folder, args.frames)
+        folder = simulate(Path(args.folder or tmp), args.n, args.seed, args.preset)
+        result = fit(folder) if args.fit else run(folder, args.frames, args.model)
     print(json.dumps(result, indent=1))
 
 

@@ -116,7 +116,7 @@ def test_predict_patterns_batched(tiny_model: Path) -> None:
 
 
 def test_unknown_phase_warning() -> None:
-    pred = Predictor(FixedModel([0.02, 0.98, 0.02]))
+    pred = Predictor(FixedModel([0.02, 0.98, 0.02]), verify=False)
     clean, dirty = pred.predict_patterns(
         [phase_pattern(["calcite"]), phase_pattern(["calcite"], extra_q=(1.35, 3.62), seed=3)]
     )
@@ -126,7 +126,7 @@ def test_unknown_phase_warning() -> None:
     assert "unexplained peaks at Q=1.35, 3.62" in dirty.warning  # the text names them
     assert [round(q, 2) for q in dirty.explanation.unexplained] == [1.35, 3.62]
     # nothing called: the calcite peaks themselves are unexplained
-    none_called = Predictor(FixedModel([0.02, 0.02, 0.02])).predict_patterns(
+    none_called = Predictor(FixedModel([0.02, 0.02, 0.02]), verify=False).predict_patterns(
         [phase_pattern(["calcite"])]
     )[0]
     assert Flag.UNEXPLAINED_PEAKS in none_called.flags
@@ -134,12 +134,12 @@ def test_unknown_phase_warning() -> None:
     rng = np.random.default_rng(1)
     q = np.linspace(0.7, 5.2, 3000)
     flat = Pattern(q, 100 + rng.normal(0, 1.0, q.size), unit="q_A^-1")
-    quiet = Predictor(FixedModel([0.02, 0.02, 0.02])).predict_patterns([flat])[0]
+    quiet = Predictor(FixedModel([0.02, 0.02, 0.02]), verify=False).predict_patterns([flat])[0]
     assert Flag.UNEXPLAINED_PEAKS not in quiet.flags and quiet.explanation.unexplained == []
 
 
 def test_call_without_peak_evidence_is_flagged() -> None:
-    pred = Predictor(FixedModel([0.02, 0.98, 0.02]))
+    pred = Predictor(FixedModel([0.02, 0.98, 0.02]), verify=False)
     backed, bare = pred.predict_patterns(
         [phase_pattern(["calcite"]), phase_pattern([], extra_q=(1.35,))]
     )
@@ -155,18 +155,18 @@ def test_guard_withholds_a_call_the_peaks_do_not_support() -> None:
     probability stays. A real phase keeps its call, and ``guard=False`` keeps every call."""
     unknown = phase_pattern([], extra_q=(1.35, 1.56, 2.07, 3.62))
     real = phase_pattern(["calcite"], extra_q=(1.35, 3.62))
-    out = Predictor(FixedModel([0.02, 0.93, 0.02])).predict_patterns([unknown, real])
+    out = Predictor(FixedModel([0.02, 0.93, 0.02]), verify=False).predict_patterns([unknown, real])
     assert out[0].calls["calcite"] == 0 and out[0].probabilities["calcite"] == pytest.approx(0.93)
     assert out[0].flagged(Flag.WITHHELD) == ["calcite"], out[0].warning
     assert "calcite p=0.93" in out[0].warning
     assert [round(q, 2) for q in out[0].explanation.unexplained] == [1.35, 1.56, 2.07, 3.62]
     assert out[1].calls["calcite"] == 1 and Flag.WITHHELD not in out[1].flags
-    unguarded = Predictor(FixedModel([0.02, 0.93, 0.02]), guard=False)
+    unguarded = Predictor(FixedModel([0.02, 0.93, 0.02]), guard=False, verify=False)
     assert unguarded.predict_patterns([unknown])[0].calls["calcite"] == 1
 
 
 def test_uncertain_and_coverage_checks() -> None:
-    pred = Predictor(FixedModel([0.55, 0.98, 0.02]))
+    pred = Predictor(FixedModel([0.55, 0.98, 0.02]), verify=False)
     p = pred.predict_patterns([phase_pattern(["calcite"])])[0]
     assert p.flagged(Flag.UNCERTAIN) == ["bastnaesite"], p.warning
     assert "uncertain (p near the threshold): bastnaesite p=0.55" in p.warning
@@ -202,7 +202,9 @@ def test_cli_predict_folder_with_corrupt_file(tiny_model: Path, tmp_path: Path) 
     )
     assert res.exit_code == 1, res.output
     text = out.read_text()
-    assert text.splitlines()[0] == HEADER
+    assert (
+        text.splitlines()[0].split(",") == HEADER.split(",") + CELLS
+    )  # the check is on by default
     rows = read_csv_text(text)
     assert len(rows) == 4
     bad = [r for r in rows if r["error"]]
@@ -235,11 +237,11 @@ def test_cli_predict_stdout_and_plots(tiny_model: Path, tmp_path: Path) -> None:
         ],
     )
     assert res.exit_code == 0, res.output
-    assert res.stdout.splitlines()[0] == HEADER
+    assert res.stdout.splitlines()[0].split(",") == HEADER.split(",") + CELLS
     assert len(read_csv_text(res.stdout)) == 2
     assert sorted(p.name for p in plots.glob("*.png")) == ["p000.png", "p001.png"]
     assert csv_header(PHASES) == HEADER.split(",")
-    assert csv_header(PHASES, cells=True) == HEADER.split(",") + CELLS  # with --verify
+    assert csv_header(PHASES, cells=True) == HEADER.split(",") + CELLS  # the default (verified)
 
 
 def test_predict_files_takes_reading_options_as_one_object(

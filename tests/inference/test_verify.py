@@ -77,7 +77,9 @@ def test_refined_cell_columns_only_for_called_phases() -> None:
         * np.exp(-0.5 * ((q - calcite.q[:, None] / 1.01) / 0.006) ** 2)
     ).sum(0)
     pattern = Pattern(q, np.random.default_rng(0).normal(y, np.sqrt(y)), unit="q_A^-1", source="c")
-    (pred,) = Predictor(_Network([0.02, 0.97, 0.02]), verify=True).predict_patterns([pattern])
+    (pred,) = Predictor(_Network([0.02, 0.97, 0.02])).predict_patterns(
+        [pattern]
+    )  # default: checked
     row = dict(
         zip(
             PHASES, [pred.row(PHASES, True)[-12:][4 * k : 4 * k + 4] for k in range(3)], strict=True
@@ -88,7 +90,7 @@ def test_refined_cell_columns_only_for_called_phases() -> None:
     a, a_err, c, c_err = (float(v) for v in row["calcite"])
     assert abs(a / (4.99 * 1.01) - 1) < 0.002 and abs(c / (17.0615 * 1.01) - 1) < 0.002
     assert 0 < a_err < 0.01 and 0 < c_err < 0.05
-    (plain,) = Predictor(_Network([0.02, 0.97, 0.02])).predict_patterns([pattern])  # default
+    (plain,) = Predictor(_Network([0.02, 0.97, 0.02]), verify=False).predict_patterns([pattern])
     assert (
         plain.verification is None
         and plain.row(PHASES, True)[-12:] == [""] * 12

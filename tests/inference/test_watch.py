@@ -94,7 +94,7 @@ def test_files_landing_while_watching(predictor: Predictor, tmp_path: Path) -> N
     assert error["f_12.xy"] and not any(error[n] for n in error if n != "f_12.xy")
     # the slowly written file was read whole: the same row as predicting the finished file
     whole = predictor.predict_files([folder / "f_11.xy"], OPTIONS, workers=1, progress=False)[0]
-    assert got[2] == whole.row(predictor.phases)
+    assert got[2] == whole.row(predictor.phases, predictor.verify)
 
 
 def test_kill_and_restart_loses_nothing(predictor: Predictor, tmp_path: Path) -> None:

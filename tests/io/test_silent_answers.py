@@ -28,6 +28,9 @@ FIXED = [
     "error",
 ]
 PROVENANCE = ["wavelength", "wavelength_source", "x_unit"]
+CELLS = [  # the refined cells of the physics check, on by default
+    f"{p}_{f}" for p in ("bastnaesite", "calcite", "rhenium") for f in ("a", "a_err", "c", "c_err")
+]
 
 
 def _run(*args: object):
@@ -105,7 +108,7 @@ def test_file_wavelength_wins_over_the_option_with_a_note(tmp_path: Path) -> Non
         "--workers",
         "1",
     )
-    assert res.stdout.splitlines()[0].split(",") == FIXED + PROVENANCE
+    assert res.stdout.splitlines()[0].split(",") == FIXED + PROVENANCE + CELLS
     rows = {Path(r["file"]).name: r for r in _rows(res.stdout)}
     assert (
         rows["pyfai.xy"]["wavelength"] == "0.561"

@@ -240,9 +240,9 @@ VerifyOpt = Annotated[
     bool,
     typer.Option(
         "--verify/--no-verify",
-        help="Opt-in physics check: refine each phase against the pattern (cell, width, zero) and "
-        "decide each call with the network; the refined cells go in the CSV. It measures 1-2 points "
-        "lower exact match on held-out data (docs/verify.md). Default --no-verify: the network alone.",
+        help="The physics check (default): refine each phase against the pattern (cell, width, "
+        "zero) and decide each call with the network; the refined cells go in the CSV "
+        "(docs/verify.md). --no-verify: the network alone, as before the check existed.",
     ),
 ]
 WorkersOpt = Annotated[
@@ -284,9 +284,7 @@ def _note_slow_phases(phases: Iterable[Any]) -> None:
             err_console.print(f"note: {line}", highlight=False, soft_wrap=True)
 
 
-def _predictor(
-    model: str | None, threshold: float | None, guard: bool, verify: bool = False
-) -> Any:
+def _predictor(model: str | None, threshold: float | None, guard: bool, verify: bool = True) -> Any:
     """The Predictor for the CLI options (it checks the threshold)."""
     from ..inference.predictor import Predictor
 
@@ -481,7 +479,7 @@ def predict_cmd(
     mask: MaskOpt = "none",
     threshold: ThresholdOpt = None,
     guard: GuardOpt = True,
-    verify: VerifyOpt = False,
+    verify: VerifyOpt = True,
     plot: Annotated[
         Path | None,
         typer.Option(
@@ -592,7 +590,7 @@ def evaluate_cmd(
     mask: MaskOpt = "none",
     threshold: ThresholdOpt = None,
     guard: GuardOpt = True,
-    verify: VerifyOpt = False,
+    verify: VerifyOpt = True,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     as_json: Annotated[

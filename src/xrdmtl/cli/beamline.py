@@ -91,7 +91,7 @@ def watch_cmd(
     mask: MaskOpt = "none",
     threshold: ThresholdOpt = None,
     guard: GuardOpt = True,
-    verify: VerifyOpt = False,
+    verify: VerifyOpt = True,
     serve: Annotated[
         str | None,
         typer.Option("--serve", help="Serve the run's live page on [HOST:]PORT (host: 127.0.0.1)."),

@@ -202,10 +202,10 @@ class Predictor:
     model's, default 0.5). ``references`` maps phase names to (reflections, relative Q tolerance)
     (default: the phase library, looked up by name; a phase without one gets no sticks and no
     unknown-peak check). ``guard``: withhold calls the peaks do not support (see the module notes).
-    ``verify``: opt-in (it measures 1–2 points lower exact match on held-out data, docs/verify.md):
-    refine each phase against the pattern and decide each call with the network
-    (:mod:`~xrdmtl.inference.verify`; the probabilities are then the combined ones); False (the
-    default): the network alone.
+    ``verify``: True (the default) refines each phase against the pattern and decides each call
+    with the network (:mod:`~xrdmtl.inference.verify`; the probabilities are then the combined ones,
+    and each prediction carries its :class:`~xrdmtl.inference.verify.Verification`); False: the
+    network alone, as before the check existed.
     """
 
     def __init__(
@@ -214,7 +214,7 @@ class Predictor:
         threshold: float | None = None,
         references: dict[str, tuple[Reflections, float] | None] | None = None,
         guard: bool = True,
-        verify: bool = False,
+        verify: bool = True,
     ) -> None:
         from ..model.files import load_model
 

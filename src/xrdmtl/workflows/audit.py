@@ -415,7 +415,8 @@ def _predictor(
     use_model: bool,
     note: Callable[[str], None],
 ) -> PatternPredictor | None:
-    """A Predictor for ``model``, or None (peak evidence only) when asked or no default model exists."""
+    """A Predictor for ``model`` (the network alone: the audit weighs the peaks itself), or None
+    (peak evidence only) when asked or no default model exists."""
     from ..inference.predictor import Predictor
 
     if not use_model:
@@ -424,11 +425,11 @@ def _predictor(
         return model
     if model is None:
         try:
-            return Predictor()
+            return Predictor(verify=False)
         except ModelError as exc:
             note(f"no default model ({exc.reason}): auditing with peak evidence only")
             return None
-    return Predictor(model)
+    return Predictor(model, verify=False)
 
 
 def _model_name(predictor: PatternPredictor) -> str:
