@@ -8,8 +8,8 @@ worker start-up, reading, resampling, model input, forward pass, warnings: every
 the model and starting the worker server, which a warm-up call does once per Python process). Uses the shipped default model, or a freshly initialised network of the same
 architecture when none is shipped yet (same cost).
 
-With the physics check (``predict --verify``, opt-in): ``N_VERIFY`` of the ``.npy`` files; every
-other figure is the network alone (the default).
+With the physics check (``predict``'s default): ``N_VERIFY`` of the ``.npy`` files; every other
+figure is the network alone (``predict --no-verify``).
 
 Frames: ``N_FRAMES`` EDF files of the frame simulator with its geometry, ``--mask none``.
 
@@ -74,7 +74,7 @@ def write_patterns(folder: Path, n: int, suffix: str, seed: int = 0) -> None:
 
 def make_predictor(verify: bool = False) -> object:
     """Predictor with the shipped model, else an untrained network of the default architecture;
-    ``verify``: with the physics check (``predict --verify``; the other figures: the network alone)."""
+    ``verify``: with the physics check (``predict``'s default; the other figures: ``--no-verify``)."""
     from xrdmtl.inference.predictor import Predictor
     from xrdmtl.model.files import default_model_dir, save_model
     from xrdmtl.model.networks import MultiTaskCNN
