@@ -35,7 +35,9 @@ def test_refined_cell_of_a_strained_calcite_within_0_2_percent() -> None:
     a, c = lines.a0 * s / (1 + e / 3), lines.c0 * s / (1 - 2 * e / 3)
     assert abs(r.a[0] / a - 1) < 0.002 and abs(r.c[0] / c - 1) < 0.002, (r.a, a, r.c, c)
     assert r.evidence[0] > 2 and r.support[0].sum() >= 10
-    assert 0 < r.scale_a_err[0] < 0.002
+    # the uncertainty includes the scan's ambiguity at the chosen filter width (a wide filter: a
+    # flat statistic over a few tenths of a percent), so it is honest, not as small as the error
+    assert abs(r.a[0] - a) < 2 * lines.a0 * r.scale_a_err[0] and 0 < r.scale_a_err[0] < 0.004
 
 
 def test_a_lone_line_is_no_evidence() -> None:
@@ -45,3 +47,21 @@ def test_a_lone_line_is_no_evidence() -> None:
     r = refine_phase(PeakMaps.build(residual, coverage, GRID), lines)
     assert r.evidence[0] < 1.0
     assert r.support[0].sum() == 1
+
+
+def test_a_cell_among_foreign_lines_gets_an_uncertainty_that_covers_it() -> None:
+    """Calcite with half its lines among lines of no phase at all: the scan may take a near basin,
+    and the uncertainty (the position fit with the scan's ambiguity) must then say so."""
+    lines = PhaseLines.build(get_phase("calcite"), GRID)
+    rng = np.random.default_rng(11)
+    s, e = 0.991, -0.004
+    keep = rng.random(lines.q0.size) < 0.5
+    true_q = strained(lines, s, e)[keep]
+    foreign = rng.uniform(GRID.q_min + 0.1, GRID.q_max - 0.1, 40)
+    heights = np.r_[3.0 * lines.intensity[keep], rng.uniform(60.0, 300.0, foreign.size)]
+    residual, coverage = lines_pattern(np.r_[true_q, foreign], heights)
+    r = refine_phase(PeakMaps.build(residual, coverage, GRID), lines)
+    a, c = lines.a0 * s / (1 + e / 3), lines.c0 * s / (1 - 2 * e / 3)
+    assert abs(r.a[0] - a) < 2 * lines.a0 * r.scale_a_err[0], (r.a, a, r.scale_a_err)
+    assert abs(r.c[0] - c) < 2 * lines.c0 * r.scale_c_err[0], (r.c, c, r.scale_c_err)
+    assert r.scale_a_err[0] < 0.015  # and still says where the cell is

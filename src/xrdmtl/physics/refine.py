@@ -58,6 +58,7 @@ POSITION_TOLERANCE = 0.15  # FWHM: a line may sit this far from its peak in the 
 POSITION_WIDTH = 1  # index of WIDTHS_Q: the widest filter line positions are read from
 ZERO_SIGMA = 0.001  # Å⁻¹: prior on the zero shift (in Q) of the position fit
 POSITION_REACH = 0.25  # FWHM: a line takes the peak position within this of its prediction
+AMBIGUITY = 2.0  # lines: scan cells whose T is this many LINEs below the best are plausible too
 POWDER_CAP = 10.0  # z: a line's most weight in the powder fit
 Z_CLEAN = 5.0  # a clean line: this significant, on no other evident phase's line
 N_STRONG = 3  # the strongest lines a present phase cannot lack all of
@@ -315,6 +316,8 @@ def refine_phase(maps: PeakMaps, lines: PhaseLines) -> Refinement:
     t_best = np.maximum(best[rows, w], t_local)
     fine = np.minimum(w, POSITION_WIDTH)  # positions read where neighbouring lines stay apart
     fit = _fit_positions(zmaps[rows, fine], grid, lines, fa, fc, np.asarray(WIDTHS_Q)[fine])
+    err_a, err_c = _with_ambiguity(stat[rows, w], sa, sc, *fit[:4])
+    fit = (fit[0], fit[1], err_a, err_c, fit[4])
     q = lines.positions(fit[0], fit[1]) + fit[4][:, None]
     z_lines = _gather_rows(zsel, q, grid)
     usable = _gather_rows(maps.usable, q, grid) > 0
@@ -332,6 +335,27 @@ def refine_phase(maps: PeakMaps, lines: PhaseLines) -> Refinement:
         _strong_absent(lines, z_lines, usable, _gather_rows(maps.covered, q, grid) > 0),
         _clean_lines(q, z_lines, usable, np.asarray(WIDTHS_Q)[w]),
     )
+
+
+def _with_ambiguity(
+    stat: np.ndarray,
+    sa: np.ndarray,
+    sc: np.ndarray,
+    fa: np.ndarray,
+    fc: np.ndarray,
+    err_a: np.ndarray,
+    err_c: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The scale uncertainties (B,) with the ambiguity of the scan added in quadrature: half the
+    farthest distance from the fitted (``fa``, ``fc``) to a scanned cell (``sa``, ``sc``) whose
+    statistic (``stat``, (B, C)) lies within :data:`AMBIGUITY` lines of the best. In patterns dense
+    with foreign lines the scan's best basin is often not the true one, which the position fit
+    alone cannot know (its errors read 2–4× too small on the development families). A NaN
+    uncertainty (too few lines to fit) stays NaN."""
+    near = stat >= stat.max(-1, keepdims=True) - AMBIGUITY * LINE
+    spread_a = np.where(near, np.abs(sa[None] - fa[:, None]), 0.0).max(-1) / 2
+    spread_c = np.where(near, np.abs(sc[None] - fc[:, None]), 0.0).max(-1) / 2
+    return np.hypot(err_a, spread_a), np.hypot(err_c, spread_c)  # NaN stays: too few lines
 
 
 def _powder_evidence(
