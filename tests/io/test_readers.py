@@ -608,3 +608,32 @@ def test_fuzz_mangled_text(fuzz_dir: Path, header, sep, ext, edits, wavelength) 
 @given(edits=EDITS)
 def test_fuzz_mangled_xrdml(fuzz_dir: Path, edits) -> None:
     load_or_error(write(fuzz_dir / "m.xrdml", mangle(xrdml(), edits)))
+
+
+PEAK_TABLE = """      Dolomite
+Diffraction data computed using the structure from the paper listed below,
+      CELL PARAMETERS:   4.8079  4.8079 16.0091   90.000   90.000  120.000
+            X-RAY WAVELENGTH:     1.541838
+               2-THETA      INTENSITY    D-SPACING   H   K   L
+                30.99        100.00        2.8854    1   0   4
+                41.19         21.42        2.1918    2  -1   3
+                41.19          7.25        2.1918    1   1   3
+                50.61         17.84        1.8036    0   1   8
+================================================================================
+       XPOW Copyright 1993
+"""
+
+
+def test_a_computed_peak_table_reads_as_the_profile_it_stands_for(tmp_path: Path) -> None:
+    """RRUFF's patterns computed from a structure are peak tables (coincident reflections repeat a
+    2θ): read as Gaussian lines of a lab width at the sticks, coincident sticks added."""
+    f = tmp_path / "R040030_CIF.txt"
+    f.write_text(PEAK_TABLE)
+    p = load_pattern(f)
+    assert p.meta["format"] == "peak-table" and p.meta["sticks"] == 4
+    assert p.wavelength == pytest.approx(1.541838) and p.meta["wavelength_source"] == "file"
+    assert np.all(np.diff(p.x) > 0)
+    for tth, height in ((30.99, 100.0), (41.19, 28.67), (50.61, 17.84)):
+        near = np.abs(p.x - tth) < 0.02
+        assert p.y[near].max() == pytest.approx(height, rel=0.02)
+    assert p.y[np.abs(p.x - 36.0) < 1.0].max() < 1e-6  # nothing between the lines

@@ -23,6 +23,7 @@ from defusedxml import ElementTree as SafeET
 
 from ..errors import PatternError
 from ..physics.pattern import Pattern, validate_xy
+from ..physics.profiles import render_sticks
 from ..physics.units import CU_KALPHA, normalize_unit
 
 PATTERN_EXTENSIONS = frozenset(
@@ -42,6 +43,10 @@ _KALPHA = re.compile(rf"\b(?:k[-_ ]?)?alpha[-_ ]?([12])(?!\d)\s*[=:]?\s*({_NUM})
 _RATIO = re.compile(rf"\bratio\s*[=:]?\s*({_NUM})", re.IGNORECASE)
 _TO_ANGSTROM = {"m": 1e10, "nm": 10.0, "pm": 0.01}
 _GEOMETRY = {k: re.compile(rf'"{k}"\s*:\s*({_NUM})') for k in ("dist", "rot1", "rot2")}
+# a computed peak table (RRUFF's patterns computed from a structure, XPOW): sticks, not a profile
+_PEAK_TABLE = re.compile(r"2-THETA\s+INTENSITY\s+D-SPACING", re.IGNORECASE)
+STICK_FWHM_DEG = 0.1  # a peak table's sticks are drawn as lines of a lab diffractometer's width
+STICK_STEP_DEG = 0.01
 _STEP_LINE = re.compile(rf"\s*({_NUM})\s+({_NUM})\s+({_NUM})(?:\s+\D.*)?$")
 # x-axis labels → unit, tried in order on the start of the column header (lower case)
 _LABELS = (
@@ -362,6 +367,8 @@ def _parse_text(text: str, src: str) -> _Raw:
     if step is not None:
         x, y = step
         return _Raw(x, y, "step-scan", "2th_deg", wavelength, meta=meta)
+    if _PEAK_TABLE.search(head):
+        return _peak_table(lines, start, wavelength, meta)
     end = len(lines)
     while end > start and not _is_data(lines[end - 1]):
         end -= 1
@@ -390,6 +397,18 @@ def _parse_text(text: str, src: str) -> _Raw:
         geometry,
         meta,
     )
+
+
+def _peak_table(
+    lines: list[str], start: int, wavelength: float | None, meta: dict[str, Any]
+) -> _Raw:
+    """A computed peak table (2θ, intensity, d, hkl per row; coincident reflections repeat a 2θ)
+    read as the profile it stands for: each stick a Gaussian of :data:`STICK_FWHM_DEG`."""
+    rows = [_SPLIT.split(line.strip()) for line in lines[start:] if _is_data(line)]
+    sticks = np.array([[float(r[0]), float(r[1])] for r in rows])  # data rows: ≥ 2 numbers
+    x, y = render_sticks(sticks[:, 0], sticks[:, 1], STICK_FWHM_DEG, STICK_STEP_DEG, 3.0)
+    meta = {**meta, "sticks": len(sticks), "stick_fwhm_deg": STICK_FWHM_DEG}
+    return _Raw(x, y, "peak-table", "2th_deg", wavelength, CU_KALPHA, meta=meta)
 
 
 def _step_scan(lines: list[str], start: int) -> tuple[np.ndarray, np.ndarray] | None:
