@@ -130,6 +130,22 @@ def test_other_columns_refused(predictor: Predictor, tmp_path: Path) -> None:
     assert out.read_text() == "file,p_quartz,quartz,warning,error\n"
 
 
+def test_a_run_written_without_the_cells_says_how_to_resume(
+    predictor: Predictor, tmp_path: Path
+) -> None:
+    """A run's CSV written before the check was the default (no cell columns) is not resumed by
+    the default ``--verify`` run, and the refusal says to add ``--no-verify``."""
+    from xrdmtl.errors import XrdmtlError
+
+    out = tmp_path / "old.csv"
+    plain = ",".join(csv_header(predictor.phases)) + "\n"
+    out.write_text(plain)
+    with pytest.raises(XrdmtlError, match="resume it with --no-verify"):
+        RunLog(out, csv_header(predictor.phases, cells=True))
+    assert out.read_text() == plain
+    RunLog(out, csv_header(predictor.phases))  # resumed as it was written
+
+
 def test_polling_finds_files_without_events(predictor: Predictor, tmp_path: Path) -> None:
     folder, out = tmp_path / "run", tmp_path / "run.csv"
     folder.mkdir()

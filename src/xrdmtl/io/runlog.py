@@ -61,15 +61,27 @@ class RunLog:
         except (UnicodeDecodeError, csv.Error) as exc:
             raise XrdmtlError(f"--out {self.path} is not a predictions CSV ({exc})") from None
         if not rows or rows[0] != self.header:
-            found = ", ".join(rows[0][:6]) if rows else "no header"
-            raise XrdmtlError(
-                f"--out {self.path} holds other columns ({found}…) than this model's run: "
-                "give a new --out, or the model it was written with"
-            )
+            raise XrdmtlError(self._other_columns(rows[0] if rows else []))
         if complete != data:  # a half line left by a run killed mid-write
             write_bytes(self.path, complete)
         self.done = {file_key(r[0]) for r in rows[1:] if r}
         self.n_rows = len(rows) - 1
+
+    def _other_columns(self, found: list[str]) -> str:
+        """Why an existing CSV with the columns ``found`` cannot be resumed, and what to do."""
+        n = min(len(found), len(self.header))
+        if found and found[:n] == self.header[:n]:  # the same run, with or without the cells
+            flag = "--no-verify" if len(found) < len(self.header) else "--verify"
+            return (
+                f"--out {self.path} was written {'without' if flag == '--no-verify' else 'with'} "
+                f"the refined-cell columns of the physics check: resume it with {flag}, or give a "
+                "new --out"
+            )
+        shown = ", ".join(found[:6]) if found else "no header"
+        return (
+            f"--out {self.path} holds other columns ({shown}…) than this model's run: "
+            "give a new --out, or the model it was written with"
+        )
 
     def _encode(self, rows: Sequence[Sequence[str]]) -> bytes:
         buf = io.StringIO()
