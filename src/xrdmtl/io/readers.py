@@ -367,8 +367,6 @@ def _parse_text(text: str, src: str) -> _Raw:
     if step is not None:
         x, y = step
         return _Raw(x, y, "step-scan", "2th_deg", wavelength, meta=meta)
-    if _PEAK_TABLE.search(head):
-        return _peak_table(lines, start, wavelength, meta)
     end = len(lines)
     while end > start and not _is_data(lines[end - 1]):
         end -= 1
@@ -383,6 +381,8 @@ def _parse_text(text: str, src: str) -> _Raw:
         )
     except ValueError as exc:
         raise PatternError(f"non-numeric or ragged data after line {start}: {exc}", src) from None
+    if _PEAK_TABLE.search(head):
+        return _peak_table(table, wavelength, meta)
     unit, unknown = _header_unit(header, head)
     geometry = {k: float(m.group(1)) for k, p in _GEOMETRY.items() if (m := p.search(head))}
     fmt = "rruff" if rruff else "pyfai" if _is_pyfai(head) else "text"
@@ -399,13 +399,9 @@ def _parse_text(text: str, src: str) -> _Raw:
     )
 
 
-def _peak_table(
-    lines: list[str], start: int, wavelength: float | None, meta: dict[str, Any]
-) -> _Raw:
+def _peak_table(sticks: np.ndarray, wavelength: float | None, meta: dict[str, Any]) -> _Raw:
     """A computed peak table (2θ, intensity, d, hkl per row; coincident reflections repeat a 2θ)
     read as the profile it stands for: each stick a Gaussian of :data:`STICK_FWHM_DEG`."""
-    rows = [_SPLIT.split(line.strip()) for line in lines[start:] if _is_data(line)]
-    sticks = np.array([[float(r[0]), float(r[1])] for r in rows])  # data rows: ≥ 2 numbers
     x, y = render_sticks(sticks[:, 0], sticks[:, 1], STICK_FWHM_DEG, STICK_STEP_DEG, 3.0)
     meta = {**meta, "sticks": len(sticks), "stick_fwhm_deg": STICK_FWHM_DEG}
     return _Raw(x, y, "peak-table", "2th_deg", wavelength, CU_KALPHA, meta=meta)

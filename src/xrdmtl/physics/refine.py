@@ -319,7 +319,6 @@ def refine_phase(maps: PeakMaps, lines: PhaseLines) -> Refinement:
     fine = np.minimum(w, POSITION_WIDTH)  # positions read where neighbouring lines stay apart
     fit = _fit_positions(zmaps[rows, fine], grid, lines, fa, fc, np.asarray(WIDTHS_Q)[fine])
     err_a, err_c = _with_ambiguity(stat[rows, w], sa, sc, *fit[:4])
-    fit = (fit[0], fit[1], err_a, err_c, fit[4])
     q = lines.positions(fit[0], fit[1]) + fit[4][:, None]
     z_lines = _gather_rows(zsel, q, grid)
     usable = _gather_rows(maps.usable, q, grid) > 0
@@ -330,7 +329,10 @@ def refine_phase(maps: PeakMaps, lines: PhaseLines) -> Refinement:
         t_best,
         null[rows, w],
         w,
-        *fit[:4],
+        fit[0],
+        fit[1],
+        err_a,
+        err_c,
         fit[4],
         z_lines,
         q,
