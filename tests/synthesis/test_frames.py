@@ -204,8 +204,8 @@ def test_holdout_preset_draws_strained_textured_frames_with_unknown_rings() -> N
 
 
 def test_few_crystal_preset_puts_each_grain_spot_on_its_ring() -> None:
-    """FEW_CRYSTAL (issue 29): a handful of grains, each spot at its reflection's exact 2θ (within
-    its pixel), where HOLDOUT scatters spots about a FWHM off their ring."""
+    """FEW_CRYSTAL (issue 29): a handful of grains, each spot centred at its reflection's exact 2θ,
+    where HOLDOUT scatters spots about a FWHM off their ring."""
     import dataclasses
 
     from xrdmtl.synthesis.frames import FEW_CRYSTAL, HOLDOUT_WAVELENGTH
@@ -239,3 +239,19 @@ def test_few_crystal_preset_puts_each_grain_spot_on_its_ring() -> None:
 
     exact, scattered = offset(0.0), offset(1.0)
     assert exact < 0.5 * scattered
+
+
+def test_grain_spot_centres_lie_at_their_exact_two_theta(sim: FrameSimulator) -> None:
+    """A crystallite's spot is centred at its reflection's 2θ, not at the centre of the pixel it
+    falls on (the pixel grid would scatter a few-crystal line by up to a pixel, a third of a FWHM)."""
+    from scipy.ndimage import map_coordinates
+
+    rng = np.random.default_rng(3)
+    tth = rng.uniform(6.0, 20.0, 500)
+    pix, keep = sim._pixels_at(tth, rng)
+    jitter = rng.uniform(-0.5, 0.5, (pix.size, 2))
+    centres = sim._on_ring(pix, tth[keep], jitter)
+    at = map_coordinates(sim.tth.reshape(sim.shape), centres.T, order=1)
+    assert np.abs(at - tth[keep]).max() < 0.02 * sim.pixel_deg
+    rows, cols = np.divmod(pix, sim.shape[1])
+    assert np.abs(centres - np.stack([rows, cols], 1)).max() < 1.5  # still on that pixel's ring

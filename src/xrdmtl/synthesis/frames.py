@@ -520,8 +520,7 @@ class FrameSimulator:
         scatter = cfg.grain_scatter * kernel.size * FINE_STEP / 20
         radial = tth[ring] + rng.normal(0, scatter, ring.size)
         pix, keep = self._pixels_at(radial, rng)
-        rows, cols = np.divmod(pix, self.shape[1])
-        pos = np.stack([rows, cols], 1) + rng.uniform(-0.5, 0.5, (pix.size, 2))
+        pos = self._on_ring(pix, radial[keep], rng.uniform(-0.5, 0.5, (pix.size, 2)))
         amp_spots = (each[keep] * texture[self.cidx[pix]]).astype(np.float32)
         sig = rng.uniform(*cfg.grain_sigma, pix.size)
         sig = np.maximum(sig, cfg.grain_profile * np.degrees(fwhm) / self.pixel_deg / 2.3548)
@@ -552,6 +551,24 @@ class FrameSimulator:
         keep = hi > lo
         idx = lo[keep] + (rng.random(int(keep.sum())) * (hi - lo)[keep]).astype(int)
         return self.order[idx], keep
+
+    @cached_property
+    def _tth_gradient(self) -> np.ndarray:
+        """(pixels, 2): d2θ/d(row, col) in degrees per pixel at each pixel centre."""
+        grad = np.gradient(self.tth.reshape(self.shape))
+        return np.stack([g.ravel() for g in grad], axis=1)
+
+    def _on_ring(self, pix: np.ndarray, tth: np.ndarray, jitter: np.ndarray) -> np.ndarray:
+        """(row, col) of spot centres on their rings: from each pixel ``pix`` along the ring's normal
+        to the exact ``tth`` (a crystallite's reflection lies at its 2θ whatever the pixel grid),
+        and by the tangential part of ``jitter`` (pixels) along the ring."""
+        grad = self._tth_gradient[pix]
+        norm2 = np.maximum((grad**2).sum(1), 1e-12)
+        along = np.stack([-grad[:, 1], grad[:, 0]], 1) / np.sqrt(norm2)[:, None]
+        rows, cols = np.divmod(pix, self.shape[1])
+        radial = ((tth - self.tth[pix]) / norm2)[:, None] * grad
+        tangential = (jitter * along).sum(1, keepdims=True) * along
+        return np.stack([rows, cols], 1) + radial + tangential
 
     def _anvil_spots(self, rng: np.random.Generator, base: float) -> np.ndarray:
         """Expected counts of diamond single-crystal spots (two anvils) and stray bright spots, each
