@@ -65,3 +65,23 @@ def test_a_cell_among_foreign_lines_gets_an_uncertainty_that_covers_it() -> None
     assert abs(r.a[0] - a) < 2 * lines.a0 * r.scale_a_err[0], (r.a, a, r.scale_a_err)
     assert abs(r.c[0] - c) < 2 * lines.c0 * r.scale_c_err[0], (r.c, c, r.scale_c_err)
     assert r.scale_a_err[0] < 0.015  # and still says where the cell is
+
+
+def test_range_is_judged_on_the_lattice_scale_not_the_a_axis() -> None:
+    """A cell at the edge of the prior (lattice scale 1.019) whose c/a is 0.75 % low has an a scale
+    beyond it (1.0215): still in range. A bastnaesite cell 3 % small (below its prior, 0.975–1.02,
+    as bastnaesite-(Ce) is) is not."""
+    lines = PhaseLines.build(get_phase("calcite"), GRID)
+    inside = refine_phase(
+        PeakMaps.build(
+            *lines_pattern(strained(lines, 1.019, -0.0075), 3.0 * lines.intensity), GRID
+        ),
+        lines,
+    )
+    assert inside.scale_a[0] > lines.scale_range[1] and bool(inside.in_range[0])
+    small = PhaseLines.build(get_phase("bastnaesite"), GRID)
+    outside = refine_phase(
+        PeakMaps.build(*lines_pattern(strained(small, 0.97, 0.0), 3.0 * small.intensity), GRID),
+        small,
+    )
+    assert not bool(outside.in_range[0])

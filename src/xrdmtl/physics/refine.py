@@ -159,11 +159,15 @@ class Refinement:
 
     @property
     def in_range(self) -> np.ndarray:
-        """(B,) bool: the refined cell lies in the range scanned for the phase (its prior, c/a
-        within :data:`C_OVER_A_RANGE`); a cell the fit pushed beyond it is another phase's."""
+        """(B,) bool: the refined cell lies in the phase's range: its lattice scale (the cube root
+        of the volume ratio, ``(sa² sc)^⅓`` where c is free) within the prior's range, and c/a
+        within :data:`C_OVER_A_RANGE`; a cell beyond it is another phase's. (The a scale alone
+        leaves the range at its edges whenever c/a moves: a cell 2 % larger with c/a −0.3 % has an
+        a scale 2.1 % larger.)"""
         lo, hi = self.lines.scale_range
-        ok_a = (self.scale_a >= lo) & (self.scale_a <= hi)
-        return np.asarray(ok_a & (np.abs(self.scale_c / self.scale_a - 1) <= C_OVER_A_RANGE))
+        mean = np.cbrt(self.scale_a**2 * self.scale_c) if self.lines.free_c else self.scale_a
+        ok = (mean >= lo) & (mean <= hi)
+        return np.asarray(ok & (np.abs(self.scale_c / self.scale_a - 1) <= C_OVER_A_RANGE))
 
 
 def significance(residual: np.ndarray, coverage: np.ndarray, grid: QGrid) -> np.ndarray:
