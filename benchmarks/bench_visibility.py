@@ -8,9 +8,9 @@ that carry at least twice every other phase's counts at their position, counted 
 1–2, 3–9, ≥ 10 clean reflections, and exact match of the shipped network alone and with ``--verify``
 against the labels as drawn and against "present with ≥ k clean reflections" (k = 1, 3).
 
-``python benchmarks/bench_visibility.py [--n 300] [--seed 271828] [--folder DIR]`` (``--folder``: an
-existing family of ``simulate_frames`` with that seed, e.g. ``bench_verify.py``'s, else one is
-simulated there).
+``python benchmarks/bench_visibility.py [--n 300] [--seed 271828] [--folder DIR] [--preset few]``
+(``--folder``: an existing family of ``simulate_frames`` with that seed and preset, e.g.
+``bench_verify.py``'s, else one is simulated there; ``--preset few``: the few-crystal family).
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ KS = (1, 3)
 BINS = ((0, 0), (1, 2), (3, 9), (10, 10**6))
 
 
-def clean_per_frame(n: int, seed: int) -> dict[str, list[dict[str, int]]]:
+def clean_per_frame(n: int, seed: int, preset: str = "holdout") -> dict[str, list[dict[str, int]]]:
     """Per view (unmasked, masked): per frame, each drawn phase's clean reflections."""
     from xrdmtl.synthesis.frames import (
+        FEW_CRYSTAL,
         HOLDOUT,
         HOLDOUT_WAVELENGTH,
         FrameSimulator,
@@ -39,7 +40,8 @@ def clean_per_frame(n: int, seed: int) -> dict[str, list[dict[str, int]]]:
     )
     from xrdmtl.synthesis.visibility import clean_reflections
 
-    sim = FrameSimulator(geometry=geometry_for(HOLDOUT_WAVELENGTH), config=HOLDOUT, keep_parts=True)
+    config = {"holdout": HOLDOUT, "few": FEW_CRYSTAL}[preset]
+    sim = FrameSimulator(geometry=geometry_for(HOLDOUT_WAVELENGTH), config=config, keep_parts=True)
     rng = np.random.default_rng(seed)
     out: dict[str, list[dict[str, int]]] = {"unmasked": [], "masked": []}
     for _ in range(n):  # the same draws as simulate_frames(seed), frame by frame
@@ -90,13 +92,13 @@ def scores(calls: np.ndarray, labels: dict[str, np.ndarray]) -> dict[str, float]
     return out
 
 
-def run(folder: Path, n: int, seed: int) -> dict[str, float]:
+def run(folder: Path, n: int, seed: int, preset: str = "holdout") -> dict[str, float]:
     """The distribution and both predictors' scores on the 1D views of ``folder``."""
     from xrdmtl.inference.predictor import Predictor
     from xrdmtl.io.labels import read_labels
     from xrdmtl.synthesis.visibility import visible_labels
 
-    clean = clean_per_frame(n, seed)
+    clean = clean_per_frame(n, seed, preset)
     figures: dict[str, float] = {}
     for verify in (False, True):
         predictor = Predictor(verify=verify)
@@ -129,12 +131,12 @@ def run(folder: Path, n: int, seed: int) -> dict[str, float]:
     return {f"visibility_{k}": v for k, v in figures.items()}
 
 
-def simulate(folder: Path, n: int, seed: int) -> Path:
-    """The HOLDOUT family's frames and 1D views in ``folder`` (kept if already there)."""
+def simulate(folder: Path, n: int, seed: int, preset: str = "holdout") -> Path:
+    """The family's frames and 1D views in ``folder`` (kept if already there)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_verify import simulate as holdout_family
+    from bench_verify import simulate as family
 
-    return holdout_family(folder, n, seed)
+    return family(folder, n, seed, preset)
 
 
 def bench() -> dict[str, float]:
@@ -147,10 +149,16 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=N_FRAMES)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--folder", default=None, help="the family simulated with this seed")
+    parser.add_argument(
+        "--preset",
+        choices=("holdout", "few"),
+        default="holdout",
+        help="few: the few-crystal family",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="xrdmtl-visibility-") as tmp:
-        folder = simulate(Path(args.folder or tmp), args.n, args.seed)
-        print(json.dumps(run(folder, args.n, args.seed), indent=1))
+        folder = simulate(Path(args.folder or tmp), args.n, args.seed, args.preset)
+        print(json.dumps(run(folder, args.n, args.seed, args.preset), indent=1))
 
 
 if __name__ == "__main__":
