@@ -191,8 +191,9 @@ def hdac(model: str | None = None, shared: Path | None = None) -> dict[str, floa
     return figures
 
 
-def fit(folder: Path) -> dict[str, list[float]]:
-    """Combination weights per phase (and pooled, ``generic``) by logistic regression on ``folder``."""
+def fit(folders: list[Path]) -> dict[str, list[float]]:
+    """Combination weights per phase (and pooled, ``generic``) by logistic regression on the 1D
+    views of ``folders`` (families of :func:`simulate`), pooled."""
     from xrdmtl.inference.predictor import Predictor
     from xrdmtl.inference.verify import LINES_CLIP, POWDER_CLIP, _logit
     from xrdmtl.io.labels import read_labels
@@ -203,7 +204,7 @@ def fit(folder: Path) -> dict[str, list[float]]:
     assert predictor.verifier is not None
     rows: dict[str, list[np.ndarray]] = {p: [] for p in predictor.phases}
     ys: dict[str, list[np.ndarray]] = {p: [] for p in predictor.phases}
-    for view in ("unmasked", "masked"):
+    for folder, view in ((f, v) for f in folders for v in ("unmasked", "masked")):
         files, marks = read_labels(folder / view / "labels.csv", predictor.phases)
         patterns = read_files(files, ReadOptions())
         grids = [p.on_grid(predictor.grid) for p in patterns]  # type: ignore[union-attr]
@@ -256,6 +257,12 @@ def main() -> None:
     parser.add_argument("--folder", default=None, help="keep (or reuse) the simulated frames here")
     parser.add_argument("--frames", action="store_true", help="also the EDF frames, mask none/auto")
     parser.add_argument("--fit", action="store_true", help="fit the combination weights instead")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        help="with --fit: another family folder (already simulated) to pool",
+    )
     parser.add_argument("--preset", choices=("holdout", "few"), default="holdout")
     parser.add_argument("--model", default=None, help="a model folder (default: the shipped one)")
     parser.add_argument(
@@ -267,7 +274,11 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="xrdmtl-verify-") as tmp:
         folder = simulate(Path(args.folder or tmp), args.n, args.seed, args.preset)
-        result = fit(folder) if args.fit else run(folder, args.frames, args.model)
+        result = (
+            fit([folder, *map(Path, args.also)])
+            if args.fit
+            else run(folder, args.frames, args.model)
+        )
     print(json.dumps(result, indent=1))
 
 
