@@ -6,7 +6,9 @@ kept, :mod:`xrdmtl.synthesis.visibility`) and each present target, the reflectio
 that carry at least twice every other phase's counts at their position, counted on the whole detector
 (unmasked 1D) and without the true spot mask (masked 1D). Figures: how many present phases have 0,
 1–2, 3–9, ≥ 10 clean reflections, and exact match of the shipped network alone and with ``--verify``
-against the labels as drawn and against "present with ≥ k clean reflections" (k = 1, 3).
+against the labels as drawn and against "present with ≥ k clean reflections" (k = 1, 3); and the
+cells' ceiling: the mean chance, by the Cramér–Rao bound of each phase's clean reflections, that any
+method places a and c within 0.2 % (drawn phases with ≥ 3 clean reflections, unmasked).
 
 ``python benchmarks/bench_visibility.py [--n 300] [--seed 271828] [--folder DIR] [--preset few]``
 (``--folder``: an existing family of ``simulate_frames`` with that seed and preset, e.g.
@@ -29,8 +31,11 @@ KS = (1, 3)
 BINS = ((0, 0), (1, 2), (3, 9), (10, 10**6))
 
 
-def clean_per_frame(n: int, seed: int, preset: str = "holdout") -> dict[str, list[dict[str, int]]]:
-    """Per view (unmasked, masked): per frame, each drawn phase's clean reflections."""
+def clean_per_frame(
+    n: int, seed: int, preset: str = "holdout"
+) -> tuple[dict[str, list[dict[str, int]]], list[dict[str, float]]]:
+    """Per view (unmasked, masked): per frame, each drawn phase's clean reflections; and per frame
+    each drawn phase's cell bound (:func:`~xrdmtl.synthesis.visibility.cell_bounds`, unmasked)."""
     from xrdmtl.synthesis.frames import (
         FEW_CRYSTAL,
         HOLDOUT,
@@ -38,17 +43,36 @@ def clean_per_frame(n: int, seed: int, preset: str = "holdout") -> dict[str, lis
         FrameSimulator,
         geometry_for,
     )
-    from xrdmtl.synthesis.visibility import clean_reflections
+    from xrdmtl.synthesis.visibility import cell_bounds, clean_reflections
 
     config = {"holdout": HOLDOUT, "few": FEW_CRYSTAL}[preset]
     sim = FrameSimulator(geometry=geometry_for(HOLDOUT_WAVELENGTH), config=config, keep_parts=True)
     rng = np.random.default_rng(seed)
     out: dict[str, list[dict[str, int]]] = {"unmasked": [], "masked": []}
+    bounds: list[dict[str, float]] = []
     for _ in range(n):  # the same draws as simulate_frames(seed), frame by frame
         s = sim.sample(rng)
         out["unmasked"].append(clean_reflections(sim, s))
         out["masked"].append(clean_reflections(sim, s, s.spot_mask))
-    return out
+        bounds.append(cell_bounds(sim, s))
+    return out, bounds
+
+
+def cell_ceiling(
+    labels: np.ndarray,
+    phases: list[str],
+    clean: list[dict[str, int]],
+    bounds: list[dict[str, float]],
+) -> dict[str, float]:
+    """The mean chance that any method places a and c within 0.2 % (the Cramér–Rao bound), over the
+    drawn phases with at least 3 clean reflections (those a method should call), and their number."""
+    chances = [
+        bounds[i].get(p, 0.0)
+        for i in range(len(bounds))
+        for j, p in enumerate(phases)
+        if labels[i, j] and clean[i].get(p, 0) >= 3
+    ]
+    return {"cell_bound_within_0.2%": float(np.mean(chances)), "cell_bound_n": float(len(chances))}
 
 
 def distribution(
@@ -98,7 +122,7 @@ def run(folder: Path, n: int, seed: int, preset: str = "holdout") -> dict[str, f
     from xrdmtl.io.labels import read_labels
     from xrdmtl.synthesis.visibility import visible_labels
 
-    clean = clean_per_frame(n, seed, preset)
+    clean, bounds = clean_per_frame(n, seed, preset)
     figures: dict[str, float] = {}
     for verify in (False, True):
         predictor = Predictor(verify=verify)
@@ -112,6 +136,8 @@ def run(folder: Path, n: int, seed: int, preset: str = "holdout") -> dict[str, f
                 figures.update(
                     {f"{view}_{k}": v for k, v in distribution(drawn, phases, per_frame).items()}
                 )
+                if view == "unmasked":
+                    figures.update(cell_ceiling(drawn, phases, per_frame, bounds))
             labels = {"drawn": drawn}
             labels.update({f"clean{k}": visible_labels(drawn, phases, per_frame, k) for k in KS})
             if not verify:  # frames a method that sees only clean reflections must get wrong

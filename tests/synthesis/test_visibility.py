@@ -8,6 +8,7 @@ import numpy as np
 
 from xrdmtl.synthesis.frames import FrameConfig, FrameSimulator
 from xrdmtl.synthesis.visibility import (
+    cell_bounds,
     clean_counts,
     clean_reflections,
     line_windows,
@@ -47,3 +48,14 @@ def test_windows_merge_and_dominance() -> None:
     labels = np.array([[1, 1], [0, 1]])
     clean = [{"a": 3, "b": 0}, {"b": 12}]
     assert visible_labels(labels, ["a", "b"], clean, 3).tolist() == [[True, False], [False, True]]
+
+
+def test_cell_bound_of_a_bright_phase_and_of_an_invisible_one() -> None:
+    """A bright smooth phase's many clean lines pin its cell far below 0.2 %; a phase under the
+    noise gives no cell at all; a looser tolerance never lowers the chance."""
+    sim = FrameSimulator(config=CONFIG, keep_parts=True)
+    s = sim.sample(np.random.default_rng(3))
+    bounds = cell_bounds(sim, s)
+    assert bounds["bastnaesite"] > 0.99 and bounds["rhenium"] == 0.0
+    tight = cell_bounds(sim, s, tolerance=1e-5)
+    assert all(tight[k] <= bounds[k] for k in bounds) and tight["bastnaesite"] < 0.9
