@@ -255,3 +255,18 @@ def test_grain_spot_centres_lie_at_their_exact_two_theta(sim: FrameSimulator) ->
     assert np.abs(at - tth[keep]).max() < 0.02 * sim.pixel_deg
     rows, cols = np.divmod(pix, sim.shape[1])
     assert np.abs(centres - np.stack([rows, cols], 1)).max() < 1.5  # still on that pixel's ring
+
+
+def test_an_unknown_phase_without_reflections_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A random cell whose every reflection was extinguished (a small cubic cell keeps none with
+    probability ≈ 0.4⁸) draws no unknown phase instead of failing the frame."""
+    import dataclasses
+
+    import xrdmtl.synthesis.patterns as patterns
+    from xrdmtl.synthesis.frames import HOLDOUT
+
+    empty = (np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))
+    monkeypatch.setattr(patterns, "random_cell_reflections", lambda rng, **kw: empty)
+    sim = FrameSimulator(config=dataclasses.replace(HOLDOUT, p_unknown=1.0))
+    s = sim.sample(np.random.default_rng(0))
+    assert not any(p.startswith("unknown") for p in s.info["phases"])

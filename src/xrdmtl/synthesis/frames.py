@@ -383,6 +383,8 @@ class FrameSimulator:
 
             for k in range(rng.integers(1, 3)):
                 q, rel, mult, cf = random_cell_reflections(rng, q_max=float(fine_q.max()))
+                if q.size == 0:  # every reflection of a small cell extinguished: no phase
+                    continue
                 items.append(
                     (f"unknown{k}", (q, rel / rel.max(), mult, cf), (1.0, 1.0), cfg.unknown_ratio)
                 )
