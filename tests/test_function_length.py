@@ -1,4 +1,4 @@
-"""Small functions: none in the package runs over 120 lines, but the one named exception."""
+"""Small functions: none in the package runs over 120 lines."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import xrdmtl
 
 PACKAGE = Path(xrdmtl.__file__).parent
 MAX_LINES = 120
-# the synthesis generator's vectorised pass, its stages marked (see its docstring)
-EXCEPTIONS = {("synthesis/patterns.py", "Synthesizer._chunk")}
 
 
 def _functions(path: Path) -> list[tuple[str, int]]:
@@ -41,11 +39,5 @@ def _lengths() -> dict[tuple[str, str], int]:
 
 
 def test_no_function_over_120_lines() -> None:
-    long = {k: n for k, n in _lengths().items() if n > MAX_LINES and k not in EXCEPTIONS}
+    long = {k: n for k, n in _lengths().items() if n > MAX_LINES}
     assert not long, "\n".join(f"{f}: {name} has {n} lines" for (f, name), n in long.items())
-
-
-def test_the_exception_is_still_needed() -> None:
-    lengths = _lengths()
-    for key in EXCEPTIONS:
-        assert lengths.get(key, 0) > MAX_LINES, f"{key} is no longer long: drop the exception"

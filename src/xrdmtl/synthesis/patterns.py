@@ -655,6 +655,60 @@ def default_distractors(targets: Sequence[Phase]) -> list[Phase]:
     return [get_phase(n) for n in DISTRACTORS + EXTRA_DISTRACTORS if n not in names]
 
 
+@dataclass(frozen=True)
+class _Patterns:
+    """One chunk's per-pattern draws (each an array over its patterns)."""
+
+    unmasked: np.ndarray
+    wl: np.ndarray  # Å
+    q_lo: np.ndarray  # measured range, Å⁻¹
+    q_hi: np.ndarray
+    inst: np.ndarray  # instrument FWHM, degrees
+    zero: np.ndarray  # 2θ zero offset, degrees
+    mu_t: np.ndarray  # absorption
+    counts: np.ndarray  # background maximum
+    boost: np.ndarray  # noise over Poisson
+    cut: np.ndarray  # aperture cut-off and softness, degrees
+    soft: np.ndarray
+    sigma: np.ndarray  # noise σ at the background maximum
+
+
+@dataclass(frozen=True)
+class _Phases:
+    """One chunk's per-phase draws (patterns × phases)."""
+
+    drawn: np.ndarray  # present or drawn in as a trace
+    labeled: np.ndarray  # present (traces are labeled absent)
+    scale: np.ndarray
+    aniso: np.ndarray
+    size: np.ndarray
+    strain: np.ndarray
+    eta: np.ndarray
+    march: np.ndarray
+    crystals: np.ndarray
+    strength: np.ndarray
+
+
+@dataclass
+class _Peaks:
+    """A chunk's peaks, flat, in parts: pattern row, Q, FWHM (Å⁻¹), Lorentzian fraction, height."""
+
+    rows: list[np.ndarray]
+    q: list[np.ndarray]
+    w: list[np.ndarray]
+    eta: list[np.ndarray]
+    height: list[np.ndarray]
+
+    def add(
+        self, count: np.ndarray, q: np.ndarray, w: np.ndarray, eta: np.ndarray, h: np.ndarray
+    ) -> None:
+        """The first ``count[i]`` peaks of row ``i`` of each (patterns × slots) array."""
+        i, j = np.nonzero(np.arange(q.shape[1]) < count[:, None])
+        self.rows.append(i)
+        for part, v in zip((self.q, self.w, self.eta, self.height), (q, w, eta, h), strict=True):
+            part.append(v[i, j])
+
+
 class Synthesizer:
     """Labeled synthetic patterns of ``targets`` (present or absent) with ``distractors`` and every
     distortion; ``distractors=None`` takes the library's non-target phases. Chunks of ``chunk``
@@ -780,15 +834,29 @@ class Synthesizer:
     def _chunk(
         self, batch: SynthBatch, sl: slice, banks: np.ndarray, rng: np.random.Generator
     ) -> None:
-        """Fill ``batch[sl]``: the vectorised generator, one pass over a cache-sized chunk in the
-        stages marked ``# ---`` (per pattern, per phase, reflections, confusers, background, noise,
-        coverage). The one function in src/ over 120 lines (tests/test_function_length.py names
-        it): the stages share dozens of per-pattern arrays, which a split would pass around."""
-        cfg, grid, tab = self.config, self.grid, self.table
+        """Fill ``batch[sl]``: the vectorised generator, one pass over a cache-sized chunk, stage by
+        stage (per pattern, per phase, reflections, confusers, background, noise, coverage), each
+        stage drawing from ``rng`` in turn."""
         m = sl.stop - sl.start
-        n_t, n_p = len(self.targets), len(self.lattice_ranges)
+        pat = self._draw_patterns(m, rng)
+        phs = self._draw_phases(pat, rng)
+        peaks, visible = self._reflections(pat, phs, rng)
+        self._confusers(pat, phs, peaks, rng)
+        bg = self._background(pat, rng)
+        out = batch.intensity[sl]
+        self._render(out, peaks, bg, pat, banks, rng)
+        cov = batch.coverage[sl]
+        self._coverage(cov, pat, rng)
+        out *= cov
+        n_t = len(self.targets)
+        batch.labels[sl] = visible[:, :n_t]
+        batch.wavelength[sl] = pat.wl
+        batch.unmasked[sl] = pat.unmasked
+        batch.lattice_scale[sl] = phs.scale[:, :n_t]
 
-        # --- per pattern: mode, beam, coverage, counts
+    def _draw_patterns(self, m: int, rng: np.random.Generator) -> _Patterns:
+        """Per pattern: mode, beam, measured range, counts and noise."""
+        cfg = self.config
         unmasked = rng.random(m) < cfg.p_unmasked
         lab = rng.random(m) < cfg.p_lab
         wl = np.where(
@@ -815,8 +883,16 @@ class Synthesizer:
             rng.uniform(*cfg.aperture_softness_deg, m),
         )
         sigma = boost * np.sqrt(counts)  # noise σ at the background maximum
+        return _Patterns(
+            unmasked, wl, q_lo, q_hi, inst, zero, mu_t, counts, boost, cut, soft, sigma
+        )
 
-        # --- per phase: presence, lattice, broadening, texture, crystals, strength
+    def _draw_phases(self, pat: _Patterns, rng: np.random.Generator) -> _Phases:
+        """Per pattern and phase: presence, lattice, broadening, texture, crystals, strength, and
+        traces (absent targets drawn in far under the detection limit, labeled absent)."""
+        cfg = self.config
+        m = pat.wl.size
+        n_t, n_p = len(self.targets), len(self.lattice_ranges)
         present = np.zeros((m, n_p), bool)
         present[:, :n_t] = rng.random((m, n_t)) < cfg.p_present
         for a, b, probs in (
@@ -838,47 +914,72 @@ class Synthesizer:
             rng.uniform(np.log(self._crystals[:, 0]), np.log(self._crystals[:, 1]), (m, n_p))
         )
         strength = self._strength(
-            unmasked, counts, sigma, cfg.snr, tuple(self._pbr.T), (m, n_p), rng
+            pat.unmasked, pat.counts, pat.sigma, cfg.snr, tuple(self._pbr.T), (m, n_p), rng
         )
-        # traces: absent targets drawn in, far under the detection limit, labeled absent
         trace = np.zeros((m, n_p), bool)
         trace[:, :n_t] = (
-            ~present[:, :n_t] & unmasked[:, None] & (rng.random((m, n_t)) < self._p_trace)
+            ~present[:, :n_t] & pat.unmasked[:, None] & (rng.random((m, n_t)) < self._p_trace)
         )
         strength = np.where(
-            trace, log_uniform(rng, *cfg.trace_pbr, (m, n_p)) * counts[:, None], strength
+            trace, log_uniform(rng, *cfg.trace_pbr, (m, n_p)) * pat.counts[:, None], strength
         )
-        labeled = present.copy()
-        present |= trace
+        return _Phases(
+            present | trace, present, scale, aniso, size, strain, eta, march, crystals, strength
+        )
 
-        # --- reflections of present phases, flat: pattern pr, reflection pc, phase ph
-        pr, pp = np.nonzero(present)  # the table is ordered by phase: expand each phase's rows
+    def _reflections(
+        self, pat: _Patterns, phs: _Phases, rng: np.random.Generator
+    ) -> tuple[_Peaks, np.ndarray]:
+        """The peaks of every drawn phase's reflections (flat: pattern ``pr``, reflection ``pc``,
+        phase ``ph``; spotty reflections split into grain peaks), and which labeled phases show."""
+        tab = self.table
+        m, n_p = phs.scale.shape
+        pr, pp = np.nonzero(phs.drawn)  # the table is ordered by phase: expand each phase's rows
         cnt = self._refl_count[pp]
         pr = np.repeat(pr, cnt)
         pc = np.repeat(self._refl_start[pp] - np.cumsum(cnt) + cnt, cnt) + np.arange(cnt.sum())
         ph = tab.phase[pc]
-        wl_r = wl[pr]
-        qr = strained_q(tab.q0[pc], scale[pr, ph], aniso[pr, ph], tab.c_frac[pc])
-        qr = zero_shift(qr, wl_r, zero[pr])
-        ok = np.isfinite(qr) & (qr > q_lo[pr]) & (qr < q_hi[pr])
+        wl_r = pat.wl[pr]
+        qr = strained_q(tab.q0[pc], phs.scale[pr, ph], phs.aniso[pr, ph], tab.c_frac[pc])
+        qr = zero_shift(qr, wl_r, pat.zero[pr])
+        ok = np.isfinite(qr) & (qr > pat.q_lo[pr]) & (qr < pat.q_hi[pr])
         pr, pc, ph, qr, wl_r = pr[ok], pc[ok], ph[ok], qr[ok], wl_r[ok]
         tth = q_to_tth_rad(qr, wl_r, s_max=0.9999)
         inten = tab.intensity[pc] * np.where(tab.lp[pc], lorentz_polarization(np.rad2deg(tth)), 1.0)
-        inten *= march_dollase(tab.c_frac[pc], march[pr, ph])
-        inten *= few_crystal_factors(tab.multiplicity[pc], crystals[pr, ph], rng)
-        inten *= absorption(tth, mu_t[pr])
-        fwhm = peak_fwhm_q(qr, wl_r, inst[pr], size[pr, ph], strain[pr, ph])
-        e = eta[pr, ph]
+        inten *= march_dollase(tab.c_frac[pc], phs.march[pr, ph])
+        inten *= few_crystal_factors(tab.multiplicity[pc], phs.crystals[pr, ph], rng)
+        inten *= absorption(tth, pat.mu_t[pr])
+        fwhm = peak_fwhm_q(qr, wl_r, pat.inst[pr], phs.size[pr, ph], phs.strain[pr, ph])
+        e = phs.eta[pr, ph]
         height = inten / pseudo_voigt_area(fwhm, e)
         key = pr * n_p + ph
         top = np.zeros(m * n_p)
         np.maximum.at(top, key, height)
         # the strongest peak of each phase stands ``strength`` counts high
-        height *= strength.reshape(-1)[key] / np.maximum(top[key], 1e-30)
-        height *= aperture(np.rad2deg(tth), cut[pr], soft[pr])
-        # a target is there only where its own reflections show: a present target's min_shown-th
-        # strongest reflection (or its weakest, with fewer in range) is raised to shown_snr σ (its
-        # strongest by at most max_shown_boost); where that is not enough it is labeled absent
+        height *= phs.strength.reshape(-1)[key] / np.maximum(top[key], 1e-30)
+        height *= aperture(np.rad2deg(tth), pat.cut[pr], pat.soft[pr])
+        height, visible = self._shown(height, key, pr, ph, phs.labeled, pat.sigma)
+        # few grains: spotty reflections become a few narrow grain peaks
+        grains = phs.crystals[pr, ph] * tab.multiplicity[pc] / 24.0
+        src, qr, fwhm, height = grain_peaks(grains, qr, fwhm, e, height, self.config, rng)
+        return _Peaks([pr[src]], [qr], [fwhm], [e[src]], [height]), visible
+
+    def _shown(
+        self,
+        height: np.ndarray,
+        key: np.ndarray,
+        pr: np.ndarray,
+        ph: np.ndarray,
+        labeled: np.ndarray,
+        sigma: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A target is there only where its own reflections show: a present target's
+        ``min_shown``-th strongest reflection (or its weakest, with fewer in range) is raised to
+        ``shown_snr`` σ (its strongest by at most ``max_shown_boost``); where that is not enough it
+        is labeled absent. The raised heights, and the labeled phases that show (patterns ×
+        phases)."""
+        cfg = self.config
+        m, n_p = labeled.shape
         n_in = np.zeros(m * n_p)
         np.add.at(n_in, key, 1.0)
         order = np.lexsort((-height, key))
@@ -888,7 +989,7 @@ class Synthesizer:
         np.minimum.at(kth, key, height)  # groups with fewer than min_shown reflections: the weakest
         at_k = rank == cfg.min_shown - 1
         kth[ks[at_k]] = height[order][at_k]
-        lift = (ph < n_t) & labeled[pr, ph]
+        lift = (ph < len(self.targets)) & labeled[pr, ph]
         factor = np.clip(
             cfg.shown_snr * sigma[pr] / np.maximum(kth[key], 1e-30), 1.0, cfg.max_shown_boost
         )
@@ -896,28 +997,20 @@ class Synthesizer:
         shown = np.zeros(m * n_p)
         np.add.at(shown, key, height >= 0.999 * cfg.shown_snr * sigma[pr])
         enough = (shown >= np.minimum(cfg.min_shown, n_in)) & (n_in > 0)
-        visible = enough.reshape(m, n_p) & labeled
+        return height, enough.reshape(m, n_p) & labeled
 
-        # few grains: spotty reflections become a few narrow grain peaks
-        grains = crystals[pr, ph] * tab.multiplicity[pc] / 24.0
-        src, qr, fwhm, height = grain_peaks(grains, qr, fwhm, e, height, cfg, rng)
-        pr, e = pr[src], e[src]
-
-        # --- unknown phases (random peak sets), anvil spots, leftovers of background subtraction
-        rows = [pr]
-        cols: dict[str, list[np.ndarray]] = {"q": [qr], "w": [fwhm], "e": [e], "h": [height]}
-
-        def extra(
-            count: np.ndarray, qs: np.ndarray, w: np.ndarray, e_: np.ndarray, h: np.ndarray
-        ) -> None:
-            i, j = np.nonzero(np.arange(qs.shape[1]) < count[:, None])
-            rows.append(i)
-            for name, v in zip("qweh", (qs, w, e_, h), strict=True):
-                cols[name].append(v[i, j])
-
+    def _confusers(
+        self, pat: _Patterns, phs: _Phases, peaks: _Peaks, rng: np.random.Generator
+    ) -> None:
+        """Add to ``peaks``: unknown phases (random peak sets), anvil spots (some on a target's
+        strong reflection, at this pattern's lattice), amorphous humps, and leftovers of
+        background subtraction in the masked look."""
+        cfg, grid, tab = self.config, self.grid, self.table
+        m = pat.wl.size
+        unmasked, counts, sigma = pat.unmasked, pat.counts, pat.sigma
         nr = cfg.random_peaks[1]
         n_rand = rng.integers(cfg.random_peaks[0], nr + 1, m) * (rng.random(m) < cfg.p_random_peaks)
-        extra(
+        peaks.add(
             n_rand,
             rng.uniform(grid.q_min, grid.q_max, (m, nr)),
             log_uniform(rng, *cfg.random_peak_fwhm_q, (m, nr)),
@@ -930,20 +1023,19 @@ class Synthesizer:
         n_spots = rng.integers(cfg.spots[0], ns + 1, m) * (rng.random(m) < cfg.p_spots)
         sq = rng.uniform(grid.q_min, grid.q_max, (m, ns))
         if self._decoys.size and cfg.p_decoy > 0 and n_spots.any():
-            # decoys: a spot on a target's strong reflection, at this pattern's lattice
             d = rng.choice(self._decoys, (m, ns))
-            dq = tab.q0[d] / scale[np.arange(m)[:, None], tab.phase[d]]
+            dq = tab.q0[d] / phs.scale[np.arange(m)[:, None], tab.phase[d]]
             sq = np.where(rng.random((m, ns)) < cfg.p_decoy, dq, sq)
-        s_inst = inst[:, None] * rng.uniform(*cfg.spot_fwhm_factor, (m, ns))
-        extra(
+        s_inst = pat.inst[:, None] * rng.uniform(*cfg.spot_fwhm_factor, (m, ns))
+        peaks.add(
             np.where(unmasked, n_spots, rng.random(m) < cfg.p_spots_masked),
             sq,
-            peak_fwhm_q(sq, wl[:, None], s_inst, np.full((m, ns), 1e12), np.zeros((m, ns))),
+            peak_fwhm_q(sq, pat.wl[:, None], s_inst, np.full((m, ns), 1e12), np.zeros((m, ns))),
             rng.uniform(*cfg.spot_eta, (m, ns)),
             self._strength(unmasked, counts, sigma, cfg.spot_snr, cfg.spot_pbr, (m, ns), rng),
         )
         amorph = rng.integers(1, 3, m) * (rng.random(m) < cfg.p_amorphous)
-        extra(
+        peaks.add(
             amorph,
             rng.uniform(grid.q_min, grid.q_max, (m, 2)),
             log_uniform(rng, *cfg.amorphous_fwhm_q, (m, 2)),
@@ -954,7 +1046,7 @@ class Synthesizer:
         )
         nb = cfg.residual_bumps[1]
         sign = np.where(rng.random((m, nb)) < cfg.p_residual_positive, 1.0, -1.0)
-        extra(
+        peaks.add(
             np.where(unmasked, 0, rng.integers(cfg.residual_bumps[0], nb + 1, m)),
             rng.uniform(grid.q_min, grid.q_max, (m, nb)),
             log_uniform(rng, *cfg.residual_fwhm_q, (m, nb)),
@@ -962,9 +1054,13 @@ class Synthesizer:
             sign * log_uniform(rng, *cfg.residual_snr, (m, nb)) * sigma[:, None],
         )
 
-        # --- background (at resolution BG_LEVEL): fluid humps, cell, aperture; counts at its maximum
+    def _background(self, pat: _Patterns, rng: np.random.Generator) -> np.ndarray:
+        """The background at resolution ``BG_LEVEL`` (fluid humps, cell, aperture), ``counts`` at
+        its maximum inside the grid (patterns × points, float32)."""
+        cfg, grid = self.config, self.grid
+        m = pat.wl.size
         kq = self._bg_q
-        ktth = q_to_tth_rad(kq, wl[:, None], s_max=0.9999)
+        ktth = q_to_tth_rad(kq, pat.wl[:, None], s_max=0.9999)
         q1 = rng.uniform(*cfg.fluid_q, m)
         centers = np.stack([q1, q1 + rng.uniform(*cfg.fluid_separation_q, m)], 1)
         widths = np.stack(
@@ -985,57 +1081,59 @@ class Synthesizer:
         bg = fluid_background(kq, centers, widths, amps) + cell_background(
             kq, cellp, (grid.q_min, grid.q_max)
         )
-        bg = np.maximum(bg, 0) * aperture(np.rad2deg(ktth), cut[:, None], soft[:, None])
+        bg = np.maximum(bg, 0) * aperture(np.rad2deg(ktth), pat.cut[:, None], pat.soft[:, None])
         inside = (kq >= grid.q_min) & (kq <= grid.q_max)
         bg /= np.maximum(bg[:, inside].max(1, keepdims=True), 1e-12)
-        bg = (np.maximum(bg, cfg.background_floor) * counts[:, None]).astype(np.float32)
+        return (np.maximum(bg, cfg.background_floor) * pat.counts[:, None]).astype(np.float32)
 
-        # --- peaks + background, noise on everything; the masked look then loses its background
-        out = batch.intensity[sl]
-        cat = {k_: np.concatenate(v) for k_, v in cols.items()}
+    def _render(
+        self,
+        out: np.ndarray,
+        peaks: _Peaks,
+        bg: np.ndarray,
+        pat: _Patterns,
+        banks: np.ndarray,
+        rng: np.random.Generator,
+    ) -> None:
+        """Peaks on the background into ``out``, noise on everything; the masked look then loses
+        its background (subtracted with a small level error, baseline left at 0–4 σ)."""
+        cfg, grid = self.config, self.grid
+        m = pat.wl.size
+        q, w = np.concatenate(peaks.q), np.concatenate(peaks.w)
         out[:] = render_peaks(
             m,
             grid.n,
-            np.concatenate(rows),
-            grid.index(cat["q"]),
-            cat["w"] / grid.step,
-            cat["e"],
-            cat["h"],
+            np.concatenate(peaks.rows),
+            grid.index(q),
+            w / grid.step,
+            np.concatenate(peaks.eta),
+            np.concatenate(peaks.height),
             smooth=bg,
         )
         level = rng.choice(len(NOISE_BOXES), m, p=NOISE_BOX_P)
         offset = rng.integers(0, banks.shape[1] - grid.n, m)
         z = np.lib.stride_tricks.sliding_window_view(banks, grid.n, axis=1)[level, offset]
-        poisson_noise(out, z, boost.astype(np.float32)[:, None])
-        # masked: background subtracted with a small level error, baseline left at 0–4 σ
-        masked = np.flatnonzero(~unmasked)
+        poisson_noise(out, z, pat.boost.astype(np.float32)[:, None])
+        masked = np.flatnonzero(~pat.unmasked)
         if masked.size:
-            est = (
-                bg[masked]
-                * (1 + rng.normal(0, cfg.subtraction_level_error, masked.size)).astype(np.float32)[
-                    :, None
-                ]
-            )
-            est -= (rng.uniform(*cfg.subtraction_undershoot, masked.size) * sigma[masked]).astype(
-                np.float32
-            )[:, None]
+            level_error = 1 + rng.normal(0, cfg.subtraction_level_error, masked.size)
+            est = bg[masked] * level_error.astype(np.float32)[:, None]
+            undershoot = rng.uniform(*cfg.subtraction_undershoot, masked.size) * pat.sigma[masked]
+            est -= undershoot.astype(np.float32)[:, None]
             out[masked] -= expand(est, BG_LEVEL, grid.n)
 
-        # --- coverage: measured range and detector gaps
+    def _coverage(self, cov: np.ndarray, pat: _Patterns, rng: np.random.Generator) -> None:
+        """``cov`` (patterns × points): the measured range, less up to three detector gaps."""
+        cfg, grid = self.config, self.grid
         idx = np.arange(grid.n)
-        cov = batch.coverage[sl]
-        np.logical_and(idx >= grid.index(q_lo)[:, None], idx <= grid.index(q_hi)[:, None], out=cov)
-        gap_rows = np.flatnonzero(rng.random(m) < cfg.p_gaps)
+        lo, hi = grid.index(pat.q_lo)[:, None], grid.index(pat.q_hi)[:, None]
+        np.logical_and(idx >= lo, idx <= hi, out=cov)
+        gap_rows = np.flatnonzero(rng.random(pat.wl.size) < cfg.p_gaps)
         for _ in range(3):
             c = grid.index(rng.uniform(grid.q_min, grid.q_max, gap_rows.size))[:, None]
             half = (rng.uniform(*cfg.gap_width_q, gap_rows.size) / grid.step / 2)[:, None]
             cov[gap_rows] &= np.abs(idx - c) > half
             gap_rows = gap_rows[rng.random(gap_rows.size) < cfg.p_gap_more]
-        out *= cov
-        batch.labels[sl] = visible[:, :n_t]
-        batch.wavelength[sl] = wl
-        batch.unmasked[sl] = unmasked
-        batch.lattice_scale[sl] = scale[:, :n_t]
 
 
 # ------------------------------------------------------------------------------------------ output
