@@ -44,12 +44,29 @@ def line_windows(positions: np.ndarray, half: float) -> np.ndarray:
 def clean_counts(
     signal: np.ndarray, total: np.ndarray, others: np.ndarray, snr: float, dominance: float
 ) -> int:
-    """How many windows are clean: ``signal`` (per window) ≥ ``snr`` √``total`` and ≥ ``dominance``
+    """How many windows are clean (:func:`_clean`)."""
+    return int(_clean(signal, total, others, snr, dominance).sum())
+
+
+def _clean(
+    signal: np.ndarray, total: np.ndarray, others: np.ndarray, snr: float, dominance: float
+) -> np.ndarray:
+    """Which windows are clean: ``signal`` (per window) ≥ ``snr`` √``total`` and ≥ ``dominance``
     × every row of ``others`` (phases × windows)."""
     ok = (signal > 0) & (signal >= snr * np.sqrt(np.maximum(total, 0.0)))
     if others.size:
         ok &= signal >= dominance * others.max(axis=0)
-    return int(ok.sum())
+    return np.asarray(ok)
+
+
+def _library_phases(sample: FrameSample, names: list[str]) -> list[tuple[int, str, dict]]:
+    """(row in the cumulative counts, name, draw) of the drawn phases a library holds (not the
+    random-cell unknowns, whose reflections no table lists)."""
+    return [
+        (k, name, sample.info[name])
+        for k, name in enumerate(names)
+        if "fwhm_deg" in sample.info[name] and not name.startswith("unknown")
+    ]
 
 
 def _drawn(sim: FrameSimulator, name: str, meta: dict) -> tuple[np.ndarray, ...]:
@@ -96,10 +113,7 @@ def clean_reflections(
     ``keep_parts=True``), on the detector less ``mask`` (True = left out)."""
     names, cum = _cumulative(sim, sample, mask)
     out: dict[str, int] = {}
-    for k, name in enumerate(names):
-        meta = sample.info[name]
-        if "fwhm_deg" not in meta or name.startswith("unknown"):
-            continue
+    for k, name, meta in _library_phases(sample, names):
         tth = _drawn(sim, name, meta)[3]
         sums = _window_sums(
             sim, cum, line_windows(tth, max(WINDOW * meta["fwhm_deg"], sim.pixel_deg))
@@ -123,20 +137,14 @@ def cell_bounds(
     names, cum = _cumulative(sim, sample, mask)
     lam = sim.geometry.wavelength
     out: dict[str, float] = {}
-    for k, name in enumerate(names):
-        meta = sample.info[name]
-        if "fwhm_deg" not in meta or name.startswith("unknown"):
-            continue
+    for k, name, meta in _library_phases(sample, names):
         q0, c_frac, q, tth = _drawn(sim, name, meta)
         fwhm = max(meta["fwhm_deg"], sim.pixel_deg)
         half = max(WINDOW * meta["fwhm_deg"], sim.pixel_deg)
         alone = (np.abs(tth[:, None] - tth[None]) < 2 * half).sum(1) == 1
         sums = _window_sums(sim, cum, np.stack([tth - half, tth + half], 1))
         signal, others = sums[1 + k], np.delete(sums[1:], k, axis=0)
-        ratio = signal / np.sqrt(np.maximum(sums[0], 1e-12))
-        clean = alone & (ratio >= SNR)
-        if others.size:
-            clean &= signal >= DOMINANCE * others.max(axis=0)
+        clean = alone & _clean(signal, sums[0], others, SNR, DOMINANCE)
         if clean.sum() < 2:
             out[name] = 0.0
             continue
@@ -144,7 +152,7 @@ def cell_bounds(
         sigma_q = (
             (2 * np.pi / lam)
             * np.cos(np.radians(tth[clean]) / 2)
-            * np.radians(POSITION_SIGMA * fwhm / ratio[clean])
+            * np.radians(POSITION_SIGMA * fwhm * np.sqrt(sums[0][clean]) / signal[clean])
         )
         jac = np.stack([-q[clean] / s, -q0[clean] / s * (c_frac[clean] - 1 / 3)], 1)
         cov = np.linalg.pinv((jac / sigma_q[:, None] ** 2).T @ jac)
