@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from xrdmtl import __version__
 from xrdmtl.cli import app
 from xrdmtl.inference.results import Flag
+from xrdmtl.io.readers import load_pattern
 
 
 def test_version() -> None:
@@ -157,6 +158,7 @@ def test_save_integrated_header_says_how_it_was_made(frames_run: Path, tmp_path:
         and prov["wavelength_A"] == 0.561
     )
     assert prov["masked_pixels"] is not None
+    assert load_pattern(out / "frame_00000.xy").meta["calibrated_geometry"] is True
     again = invoke("predict", out, "--workers", "1")  # and it reads back, with its own wavelength
     assert again.exit_code == 0, again.output
     assert ",0.561,file,2th_deg" in again.stdout

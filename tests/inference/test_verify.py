@@ -119,3 +119,23 @@ def test_the_plot_shows_the_fit_its_residual_and_the_refined_lines() -> None:
     )
     labels = {line.get_label() for ax in fig.axes for line in ax.get_lines()}
     assert {"fit at the refined cells", "residual"} <= labels
+
+
+def test_a_frame_integrated_with_its_poni_holds_its_zero() -> None:
+    """A 1D file's origin may be off (a zero shift the check fits); a frame integrated with its
+    calibrated .poni (``meta["calibrated_geometry"]``) has none to speak of, so its zero is held
+    near nothing."""
+    calcite = get_phase("calcite").reflections(None, q_max=5.2)
+    q = np.linspace(0.7, 5.2, 4000)
+    shifted = calcite.q[:, None] / 1.004 + 0.003
+    y = 500.0 + (
+        4.0 * calcite.intensity[:, None] * np.exp(-0.5 * ((q - shifted) / 0.006) ** 2)
+    ).sum(0)
+    counts = np.random.default_rng(1).normal(y, np.sqrt(y))
+    file = Pattern(q, counts, unit="q_A^-1", source="file")
+    frame = Pattern(q, counts, unit="q_A^-1", source="frame", meta={"calibrated_geometry": True})
+    predictor = Predictor(_Network([0.02, 0.97, 0.02]))
+    from_file, from_frame = predictor.predict_patterns([file, frame])
+    assert from_file.verification and from_frame.verification
+    assert abs(from_file.verification.phases["calcite"].zero - 0.003) < 0.001
+    assert abs(from_frame.verification.phases["calcite"].zero) < 0.001

@@ -191,7 +191,7 @@ def test_pyfai_2th_and_q_read_back_the_same_q(tmp_path: Path, integrator, ring_i
         integrator.integrate1d(ring_image, 400, unit=unit, filename=str(path))
         p = load_pattern(path)
         assert p.unit == unit and p.wavelength == pytest.approx(0.7)
-        assert p.meta["format"] == "pyfai"
+        assert p.meta["format"] == "pyfai" and p.meta["calibrated_geometry"] is True
         qs[unit] = p.q
         step = float(np.median(np.abs(np.diff(p.q))))
         assert p.q[np.argmax(p.y)] == pytest.approx(expected_q, abs=step)
@@ -637,3 +637,15 @@ def test_a_computed_peak_table_reads_as_the_profile_it_stands_for(tmp_path: Path
         near = np.abs(p.x - tth) < 0.02
         assert p.y[near].max() == pytest.approx(height, rel=0.02)
     assert p.y[np.abs(p.x - 36.0) < 1.0].max() < 1e-6  # nothing between the lines
+
+
+def test_only_an_integration_of_a_calibrated_frame_is_calibrated(tmp_path: Path) -> None:
+    """pyFAI's older header (the detector distance on its own line) marks a calibrated integration
+    as the JSON one does; a plain 2θ file, or a pyFAI header without the geometry, does not."""
+    rows = "# 2th_deg  I\n" + "\n".join(f"{5 + 0.01 * i:.3f} {100 + i % 7}" for i in range(400))
+    old = "# == pyFAI calibration ==\n# Distance Sample to Detector: 0.2086 m\n# Wavelength: 4.066e-11 m\n"
+    assert load_pattern(write(tmp_path / "old.xy", old + rows)).meta["calibrated_geometry"] is True
+    bare = '# {"wavelength": 7.1e-11, "poni_version": 2.1}\n'
+    for name, text in (("plain.xy", rows), ("bare.xy", bare + rows)):
+        plain = load_pattern(write(tmp_path / name, text), wavelength=0.71)
+        assert "calibrated_geometry" not in plain.meta

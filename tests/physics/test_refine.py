@@ -85,3 +85,17 @@ def test_range_is_judged_on_the_lattice_scale_not_the_a_axis() -> None:
         small,
     )
     assert not bool(outside.in_range[0])
+
+
+def test_a_calibrated_frame_holds_the_zero_a_1d_file_fits_it() -> None:
+    """A 1D file may carry an origin error (a zero shift in Q): the fit takes it, and the cell stays
+    right. A frame integrated with its calibrated .poni has none: its zero is held near nothing."""
+    lines = PhaseLines.build(get_phase("calcite"), GRID)
+    s, e, zero = 1.004, 0.002, 0.003
+    residual, coverage = lines_pattern(strained(lines, s, e) + zero, 3.0 * lines.intensity)
+    a, c = lines.a0 * s / (1 + e / 3), lines.c0 * s / (1 - 2 * e / 3)
+    file_fit = refine_phase(PeakMaps.build(residual, coverage, GRID), lines)
+    assert abs(file_fit.zero[0] - zero) < 0.001, file_fit.zero
+    assert abs(file_fit.a[0] / a - 1) < 0.002 and abs(file_fit.c[0] / c - 1) < 0.002
+    maps = PeakMaps.build(residual, coverage, GRID, calibrated=np.array([True]))
+    assert abs(refine_phase(maps, lines).zero[0]) < zero / 3

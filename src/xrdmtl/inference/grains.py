@@ -66,5 +66,8 @@ class GrainLines:
         except XrdmtlError:  # the prediction will say why
             return np.zeros(0), np.zeros(0)
         x = model_input(intensity[None], coverage[None], grid.step)
-        _, (verification,) = self.verifier.check(x, np.zeros((1, len(self.verifier.phases))))
+        calibrated = np.array([pattern.meta.get("calibrated_geometry") is True])
+        _, (verification,) = self.verifier.check(
+            x, np.zeros((1, len(self.verifier.phases))), calibrated
+        )
         return evident_lines(verification.phases, pattern.wavelength, self.min_lines)

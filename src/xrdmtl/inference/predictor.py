@@ -89,6 +89,13 @@ ASSUMED_UNIT_HINT = (
 )
 
 
+def _calibrated(item: Pattern | XrdmtlError) -> bool:
+    """Whether ``item`` was integrated from a frame with its calibrated geometry (a frame read with
+    ``--poni``, or a pyFAI/xrdmtl integration whose header gives it): its 2θ has no zero shift to
+    speak of, unlike a 1D file of unknown origin."""
+    return isinstance(item, Pattern) and item.meta.get("calibrated_geometry") is True
+
+
 def _failed(label: str, problem: str) -> Prediction:
     """A Prediction with only an error: ``problem``, naming the pattern."""
     return Prediction(label, error=str(PatternError(problem, label)))
@@ -334,7 +341,8 @@ class Predictor:
             probs = np.asarray(self.model.predict_proba(x), dtype=float)
             finite = np.isfinite(probs).all(axis=1)  # NaN/inf: a damaged model or input, no answer
             probs = np.where(finite[:, None], probs, 0.0)
-            checks = self.verifier.check(x, probs) if self.verifier else None
+            calibrated = np.array([_calibrated(items[i][1]) for i in good])
+            checks = self.verifier.check(x, probs, calibrated) if self.verifier else None
             sal = saliency(self._network(), x) if explain else None
             done = self._finish(
                 [items[i][0] for i in good], x, checks[0] if checks else probs, coverage, sal

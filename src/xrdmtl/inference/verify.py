@@ -167,16 +167,23 @@ class Verifier:
             except PhaseError:
                 continue
 
-    def refine(self, x: np.ndarray) -> dict[str, Refinement]:
-        """Each known phase refined against the model inputs ``x`` (B, channels, G)."""
+    def refine(self, x: np.ndarray, calibrated: np.ndarray | None = None) -> dict[str, Refinement]:
+        """Each known phase refined against the model inputs ``x`` (B, channels, G); ``calibrated``
+        (B,) marks patterns integrated from frames with their calibrated geometry (a zero shift
+        held close to nothing, :data:`~xrdmtl.physics.refine.ZERO_SIGMA_CALIBRATED`)."""
         if not self.lines:
             return {}
-        maps = PeakMaps.build(x[:, RESIDUAL_CHANNEL], x[:, COVERAGE_CHANNEL] > 0.5, self.grid)
+        maps = PeakMaps.build(
+            x[:, RESIDUAL_CHANNEL], x[:, COVERAGE_CHANNEL] > 0.5, self.grid, calibrated
+        )
         return dict(zip(self.lines, refine_phases(maps, list(self.lines.values())), strict=True))
 
-    def check(self, x: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, list[Verification]]:
-        """The final probabilities (B, T) and each pattern's :class:`Verification`."""
-        refined = self.refine(x)
+    def check(
+        self, x: np.ndarray, probs: np.ndarray, calibrated: np.ndarray | None = None
+    ) -> tuple[np.ndarray, list[Verification]]:
+        """The final probabilities (B, T) and each pattern's :class:`Verification` (``calibrated``:
+        see :meth:`refine`)."""
+        refined = self.refine(x, calibrated)
         final = probs.copy()
         for t, name in enumerate(self.phases):
             r = refined.get(name)

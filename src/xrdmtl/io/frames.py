@@ -414,6 +414,7 @@ class Integrator:
             source=source,
             meta={
                 "poni": str(self.poni_path),
+                "calibrated_geometry": True,
                 "wavelength_source": self.wavelength_source,
                 "masked_pixels": None if mask is None else int(np.count_nonzero(mask)),
             },

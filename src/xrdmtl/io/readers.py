@@ -43,6 +43,11 @@ _KALPHA = re.compile(rf"\b(?:k[-_ ]?)?alpha[-_ ]?([12])(?!\d)\s*[=:]?\s*({_NUM})
 _RATIO = re.compile(rf"\bratio\s*[=:]?\s*({_NUM})", re.IGNORECASE)
 _TO_ANGSTROM = {"m": 1e10, "nm": 10.0, "pm": 0.01}
 _GEOMETRY = {k: re.compile(rf'"{k}"\s*:\s*({_NUM})') for k in ("dist", "rot1", "rot2")}
+# an integration of a calibrated frame: a pyFAI header with the detector distance (JSON or the older
+# "Distance Sample to Detector" line), or xrdmtl's own (``--save-integrated``) naming its .poni
+_INTEGRATED_WITH_PONI = re.compile(
+    r'"(?:dist"\s*:\s*[-+.\d]|poni"\s*:\s*")|Distance Sample to Detector:\s*[-+.\d]'
+)
 # a computed peak table (RRUFF's patterns computed from a structure, XPOW): sticks, not a profile
 _PEAK_TABLE = re.compile(r"2-THETA\s+INTENSITY\s+D-SPACING", re.IGNORECASE)
 STICK_FWHM_DEG = 0.1  # a peak table's sticks are drawn as lines of a lab diffractometer's width
@@ -386,6 +391,8 @@ def _parse_text(text: str, src: str) -> _Raw:
     unit, unknown = _header_unit(header, head)
     geometry = {k: float(m.group(1)) for k, p in _GEOMETRY.items() if (m := p.search(head))}
     fmt = "rruff" if rruff else "pyfai" if _is_pyfai(head) else "text"
+    if _INTEGRATED_WITH_PONI.search(head):
+        meta = {**meta, "calibrated_geometry": True}
     return _Raw(
         table[:, 0],
         table[:, 1],

@@ -17,7 +17,8 @@ The check behind every call (``docs/verify.md``). For a phase and each pattern:
 3. **The cell.** ``T`` is scanned over the lattice scale (the phase's prior range, widened to
    :data:`SCALE_COVERAGE`) and, for phases whose c axis is free (hexagonal, trigonal, tetragonal),
    c/a within :data:`C_OVER_A_RANGE`; then a local 2D scan and a weighted Gauss–Newton fit of the
-   supporting lines' positions give the a and c scales, a zero shift (with a prior, :data:`ZERO_SIGMA`)
+   supporting lines' positions give the a and c scales, a zero shift (with a prior: :data:`ZERO_SIGMA`,
+   or :data:`ZERO_SIGMA_CALIBRATED` for a pattern integrated from a frame with its calibrated geometry)
    and their uncertainties.
 4. **Look-elsewhere null, per pattern.** The same scan, cell for cell, at lattices 7 % smaller and
    larger (:data:`NULL_FACTORS`), where the phase is not, measures how much ``T`` this pattern gives
@@ -56,7 +57,8 @@ NULL_FACTORS = (0.89, 0.93, 1.07, 1.11)  # look-elsewhere null: the same scan 7 
 NULL_STRIDE = 2  # the null windows are scanned at every second lattice step
 POSITION_TOLERANCE = 0.15  # FWHM: a line may sit this far from its peak in the scan
 POSITION_WIDTH = 1  # index of WIDTHS_Q: the widest filter line positions are read from
-ZERO_SIGMA = 0.001  # Å⁻¹: prior on the zero shift (in Q) of the position fit
+ZERO_SIGMA = 0.001  # Å⁻¹: prior on the zero shift (in Q) of the position fit (a 1D file's origin)
+ZERO_SIGMA_CALIBRATED = 0.0002  # Å⁻¹: the same for a frame integrated with its calibrated .poni
 POSITION_REACH = 0.25  # FWHM: a line takes the peak position within this of its prediction
 AMBIGUITY = 2.0  # lines: scan cells whose T is this many LINEs below the best are plausible too
 POWDER_CAP = 10.0  # z: a line's most weight in the powder fit
@@ -270,15 +272,25 @@ class PeakMaps:
     gains: np.ndarray  # (B, W, G+1): the capped, charged gain of that peak (0: none)
     usable: np.ndarray  # (B, G): covered and not claimed by another phase
     covered: np.ndarray  # (B, G): where the pattern has data
+    zero_sigma: np.ndarray  # (B,) Å⁻¹: the prior on each pattern's zero shift
 
     @classmethod
-    def build(cls, residual: np.ndarray, coverage: np.ndarray, grid: QGrid) -> PeakMaps:
-        """Maps of background-removed patterns ``residual`` (B, G) on ``grid``."""
+    def build(
+        cls,
+        residual: np.ndarray,
+        coverage: np.ndarray,
+        grid: QGrid,
+        calibrated: np.ndarray | None = None,
+    ) -> PeakMaps:
+        """Maps of background-removed patterns ``residual`` (B, G) on ``grid``; ``calibrated``
+        (B,) marks patterns integrated with a calibrated geometry (a tighter zero prior)."""
         z = significance(residual, coverage, grid)
         ids = peak_index(z, grid)
         heights = np.concatenate([z, np.zeros((*z.shape[:-1], 1), z.dtype)], axis=-1)
         gains = _gain(np.take_along_axis(heights, ids, axis=-1))
-        return cls(grid, z, ids, gains, coverage, coverage)
+        known = np.zeros(len(z), bool) if calibrated is None else np.asarray(calibrated, bool)
+        zero_sigma = np.where(known, ZERO_SIGMA_CALIBRATED, ZERO_SIGMA)
+        return cls(grid, z, ids, gains, coverage, coverage, zero_sigma)
 
     def without(self, claimed: np.ndarray) -> PeakMaps:
         """The maps with the grid points ``claimed`` (B, G) taken out (lines there gain nothing)."""
@@ -290,6 +302,7 @@ class PeakMaps:
             np.where(out, np.float32(0), self.gains),
             self.usable & ~claimed,
             self.covered,
+            self.zero_sigma,
         )
 
 
@@ -321,7 +334,9 @@ def refine_phase(maps: PeakMaps, lines: PhaseLines) -> Refinement:
     )
     t_best = np.maximum(best[rows, w], t_local)
     fine = np.minimum(w, POSITION_WIDTH)  # positions read where neighbouring lines stay apart
-    fit = _fit_positions(zmaps[rows, fine], grid, lines, fa, fc, np.asarray(WIDTHS_Q)[fine])
+    fit = _fit_positions(
+        zmaps[rows, fine], grid, lines, fa, fc, np.asarray(WIDTHS_Q)[fine], maps.zero_sigma
+    )
     err_a, err_c = _with_ambiguity(stat[rows, w], sa, sc, *fit[:4])
     q = lines.positions(fit[0], fit[1]) + fit[4][:, None]
     z_lines = _gather_rows(zsel, q, grid)
@@ -457,12 +472,14 @@ def _fit_positions(
     sa: np.ndarray,
     sc: np.ndarray,
     fwhm: np.ndarray,
+    zero_sigma: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Weighted Gauss–Newton fit of (sa, sc, zero) to the supporting lines' peak positions.
 
     Each supporting reflection's position is the sub-grid maximum of ``z`` near its predicted Q,
-    with σ ≈ 0.6 FWHM / z. Returns sa, sc, their standard errors, and the zero shift (Å⁻¹)."""
-    n_b, n_k = sa.size, lines.q0.size
+    with σ ≈ 0.6 FWHM / z; the zero has a Gaussian prior of ``zero_sigma`` (B,) Å⁻¹. Returns sa,
+    sc, their standard errors, and the zero shift (Å⁻¹)."""
+    n_b = sa.size
     pred = lines.positions(sa, sc)  # (B, K)
     reach = np.maximum(np.rint(POSITION_REACH * fwhm / grid.step).astype(int), 1)  # (B,)
     offs = np.arange(-int(reach.max()), int(reach.max()) + 1)
@@ -485,7 +502,7 @@ def _fit_positions(
     shared[:, :-1] |= at[:, 1:] == at[:, :-1]
     use = (z_peak >= Z_SUPPORT) & np.isfinite(z_peak) & ~shared
     weight = np.where(use, (np.minimum(z_peak, 3 * Z_CAP) / (0.6 * fwhm[:, None])) ** 2, 0.0)
-    return _gauss_newton(lines, sa, sc, q_obs, weight, n_k)
+    return _gauss_newton(lines, sa, sc, q_obs, weight, zero_sigma)
 
 
 def _gauss_newton(
@@ -494,16 +511,16 @@ def _gauss_newton(
     sc: np.ndarray,
     q_obs: np.ndarray,
     weight: np.ndarray,
-    n_k: int,
+    zero_sigma: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Three Gauss–Newton steps on (1/sa², 1/sc², zero), batched; patterns with too few lines keep
-    the scan's cell (uncertainty: NaN)."""
+    """Three Gauss–Newton steps on (1/sa², 1/sc², zero), batched, the zero with a prior of
+    ``zero_sigma`` (B,); patterns with too few lines keep the scan's cell (uncertainty: NaN)."""
     n_par = 3 if lines.free_c else 2
     n_used = (weight > 0).sum(1)
     ok = n_used >= n_par + 1
     u, v, zero = 1 / sa**2, 1 / sc**2, np.zeros_like(sa)
-    prior = np.zeros((n_par, n_par))
-    prior[-1, -1] = 1 / ZERO_SIGMA**2
+    prior = np.zeros((sa.size, n_par, n_par))
+    prior[:, -1, -1] = 1 / zero_sigma**2
     cov = np.full((sa.size, n_par, n_par), np.nan)
     for _ in range(3):
         root = np.sqrt(
@@ -516,7 +533,7 @@ def _gauss_newton(
         jac = np.stack([*cols, np.ones_like(du)], axis=-1)  # (B, K, P)
         jtw = jac * weight[..., None]
         normal = np.einsum("bkp,bkq->bpq", jtw, jac) + prior
-        rhs = np.einsum("bkp,bk->bp", jtw, q_obs - model) - prior[-1] * zero[:, None]
+        rhs = np.einsum("bkp,bk->bp", jtw, q_obs - model) - prior[:, -1] * zero[:, None]
         normal[~ok] = np.eye(n_par)
         rhs[~ok] = 0.0
         step = np.linalg.solve(normal, rhs[..., None])[..., 0]
