@@ -59,3 +59,18 @@ def test_cell_bound_of_a_bright_phase_and_of_an_invisible_one() -> None:
     assert bounds["bastnaesite"] > 0.99 and bounds["rhenium"] == 0.0
     tight = cell_bounds(sim, s, tolerance=1e-5)
     assert all(tight[k] <= bounds[k] for k in bounds) and tight["bastnaesite"] < 0.9
+
+
+def test_cell_bound_counts_the_radial_scatter_of_a_few_crystals_spots() -> None:
+    """Spots scattered about their ring (HOLDOUT's ``grain_scatter``) place a few-crystal line only
+    to that scatter over √(spots/2): the same frame's bound is lower than without the scatter."""
+    from dataclasses import replace
+
+    spotty = replace(CONFIG, spots_per_ring=(8.0, 8.0), grain_scatter=1.0)
+    sim = FrameSimulator(config=spotty, keep_parts=True)
+    s = sim.sample(np.random.default_rng(5))
+    scattered = cell_bounds(sim, s)
+    exact = cell_bounds(FrameSimulator(config=replace(spotty, grain_scatter=0.0)), s)
+    assert exact["bastnaesite"] > 0.0
+    assert scattered["bastnaesite"] < exact["bastnaesite"]
+    assert all(scattered[k] <= exact[k] for k in exact)

@@ -18,7 +18,7 @@ from math import erf
 import numpy as np
 
 from ..physics.units import q_to_tth
-from .frames import FrameSample, FrameSimulator
+from .frames import SMOOTH_SPOTS, FrameSample, FrameSimulator
 
 SNR = 5.0
 DOMINANCE = 2.0
@@ -133,7 +133,10 @@ def cell_bounds(
     land within ``tolerance`` (relative) of the drawn cell, from the Cramér–Rao bound of the lattice
     scale and c-vs-a strain given the phase's clean reflections that stand alone in their window,
     each placed to ``POSITION_SIGMA`` FWHM / SNR (a Gaussian line over its background) and the
-    geometry known. Fewer than two such reflections: 0."""
+    geometry known; on a spotty ring (fewer than ``SMOOTH_SPOTS`` crystallites) whose spots the
+    simulator scatters radially (``grain_scatter``, about a FWHM per spot), the centroid of its
+    spots is off by that scatter over √(spots / 2) as well (exponential spot heights: half as many
+    effective spots). Fewer than two such reflections: 0."""
     names, cum = _cumulative(sim, sample, mask)
     lam = sim.geometry.wavelength
     out: dict[str, float] = {}
@@ -149,11 +152,13 @@ def cell_bounds(
             out[name] = 0.0
             continue
         s = meta["lattice_scale"]
-        sigma_q = (
-            (2 * np.pi / lam)
-            * np.cos(np.radians(tth[clean]) / 2)
-            * np.radians(POSITION_SIGMA * fwhm * np.sqrt(sums[0][clean]) / signal[clean])
+        spots = meta["spots_per_ring"]
+        spread = sim.config.grain_scatter * (meta["fwhm_deg"] + sim.pixel_deg / 20)
+        spread = 0.0 if spots >= SMOOTH_SPOTS else spread / np.sqrt(max(spots / 2, 1.0))
+        sigma_deg = np.hypot(
+            POSITION_SIGMA * fwhm * np.sqrt(sums[0][clean]) / signal[clean], spread
         )
+        sigma_q = (2 * np.pi / lam) * np.cos(np.radians(tth[clean]) / 2) * np.radians(sigma_deg)
         jac = np.stack([-q[clean] / s, -q0[clean] / s * (c_frac[clean] - 1 / 3)], 1)
         cov = np.linalg.pinv((jac / sigma_q[:, None] ** 2).T @ jac)
         # a = a₀ s / (1 + e/3), c = c₀ s / (1 − 2e/3): relative errors δs/s − δe/3 and δs/s + 2δe/3
