@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from xrdmtl.inference.predictor import Predictor
-from xrdmtl.inference.verify import Verifier
+from xrdmtl.inference.verify import Verifier, check_grid
 from xrdmtl.model.preprocess import model_input
 from xrdmtl.physics.grid import QGrid
 from xrdmtl.physics.pattern import Pattern
@@ -139,3 +139,27 @@ def test_a_frame_integrated_with_its_poni_holds_its_zero() -> None:
     assert from_file.verification and from_frame.verification
     assert abs(from_file.verification.phases["calcite"].zero - 0.003) < 0.001
     assert abs(from_frame.verification.phases["calcite"].zero) < 0.001
+
+
+def test_the_check_reads_the_pattern_beyond_the_networks_grid() -> None:
+    """The network sees 0.8–5 Å⁻¹; the check reads on to 7 Å⁻¹ at the same step. A gasket whose few
+    crystals light only its high-Q rings (two lines under 5 Å⁻¹, eight above) is evident there."""
+    wide = check_grid(GRID)
+    assert wide.q_min == GRID.q_min and wide.q_max == 7.0
+    assert abs(wide.step - GRID.step) < 1e-3 * GRID.step
+    rhenium = get_phase("rhenium").reflections(None, q_max=7.0)
+    keep = (rhenium.q > 5.0) | (np.arange(rhenium.q.size) < 2)
+    q = np.linspace(0.7, 7.2, 6000)
+    y = 800.0 + (
+        300.0 * np.exp(-0.5 * ((q[None] - rhenium.q[keep][:, None] / 0.995) / 0.005) ** 2)
+    ).sum(0)
+    pattern = Pattern(q, np.random.default_rng(2).normal(y, np.sqrt(y)), unit="q_A^-1", source="re")
+    probs = np.array([[0.02, 0.02, 0.3]])
+    verdicts = {}
+    for grid in (GRID, wide):
+        intensity, coverage = pattern.on_grid(grid)
+        x = model_input(intensity[None], coverage[None], grid.step)
+        final, (check,) = Verifier(PHASES, grid).check(x, probs)
+        verdicts[grid.q_max] = (final[0, 2], check.phases["rhenium"].lines)
+    assert verdicts[5.0][0] < 0.5 and verdicts[7.0][0] > 0.9, verdicts
+    assert verdicts[7.0][1] > verdicts[5.0][1] + 3

@@ -55,7 +55,7 @@ from .explain import (
 from .grains import GrainLines
 from .results import Flag, Note, Prediction
 from .scale import ScaleCheck
-from .verify import Verifier
+from .verify import Verification, Verifier, check_grid
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -89,11 +89,11 @@ ASSUMED_UNIT_HINT = (
 )
 
 
-def _calibrated(item: Pattern | XrdmtlError) -> bool:
+def _calibrated(item: Pattern) -> bool:
     """Whether ``item`` was integrated from a frame with its calibrated geometry (a frame read with
     ``--poni``, or a pyFAI/xrdmtl integration whose header gives it): its 2θ has no zero shift to
     speak of, unlike a 1D file of unknown origin."""
-    return isinstance(item, Pattern) and item.meta.get("calibrated_geometry") is True
+    return item.meta.get("calibrated_geometry") is True
 
 
 def _failed(label: str, problem: str) -> Prediction:
@@ -249,7 +249,7 @@ class Predictor:
             else {name: _phase_reference(name, self.grid.q_max) for name in self.phases}
         )
         self.references = {name: self._reference(refs.get(name)) for name in self.phases}
-        self.verifier = Verifier(self.phases, self.grid) if verify else None
+        self.verifier = Verifier(self.phases, check_grid(self.grid)) if verify else None
         self.scale_check = ScaleCheck.build(
             {name: r.reflections for name, r in self.references.items()}, self.grid
         )
@@ -258,7 +258,7 @@ class Predictor:
     def grain_lines(self) -> GrainLines:
         """The sample's lines in a frame (:mod:`~xrdmtl.inference.grains`): the spots ``--mask auto``
         spares (built on first use)."""
-        return GrainLines(self.verifier or Verifier(self.phases, self.grid))
+        return GrainLines(self.verifier or Verifier(self.phases, check_grid(self.grid)))
 
     @property
     def verify(self) -> bool:
@@ -341,8 +341,9 @@ class Predictor:
             probs = np.asarray(self.model.predict_proba(x), dtype=float)
             finite = np.isfinite(probs).all(axis=1)  # NaN/inf: a damaged model or input, no answer
             probs = np.where(finite[:, None], probs, 0.0)
-            calibrated = np.array([_calibrated(items[i][1]) for i in good])
-            checks = self.verifier.check(x, probs, calibrated) if self.verifier else None
+            checks = self._check(
+                [p for i in good if isinstance(p := items[i][1], Pattern)], x, probs
+            )
             sal = saliency(self._network(), x) if explain else None
             done = self._finish(
                 [items[i][0] for i in good], x, checks[0] if checks else probs, coverage, sal
@@ -358,6 +359,22 @@ class Predictor:
                 notes = (unit_note, _scale_note(result, item), data_note.get(i, ""))
                 _provenance(result, item, *notes)
         return [r for r in results if r is not None], inputs
+
+    def _check(
+        self, patterns: Sequence[Pattern], x: np.ndarray, probs: np.ndarray
+    ) -> tuple[np.ndarray, list[Verification]] | None:
+        """The physics check of a batch (None without one): the patterns sampled on the check's
+        grid (the model's ``x`` where it is the same grid), each marked calibrated or not."""
+        if self.verifier is None:
+            return None
+        if self.verifier.grid != self.grid:
+            grid = self.verifier.grid
+            wide = [p.on_grid(grid) for p in patterns]
+            x = model_input(
+                np.stack([w[0] for w in wide]), np.stack([w[1] for w in wide]), grid.step
+            )
+        calibrated = np.array([_calibrated(p) for p in patterns])
+        return self.verifier.check(x, probs, calibrated)
 
     def _strong_explained(self, pattern: Pattern) -> tuple[int, int] | None:
         """(strong peaks on a reflection of any of the model's phases, strong peaks) of ``pattern``
