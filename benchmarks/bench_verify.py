@@ -212,14 +212,7 @@ def fit(folders: list[Path]) -> dict[str, list[float]]:
             np.stack([g[0] for g in grids]), np.stack([g[1] for g in grids]), predictor.grid.step
         )
         probs = np.asarray(predictor.model.predict_proba(x), dtype=float)
-        check = [p.on_grid(predictor.verifier.grid) for p in patterns]  # type: ignore[union-attr]
-        xc = model_input(
-            np.stack([g[0] for g in check]),
-            np.stack([g[1] for g in check]),
-            predictor.verifier.grid.step,
-        )
-        calibrated = np.array([p.meta.get("calibrated_geometry") is True for p in patterns])  # type: ignore[union-attr]
-        refined = predictor.verifier.refine(xc, calibrated)
+        refined = predictor.verifier.refine(*predictor.verifier.inputs(patterns))  # type: ignore[arg-type]
         for t, phase in enumerate(predictor.phases):
             r = refined[phase]
             rows[phase].append(

@@ -4,6 +4,7 @@ nothing, and the refined cells reach the CSV only for called phases."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from xrdmtl.inference.predictor import Predictor
 from xrdmtl.inference.verify import Verifier, check_grid
@@ -163,3 +164,9 @@ def test_the_check_reads_the_pattern_beyond_the_networks_grid() -> None:
         verdicts[grid.q_max] = (final[0, 2], check.phases["rhenium"].lines)
     assert verdicts[5.0][0] < 0.5 and verdicts[7.0][0] > 0.9, verdicts
     assert verdicts[7.0][1] > verdicts[5.0][1] + 3
+
+
+def test_the_check_asks_one_calibration_flag_per_pattern() -> None:
+    x = model_x([])
+    with pytest.raises(ValueError, match="one flag per pattern"):
+        Verifier(PHASES, GRID).check(x, np.array([[0.5, 0.5, 0.5]]), np.array([True, False]))

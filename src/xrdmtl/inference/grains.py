@@ -18,7 +18,6 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import XrdmtlError
-from ..model.preprocess import model_input
 from ..physics.pattern import Pattern
 from ..physics.units import q_to_tth
 from .verify import PhaseCheck, Verifier
@@ -58,16 +57,11 @@ class GrainLines:
         self.min_lines = min_lines
 
     def __call__(self, pattern: Pattern) -> tuple[np.ndarray, np.ndarray]:
-        grid = self.verifier.grid
         if pattern.wavelength is None:
             return np.zeros(0), np.zeros(0)
         try:
-            intensity, coverage = pattern.on_grid(grid)
+            x, known = self.verifier.inputs([pattern])
         except XrdmtlError:  # the prediction will say why
             return np.zeros(0), np.zeros(0)
-        x = model_input(intensity[None], coverage[None], grid.step)
-        calibrated = np.array([pattern.meta.get("calibrated_geometry") is True])
-        _, (verification,) = self.verifier.check(
-            x, np.zeros((1, len(self.verifier.phases))), calibrated
-        )
+        _, (verification,) = self.verifier.check(x, np.zeros((1, len(self.verifier.phases))), known)
         return evident_lines(verification.phases, pattern.wavelength, self.min_lines)

@@ -55,7 +55,7 @@ from .explain import (
 from .grains import GrainLines
 from .results import Flag, Note, Prediction
 from .scale import ScaleCheck
-from .verify import Verification, Verifier, check_grid
+from .verify import Verification, Verifier, calibrated, check_grid
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -87,13 +87,6 @@ ASSUMED_UNIT_HINT = (
     "the file names no x unit, read as 2θ: if x is Q, give --x-unit q_A^-1 or q_nm^-1 "
     "(or d_A for d-spacings)"
 )
-
-
-def _calibrated(item: Pattern) -> bool:
-    """Whether ``item`` was integrated from a frame with its calibrated geometry (a frame read with
-    ``--poni``, or a pyFAI/xrdmtl integration whose header gives it): its 2θ has no zero shift to
-    speak of, unlike a 1D file of unknown origin."""
-    return item.meta.get("calibrated_geometry") is True
 
 
 def _failed(label: str, problem: str) -> Prediction:
@@ -363,18 +356,14 @@ class Predictor:
     def _check(
         self, patterns: Sequence[Pattern], x: np.ndarray, probs: np.ndarray
     ) -> tuple[np.ndarray, list[Verification]] | None:
-        """The physics check of a batch (None without one): the patterns sampled on the check's
-        grid (the model's ``x`` where it is the same grid), each marked calibrated or not."""
+        """The physics check of a batch (None without one), on the check's grid (the model's
+        inputs ``x`` where it is the same grid)."""
         if self.verifier is None:
             return None
-        if self.verifier.grid != self.grid:
-            grid = self.verifier.grid
-            wide = [p.on_grid(grid) for p in patterns]
-            x = model_input(
-                np.stack([w[0] for w in wide]), np.stack([w[1] for w in wide]), grid.step
-            )
-        calibrated = np.array([_calibrated(p) for p in patterns])
-        return self.verifier.check(x, probs, calibrated)
+        if self.verifier.grid == self.grid:
+            return self.verifier.check(x, probs, calibrated(patterns))
+        wide, known = self.verifier.inputs(patterns)
+        return self.verifier.check(wide, probs, known)
 
     def _strong_explained(self, pattern: Pattern) -> tuple[int, int] | None:
         """(strong peaks on a reflection of any of the model's phases, strong peaks) of ``pattern``

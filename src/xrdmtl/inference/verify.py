@@ -27,8 +27,9 @@ import numpy as np
 
 from ..errors import PhaseError
 from ..io.writers import CELL_FIELDS
-from ..model.preprocess import COVERAGE_CHANNEL
+from ..model.preprocess import COVERAGE_CHANNEL, model_input
 from ..physics.grid import QGrid
+from ..physics.pattern import Pattern
 from ..physics.phases import Reflections, get_phase
 from ..physics.refine import PeakMaps, PhaseLines, Refinement, fit_profile, refine_phases
 
@@ -166,6 +167,14 @@ def check_grid(grid: QGrid, q_max: float = CHECK_Q_MAX) -> QGrid:
     return QGrid(grid.q_min, q_max, int(round((q_max - grid.q_min) / grid.step)) + 1)
 
 
+def calibrated(patterns: Sequence[Pattern]) -> np.ndarray:
+    """(B,) bool: which patterns were integrated from a frame with its calibrated geometry (a
+    frame read with ``--poni``, or a pyFAI/xrdmtl integration whose header gives it,
+    ``meta["calibrated_geometry"]``): their 2θ has no zero shift to speak of, unlike a 1D file of
+    unknown origin's."""
+    return np.array([p.meta.get("calibrated_geometry") is True for p in patterns], bool)
+
+
 class Verifier:
     """The physics check of a model's phases on a Q grid (:func:`check_grid` of the model's, as
     the predictor builds it)."""
@@ -180,10 +189,21 @@ class Verifier:
             except PhaseError:
                 continue
 
+    def inputs(self, patterns: Sequence[Pattern]) -> tuple[np.ndarray, np.ndarray]:
+        """The patterns as the check reads them: model inputs on its grid (B, channels, G) and
+        their :func:`calibrated` flags."""
+        sampled = [p.on_grid(self.grid) for p in patterns]
+        x = model_input(
+            np.stack([s[0] for s in sampled]), np.stack([s[1] for s in sampled]), self.grid.step
+        )
+        return x, calibrated(patterns)
+
     def refine(self, x: np.ndarray, calibrated: np.ndarray | None = None) -> dict[str, Refinement]:
         """Each known phase refined against the model inputs ``x`` (B, channels, G); ``calibrated``
         (B,) marks patterns integrated from frames with their calibrated geometry (a zero shift
         held close to nothing, :data:`~xrdmtl.physics.refine.ZERO_SIGMA_CALIBRATED`)."""
+        if calibrated is not None and np.shape(calibrated) != (len(x),):
+            raise ValueError(f"calibrated must hold one flag per pattern ({len(x)})")
         if not self.lines:
             return {}
         maps = PeakMaps.build(
