@@ -336,9 +336,18 @@ class FrameSimulator:
             )
         return out
 
+    def _kernel_half(self, fwhm: float) -> int:
+        """Half-length (fine-grid steps) of a line's profile of ``fwhm`` degrees."""
+        return int(np.ceil((10 * fwhm + self.pixel_deg) / FINE_STEP))
+
+    def spot_scatter_deg(self, fwhm: float) -> float:
+        """The radial scatter (σ, degrees 2θ) of one crystallite spot about its ring, for a line of
+        ``fwhm`` degrees: ``grain_scatter`` × about a FWHM (a twentieth of the profile's span)."""
+        return self.config.grain_scatter * (2 * self._kernel_half(fwhm) + 1) * FINE_STEP / 20
+
     def _kernel(self, fwhm: float, eta: float) -> np.ndarray:
         """Pseudo-Voigt (``fwhm`` degrees) convolved with one pixel's 2θ width, peak 1, on the fine grid."""
-        half = int(np.ceil((10 * fwhm + self.pixel_deg) / FINE_STEP))
+        half = self._kernel_half(fwhm)
         x = np.arange(-half, half + 1) * FINE_STEP
         box = np.ones(max(1, int(round(self.pixel_deg / FINE_STEP))))
         k = np.convolve(pseudo_voigt(x / fwhm, eta), box / box.size, mode="same")
@@ -490,7 +499,8 @@ class FrameSimulator:
             else 0.0
         )
         fwhm = rng.uniform(*cfg.fwhm_for(name)) * self.geometry.wavelength / (2 * np.pi)
-        kernel = self._kernel(float(np.degrees(fwhm)), rng.uniform(*cfg.eta))
+        fwhm_deg = float(np.degrees(fwhm))
+        kernel = self._kernel(fwhm_deg, rng.uniform(*cfg.eta))
         peak = level * rel * absorb[fidx]
         expected = np.exp(rng.uniform(*np.log(cfg.spots_for(name)))) * mult / 12.0
         smooth = expected >= SMOOTH_SPOTS
@@ -519,8 +529,7 @@ class FrameSimulator:
             iso[fidx].max(initial=1.0)
         )  # a grain is far smaller than an anvil
         each = np.minimum(total[ring] / expected[ring] * rng.exponential(1.0, ring.size), cap)
-        scatter = cfg.grain_scatter * kernel.size * FINE_STEP / 20
-        radial = tth[ring] + rng.normal(0, scatter, ring.size)
+        radial = tth[ring] + rng.normal(0, self.spot_scatter_deg(fwhm_deg), ring.size)
         pix, keep = self._pixels_at(radial, rng)
         pos = self._on_ring(pix, radial[keep], rng.uniform(-0.5, 0.5, (pix.size, 2)))
         amp_spots = (each[keep] * texture[self.cidx[pix]]).astype(np.float32)
@@ -539,7 +548,7 @@ class FrameSimulator:
             "ratio": round(ratio, 4),
             "visible": int((snr >= cfg.visible_snr).sum()),
             "spots_per_ring": round(float(expected.max(initial=0.0)), 1),
-            "fwhm_deg": round(float(np.degrees(fwhm)), 5),
+            "fwhm_deg": round(fwhm_deg, 5),
         }
         return rings, pos, amp_spots, sig, meta
 

@@ -134,7 +134,7 @@ def cell_bounds(
     scale and c-vs-a strain given the phase's clean reflections that stand alone in their window,
     each placed to ``POSITION_SIGMA`` FWHM / SNR (a Gaussian line over its background) and the
     geometry known; on a spotty ring (fewer than ``SMOOTH_SPOTS`` crystallites) whose spots the
-    simulator scatters radially (``grain_scatter``, about a FWHM per spot), the centroid of its
+    simulator scatters radially (:meth:`FrameSimulator.spot_scatter_deg`, about a FWHM), the centroid of its
     spots is off by that scatter over √(spots / 2) as well (exponential spot heights: half as many
     effective spots). Fewer than two such reflections: 0."""
     names, cum = _cumulative(sim, sample, mask)
@@ -153,8 +153,8 @@ def cell_bounds(
             continue
         s = meta["lattice_scale"]
         spots = meta["spots_per_ring"]
-        spread = sim.config.grain_scatter * (meta["fwhm_deg"] + sim.pixel_deg / 20)
-        spread = 0.0 if spots >= SMOOTH_SPOTS else spread / np.sqrt(max(spots / 2, 1.0))
+        spread = 0.0 if spots >= SMOOTH_SPOTS else sim.spot_scatter_deg(meta["fwhm_deg"])
+        spread /= np.sqrt(max(spots / 2, 1.0))
         sigma_deg = np.hypot(
             POSITION_SIGMA * fwhm * np.sqrt(sums[0][clean]) / signal[clean], spread
         )
