@@ -24,7 +24,7 @@ def predictor() -> Predictor:
 def _check(lines: float, q: list[float], fwhm: float) -> PhaseCheck:
     nan = float("nan")
     ticks = tuple(((k, 0, 0), v) for k, v in enumerate(q))
-    return PhaseCheck(lines, nan, 0.5, nan, nan, nan, nan, fwhm, 0.0, (), ticks)
+    return PhaseCheck(lines, nan, 0.5, 0.5, nan, nan, nan, nan, fwhm, 0.0, (), ticks)
 
 
 def test_evident_lines_are_those_of_evident_phases_in_two_theta() -> None:

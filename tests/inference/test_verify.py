@@ -170,3 +170,51 @@ def test_the_check_asks_one_calibration_flag_per_pattern() -> None:
     x = model_x([])
     with pytest.raises(ValueError, match="one flag per pattern"):
         Verifier(PHASES, GRID).check(x, np.array([[0.5, 0.5, 0.5]]), np.array([True, False]))
+
+
+def test_the_verdicts_decide_any_probabilities_of_their_patterns() -> None:
+    """The check's verdicts, computed once, decide the network's probabilities as the check does
+    and an adapted model's later, for any subset of the patterns, in their order."""
+    calcite = PhaseLines.build(get_phase("calcite"), GRID)
+    bastnaesite = PhaseLines.build(get_phase("bastnaesite"), GRID)
+    x = np.concatenate(
+        [
+            model_x([(calcite.q0, 5.0 * calcite.intensity)], seed=1),
+            model_x([(bastnaesite.q0, 8.0 * bastnaesite.intensity)], seed=2),
+        ]
+    )
+    probs = np.array([[0.3, 0.4, 0.6], [0.7, 0.2, 0.9]])
+    verifier = Verifier(PHASES, GRID)
+    final, checks = verifier.check(x, probs)
+    verdicts = verifier.verdicts(x)
+    np.testing.assert_allclose(verdicts.decide(probs), final, atol=1e-12)
+    np.testing.assert_allclose(verdicts.take(np.array([1])).decide(probs[1:]), final[1:])
+    assert final[0, 1] > 0.9 and final[1, 2] < 0.5  # calcite called; rhenium on one coincident line
+    assert checks[1].phases["rhenium"].p_checked == pytest.approx(final[1, 2])
+    with pytest.raises(ValueError, match="do not match"):
+        verdicts.decide(probs[:1])
+
+
+def test_an_adapter_that_follows_its_labels_keeps_its_call_and_notes_the_check() -> None:
+    """An adapted model whose adaptation found the check at odds with the user's labels
+    (``Adapter.check`` False): its own call stands, the check reports, with a physics note."""
+    from types import SimpleNamespace
+
+    from xrdmtl.inference.results import Flag
+
+    calcite = get_phase("calcite").reflections(None, q_max=5.2)
+    q = np.linspace(0.7, 5.2, 4000)
+    y = 500.0 + (
+        4.0 * calcite.intensity[:, None] * np.exp(-0.5 * ((q - calcite.q[:, None]) / 0.006) ** 2)
+    ).sum(0)
+    pattern = Pattern(q, np.random.default_rng(0).normal(y, np.sqrt(y)), unit="q_A^-1", source="c")
+    model = _Network([0.02, 0.1, 0.02])  # the labels of this run say: no calcite at this stage
+    (checked,) = Predictor(model).predict_patterns([pattern])
+    assert checked.found == ["calcite"] and Flag.PHYSICS not in checked.flags
+    model.adapter = SimpleNamespace(check=False)  # type: ignore[attr-defined]
+    predictor = Predictor(model)
+    (kept,) = predictor.predict_patterns([pattern])
+    assert not predictor.check_decides and kept.found == []
+    assert kept.probabilities["calcite"] == pytest.approx(0.1)
+    assert kept.flagged(Flag.PHYSICS) == ["calcite"] and "reads calcite present" in kept.warning
+    assert kept.verification is not None and kept.verification.phases["calcite"].p_checked > 0.9

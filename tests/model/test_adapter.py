@@ -94,3 +94,17 @@ def test_voting_mask_round_trips_and_older_files_vote_on_every_label(tmp_path) -
     assert adapter_from(settings, tmp_path, 2).votes.all()
     with pytest.raises(ModelError, match="voting mask"):
         Adapter(f, labels, 1.0, 1, 0.5, voting[:2])
+
+
+def test_whether_the_check_decides_round_trips_and_older_files_let_it_decide(tmp_path) -> None:
+    from safetensors.numpy import save_file
+
+    f = reference_features(_inputs(np.random.default_rng(2).normal(size=(2, 16))))
+    adapter = Adapter(f, np.array([[1], [0]], np.uint8), 1.0, 1, 0.5, check=False)
+    settings = adapter.settings("adapter.safetensors")
+    save_file(adapter.tensors(), str(tmp_path / "adapter.safetensors"))
+    assert settings["check"] is False and adapter_from(settings, tmp_path, 1).check is False
+    older = {k: v for k, v in settings.items() if k != "check"}
+    assert adapter_from(older, tmp_path, 1).check is True
+    with pytest.raises(ModelError, match="'check' must be true or false"):
+        adapter_from({**settings, "check": "no"}, tmp_path, 1)

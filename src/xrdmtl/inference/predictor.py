@@ -258,6 +258,29 @@ class Predictor:
         """Whether every call is checked against the pattern (and the refined cells reported)."""
         return self.verifier is not None
 
+    @property
+    def check_decides(self) -> bool:
+        """Whether the check decides each call with the model. Not for an adapted model whose
+        adaptation found that the user's labels follow a convention the physics does not bear
+        out (``Adapter.check``): the check then only reports, with a note where it disagrees."""
+        adapter = getattr(self.model, "adapter", None)
+        return self.verifier is not None and (adapter is None or bool(adapter.check))
+
+    def _check_notes(self, p: np.ndarray, checked: np.ndarray) -> list[Note]:
+        """Where the check, which only reports, would call a phase otherwise than the model."""
+        out = []
+        for t in np.flatnonzero((p >= self.thresholds) != (checked >= self.thresholds)):
+            name, verb = self.phases[t], "present" if checked[t] >= self.thresholds[t] else "absent"
+            out.append(
+                Note(
+                    Flag.PHYSICS,
+                    f"the physics check reads {name} {verb} (its p {checked[t]:.2f}); the adapted "
+                    f"model's call (p {p[t]:.2f}) follows your labels",
+                    (name,),
+                )
+            )
+        return out
+
     def sticks(self, wavelength: float | None) -> dict[str, Reflections | None]:
         """Each phase's reference reflections as seen at ``wavelength`` (see :func:`sticks_at`)."""
         return {
@@ -338,11 +361,12 @@ class Predictor:
                 [p for i in good if isinstance(p := items[i][1], Pattern)], x, probs
             )
             sal = saliency(self._network(), x) if explain else None
-            done = self._finish(
-                [items[i][0] for i in good], x, checks[0] if checks else probs, coverage, sal
-            )
+            final = checks[0] if checks and self.check_decides else probs
+            done = self._finish([items[i][0] for i in good], x, final, coverage, sal)
             for k, (i, pred) in enumerate(zip(good, done, strict=True)):
                 pred.verification = checks[1][k] if checks else None
+                if checks and not self.check_decides:
+                    pred.notes += self._check_notes(probs[k], checks[0][k])
                 results[i] = pred if finite[k] else _failed(pred.file, NON_FINITE)
                 inputs[i] = x[k] if finite[k] else None
         for i, ((_, item), result) in enumerate(zip(items, results, strict=True)):

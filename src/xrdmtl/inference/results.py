@@ -30,6 +30,7 @@ class Flag(str, enum.Enum):
     X_UNIT = "x_unit"  # the x unit read may be wrong (a better-fitting unit, or an assumed 2θ)
     Q_SCALE = "q_scale"  # the peaks fit the phases only with Q scaled: check λ or the distance
     DATA = "data"  # the data itself looks wrong (gaps, sign-flipped, saturated, too coarse a step)
+    PHYSICS = "physics"  # the physics check, which only reports, reads a phase otherwise
 
 
 @dataclass(frozen=True)

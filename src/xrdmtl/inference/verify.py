@@ -66,7 +66,8 @@ class PhaseCheck:
 
     lines: float  # lines beyond chance (NaN: none of the phase's lines lies on the data)
     powder: float  # z of the powder fit over chance
-    p_network: float
+    p_network: float  # the probability the check was given (the network's, or an adapted model's)
+    p_checked: float  # the check's decision with it (:meth:`Verdicts.decide`)
     a: float
     a_err: float
     c: float
@@ -103,6 +104,7 @@ class Verification:
                 "lines": _rounded(c.lines, 2),
                 "powder": _rounded(c.powder, 2),
                 "p_network": round(c.p_network, 4),
+                "p_checked": round(c.p_checked, 4),
             }
             if calls.get(name):
                 item["cell"] = {k: _rounded(v, 5) for k, v in c.cell().items()}
@@ -127,9 +129,10 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def combine(
-    p: np.ndarray, lines: np.ndarray, powder: np.ndarray, weights: Sequence[float]
+    p: np.ndarray, lines: np.ndarray, powder: np.ndarray, weights: Sequence[float | np.ndarray]
 ) -> np.ndarray:
-    """The final probability from the network's ``p`` and the two verdicts (NaN verdicts: ``p``)."""
+    """The final probability from the network's ``p`` and the two verdicts (NaN verdicts: ``p``);
+    ``weights``: ``(w_logit, w_lines, w_powder, bias)``, numbers or arrays over the phases."""
     w_p, w_l, w_w, bias = weights
     known = np.isfinite(lines) & np.isfinite(powder)
     score = (
@@ -141,20 +144,79 @@ def combine(
     return np.where(known, 1 / (1 + np.exp(-score)), p)
 
 
-def decide(p: np.ndarray, r: Refinement, weights: Sequence[float]) -> np.ndarray:
-    """The final probability of one phase: :func:`combine`, then the overriding verdicts.
+@dataclass(frozen=True)
+class Verdicts:
+    """The check's verdicts on a batch of patterns, ``(B, T)`` per phase of the model: all it takes
+    to decide any probabilities of those patterns (:meth:`decide`), the network's or an adapted
+    model's. A phase the library lacks has NaN verdicts and keeps its probability."""
 
-    Verified: :data:`CLEAN_CALL` clean lines and :data:`LINES_CALL` lines beyond chance at a cell
-    in the phase's range. Refuted: no clean line of its own, under :data:`LINES_REFUTE` lines
-    beyond chance, and either its strongest lines absent (a call on a coincident line) or its best
-    cell outside its range. A cell outside the range never raises the network's probability."""
-    lines = np.nan_to_num(r.evidence, nan=0.0)
-    final = combine(p, r.evidence, r.powder, weights)
-    verified = (r.clean >= CLEAN_CALL) & (lines >= LINES_CALL) & r.in_range
-    final = np.where(verified, np.maximum(final, P_VERIFIED), final)
-    refuted = (r.strong_absent | ~r.in_range) & (lines < LINES_REFUTE) & (r.clean == 0)
-    final = np.where(refuted, np.minimum(final, P_REFUTED), final)
-    return np.where(r.in_range, final, np.minimum(final, p))
+    lines: np.ndarray  # lines beyond chance (NaN: not checked, or no line on the data)
+    powder: np.ndarray  # the powder fit's z (NaN as lines)
+    verified: np.ndarray  # bool: clean lines enough to call it whatever the probability
+    refuted: np.ndarray  # bool: a call resting on a coincident line, or on a cell out of range
+    in_range: np.ndarray  # bool: the best cell lies in the phase's range (True where unchecked)
+    weights: np.ndarray  # (T, 4): each phase's :data:`COMBINE` weights
+
+    @classmethod
+    def of(cls, refined: dict[str, Refinement], phases: Sequence[str], n: int) -> Verdicts:
+        """The verdicts of the refinements ``refined`` (by phase) of ``n`` patterns."""
+        t = len(phases)
+        lines, powder = np.full((n, t), np.nan), np.full((n, t), np.nan)
+        verified, refuted, in_range = (np.zeros((n, t), bool) for _ in range(3))
+        in_range[:] = True
+        for j, name in enumerate(phases):
+            r = refined.get(name)
+            if r is None:
+                continue
+            evidence = np.nan_to_num(r.evidence, nan=0.0)
+            lines[:, j], powder[:, j], in_range[:, j] = r.evidence, r.powder, r.in_range
+            verified[:, j] = (r.clean >= CLEAN_CALL) & (evidence >= LINES_CALL) & r.in_range
+            refuted[:, j] = (
+                (r.strong_absent | ~r.in_range) & (evidence < LINES_REFUTE) & (r.clean == 0)
+            )
+        weights = np.array([COMBINE.get(name, GENERIC) for name in phases], float).reshape(t, 4)
+        return cls(lines, powder, verified, refuted, in_range, weights)
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[Verdicts], phases: Sequence[str]) -> Verdicts:
+        """The verdicts of batches ``parts`` (of the same ``phases``) one after the other."""
+        if not parts:
+            return cls.of({}, phases, 0)
+
+        def joined(name: str) -> np.ndarray:
+            return np.concatenate([getattr(v, name) for v in parts])
+
+        return cls(
+            joined("lines"), joined("powder"), joined("verified"), joined("refuted"),
+            joined("in_range"), parts[0].weights,
+        )  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def take(self, rows: np.ndarray) -> Verdicts:
+        """The verdicts of the patterns ``rows`` (indices or a bool mask)."""
+        return Verdicts(
+            self.lines[rows], self.powder[rows], self.verified[rows], self.refuted[rows],
+            self.in_range[rows], self.weights,
+        )  # fmt: skip
+
+    def decide(self, p: np.ndarray) -> np.ndarray:
+        """The final probabilities ``(B, T)`` for probabilities ``p`` of the same patterns:
+        :func:`combine`, then the overriding verdicts. Verified: :data:`CLEAN_CALL` clean lines
+        and :data:`LINES_CALL` lines beyond chance at a cell in the phase's range. Refuted: no
+        clean line of its own, under :data:`LINES_REFUTE` lines beyond chance, and either its
+        strongest lines absent (a call on a coincident line) or its best cell outside its range.
+        A cell outside the range never raises the probability."""
+        p = np.asarray(p, float)
+        if p.shape != self.lines.shape:
+            raise ValueError(
+                f"probabilities {p.shape} do not match the verdicts {self.lines.shape}"
+            )
+        final = combine(p, self.lines, self.powder, tuple(self.weights.T))
+        final = np.where(self.verified, np.maximum(final, P_VERIFIED), final)
+        final = np.where(self.refuted, np.minimum(final, P_REFUTED), final)
+        return np.where(self.in_range, final, np.minimum(final, p))
 
 
 def check_grid(grid: QGrid, q_max: float = CHECK_Q_MAX) -> QGrid:
@@ -225,28 +287,39 @@ class Verifier:
             ]
             return np.concatenate([f for f, _ in parts]), [v for _, vs in parts for v in vs]
         refined = self.refine(x, calibrated)
-        final = probs.copy()
-        for t, name in enumerate(self.phases):
-            r = refined.get(name)
-            if r is not None:
-                final[:, t] = decide(probs[:, t], r, COMBINE.get(name, GENERIC))
+        final = Verdicts.of(refined, self.phases, len(x)).decide(probs)
         column = {name: t for t, name in enumerate(self.phases)}
         items = [
             Verification(
-                {n: _phase_check(r, b, float(probs[b, column[n]])) for n, r in refined.items()}
+                {
+                    n: _phase_check(r, b, float(probs[b, column[n]]), float(final[b, column[n]]))
+                    for n, r in refined.items()
+                }
             )
             for b in range(len(probs))
         ]
         return final, items
 
+    def verdicts(self, x: np.ndarray, calibrated: np.ndarray | None = None) -> Verdicts:
+        """The check's :class:`Verdicts` on the model inputs ``x`` (``calibrated``: see
+        :meth:`refine`), to decide any probabilities of these patterns later."""
+        known = np.zeros(len(x), bool) if calibrated is None else np.asarray(calibrated, bool)
+        parts = [
+            Verdicts.of(self.refine(x[i : i + CHUNK], known[i : i + CHUNK]), self.phases, n)
+            for i in range(0, len(x), CHUNK)
+            if (n := len(x[i : i + CHUNK]))
+        ]
+        return Verdicts.concatenate(parts, self.phases)
 
-def _phase_check(r: Refinement, b: int, p: float) -> PhaseCheck:
+
+def _phase_check(r: Refinement, b: int, p: float, p_checked: float) -> PhaseCheck:
     hkl = r.lines.hkl
     support = np.flatnonzero(r.support[b])
     return PhaseCheck(
         float(r.evidence[b]),
         float(r.powder[b]),
         p,
+        p_checked,
         float(r.a[b]),
         float(r.lines.a0 * r.scale_a_err[b]),
         float(r.c[b]),

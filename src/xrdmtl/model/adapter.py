@@ -94,7 +94,9 @@ class Adapter:
     """Reference features ``(R, G)`` and labels ``(R, T)`` with the blend chosen for them;
     ``voting`` ``(R, T)`` bool: which labels vote (None: all; a label the audit contradicts may be
     left out while the pattern still votes on its other phases); ``shift`` ``(T,)``: logit shifts of
-    the network's probabilities (None: none)."""
+    the network's probabilities (None: none); ``check``: the physics check decides each call with
+    the adapted probabilities (True), or only reports where it disagrees (False: chosen where the
+    user's labels follow a convention the physics does not bear out, ``training.adapt``)."""
 
     features: np.ndarray
     labels: np.ndarray
@@ -103,6 +105,7 @@ class Adapter:
     threshold: float
     voting: np.ndarray | None = None
     shift: np.ndarray | None = None
+    check: bool = True
 
     def __post_init__(self) -> None:
         voting = np.ones(self.labels.shape, bool) if self.voting is None else self.voting
@@ -188,6 +191,7 @@ class Adapter:
             "gate": float(self.threshold),
             "similarity_scale": SIMILARITY_SCALE,
             "logit_shifts": [float(v) for v in self.shifts],
+            "check": bool(self.check),
         }
 
     def tensors(self) -> dict[str, np.ndarray]:
@@ -198,6 +202,12 @@ class Adapter:
             "voting": np.ascontiguousarray(self.votes, np.uint8),
             "shift": np.ascontiguousarray(self.shifts, np.float64),
         }
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ModelError(f"adapter setting {name!r} must be true or false, got {value!r}")
+    return value
 
 
 def adapter_from(settings: dict[str, Any], folder: Path, n_phases: int) -> Adapter:
@@ -216,6 +226,7 @@ def adapter_from(settings: dict[str, Any], folder: Path, n_phases: int) -> Adapt
             float(settings["gate"]),
             arrays["voting"].astype(bool) if "voting" in arrays else None,  # older: every label
             arrays["shift"].astype(np.float64) if "shift" in arrays else None,  # older: none
+            _flag(settings.get("check", True), "check"),  # older: the check decides
         )
     except ModelError:
         raise
