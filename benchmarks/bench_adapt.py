@@ -4,7 +4,9 @@ Frames of the frame simulator's held-out preset (``HOLDOUT``) are independent dr
 do not follow their neighbours: the labels can only recalibrate the network, never vote. For each N,
 ``--draws`` random sets of N labeled patterns (the pyFAI 1D integrations, ``--view``) are adapted to
 as ``xrdmtl finetune`` does (:func:`~xrdmtl.training.adapt.fit_adapter`) and scored on up to 400
-other patterns of the family, next to the default model on the same patterns. Printed per N: the
+other patterns of the family, next to the default model on the same patterns (both decided with
+the physics check as ``predict`` decides them, the adapter choosing whether its check decides or
+only reports). Printed per N: the
 mean exact match of both, the worst draw's difference (adapted − default, never below 0 is the
 aim), and the mean distance of the nested leave-one-out estimate from the outcome.
 
@@ -20,6 +22,7 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +34,9 @@ DRAWS = 5
 TARGETS: dict[str, float] = {f"adapt_n{n}_worst_gain": 0.0 for n in LABELS}
 
 
-def _family(folder: Path, n: int, seed: int, view: str) -> tuple[np.ndarray, ...]:
-    """Model input, labels, audit flags and the default model's probabilities of a family."""
+def _family(folder: Path, n: int, seed: int, view: str) -> tuple[Any, ...]:
+    """Model input, labels, audit flags, the default model's probabilities and thresholds, and
+    the check's verdicts of a family."""
     from xrdmtl.io.read import ReadOptions
     from xrdmtl.model.files import default_model_dir, load_model
     from xrdmtl.model.preprocess import model_input
@@ -46,7 +50,7 @@ def _family(folder: Path, n: int, seed: int, view: str) -> tuple[np.ndarray, ...
     labeled = read_and_audit(folder / view / "labels.csv", default_model_dir(), ReadOptions())
     x = model_input(labeled.data.intensity, labeled.data.coverage, base.grid.step)
     p = base.network_proba(x).astype(np.float64)
-    return x, labeled.data.labels, labeled.contradicted, p, base.thresholds
+    return x, labeled.data.labels, labeled.contradicted, p, base.thresholds, labeled.verdicts
 
 
 def _exact(p: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> float:
@@ -61,16 +65,23 @@ def score(
     """The figures of the module docstring, per N."""
     from xrdmtl.training.adapt import fit_adapter
 
-    x, labels, contradicted, p, thr = _family(folder, n_frames, seed, view)
+    x, labels, contradicted, p, thr, verdicts = _family(folder, n_frames, seed, view)
     out: dict[str, float] = {}
     for n in counts:
         rows = []
         for draw in range(draws):
             order = np.random.default_rng([draw, n]).permutation(len(labels))
             train, test = order[:n], order[n : n + 400]
-            fit = fit_adapter(x[train], labels[train], p[train], thr, contradicted[train])
+            known = verdicts.take(train)
+            fit = fit_adapter(
+                x[train], labels[train], p[train], thr, contradicted[train],
+                check=lambda q, rows, v=known: v.take(rows).decide(q),
+            )  # fmt: skip
             adapted = fit.adapter.combine(x[test], p[test].astype(np.float32))
-            a, d = _exact(adapted, labels[test], thr), _exact(p[test], labels[test], thr)
+            checked = verdicts.take(test)
+            adapted = checked.decide(adapted) if fit.adapter.check else adapted
+            default = checked.decide(p[test])
+            a, d = _exact(adapted, labels[test], thr), _exact(default, labels[test], thr)
             assert fit.estimate is not None
             rows.append((d, a, fit.estimate.exact))
         r = np.array(rows)

@@ -140,9 +140,9 @@ def _choice_lines(report: AdaptReport) -> list[str]:
     ]
     if fit.overruled is not None:
         lines.append(
-            f"kept the network alone: leave-one-out preferred {fit.overruled.describe()} "
+            f"kept the {null.describe()}: leave-one-out preferred {fit.overruled.describe()} "
             f"({fit.overruled.exact:.1%}), but repeated without each labeled pattern that choice "
-            f"scored below the network ({null.exact:.1%})"
+            f"lost clearly more patterns than it won against the network ({null.exact:.1%})"
         )
     elif chosen.kind == "network" and not report.adapted.network_tuned:
         rivals = [c for c in fit.candidates if c is not null]
@@ -153,13 +153,13 @@ def _choice_lines(report: AdaptReport) -> list[str]:
             else ""
         )
         lines.append(
-            f"kept the network alone: nothing beat it clearly on your labels{why}; network alone "
-            f"{null.exact:.1%}, Brier {null.brier:.3f}"
+            f"kept the {null.describe()}: nothing beat it clearly on your labels{why}; "
+            f"leave-one-out {null.exact:.1%}, Brier {null.brier:.3f}"
         )
     else:
         lines.append(
             f"chosen: {chosen.describe()}{tuned}: leave-one-out {chosen.exact:.1%}, Brier "
-            f"{chosen.brier:.3f} (network alone {null.exact:.1%}, Brier {null.brier:.3f})"
+            f"{chosen.brier:.3f} ({null.describe()} {null.exact:.1%}, Brier {null.brier:.3f})"
         )
     if fit.estimate is not None:
         lines.append(f"expected exact match on new patterns of this run: {fit.estimate.describe()}")

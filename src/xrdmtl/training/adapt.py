@@ -25,7 +25,7 @@ What each rule measured is in ``docs/adapt.md``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +40,9 @@ LEFT_OUT = {  # what each policy leaves out of the vote
     "drop-labels": "contradicted labels left out",
 }
 KINDS = ("network", "recalibrated", "vote")
+Check = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""The physics check as adaptation sees it: the final probabilities for probabilities ``p (n, T)``
+of the labeled patterns ``rows`` (``inference.verify.Verdicts``, precomputed by the workflow)."""
 
 
 @dataclass(frozen=True)
@@ -92,10 +95,15 @@ class Candidate:
     shift: tuple[float, ...] = ()  # per-phase logit shifts (recalibrated), fitted to all labels
     brier_rows: tuple[float, ...] = field(default=(), repr=False, compare=False)  # per pattern
     exact_rows: tuple[bool, ...] = field(default=(), repr=False, compare=False)
+    checked: bool | None = None  # the physics check decides with it (None: no check was given)
+    probs: np.ndarray | None = field(default=None, repr=False, compare=False)  # (N, T) out of fold
 
     def describe(self) -> str:
+        return self._what() + (", the physics check only reports" if self.checked is False else "")
+
+    def _what(self) -> str:
         if self.kind == "network":
-            return "network alone"
+            return "network with the physics check" if self.checked else "network alone"
         if self.kind == "recalibrated":
             return (
                 "network recalibrated (logit shifts "
@@ -133,11 +141,14 @@ class Estimate:
     n: int
     kinds: dict[str, int]  # how often each kind was chosen without the held-out pattern
 
+    right: tuple[bool, ...] = field(default=(), repr=False, compare=False)  # per pattern
+
     @classmethod
     def of(cls, right: np.ndarray, kinds: dict[str, int]) -> Estimate:
         """The estimate from one bool per held-out pattern."""
         exact = float(np.mean(right))
-        return cls(exact, float(np.sqrt(exact * (1 - exact) / len(right))), len(right), kinds)
+        se = float(np.sqrt(exact * (1 - exact) / len(right)))
+        return cls(exact, se, len(right), kinds, tuple(map(bool, right)))
 
     def describe(self) -> str:
         return f"{self.exact:.1%} ± {self.se:.1%} (nested leave-one-out over {self.n} labels)"
@@ -178,7 +189,7 @@ def _candidate(
     rows = ((p - labels) ** 2).mean(axis=1)
     return Candidate(
         kind, weight, k, policy, float(right.mean()), float(rows.mean()), shift,
-        tuple(map(float, rows)), tuple(map(bool, right)),
+        tuple(map(float, rows)), tuple(map(bool, right)), probs=np.asarray(p, np.float64),
     )  # fmt: skip
 
 
@@ -244,6 +255,31 @@ def choose(
     return max(close, key=lambda c: (c.weight, -c.brier))
 
 
+def with_check(
+    c: Candidate,
+    labels: np.ndarray,
+    thresholds: np.ndarray,
+    check: Check,
+    rows: np.ndarray,
+    margin: Margin,
+) -> Candidate:
+    """``c`` as it will predict with the physics check. A vote follows the user's labels, so
+    there the check only reports unless deciding with it wins more leave-one-out patterns than it
+    loses; the network alone or recalibrated keeps the check deciding, as the shipped model does,
+    unless reporting only is :func:`clearly_better` by ``margin`` (labels that follow a convention
+    the physics does not bear out, e.g. a run's stage labels against a gasket the pattern shows)."""
+    assert c.probs is not None
+    decided = _candidate(
+        c.kind, check(c.probs, rows), labels, thresholds, c.weight, c.k, c.policy, c.shift
+    )
+    if c.kind == "vote":
+        a, b = np.asarray(decided.exact_rows, bool), np.asarray(c.exact_rows, bool)
+        decides = int((a & ~b).sum()) > int((~a & b).sum())
+    else:
+        decides = not clearly_better(c, decided, margin)
+    return dataclasses.replace(decided if decides else c, checked=decides)
+
+
 # ------------------------------------------------------------------ the regime
 
 
@@ -268,7 +304,7 @@ def label_regime(
     chance = float((counts * (counts - 1)).sum() / (n * (n - 1)))
     kappa = 1.0 if chance >= 1.0 else (agreement - chance) / (1.0 - chance)
     follows = agreement >= network.exact - config.repeat_slack or any(
-        v.brier < network.brier for v in votes
+        clearly_better(v, network, Margin(config.z_brier, 0.0, 0)) for v in votes
     )
     repeats = kappa >= config.repeat_kappa and follows
     return Regime(agreement, chance, float(kappa), network.exact, bool(repeats))
@@ -399,7 +435,11 @@ def _select(
     thresholds: np.ndarray,
     flags: np.ndarray,
     config: AdaptConfig,
+    check: Check | None = None,
+    rows: np.ndarray | None = None,
 ) -> _Choice:
+    """The choice among the candidates; with a ``check`` (for the labeled patterns ``rows`` of
+    its patterns), each candidate is scored as it will predict (:func:`with_check`)."""
     null = _candidate("network", p_network, labels, thresholds, weight=0.0, k=1, policy="keep")
     candidates = [null]
     if config.recalibrate:
@@ -413,6 +453,11 @@ def _select(
         candidates += scored
     votes = [c for c in candidates if c.kind == "vote"]
     regime = label_regime(similarity, labels, null, votes, config)
+    if check is not None:  # every candidate as it will predict
+        at = np.arange(len(labels)) if rows is None else rows
+        margin = margin_for(config, regime.repeats)
+        candidates = [with_check(c, labels, thresholds, check, at, margin) for c in candidates]
+        null = candidates[0]
     chosen = choose(candidates, null, config, regime.repeats)
     return _Choice(chosen, null, candidates, regime, gates, voting_for)
 
@@ -423,15 +468,26 @@ def _adapter_for(
     """The adapter the choice describes over these references, and which references it keeps."""
     c = choice.chosen
     shift = np.asarray(c.shift, np.float64) if c.kind == "recalibrated" else None
+    check = c.checked is not False
     if c.kind != "vote":
         keep = np.ones(len(labels), bool)
-        return Adapter(features, labels, 0.0, 1, 1.0, None, shift), keep
+        return Adapter(features, labels, 0.0, 1, 1.0, None, shift, check), keep
     voting = choice.voting_for[c.policy]
     keep = np.asarray(voting.any(axis=1), bool)
     adapter = Adapter(
-        features[keep], labels[keep], c.weight, c.k, choice.gates[c.policy], voting[keep]
-    )
+        features[keep], labels[keep], c.weight, c.k, choice.gates[c.policy], voting[keep],
+        check=check,
+    )  # fmt: skip
     return adapter, keep
+
+
+def _worse(held_out: Estimate, null: Candidate, config: AdaptConfig) -> bool:
+    """Does the nested estimate lose clearly to the network on the same patterns: more losses
+    than wins by ``z_exact`` standard deviations of a sign test (one pattern's difference among a
+    few labels is the choice's own noise; a vote taken for chance agreement loses several)?"""
+    a, b = np.asarray(held_out.right, bool), np.asarray(null.exact_rows, bool)
+    wins, losses = int((a & ~b).sum()), int((~a & b).sum())
+    return bool(losses - wins > config.z_exact * np.sqrt(wins + losses))
 
 
 def nested_estimate(
@@ -442,9 +498,11 @@ def nested_estimate(
     flags: np.ndarray,
     config: AdaptConfig,
     similarity: np.ndarray | None = None,
+    check: Check | None = None,
 ) -> Estimate:
     """Exact match of the whole choice on each labeled pattern when it was made without that
-    pattern (``similarity``: ``features @ features.T`` where the caller has it)."""
+    pattern (``similarity``: ``features @ features.T`` where the caller has it; ``check``: the
+    physics check of the labeled patterns, whose part in the prediction is chosen too)."""
     n = len(labels)
     similarity = features @ features.T if similarity is None else similarity
     right = np.zeros(n, bool)
@@ -452,10 +510,15 @@ def nested_estimate(
     for i in range(n):  # the choice itself is cross-validated: one choice per held-out pattern
         rest = np.arange(n) != i
         sub = similarity[np.ix_(rest, rest)]
-        choice = _select(sub, labels[rest], p_network[rest], thresholds, flags[rest], config)
+        choice = _select(
+            sub, labels[rest], p_network[rest], thresholds, flags[rest], config, check,
+            np.flatnonzero(rest),
+        )  # fmt: skip
         kinds[choice.chosen.kind] += 1
         adapter, _ = _adapter_for(choice, features[rest], labels[rest])
         p = adapter.combine_features(features[i : i + 1], p_network[i : i + 1])
+        if check is not None and adapter.check:
+            p = check(p, np.array([i]))
         right[i] = bool(((p > thresholds) == labels[i : i + 1].astype(bool)).all())
     return Estimate.of(right, kinds)
 
@@ -468,13 +531,17 @@ def fit_adapter(
     contradicted: np.ndarray | None = None,
     config: AdaptConfig | None = None,
     estimate: bool = True,
+    check: Check | None = None,
 ) -> AdaptResult:
     """Choose and fit the adapter for labeled patterns.
 
     ``x``: their model input ``(N, C, G)``; ``labels``: ``(N, T)`` 0/1; ``p_network``: the network's
     calibrated probabilities for them ``(N, T)`` (out of sample: the network never saw these
     labels); ``contradicted``: True where the audit contradicts a label, ``(N, T)``, or ``(N,)`` for
-    every label of a pattern. ``estimate``: also run :func:`nested_estimate`.
+    every label of a pattern. ``estimate``: also run :func:`nested_estimate`. ``check``: the
+    physics check of these patterns; the adapter then records whether it decides with the adapted
+    probabilities or only reports (:func:`with_check`), and every score is of the probabilities
+    as they will be decided.
     """
     config = config or AdaptConfig()
     labels = np.asarray(labels, np.uint8)
@@ -489,15 +556,16 @@ def fit_adapter(
         flags[:] = c[:, None] if c.ndim == 1 else c
     features = reference_features(x)
     similarity = features @ features.T
-    choice = _select(similarity, labels, p_network, thresholds, flags, config)
+    choice = _select(similarity, labels, p_network, thresholds, flags, config, check)
     held_out = None
     if estimate and n >= 3:
         held_out = nested_estimate(
-            features, labels, p_network, thresholds, flags, config, similarity
+            features, labels, p_network, thresholds, flags, config, similarity, check
         )
-        if choice.chosen.kind != "network" and held_out.exact < choice.null.exact:
+        if choice.chosen.kind != "network" and _worse(held_out, choice.null, config):
             # the choice does not hold up on patterns it was not made on: the network stays, and
-            # what to expect of it is its score on these labels (which chose nothing for it)
+            # what to expect of it is its score on these labels (which chose nothing for it but
+            # whether the check decides)
             choice = dataclasses.replace(choice, chosen=choice.null, overruled=choice.chosen)
             held_out = Estimate.of(np.asarray(choice.null.exact_rows), held_out.kinds)
     adapter, keep = _adapter_for(choice, features, labels)

@@ -31,15 +31,18 @@ import numpy as np
 
 from ..atomic import write_text
 from ..errors import ConfigError, LabelsError, XrdmtlError
+from ..inference.verify import Verdicts, Verifier, check_grid
 from ..io.labels import LabeledPatterns, labeled_on_grid, read_labels
 from ..io.read import ReadOptions, checked_options, expand_inputs, read_files, read_path
 from ..model.files import LoadedModel, default_model_dir, load_model, save_adapted
 from ..model.preprocess import model_input
 from ..physics.grid import QGrid
+from ..physics.pattern import Pattern
 from ..training.adapt import (
     AdaptConfig,
     AdaptResult,
     Candidate,
+    Check,
     clearly_better,
     fit_adapter,
     margin_for,
@@ -88,7 +91,7 @@ class Adapted:
 
 def _summary(c: Candidate) -> dict[str, Any]:
     """A candidate's settings and scores (without the per-pattern rows)."""
-    rows = ("brier_rows", "exact_rows")
+    rows = ("brier_rows", "exact_rows", "probs")
     return {k: v for k, v in dataclasses.asdict(c).items() if k not in rows}
 
 
@@ -129,9 +132,15 @@ def adapt_arrays(
     tuning: NetworkTuning | None = None,
     work_dir: Path | None = None,
     unlabeled: tuple[np.ndarray, np.ndarray] | None = None,
+    verdicts: Verdicts | None = None,
 ) -> Adapted:
     """Choose and fit the adaptation of ``model`` (a folder, or one already loaded) to labeled
     patterns on its grid.
+
+    ``verdicts``: the physics check of the labeled patterns (:meth:`~xrdmtl.inference.verify.
+    Verifier.verdicts`, as ``predict`` checks them): every candidate is then scored as it will
+    predict, and the adapter records whether the check decides with it or only reports
+    (:func:`~xrdmtl.training.adapt.with_check`). None: scored without the check.
 
     ``contradicted``: True where the audit contradicts a label, ``(N, T)`` (or ``(N,)``: every
     label of the pattern). With
@@ -144,13 +153,15 @@ def adapt_arrays(
         base = dataclasses.replace(base, adapter=None)
     x = model_input(data.intensity, data.coverage, base.grid.step)
     p = base.network_proba(x)
-    fit = fit_adapter(x, data.labels, p, base.thresholds, contradicted, config)
+    check = None if verdicts is None else _check_of(verdicts)
+    fit = fit_adapter(x, data.labels, p, base.thresholds, contradicted, config, check=check)
     adapted = Adapted(dataclasses.replace(base, adapter=fit.adapter), fit, False, fit.candidates)
     if tuning is not None and tuning.steps > 0 and len(data.labels) >= 4:
         if work_dir is None:
             raise ValueError("fine-tuning the network needs a work_dir")
         adapted = _with_tuned_network(
-            base_path, data, x, contradicted, config or AdaptConfig(), tuning, work_dir, adapted
+            base_path, data, x, contradicted, config or AdaptConfig(), tuning, work_dir, adapted,
+            check,
         )  # fmt: skip
     if unlabeled is not None and len(unlabeled[0]):
         xu = model_input(unlabeled[0], unlabeled[1], base.grid.step)
@@ -166,6 +177,21 @@ def adapt_arrays(
     return adapted
 
 
+def _check_of(verdicts: Verdicts) -> Check:
+    """The check as :func:`~xrdmtl.training.adapt.fit_adapter` asks for it."""
+    return lambda p, rows: verdicts.take(rows).decide(p)
+
+
+def predicted_proba(model: LoadedModel, x: np.ndarray, verdicts: Verdicts | None) -> np.ndarray:
+    """The probabilities ``predict`` gives for model inputs ``x`` whose check is ``verdicts`` (None:
+    unchecked): the model's (its adapter's blend included), decided by the check unless the
+    adapter records that the check only reports."""
+    p = np.asarray(model.predict_proba(x), np.float64)
+    if verdicts is None or (model.adapter is not None and not model.adapter.check):
+        return p
+    return verdicts.decide(p)
+
+
 def _with_tuned_network(
     base_path: Path,
     data: LabeledPatterns,
@@ -175,6 +201,7 @@ def _with_tuned_network(
     tuning: NetworkTuning,
     work_dir: Path,
     adapted: Adapted,
+    check: Check | None = None,
 ) -> Adapted:
     """``adapted``, or the fine-tuned network with its own adapter where that scores clearly better
     out of fold (:func:`~xrdmtl.training.adapt.clearly_better`)."""
@@ -182,7 +209,7 @@ def _with_tuned_network(
 
     oof = _out_of_fold(base_path, data, x, tuning, work_dir)
     thresholds = adapted.model.thresholds
-    fit_tuned = fit_adapter(x, data.labels, oof, thresholds, contradicted, config)
+    fit_tuned = fit_adapter(x, data.labels, oof, thresholds, contradicted, config, check=check)
     adapted.candidates_tuned = fit_tuned.candidates
     margin = margin_for(config, adapted.fit.regime.repeats)
     if not clearly_better(fit_tuned.chosen, adapted.fit.chosen, margin):
@@ -209,6 +236,7 @@ class AuditedLabels:
     contradicted: np.ndarray  # (file, phase) bool: a label the audit contradicts
     audit: AuditTable | None
     grid: QGrid  # the model's, which the patterns are on
+    verdicts: Verdicts | None = None  # the physics check of the patterns read, as predict's
 
     @property
     def flagged(self) -> np.ndarray:
@@ -252,7 +280,22 @@ def read_and_audit(
         for r in table.flagged:
             if r.file in row:  # not a file skipped on the grid
                 contradicted[row[r.file], base.phases.index(r.phase)] = True
-    return AuditedLabels(data, files, skipped, contradicted, table, base.grid)
+    verifier = Verifier(base.phases, check_grid(base.grid))
+    used = _used(all_files, items, files)
+    x, calibrated = verifier.inputs(used)
+    verdicts = verifier.verdicts(x, calibrated)
+    return AuditedLabels(data, files, skipped, contradicted, table, base.grid, verdicts)
+
+
+def _used(
+    files: Sequence[str], items: Sequence[Pattern | XrdmtlError], used: Sequence[str]
+) -> list[Pattern]:
+    """The patterns of ``items`` (one per file of ``files``) of the files ``used``, in order."""
+    out: list[Pattern] = []
+    for f, item in zip(files, items, strict=True):
+        if len(out) < len(used) and f == used[len(out)] and isinstance(item, Pattern):
+            out.append(item)
+    return out
 
 
 @dataclass
@@ -337,8 +380,9 @@ def adapt_to_labels(
         skipped = [*skipped, *failed]
     with tempfile.TemporaryDirectory(prefix="xrdmtl-adapt-") as tmp:
         adapted = adapt_arrays(
-            model_path, data, labeled.contradicted, config, tuning, Path(tmp), extra
-        )
+            model_path, data, labeled.contradicted, config, tuning, Path(tmp), extra,
+            labeled.verdicts,
+        )  # fmt: skip
         weights = adapted.network_dir if adapted.network_tuned else model_path
         assert weights is not None
         provenance = {

@@ -15,6 +15,7 @@ audit does not contradict.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 import time
@@ -25,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from ..inference.verify import Verdicts
 from ..io.labels import LabeledPatterns
 from ..io.read import ReadOptions
 from ..training.adapt import AdaptConfig
-from .adapt import NetworkTuning, adapt_arrays, read_and_audit
+from .adapt import NetworkTuning, adapt_arrays, predicted_proba, read_and_audit
 
 
 def strata_of(labels: np.ndarray) -> list[str]:
@@ -210,22 +212,25 @@ def crossvalidate(
     config: AdaptConfig | None = None,
     tuning: NetworkTuning | None = None,
     note: Callable[[str], None] | None = None,
+    verdicts: Verdicts | None = None,
 ) -> CrossvalResult:
     """Every hold-out of ``plan``, each held-out set scored by the model before adaptation, the
     nearest-neighbour vote and the adapted model (``config``, ``tuning``: as ``finetune``'s).
     ``contradicted``: the audit's verdicts, ``(N, T)`` per label or ``(N,)`` per pattern; held-out
-    patterns without one are also scored alone (*uncontradicted*)."""
+    patterns without one are also scored alone (*uncontradicted*). ``verdicts``: the physics
+    check of the patterns; the model and the adapted models then decide as ``predict`` does
+    (None: the networks alone)."""
     from ..model.files import load_model
     from ..model.preprocess import model_input
 
     plan = plan or CrossvalPlan()
     labels = np.asarray(data.labels, np.uint8)
     n = len(labels)
-    verdicts = np.zeros(n, bool) if contradicted is None else np.asarray(contradicted, bool)
-    bad = np.asarray(verdicts.any(axis=1) if verdicts.ndim == 2 else verdicts, bool)
-    base = load_model(model, device="cpu")
+    flags = np.zeros(n, bool) if contradicted is None else np.asarray(contradicted, bool)
+    bad = np.asarray(flags.any(axis=1) if flags.ndim == 2 else flags, bool)
+    base = dataclasses.replace(load_model(model, device="cpu"), adapter=None)  # the network
     x = model_input(data.intensity, data.coverage, base.grid.step)
-    base_calls = base.network_proba(x) >= base.thresholds
+    base_calls = predicted_proba(base, x, verdicts) >= base.thresholds
     votes = vote_features(data.intensity, data.coverage)
     result = CrossvalResult("", list(files), [f for f, b in zip(files, bad, strict=True) if b])
     plans: list[tuple[Scheme, list[np.ndarray]]] = []
@@ -243,14 +248,18 @@ def crossvalidate(
                 sub = LabeledPatterns(data.intensity[train], data.coverage[train], labels[train])
                 extra = (data.intensity[test], data.coverage[test]) if plan.transductive else None
                 adapted = adapt_arrays(
-                    base, sub, verdicts[train], config, tuning, Path(tmp) / f"split{j}", extra
-                )
+                    base, sub, flags[train], config, tuning, Path(tmp) / f"split{j}", extra,
+                    None if verdicts is None else verdicts.take(train),
+                )  # fmt: skip
                 calls = {
                     "default model": base_calls[test],
                     "nearest-neighbour vote": nearest_neighbour_vote(
                         votes[train], labels[train], votes[test]
                     ),
-                    "adapted": adapted.model.predict_proba(x[test]) >= adapted.model.thresholds,
+                    "adapted": predicted_proba(
+                        adapted.model, x[test], None if verdicts is None else verdicts.take(test)
+                    )
+                    >= adapted.model.thresholds,
                 }
                 scheme.chosen.append(
                     adapted.fit.chosen.describe()
@@ -361,7 +370,8 @@ def crossvalidate_labels(
         if note is not None:
             note(f"skipped: {line}")
     result = crossvalidate(
-        model_path, labeled.data, labeled.files, labeled.contradicted, plan, config, tuning, note
-    )
+        model_path, labeled.data, labeled.files, labeled.contradicted, plan, config, tuning, note,
+        labeled.verdicts,
+    )  # fmt: skip
     result.labels_csv = str(labels_csv)
     return result
