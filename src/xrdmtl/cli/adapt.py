@@ -139,10 +139,11 @@ def _choice_lines(report: AdaptReport) -> list[str]:
         f"patterns): {fit.regime.describe()}",
     ]
     if fit.overruled is not None:
+        nested = "" if fit.overruled_by is None else f"{fit.overruled_by.exact:.1%}, "
         lines.append(
             f"kept the {null.describe()}: leave-one-out preferred {fit.overruled.describe()} "
             f"({fit.overruled.exact:.1%}), but repeated without each labeled pattern that choice "
-            f"lost clearly more patterns than it won against the network ({null.exact:.1%})"
+            f"scored {nested}below the network ({null.exact:.1%})"
         )
     elif chosen.kind == "network" and not report.adapted.network_tuned:
         rivals = [c for c in fit.candidates if c is not null]

@@ -332,6 +332,9 @@ class AdaptReport:
             "network_alone": _summary(fit.network),
             "with_contradicted_kept": None if keep is None else _summary(keep),
             "overruled": None if fit.overruled is None else _summary(fit.overruled),
+            "overruled_by": None
+            if fit.overruled_by is None
+            else dataclasses.asdict(fit.overruled_by),
             "skipped": self.skipped,
             "flagged_by_audit": self.flagged,
             "contradicted_labels": self.contradicted,
