@@ -229,11 +229,16 @@ def _one_line_per_peak(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _line_gain(ids: np.ndarray, gains: np.ndarray, q: np.ndarray, grid: QGrid) -> np.ndarray:
-    """T at each cell: the gain of the peak each reflection (positions ``q``, (C, K)) lands on, one
-    line per peak. ``ids``, ``gains``: (B, W, G+1) peak index and that peak's gain at each point."""
+def _grid_points(q: np.ndarray, grid: QGrid) -> np.ndarray:
+    """The nearest grid index of each Q, ``grid.n`` (the padding column) off the grid."""
     idx = np.rint(grid.index(q)).astype(np.intp)
-    idx = np.where((idx >= 0) & (idx < grid.n), idx, grid.n)
+    return np.where((idx >= 0) & (idx < grid.n), idx, grid.n)
+
+
+def _line_gain(ids: np.ndarray, gains: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """T at each cell: the gain of the peak each reflection (grid points ``idx``, (C, K), from
+    :func:`_grid_points`) lands on, one line per peak. ``ids``, ``gains``: (B, W, G+1) peak index
+    and that peak's gain at each point."""
     return np.asarray(_one_line_per_peak(ids[..., idx], gains[..., idx]).sum(-1))
 
 
@@ -245,12 +250,10 @@ def _gain(z: np.ndarray) -> np.ndarray:
     return np.asarray(np.maximum(zc, 0.0, out=zc))
 
 
-def _gather(zmap: np.ndarray, q: np.ndarray, grid: QGrid) -> np.ndarray:
-    """``zmap`` (..., G) at the nearest grid point of each Q (q broadcast as (..., C, K)); 0 off grid."""
-    idx = np.rint(grid.index(q)).astype(np.intp)
-    idx = np.where((idx >= 0) & (idx < grid.n), idx, grid.n)
-    padded = np.concatenate([zmap, np.zeros((*zmap.shape[:-1], 1), zmap.dtype)], axis=-1)
-    return padded[..., idx]
+def _padded(zmap: np.ndarray) -> np.ndarray:
+    """``zmap`` (..., G) with a column of zeros at the end, where :func:`_grid_points` puts Q off
+    the grid."""
+    return np.concatenate([zmap, np.zeros((*zmap.shape[:-1], 1), zmap.dtype)], axis=-1)
 
 
 def _scan_cells(lines: PhaseLines, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -286,8 +289,7 @@ class PeakMaps:
         (B,) marks patterns integrated with a calibrated geometry (a tighter zero prior)."""
         z = significance(residual, coverage, grid)
         ids = peak_index(z, grid)
-        heights = np.concatenate([z, np.zeros((*z.shape[:-1], 1), z.dtype)], axis=-1)
-        gains = _gain(np.take_along_axis(heights, ids, axis=-1))
+        gains = _gain(np.take_along_axis(_padded(z), ids, axis=-1))
         known = np.zeros(len(z), bool) if calibrated is None else np.asarray(calibrated, bool)
         zero_sigma = np.where(known, ZERO_SIGMA_CALIBRATED, ZERO_SIGMA)
         return cls(grid, z, ids, gains, coverage, coverage, zero_sigma)
@@ -312,15 +314,11 @@ def refine_phase(maps: PeakMaps, lines: PhaseLines) -> Refinement:
     n_b = zmaps.shape[0]
     sa, sc = _scan_cells(lines)
     na, nc = _scan_cells(lines, NULL_STRIDE)
-    stat = _line_gain(ids, maps.gains, lines.positions(sa, sc), grid)  # (B, W, C)
-    null = np.mean(
-        [
-            _line_gain(ids, maps.gains, lines.positions(na * f, nc * f), grid).max(-1)
-            for f in NULL_FACTORS
-        ],
-        axis=0,
-    )
-    powder = _powder_evidence(zmaps, lines, (sa, sc), (na, nc), grid)
+    scan = _grid_points(lines.positions(sa, sc), grid)  # (C, K), shared by both verdicts
+    nulls = [_grid_points(lines.positions(na * f, nc * f), grid) for f in NULL_FACTORS]
+    stat = _line_gain(ids, maps.gains, scan)  # (B, W, C)
+    null = np.mean([_line_gain(ids, maps.gains, at).max(-1) for at in nulls], axis=0)
+    powder = _powder_evidence(zmaps, lines, scan, nulls)
     best_c = stat.argmax(-1)  # (B, W)
     best = np.take_along_axis(stat, best_c[..., None], -1)[..., 0]
     evidence_w = (best - null) / LINE
@@ -382,24 +380,20 @@ def _with_ambiguity(
 
 
 def _powder_evidence(
-    zmaps: np.ndarray,
-    lines: PhaseLines,
-    cells: tuple[np.ndarray, np.ndarray],
-    null_cells: tuple[np.ndarray, np.ndarray],
-    grid: QGrid,
+    zmaps: np.ndarray, lines: PhaseLines, scan: np.ndarray, nulls: list[np.ndarray]
 ) -> np.ndarray:
-    """The fit of one height for all lines in the reference intensities (a powder): at each of
-    ``cells`` (sa, sc) the intensity-weighted z of the lines (each capped at :data:`POWDER_CAP`),
-    best cell over the mean of the null windows' best (``null_cells`` scaled), at the best width (B,)."""
+    """The fit of one height for all lines in the reference intensities (a powder): at each cell
+    of the scan (its lines' grid points ``scan``, (C, K)) the intensity-weighted z of the lines
+    (each capped at :data:`POWDER_CAP`), best cell over the mean of the null windows' best
+    (``nulls``), at the best width (B,)."""
     weight = (lines.intensity / np.sqrt((lines.intensity**2).sum())).astype(np.float32)
-    capped = np.clip(zmaps, -POWDER_CAP, POWDER_CAP)
+    capped = _padded(np.clip(zmaps, -POWDER_CAP, POWDER_CAP))
 
-    def best(sa: np.ndarray, sc: np.ndarray) -> np.ndarray:
-        return np.asarray((_gather(capped, lines.positions(sa, sc), grid) @ weight).max(-1))
+    def best(idx: np.ndarray) -> np.ndarray:
+        return np.asarray((capped[..., idx] @ weight).max(-1))
 
-    na, nc = null_cells
-    null = np.mean([best(na * f, nc * f) for f in NULL_FACTORS], axis=0)
-    return np.asarray((best(*cells) - null).max(-1))  # (B, W) → (B,)
+    null = np.mean([best(at) for at in nulls], axis=0)
+    return np.asarray((best(scan) - null).max(-1))  # (B, W) → (B,)
 
 
 def _clean_lines(q: np.ndarray, z: np.ndarray, usable: np.ndarray, fwhm: np.ndarray) -> np.ndarray:
@@ -452,11 +446,9 @@ def _local_scan(
     ga = (sa[:, None, None] + da[None, :, None]) * np.ones((1, 1, dc.size))
     gc = sc[:, None, None] + dc[None, None, :] + (ga - sa[:, None, None]) if lines.free_c else ga
     pos = lines.positions(ga, gc).reshape(sa.size, -1, lines.q0.size)  # (B, C, K)
-    idx = np.rint(grid.index(pos)).astype(np.intp)
-    idx = np.where((idx >= 0) & (idx < grid.n), idx, grid.n).reshape(sa.size, -1)
+    idx = _grid_points(pos, grid).reshape(sa.size, -1)
     got = np.take_along_axis(ids, idx, axis=1).reshape(pos.shape)
-    padded = np.concatenate([zsel, np.zeros((sa.size, 1), zsel.dtype)], axis=1)
-    z = np.take_along_axis(padded, idx, axis=1).reshape(pos.shape)
+    z = np.take_along_axis(_padded(zsel), idx, axis=1).reshape(pos.shape)
     value = np.where(got < grid.n, np.minimum(z, 10 * Z_CAP), 0.0)
     best = _one_line_per_peak(got, value).sum(-1).argmax(-1)
     gain = np.take_along_axis(gains, idx, axis=1).reshape(pos.shape)
