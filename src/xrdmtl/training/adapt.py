@@ -9,7 +9,9 @@ the network on the user's own evidence.
    per-phase logits shifted to the user's labels (recalibrated), and, where the patterns repeat,
    blends of the network with a vote of the most similar labeled patterns (the vote's weight ``w``,
    its ``k`` neighbours, and whether labels the physics audit contradicts vote, leave the vote alone,
-   or take their whole patterns with them).
+   or take their whole patterns with them). Given the physics check of the labeled patterns
+   (``check``), each is scored as it will predict (:func:`with_check`): the network keeps the
+   check deciding; a vote lets it decide only where that wins more patterns than it loses.
 3. **Safe choice** (:func:`clearly_better`): a candidate replaces the network only where it beats it
    clearly on a proper score *and* on exact match: its per-pattern Brier scores lower by
    ``z_brier`` paired standard errors, and its exact-match wins outnumber its losses by ``z_exact``
@@ -17,7 +19,8 @@ the network on the user's own evidence.
    the lowest Brier score wins; where none passes, the network stays as it is.
 4. **Honest estimate** (:func:`nested_estimate`): the whole procedure (regime, candidates, choice) is
    repeated with each labeled pattern held out and that pattern predicted by what was chosen without
-   it, so the figure the user sees is not flattered by the choice.
+   it, so the figure the user sees is not flattered by the choice. Where it falls below the
+   network's own score, the network stays (``overruled``).
 
 What each rule measured is in ``docs/adapt.md``.
 """

@@ -8,8 +8,9 @@
    compares it honestly with the network as it was.
 3. Choose by leave-one-out (:func:`~xrdmtl.training.adapt.fit_adapter`) between the network alone,
    the network recalibrated to the labels and (where the labeled patterns repeat) blends with a vote
-   of the most similar labeled patterns; anything but the network must beat it clearly, and the
-   whole choice is scored once more by nested leave-one-out for the figure the user is shown.
+   of the most similar labeled patterns, each scored as ``predict`` will decide it with the physics
+   check; anything but the network must beat it clearly, and the whole choice is scored once more
+   by nested leave-one-out for the figure the user is shown.
 4. Write a normal model folder (network weights, ``adapter.safetensors``, ``model.json``) that
    ``predict``, ``evaluate`` and ``audit`` use unchanged, plus ``audit.csv`` and ``adaptation.json``.
 
