@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import ConfigError, PatternError, PhaseError, XrdmtlError
 from ..io.read import ReadOptions
+from ..model.adapter import check_decides
 from ..model.files import NetworkModel, ProbabilisticModel, default_model_dir
 from ..model.networks import Network
 from ..model.preprocess import model_input
@@ -263,8 +264,7 @@ class Predictor:
         """Whether the check decides each call with the model. Not for an adapted model whose
         adaptation found that the user's labels follow a convention the physics does not bear
         out (``Adapter.check``): the check then only reports, with a note where it disagrees."""
-        adapter = getattr(self.model, "adapter", None)
-        return self.verifier is not None and (adapter is None or bool(adapter.check))
+        return self.verifier is not None and check_decides(getattr(self.model, "adapter", None))
 
     def _check_notes(self, p: np.ndarray, checked: np.ndarray) -> list[Note]:
         """Where the check, which only reports, would call a phase otherwise than the model."""

@@ -19,7 +19,7 @@ every line at the refined cell (for plots).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -277,39 +277,43 @@ class Verifier:
         self, x: np.ndarray, probs: np.ndarray, calibrated: np.ndarray | None = None
     ) -> tuple[np.ndarray, list[Verification]]:
         """The final probabilities (B, T) and each pattern's :class:`Verification` (``calibrated``:
-        see :meth:`refine`), in chunks of :data:`CHUNK` patterns (the scan's arrays then stay
-        in cache: 10–20 % faster than one large batch)."""
-        if len(x) > CHUNK:
-            known = np.zeros(len(x), bool) if calibrated is None else np.asarray(calibrated, bool)
-            parts = [
-                self.check(x[i : i + CHUNK], probs[i : i + CHUNK], known[i : i + CHUNK])
-                for i in range(0, len(x), CHUNK)
-            ]
-            return np.concatenate([f for f, _ in parts]), [v for _, vs in parts for v in vs]
-        refined = self.refine(x, calibrated)
-        final = Verdicts.of(refined, self.phases, len(x)).decide(probs)
+        see :meth:`refine`)."""
         column = {name: t for t, name in enumerate(self.phases)}
-        items = [
-            Verification(
-                {
-                    n: _phase_check(r, b, float(probs[b, column[n]]), float(final[b, column[n]]))
-                    for n, r in refined.items()
-                }
-            )
-            for b in range(len(probs))
-        ]
-        return final, items
+        finals: list[np.ndarray] = []
+        items: list[Verification] = []
+        for rows, refined in self._refined(x, calibrated):
+            p = probs[rows]
+            final = Verdicts.of(refined, self.phases, len(p)).decide(p)
+            finals.append(final)
+            items += [
+                Verification(
+                    {
+                        n: _phase_check(r, b, float(p[b, column[n]]), float(final[b, column[n]]))
+                        for n, r in refined.items()
+                    }
+                )
+                for b in range(len(p))
+            ]
+        return (np.concatenate(finals) if finals else np.array(probs, float)), items
 
     def verdicts(self, x: np.ndarray, calibrated: np.ndarray | None = None) -> Verdicts:
         """The check's :class:`Verdicts` on the model inputs ``x`` (``calibrated``: see
         :meth:`refine`), to decide any probabilities of these patterns later."""
-        known = np.zeros(len(x), bool) if calibrated is None else np.asarray(calibrated, bool)
         parts = [
-            Verdicts.of(self.refine(x[i : i + CHUNK], known[i : i + CHUNK]), self.phases, n)
-            for i in range(0, len(x), CHUNK)
-            if (n := len(x[i : i + CHUNK]))
+            Verdicts.of(refined, self.phases, len(x[rows]))
+            for rows, refined in self._refined(x, calibrated)
         ]
         return Verdicts.concatenate(parts, self.phases)
+
+    def _refined(
+        self, x: np.ndarray, calibrated: np.ndarray | None
+    ) -> Iterator[tuple[slice, dict[str, Refinement]]]:
+        """Each chunk of :data:`CHUNK` patterns of ``x`` and its refinements (the scan's arrays
+        then stay in cache: 10–20 % faster than one large batch)."""
+        known = np.zeros(len(x), bool) if calibrated is None else np.asarray(calibrated, bool)
+        for i in range(0, len(x), CHUNK):
+            rows = slice(i, i + CHUNK)
+            yield rows, self.refine(x[rows], known[rows])
 
 
 def _phase_check(r: Refinement, b: int, p: float, p_checked: float) -> PhaseCheck:

@@ -204,6 +204,12 @@ class Adapter:
         }
 
 
+def check_decides(adapter: Adapter | None) -> bool:
+    """Whether the physics check decides a model's calls with its probabilities: always without
+    an adapter, and with one unless its adaptation chose to let the check only report."""
+    return adapter is None or adapter.check
+
+
 def _flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise ModelError(f"adapter setting {name!r} must be true or false, got {value!r}")

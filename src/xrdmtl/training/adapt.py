@@ -34,7 +34,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError, LabelsError
-from ..model.adapter import Adapter, gate, neighbour_vote, recalibrate, reference_features
+from ..model.adapter import (
+    Adapter,
+    check_decides,
+    gate,
+    neighbour_vote,
+    recalibrate,
+    reference_features,
+)
 
 POLICIES = ("auto", "drop", "drop-labels", "keep")
 LEFT_OUT = {  # what each policy leaves out of the vote
@@ -503,7 +510,7 @@ def nested_estimate(
         kinds[choice.chosen.kind] += 1
         adapter, _ = _adapter_for(choice, features[rest], labels[rest])
         p = adapter.combine_features(features[i : i + 1], p_network[i : i + 1])
-        if check is not None and adapter.check:
+        if check is not None and check_decides(adapter):
             p = check(p, np.array([i]))
         right[i] = bool(((p > thresholds) == labels[i : i + 1].astype(bool)).all())
     return Estimate.of(right, kinds)

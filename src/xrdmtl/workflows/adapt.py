@@ -35,6 +35,7 @@ from ..errors import ConfigError, LabelsError, XrdmtlError
 from ..inference.verify import Verdicts, Verifier, check_grid
 from ..io.labels import LabeledPatterns, labeled_on_grid, read_labels
 from ..io.read import ReadOptions, checked_options, expand_inputs, read_files, read_path
+from ..model.adapter import check_decides
 from ..model.files import LoadedModel, default_model_dir, load_model, save_adapted
 from ..model.preprocess import model_input
 from ..physics.grid import QGrid
@@ -188,7 +189,7 @@ def predicted_proba(model: LoadedModel, x: np.ndarray, verdicts: Verdicts | None
     unchecked): the model's (its adapter's blend included), decided by the check unless the
     adapter records that the check only reports."""
     p = np.asarray(model.predict_proba(x), np.float64)
-    if verdicts is None or (model.adapter is not None and not model.adapter.check):
+    if verdicts is None or not check_decides(model.adapter):
         return p
     return verdicts.decide(p)
 
