@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from xrdmtl.physics.grid import QGrid
 from xrdmtl.physics.phases import get_phase
-from xrdmtl.physics.refine import PeakMaps, PhaseLines, refine_phase
+from xrdmtl.physics.refine import PeakMaps, PhaseLines, Scan, refine_phase, refine_phases
 
 GRID = QGrid()
 
@@ -99,3 +100,21 @@ def test_a_calibrated_frame_holds_the_zero_a_1d_file_fits_it() -> None:
     assert abs(file_fit.a[0] / a - 1) < 0.002 and abs(file_fit.c[0] / c - 1) < 0.002
     maps = PeakMaps.build(residual, coverage, GRID, calibrated=np.array([True]))
     assert abs(refine_phase(maps, lines).zero[0]) < zero / 3
+
+
+def test_a_scan_built_once_serves_every_batch_and_guards_its_phase() -> None:
+    """The verifier builds each phase's :class:`Scan` once; a batch refined with it reads exactly
+    as one that builds its own, and a scan of another phase (or grid) is refused."""
+    calcite = PhaseLines.build(get_phase("calcite"), GRID)
+    rhenium = PhaseLines.build(get_phase("rhenium"), GRID)
+    maps = PeakMaps.build(
+        *lines_pattern(strained(calcite, 1.004, 0.0), 3.0 * calcite.intensity), GRID
+    )
+    scan = Scan.build(calcite, GRID)
+    shared, own = refine_phase(maps, calcite, scan), refine_phase(maps, calcite)
+    for field in ("evidence", "powder", "scale_a", "scale_c", "z"):
+        np.testing.assert_array_equal(getattr(shared, field), getattr(own, field))
+    with pytest.raises(ValueError, match="calcite"):
+        refine_phase(maps, calcite, Scan.build(rhenium, GRID))
+    with pytest.raises(ValueError, match="2 scans for 1 phases"):
+        refine_phases(maps, [calcite], [scan, scan])

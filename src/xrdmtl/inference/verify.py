@@ -31,7 +31,7 @@ from ..model.preprocess import COVERAGE_CHANNEL, model_input
 from ..physics.grid import QGrid
 from ..physics.pattern import Pattern
 from ..physics.phases import Reflections, get_phase
-from ..physics.refine import PeakMaps, PhaseLines, Refinement, fit_profile, refine_phases
+from ..physics.refine import PeakMaps, PhaseLines, Refinement, Scan, fit_profile, refine_phases
 
 RESIDUAL_CHANNEL = 1  # the model input's background-removed channel (model.preprocess)
 CHECK_Q_MAX = 7.0  # Å⁻¹: the check reads the pattern this far, beyond the network's grid
@@ -250,6 +250,7 @@ class Verifier:
                 self.lines[name] = PhaseLines.build(get_phase(name), grid)
             except PhaseError:
                 continue
+        self.scans = [Scan.build(lines, grid) for lines in self.lines.values()]
 
     def inputs(self, patterns: Sequence[Pattern]) -> tuple[np.ndarray, np.ndarray]:
         """The patterns as the check reads them: model inputs on its grid (B, channels, G) and
@@ -271,7 +272,9 @@ class Verifier:
         maps = PeakMaps.build(
             x[:, RESIDUAL_CHANNEL], x[:, COVERAGE_CHANNEL] > 0.5, self.grid, calibrated
         )
-        return dict(zip(self.lines, refine_phases(maps, list(self.lines.values())), strict=True))
+        return dict(
+            zip(self.lines, refine_phases(maps, list(self.lines.values()), self.scans), strict=True)
+        )
 
     def check(
         self, x: np.ndarray, probs: np.ndarray, calibrated: np.ndarray | None = None

@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import sparse
 from scipy.ndimage import gaussian_filter1d
 from scipy.optimize import nnls
 
@@ -65,7 +66,7 @@ POWDER_CAP = 10.0  # z: a line's most weight in the powder fit
 Z_CLEAN = 5.0  # a clean line: this significant, on no other evident phase's line
 N_STRONG = 3  # the strongest lines a present phase cannot lack all of
 Z_ABSENT = 3.0  # a line under this z is absent
-OWNER_EVIDENCE = 3.0  # a phase this evident takes its supporting lines from the others  # Å⁻¹: prior on the zero shift (in Q) of the position fit
+OWNER_EVIDENCE = 3.0  # a phase this evident takes its supporting lines from the others
 CLAIM_REACH = 1.0  # FWHM: how far around its supporting lines a phase takes the pattern
 
 
@@ -221,12 +222,16 @@ def peak_index(zmaps: np.ndarray, grid: QGrid) -> np.ndarray:
     return np.concatenate([ids, np.full((*ids.shape[:-1], 1), n, np.int32)], axis=-1)
 
 
-def _one_line_per_peak(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """``values`` (..., K) with a line zeroed where a line just before it (in Q order) landed on the
-    same peak (``ids``): two reflections on one peak are one line. In place; returned."""
+def _one_line_per_peak(ids: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Which lines count (bool, the shape of ``ids``): a line (along ``axis``, in Q order) that
+    lands on the same peak (``ids``) as one of the two just before it does not; two reflections on
+    one peak are one line."""
+    before = (slice(None),) * (axis % ids.ndim)
+    counts = np.ones(ids.shape, bool)
     for lag in (1, 2):
-        values[..., lag:] *= ids[..., lag:] != ids[..., :-lag]
-    return values
+        later, earlier = (*before, slice(lag, None)), (*before, slice(None, -lag))
+        counts[later] &= ids[later] != ids[earlier]
+    return counts
 
 
 def _grid_points(q: np.ndarray, grid: QGrid) -> np.ndarray:
@@ -236,10 +241,12 @@ def _grid_points(q: np.ndarray, grid: QGrid) -> np.ndarray:
 
 
 def _line_gain(ids: np.ndarray, gains: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """T at each cell: the gain of the peak each reflection (grid points ``idx``, (C, K), from
-    :func:`_grid_points`) lands on, one line per peak. ``ids``, ``gains``: (B, W, G+1) peak index
-    and that peak's gain at each point."""
-    return np.asarray(_one_line_per_peak(ids[..., idx], gains[..., idx]).sum(-1))
+    """T at each cell (B, W, C): the gain of the peak each reflection (grid points ``idx``, (C, K),
+    from :func:`_grid_points`) lands on, one line per peak. ``ids``, ``gains``: (G+1, B, W) peak
+    index and that peak's gain at each point (:class:`PeakMaps`)."""
+    found = gains[idx]  # (C, K, B, W): each gather a contiguous row
+    found *= _one_line_per_peak(ids[idx], axis=1)
+    return np.moveaxis(found.sum(1), 0, -1)
 
 
 def _gain(z: np.ndarray) -> np.ndarray:
@@ -271,8 +278,8 @@ class PeakMaps:
 
     grid: QGrid
     z: np.ndarray  # (B, W, G), from :func:`significance`
-    ids: np.ndarray  # (B, W, G+1), from :func:`peak_index`
-    gains: np.ndarray  # (B, W, G+1): the capped, charged gain of that peak (0: none)
+    ids: np.ndarray  # (G+1, B, W), from :func:`peak_index`, point-major (a line's gather is a row)
+    gains: np.ndarray  # (G+1, B, W): the capped, charged gain of that peak (0: none)
     usable: np.ndarray  # (B, G): covered and not claimed by another phase
     covered: np.ndarray  # (B, G): where the pattern has data
     zero_sigma: np.ndarray  # (B,) Å⁻¹: the prior on each pattern's zero shift
@@ -292,11 +299,12 @@ class PeakMaps:
         gains = _gain(np.take_along_axis(_padded(z), ids, axis=-1))
         known = np.zeros(len(z), bool) if calibrated is None else np.asarray(calibrated, bool)
         zero_sigma = np.where(known, ZERO_SIGMA_CALIBRATED, ZERO_SIGMA)
+        ids, gains = (np.ascontiguousarray(np.moveaxis(a, -1, 0)) for a in (ids, gains))
         return cls(grid, z, ids, gains, coverage, coverage, zero_sigma)
 
     def without(self, claimed: np.ndarray) -> PeakMaps:
         """The maps with the grid points ``claimed`` (B, G) taken out (lines there gain nothing)."""
-        out = np.concatenate([claimed, np.zeros((claimed.shape[0], 1), bool)], axis=1)[:, None]
+        out = np.concatenate([claimed, np.zeros((claimed.shape[0], 1), bool)], axis=1).T[..., None]
         return PeakMaps(
             self.grid,
             np.where(claimed[:, None], np.float32(0), self.z),
@@ -308,17 +316,44 @@ class PeakMaps:
         )
 
 
-def refine_phase(maps: PeakMaps, lines: PhaseLines) -> Refinement:
-    """Refine ``lines`` against every pattern of ``maps``."""
+@dataclass(frozen=True)
+class Scan:
+    """A phase's coarse scan on a grid, the same for every batch (build it once): the cells, their
+    lines' grid points, and the powder fit's design matrices, for the scan and each null window."""
+
+    lines: PhaseLines
+    grid: QGrid
+    sa: np.ndarray  # (C,) a-axis scale of each cell
+    sc: np.ndarray  # (C,) c-axis scale
+    points: np.ndarray  # (C, K) grid point of each line (:func:`_grid_points`)
+    null_points: tuple[np.ndarray, ...]  # the same for each of :data:`NULL_FACTORS`
+    design: sparse.csr_array  # (C, G) the powder fit's weights (:func:`_design`)
+    null_designs: tuple[sparse.csr_array, ...]
+
+    @classmethod
+    def build(cls, lines: PhaseLines, grid: QGrid) -> Scan:
+        sa, sc = _scan_cells(lines)
+        na, nc = _scan_cells(lines, NULL_STRIDE)
+        points = _grid_points(lines.positions(sa, sc), grid)
+        nulls = tuple(_grid_points(lines.positions(na * f, nc * f), grid) for f in NULL_FACTORS)
+        weight = (lines.intensity / np.sqrt((lines.intensity**2).sum())).astype(np.float32)
+        designs = tuple(_design(at, weight, grid.n) for at in nulls)
+        return cls(lines, grid, sa, sc, points, nulls, _design(points, weight, grid.n), designs)
+
+
+def refine_phase(maps: PeakMaps, lines: PhaseLines, scan: Scan | None = None) -> Refinement:
+    """Refine ``lines`` against every pattern of ``maps``; ``scan``: its :class:`Scan` on the
+    maps' grid, built here if not given."""
+    if scan is None:
+        scan = Scan.build(lines, maps.grid)
+    elif scan.lines is not lines or scan.grid != maps.grid:
+        raise ValueError(f"the scan is not of {lines.name} on this grid")
     grid, zmaps, ids = maps.grid, maps.z, maps.ids
     n_b = zmaps.shape[0]
-    sa, sc = _scan_cells(lines)
-    na, nc = _scan_cells(lines, NULL_STRIDE)
-    scan = _grid_points(lines.positions(sa, sc), grid)  # (C, K), shared by both verdicts
-    nulls = [_grid_points(lines.positions(na * f, nc * f), grid) for f in NULL_FACTORS]
-    stat = _line_gain(ids, maps.gains, scan)  # (B, W, C)
-    null = np.mean([_line_gain(ids, maps.gains, at).max(-1) for at in nulls], axis=0)
-    powder = _powder_evidence(zmaps, lines, scan, nulls)
+    sa, sc = scan.sa, scan.sc
+    stat = _line_gain(ids, maps.gains, scan.points)  # (B, W, C)
+    null = np.mean([_line_gain(ids, maps.gains, at).max(-1) for at in scan.null_points], axis=0)
+    powder = _powder_evidence(zmaps, scan)
     best_c = stat.argmax(-1)  # (B, W)
     best = np.take_along_axis(stat, best_c[..., None], -1)[..., 0]
     evidence_w = (best - null) / LINE
@@ -328,7 +363,7 @@ def refine_phase(maps: PeakMaps, lines: PhaseLines) -> Refinement:
     zsel = zmaps[rows, w]  # (B, G)
     on_data = (_gather_rows(zsel, lines.positions(sa[cell], sc[cell]), grid) != 0).any(-1)
     fa, fc, t_local = _local_scan(
-        zsel, ids[rows, w], maps.gains[rows, w], grid, lines, sa[cell], sc[cell]
+        zsel, ids[:, rows, w].T, maps.gains[:, rows, w].T, grid, lines, sa[cell], sc[cell]
     )
     t_best = np.maximum(best[rows, w], t_local)
     fine = np.minimum(w, POSITION_WIDTH)  # positions read where neighbouring lines stay apart
@@ -379,21 +414,28 @@ def _with_ambiguity(
     return np.hypot(err_a, spread_a), np.hypot(err_c, spread_c)  # NaN stays: too few lines
 
 
-def _powder_evidence(
-    zmaps: np.ndarray, lines: PhaseLines, scan: np.ndarray, nulls: list[np.ndarray]
-) -> np.ndarray:
+def _powder_evidence(zmaps: np.ndarray, scan: Scan) -> np.ndarray:
     """The fit of one height for all lines in the reference intensities (a powder): at each cell
-    of the scan (its lines' grid points ``scan``, (C, K)) the intensity-weighted z of the lines
-    (each capped at :data:`POWDER_CAP`), best cell over the mean of the null windows' best
-    (``nulls``), at the best width (B,)."""
-    weight = (lines.intensity / np.sqrt((lines.intensity**2).sum())).astype(np.float32)
-    capped = _padded(np.clip(zmaps, -POWDER_CAP, POWDER_CAP))
+    of the scan the intensity-weighted z of the lines (each capped at :data:`POWDER_CAP`; the
+    scan's design matrices), best cell over the mean of the null windows' best, at the best width
+    (B,)."""
+    n_b, n_w, n_g = zmaps.shape
+    capped = np.clip(zmaps, -POWDER_CAP, POWDER_CAP).reshape(-1, n_g).T  # (G, B·W)
 
-    def best(idx: np.ndarray) -> np.ndarray:
-        return np.asarray((capped[..., idx] @ weight).max(-1))
+    def best(design: sparse.csr_array) -> np.ndarray:
+        return np.asarray((design @ capped).max(0)).reshape(n_b, n_w)
 
-    null = np.mean([best(at) for at in nulls], axis=0)
-    return np.asarray((best(scan) - null).max(-1))  # (B, W) → (B,)
+    null = np.mean([best(d) for d in scan.null_designs], axis=0)
+    return np.asarray((best(scan.design) - null).max(-1))  # (B, W) → (B,)
+
+
+def _design(idx: np.ndarray, weight: np.ndarray, n_grid: int) -> sparse.csr_array:
+    """(C, G) sparse: row c sums ``weight`` (K,) at the grid points ``idx[c]`` (from
+    :func:`_grid_points`; the padding column ``n_grid`` dropped, it holds no data)."""
+    cells = np.broadcast_to(np.arange(idx.shape[0])[:, None], idx.shape)
+    on = idx < n_grid
+    values = np.broadcast_to(weight, idx.shape)[on]
+    return sparse.csr_array((values, (cells[on], idx[on])), shape=(idx.shape[0], n_grid))
 
 
 def _clean_lines(q: np.ndarray, z: np.ndarray, usable: np.ndarray, fwhm: np.ndarray) -> np.ndarray:
@@ -449,10 +491,10 @@ def _local_scan(
     idx = _grid_points(pos, grid).reshape(sa.size, -1)
     got = np.take_along_axis(ids, idx, axis=1).reshape(pos.shape)
     z = np.take_along_axis(_padded(zsel), idx, axis=1).reshape(pos.shape)
-    value = np.where(got < grid.n, np.minimum(z, 10 * Z_CAP), 0.0)
-    best = _one_line_per_peak(got, value).sum(-1).argmax(-1)
+    counts = _one_line_per_peak(got) & (got < grid.n)
+    best = np.where(counts, np.minimum(z, 10 * Z_CAP), 0.0).sum(-1).argmax(-1)
     gain = np.take_along_axis(gains, idx, axis=1).reshape(pos.shape)
-    stat = _one_line_per_peak(got, gain).sum(-1).max(-1)
+    stat = np.where(counts, gain, 0.0).sum(-1).max(-1)
     rows = np.arange(sa.size)
     return ga.reshape(sa.size, -1)[rows, best], gc.reshape(sa.size, -1)[rows, best], stat
 
@@ -585,17 +627,26 @@ def claims(refinements: list[Refinement], grid: QGrid, owner: np.ndarray) -> np.
     return np.asarray((total - covered) > 0)
 
 
-def refine_phases(maps: PeakMaps, phases: list[PhaseLines]) -> list[Refinement]:
-    """Refine every phase; then again with the lines of each phase whose evidence reaches
+def refine_phases(
+    maps: PeakMaps, phases: list[PhaseLines], scans: list[Scan] | None = None
+) -> list[Refinement]:
+    """Refine every phase (``scans``: their :class:`Scan` on the maps' grid, built here if not
+    given); then again with the lines of each phase whose evidence reaches
     :data:`OWNER_EVIDENCE` taken from the others (a line two phases share supports neither)."""
-    first = [refine_phase(maps, lines) for lines in phases]
+    if scans is None:
+        scans = [Scan.build(lines, maps.grid) for lines in phases]
+    if len(scans) != len(phases):
+        raise ValueError(f"{len(scans)} scans for {len(phases)} phases")
+    first = [refine_phase(maps, lines, s) for lines, s in zip(phases, scans, strict=True)]
     owner = np.stack([np.nan_to_num(r.evidence) >= OWNER_EVIDENCE for r in first])
     if not owner.any():
         return [replace(r, lent=np.zeros_like(r.stat)) for r in first]
     taken = claims(first, maps.grid, owner)
     out = []
     for k, lines in enumerate(phases):
-        second = refine_phase(maps.without(taken[k]), lines) if taken[k].any() else first[k]
+        second = (
+            refine_phase(maps.without(taken[k]), lines, scans[k]) if taken[k].any() else first[k]
+        )
         lent = np.nan_to_num(first[k].evidence) - np.nan_to_num(second.evidence)
         out.append(replace(second, lent=np.maximum(lent, 0.0)))
     return out
