@@ -227,6 +227,32 @@ def test_confident_unlabeled_patterns_join_the_references() -> None:
     assert not pseudo_labeled(network_only, x[10:], p_net, [0.5])[2].any()
 
 
+def test_unlabeled_patterns_join_with_the_calls_predict_will_make() -> None:
+    """Where the adapter lets the physics check decide, an unlabeled pattern joins the references
+    with the checked call; where the check only reports, with the adapted call."""
+    import dataclasses
+
+    from xrdmtl.training.adapt import pseudo_labeled
+
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.array([[0], [1]], np.uint8), 5, axis=0)
+    x = _clusters(rng, np.concatenate([labels, labels]))
+    fit = fit_adapter(x[:10], labels, np.full((10, 1), 0.5), [0.5])
+    p_net = np.full((10, 1), 0.5, np.float32)
+    seen: list[np.ndarray] = []
+
+    def check(p: np.ndarray, rows: np.ndarray) -> np.ndarray:  # the physics reads phase 0 absent
+        seen.append(rows)
+        return np.zeros_like(p)
+
+    deciding = dataclasses.replace(fit.adapter, check=True)
+    _, calls, sure = pseudo_labeled(deciding, x[10:], p_net, [0.5], check)
+    assert sure.all() and not calls.any() and seen[0].tolist() == list(range(10))
+    reporting = dataclasses.replace(fit.adapter, check=False)
+    _, calls, sure = pseudo_labeled(reporting, x[10:], p_net, [0.5], check)
+    assert sure.all() and calls[:, 0].tolist() == labels[:, 0].tolist() and len(seen) == 1
+
+
 def test_a_choice_the_nested_check_does_not_bear_out_is_overruled() -> None:
     """12 independent patterns whose neighbours happen to agree: leave-one-out prefers a vote, but
     made without each pattern in turn that choice scores below the network, so the network stays."""

@@ -52,7 +52,7 @@ LEFT_OUT = {  # what each policy leaves out of the vote
 KINDS = ("network", "recalibrated", "vote")
 Check = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """The physics check as adaptation sees it: the final probabilities for probabilities ``p (n, T)``
-of the labeled patterns ``rows`` (``inference.verify.Verdicts``, precomputed by the workflow)."""
+of the patterns ``rows`` (``inference.verify.Verdicts``, precomputed by the workflow)."""
 
 
 @dataclass(frozen=True)
@@ -582,17 +582,25 @@ PSEUDO_CONFIDENCE = 0.9  # an unlabeled pattern joins the references when every 
 
 
 def pseudo_labeled(
-    adapter: Adapter, x: np.ndarray, p_network: np.ndarray, thresholds: Sequence[float] | np.ndarray
+    adapter: Adapter,
+    x: np.ndarray,
+    p_network: np.ndarray,
+    thresholds: Sequence[float] | np.ndarray,
+    check: Check | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unlabeled patterns of the same run as extra references: the adapted calls of those whose
-    every phase probability lies beyond :data:`PSEUDO_CONFIDENCE` (or below its complement).
-    Returns their features, labels and the bool mask of the patterns taken. Nothing is taken while
-    the vote has no weight (the network alone would only vote for what it already says)."""
+    every phase probability lies beyond :data:`PSEUDO_CONFIDENCE` (or below its complement), as
+    ``predict`` will make them: decided by ``check`` (the physics check of these patterns, rows
+    ``0…n−1``) where the adapter lets the check decide. Returns their features, labels and the bool
+    mask of the patterns taken. Nothing is taken while the vote has no weight (the network alone
+    would only vote for what it already says)."""
     n = len(x)
     if adapter.weight == 0.0 or n == 0:
         features = np.zeros((0, adapter.features.shape[1]), np.float32)
         return features, np.zeros((0, adapter.labels.shape[1]), np.uint8), np.zeros(n, bool)
     p = adapter.combine(x, np.asarray(p_network, np.float32))
+    if check is not None and adapter.check:
+        p = check(p, np.arange(n))
     sure = np.all((p >= PSEUDO_CONFIDENCE) | (p <= 1.0 - PSEUDO_CONFIDENCE), axis=1)
     calls = (p > np.asarray(thresholds)).astype(np.uint8)
     return reference_features(x[sure]), calls[sure], sure

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -91,6 +91,15 @@ class Adapted:
     n_pseudo: int = 0  # unlabeled patterns taken as references with their confident calls
 
 
+class Unlabeled(NamedTuple):
+    """Unlabeled patterns of the run on the model's grid (``finetune --unlabeled``), and the
+    physics check of them as ``predict`` checks them (None: unchecked)."""
+
+    intensity: np.ndarray  # (N, G)
+    coverage: np.ndarray  # (N, G) bool
+    verdicts: Verdicts | None = None
+
+
 def _summary(c: Candidate) -> dict[str, Any]:
     """A candidate's settings and scores (without the per-pattern rows)."""
     rows = ("brier_rows", "exact_rows", "probs")
@@ -133,7 +142,7 @@ def adapt_arrays(
     config: AdaptConfig | None = None,
     tuning: NetworkTuning | None = None,
     work_dir: Path | None = None,
-    unlabeled: tuple[np.ndarray, np.ndarray] | None = None,
+    unlabeled: Unlabeled | None = None,
     verdicts: Verdicts | None = None,
 ) -> Adapted:
     """Choose and fit the adaptation of ``model`` (a folder, or one already loaded) to labeled
@@ -147,8 +156,8 @@ def adapt_arrays(
     ``contradicted``: True where the audit contradicts a label, ``(N, T)`` (or ``(N,)``: every
     label of the pattern). With
     ``tuning.steps > 0`` the fine-tuned networks are written under ``work_dir``. ``unlabeled``:
-    (intensity, coverage) of unlabeled patterns of the same run; those the adapted model calls
-    confidently join the references (:func:`~xrdmtl.training.adapt.pseudo_labeled`)."""
+    unlabeled patterns of the same run; those the adapted model calls confidently (decided as
+    ``predict`` decides them) join the references (:func:`~xrdmtl.training.adapt.pseudo_labeled`)."""
     base = model if isinstance(model, LoadedModel) else load_model(model, device="cpu")
     base_path = Path(base.path)
     if base.adapter is not None:
@@ -165,11 +174,12 @@ def adapt_arrays(
             base_path, data, x, contradicted, config or AdaptConfig(), tuning, work_dir, adapted,
             check,
         )  # fmt: skip
-    if unlabeled is not None and len(unlabeled[0]):
-        xu = model_input(unlabeled[0], unlabeled[1], base.grid.step)
+    if unlabeled is not None and len(unlabeled.intensity):
+        xu = model_input(unlabeled.intensity, unlabeled.coverage, base.grid.step)
         network = dataclasses.replace(adapted.model, adapter=None)
+        checked = None if unlabeled.verdicts is None else _check_of(unlabeled.verdicts)
         features, labels, sure = pseudo_labeled(
-            adapted.fit.adapter, xu, network.network_proba(xu), network.thresholds
+            adapted.fit.adapter, xu, network.network_proba(xu), network.thresholds, checked
         )
         if sure.any():
             adapter = adapted.fit.adapter.with_references(features, labels)
@@ -238,6 +248,7 @@ class AuditedLabels:
     contradicted: np.ndarray  # (file, phase) bool: a label the audit contradicts
     audit: AuditTable | None
     grid: QGrid  # the model's, which the patterns are on
+    phases: list[str]  # the model's
     verdicts: Verdicts | None = None  # the physics check of the patterns read, as predict's
 
     @property
@@ -286,7 +297,9 @@ def read_and_audit(
     used = _used(all_files, items, files)
     x, calibrated = verifier.inputs(used)
     verdicts = verifier.verdicts(x, calibrated)
-    return AuditedLabels(data, files, skipped, contradicted, table, base.grid, verdicts)
+    return AuditedLabels(
+        data, files, skipped, contradicted, table, base.grid, list(base.phases), verdicts
+    )
 
 
 def _used(
@@ -381,7 +394,7 @@ def adapt_to_labels(
     flagged_files = labeled.flagged_files
     extra = None
     if unlabeled:
-        extra, failed = _read_unlabeled(unlabeled, files, labeled.grid, options)
+        extra, failed = _read_unlabeled(unlabeled, files, labeled, options)
         skipped = [*skipped, *failed]
     with tempfile.TemporaryDirectory(prefix="xrdmtl-adapt-") as tmp:
         adapted = adapt_arrays(
@@ -399,7 +412,7 @@ def adapt_to_labels(
                 "skipped": skipped,
                 "flagged_by_audit": flagged_files,
                 "network_fine_tuned": adapted.network_tuned,
-                "n_unlabeled": 0 if extra is None else len(extra[0]),
+                "n_unlabeled": 0 if extra is None else len(extra.intensity),
                 "n_pseudo_labeled": adapted.n_pseudo,
                 "chosen": _summary(adapted.fit.chosen),
                 "wavelength": options.wavelength,
@@ -419,24 +432,33 @@ def adapt_to_labels(
 
 
 def _read_unlabeled(
-    paths: Sequence[str | Path], labeled: Sequence[str], grid: QGrid, options: ReadOptions
-) -> tuple[tuple[np.ndarray, np.ndarray], list[str]]:
-    """Unlabeled patterns on ``grid`` (the labeled files left out, so a whole run's folder can be
-    given) and one line per input that could not be read."""
-
+    paths: Sequence[str | Path],
+    labeled: Sequence[str],
+    audited: AuditedLabels,
+    options: ReadOptions,
+) -> tuple[Unlabeled, list[str]]:
+    """Unlabeled patterns on the labeled patterns' grid (the labeled files left out, so a whole
+    run's folder can be given), checked as the labeled ones are, and one line per input that could
+    not be read."""
     files, missing = expand_inputs(list(paths), frames_too=options.poni is not None)
     known = {str(Path(f).resolve()) for f in labeled}
     files = [f for f in files if str(Path(f).resolve()) not in known]
     failed = [str(e) for _, e in missing]
-    rows = []
+    patterns, rows = [], []
     for f in files:
         for label, item in read_path(f, options):  # every frame of a stack
             try:
                 if isinstance(item, XrdmtlError):
                     raise item
-                rows.append(item.on_grid(grid))
+                rows.append(item.on_grid(audited.grid))
+                patterns.append(item)
             except XrdmtlError as exc:
                 failed.append(str(exc) if label in str(exc) else f"{label}: {exc}")
     if not rows:
-        return (np.zeros((0, grid.n), np.float32), np.zeros((0, grid.n), bool)), failed
-    return (np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])), failed
+        empty = np.zeros((0, audited.grid.n), np.float32)
+        return Unlabeled(empty, np.zeros((0, audited.grid.n), bool)), failed
+    verifier = Verifier(audited.phases, check_grid(audited.grid))
+    verdicts = verifier.verdicts(*verifier.inputs(patterns))
+    return Unlabeled(
+        np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]), verdicts
+    ), failed

@@ -30,7 +30,7 @@ from ..inference.verify import Verdicts
 from ..io.labels import LabeledPatterns
 from ..io.read import ReadOptions
 from ..training.adapt import AdaptConfig
-from .adapt import NetworkTuning, adapt_arrays, predicted_proba, read_and_audit
+from .adapt import NetworkTuning, Unlabeled, adapt_arrays, predicted_proba, read_and_audit
 
 
 def strata_of(labels: np.ndarray) -> list[str]:
@@ -246,7 +246,14 @@ def crossvalidate(
             for j, train in enumerate(draws):
                 test = np.setdiff1d(np.arange(n), train)
                 sub = LabeledPatterns(data.intensity[train], data.coverage[train], labels[train])
-                extra = (data.intensity[test], data.coverage[test]) if plan.transductive else None
+                extra = (
+                    Unlabeled(
+                        data.intensity[test], data.coverage[test],
+                        None if verdicts is None else verdicts.take(test),
+                    )
+                    if plan.transductive
+                    else None
+                )  # fmt: skip
                 adapted = adapt_arrays(
                     base, sub, flags[train], config, tuning, Path(tmp) / f"split{j}", extra,
                     None if verdicts is None else verdicts.take(train),
