@@ -294,23 +294,12 @@ def read_and_audit(
             if r.file in row:  # not a file skipped on the grid
                 contradicted[row[r.file], base.phases.index(r.phase)] = True
     verifier = Verifier(base.phases, check_grid(base.grid))
-    used = _used(all_files, items, files)
-    x, calibrated = verifier.inputs(used)
+    read = {f: item for f, item in zip(all_files, items, strict=True) if isinstance(item, Pattern)}
+    x, calibrated = verifier.inputs([read[f] for f in files])
     verdicts = verifier.verdicts(x, calibrated)
     return AuditedLabels(
         data, files, skipped, contradicted, table, base.grid, list(base.phases), verdicts
     )
-
-
-def _used(
-    files: Sequence[str], items: Sequence[Pattern | XrdmtlError], used: Sequence[str]
-) -> list[Pattern]:
-    """The patterns of ``items`` (one per file of ``files``) of the files ``used``, in order."""
-    out: list[Pattern] = []
-    for f, item in zip(files, items, strict=True):
-        if len(out) < len(used) and f == used[len(out)] and isinstance(item, Pattern):
-            out.append(item)
-    return out
 
 
 @dataclass
