@@ -27,8 +27,11 @@ The check behind every call (``docs/verify.md``). For a phase and each pattern:
    one line can add: the evidence counts lines beyond chance.
 
 Lines on a reflection of another phase that owns them (``claimed``, grid points) count for neither.
-Everything is vectorised over the batch, the widths and the cells (NumPy); :func:`fit_profile`
-(the fitted curve, NNLS heights) is for plots and reports.
+Everything is vectorised over the batch, the widths and the cells (NumPy): each phase's scan
+(:class:`Scan`: its cells, their lines' grid points and the powder fit's sparse design matrix per
+window) is built once per grid, and the peak maps are stored point-major, so a line at a cell is
+one contiguous row of the batch. :func:`fit_profile` (the fitted curve, NNLS heights) is for plots
+and reports.
 """
 
 from __future__ import annotations
