@@ -484,8 +484,11 @@ def _local_scan(
     sc: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The best (sa, sc) per pattern on a fine grid around the coarse scan's cell (the c/a steps
-    between the coarse values included): the most significance at the lines' exact positions, one
-    line per peak; and the best statistic T on that grid."""
+    between the coarse values included): the most lines that support it (z ≥ :data:`Z_SUPPORT` at
+    their exact positions, one line per peak), then the most significance there; and the best
+    statistic T on that grid. Counting the lines, not summing their z, lets many moderate lines
+    of a few-crystal phase place its cell rather than its few strongest (cells within 0.2 %
+    +2.3 points on the development families, +4–5 on the few-crystal ones)."""
     da = np.arange(-4, 5) * SCALE_STEP
     dc = np.arange(-12, 13) * SCALE_STEP if lines.free_c else np.zeros(1)
     ga = (sa[:, None, None] + da[None, :, None]) * np.ones((1, 1, dc.size))
@@ -495,7 +498,9 @@ def _local_scan(
     got = np.take_along_axis(ids, idx, axis=1).reshape(pos.shape)
     z = np.take_along_axis(_padded(zsel), idx, axis=1).reshape(pos.shape)
     counts = _one_line_per_peak(got) & (got < grid.n)
-    best = np.where(counts, np.minimum(z, 10 * Z_CAP), 0.0).sum(-1).argmax(-1)
+    supporting = (counts & (z >= Z_SUPPORT)).sum(-1)
+    summed = np.where(counts, np.minimum(z, 10 * Z_CAP), 0.0).sum(-1)  # breaks the ties
+    best = (supporting * (summed.max() + 1.0) + summed).argmax(-1)
     gain = np.take_along_axis(gains, idx, axis=1).reshape(pos.shape)
     stat = np.where(counts, gain, 0.0).sum(-1).max(-1)
     rows = np.arange(sa.size)
