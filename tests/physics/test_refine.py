@@ -140,3 +140,16 @@ def test_a_few_crystal_cell_is_placed_by_its_many_moderate_lines() -> None:
     a, c = np.array(truth).T
     placed = (np.abs(r.a / a - 1) < 0.002) & (np.abs(r.c / c - 1) < 0.002)
     assert placed.sum() >= 17, placed.sum()
+
+
+def test_a_platy_phase_showing_only_its_hk0_lines_keeps_the_scans_cell() -> None:
+    """Plates lying flat in the beam show only their hk0 lines: they place a but not c, and the
+    position fit, which has no solution there, keeps the scan's cell without an uncertainty
+    (until session 16 it raised a singular-matrix error and took the batch down)."""
+    lines = PhaseLines.build(get_phase("bastnaesite"), GRID)
+    flat = lines.c_frac < 1e-9
+    assert flat.sum() >= 4
+    residual, coverage = lines_pattern(lines.q0[flat] / 1.004, np.full(flat.sum(), 800.0))
+    r = refine_phase(PeakMaps.build(residual, coverage, GRID), lines)
+    assert abs(r.a[0] / (lines.a0 * 1.004) - 1) < 0.002
+    assert np.isnan(r.scale_a_err[0]) and np.isnan(r.scale_c_err[0])

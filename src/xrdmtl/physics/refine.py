@@ -71,6 +71,7 @@ N_STRONG = 3  # the strongest lines a present phase cannot lack all of
 Z_ABSENT = 3.0  # a line under this z is absent
 OWNER_EVIDENCE = 3.0  # a phase this evident takes its supporting lines from the others
 CLAIM_REACH = 1.0  # FWHM: how far around its supporting lines a phase takes the pattern
+MIN_C_SHARE_SPREAD = 0.05  # c is fitted only where the lines used differ this much in c share
 
 
 @dataclass(frozen=True)
@@ -556,10 +557,16 @@ def _gauss_newton(
     zero_sigma: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Three Gauss–Newton steps on (1/sa², 1/sc², zero), batched, the zero with a prior of
-    ``zero_sigma`` (B,); patterns with too few lines keep the scan's cell (uncertainty: NaN)."""
+    ``zero_sigma`` (B,); patterns with too few lines keep the scan's cell (uncertainty: NaN), and
+    so do those whose lines cannot tell c from a: all with one c share (a platy phase lying flat
+    shows only its hk0 lines), where the fit has no solution."""
     n_par = 3 if lines.free_c else 2
-    n_used = (weight > 0).sum(1)
+    used = weight > 0
+    n_used = used.sum(1)
     ok = n_used >= n_par + 1
+    if lines.free_c:
+        highest = np.where(used, lines.c_frac, -np.inf).max(1)
+        ok &= highest - np.where(used, lines.c_frac, np.inf).min(1) >= MIN_C_SHARE_SPREAD
     u, v, zero = 1 / sa**2, 1 / sc**2, np.zeros_like(sa)
     prior = np.zeros((sa.size, n_par, n_par))
     prior[:, -1, -1] = 1 / zero_sigma**2
