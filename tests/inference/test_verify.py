@@ -218,3 +218,17 @@ def test_an_adapter_that_follows_its_labels_keeps_its_call_and_notes_the_check()
     assert kept.probabilities["calcite"] == pytest.approx(0.1)
     assert kept.flagged(Flag.PHYSICS) == ["calcite"] and "reads calcite present" in kept.warning
     assert kept.verification is not None and kept.verification.phases["calcite"].p_checked > 0.9
+
+
+def test_a_phase_none_of_whose_lines_lies_on_the_data_is_not_called() -> None:
+    """A pattern that reaches only 1.0–2.1 Å⁻¹ holds none of rhenium's lines (its first, 100, lies
+    at 2.6): whatever the network says, the check calls no rhenium — the pattern shows nothing of
+    it — and reads its lines as unknown."""
+    q = np.linspace(1.0, 2.1, 800)
+    y = np.random.default_rng(3).normal(1000.0, np.sqrt(1000.0), q.size)
+    pattern = Pattern(q, y, unit="q_A^-1", source="narrow")
+    intensity, coverage = pattern.on_grid(GRID)
+    x = model_input(intensity[None], coverage[None], GRID.step)
+    final, (check,) = Verifier(PHASES, GRID).check(x, np.array([[0.02, 0.02, 0.9]]))
+    assert np.isnan(check.phases["rhenium"].lines)
+    assert final[0, 2] <= 0.05

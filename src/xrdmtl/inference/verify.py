@@ -153,7 +153,8 @@ class Verdicts:
     lines: np.ndarray  # lines beyond chance (NaN: not checked, or no line on the data)
     powder: np.ndarray  # the powder fit's z (NaN as lines)
     verified: np.ndarray  # bool: clean lines enough to call it whatever the probability
-    refuted: np.ndarray  # bool: a call resting on a coincident line, or on a cell out of range
+    refuted: np.ndarray  # bool: a call resting on a coincident line, on a cell out of range, or
+    # on no line at all (none of the phase's lines lies on the pattern's data)
     in_range: np.ndarray  # bool: the best cell lies in the phase's range (True where unchecked)
     weights: np.ndarray  # (T, 4): each phase's :data:`COMBINE` weights
 
@@ -173,7 +174,7 @@ class Verdicts:
             verified[:, j] = (r.clean >= CLEAN_CALL) & (evidence >= LINES_CALL) & r.in_range
             refuted[:, j] = (
                 (r.strong_absent | ~r.in_range) & (evidence < LINES_REFUTE) & (r.clean == 0)
-            )
+            ) | np.isnan(r.evidence)
         weights = np.array([COMBINE.get(name, GENERIC) for name in phases], float).reshape(t, 4)
         return cls(lines, powder, verified, refuted, in_range, weights)
 

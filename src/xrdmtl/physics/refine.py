@@ -202,10 +202,12 @@ def significance(residual: np.ndarray, coverage: np.ndarray, grid: QGrid) -> np.
 
 
 def _covered_median(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Median of each row of ``x`` over its ``valid`` points, as a column (B, 1)."""
-    n = np.maximum(valid.sum(axis=1), 1)
+    """Median of each row of ``x`` over its ``valid`` points, as a column (B, 1); 0 for a row
+    without any (a pattern with no data on the grid)."""
+    n = valid.sum(axis=1)
     ranked = np.sort(np.where(valid, x, np.inf), axis=1)
-    return np.take_along_axis(ranked, ((n - 1) // 2)[:, None], axis=1)
+    median = np.take_along_axis(ranked, (np.maximum(n - 1, 0) // 2)[:, None], axis=1)
+    return np.where(n[:, None] > 0, median, 0.0)
 
 
 def peak_index(zmaps: np.ndarray, grid: QGrid) -> np.ndarray:
