@@ -63,7 +63,9 @@ def score(
     folder: Path, n_frames: int, seed: int, counts: tuple[int, ...], draws: int, view: str
 ) -> dict[str, float]:
     """The figures of the module docstring, per N."""
+    from xrdmtl.model.adapter import check_decides
     from xrdmtl.training.adapt import fit_adapter
+    from xrdmtl.workflows.adapt import check_of
 
     x, labels, contradicted, p, thr, verdicts = _family(folder, n_frames, seed, view)
     out: dict[str, float] = {}
@@ -72,14 +74,13 @@ def score(
         for draw in range(draws):
             order = np.random.default_rng([draw, n]).permutation(len(labels))
             train, test = order[:n], order[n : n + 400]
-            known = verdicts.take(train)
             fit = fit_adapter(
                 x[train], labels[train], p[train], thr, contradicted[train],
-                check=lambda q, rows, v=known: v.take(rows).decide(q),
+                check=check_of(verdicts.take(train)),
             )  # fmt: skip
             adapted = fit.adapter.combine(x[test], p[test].astype(np.float32))
             checked = verdicts.take(test)
-            adapted = checked.decide(adapted) if fit.adapter.check else adapted
+            adapted = checked.decide(adapted) if check_decides(fit.adapter) else adapted
             default = checked.decide(p[test])
             a, d = _exact(adapted, labels[test], thr), _exact(default, labels[test], thr)
             assert fit.estimate is not None

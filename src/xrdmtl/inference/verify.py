@@ -207,8 +207,9 @@ class Verdicts:
         :func:`combine`, then the overriding verdicts. Verified: :data:`CLEAN_CALL` clean lines
         and :data:`LINES_CALL` lines beyond chance at a cell in the phase's range. Refuted: no
         clean line of its own, under :data:`LINES_REFUTE` lines beyond chance, and either its
-        strongest lines absent (a call on a coincident line) or its best cell outside its range.
-        A cell outside the range never raises the probability."""
+        strongest lines absent (a call on a coincident line) or its best cell outside its range;
+        or none of its lines on the data at all. A cell outside the range never raises the
+        probability."""
         p = np.asarray(p, float)
         if p.shape != self.lines.shape:
             raise ValueError(

@@ -599,7 +599,7 @@ def pseudo_labeled(
         features = np.zeros((0, adapter.features.shape[1]), np.float32)
         return features, np.zeros((0, adapter.labels.shape[1]), np.uint8), np.zeros(n, bool)
     p = adapter.combine(x, np.asarray(p_network, np.float32))
-    if check is not None and adapter.check:
+    if check is not None and check_decides(adapter):
         p = check(p, np.arange(n))
     sure = np.all((p >= PSEUDO_CONFIDENCE) | (p <= 1.0 - PSEUDO_CONFIDENCE), axis=1)
     calls = (p > np.asarray(thresholds)).astype(np.uint8)

@@ -164,7 +164,7 @@ def adapt_arrays(
         base = dataclasses.replace(base, adapter=None)
     x = model_input(data.intensity, data.coverage, base.grid.step)
     p = base.network_proba(x)
-    check = None if verdicts is None else _check_of(verdicts)
+    check = None if verdicts is None else check_of(verdicts)
     fit = fit_adapter(x, data.labels, p, base.thresholds, contradicted, config, check=check)
     adapted = Adapted(dataclasses.replace(base, adapter=fit.adapter), fit, False, fit.candidates)
     if tuning is not None and tuning.steps > 0 and len(data.labels) >= 4:
@@ -177,7 +177,7 @@ def adapt_arrays(
     if unlabeled is not None and len(unlabeled.intensity):
         xu = model_input(unlabeled.intensity, unlabeled.coverage, base.grid.step)
         network = dataclasses.replace(adapted.model, adapter=None)
-        checked = None if unlabeled.verdicts is None else _check_of(unlabeled.verdicts)
+        checked = None if unlabeled.verdicts is None else check_of(unlabeled.verdicts)
         features, labels, sure = pseudo_labeled(
             adapted.fit.adapter, xu, network.network_proba(xu), network.thresholds, checked
         )
@@ -189,7 +189,7 @@ def adapt_arrays(
     return adapted
 
 
-def _check_of(verdicts: Verdicts) -> Check:
+def check_of(verdicts: Verdicts) -> Check:
     """The check as :func:`~xrdmtl.training.adapt.fit_adapter` asks for it."""
     return lambda p, rows: verdicts.take(rows).decide(p)
 
@@ -248,8 +248,8 @@ class AuditedLabels:
     contradicted: np.ndarray  # (file, phase) bool: a label the audit contradicts
     audit: AuditTable | None
     grid: QGrid  # the model's, which the patterns are on
-    phases: list[str]  # the model's
-    verdicts: Verdicts | None = None  # the physics check of the patterns read, as predict's
+    verifier: Verifier  # the physics check of the model's phases, as predict's
+    verdicts: Verdicts | None = None  # its verdicts on the patterns read
 
     @property
     def flagged(self) -> np.ndarray:
@@ -297,9 +297,7 @@ def read_and_audit(
     read = {f: item for f, item in zip(all_files, items, strict=True) if isinstance(item, Pattern)}
     x, calibrated = verifier.inputs([read[f] for f in files])
     verdicts = verifier.verdicts(x, calibrated)
-    return AuditedLabels(
-        data, files, skipped, contradicted, table, base.grid, list(base.phases), verdicts
-    )
+    return AuditedLabels(data, files, skipped, contradicted, table, base.grid, verifier, verdicts)
 
 
 @dataclass
@@ -446,8 +444,7 @@ def _read_unlabeled(
     if not rows:
         empty = np.zeros((0, audited.grid.n), np.float32)
         return Unlabeled(empty, np.zeros((0, audited.grid.n), bool)), failed
-    verifier = Verifier(audited.phases, check_grid(audited.grid))
-    verdicts = verifier.verdicts(*verifier.inputs(patterns))
+    verdicts = audited.verifier.verdicts(*audited.verifier.inputs(patterns))
     return Unlabeled(
         np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]), verdicts
     ), failed
