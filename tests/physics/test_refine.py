@@ -7,7 +7,14 @@ import pytest
 
 from xrdmtl.physics.grid import QGrid
 from xrdmtl.physics.phases import get_phase
-from xrdmtl.physics.refine import PeakMaps, PhaseLines, Scan, refine_phase, refine_phases
+from xrdmtl.physics.refine import (
+    WIDTHS_Q,
+    PeakMaps,
+    PhaseLines,
+    Scan,
+    refine_phase,
+    refine_phases,
+)
 
 GRID = QGrid()
 
@@ -153,3 +160,25 @@ def test_a_platy_phase_showing_only_its_hk0_lines_keeps_the_scans_cell() -> None
     r = refine_phase(PeakMaps.build(residual, coverage, GRID), lines)
     assert abs(r.a[0] / (lines.a0 * 1.004) - 1) < 0.002
     assert np.isnan(r.scale_a_err[0]) and np.isnan(r.scale_c_err[0])
+
+
+def test_the_cell_is_placed_at_the_filter_width_that_tells_two_assignments_apart() -> None:
+    """Two assignments of calcite's lines, the true cell and one 0.4 % longer in c, equally
+    supported under the evidence's filter (the wrong one's peaks even stronger there), while a
+    wider filter shows the true lines only: the local scan places the cell where the margin over
+    the other assignment is largest, not where the evidence happens to be."""
+    lines = PhaseLines.build(get_phase("calcite"), GRID)
+    rng = np.random.default_rng(3)
+    x = GRID.values
+
+    def bumps(q: np.ndarray, height: float, fwhm: float) -> np.ndarray:
+        return (height * np.exp(-4 * np.log(2) * ((x - q[:, None]) / fwhm) ** 2)).max(0)
+
+    truth, wrong = lines.positions(1.0, 1.0), lines.positions(1.0, 1.004)
+    z = rng.normal(0.0, 0.3, (1, len(WIDTHS_Q), GRID.n)).astype(np.float32)
+    z[0, 1] += np.maximum(bumps(truth, 20.0, 0.004), bumps(wrong, 30.0, 0.004))
+    z[0, 2] += bumps(truth, 6.0, 0.008)
+    maps = PeakMaps.from_significance(z, np.ones((1, GRID.n), bool), GRID)
+    r = refine_phase(maps, lines)
+    assert r.width[0] == 1  # the evidence's filter: the one with the two assignments
+    assert abs(r.scale_a[0] - 1) < 0.002 and abs(r.scale_c[0] - 1) < 0.002, (r.scale_a, r.scale_c)
