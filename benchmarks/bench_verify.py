@@ -18,9 +18,12 @@ of grains, each spot at its reflection's exact 2θ with a line's width); ``--hda
 hdac patterns of ``../shared`` against their labels as they stand and against the labels the audit
 does not contradict.
 
-``--bound`` also reports, per view, the cells' Cramér–Rao bound (``synthesis.visibility.
-cell_bounds``, unmasked) averaged over the same correctly called phases whose cells are scored: the
-share any method could place within 0.2 % on them.
+``--bound`` also reports, per view, two ceilings averaged over the same correctly called phases
+whose cells are scored: the cells' Cramér–Rao bound (``synthesis.visibility.cell_bounds``,
+unmasked; a local bound, which knows which peaks are the phase's), and their identifiability by
+position (``synthesis.visibility.cell_identifiable`` on the view as the check reads it, at the
+reach of :data:`REACHES` that favours it most): the share whose true cell explains more of the
+pattern's peaks than any cell of the phase's range beyond 0.2 % does (ties half).
 
 ``python benchmarks/bench_verify.py [--n 300] [--seed 271828] [--folder DIR] [--frames] [--fit]
 [--preset holdout|few] [--model DIR] [--hdac] [--bound]``
@@ -33,6 +36,7 @@ import csv
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +44,7 @@ SEED = 271828  # the verdict family (bench_holdout.py): never used to choose any
 DEV_SEED = 170017  # the development family: the combination weights were fitted on it
 N_FRAMES = 300
 CELL_TOLERANCE = 0.002
+REACHES = (0.002, 0.004, 0.006)  # Å⁻¹: how far from a line a peak may lie (identifiability)
 
 
 def simulate(folder: Path, n: int, seed: int, preset: str = "holdout") -> Path:
@@ -89,15 +94,15 @@ def score(
     labels: dict[str, dict[str, int]],
     truth: dict,
     phases: list[str],
-    bounds: dict[str, dict[str, float]] | None = None,
+    ceilings: dict[str, dict[str, dict[str, float]]] | None = None,
 ) -> dict:
     """Exact match, few-crystal recall, false calls and refined-cell accuracy of ``preds``; with
-    ``bounds`` (per frame name, each drawn phase's cell bound), also the mean bound over the same
-    correctly called phases whose cells are scored (what any method could reach on them)."""
+    ``ceilings`` (per figure name, per frame name, per phase: a cell ceiling), also each ceiling
+    averaged over the same correctly called phases whose cells are scored."""
     from xrdmtl.synthesis.frames import SMOOTH_SPOTS
 
     exact, few_hit, few_n, false, cells_ok, cells_n = 0, 0, 0, 0, 0, 0
-    bound_sum = 0.0
+    ceiling_sums = dict.fromkeys(ceilings or {}, 0.0)
     for pred in preds:
         name = Path(pred.file.split("::")[0]).stem
         lab = labels[name]
@@ -116,7 +121,8 @@ def score(
                 cells_ok += (
                     abs(check.a / a - 1) < CELL_TOLERANCE and abs(check.c / c - 1) < CELL_TOLERANCE
                 )
-                bound_sum += bounds[name].get(p, 0.0) if bounds is not None else 0.0
+                for key in ceiling_sums:
+                    ceiling_sums[key] += (ceilings or {})[key].get(name, {}).get(p, 0.0)
     n = len(preds)
     figures = {
         "exact": exact / n,
@@ -127,8 +133,7 @@ def score(
         "cells_n": cells_n,
         "n": n,
     }
-    if bounds is not None:
-        figures["cell_bound_over_scored"] = bound_sum / max(cells_n, 1)
+    figures.update({key: total / max(cells_n, 1) for key, total in ceiling_sums.items()})
     return figures
 
 
@@ -154,7 +159,8 @@ def run(
     model: str | None = None,
     bounds: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, float]:
-    """Both predictors on each view of ``folder`` (``bounds``: see :func:`score`)."""
+    """Both predictors on each view of ``folder``; with ``bounds`` (per frame name, each drawn
+    phase's cell bound), the checked views also report the cell ceilings (:func:`score`)."""
     from xrdmtl.inference.predictor import Predictor
     from xrdmtl.io.labels import read_labels
 
@@ -169,9 +175,50 @@ def run(
                 for f, row in zip(files, marks.tolist(), strict=True)
             }
             preds = predictor.predict_files(files, options, workers=1, progress=False)
-            for key, value in score(preds, labels, truth, predictor.phases, bounds).items():
-                figures[f"verify_{view}_{'checked' if verify else 'network'}_{key}"] = float(value)
+            ceilings = None
+            if bounds is not None and verify:
+                ceilings = {"cell_bound_over_scored": bounds}
+                ceilings.update(identifiable_cells(predictor, files, options, truth))
+            tag = f"verify_{view}_{'checked' if verify else 'network'}"
+            result = score(preds, labels, truth, predictor.phases, ceilings)
+            reached = [v for k, v in result.items() if k.startswith("cell_identifiable_reach")]
+            if reached:
+                result["cell_identifiable_over_scored"] = max(reached)
+            figures.update({f"{tag}_{key}": float(value) for key, value in result.items()})
     return figures
+
+
+def identifiable_cells(
+    predictor: Any, files: list[str], options: Any, truth: dict
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per reach of :data:`REACHES` (figure ``cell_identifiable_reach_<reach>``), per frame name,
+    per drawn phase the check knows: whether the view, as the check reads it (its finer filter),
+    places the phase's true cell by position (``synthesis.visibility.cell_identifiable``)."""
+    from xrdmtl.inference.verify import RESIDUAL_CHANNEL
+    from xrdmtl.io.read import read_files
+    from xrdmtl.model.preprocess import COVERAGE_CHANNEL
+    from xrdmtl.physics.refine import POSITION_WIDTH, significance
+    from xrdmtl.synthesis.visibility import cell_identifiable
+
+    check = predictor.verifier
+    x, _ = check.inputs(read_files(files, options))
+    covered = x[:, COVERAGE_CHANNEL] > 0.5
+    z = significance(x[:, RESIDUAL_CHANNEL], covered, check.grid)[:, POSITION_WIDTH]
+    names = [Path(f.split("::")[0]).stem for f in files]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for reach in REACHES:
+        per: dict[str, dict[str, float]] = {n: {} for n in names}
+        for phase, lines in check.lines.items():
+            rows = [i for i, n in enumerate(names) if phase in truth[n]]
+            if not rows:
+                continue
+            cells = np.array([true_cell(phase, truth[names[i]][phase]) for i in rows])
+            scales = cells / np.array([lines.a0, lines.c0])
+            found = cell_identifiable(z[rows], check.grid, lines, *scales.T, reach)
+            for i, value in zip(rows, found, strict=True):
+                per[names[i]][phase] = float(value)
+        out[f"cell_identifiable_reach_{reach}"] = per
+    return out
 
 
 def hdac(model: str | None = None, shared: Path | None = None) -> dict[str, float]:

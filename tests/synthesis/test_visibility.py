@@ -5,10 +5,15 @@ under a brighter phase has none, and the overlap-aware labels keep only what is 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from xrdmtl.physics.grid import QGrid
+from xrdmtl.physics.phases import get_phase
+from xrdmtl.physics.refine import PhaseLines, significance
 from xrdmtl.synthesis.frames import FrameConfig, FrameSimulator
 from xrdmtl.synthesis.visibility import (
     cell_bounds,
+    cell_identifiable,
     clean_counts,
     clean_reflections,
     line_windows,
@@ -74,3 +79,29 @@ def test_cell_bound_counts_the_radial_scatter_of_a_few_crystals_spots() -> None:
     assert exact["bastnaesite"] > 0.0
     assert scattered["bastnaesite"] < exact["bastnaesite"]
     assert all(scattered[k] <= exact[k] for k in exact)
+
+
+def _fine_z(q: np.ndarray, heights: np.ndarray, grid: QGrid, seed: int = 0) -> np.ndarray:
+    """z at the check's 0.012 Å⁻¹ filter of Gaussian lines (FWHM 0.012) over a flat 1000 counts."""
+    x = grid.values
+    y = 1000 + (heights[:, None] * np.exp(-4 * np.log(2) * ((x - q[:, None]) / 0.012) ** 2)).sum(0)
+    y = np.random.default_rng(seed).normal(y, np.sqrt(y))
+    return significance((y - 1000)[None], np.ones((1, grid.n), bool), grid)[:, 1]
+
+
+def test_a_cell_is_identifiable_where_its_lines_outnumber_every_other_cells_hits() -> None:
+    grid = QGrid()
+    lines = PhaseLines.build(get_phase("calcite"), grid)
+    sa, sc = 1.006, 0.998
+    z = _fine_z(lines.positions(sa, sc), 3.0 * lines.intensity, grid)
+    truth = cell_identifiable(z, grid, lines, np.array([sa]), np.array([sc]), 0.004)
+    assert truth.tolist() == [1.0]
+    # the same peaks read as a phase 0.6 % smaller: a cell beyond 0.2 % explains them all
+    off = cell_identifiable(z, grid, lines, np.array([sa / 1.006]), np.array([sc / 1.006]), 0.004)
+    assert off.tolist() == [0.0]
+    # one line alone: some cell beyond 0.2 % of the truth lands a line on it as well (a tie)
+    strongest = int(np.argmax(lines.intensity))
+    lone = _fine_z(lines.positions(sa, sc)[[strongest]], np.array([400.0]), grid)
+    assert cell_identifiable(lone, grid, lines, np.array([sa]), np.array([sc]), 0.004)[0] == 0.5
+    with pytest.raises(ValueError, match="one true scale pair"):
+        cell_identifiable(z, grid, lines, np.array([sa, sa]), np.array([sc]), 0.004)

@@ -7,7 +7,10 @@ reflections of the phase closer than that share one window), its expected counts
 ``dominance`` times the counts of every other phase drawn in the frame (unknown phases included).
 A phase with no clean reflection is one no method can be asked to see; the overlap-aware label
 "present with ≥ k clean reflections" is :func:`visible_labels`. :func:`cell_bounds` is the cell's
-counterpart: how often any method could place a and c within 0.2 %, given those reflections.
+counterpart: how often any method could place a and c within 0.2 %, given those reflections — a
+local bound, which knows which peaks are the phase's. :func:`cell_identifiable` asks the global
+question of a pattern as the check reads it: does any cell of the phase's range away from the truth
+explain as many of the peaks the pattern shows?
 """
 
 from __future__ import annotations
@@ -17,6 +20,14 @@ from math import erf
 
 import numpy as np
 
+from ..physics.grid import QGrid
+from ..physics.refine import (
+    C_OVER_A_RANGE,
+    SCALE_STEP,
+    PhaseLines,
+    one_line_per_peak,
+    peak_index,
+)
 from ..physics.units import q_to_tth
 from .frames import SMOOTH_SPOTS, FrameSample, FrameSimulator
 
@@ -25,6 +36,7 @@ DOMINANCE = 2.0
 WINDOW = 0.6  # half-width of a reflection's window in FWHM (at least one pixel)
 POSITION_SIGMA = 0.57  # a Gaussian line's position error over its background, in FWHM / SNR
 CELL_TOLERANCE = 0.002  # relative: the cell accuracy the issue asks for
+TRUTH_BOX = 3  # steps of SCALE_STEP: the cells about the truth given to it (a scan's rounding)
 
 
 def line_windows(positions: np.ndarray, half: float) -> np.ndarray:
@@ -174,3 +186,66 @@ def visible_labels(
     """``labels`` (patterns × phases, 0/1) kept only where the phase has ≥ ``k`` clean reflections."""
     counts = np.array([[c.get(p, 0) for p in phases] for c in clean])
     return (np.asarray(labels) > 0) & (counts >= k)
+
+
+def cell_identifiable(
+    z: np.ndarray,
+    grid: QGrid,
+    lines: PhaseLines,
+    scale_a: np.ndarray,
+    scale_c: np.ndarray,
+    reach: float,
+    tolerance: float = CELL_TOLERANCE,
+) -> np.ndarray:
+    """(B,) 1, ½ or 0: whether the positions of the peaks a pattern shows place a phase within
+    ``tolerance`` of its true scales (``scale_a``, ``scale_c``, (B,)). ``z``: (B, G) significance
+    on ``grid`` at one filter width (:func:`~xrdmtl.physics.refine.significance`).
+
+    A cell's score is the number of distinct peaks (local maxima at ``Z_SUPPORT``) that its lines
+    hit within ``reach`` Å⁻¹, one line per peak. The truth gets the best of the cells within
+    :data:`TRUTH_BOX` steps of it; it is weighed against the best cell of the phase's whole range
+    (lattice scale and, where c is free, c/a, in steps of ``SCALE_STEP``) lying beyond
+    ``tolerance``: 1 where the truth's peaks outnumber it, ½ on a tie, 0 where the wrong cell hits
+    more. Where a wrong cell explains more of the pattern's peaks than the truth does, no method that
+    places a cell by its lines' positions can choose the truth; few-crystal intensities (half the
+    lines missing, the rest erratic) add little to tell them apart."""
+    z = np.asarray(z, np.float32)
+    scale_a, scale_c = np.asarray(scale_a, float), np.asarray(scale_c, float)
+    if (
+        z.ndim != 2
+        or z.shape[1] != grid.n
+        or scale_a.shape != (len(z),)
+        or scale_c.shape != (len(z),)
+    ):
+        raise ValueError(f"z must be (B, {grid.n}), with one true scale pair per pattern")
+    ids = peak_index(z[:, None], grid, reach)[:, 0]  # (B, G + 1)
+    range_a, range_c = _range_cells(lines)
+    box = np.arange(-TRUTH_BOX, TRUTH_BOX + 1) * SCALE_STEP
+    da, dc = (d.ravel() for d in np.meshgrid(box, box if lines.free_c else [0.0], indexing="ij"))
+    out = np.empty(len(z))
+    for rows in np.array_split(np.arange(len(z)), max(1, len(z) // 8)):  # ~50 MB a part
+        ta = scale_a[rows, None] * (1 + da)
+        ratio = (scale_c / scale_a)[rows, None]
+        tc = scale_c[rows, None] * (1 + dc) if lines.free_c else ta * ratio
+        cells_a = np.concatenate([np.broadcast_to(range_a, (rows.size, range_a.size)), ta], 1)
+        cells_c = np.concatenate([np.broadcast_to(range_c, (rows.size, range_c.size)), tc], 1)
+        idx = np.rint(grid.index(lines.positions(cells_a, cells_c))).astype(np.intp)
+        idx = np.where((idx >= 0) & (idx < grid.n), idx, grid.n).reshape(rows.size, -1)
+        got = np.take_along_axis(ids[rows], idx, axis=1).reshape(*cells_a.shape, -1)
+        hits = (one_line_per_peak(got) & (got < grid.n)).sum(-1)  # (rows, cells)
+        near = (np.abs(cells_a / scale_a[rows, None] - 1) < tolerance) & (
+            np.abs(cells_c / scale_c[rows, None] - 1) < tolerance
+        )
+        truth, wrong = np.where(near, hits, -1).max(1), np.where(near, -1, hits).max(1)
+        out[rows] = np.where(truth > wrong, 1.0, np.where(truth == wrong, 0.5, 0.0))
+    return out
+
+
+def _range_cells(lines: PhaseLines) -> tuple[np.ndarray, np.ndarray]:
+    """(sa, sc) of every cell of the phase's range: lattice scale and, where c is free, c/a within
+    ``C_OVER_A_RANGE``, both in steps of ``SCALE_STEP``."""
+    lo, hi = lines.scale_range
+    s = np.arange(lo, hi + SCALE_STEP / 2, SCALE_STEP)
+    ratios = np.arange(-C_OVER_A_RANGE, C_OVER_A_RANGE + SCALE_STEP / 2, SCALE_STEP)
+    ratios = ratios if lines.free_c else np.zeros(1)
+    return np.repeat(s, ratios.size), np.repeat(s, ratios.size) * (1 + np.tile(ratios, s.size))
