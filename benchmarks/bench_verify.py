@@ -345,7 +345,8 @@ def main() -> None:
     parser.add_argument(
         "--bound",
         action="store_true",
-        help="also the cells' Cramér–Rao bound over the phases scored (draws the frames again)",
+        help="also the cells' Cramér–Rao bound (draws the frames again) and their identifiability "
+        "by position, over the phases scored",
     )
     parser.add_argument("--model", default=None, help="a model folder (default: the shipped one)")
     parser.add_argument(

@@ -121,10 +121,13 @@ class PhaseLines:
             (float(lo), float(hi)),
         )
 
-    def positions(self, sa: np.ndarray, sc: np.ndarray) -> np.ndarray:
-        """Reflection Q (..., K) for a- and c-axis scales ``sa``, ``sc`` of any shape."""
-        sa, sc = np.asarray(sa)[..., None], np.asarray(sc)[..., None]
-        return np.asarray(self.q0 * np.sqrt((1 - self.c_frac) / sa**2 + self.c_frac / sc**2))
+    def positions(self, sa: np.ndarray, sc: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+        """Reflection Q (..., K) for a- and c-axis scales ``sa``, ``sc`` of any shape, in ``dtype``
+        (float32 for the local scan's many cells)."""
+        sa, sc = (np.asarray(s, dtype)[..., None] for s in (sa, sc))
+        q0: np.ndarray = self.q0.astype(dtype)
+        c_frac: np.ndarray = self.c_frac.astype(dtype)
+        return np.asarray(q0 * np.sqrt((1 - c_frac) / sa**2 + c_frac / sc**2))
 
 
 @dataclass(frozen=True)
@@ -247,15 +250,18 @@ def one_line_per_peak(ids: np.ndarray, axis: int = -1) -> np.ndarray:
     return counts
 
 
-def _grid_points(q: np.ndarray, grid: QGrid) -> np.ndarray:
-    """The nearest grid index of each Q, ``grid.n`` (the padding column) off the grid."""
-    idx = np.rint(grid.index(q)).astype(np.intp)
-    return np.where((idx >= 0) & (idx < grid.n), idx, grid.n)
+def grid_points(q: np.ndarray, grid: QGrid) -> np.ndarray:
+    """The nearest grid index (int32) of each Q, computed in Q's precision; ``grid.n`` (the padding
+    column of :func:`_padded` maps) off the grid."""
+    q = np.asarray(q)
+    kind = q.dtype.type
+    idx = np.rint((q - kind(grid.q_min)) / kind(grid.step)).astype(np.int32)
+    return np.asarray(np.where((idx >= 0) & (idx < grid.n), idx, np.int32(grid.n)))
 
 
 def _line_gain(ids: np.ndarray, gains: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """T at each cell (B, W, C): the gain of the peak each reflection (grid points ``idx``, (C, K),
-    from :func:`_grid_points`) lands on, one line per peak. ``ids``, ``gains``: (G+1, B, W) peak
+    from :func:`grid_points`) lands on, one line per peak. ``ids``, ``gains``: (G+1, B, W) peak
     index and that peak's gain at each point (:class:`PeakMaps`)."""
     found = gains[idx]  # (C, K, B, W): each gather a contiguous row
     found *= one_line_per_peak(ids[idx], axis=1)
@@ -271,17 +277,21 @@ def _gain(z: np.ndarray) -> np.ndarray:
 
 
 def _padded(zmap: np.ndarray) -> np.ndarray:
-    """``zmap`` (..., G) with a column of zeros at the end, where :func:`_grid_points` puts Q off
+    """``zmap`` (..., G) with a column of zeros at the end, where :func:`grid_points` puts Q off
     the grid."""
     return np.concatenate([zmap, np.zeros((*zmap.shape[:-1], 1), zmap.dtype)], axis=-1)
 
 
-def _scan_cells(lines: PhaseLines, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """(sa, sc) of the coarse scan: the lattice range in steps of ``stride`` × :data:`SCALE_STEP`,
-    at a few c/a values where c is free."""
+def scan_cells(
+    lines: PhaseLines, stride: int = 1, ratios: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sa, sc) of cells over the phase's lattice range in steps of ``stride`` ×
+    :data:`SCALE_STEP`, at relative c/a changes ``ratios`` (default: the coarse scan's
+    :data:`C_OVER_A_COARSE`) where c is free."""
     lo, hi = lines.scale_range
     s = np.arange(lo, hi + SCALE_STEP / 2, stride * SCALE_STEP)
-    ratios = np.array(C_OVER_A_COARSE if lines.free_c else (0.0,))
+    ratios = np.asarray(C_OVER_A_COARSE if ratios is None else ratios, float)
+    ratios = ratios if lines.free_c else np.zeros(1)
     return np.repeat(s, ratios.size), np.repeat(s, ratios.size) * (1 + np.tile(ratios, s.size))
 
 
@@ -358,17 +368,17 @@ class Scan:
     grid: QGrid
     sa: np.ndarray  # (C,) a-axis scale of each cell
     sc: np.ndarray  # (C,) c-axis scale
-    points: np.ndarray  # (C, K) grid point of each line (:func:`_grid_points`)
+    points: np.ndarray  # (C, K) grid point of each line (:func:`grid_points`)
     null_points: tuple[np.ndarray, ...]  # the same for each of :data:`NULL_FACTORS`
     design: sparse.csr_array  # (C, G) the powder fit's weights (:func:`_design`)
     null_designs: tuple[sparse.csr_array, ...]
 
     @classmethod
     def build(cls, lines: PhaseLines, grid: QGrid) -> Scan:
-        sa, sc = _scan_cells(lines)
-        na, nc = _scan_cells(lines, NULL_STRIDE)
-        points = _grid_points(lines.positions(sa, sc), grid)
-        nulls = tuple(_grid_points(lines.positions(na * f, nc * f), grid) for f in NULL_FACTORS)
+        sa, sc = scan_cells(lines)
+        na, nc = scan_cells(lines, NULL_STRIDE)
+        points = grid_points(lines.positions(sa, sc), grid)
+        nulls = tuple(grid_points(lines.positions(na * f, nc * f), grid) for f in NULL_FACTORS)
         weight = (lines.intensity / np.sqrt((lines.intensity**2).sum())).astype(np.float32)
         designs = tuple(_design(at, weight, grid.n) for at in nulls)
         return cls(lines, grid, sa, sc, points, nulls, _design(points, weight, grid.n), designs)
@@ -462,7 +472,7 @@ def _powder_evidence(zmaps: np.ndarray, scan: Scan) -> np.ndarray:
 
 def _design(idx: np.ndarray, weight: np.ndarray, n_grid: int) -> sparse.csr_array:
     """(C, G) sparse: row c sums ``weight`` (K,) at the grid points ``idx[c]`` (from
-    :func:`_grid_points`; the padding column ``n_grid`` dropped, it holds no data)."""
+    :func:`grid_points`; the padding column ``n_grid`` dropped, it holds no data)."""
     cells = np.broadcast_to(np.arange(idx.shape[0])[:, None], idx.shape)
     on = idx < n_grid
     values = np.broadcast_to(weight, idx.shape)[on]
@@ -524,7 +534,7 @@ def _local_scan(
     dc = np.arange(-LOCAL_REACH[1], LOCAL_REACH[1] + 1) * SCALE_STEP if lines.free_c else [0.0]
     ga = np.repeat(sa[:, None] + da, len(dc), axis=1)  # (B, C): c/a steps within each a step
     gc = ga * (sc / sa)[:, None] + np.tile(dc, da.size) if lines.free_c else ga
-    idx = _grid_points_32(lines, ga, gc, grid)  # (B, C, K)
+    idx = grid_points(lines.positions(ga, gc, np.float32), grid)  # (B, C, K)
     flat = (idx + (np.arange(n_b, dtype=np.int32) * (grid.n + 1))[:, None, None]).ravel()
     got = np.stack([maps.supported[k].take(flat) for k in widths]).reshape(-1, *idx.shape)
     counts = one_line_per_peak(got) & (got < grid.n)  # (W', B, C, K)
@@ -542,22 +552,10 @@ def _local_scan(
     summed = np.where(chosen, np.minimum(z, 10 * Z_CAP), 0.0).sum(-1)
     cell = (supporting[at, pick] * (summed.max() + 1.0) + summed).argmax(-1)
     fa, fc = ga[at, cell], gc[at, cell]
-    points = _grid_points(lines.positions(fa, fc), grid)  # (B, K): T there, at the width w
+    points = grid_points(lines.positions(fa, fc), grid)  # (B, K): T there, at the width w
     peaks = np.take_along_axis(maps.ids[:, at, w].T, points, 1)
     gain = np.take_along_axis(maps.gains[:, at, w].T, points, 1)
     return fa, fc, np.where(one_line_per_peak(peaks), gain, 0.0).sum(-1)
-
-
-def _grid_points_32(lines: PhaseLines, sa: np.ndarray, sc: np.ndarray, grid: QGrid) -> np.ndarray:
-    """:func:`_grid_points` of the lines (B, C, K) at scales ``sa``, ``sc`` (B, C), in float32: the
-    local scan's many cells."""
-    qa = (lines.q0**2 * (1 - lines.c_frac)).astype(np.float32)
-    qc = (lines.q0**2 * lines.c_frac).astype(np.float32)
-    u, v = (np.asarray(1 / s**2, np.float32)[..., None] for s in (sa, sc))
-    q = np.sqrt(qa * u + qc * v)
-    at = np.rint((q - np.float32(grid.q_min)) * np.float32(1 / grid.step)).astype(np.int32)
-    at[(at < 0) | (at >= grid.n)] = grid.n
-    return np.asarray(at)
 
 
 def _fit_positions(

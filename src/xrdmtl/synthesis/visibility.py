@@ -25,8 +25,10 @@ from ..physics.refine import (
     C_OVER_A_RANGE,
     SCALE_STEP,
     PhaseLines,
+    grid_points,
     one_line_per_peak,
     peak_index,
+    scan_cells,
 )
 from ..physics.units import q_to_tth
 from .frames import SMOOTH_SPOTS, FrameSample, FrameSimulator
@@ -219,7 +221,8 @@ def cell_identifiable(
     ):
         raise ValueError(f"z must be (B, {grid.n}), with one true scale pair per pattern")
     ids = peak_index(z[:, None], grid, reach)[:, 0]  # (B, G + 1)
-    range_a, range_c = _range_cells(lines)
+    steps = np.arange(-C_OVER_A_RANGE, C_OVER_A_RANGE + SCALE_STEP / 2, SCALE_STEP)
+    range_a, range_c = scan_cells(lines, ratios=steps)  # the whole range, every step
     box = np.arange(-TRUTH_BOX, TRUTH_BOX + 1) * SCALE_STEP
     da, dc = (d.ravel() for d in np.meshgrid(box, box if lines.free_c else [0.0], indexing="ij"))
     out = np.empty(len(z))
@@ -229,8 +232,7 @@ def cell_identifiable(
         tc = scale_c[rows, None] * (1 + dc) if lines.free_c else ta * ratio
         cells_a = np.concatenate([np.broadcast_to(range_a, (rows.size, range_a.size)), ta], 1)
         cells_c = np.concatenate([np.broadcast_to(range_c, (rows.size, range_c.size)), tc], 1)
-        idx = np.rint(grid.index(lines.positions(cells_a, cells_c))).astype(np.intp)
-        idx = np.where((idx >= 0) & (idx < grid.n), idx, grid.n).reshape(rows.size, -1)
+        idx = grid_points(lines.positions(cells_a, cells_c), grid).reshape(rows.size, -1)
         got = np.take_along_axis(ids[rows], idx, axis=1).reshape(*cells_a.shape, -1)
         hits = (one_line_per_peak(got) & (got < grid.n)).sum(-1)  # (rows, cells)
         near = (np.abs(cells_a / scale_a[rows, None] - 1) < tolerance) & (
@@ -239,13 +241,3 @@ def cell_identifiable(
         truth, wrong = np.where(near, hits, -1).max(1), np.where(near, -1, hits).max(1)
         out[rows] = np.where(truth > wrong, 1.0, np.where(truth == wrong, 0.5, 0.0))
     return out
-
-
-def _range_cells(lines: PhaseLines) -> tuple[np.ndarray, np.ndarray]:
-    """(sa, sc) of every cell of the phase's range: lattice scale and, where c is free, c/a within
-    ``C_OVER_A_RANGE``, both in steps of ``SCALE_STEP``."""
-    lo, hi = lines.scale_range
-    s = np.arange(lo, hi + SCALE_STEP / 2, SCALE_STEP)
-    ratios = np.arange(-C_OVER_A_RANGE, C_OVER_A_RANGE + SCALE_STEP / 2, SCALE_STEP)
-    ratios = ratios if lines.free_c else np.zeros(1)
-    return np.repeat(s, ratios.size), np.repeat(s, ratios.size) * (1 + np.tile(ratios, s.size))
