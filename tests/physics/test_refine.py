@@ -12,6 +12,8 @@ from xrdmtl.physics.refine import (
     PeakMaps,
     PhaseLines,
     Scan,
+    _line_gain,
+    one_line_per_peak,
     refine_phase,
     refine_phases,
 )
@@ -182,3 +184,21 @@ def test_the_cell_is_placed_at_the_filter_width_that_tells_two_assignments_apart
     r = refine_phase(maps, lines)
     assert r.width[0] == 1  # the evidence's filter: the one with the two assignments
     assert abs(r.scale_a[0] - 1) < 0.002 and abs(r.scale_c[0] - 1) < 0.002, (r.scale_a, r.scale_c)
+
+
+def test_the_scan_compares_peaks_only_of_lines_that_can_share_one() -> None:
+    """The scan's statistic, which compares the peaks of only those neighbouring lines that come
+    within a peak's reach of each other somewhere in the scan, equals the count over every line."""
+    lines = PhaseLines.build(get_phase("bastnaesite"), GRID)
+    rng = np.random.default_rng(3)
+    peaks = rng.uniform(GRID.q_min, GRID.q_max, 300)  # dense foreign lines: many shared peaks
+    residual, coverage = lines_pattern(peaks, rng.uniform(50, 600, peaks.size), seed=3)
+    maps = PeakMaps.build(np.concatenate([residual, residual[:, ::-1]]), coverage[[0, 0]], GRID)
+    scan = Scan.build(lines, GRID)
+    counts = one_line_per_peak(maps.ids[scan.points], axis=1)
+    gains = maps.gains[scan.points]
+    every_line = np.moveaxis((gains * counts).sum(1), 0, -1)
+    assert np.count_nonzero(~counts & (gains > 0)) > 0  # lines that found a peak already taken
+    np.testing.assert_array_equal(
+        _line_gain(maps.ids, maps.gains, scan.points, scan.shares[0]), every_line
+    )

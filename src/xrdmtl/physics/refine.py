@@ -259,13 +259,35 @@ def grid_points(q: np.ndarray, grid: QGrid) -> np.ndarray:
     return np.asarray(np.where((idx >= 0) & (idx < grid.n), idx, np.int32(grid.n)))
 
 
-def _line_gain(ids: np.ndarray, gains: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def _line_gain(
+    ids: np.ndarray, gains: np.ndarray, idx: np.ndarray, shares: list[tuple[int, np.ndarray]]
+) -> np.ndarray:
     """T at each cell (B, W, C): the gain of the peak each reflection (grid points ``idx``, (C, K),
-    from :func:`grid_points`) lands on, one line per peak. ``ids``, ``gains``: (G+1, B, W) peak
-    index and that peak's gain at each point (:class:`PeakMaps`)."""
+    from :func:`grid_points`) lands on, one line per peak (``shares``: :func:`_may_share` of
+    ``idx``). ``ids``, ``gains``: (G+1, B, W) peak index and that peak's gain at each point
+    (:class:`PeakMaps`)."""
     found = gains[idx]  # (C, K, B, W): each gather a contiguous row
-    found *= one_line_per_peak(ids[idx], axis=1)
+    for lag, later in shares:
+        found[:, later] *= ids[idx[:, later]] != ids[idx[:, later - lag]]
     return np.moveaxis(found.sum(1), 0, -1)
+
+
+def peak_span(grid: QGrid) -> int:
+    """Grid points: the farthest apart two points can be that take the same peak of
+    :func:`peak_index` (twice its widest reach)."""
+    return 2 * max(1, round(POSITION_TOLERANCE * max(WIDTHS_Q) / grid.step))
+
+
+def _may_share(points: np.ndarray, span: int) -> list[tuple[int, np.ndarray]]:
+    """For the lags of :func:`one_line_per_peak`: the lines k (last axis of ``points``, grid
+    points of the lines at each cell) that may take the same peak as line k − lag at some cell,
+    those within ``span`` points of it somewhere. Lines further apart never share a peak (both
+    without one, they gain nothing), so only these need their peaks compared."""
+    out = []
+    for lag in (lag for lag in (1, 2) if points.shape[-1] > lag):
+        gap = np.abs(points[..., lag:] - points[..., :-lag]).reshape(-1, points.shape[-1] - lag)
+        out.append((lag, np.flatnonzero(gap.min(0, initial=span + 1) <= span) + lag))
+    return out
 
 
 def _gain(z: np.ndarray) -> np.ndarray:
@@ -372,6 +394,7 @@ class Scan:
     null_points: tuple[np.ndarray, ...]  # the same for each of :data:`NULL_FACTORS`
     design: sparse.csr_array  # (C, G) the powder fit's weights (:func:`_design`)
     null_designs: tuple[sparse.csr_array, ...]
+    shares: tuple[list[tuple[int, np.ndarray]], ...]  # :func:`_may_share` of points, null_points
 
     @classmethod
     def build(cls, lines: PhaseLines, grid: QGrid) -> Scan:
@@ -381,7 +404,10 @@ class Scan:
         nulls = tuple(grid_points(lines.positions(na * f, nc * f), grid) for f in NULL_FACTORS)
         weight = (lines.intensity / np.sqrt((lines.intensity**2).sum())).astype(np.float32)
         designs = tuple(_design(at, weight, grid.n) for at in nulls)
-        return cls(lines, grid, sa, sc, points, nulls, _design(points, weight, grid.n), designs)
+        shares = tuple(_may_share(at, peak_span(grid)) for at in (points, *nulls))
+        return cls(
+            lines, grid, sa, sc, points, nulls, _design(points, weight, grid.n), designs, shares
+        )
 
 
 def refine_phase(maps: PeakMaps, lines: PhaseLines, scan: Scan | None = None) -> Refinement:
@@ -394,8 +420,14 @@ def refine_phase(maps: PeakMaps, lines: PhaseLines, scan: Scan | None = None) ->
     grid, zmaps, ids = maps.grid, maps.z, maps.ids
     n_b = zmaps.shape[0]
     sa, sc = scan.sa, scan.sc
-    stat = _line_gain(ids, maps.gains, scan.points)  # (B, W, C)
-    null = np.mean([_line_gain(ids, maps.gains, at).max(-1) for at in scan.null_points], axis=0)
+    stat = _line_gain(ids, maps.gains, scan.points, scan.shares[0])  # (B, W, C)
+    null = np.mean(
+        [
+            _line_gain(ids, maps.gains, at, shares).max(-1)
+            for at, shares in zip(scan.null_points, scan.shares[1:], strict=True)
+        ],
+        axis=0,
+    )
     powder = _powder_evidence(zmaps, scan)
     best_c = stat.argmax(-1)  # (B, W)
     best = np.take_along_axis(stat, best_c[..., None], -1)[..., 0]
@@ -537,7 +569,9 @@ def _local_scan(
     idx = grid_points(lines.positions(ga, gc, np.float32), grid)  # (B, C, K)
     flat = (idx + (np.arange(n_b, dtype=np.int32) * (grid.n + 1))[:, None, None]).ravel()
     got = np.stack([maps.supported[k].take(flat) for k in widths]).reshape(-1, *idx.shape)
-    counts = one_line_per_peak(got) & (got < grid.n)  # (W', B, C, K)
+    counts = got < grid.n  # (W', B, C, K): supporting lines, one per peak
+    for lag, later in _may_share(idx, peak_span(grid)):
+        counts[..., later] &= got[..., later] != got[..., later - lag]
     supporting = np.count_nonzero(counts, axis=-1).transpose(1, 0, 2)  # (B, W', C)
     first = supporting.argmax(-1)  # (B, W')
     ba, bc = np.take_along_axis(ga, first, 1), np.take_along_axis(gc, first, 1)
