@@ -23,7 +23,8 @@ TARGETS: dict[str, float] = {"model_inference_patterns_per_s": 10_000}
 def _rate(fn, n: int, seconds: float, clock=time.perf_counter) -> float:
     """Median rate (items per second of ``clock``) of ``fn()`` processing ``n`` items per call."""
     fn()
-    rates, t_end = [], time.perf_counter() + seconds
+    rates: list[float] = []
+    t_end = time.perf_counter() + seconds
     while time.perf_counter() < t_end or len(rates) < 3:
         t0 = clock()
         fn()

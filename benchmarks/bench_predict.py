@@ -72,7 +72,7 @@ def write_patterns(folder: Path, n: int, suffix: str, seed: int = 0) -> None:
             )
 
 
-def make_predictor(verify: bool = False) -> object:
+def make_predictor(verify: bool = False) -> Any:
     """Predictor with the shipped model, else an untrained network of the default architecture;
     ``verify``: with the physics check (``predict``'s default; the other figures: ``--no-verify``)."""
     from xrdmtl.inference.predictor import Predictor

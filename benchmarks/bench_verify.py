@@ -43,7 +43,6 @@ import numpy as np
 SEED = 271828  # the verdict family (bench_holdout.py): never used to choose anything here
 DEV_SEED = 170017  # the development family: the combination weights were fitted on it
 N_FRAMES = 300
-CELL_TOLERANCE = 0.002
 REACHES = (0.002, 0.004, 0.006)  # Å⁻¹: how far from a line a peak may lie (identifiability)
 
 
@@ -100,6 +99,7 @@ def score(
     ``ceilings`` (per figure name, per frame name, per phase: a cell ceiling), also each ceiling
     averaged over the same correctly called phases whose cells are scored."""
     from xrdmtl.synthesis.frames import SMOOTH_SPOTS
+    from xrdmtl.synthesis.visibility import CELL_TOLERANCE
 
     exact, few_hit, few_n, false, cells_ok, cells_n = 0, 0, 0, 0, 0, 0
     ceiling_sums = dict.fromkeys(ceilings or {}, 0.0)
@@ -137,10 +137,11 @@ def score(
     return figures
 
 
-def views(folder: Path, frames: bool) -> dict[str, tuple[Path, object]]:
+def views(folder: Path, frames: bool) -> dict[str, tuple[Path, Any]]:
+    """Each view of ``folder``: its labels file and the read options (a ReadOptions)."""
     from xrdmtl.io.read import ReadOptions
 
-    out: dict[str, tuple[Path, object]] = {
+    out: dict[str, tuple[Path, Any]] = {
         "unmasked": (folder / "unmasked" / "labels.csv", ReadOptions()),
         "masked": (folder / "masked" / "labels.csv", ReadOptions()),
     }
@@ -214,7 +215,7 @@ def identifiable_cells(
                 continue
             cells = np.array([true_cell(phase, truth[names[i]][phase]) for i in rows])
             scales = cells / np.array([lines.a0, lines.c0])
-            found = cell_identifiable(z[rows], check.grid, lines, *scales.T, reach)
+            found = cell_identifiable(z[rows], check.grid, lines, scales[:, 0], scales[:, 1], reach)
             for i, value in zip(rows, found, strict=True):
                 per[names[i]][phase] = float(value)
         out[f"cell_identifiable_reach_{reach}"] = per

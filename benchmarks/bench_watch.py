@@ -70,7 +70,7 @@ def _land(frames: list[bytes], folder: Path, out: Path) -> list[float]:
 
 def _cpu(pid: int) -> float:
     """CPU seconds (user + system, all threads) the process has used."""
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     return float(sum(psutil.Process(pid).cpu_times()[:2]))
 
