@@ -15,8 +15,8 @@ The check behind every call (``docs/verify.md``). For a phase and each pattern:
    line's gain is capped at ``Z_CAP²``, so one strong coincident line cannot carry a phase.
    The statistic ``T`` is the sum over reflections.
 3. **The cell.** ``T`` is scanned over the lattice scale (the phase's prior range, widened to
-   :data:`SCALE_COVERAGE`, in steps of 0.1 %) and, for phases whose c axis is free (hexagonal,
-   trigonal, tetragonal), c/a in steps of 0.3 % (:data:`C_OVER_A_COARSE`); then a local 2D scan, at the filter width where the best
+   :data:`SCALE_COVERAGE`) and, for phases whose c axis is free (hexagonal, trigonal, tetragonal),
+   c/a within :data:`C_OVER_A_RANGE`; then a local 2D scan, at the filter width where the best
    cell stands out most from any cell 0.2 % away (:data:`PLACING_WIDTHS`), and a weighted
    Gauss–Newton fit of the supporting lines' positions give the a and c scales, a zero shift (with a prior: :data:`ZERO_SIGMA`,
    or :data:`ZERO_SIGMA_CALIBRATED` for a pattern integrated from a frame with its calibrated geometry)
@@ -58,10 +58,9 @@ Z_SUPPORT = 4.0  # a reflection with z at least this supports the call
 SCALE_STEP = 0.0005
 SCALE_COVERAGE = (0.98, 1.02)  # the scan covers at least this lattice-scale range
 C_OVER_A_RANGE = 0.015  # ± relative change of c/a scanned for phases whose c axis is free
-C_OVER_A_COARSE = (-0.012, -0.009, -0.006, -0.003, 0.0, 0.003, 0.006, 0.009, 0.012)  # 0.3 % apart
-COARSE_STRIDE = 2  # SCALE_STEPs between the coarse scan's lattice scales
+C_OVER_A_COARSE = (-0.01, 0.0, 0.01)
 NULL_FACTORS = (0.89, 0.93, 1.07, 1.11)  # look-elsewhere null: the same scan 7 and 11 % off
-NULL_STRIDE = 2  # the null windows are scanned at every second coarse lattice step
+NULL_STRIDE = 2  # the null windows are scanned at every second lattice step
 POSITION_TOLERANCE = 0.15  # FWHM: a line may sit this far from its peak in the scan
 POSITION_WIDTH = 1  # index of WIDTHS_Q: the widest filter line positions are read from
 ZERO_SIGMA = 0.001  # Å⁻¹: prior on the zero shift (in Q) of the position fit (a 1D file's origin)
@@ -405,8 +404,8 @@ class Scan:
 
     @classmethod
     def build(cls, lines: PhaseLines, grid: QGrid) -> Scan:
-        sa, sc = scan_cells(lines, COARSE_STRIDE)
-        na, nc = scan_cells(lines, COARSE_STRIDE * NULL_STRIDE)
+        sa, sc = scan_cells(lines)
+        na, nc = scan_cells(lines, NULL_STRIDE)
         points = grid_points(lines.positions(sa, sc), grid)
         nulls = tuple(grid_points(lines.positions(na * f, nc * f), grid) for f in NULL_FACTORS)
         weight = lines.powder_weights
