@@ -202,24 +202,3 @@ def test_the_scan_compares_peaks_only_of_lines_that_can_share_one() -> None:
     np.testing.assert_array_equal(
         _line_gain(maps.ids, maps.gains, scan.points, scan.shares[0]), every_line
     )
-
-
-def test_the_reference_intensities_break_a_tie_between_two_assignments() -> None:
-    """Two assignments of calcite's lines support as many lines: the true cell's peaks follow the
-    reference intensities, those of a cell 0.4 % longer in c are all alike and sum to more z. The
-    local scan takes the one whose strong lines are the pattern's strong lines."""
-    lines = PhaseLines.build(get_phase("calcite"), GRID)
-    rng = np.random.default_rng(3)
-    x = GRID.values
-    truth, wrong = lines.positions(1.0, 1.0), lines.positions(1.0, 1.004)
-    z_true, z_wrong = 4.5 + 0.05 * lines.intensity, np.full(truth.size, 6.0)
-    weights = lines.powder_weights
-    assert z_true.sum() < z_wrong.sum() and np.minimum(z_true, 10) @ weights > z_wrong @ weights
-
-    def bumps(q: np.ndarray, height: np.ndarray) -> np.ndarray:
-        return (height[:, None] * np.exp(-4 * np.log(2) * ((x - q[:, None]) / 0.006) ** 2)).max(0)
-
-    z = rng.normal(0.0, 0.3, (1, len(WIDTHS_Q), GRID.n)).astype(np.float32)
-    z[0, :] += np.maximum(bumps(truth, z_true), bumps(wrong, z_wrong))
-    r = refine_phase(PeakMaps.from_significance(z, np.ones((1, GRID.n), bool), GRID), lines)
-    assert abs(r.scale_a[0] - 1) < 0.002 and abs(r.scale_c[0] - 1) < 0.002, (r.scale_a, r.scale_c)
