@@ -77,6 +77,7 @@ MIN_C_SHARE_SPREAD = 0.05  # c is fitted only where the lines used differ this m
 LOCAL_REACH = (6, 12)  # SCALE_STEPs: the local scan's half-width in a, and in c/a where c is free
 CELL_SEPARATION = 0.002  # relative: a cell this far from the best is another assignment
 PLACING_WIDTHS = (1, 2, 3)  # indices of WIDTHS_Q the local scan places cells at
+PEAK_LAGS = (1, 2)  # a line is compared for a shared peak with the lines this many before it
 
 
 @dataclass(frozen=True)
@@ -240,11 +241,11 @@ def peak_index(zmaps: np.ndarray, grid: QGrid, reach: float | None = None) -> np
 
 def one_line_per_peak(ids: np.ndarray, axis: int = -1) -> np.ndarray:
     """Which lines count (bool, the shape of ``ids``): a line (along ``axis``, in Q order) that
-    lands on the same peak (``ids``) as one of the two just before it does not; two reflections on
-    one peak are one line."""
+    lands on the same peak (``ids``) as one of the :data:`PEAK_LAGS` lines just before it does not;
+    two reflections on one peak are one line."""
     before = (slice(None),) * (axis % ids.ndim)
     counts = np.ones(ids.shape, bool)
-    for lag in (1, 2):
+    for lag in PEAK_LAGS:
         later, earlier = (*before, slice(lag, None)), (*before, slice(None, -lag))
         counts[later] &= ids[later] != ids[earlier]
     return counts
@@ -279,12 +280,12 @@ def peak_span(grid: QGrid) -> int:
 
 
 def _may_share(points: np.ndarray, span: int) -> list[tuple[int, np.ndarray]]:
-    """For the lags of :func:`one_line_per_peak`: the lines k (last axis of ``points``, grid
+    """For each of :data:`PEAK_LAGS`: the lines k (last axis of ``points``, grid
     points of the lines at each cell) that may take the same peak as line k − lag at some cell,
     those within ``span`` points of it somewhere. Lines further apart never share a peak (both
     without one, they gain nothing), so only these need their peaks compared."""
     out = []
-    for lag in (lag for lag in (1, 2) if points.shape[-1] > lag):
+    for lag in (lag for lag in PEAK_LAGS if points.shape[-1] > lag):
         gap = np.abs(points[..., lag:] - points[..., :-lag]).reshape(-1, points.shape[-1] - lag)
         out.append((lag, np.flatnonzero(gap.min(0, initial=span + 1) <= span) + lag))
     return out
